@@ -11,8 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from typing import TYPE_CHECKING
+
+from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.sim.server import RunningSimulator, start_simulator
+
+if TYPE_CHECKING:
+    from bingobackup.sim.server import RunningSimulator
 
 ACCESS_KEY = "AKTEST0000000001"
 SECRET_KEY = "sk-test-0123456789abcdef"  # tests assert this never leaks into messages
@@ -20,6 +25,8 @@ SECRET_KEY = "sk-test-0123456789abcdef"  # tests assert this never leaks into me
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[RunningSimulator]:
+    from bingobackup.sim.server import start_simulator
+
     running = start_simulator(
         state_dir=tmp_path / "sim-state",
         access_key=ACCESS_KEY,
@@ -36,3 +43,24 @@ def sim(tmp_path: Path) -> Iterator[RunningSimulator]:
 @pytest.fixture
 def cloud_client(sim: RunningSimulator) -> BingoCloudClient:
     return BingoCloudClient(sim.endpoint, ACCESS_KEY, SECRET_KEY, retry_window_seconds=5.0)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+    """One local Prefect server for the whole session, started the way the CLI starts it."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from bingobackup.cli import prefect_server as manager
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BINGOBACKUP_HOME", str(tmp_path_factory.mktemp("bingobackup-home")))
+    patch.delenv("PREFECT_API_URL", raising=False)
+    info = manager.ensure_server()
+    patch.setenv("PREFECT_API_URL", info.url)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: info.url}):
+            yield info
+    finally:
+        patch.delenv("PREFECT_API_URL", raising=False)
+        manager.stop_server()
+        patch.undo()

@@ -11,14 +11,16 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from bingobackup.cli.prefect_server import ServerInfo
+    from bingobackup.resources.models import User
+    from bingobackup.resources.store import RegistryStore
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def acting_user() -> str:
-    """Who runs the command: `--as` on the command line, else BINGOBACKUP_USER, else admin."""
-    return os.environ.get("BINGOBACKUP_USER", "admin")
+def acting_user_name() -> str | None:
+    """Who runs the command: `--user` on the command line, else BINGOBACKUP_USER."""
+    return os.environ.get("BINGOBACKUP_USER") or None
 
 
 @contextmanager
@@ -31,3 +33,27 @@ def prefect_api() -> Iterator[ServerInfo]:
 
     with temporary_settings(updates={PREFECT_API_URL: info.url}):
         yield info
+
+
+@contextmanager
+def registry() -> Iterator[tuple[RegistryStore, User]]:
+    """The registry of clouds, backup hosts and users (Prefect Blocks) and the acting user."""
+    with prefect_api():
+        from bingobackup.resources.users import resolve_user
+        from tasks.blocks import PrefectRegistryStore
+
+        store = PrefectRegistryStore()
+        yield store, resolve_user(store, acting_user_name())
+
+
+def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
+    """`KEY=VALUE` command-line pairs; a malformed one is refused naming it."""
+    from bingobackup.errors import BingoBackupError
+
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise BingoBackupError(f"{what} '{pair}' is not KEY=VALUE")
+        parsed[key] = value
+    return parsed

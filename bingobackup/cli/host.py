@@ -1,0 +1,90 @@
+"""`bingobackup host …`: backup hosts — register, activate, authorize (guide §3.3)."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from bingobackup.cli.common import console, registry
+
+app = typer.Typer(help="Backup hosts: VMs in the cloud that run the agent.", no_args_is_help=True)
+
+
+@app.command()
+def register(
+    instance_ids: list[str] = typer.Argument(..., help="Instance id(s) of the backup-host VM(s)"),
+    cloud: str = typer.Option(..., help="Registered cloud the VMs belong to"),
+    activate: bool = typer.Option(False, help="Activate them right away"),
+) -> None:
+    """Register VMs as backup hosts after checking their OS against the compatibility list (admin)."""
+    from bingobackup.resources.hosts import activate_backup_host, register_backup_host
+
+    with registry() as (store, user):
+        for instance_id in instance_ids:
+            host = register_backup_host(store, user, cloud, instance_id)
+            if activate:
+                host = activate_backup_host(store, user, instance_id)
+            state = "activated" if host.activated else "registered (activate it next)"
+            console.print(
+                f"Backup host [bold]{host.instance_id}[/] ({host.name}, {host.os_name} {host.os_version}, "
+                f"cluster {host.cluster_id}) {state}."
+            )
+
+
+@app.command()
+def activate(instance_ids: list[str]) -> None:
+    """Activate registered backup hosts (admin; single or batch)."""
+    from bingobackup.resources.hosts import activate_backup_host
+
+    with registry() as (store, user):
+        for instance_id in instance_ids:
+            activate_backup_host(store, user, instance_id)
+            console.print(f"Backup host [bold]{instance_id}[/] activated.")
+
+
+@app.command()
+def authorize(
+    instance_ids: list[str],
+    group: list[str] = typer.Option(..., "--group", help="User group (repeatable)"),
+    revoke: bool = typer.Option(False, help="Withdraw the groups instead"),
+) -> None:
+    """Authorize user groups to use one or more backup hosts (admin; single or batch)."""
+    from bingobackup.resources.hosts import authorize as grant
+    from bingobackup.resources.hosts import deauthorize
+
+    with registry() as (store, user):
+        changed = (deauthorize if revoke else grant)(store, user, "host", instance_ids, group)
+    for h in changed:
+        console.print(f"Backup host [bold]{h.instance_id}[/]: groups {', '.join(h.groups) or 'none'}")  # type: ignore[union-attr]
+
+
+@app.command()
+def deregister(instance_id: str) -> None:
+    """Forget a backup host (admin)."""
+    from bingobackup.resources.hosts import deregister_backup_host
+
+    with registry() as (store, user):
+        deregister_backup_host(store, user, instance_id)
+    console.print(f"Backup host [bold]{instance_id}[/] deregistered.")
+
+
+@app.command("list")
+def list_() -> None:
+    """Backup hosts you may use."""
+    from bingobackup.resources.access import may_use
+
+    with registry() as (store, user):
+        hosts = [h for h in store.list_hosts() if may_use(user, h.groups)]
+    table = Table("instance", "name", "cloud", "cluster", "node", "OS", "activated", "groups")
+    for h in hosts:
+        table.add_row(
+            h.instance_id,
+            h.name,
+            h.cloud,
+            h.cluster_id,
+            h.node_id,
+            f"{h.os_name} {h.os_version} {h.architecture}",
+            "yes" if h.activated else "no",
+            ", ".join(h.groups),
+        )
+    console.print(table)

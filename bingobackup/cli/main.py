@@ -1,0 +1,63 @@
+"""The `bingobackup` command: one module per command group, imported lazily so that
+commands which need neither Prefect nor the cloud answer quickly."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from bingobackup.cli import cloud, demo, host, resources, server, sim, user
+from bingobackup.cli.common import err_console
+
+app = typer.Typer(
+    name="bingobackup",
+    help="Backup and restore of BingoCloud virtual machines, orchestrated by Prefect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(sim.app, name="sim")
+app.add_typer(server.app, name="server")
+app.add_typer(cloud.app, name="cloud")
+app.add_typer(host.app, name="host")
+app.add_typer(user.app, name="user")
+app.add_typer(resources.app, name="resources")
+app.command("demo")(demo.demo)
+
+
+@app.callback()
+def _global(
+    user: str = typer.Option(
+        None,
+        "--user",
+        help="Act as this bingobackup user (default: $BINGOBACKUP_USER; the built-in admin while no "
+        "user is registered).",
+    ),
+) -> None:
+    if user:
+        os.environ["BINGOBACKUP_USER"] = user
+
+
+def _is_operator_error(exc: BaseException) -> bool:
+    from pydantic import ValidationError
+
+    from bingobackup.errors import BingoBackupError
+
+    return isinstance(exc, BingoBackupError | ValidationError | FileNotFoundError | PermissionError)
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as exc:
+        if os.environ.get("BINGOBACKUP_DEBUG") or not _is_operator_error(exc):
+            raise
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Registered resources: clouds, backup hosts and users.
+
+These models cross every boundary (CLI input, Prefect Blocks, job specs), so validation
+errors name the field and the rule. Secrets are `SecretStr`: their repr and str are masked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from bingobackup.cloud.client import BingoCloudClient
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+DEFAULT_HTTPS_PORT = 443
+DEFAULT_HTTP_PORT = 80
+
+Role = Literal["admin", "operator"]
+
+
+def default_port(ssl: bool) -> int:
+    """The guide's defaults: SSL on → 443, off → 80."""
+    return DEFAULT_HTTPS_PORT if ssl else DEFAULT_HTTP_PORT
+
+
+def check_slug(value: str, what: str) -> str:
+    if not SLUG_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"{what} {value!r} is not allowed: use 1-63 lowercase letters, digits and dashes, "
+            "starting and ending with a letter or digit (e.g. 'demo' or 'cloud-a')"
+        )
+    return value
+
+
+def _clean_groups(groups: list[str]) -> list[str]:
+    """Strip, drop empties and duplicates, keep the order given (the UI shows it)."""
+    seen: dict[str, None] = {}
+    for group in groups:
+        name = group.strip()
+        if name:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+class ResourceModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CloudRegistration(ResourceModel):
+    """A BingoCloud registered for backup (V7 and V9 share the same API)."""
+
+    name: str = Field(description="Lowercase slug naming this cloud in jobs and the UI")
+    address: str = Field(description="Host name or IP address of the BingoCloud API")
+    port: int = Field(default=0, ge=0, le=65535, description="0 → 443 with SSL, 80 without")
+    ssl: bool = False
+    access_key: str = Field(min_length=1)
+    secret_key: SecretStr
+    ca_file: str | None = Field(default=None, description="Extra CA bundle for a private CA")
+    verify_tls: bool = True
+    data_network: str | None = Field(default=None, description="Network used for backup data")
+    tags: dict[str, str] = Field(default_factory=dict)
+    groups: list[str] = Field(default_factory=list, description="User groups authorized to use it")
+    backup_host: str = Field(min_length=1, description="Instance id of the backup host used to register")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        return check_slug(value, "Cloud name")
+
+    @field_validator("address")
+    @classmethod
+    def _address_is_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value or "/" in value or " " in value:
+            raise ValueError(
+                f"address {value!r} must be a host name or IP address only "
+                "(no scheme, path or port: use --port and --ssl for those)"
+            )
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("the Secret Key must not be empty")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_clean(cls, value: list[str]) -> list[str]:
+        return _clean_groups(value)
+
+    @model_validator(mode="after")
+    def _port_defaults_to_scheme(self) -> CloudRegistration:
+        if self.port == 0:
+            # object.__setattr__: validate_assignment would re-enter this validator.
+            object.__setattr__(self, "port", default_port(self.ssl))
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        scheme = "https" if self.ssl else "http"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{scheme}://{host}:{self.port}/"
+
+    def describe_connection(self) -> str:
+        """How the cloud is reached, for messages: address, port and SSL state, never keys."""
+        return f"{self.address}:{self.port} (SSL {'on' if self.ssl else 'off'}, {self.endpoint})"
+
+    def client(self, **kwargs: Any) -> BingoCloudClient:
+        """A client of this cloud; `kwargs` go to `BingoCloudClient` (timeouts, retry window)."""
+        return BingoCloudClient(
+            self.endpoint,
+            self.access_key,
+            self.secret_key.get_secret_value(),
+            verify=self.verify_tls,
+            ca_file=self.ca_file,
+            **kwargs,
+        )
+
+
+class BackupHost(ResourceModel):
+    """A VM inside a registered cloud that runs our agent and reads snapshot volumes."""
+
+    instance_id: str = Field(min_length=1)
+    cloud: str
+    cluster_id: str
+    node_id: str
+    name: str = ""
+    os_name: str = ""
+    os_version: str = ""
+    architecture: str = ""
+    activated: bool = False
+    groups: list[str] = Field(default_factory=list)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_clean(cls, value: list[str]) -> list[str]:
+        return _clean_groups(value)
+
+
+class User(ResourceModel):
+    """Admins activate and authorize; operators use resources authorized to their groups."""
+
+    name: str = Field(min_length=1)
+    role: Role = "operator"
+    groups: list[str] = Field(default_factory=list)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_clean(cls, value: list[str]) -> list[str]:
+        return _clean_groups(value)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"

@@ -1,0 +1,203 @@
+"""Prefect Block types for registered resources, and the registry store built on them.
+
+Each Block type *is* the engine model (it inherits its fields and validation), so the
+Prefect UI shows the same fields the CLI takes, and `SecretStr` fields are encrypted by
+the server and masked in the UI. The engine never imports this module: it sees only the
+`RegistryStore` protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from prefect.blocks.core import Block
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel
+
+from bingobackup.resources.models import BackupHost, CloudRegistration, User
+
+_PAGE = 200
+
+
+class _ModelBlock(Block):
+    """A Block whose fields are those of an engine model (`_model`)."""
+
+    _model: ClassVar[type[BaseModel]]
+
+    @classmethod
+    def from_model(cls, model: BaseModel) -> Any:
+        # Copy attribute by attribute: a dump would mask the SecretStr values.
+        return cls.model_validate({name: getattr(model, name) for name in type(model).model_fields})
+
+    def to_model(self) -> Any:
+        return self._model.model_validate({name: getattr(self, name) for name in self._model.model_fields})
+
+
+class BingoCloudBlock(_ModelBlock, CloudRegistration):
+    """A registered BingoCloud: address, port, SSL, keys (the Secret Key is encrypted)."""
+
+    _block_type_slug = "bingocloud"
+    _block_type_name = "BingoCloud"
+    _model = CloudRegistration
+
+
+class BackupHostBlock(_ModelBlock, BackupHost):
+    """A VM of a registered BingoCloud that runs the bingobackup agent."""
+
+    _block_type_slug = "bingobackup-backup-host"
+    _block_type_name = "BingoBackup backup host"
+    _model = BackupHost
+
+
+class BingoBackupUserBlock(_ModelBlock, User):
+    """A bingobackup user: role (admin/operator) and user groups."""
+
+    _block_type_slug = "bingobackup-user"
+    _block_type_name = "BingoBackup user"
+    _model = User
+
+
+BLOCK_TYPES: tuple[type[_ModelBlock], ...] = (BingoCloudBlock, BackupHostBlock, BingoBackupUserBlock)
+
+
+def register_block_types() -> None:
+    """Make the Block types known to the Prefect server (idempotent), so the UI can show them."""
+    for block_type in BLOCK_TYPES:
+        block_type.register_type_and_schema()
+
+
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def block_document_name(key: str) -> str:
+    """A Prefect block document name (lowercase letters, digits, dashes) for `key`.
+
+    Keys that are not slugs already (instance ids such as `i-49ADD723`, user names) get a
+    short hash of the exact key appended, so keys differing only in case never collide.
+    """
+    slug = _NOT_SLUG.sub("-", key.lower()).strip("-")
+    if slug == key:
+        return key
+    digest = hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+    return f"{slug[:50]}-{digest}" if slug else digest
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _BlockTable(Generic[M]):
+    """Engine models of one kind, stored as block documents of `block_type`."""
+
+    def __init__(self, block_type: type[_ModelBlock], key: Callable[[M], str]) -> None:
+        self._block_type = block_type
+        self._key = key
+
+    def get(self, key: str) -> M | None:
+        try:
+            block = cast(_ModelBlock, self._block_type.load(block_document_name(key)))
+        except ValueError:  # Prefect's "Unable to find block document named …"
+            return None
+        model: M = block.to_model()
+        return model
+
+    def put(self, model: M) -> None:
+        self._block_type.from_model(model).save(block_document_name(self._key(model)), overwrite=True)
+
+    def delete(self, key: str) -> None:
+        try:
+            self._block_type.delete(block_document_name(key))
+        except (ValueError, ObjectNotFound):
+            return
+
+    def all(self) -> list[M]:
+        models: list[M] = []
+        with get_client(sync_client=True) as client:
+            offset = 0
+            while True:
+                try:
+                    documents = client.read_block_documents_by_type(
+                        self._block_type.get_block_type_slug(),
+                        offset=offset,
+                        limit=_PAGE,
+                        include_secrets=True,
+                    )
+                except ObjectNotFound:  # the type was never registered: nothing saved yet
+                    return []
+                models += [self._block_type.model_validate(doc.data).to_model() for doc in documents]
+                if len(documents) < _PAGE:
+                    break
+                offset += _PAGE
+        return sorted(models, key=self._key)
+
+
+def _names_cloud(parameters: Any, cloud: str) -> bool:
+    """True when a `cloud: <name>` entry appears anywhere in a deployment's parameters."""
+    if isinstance(parameters, dict):
+        return parameters.get("cloud") == cloud or any(_names_cloud(v, cloud) for v in parameters.values())
+    if isinstance(parameters, list):
+        return any(_names_cloud(v, cloud) for v in parameters)
+    return False
+
+
+def _all_deployments() -> Iterator[Any]:
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_deployments(limit=_PAGE, offset=offset)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            offset += _PAGE
+
+
+class PrefectRegistryStore:
+    """`RegistryStore` on the Prefect server named by the current Prefect settings."""
+
+    def __init__(self) -> None:
+        self._clouds: _BlockTable[CloudRegistration] = _BlockTable(BingoCloudBlock, lambda c: c.name)
+        self._hosts: _BlockTable[BackupHost] = _BlockTable(BackupHostBlock, lambda h: h.instance_id)
+        self._users: _BlockTable[User] = _BlockTable(BingoBackupUserBlock, lambda u: u.name)
+
+    def get_cloud(self, name: str) -> CloudRegistration | None:
+        return self._clouds.get(name)
+
+    def save_cloud(self, cloud: CloudRegistration) -> None:
+        self._clouds.put(cloud)
+
+    def delete_cloud(self, name: str) -> None:
+        self._clouds.delete(name)
+
+    def list_clouds(self) -> list[CloudRegistration]:
+        return self._clouds.all()
+
+    def get_host(self, instance_id: str) -> BackupHost | None:
+        return self._hosts.get(instance_id)
+
+    def save_host(self, host: BackupHost) -> None:
+        self._hosts.put(host)
+
+    def delete_host(self, instance_id: str) -> None:
+        self._hosts.delete(instance_id)
+
+    def list_hosts(self) -> list[BackupHost]:
+        return self._hosts.all()
+
+    def get_user(self, name: str) -> User | None:
+        return self._users.get(name)
+
+    def save_user(self, user: User) -> None:
+        self._users.put(user)
+
+    def delete_user(self, name: str) -> None:
+        self._users.delete(name)
+
+    def list_users(self) -> list[User]:
+        return self._users.all()
+
+    def jobs_using_cloud(self, name: str) -> list[str]:
+        """Deployments (jobs) whose parameters contain `cloud: <name>` at any depth."""
+        return sorted({d.name for d in _all_deployments() if _names_cloud(d.parameters, name)})
