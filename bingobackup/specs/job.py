@@ -1,0 +1,141 @@
+"""The backup job spec (DESIGN.md §4): the typed parameter of the backup flow.
+
+Version 1 is the current version. When the model changes, bump `JOB_SPEC_VERSION`, add a
+migration from the previous version to `JOB_MIGRATIONS`, and keep a stored old spec in
+`tests/fixtures/specs/` that must keep loading.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bingobackup.resources.discovery import ContentSelection, SelectionFilters
+from bingobackup.specs.loading import Migration, load_versioned, read_yaml
+from bingobackup.specs.schedule import ManualSchedule, Schedule
+
+JOB_SPEC_VERSION = 1
+JOB_MIGRATIONS: dict[int, Migration] = {}
+
+_UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]iB|B)\s*$", re.IGNORECASE)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def parse_size(value: str | int, field: str) -> int:
+    """`500GiB`, `1.5 TiB`, `512 KiB` → bytes; a bare number is bytes."""
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(
+            f"{field} must be a size such as '500GiB' (units B, KiB, MiB, GiB, TiB), got {value!r}"
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hook(_Spec):
+    """A precondition, pre-script or post-script: a shell command with a time limit."""
+
+    command: str = Field(min_length=1)
+    timeout_seconds: int = Field(default=300, ge=1, le=86400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"command": value} if isinstance(value, str) else value
+
+
+class SkipIfFreeBelow(_Spec):
+    """Do not back up a VM when a datastore it uses has free space ≤ these (guide table 2).
+
+    Both set → both must hold to skip. `gib` is shorthand for `space` in GiB.
+    """
+
+    percent: float | None = Field(default=None, ge=0, le=100)
+    space: str | None = Field(default=None, description="e.g. '500GiB' (KiB, MiB, GiB, TiB)")
+    gib: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_space_form(self) -> SkipIfFreeBelow:
+        if self.space is not None and self.gib is not None:
+            raise ValueError("give the free-space threshold as 'space' or 'gib', not both")
+        if self.space is not None:
+            parse_size(self.space, "skip_if_free_below.space")
+        return self
+
+    @property
+    def space_bytes(self) -> int | None:
+        if self.space is not None:
+            return parse_size(self.space, "space")
+        return int(self.gib * (1 << 30)) if self.gib is not None else None
+
+
+class RetryPolicy(_Spec):
+    count: int = Field(default=3, ge=0, le=10, description="retries of the VMs that failed; 0 = none")
+    interval_minutes: float = Field(default=10, ge=0, le=1440)
+
+
+class RateLimit(_Spec):
+    """A rate in force during a daily UTC window (guide table 3); 0 means unlimited."""
+
+    rate: str = Field(description="e.g. '50MiB/s' (KiB/s, MiB/s, GiB/s)")
+    window_from: str = Field(default="00:00", alias="from")
+    window_to: str = Field(default="00:00", alias="to")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class BackupOptions(_Spec):
+    compression: Literal["fast", "none"] = "fast"
+    parallel_vms: int = Field(default=2, ge=1, le=64)
+    parallel_vms_per_node: int = Field(default=2, ge=1, le=64)
+    parallel_disks_per_vm: int = Field(default=2, ge=1, le=64)
+    channels: int = Field(default=2, ge=1, le=32, description="reader/compressor threads per disk")
+    skip_if_free_below: SkipIfFreeBelow | None = None
+    power_off: bool = False
+    dedup_mode: Literal["agent", "server"] = "agent"
+    reconnect_minutes: int = Field(default=10, ge=1, le=60)
+    resume_buffer_mib: int = Field(default=10, ge=1, le=4096)
+    transfer_limits: list[RateLimit] = Field(default_factory=list)
+    read_limits: list[RateLimit] = Field(default_factory=list)
+    precondition: Hook | None = None
+    pre_script: Hook | None = None
+    post_script: Hook | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class BackupJobSpec(_Spec):
+    version: Literal[1] = 1
+    name: str = Field(description="job name: letters, digits, '.', '_' and '-'")
+    cloud: str
+    backup_host: str = Field(description="instance id of an activated backup host in the VMs' cluster")
+    pool: str
+    content: list[ContentSelection] = Field(min_length=1)
+    filters: SelectionFilters = Field(default_factory=SelectionFilters)
+    schedule: Schedule = Field(default_factory=ManualSchedule)
+    options: BackupOptions = Field(default_factory=BackupOptions)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"job name {value!r} must start with a letter or digit and hold only letters, digits, "
+                "'.', '_' and '-' (at most 63 characters)"
+            )
+        return value
+
+
+def load_job_spec(source: str | Path | dict[str, Any]) -> BackupJobSpec:
+    """A backup job spec from a YAML file, YAML text or a mapping, migrated to the current version."""
+    data = source if isinstance(source, dict) else read_yaml(source)
+    what = f"Backup job spec {source}" if isinstance(source, Path) else "Backup job spec"
+    return load_versioned(data, BackupJobSpec, JOB_SPEC_VERSION, JOB_MIGRATIONS, what)
