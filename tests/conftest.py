@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-
-from typing import TYPE_CHECKING
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
