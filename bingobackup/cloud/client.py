@@ -1,12 +1,30 @@
-"""BingoCloud API client (INTERFACE STUB: bodies to be written; signatures are the contract).
+"""BingoCloud API client.
 
 The same client talks to a real BingoCloud and to the simulator. See docs/cloud-api.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import logging
+import random
+import ssl
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
+from pydantic import SecretStr
+
+from bingobackup.cloud import _parse
+from bingobackup.cloud._query import FilterValues, filter_params, list_params, optional_params
+from bingobackup.cloud._xml import items, parse, text
+from bingobackup.cloud.errors import (
+    CloudError,
+    CloudNotFoundError,
+    CloudRetryableError,
+    CloudUnreachableError,
+    error_from_response,
+)
 from bingobackup.cloud.models import (
     Cluster,
     Image,
@@ -23,6 +41,16 @@ from bingobackup.cloud.models import (
     VolumeAttachment,
     Vpc,
 )
+from bingobackup.cloud.signing import signed_params
+from bingobackup.cloud.transport import Endpoint, make_ssl_context, post_form
+
+log = logging.getLogger("bingobackup.cloud")
+
+T = TypeVar("T")
+Filters = dict[str, FilterValues]
+
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 5.0
 
 
 class BingoCloudClient:
@@ -32,6 +60,7 @@ class BingoCloudClient:
     throttling, 5xx and dropped connections are retried (backoff with jitter) before the
     last error is raised. `verify` (default True) checks TLS certificates; `ca_file` adds a
     CA bundle. The secret key is never put in a log line, repr or exception.
+    `page_size` is the `MaxRecords` sent by the Describe* iterators.
     """
 
     def __init__(
@@ -44,36 +73,367 @@ class BingoCloudClient:
         ca_file: str | None = None,
         timeout_seconds: float = 30.0,
         retry_window_seconds: float = 60.0,
+        page_size: int = 100,
     ) -> None:
-        raise NotImplementedError
+        if not 1 <= page_size <= 1000:
+            raise ValueError(f"page_size must be between 1 and 1000 (MaxRecords), not {page_size}")
+        self._endpoint = Endpoint.parse(endpoint)
+        self.endpoint = self._endpoint.url
+        self.access_key = access_key
+        self._secret_key = SecretStr(secret_key)
+        self.verify = verify
+        self.ca_file = ca_file
+        self.timeout_seconds = timeout_seconds
+        self.retry_window_seconds = retry_window_seconds
+        self.page_size = page_size
+        self._ssl_context: ssl.SSLContext | None = (
+            make_ssl_context(verify, ca_file) if self._endpoint.scheme == "https" else None
+        )
+        self._random = random.Random()
+
+    def __repr__(self) -> str:
+        return f"BingoCloudClient(endpoint={self.endpoint!r}, access_key={self.access_key!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # SSL contexts do not pickle; rebuilt on unpickling from verify/ca_file.
+        state = dict(self.__dict__)
+        state["_ssl_context"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._endpoint.scheme == "https":
+            self._ssl_context = make_ssl_context(self.verify, self.ca_file)
+
+    # ------------------------------------------------------------------ transport
+
+    def _call_once(self, action: str, params: dict[str, str]) -> ET.Element:
+        signed = signed_params(
+            action,
+            params,
+            self.access_key,
+            self._secret_key.get_secret_value(),
+            self._endpoint.host_header,
+            self._endpoint.path,
+        )
+        status, body = post_form(
+            self._endpoint,
+            signed,
+            action=action,
+            timeout=self.timeout_seconds,
+            ssl_context=self._ssl_context,
+        )
+        if status != 200:
+            raise error_from_response(status, body, action)
+        try:
+            return parse(body)
+        except ET.ParseError as exc:
+            raise CloudError(
+                f"BingoCloud answered with XML the client cannot parse ({exc})",
+                code="MalformedResponse",
+                http_status=status,
+                action=action,
+            ) from None
+
+    def _call(self, action: str, params: dict[str, str]) -> ET.Element:
+        """One action, retried on throttling, 5xx and dropped connections within the window.
+
+        Mutating actions are retried too: BingoCloud (and the simulator) reject a repeated
+        attach/delete with a typed error rather than doing it twice, and a duplicate
+        snapshot or volume from a lost response is cheaper than a failed backup run.
+        """
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._call_once(action, params)
+            except (CloudRetryableError, CloudUnreachableError) as error:
+                if isinstance(error, CloudUnreachableError) and not error.transient:
+                    raise
+                elapsed = time.monotonic() - started
+                ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
+                delay = self._random.uniform(0, ceiling)  # full jitter
+                if elapsed + delay > self.retry_window_seconds:
+                    raise error.after_retries(attempt, elapsed) from error
+                log.warning(
+                    "BingoCloud %s at %s failed (attempt %d): %s; retrying in %.2f s",
+                    action,
+                    self.endpoint,
+                    attempt,
+                    error.code or error.message,
+                    delay,
+                )
+                time.sleep(delay)
+
+    def _pages(
+        self,
+        action: str,
+        params: dict[str, str],
+        extract: Callable[[ET.Element], list[T]],
+        *,
+        paged: bool = True,
+    ) -> Iterator[T]:
+        """Every item of a Describe* action, following `nextToken` page by page."""
+        token: str | None = None
+        while True:
+            page_params = dict(params)
+            if paged:
+                page_params["MaxRecords"] = str(self.page_size)
+            if token:
+                page_params["NextToken"] = token
+            root = self._call(action, page_params)
+            yield from extract(root)
+            token = text(root, "nextToken")
+            if not token:
+                return
+
+    def _describe(
+        self,
+        action: str,
+        params: dict[str, str],
+        set_path: str,
+        parse_item: Callable[[ET.Element], T],
+        *,
+        paged: bool = True,
+    ) -> Iterator[T]:
+        return self._pages(
+            action, params, lambda root: [parse_item(i) for i in items(root, set_path)], paged=paged
+        )
+
+    def _expect_true(self, action: str, params: dict[str, str]) -> None:
+        root = self._call(action, params)
+        if text(root, "return") != "true":
+            raise CloudError(f"BingoCloud answered return={text(root, 'return')!r}", action=action)
+
+    # ------------------------------------------------------------------ describe
 
     # Describe* return iterators that page with MaxRecords/NextToken transparently.
-    def describe_clusters(self, cluster_ids: Sequence[str] = ()) -> Iterator[Cluster]: ...
-    def describe_nodes(self, node_ids: Sequence[str] = (), *, cluster_id: str | None = None) -> Iterator[Node]: ...
-    def describe_storages(self, storage_ids: Sequence[str] = (), *, cluster_id: str | None = None) -> Iterator[Storage]: ...
-    def describe_instances(self, instance_ids: Sequence[str] = (), *, filters: dict[str, str | Sequence[str]] | None = None) -> Iterator[Instance]: ...
-    def describe_volumes(self, volume_ids: Sequence[str] = (), *, filters: dict[str, str | Sequence[str]] | None = None) -> Iterator[Volume]: ...
-    def describe_snapshots(self, snapshot_ids: Sequence[str] = (), *, filters: dict[str, str | Sequence[str]] | None = None) -> Iterator[Snapshot]: ...
-    def describe_images(self, image_ids: Sequence[str] = ()) -> Iterator[Image]: ...
-    def describe_vpcs(self, vpc_ids: Sequence[str] = ()) -> Iterator[Vpc]: ...
-    def describe_subnets(self, subnet_ids: Sequence[str] = (), *, vpc_id: str | None = None) -> Iterator[Subnet]: ...
-    def describe_security_groups(self, group_ids: Sequence[str] = (), *, vpc_id: str | None = None) -> Iterator[SecurityGroup]: ...
-    def describe_instance_types(self) -> Iterator[InstanceType]: ...
+    def describe_clusters(self, cluster_ids: Sequence[str] = ()) -> Iterator[Cluster]:
+        return self._describe(
+            "DescribeClusters", list_params("ClusterId", cluster_ids), "clusterSet", _parse.cluster
+        )
+
+    def describe_nodes(
+        self, node_ids: Sequence[str] = (), *, cluster_id: str | None = None
+    ) -> Iterator[Node]:
+        params = {**list_params("NodeId", node_ids), **filter_params({"cluster-id": cluster_id or []})}
+        return self._describe("DescribeNodes", params, "nodeSet", _parse.node)
+
+    def describe_storages(
+        self, storage_ids: Sequence[str] = (), *, cluster_id: str | None = None
+    ) -> Iterator[Storage]:
+        params = {**list_params("StorageId", storage_ids), **filter_params({"cluster-id": cluster_id or []})}
+        return self._describe("DescribeStorages", params, "storageSet", _parse.storage)
+
+    def describe_instances(
+        self, instance_ids: Sequence[str] = (), *, filters: Filters | None = None
+    ) -> Iterator[Instance]:
+        params = {**list_params("InstanceId", instance_ids), **filter_params(filters)}
+        return self._pages("DescribeInstances", params, _parse.instances_of_reservations)
+
+    def describe_volumes(
+        self, volume_ids: Sequence[str] = (), *, filters: Filters | None = None
+    ) -> Iterator[Volume]:
+        params = {**list_params("VolumeId", volume_ids), **filter_params(filters)}
+        return self._describe("DescribeVolumes", params, "volumeSet", _parse.volume)
+
+    def describe_snapshots(
+        self, snapshot_ids: Sequence[str] = (), *, filters: Filters | None = None
+    ) -> Iterator[Snapshot]:
+        params = {**list_params("SnapshotId", snapshot_ids), **filter_params(filters)}
+        return self._describe("DescribeSnapshots", params, "snapshotSet", _parse.snapshot)
+
+    # The contract documents no paging for the actions below: MaxRecords is not sent, but
+    # a nextToken is still followed if a cloud sends one.
+    def describe_images(self, image_ids: Sequence[str] = ()) -> Iterator[Image]:
+        return self._describe(
+            "DescribeImages", list_params("ImageId", image_ids), "imagesSet", _parse.image, paged=False
+        )
+
+    def describe_vpcs(self, vpc_ids: Sequence[str] = ()) -> Iterator[Vpc]:
+        return self._describe(
+            "DescribeVpcs", list_params("VpcId", vpc_ids), "vpcSet", _parse.vpc, paged=False
+        )
+
+    def describe_subnets(
+        self, subnet_ids: Sequence[str] = (), *, vpc_id: str | None = None
+    ) -> Iterator[Subnet]:
+        params = {**list_params("SubnetId", subnet_ids), **filter_params({"vpc-id": vpc_id or []})}
+        return self._describe("DescribeSubnets", params, "subnetSet", _parse.subnet, paged=False)
+
+    def describe_security_groups(
+        self, group_ids: Sequence[str] = (), *, vpc_id: str | None = None
+    ) -> Iterator[SecurityGroup]:
+        params = {**list_params("GroupId", group_ids), **filter_params({"vpc-id": vpc_id or []})}
+        return self._describe(
+            "DescribeSecurityGroups", params, "securityGroupInfo", _parse.security_group, paged=False
+        )
+
+    def describe_instance_types(self) -> Iterator[InstanceType]:
+        return self._describe(
+            "DescribeInstanceTypes", {}, "instanceTypeSet", _parse.instance_type, paged=False
+        )
+
+    # ------------------------------------------------------------------ single lookups
 
     # Single-object lookups raise the typed NotFound error of bingobackup.cloud.errors.
-    def get_instance(self, instance_id: str) -> Instance: ...
-    def get_volume(self, volume_id: str) -> Volume: ...
-    def get_snapshot(self, snapshot_id: str) -> Snapshot: ...
+    @staticmethod
+    def _only(found: Iterator[T], kind: str, code: str, resource_id: str, action: str) -> T:
+        for item in found:
+            return item
+        raise CloudNotFoundError(f"The {kind} '{resource_id}' does not exist.", code=code, action=action)
 
-    def create_snapshot(self, volume_id: str, description: str = "") -> Snapshot: ...
-    def delete_snapshot(self, snapshot_id: str) -> None: ...
-    def create_volume(self, *, size_bytes: int | None = None, snapshot_id: str | None = None, storage_id: str | None = None, name: str | None = None, node_id: str | None = None) -> Volume: ...
-    def delete_volume(self, volume_id: str) -> None: ...
-    def attach_volume(self, volume_id: str, instance_id: str, device: str) -> VolumeAttachment: ...
-    def detach_volume(self, volume_id: str, instance_id: str | None = None, *, force: bool = False) -> VolumeAttachment: ...
-    def stop_instances(self, instance_ids: Sequence[str], *, force: bool = False) -> list[StateChange]: ...
-    def start_instances(self, instance_ids: Sequence[str]) -> list[StateChange]: ...
-    def terminate_instances(self, instance_ids: Sequence[str]) -> list[StateChange]: ...
-    def register_image(self, *, name: str, root_snapshot_id: str, root_device_name: str = "/dev/vda", description: str = "") -> str: ...
-    def deregister_image(self, image_id: str) -> None: ...
-    def run_instance(self, *, image_id: str, name: str, instance_type: str | None = None, cpu: int | None = None, memory_mib: int | None = None, node_id: str | None = None, storage_id: str | None = None, nics: Sequence[NicSpec] = ()) -> Instance: ...
+    def get_instance(self, instance_id: str) -> Instance:
+        return self._only(
+            self.describe_instances([instance_id]),
+            "instance",
+            "InvalidInstanceID.NotFound",
+            instance_id,
+            "DescribeInstances",
+        )
+
+    def get_volume(self, volume_id: str) -> Volume:
+        return self._only(
+            self.describe_volumes([volume_id]),
+            "volume",
+            "InvalidVolume.NotFound",
+            volume_id,
+            "DescribeVolumes",
+        )
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        return self._only(
+            self.describe_snapshots([snapshot_id]),
+            "snapshot",
+            "InvalidSnapshot.NotFound",
+            snapshot_id,
+            "DescribeSnapshots",
+        )
+
+    # ------------------------------------------------------------------ volumes and snapshots
+
+    def create_snapshot(self, volume_id: str, description: str = "") -> Snapshot:
+        root = self._call("CreateSnapshot", {"VolumeId": volume_id, "Description": description})
+        return _parse.snapshot(root)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self._expect_true("DeleteSnapshot", {"SnapshotId": snapshot_id})
+
+    def create_volume(
+        self,
+        *,
+        size_bytes: int | None = None,
+        snapshot_id: str | None = None,
+        storage_id: str | None = None,
+        name: str | None = None,
+        node_id: str | None = None,
+    ) -> Volume:
+        if size_bytes is None and snapshot_id is None:
+            raise ValueError("create_volume needs size_bytes or snapshot_id")
+        params = optional_params(
+            {
+                "SizeBytes": size_bytes,
+                "SnapshotId": snapshot_id,
+                "StorageId": storage_id,
+                "VolumeName": name,
+                "NodeId": node_id,
+            }
+        )
+        return _parse.volume(self._call("CreateVolume", params))
+
+    def delete_volume(self, volume_id: str) -> None:
+        self._expect_true("DeleteVolume", {"VolumeId": volume_id})
+
+    def attach_volume(self, volume_id: str, instance_id: str, device: str) -> VolumeAttachment:
+        root = self._call(
+            "AttachVolume", {"VolumeId": volume_id, "InstanceId": instance_id, "Device": device}
+        )
+        return _parse.attachment(root)
+
+    def detach_volume(
+        self, volume_id: str, instance_id: str | None = None, *, force: bool = False
+    ) -> VolumeAttachment:
+        params = optional_params({"VolumeId": volume_id, "InstanceId": instance_id, "Force": force or None})
+        return _parse.attachment(self._call("DetachVolume", params))
+
+    # ------------------------------------------------------------------ instances
+
+    def _state_changes(self, action: str, params: dict[str, str]) -> list[StateChange]:
+        return [_parse.state_change(i) for i in items(self._call(action, params), "instancesSet")]
+
+    def stop_instances(self, instance_ids: Sequence[str], *, force: bool = False) -> list[StateChange]:
+        params = {**list_params("InstanceId", instance_ids), **optional_params({"Force": force or None})}
+        return self._state_changes("StopInstances", params)
+
+    def start_instances(self, instance_ids: Sequence[str]) -> list[StateChange]:
+        return self._state_changes("StartInstances", list_params("InstanceId", instance_ids))
+
+    def terminate_instances(self, instance_ids: Sequence[str]) -> list[StateChange]:
+        return self._state_changes("TerminateInstances", list_params("InstanceId", instance_ids))
+
+    def register_image(
+        self, *, name: str, root_snapshot_id: str, root_device_name: str = "/dev/vda", description: str = ""
+    ) -> str:
+        params = {
+            "Name": name,
+            "RootDeviceName": root_device_name,
+            "BlockDeviceMapping.1.DeviceName": root_device_name,
+            "BlockDeviceMapping.1.Ebs.SnapshotId": root_snapshot_id,
+            "Description": description,
+        }
+        image_id = text(self._call("RegisterImage", params), "imageId")
+        if not image_id:
+            raise CloudError(
+                "BingoCloud returned no imageId", code="MalformedResponse", action="RegisterImage"
+            )
+        return image_id
+
+    def deregister_image(self, image_id: str) -> None:
+        self._expect_true("DeregisterImage", {"ImageId": image_id})
+
+    def run_instance(
+        self,
+        *,
+        image_id: str,
+        name: str,
+        instance_type: str | None = None,
+        cpu: int | None = None,
+        memory_mib: int | None = None,
+        node_id: str | None = None,
+        storage_id: str | None = None,
+        nics: Sequence[NicSpec] = (),
+    ) -> Instance:
+        params = optional_params(
+            {
+                "ImageId": image_id,
+                "MinCount": 1,
+                "MaxCount": 1,
+                "InstanceName": name,
+                "InstanceType": instance_type,
+                "Cpu": cpu,
+                "Memory": memory_mib,
+                "Placement.HostId": node_id,
+                "StorageId": storage_id,
+            }
+        )
+        for n, nic in enumerate(nics, start=1):
+            prefix = f"NetworkInterface.{n}"
+            params.update(
+                optional_params(
+                    {
+                        f"{prefix}.DeviceIndex": nic.device_index,
+                        f"{prefix}.SubnetId": nic.subnet_id,
+                        f"{prefix}.PrivateIpAddress": nic.private_ip_address,
+                        f"{prefix}.MacAddress": nic.mac_address,
+                    }
+                )
+            )
+            params.update(list_params(f"{prefix}.SecurityGroupId", nic.security_group_ids))
+        root = self._call("RunInstances", params)
+        launched = [_parse.instance(i) for i in items(root, "instancesSet")]
+        if not launched:
+            raise CloudError(
+                "BingoCloud launched no instance", code="MalformedResponse", action="RunInstances"
+            )
+        return launched[0]

@@ -1,0 +1,291 @@
+"""XML items of docs/cloud-api.md → the typed models of `bingobackup.cloud.models`.
+
+Absent elements are left out so the model's default applies; an item missing a required
+element becomes a `CloudError` naming the model, instead of a bare pydantic trace.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from bingobackup.cloud._xml import child, gib_or_bytes, items, text, to_bool, to_datetime, to_int
+from bingobackup.cloud.errors import CloudError
+from bingobackup.cloud.models import (
+    BlockDeviceMapping,
+    CloudModel,
+    Cluster,
+    Image,
+    Instance,
+    InstanceState,
+    InstanceType,
+    NetworkInterface,
+    Node,
+    SecurityGroup,
+    SecurityGroupRef,
+    Snapshot,
+    StateChange,
+    Storage,
+    Subnet,
+    Volume,
+    VolumeAttachment,
+    Vpc,
+)
+
+M = TypeVar("M", bound=CloudModel)
+
+
+def build(model: type[M], fields: dict[str, Any]) -> M:
+    try:
+        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CloudError(
+            f"BingoCloud sent a {model.__name__} the client cannot read ({problems})",
+            code="MalformedResponse",
+        ) from None
+
+
+def cluster(item: ET.Element) -> Cluster:
+    return build(
+        Cluster,
+        {
+            "cluster_id": text(item, "clusterId"),
+            "name": text(item, "clusterName"),
+            "status": text(item, "status"),
+            "description": text(item, "description"),
+        },
+    )
+
+
+def node(item: ET.Element) -> Node:
+    return build(
+        Node,
+        {
+            "node_id": text(item, "nodeId"),
+            "cluster_id": text(item, "clusterId"),
+            "status": text(item, "status"),
+            "cpu_total": to_int(text(item, "cpuTotal")),
+            "cpu_used": to_int(text(item, "cpuUsed")),
+            "memory_total_mib": to_int(text(item, "memoryTotal")),
+            "memory_used_mib": to_int(text(item, "memoryUsed")),
+            "disk_total_bytes": to_int(text(item, "diskTotal")),
+            "disk_used_bytes": to_int(text(item, "diskUsed")),
+        },
+    )
+
+
+def storage(item: ET.Element) -> Storage:
+    return build(
+        Storage,
+        {
+            "storage_id": text(item, "storageId"),
+            "name": text(item, "storageName"),
+            "type": text(item, "type"),
+            "cluster_id": text(item, "clusterId"),
+            "space_max_bytes": to_int(text(item, "spaceMax")),
+            "space_used_bytes": to_int(text(item, "spaceUsed")),
+            "status": text(item, "status"),
+        },
+    )
+
+
+def instance_type(item: ET.Element) -> InstanceType:
+    return build(
+        InstanceType,
+        {
+            "instance_type": text(item, "instanceType"),
+            "cpu": to_int(text(item, "cpu")),
+            "memory_mib": to_int(text(item, "memory")),
+        },
+    )
+
+
+def _state(element: ET.Element | None) -> InstanceState | None:
+    if element is None:
+        return None
+    return build(InstanceState, {"code": to_int(text(element, "code")), "name": text(element, "name")})
+
+
+def _network_interface(item: ET.Element) -> NetworkInterface:
+    groups = tuple(
+        build(SecurityGroupRef, {"group_id": text(g, "groupId"), "group_name": text(g, "groupName")})
+        for g in items(item, "groupSet")
+    )
+    return build(
+        NetworkInterface,
+        {
+            "network_interface_id": text(item, "networkInterfaceId"),
+            "device_index": to_int(text(item, "attachment/deviceIndex")),
+            "vpc_id": text(item, "vpcId"),
+            "subnet_id": text(item, "subnetId"),
+            "private_ip_address": text(item, "privateIpAddress"),
+            "mac_address": text(item, "macAddress"),
+            "security_groups": groups,
+        },
+    )
+
+
+def _block_device(item: ET.Element) -> BlockDeviceMapping:
+    return build(
+        BlockDeviceMapping,
+        {
+            "device_name": text(item, "deviceName"),
+            "volume_id": text(item, "ebs/volumeId"),
+            "status": text(item, "ebs/status"),
+            "attach_time": to_datetime(text(item, "ebs/attachTime")),
+            "delete_on_termination": to_bool(text(item, "ebs/deleteOnTermination")),
+        },
+    )
+
+
+def instance(item: ET.Element) -> Instance:
+    return build(
+        Instance,
+        {
+            "instance_id": text(item, "instanceId"),
+            "name": text(item, "instanceName"),
+            "image_id": text(item, "imageId"),
+            "state": _state(child(item, "instanceState")),
+            "instance_type": text(item, "instanceType"),
+            "cpu": to_int(text(item, "cpu")),
+            "memory_mib": to_int(text(item, "memory")),
+            "cluster_id": text(item, "clusterId"),
+            "node_id": text(item, "hostAddress"),
+            "storage_id": text(item, "storageId"),
+            "launch_time": to_datetime(text(item, "launchTime")),
+            "platform": text(item, "platform") or None,
+            "os_name": text(item, "osName"),
+            "os_version": text(item, "osVersion"),
+            "architecture": text(item, "architecture") or None,
+            "root_device_name": text(item, "rootDeviceName") or None,
+            "network_interfaces": tuple(_network_interface(n) for n in items(item, "networkInterfaceSet")),
+            "block_devices": tuple(_block_device(b) for b in items(item, "blockDeviceMapping")),
+            "tags": {text(t, "key") or "": text(t, "value") or "" for t in items(item, "tagSet")},
+        },
+    )
+
+
+def instances_of_reservations(root: ET.Element) -> list[Instance]:
+    return [instance(i) for r in items(root, "reservationSet") for i in items(r, "instancesSet")]
+
+
+def attachment(item: ET.Element) -> VolumeAttachment:
+    return build(
+        VolumeAttachment,
+        {
+            "volume_id": text(item, "volumeId"),
+            "instance_id": text(item, "instanceId"),
+            "device": text(item, "device"),
+            "status": text(item, "status"),
+            "attach_time": to_datetime(text(item, "attachTime")),
+        },
+    )
+
+
+def volume(item: ET.Element) -> Volume:
+    return build(
+        Volume,
+        {
+            "volume_id": text(item, "volumeId"),
+            "name": text(item, "volumeName"),
+            "size_bytes": gib_or_bytes(text(item, "size"), text(item, "sizeBytes")),
+            "snapshot_id": text(item, "snapshotId"),
+            "status": text(item, "status"),
+            "create_time": to_datetime(text(item, "createTime")),
+            "cluster_id": text(item, "clusterId"),
+            "node_id": text(item, "nodeId"),
+            "storage_id": text(item, "storageId"),
+            "is_root": to_bool(text(item, "isRoot")),
+            "format": text(item, "format") or None,
+            "serial": text(item, "serial"),
+            "attachments": tuple(attachment(a) for a in items(item, "attachmentSet")),
+        },
+    )
+
+
+def snapshot(item: ET.Element) -> Snapshot:
+    return build(
+        Snapshot,
+        {
+            "snapshot_id": text(item, "snapshotId"),
+            "volume_id": text(item, "volumeId"),
+            "status": text(item, "status"),
+            "start_time": to_datetime(text(item, "startTime")),
+            "progress": text(item, "progress"),
+            "volume_size_bytes": gib_or_bytes(text(item, "volumeSize"), text(item, "volumeSizeBytes")),
+            "storage_id": text(item, "storageId"),
+            "description": text(item, "description"),
+        },
+    )
+
+
+def image(item: ET.Element) -> Image:
+    root_device = text(item, "rootDeviceName") or None
+    mappings = items(item, "blockDeviceMapping")
+    root_mapping = next((m for m in mappings if text(m, "deviceName") == root_device), None)
+    if root_mapping is None and mappings:
+        root_mapping = mappings[0]
+    return build(
+        Image,
+        {
+            "image_id": text(item, "imageId"),
+            "name": text(item, "name"),
+            "state": text(item, "imageState") or None,
+            "root_device_name": root_device,
+            "root_snapshot_id": text(root_mapping, "ebs/snapshotId"),
+            "description": text(item, "description"),
+        },
+    )
+
+
+def vpc(item: ET.Element) -> Vpc:
+    return build(
+        Vpc,
+        {
+            "vpc_id": text(item, "vpcId"),
+            "name": text(item, "vpcName"),
+            "cidr_block": text(item, "cidrBlock"),
+            "state": text(item, "state") or None,
+            "cluster_id": text(item, "clusterId"),
+        },
+    )
+
+
+def subnet(item: ET.Element) -> Subnet:
+    return build(
+        Subnet,
+        {
+            "subnet_id": text(item, "subnetId"),
+            "name": text(item, "subnetName"),
+            "vpc_id": text(item, "vpcId"),
+            "cidr_block": text(item, "cidrBlock"),
+            "state": text(item, "state") or None,
+            "available_ip_address_count": to_int(text(item, "availableIpAddressCount")),
+        },
+    )
+
+
+def security_group(item: ET.Element) -> SecurityGroup:
+    return build(
+        SecurityGroup,
+        {
+            "group_id": text(item, "groupId"),
+            "group_name": text(item, "groupName"),
+            "description": text(item, "groupDescription"),
+            "vpc_id": text(item, "vpcId"),
+        },
+    )
+
+
+def state_change(item: ET.Element) -> StateChange:
+    return build(
+        StateChange,
+        {
+            "instance_id": text(item, "instanceId"),
+            "current_state": _state(child(item, "currentState")),
+            "previous_state": _state(child(item, "previousState")),
+        },
+    )

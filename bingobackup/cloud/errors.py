@@ -1,0 +1,174 @@
+"""Typed errors of the BingoCloud API.
+
+Every failure the client reports is a `CloudError`; the subclass says what the caller can
+do about it (fix credentials, fix the request, wait and retry, check the network). Messages
+never contain request parameters: they carry the signature and the access key id.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from bingobackup.cloud._xml import parse
+from bingobackup.errors import BingoBackupError
+
+AUTH_CODES = frozenset({"AuthFailure", "SignatureDoesNotMatch", "RequestExpired"})
+INVALID_REQUEST_CODES = frozenset(
+    {
+        "MissingParameter",
+        "InvalidParameterValue",
+        "InvalidAction",
+        "IncorrectState",
+        "VolumeInUse",
+        "InsufficientStorageCapacity",
+    }
+)
+RETRYABLE_CODES = frozenset({"RequestLimitExceeded", "InternalError", "Unavailable"})
+
+_BODY_EXCERPT = 200
+
+
+def _rebuild(cls: type[CloudError], state: dict[str, Any]) -> CloudError:
+    error = cls.__new__(cls)
+    error.__dict__.update(state)
+    Exception.__init__(error, str(error))
+    return error
+
+
+class CloudError(BingoBackupError):
+    """A BingoCloud request failed. `code` is BingoCloud's error code when it sent one."""
+
+    hint = ""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str = "",
+        request_id: str = "",
+        http_status: int | None = None,
+        action: str = "",
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.request_id = request_id
+        self.http_status = http_status
+        self.action = action
+        self.attempts = 1
+        self.elapsed_seconds = 0.0
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"BingoCloud {self.action}" if self.action else "BingoCloud"
+        text = f"{where} failed: {self.code}: {self.message}" if self.code else f"{where}: {self.message}"
+        details = []
+        if self.http_status is not None:
+            details.append(f"HTTP {self.http_status}")
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        if details:
+            text += f" ({', '.join(details)})"
+        if self.attempts > 1:
+            text += f"; gave up after {self.attempts} attempts over {self.elapsed_seconds:.1f} s"
+        if self.hint:
+            text += f". {self.hint}"
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only __init__ would break the default exception pickling (Prefect pickles
+        # task failures across processes).
+        return (_rebuild, (type(self), dict(self.__dict__)))
+
+    def after_retries(self, attempts: int, elapsed_seconds: float) -> CloudError:
+        """The same error, saying how long the client kept trying before giving up."""
+        state = dict(self.__dict__)
+        state.update(attempts=attempts, elapsed_seconds=elapsed_seconds)
+        return _rebuild(type(self), state)
+
+
+class CloudAuthError(CloudError):
+    hint = "Check the Access Key and Secret Key (and the cluster clock) with `bingobackup cloud settings`"
+
+
+class CloudNotFoundError(CloudError):
+    pass
+
+
+class CloudInvalidRequest(CloudError):
+    pass
+
+
+class CloudRetryableError(CloudError):
+    hint = "BingoCloud is busy or failing; try again later"
+
+
+class CloudUnreachableError(CloudError):
+    """No HTTP response: refused, dropped, timed out or TLS failure.
+
+    `transient` is False for failures a retry cannot fix (a certificate that does not
+    verify), so the client raises those at once instead of retrying for the whole window.
+    """
+
+    hint = "Check the address, port and SSL setting of the registered cloud (`bingobackup cloud settings`)"
+
+    def __init__(self, endpoint: str, reason: str, *, action: str = "", transient: bool = True) -> None:
+        self.endpoint = endpoint
+        self.transient = transient
+        super().__init__(f"cannot reach {endpoint}: {reason}", action=action)
+
+
+class CloudWaitTimeout(CloudError):
+    def __init__(
+        self, resource: str, resource_id: str, wanted: str, last_seen: str, waited_seconds: float
+    ) -> None:
+        self.resource_id = resource_id
+        self.wanted_state = wanted
+        self.last_state = last_seen
+        self.waited_seconds = waited_seconds
+        super().__init__(
+            f"timed out after {waited_seconds:.1f} s waiting for {resource} {resource_id} to become "
+            f"{wanted!r}; last state seen: {last_seen!r}. Raise the timeout, or check the {resource} "
+            "in the BingoCloud console"
+        )
+
+
+def _find_text(root: ET.Element, name: str) -> str:
+    # Case-insensitive: EC2 writes `RequestID` in errors but `requestId` in successes.
+    wanted = name.lower()
+    for element in root.iter():
+        if element.tag.lower() == wanted:
+            return (element.text or "").strip()
+    return ""
+
+
+def _error_class(status: int, code: str) -> type[CloudError]:
+    if code in AUTH_CODES:
+        return CloudAuthError
+    if code.endswith(".NotFound") or code == "InvalidInstanceType":
+        return CloudNotFoundError
+    if code in RETRYABLE_CODES or status >= 500:
+        return CloudRetryableError
+    if code in INVALID_REQUEST_CODES or code.startswith(("Invalid", "Missing")):
+        return CloudInvalidRequest
+    return CloudError
+
+
+def error_from_response(status: int, body: bytes | str, action: str) -> CloudError:
+    """The typed error for a non-success response `Response/Errors/Error{Code, ErrorNo?, Message}`."""
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    code = message = request_id = ""
+    try:
+        root: ET.Element | None = parse(raw)
+    except ET.ParseError:
+        root = None
+    if root is not None:
+        code = _find_text(root, "Code")
+        message = _find_text(root, "Message")
+        request_id = _find_text(root, "RequestID")
+    if not message:
+        excerpt = " ".join(raw.decode("utf-8", "replace").split())[:_BODY_EXCERPT]
+        message = f"unexpected response: {excerpt}" if excerpt else "empty response"
+    return _error_class(status, code)(
+        message, code=code, request_id=request_id, http_status=status, action=action
+    )

@@ -1,0 +1,114 @@
+"""One signed POST to a BingoCloud endpoint over HTTP or HTTPS (standard library only).
+
+A fresh connection per request keeps the client safe to share between threads (parallel
+disks) and makes a dropped keep-alive connection impossible to confuse with a server fault.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import ssl
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit
+
+from bingobackup.cloud.errors import CloudUnreachableError
+
+_USER_AGENT = "bingobackup-cloud/1"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str
+    hostname: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Endpoint:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"BingoCloud endpoint {url!r} is not an http(s)://ADDRESS:PORT/ URL; "
+                "give the address with http:// (SSL off) or https:// (SSL on)"
+            )
+        default_port = 443 if parts.scheme == "https" else 80
+        return cls(parts.scheme, parts.hostname, parts.port or default_port, parts.path or "/")
+
+    @property
+    def host_header(self) -> str:
+        """The Host header, which is also the host SigV2 signs: lowercased, port only when not default."""
+        host = f"[{self.hostname}]" if ":" in self.hostname else self.hostname
+        default_port = 443 if self.scheme == "https" else 80
+        return (host if self.port == default_port else f"{host}:{self.port}").lower()
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host_header}{self.path}"
+
+
+def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    if not verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        if not os.path.isfile(ca_file):
+            raise ValueError(
+                f"CA file {ca_file!r} does not exist; give the PEM file of the CA that signed the "
+                "BingoCloud certificate"
+            )
+        # Added to the system CAs, so a cloud with a public certificate keeps working.
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+def post_form(
+    endpoint: Endpoint,
+    params: dict[str, str],
+    *,
+    action: str,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None,
+) -> tuple[int, bytes]:
+    """POST `params` as a form; returns (status, body) or raises CloudUnreachableError."""
+    body = urlencode(params).encode("ascii")
+    headers = {
+        "Host": endpoint.host_header,
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "User-Agent": _USER_AGENT,
+        "Connection": "close",
+    }
+    connection: http.client.HTTPConnection
+    if endpoint.scheme == "https":
+        connection = http.client.HTTPSConnection(
+            endpoint.hostname, endpoint.port, timeout=timeout, context=ssl_context
+        )
+    else:
+        connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=timeout)
+    try:
+        connection.request("POST", endpoint.path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except ssl.SSLCertVerificationError as exc:
+        raise CloudUnreachableError(
+            endpoint.url,
+            f"TLS certificate not trusted ({exc.verify_message}); give the cloud's CA file, "
+            "or turn verification off only on a trusted network",
+            action=action,
+            transient=False,
+        ) from None
+    except ssl.SSLError as exc:
+        # Usually SSL switched on against a plain-HTTP port (or the reverse).
+        raise CloudUnreachableError(
+            endpoint.url, f"TLS handshake failed ({exc.reason})", action=action, transient=False
+        ) from None
+    except TimeoutError:
+        raise CloudUnreachableError(endpoint.url, f"no answer within {timeout:g} s", action=action) from None
+    except (OSError, http.client.HTTPException) as exc:
+        reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+        raise CloudUnreachableError(endpoint.url, reason, action=action) from None
+    finally:
+        connection.close()
