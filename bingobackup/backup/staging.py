@@ -1,0 +1,146 @@
+"""Cloud-side steps of a disk backup: snapshot, a temporary volume attached to the backup
+host, and the cleanup that always follows.
+
+Every temporary snapshot and volume is named `bingobackup-tmp:<job>:<source volume>` so
+that, when a backup host dies mid-run (killed process, lost power), the next run of the
+same job finds and deletes what the dead one left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.errors import CloudNotFoundError
+from bingobackup.cloud.models import Snapshot
+from bingobackup.cloud.waiters import wait_for_snapshot, wait_for_volume
+from bingobackup.errors import BingoBackupError
+from bingobackup.mover.devices import DeviceLocator
+
+log = logging.getLogger("bingobackup.backup")
+
+TEMP_PREFIX = "bingobackup-tmp"
+_DEVICE_LETTERS = "bcdefghijklmnopqrstuvwxyz"
+# Attaches to one backup host choose a free device name; choosing and attaching must not
+# interleave between the threads of one process, or two disks would ask for the same name.
+_attach_lock = threading.Lock()
+
+
+class StagingError(BingoBackupError):
+    pass
+
+
+def temp_name(job_name: str, source_volume_id: str) -> str:
+    return f"{TEMP_PREFIX}:{job_name}:{source_volume_id}"
+
+
+@dataclass(frozen=True)
+class StepTimeouts:
+    snapshot: float = 3600.0
+    volume: float = 3600.0
+    attach: float = 300.0
+    device: float = 120.0
+
+
+def snapshot_volume(
+    client: BingoCloudClient, job_name: str, volume_id: str, timeouts: StepTimeouts = StepTimeouts()
+) -> Snapshot:
+    """A completed point-in-time snapshot of one disk."""
+    snapshot = client.create_snapshot(volume_id, description=temp_name(job_name, volume_id))
+    return wait_for_snapshot(client, snapshot.snapshot_id, timeout=timeouts.snapshot)
+
+
+def _free_device(client: BingoCloudClient, instance_id: str) -> str:
+    used = {bd.device_name for bd in client.get_instance(instance_id).block_devices}
+    used |= {
+        a.device
+        for v in client.describe_volumes(filters={"attachment.instance-id": instance_id})
+        for a in v.attachments
+    }
+    for letter in _DEVICE_LETTERS:
+        if f"/dev/vd{letter}" not in used:
+            return f"/dev/vd{letter}"
+    raise StagingError(
+        f"Backup host {instance_id} has no free device name left (/dev/vdb … /dev/vdz are all in use). "
+        "Lower the job's parallel VMs/disks, or detach leftover volumes from the backup host."
+    )
+
+
+@contextlib.contextmanager
+def staged_volume(
+    client: BingoCloudClient,
+    job_name: str,
+    snapshot: Snapshot,
+    backup_host: str,
+    locator: DeviceLocator,
+    *,
+    storage_id: str | None = None,
+    timeouts: StepTimeouts = StepTimeouts(),
+) -> Iterator[Path]:
+    """A volume made from `snapshot`, attached to `backup_host`, as a readable device path.
+
+    Detached and deleted on the way out, whatever happened inside.
+    """
+    volume = client.create_volume(
+        snapshot_id=snapshot.snapshot_id,
+        storage_id=storage_id or snapshot.storage_id or None,
+        name=temp_name(job_name, snapshot.volume_id),
+    )
+    try:
+        volume = wait_for_volume(client, volume.volume_id, "available", timeout=timeouts.volume)
+        with _attach_lock:
+            device = _free_device(client, backup_host)
+            client.attach_volume(volume.volume_id, backup_host, device)
+        try:
+            wait_for_volume(client, volume.volume_id, "in-use", timeout=timeouts.attach)
+            yield locator.wait_for(volume.serial, timeout=timeouts.device)
+        finally:
+            _detach(client, volume.volume_id, timeouts)
+    finally:
+        _delete_volume(client, volume.volume_id)
+
+
+def _detach(client: BingoCloudClient, volume_id: str, timeouts: StepTimeouts) -> None:
+    try:
+        client.detach_volume(volume_id)
+        wait_for_volume(client, volume_id, "available", timeout=timeouts.attach)
+    except CloudNotFoundError:
+        pass
+
+
+def _delete_volume(client: BingoCloudClient, volume_id: str) -> None:
+    with contextlib.suppress(CloudNotFoundError):
+        client.delete_volume(volume_id)
+
+
+def delete_snapshot(client: BingoCloudClient, snapshot_id: str) -> None:
+    with contextlib.suppress(CloudNotFoundError):
+        client.delete_snapshot(snapshot_id)
+
+
+def clean_leftovers(client: BingoCloudClient, job_name: str, timeouts: StepTimeouts = StepTimeouts()) -> list[str]:
+    """Delete the temporary volumes and snapshots an interrupted run of this job left behind.
+
+    Returns what was removed, for the run's report. Call it before a run starts, when no
+    other run of the same job is active.
+    """
+    prefix = f"{TEMP_PREFIX}:{job_name}:"
+    removed: list[str] = []
+    for volume in client.describe_volumes():
+        if volume.name.startswith(prefix):
+            if volume.attachments:
+                _detach(client, volume.volume_id, timeouts)
+            _delete_volume(client, volume.volume_id)
+            removed.append(volume.volume_id)
+    for snapshot in client.describe_snapshots():
+        if snapshot.description.startswith(prefix):
+            delete_snapshot(client, snapshot.snapshot_id)
+            removed.append(snapshot.snapshot_id)
+    if removed:
+        log.warning("removed %d leftover temporary resources of job %s: %s", len(removed), job_name, removed)
+    return removed
