@@ -1,0 +1,37 @@
+"""Pools: where backups live. `base` holds the blob-store rules every pool kind keeps."""
+
+from __future__ import annotations
+
+from bingobackup.pools.base import BlobInfo, BlobStore, BlobWriter
+from bingobackup.pools.errors import (
+    BlobNotFoundError,
+    PoolError,
+    PoolExistsError,
+    PoolFullError,
+    PoolNotFoundError,
+)
+from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.pools.open import change_passphrase, create_pool, create_pool_in, open_pool, open_pool_in
+from bingobackup.pools.pool import Pool
+from bingobackup.pools.writer import DedupMode, DiskWriter, WriterStats
+
+__all__ = [
+    "BlobInfo",
+    "BlobNotFoundError",
+    "BlobStore",
+    "BlobWriter",
+    "DedupMode",
+    "DiskWriter",
+    "LocalDirBlobStore",
+    "Pool",
+    "PoolError",
+    "PoolExistsError",
+    "PoolFullError",
+    "PoolNotFoundError",
+    "WriterStats",
+    "change_passphrase",
+    "create_pool",
+    "create_pool_in",
+    "open_pool",
+    "open_pool_in",
+]

@@ -1,0 +1,161 @@
+"""The chunk envelope: how one chunk is stored, whatever the pool kind.
+
+    offset size field
+    0      4    magic b"BBCH"
+    4      1    envelope version (1)
+    5      1    compression id (compression.py)
+    6      1    cipher id (crypto.py)
+    7      1    flags (none defined in version 1; must be 0)
+    8      4    plaintext length, big-endian
+    12     4    payload length (bytes after the header, GCM tag included), big-endian
+    16     12   nonce (random per chunk; zeros when unencrypted)
+    28     ...  payload: compressed-or-raw plaintext, AES-256-GCM encrypted when cipher is 1
+
+The whole 28-byte header is the AES-GCM associated data, so no header field can be altered
+without the chunk failing authentication. After decrypting and decompressing, the plaintext's
+digest must equal the chunk id the manifest expects; any mismatch is a CorruptChunkError.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import zstandard
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from bingobackup.format.compression import CompressionSetting, compress, decompress
+from bingobackup.format.crypto import NONCE_BYTES, CipherId
+from bingobackup.format.digest import ChunkDigester
+from bingobackup.format.errors import CorruptChunkError, UnsupportedFormatError
+
+ENVELOPE_MAGIC = b"BBCH"
+ENVELOPE_VERSION = 1
+_HEADER = struct.Struct(">4sBBBBII12s")
+HEADER_BYTES = _HEADER.size
+TAG_BYTES = 16
+_NO_NONCE = bytes(NONCE_BYTES)
+
+
+@dataclass(frozen=True)
+class EnvelopeHeader:
+    version: int
+    compression: int
+    cipher: int
+    flags: int
+    plaintext_length: int
+    payload_length: int
+    nonce: bytes
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> EnvelopeHeader:
+        """Raises ValueError when `data` does not start with an envelope header."""
+        if len(data) < HEADER_BYTES:
+            raise ValueError(f"{len(data)} bytes is shorter than the {HEADER_BYTES}-byte header")
+        magic, version, compression, cipher, flags, plain, payload, nonce = _HEADER.unpack_from(data)
+        if magic != ENVELOPE_MAGIC:
+            raise ValueError(f"bad magic {magic!r}")
+        return cls(version, compression, cipher, flags, plain, payload, nonce)
+
+    def pack(self) -> bytes:
+        return _HEADER.pack(
+            ENVELOPE_MAGIC,
+            self.version,
+            self.compression,
+            self.cipher,
+            self.flags,
+            self.plaintext_length,
+            self.payload_length,
+            self.nonce,
+        )
+
+
+@dataclass(frozen=True)
+class SealedChunk:
+    """An envelope as two buffers, so the plaintext of a raw unencrypted chunk is never copied."""
+
+    header: bytes
+    payload: bytes | bytearray | memoryview
+
+    @property
+    def size(self) -> int:
+        return len(self.header) + len(self.payload)
+
+    @property
+    def parts(self) -> tuple[bytes | bytearray | memoryview, ...]:
+        return (self.header, self.payload)
+
+
+class EnvelopeCodec:
+    """Seals and opens the chunks of one pool. Thread-safe; holds no lock."""
+
+    def __init__(self, digester: ChunkDigester, compression: CompressionSetting, aead: AESGCM | None) -> None:
+        self.digester = digester
+        self.compression: CompressionSetting = compression
+        self._aead = aead
+
+    @property
+    def cipher(self) -> CipherId:
+        return CipherId.NONE if self._aead is None else CipherId.AES_256_GCM
+
+    def seal(self, plaintext: bytes) -> SealedChunk:
+        compression_id, body = compress(plaintext, self.compression)
+        if self._aead is None:
+            header = EnvelopeHeader(
+                ENVELOPE_VERSION, compression_id, CipherId.NONE, 0, len(plaintext), len(body), _NO_NONCE
+            )
+            return SealedChunk(header.pack(), body)
+        nonce = os.urandom(NONCE_BYTES)
+        header_bytes = EnvelopeHeader(
+            ENVELOPE_VERSION,
+            compression_id,
+            CipherId.AES_256_GCM,
+            0,
+            len(plaintext),
+            len(body) + TAG_BYTES,
+            nonce,
+        ).pack()
+        return SealedChunk(header_bytes, self._aead.encrypt(nonce, body, header_bytes))
+
+    def open(self, envelope: bytes | memoryview, expected_digest: str, location: str = "") -> bytes:
+        """The verified plaintext; CorruptChunkError (naming digest and location) otherwise."""
+
+        def corrupt(reason: str) -> CorruptChunkError:
+            return CorruptChunkError(expected_digest, reason, location)
+
+        try:
+            header = EnvelopeHeader.parse(envelope)
+        except ValueError as error:
+            raise corrupt(f"not a chunk envelope ({error})") from None
+        if header.version > ENVELOPE_VERSION:
+            raise UnsupportedFormatError(
+                f"chunk {expected_digest} uses envelope version {header.version}; this bingobackup reads "
+                f"up to {ENVELOPE_VERSION}: upgrade it to read this pool"
+            )
+        if header.flags:
+            raise corrupt(f"unknown flags {header.flags:#x}")
+        if len(envelope) != HEADER_BYTES + header.payload_length:
+            raise corrupt(f"{len(envelope)} bytes stored, header says {HEADER_BYTES + header.payload_length}")
+        view = memoryview(envelope)
+        payload = view[HEADER_BYTES:]
+        if header.cipher != self.cipher:
+            raise corrupt(f"cipher id {header.cipher} where the pool uses {int(self.cipher)}")
+        if self._aead is not None:
+            try:
+                body: bytes | memoryview = self._aead.decrypt(header.nonce, payload, view[:HEADER_BYTES])
+            except InvalidTag:
+                raise corrupt("authentication failed (the bytes were altered)") from None
+        else:
+            body = payload
+        try:
+            plaintext = decompress(header.compression, body, header.plaintext_length)
+        except zstandard.ZstdError as error:
+            raise corrupt(f"zstd cannot decode it ({error})") from None
+        if len(plaintext) != header.plaintext_length:
+            raise corrupt(f"{len(plaintext)} bytes decoded, header says {header.plaintext_length}")
+        actual = self.digester.hexdigest(plaintext)
+        if actual != expected_digest:
+            raise corrupt(f"its content has digest {actual}")
+        return plaintext

@@ -1,0 +1,191 @@
+"""A blob store in a local (or mounted network) directory: one file per blob."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from bingobackup.pools.base import BlobData, BlobInfo, BlobStore, BlobWriter, Buffer, as_parts, check_key
+from bingobackup.pools.errors import BlobNotFoundError, PoolFullError
+
+TEMP_PREFIX = ".tmp-"
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalDirBlobStore(BlobStore):
+    """Blobs as files under `root`; keys map to relative paths. Thread-safe (rules in base.py)."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = Path(root)
+        self.name = name
+        self._known_dirs: set[Path] = set()
+        self._dirs_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"LocalDirBlobStore({str(self.root)!r})"
+
+    # -- hooks a fault-injecting test store overrides -------------------------------------
+    def _write_all(self, fd: int, parts: tuple[Buffer, ...]) -> None:
+        for part in parts:
+            view = memoryview(part).cast("B")
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+
+    # -- helpers --------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        if directory in self._known_dirs:
+            return
+        missing: list[Path] = []
+        probe = directory
+        while not probe.exists():
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+            _fsync_dir(path.parent)  # the new directory entry itself must survive a crash
+        with self._dirs_lock:
+            self._known_dirs.add(directory)
+
+    def _temp_path(self, final: Path) -> Path:
+        return final.parent / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:12]}"
+
+    def _full_or_raise(self, error: OSError, needed: int) -> None:
+        if error.errno in _FULL_ERRNOS:
+            raise PoolFullError(self.name, needed, os.strerror(error.errno or 0)) from None
+        raise error
+
+    # -- BlobStore ------------------------------------------------------------------------
+    def put(self, key: str, data: BlobData) -> None:
+        final = self._path(key)
+        parts = as_parts(data)
+        needed = sum(len(memoryview(p).cast("B")) for p in parts)
+        self._ensure_dir(final.parent)
+        temp = self._temp_path(final)
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                self._write_all(fd, parts)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temp, final)
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            self._full_or_raise(error, needed)
+        _fsync_dir(final.parent)
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            with self._path(key).open("rb") as handle:
+                if offset:
+                    handle.seek(offset)
+                return handle.read() if length is None else handle.read(length)
+        except FileNotFoundError:
+            raise BlobNotFoundError(self.name, key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def stat(self, key: str) -> BlobInfo:
+        try:
+            return BlobInfo(key, self._path(key).stat().st_size)
+        except FileNotFoundError:
+            raise BlobNotFoundError(self.name, key) from None
+
+    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+        directory = prefix.rpartition("/")[0]
+        start = self.root / directory if directory else self.root
+        yield from (info for info in self._walk(start, directory) if info.key.startswith(prefix))
+
+    def _walk(self, directory: Path, key_prefix: str) -> Iterator[BlobInfo]:
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(TEMP_PREFIX):
+                continue
+            key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key)
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    yield BlobInfo(key, entry.stat().st_size)
+                except FileNotFoundError:
+                    continue  # deleted while we listed
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            raise BlobNotFoundError(self.name, key) from None
+
+    def open_append(self, key: str) -> BlobWriter:
+        final = self._path(key)
+        self._ensure_dir(final.parent)
+        return _LocalBlobWriter(self, final)
+
+
+class _LocalBlobWriter(BlobWriter):
+    def __init__(self, store: LocalDirBlobStore, final: Path) -> None:
+        self._store = store
+        self._final = final
+        self._temp = store._temp_path(final)
+        self._fd: int | None = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._size = 0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"the writer of {self._final.name} is already committed or aborted")
+        return self._fd
+
+    def write(self, data: BlobData) -> int:
+        fd = self._open_fd()
+        parts = as_parts(data)
+        length = sum(len(memoryview(p).cast("B")) for p in parts)
+        offset = self._size
+        try:
+            self._store._write_all(fd, parts)
+        except OSError as error:
+            self.abort()
+            self._store._full_or_raise(error, length)
+        self._size += length
+        return offset
+
+    def commit(self) -> None:
+        fd = self._open_fd()
+        try:
+            os.fsync(fd)
+            os.close(fd)
+            self._fd = None
+            os.replace(self._temp, self._final)
+        except OSError as error:
+            self.abort()
+            self._store._full_or_raise(error, 0)
+        _fsync_dir(self._final.parent)
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self._temp.unlink(missing_ok=True)

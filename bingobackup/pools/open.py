@@ -1,0 +1,153 @@
+"""Creating and opening pools from a directory (the config decides the kind and the keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bingobackup.format.compression import CompressionSetting
+from bingobackup.format.config import CONFIG_NAME, DEFAULT_CHUNK_SIZE, PoolConfig, PoolKind, check_chunk_size
+from bingobackup.format.crypto import (
+    DEFAULT_SCRYPT_N,
+    CipherId,
+    PoolKeys,
+    new_master_key,
+    unwrap_master_key,
+    wrap_master_key,
+)
+from bingobackup.format.digest import ChunkDigester, DigestId
+from bingobackup.format.envelope import EnvelopeCodec
+from bingobackup.format.errors import PassphraseRequiredError
+from bingobackup.pools.base import BlobStore
+from bingobackup.pools.dedup import DedupPool
+from bingobackup.pools.errors import BlobNotFoundError, PoolExistsError, PoolNotFoundError
+from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.pools.pool import Pool
+from bingobackup.pools.standard import StandardPool
+
+POOL_KINDS: dict[str, type[Pool]] = {"dedup": DedupPool, "standard": StandardPool}
+
+
+def create_pool(
+    path: Path | str,
+    kind: PoolKind,
+    *,
+    name: str | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    encrypted: bool = False,
+    passphrase: str | None = None,
+    compression: CompressionSetting = "fast",
+    scrypt_n: int = DEFAULT_SCRYPT_N,
+) -> Pool:
+    """Makes a new pool in `path` (created if missing; must hold no pool yet) and opens it."""
+    root = Path(path)
+    store = LocalDirBlobStore(root, name or root.name)
+    return create_pool_in(
+        store,
+        kind,
+        chunk_size=chunk_size,
+        encrypted=encrypted,
+        passphrase=passphrase,
+        compression=compression,
+        scrypt_n=scrypt_n,
+    )
+
+
+def create_pool_in(
+    store: BlobStore,
+    kind: PoolKind,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    encrypted: bool = False,
+    passphrase: str | None = None,
+    compression: CompressionSetting = "fast",
+    scrypt_n: int = DEFAULT_SCRYPT_N,
+) -> Pool:
+    """As `create_pool`, on any blob store (tests pass a fault-injecting one)."""
+    if kind not in POOL_KINDS:
+        raise ValueError(f"pool kind {kind!r} is not available yet; choose one of {', '.join(POOL_KINDS)}")
+    check_chunk_size(chunk_size)
+    if store.exists(CONFIG_NAME):
+        raise PoolExistsError(
+            f"{store.name} already holds a pool; open it instead, or choose an empty directory"
+        )
+    if encrypted and not passphrase:
+        raise ValueError("an encrypted pool needs a passphrase")
+    if passphrase and not encrypted:
+        raise ValueError("a passphrase was given for an unencrypted pool; pass encrypted=True to encrypt it")
+    fields: dict[str, object] = {
+        "name": store.name,
+        "kind": kind,
+        "chunk_size": chunk_size,
+        "compression": compression,
+        "digest": DigestId.BLAKE3_KEYED if encrypted else DigestId.BLAKE3,
+        "cipher": CipherId.AES_256_GCM if encrypted else CipherId.NONE,
+    }
+    config = PoolConfig.model_validate(fields)
+    master_key = None
+    if encrypted:
+        assert passphrase is not None
+        master_key = new_master_key()
+        config = config.model_copy(
+            update={"key": wrap_master_key(master_key, passphrase, config.pool_id, scrypt_n)}
+        )
+    store.put(CONFIG_NAME, config.to_json())
+    return _assemble(store, config, master_key)
+
+
+def read_config(store: BlobStore) -> PoolConfig:
+    try:
+        data = store.get(CONFIG_NAME)
+    except BlobNotFoundError:
+        raise PoolNotFoundError(
+            f"{store.name} is not a bingobackup pool (it has no {CONFIG_NAME}); check the path, or "
+            "create a pool there with `bingobackup pool create`"
+        ) from None
+    return PoolConfig.from_json(data, f"{store.name}/{CONFIG_NAME}")
+
+
+def open_pool(path: Path | str, passphrase: str | None = None, *, name: str | None = None) -> Pool:
+    """Opens the pool in `path`. An encrypted pool checks the passphrase before anything else is
+    read or written (WrongPassphraseError / PassphraseRequiredError)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise PoolNotFoundError(
+            f"pool directory {root} does not exist; check the path or mount the pool's storage"
+        )
+    return open_pool_in(LocalDirBlobStore(root, name or root.name), passphrase)
+
+
+def open_pool_in(store: BlobStore, passphrase: str | None = None) -> Pool:
+    config = read_config(store)
+    return _assemble(store, config, _master_key(store, config, passphrase))
+
+
+def _master_key(store: BlobStore, config: PoolConfig, passphrase: str | None) -> bytes | None:
+    if config.key is None:
+        return None
+    if not passphrase:
+        raise PassphraseRequiredError(store.name)
+    return unwrap_master_key(config.key, passphrase, config.pool_id, store.name)
+
+
+def _assemble(store: BlobStore, config: PoolConfig, master_key: bytes | None) -> Pool:
+    if master_key is None:
+        codec = EnvelopeCodec(ChunkDigester(config.digest), config.compression, None)
+    else:
+        keys = PoolKeys(master_key)
+        codec = EnvelopeCodec(
+            ChunkDigester(config.digest, keys.chunk_id_key), config.compression, keys.chunk_aead
+        )
+    return POOL_KINDS[config.kind](store, config, codec)
+
+
+def change_passphrase(path: Path | str, old: str, new: str) -> None:
+    """Rewraps the master key under `new`; no chunk is rewritten. Wrong `old` changes nothing."""
+    store = LocalDirBlobStore(Path(path), Path(path).name)
+    config = read_config(store)
+    master_key = _master_key(store, config, old)
+    if master_key is None:
+        raise ValueError(f"pool {store.name} is not encrypted; it has no passphrase to change")
+    rewrapped = wrap_master_key(
+        master_key, new, config.pool_id, config.key.kdf.n if config.key else DEFAULT_SCRYPT_N
+    )
+    store.put(CONFIG_NAME, config.model_copy(update={"key": rewrapped}).to_json())

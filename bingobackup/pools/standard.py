@@ -1,0 +1,93 @@
+"""The standard pool: no dedup across backups; each disk backup is one pack, read back in order.
+
+A pack `packs/<set id>/<volume id>.pack` is an 8-byte header (b"BBPACK", version u16) and
+one record per stored chunk, in the order the channels finished them:
+
+    offset size field
+    0      8    disk offset of the chunk, big-endian
+    8      4    envelope length, big-endian
+    12     32   chunk id (raw digest bytes)
+    44     ...  the chunk envelope (envelope.py)
+
+So a pack rebuilds its manifest on its own. It is written under a temp name and renamed on
+commit; an aborted or crashed backup leaves no pack. ChunkRef.location is `<pack key>@<offset
+of the envelope>`.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+
+from bingobackup.format.envelope import SealedChunk
+from bingobackup.format.manifest import ChunkRef
+from bingobackup.pools.base import BlobWriter
+from bingobackup.pools.errors import PoolError
+from bingobackup.pools.pool import Pool, check_name
+from bingobackup.pools.writer import DiskWriter
+
+PACKS = "packs"
+PACK_MAGIC = b"BBPACK"
+PACK_VERSION = 1
+PACK_HEADER = PACK_MAGIC + struct.pack(">H", PACK_VERSION)
+_RECORD = struct.Struct(">QI32s")
+RECORD_BYTES = _RECORD.size
+
+
+def pack_key(set_id: str, volume_id: str) -> str:
+    return f"{PACKS}/{check_name('set id', set_id)}/{check_name('volume id', volume_id)}.pack"
+
+
+class StandardDiskWriter(DiskWriter):
+    pool: StandardPool
+
+    def __init__(self, pool: StandardPool, set_id: str, volume_id: str, size_bytes: int) -> None:
+        super().__init__(pool, set_id, volume_id, size_bytes)
+        self._key = pack_key(set_id, volume_id)
+        self._pack: BlobWriter = pool.store.open_append(self._key)
+        self._pack_lock = threading.Lock()
+        self._pack.write(PACK_HEADER)
+
+    def has(self, digest: str) -> bool:
+        return False  # a standard pool keeps every chunk of every backup
+
+    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+        sealed: SealedChunk = self.pool.codec.seal(plaintext)  # outside the lock: channels run in parallel
+        record = _RECORD.pack(offset, sealed.size, bytes.fromhex(digest))
+        with self._pack_lock:
+            start = self._pack.write((record, *sealed.parts))
+        return sealed.size, f"{self._key}@{start + RECORD_BYTES}", True
+
+    def _known(self, digest: str) -> tuple[int, str]:
+        raise PoolError(
+            f"pool {self.pool.name} is a standard pool and does not deduplicate; send every chunk "
+            "with put_chunk()"
+        )
+
+    def _finish(self) -> None:
+        with self._pack_lock:
+            self._pack.commit()
+
+    def _discard(self) -> None:
+        with self._pack_lock:
+            self._pack.abort()
+
+
+class StandardPool(Pool):
+    kind = "standard"
+
+    def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> StandardDiskWriter:
+        return StandardDiskWriter(self, set_id, volume_id, size_bytes)
+
+    def _read_envelope(self, ref: ChunkRef) -> bytes:
+        key, _, offset = ref.location.rpartition("@")
+        if not key or not offset.isdigit():
+            raise PoolError(f"chunk {ref.digest} has location {ref.location!r}, not <pack>@<offset>")
+        return self.store.get(key, int(offset), ref.stored_size)
+
+    def _delete_set_data(self, set_id: str) -> int:
+        removed = 0
+        for info in list(self.store.list(f"{PACKS}/{check_name('set id', set_id)}/")):
+            self.store.delete(info.key)
+            removed += 1
+        return removed

@@ -1,0 +1,35 @@
+"""A fault-injecting blob store (kopia's fault-injecting storage, in small): a real local
+directory whose writes fail on demand, midway through a blob."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+
+from bingobackup.pools.base import Buffer
+from bingobackup.pools.localdir import LocalDirBlobStore
+
+
+class FaultyBlobStore(LocalDirBlobStore):
+    """Writes the first half of a blob's first part, then fails with `fail_errno` while armed."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fail_errno: int | None = None
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def fail_with(self, code: int | None = errno.EIO) -> None:
+        self.fail_errno = code
+
+    def _write_all(self, fd: int, parts: tuple[Buffer, ...]) -> None:
+        code = self.fail_errno
+        if code is None:
+            super()._write_all(fd, parts)
+            return
+        first = memoryview(parts[0]).cast("B")
+        os.write(fd, first[: max(1, len(first) // 2)])
+        with self._lock:
+            self.failures += 1
+        raise OSError(code, os.strerror(code))

@@ -1,0 +1,134 @@
+"""Creating, opening, rekeying and pruning pools; the mistakes an operator or caller can make."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, Variant, make_disk, read_back, write_disk
+
+from bingobackup.format.errors import FormatError, UnsupportedFormatError, WrongPassphraseError
+from bingobackup.pools import (
+    Pool,
+    PoolError,
+    PoolExistsError,
+    PoolNotFoundError,
+    change_passphrase,
+    create_pool,
+    open_pool,
+)
+from bingobackup.pools.dedup import DedupPool
+
+
+def make(path: Path, kind: str = "dedup", encrypted: bool = True) -> Pool:
+    return create_pool(
+        path,
+        kind,  # type: ignore[arg-type]
+        chunk_size=CHUNK,
+        encrypted=encrypted,
+        passphrase=PASSPHRASE if encrypted else None,
+        scrypt_n=FAST_SCRYPT_N,
+    )
+
+
+def test_encrypted_pools_key_their_chunk_ids(tmp_path: Path) -> None:
+    data = make_disk().data[:CHUNK]
+    one, two = make(tmp_path / "one"), make(tmp_path / "two")
+    plain_one, plain_two = make(tmp_path / "p1", encrypted=False), make(tmp_path / "p2", encrypted=False)
+    assert one.chunk_digest(data) != two.chunk_digest(data)  # no shared "known data" fingerprint
+    assert plain_one.chunk_digest(data) == plain_two.chunk_digest(data)
+    assert one.chunk_digest(data) not in (plain_one.chunk_digest(data),)
+
+
+def test_change_passphrase_rewraps_without_touching_data(tmp_path: Path) -> None:
+    pool = make(tmp_path / "pool")
+    disk = make_disk()
+    write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
+    chunk_files = {p: p.read_bytes() for p in (tmp_path / "pool" / "chunks").rglob("*") if p.is_file()}
+
+    with pytest.raises(WrongPassphraseError):
+        change_passphrase(tmp_path / "pool", "wrong", "new secret")
+    change_passphrase(tmp_path / "pool", PASSPHRASE, "new secret")
+
+    with pytest.raises(WrongPassphraseError):
+        open_pool(tmp_path / "pool", PASSPHRASE)
+    reopened = open_pool(tmp_path / "pool", "new secret")
+    assert read_back(reopened, reopened.load_manifest("set-1", "vol-a")) == disk.data
+    assert {p: p.read_bytes() for p in chunk_files} == chunk_files
+
+
+def test_create_and_open_refuse_what_is_not_a_fresh_or_real_pool(tmp_path: Path) -> None:
+    make(tmp_path / "pool", encrypted=False)
+    with pytest.raises(PoolExistsError, match="already holds a pool"):
+        make(tmp_path / "pool", encrypted=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PoolNotFoundError, match="is not a bingobackup pool"):
+        open_pool(tmp_path / "empty")
+    with pytest.raises(PoolNotFoundError, match="does not exist"):
+        open_pool(tmp_path / "missing")
+    with pytest.raises(ValueError, match="power of two between"):
+        create_pool(tmp_path / "odd", "dedup", chunk_size=3 * CHUNK)
+    with pytest.raises(ValueError, match="not available yet"):
+        create_pool(tmp_path / "tape", "tape")  # type: ignore[arg-type]
+
+
+def test_a_newer_or_damaged_config_is_refused_clearly(tmp_path: Path) -> None:
+    make(tmp_path / "pool", encrypted=False)
+    config_path = tmp_path / "pool" / "config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps(config | {"format_version": 2}))
+    with pytest.raises(UnsupportedFormatError, match=r"format version 2.*upgrade bingobackup"):
+        open_pool(tmp_path / "pool")
+    config_path.write_text(json.dumps(config | {"magic": "SOMETHING-ELSE"}))
+    with pytest.raises(FormatError, match="not a bingobackup pool config"):
+        open_pool(tmp_path / "pool")
+    config_path.write_text(json.dumps(config | {"cipher": 99}))
+    with pytest.raises(FormatError, match="is damaged"):
+        open_pool(tmp_path / "pool")
+
+
+@pytest.mark.parametrize("kind", ["dedup", "standard"])
+def test_delete_set_and_collect_garbage(tmp_path: Path, kind: str) -> None:
+    pool = make(tmp_path / "pool", kind=kind, encrypted=False)
+    disk, other = make_disk(), make_disk()
+    write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
+    kept = write_disk(pool.open_disk_writer("set-2", "vol-a", len(other.data)), other)
+
+    assert pool.delete_set("set-1") >= 1
+    assert sorted(pool.list_manifests()) == [("set-2", "vol-a")]
+    if isinstance(pool, DedupPool):
+        assert pool.collect_garbage() > 0
+        assert pool.collect_garbage() == 0
+    else:
+        assert [i.key for i in pool.store.list("packs/")] == ["packs/set-2/vol-a.pack"]
+    assert read_back(pool, pool.load_manifest("set-2", "vol-a")) == other.data
+    assert read_back(pool, kept) == other.data
+    with pytest.raises(PoolError, match="holds no backup of volume vol-a in set set-1"):
+        pool.load_manifest("set-1", "vol-a")
+
+
+def test_writer_refuses_misuse_with_clear_messages(variant: Variant, pool: Pool) -> None:
+    writer = pool.open_disk_writer("set-1", "vol-a", 2 * CHUNK + 10)
+    with pytest.raises(ValueError, match="not a multiple of the pool's chunk size"):
+        writer.put_chunk(100, b"x" * CHUNK)
+    with pytest.raises(ValueError, match="expected 10"):
+        writer.put_chunk(2 * CHUNK, b"x" * 11)
+    with pytest.raises(ValueError, match="dedup mode"):
+        writer.put_chunk(0, b"x" * CHUNK, mode="both")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"set id '\.\./x'"):
+        pool.open_disk_writer("../x", "vol-a", CHUNK)
+    writer.commit()
+    with pytest.raises(ValueError, match="is committed; open a new one"):
+        writer.put_chunk(0, b"x" * CHUNK)
+    if variant.kind == "standard":
+        with pytest.raises(PoolError, match="does not deduplicate"):
+            pool.open_disk_writer("set-2", "vol-a", CHUNK).add_known(0, CHUNK, "00" * 32)
+
+
+def test_secrets_never_show(tmp_path: Path) -> None:
+    pool = make(tmp_path / "pool")
+    shown = repr(pool) + repr(pool.codec.digester) + str(pool.config.model_dump())
+    assert PASSPHRASE not in shown
+    assert pool.codec.digester._key is not None and pool.codec.digester._key.hex() not in shown
+    assert repr(pool) == "DedupPool('pool', encrypted=True)"
