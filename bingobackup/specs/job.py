@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bingobackup.mover.ratelimit import RateSchedule
 from bingobackup.resources.discovery import ContentSelection, SelectionFilters
 from bingobackup.specs.loading import Migration, load_versioned, read_yaml
 from bingobackup.specs.schedule import ManualSchedule, Schedule
@@ -83,16 +84,6 @@ class RetryPolicy(_Spec):
     interval_minutes: float = Field(default=10, ge=0, le=1440)
 
 
-class RateLimit(_Spec):
-    """A rate in force during a daily UTC window (guide table 3); 0 means unlimited."""
-
-    rate: str = Field(description="e.g. '50MiB/s' (KiB/s, MiB/s, GiB/s)")
-    window_from: str = Field(default="00:00", alias="from")
-    window_to: str = Field(default="00:00", alias="to")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
 class BackupOptions(_Spec):
     compression: Literal["fast", "none"] = "fast"
     parallel_vms: int = Field(default=2, ge=1, le=64)
@@ -104,8 +95,8 @@ class BackupOptions(_Spec):
     dedup_mode: Literal["agent", "server"] = "agent"
     reconnect_minutes: int = Field(default=10, ge=1, le=60)
     resume_buffer_mib: int = Field(default=10, ge=1, le=4096)
-    transfer_limits: list[RateLimit] = Field(default_factory=list)
-    read_limits: list[RateLimit] = Field(default_factory=list)
+    transfer_limits: RateSchedule = Field(default_factory=RateSchedule, description="bytes sent to the pool")
+    read_limits: RateSchedule = Field(default_factory=RateSchedule, description="disk reads")
     precondition: Hook | None = None
     pre_script: Hook | None = None
     post_script: Hook | None = None

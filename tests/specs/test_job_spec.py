@@ -30,7 +30,7 @@ def test_documented_v1_spec_loads() -> None:
     assert spec.filters.exclude == ["*-tmp"]
     assert spec.options.skip_if_free_below is not None
     assert spec.options.skip_if_free_below.space_bytes == 500 << 30
-    assert spec.options.transfer_limits[0].window_from == "08:00"
+    assert spec.options.transfer_limits.root[0].window_from == "08:00"
     assert spec.options.retry.count == 3
 
 
@@ -92,6 +92,12 @@ def test_yaml_errors_name_the_line(tmp_path: Path) -> None:
         load_job_spec(path)
     with pytest.raises(SpecError, match="does not exist"):
         load_job_spec(tmp_path / "missing.yaml")
+
+
+def test_overlapping_rate_windows_are_refused() -> None:
+    limits = [{"rate": "10MiB/s", "from": "08:00", "to": "12:00"}, {"rate": "1MiB/s", "from": "11:00", "to": "13:00"}]
+    with pytest.raises(SpecError, match="overlap"):
+        load_job_spec({**MINIMAL, "options": {"read_limits": limits}})
 
 
 def test_newer_version_is_refused_with_upgrade_advice() -> None:

@@ -1,0 +1,227 @@
+"""Write a backed-up disk back out: to a sparse raw image file or onto an attached device.
+
+`channels` threads each take the next chunk of the manifest, read and verify it from the pool
+and write it at its offset, so memory stays at about `channels × chunk_size`. Regions absent
+from the manifest (holes and all-zero chunks at backup time) are left as holes in a new file,
+or left untouched on a device (restore targets are new, zeroed volumes); with
+`create_sparse=False` they are written out as zeros instead.
+
+A new file is written under a temporary name next to the target and renamed only when every
+chunk was written and fsynced, so a failed export never leaves a plausible-looking image.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from bingobackup.errors import BingoBackupError
+from bingobackup.format.errors import CorruptChunkError
+from bingobackup.format.manifest import ChunkRef, DiskManifest
+from bingobackup.format.zero import is_zero
+from bingobackup.mover.chunks import ProgressThrottle, chunk_spans, human_bytes
+from bingobackup.mover.crew import Crew, Failure
+from bingobackup.mover.errors import MoverError, RestoreChunkError
+from bingobackup.mover.ratelimit import RateLimiter
+
+
+class ChunkSource(Protocol):
+    """What the mover needs from a pool to read chunks back (thread-safe)."""
+
+    def read_chunk(self, ref: ChunkRef) -> bytes:
+        """The chunk's plaintext, verified against `ref.digest`; raises when missing or corrupt."""
+        ...
+
+
+class DiskRestoreResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bytes_written: int
+    zero_bytes: int
+    hole_bytes: int
+    seconds: float
+
+
+def _is_block_device(path: Path) -> bool:
+    try:
+        return stat.S_ISBLK(path.stat().st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _device_size(fd: int) -> int:
+    return os.lseek(fd, 0, os.SEEK_END)
+
+
+def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _gaps(manifest: DiskManifest) -> list[tuple[int, int]]:
+    """(offset, length) of the disk regions no chunk covers."""
+    gaps, position = [], 0
+    for ref in sorted(manifest.chunks, key=lambda r: r.offset):
+        if ref.offset > position:
+            gaps.append((position, ref.offset - position))
+        position = max(position, ref.offset + ref.length)
+    if position < manifest.size_bytes:
+        gaps.append((position, manifest.size_bytes - position))
+    return gaps
+
+
+_ADVICE = "restore this disk from another backup set, and check the pool's storage for errors"
+
+
+def _chunk_error(
+    label: str, ref: ChunkRef, error: BaseException | None, reason: str = ""
+) -> RestoreChunkError:
+    who = f"{label} " if label else ""
+    where = (
+        f"{who}chunk at disk offset {ref.offset} ({human_bytes(ref.offset)}, {ref.length} bytes, "
+        f"digest {ref.digest})"
+    )
+    if isinstance(error, CorruptChunkError):
+        message = f"{where} is damaged: {error.reason}. This region of the backup is lost: {_ADVICE}"
+    elif isinstance(error, BingoBackupError):
+        message = f"{where} could not be read back: {error}"  # the pool's message says what to do
+    elif error is not None:
+        message = f"{where} could not be read back ({type(error).__name__}: {error}); {_ADVICE}"
+    else:
+        message = f"{where} {reason}; {_ADVICE}"
+    return RestoreChunkError(message, ref.offset, ref.digest)
+
+
+def restore_disk(
+    source: ChunkSource,
+    manifest: DiskManifest,
+    output_path_or_device: Path | str,
+    *,
+    channels: int = 2,
+    write_limiter: RateLimiter | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    create_sparse: bool = True,
+    label: str = "",
+    cancel: threading.Event | None = None,
+) -> DiskRestoreResult:
+    """Write the disk described by `manifest` to a file (sparse) or an existing block device."""
+    if channels < 1:
+        raise ValueError("channels must be at least 1")
+    target = Path(output_path_or_device)
+    started = time.monotonic()
+    on_device = _is_block_device(target)
+    if on_device:
+        fd = os.open(target, os.O_WRONLY)
+        written_path = target
+        if _device_size(fd) < manifest.size_bytes:
+            size = _device_size(fd)
+            os.close(fd)
+            raise MoverError(
+                f"{target} holds {size} bytes but the backed-up disk {label or manifest.volume_id} "
+                f"needs {manifest.size_bytes}; attach a volume at least that large and retry"
+            )
+    else:
+        written_path = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        fd = os.open(written_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.ftruncate(fd, manifest.size_bytes)
+
+    crew = Crew(f"restore-{manifest.volume_id}", cancel)
+    lock = threading.Lock()
+    totals = {"written": 0, "zero": 0, "done": 0}
+    refs = iter(sorted(manifest.chunks, key=lambda r: r.offset))
+
+    def write_chunk(ref: ChunkRef) -> None:
+        try:
+            data = source.read_chunk(ref)
+        except Exception as error:  # any pool failure here means this chunk is unusable
+            raise _chunk_error(label, ref, error) from error
+        if len(data) != ref.length:
+            raise _chunk_error(label, ref, None, f"came back with {len(data)} bytes instead of {ref.length}")
+        if create_sparse and is_zero(data):
+            with lock:
+                totals["zero"] += ref.length
+            return
+        if write_limiter is not None:
+            write_limiter.acquire(ref.length, crew.should_stop)
+        _write_all(fd, data, ref.offset)
+        with lock:
+            totals["written"] += ref.length
+
+    def work_loop() -> None:
+        while not crew.should_stop():
+            with lock:
+                ref = next(refs, None)
+            if ref is None:
+                return
+            crew.working_on(ref.offset)
+            write_chunk(ref)
+            with lock:
+                totals["done"] += ref.length
+
+    gap_bytes = sum(length for _, length in _gaps(manifest))
+    try:
+        for index in range(channels):
+            crew.start(f"channel-{index}", work_loop)
+        throttle = ProgressThrottle(progress, manifest.size_bytes, time.monotonic)
+        crew.join(on_tick=lambda: throttle.report(totals["done"]))
+        if crew.failure is None and not crew.cancelled and not create_sparse:
+            _fill_zeros(fd, manifest, write_limiter)
+        if crew.failure is None and not crew.cancelled:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    if crew.failure is not None or crew.cancelled:
+        if not on_device:
+            written_path.unlink(missing_ok=True)
+        if crew.failure is not None:
+            _raise_failure(crew.failure, label or manifest.volume_id, target, on_device)
+        raise MoverError(f"restore of {label or manifest.volume_id} to {target} was cancelled")
+    if not on_device:
+        os.replace(written_path, target)
+        _fsync_dir(target.parent)
+    throttle.report(manifest.size_bytes, final=True)
+    return DiskRestoreResult(
+        bytes_written=totals["written"] + (0 if create_sparse else gap_bytes),
+        zero_bytes=totals["zero"],
+        hole_bytes=gap_bytes if create_sparse else 0,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _raise_failure(failure: Failure, what: str, target: Path, on_device: bool) -> None:
+    if isinstance(failure.error, MoverError):
+        raise failure.error
+    where = f" at disk offset {failure.offset}" if failure.offset is not None else ""
+    cleanup = "the device holds a partial restore" if on_device else "the partial file was removed"
+    raise MoverError(
+        f"restore of {what} to {target} failed{where}: {type(failure.error).__name__}: {failure.error}; "
+        f"{cleanup}. Check that the target has room and is writable, then retry"
+    ) from failure.error
+
+
+def _fill_zeros(fd: int, manifest: DiskManifest, limiter: RateLimiter | None) -> None:
+    """Write explicit zeros over the regions no chunk covers (a fully allocated image)."""
+    zeros = bytes(manifest.chunk_size)
+    for offset, length in _gaps(manifest):
+        for start in chunk_spans(length, manifest.chunk_size):
+            piece = min(manifest.chunk_size, length - start)
+            if limiter is not None:
+                limiter.acquire(piece)
+            _write_all(fd, memoryview(zeros)[:piece], offset + start)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,244 @@
+"""One disk's backup as three stages that run at the same time: read → dedup → write.
+
+The backup flow runs each stage as its own Prefect task ("read disk chunks", "dedup",
+"write to pool"), all three handed the same `DiskPipeline`; `run()` does the same with
+plain threads. Chunks pass between stages through bounded queues, and every buffer holds
+one of `channels + 2` slots from the moment it is read until it is stored or dropped, so
+memory stays at about (channels + 2) × chunk size whatever the disk size.
+
+A failure in any stage stops the other two promptly (they poll a shared stop flag), the
+pool writer is aborted, and `write()` raises the error with the disk offset named.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bingobackup.format.zero import is_zero
+from bingobackup.mover.backup import (
+    ChunkSink,
+    DedupMode,
+    DiskBackupResult,
+    _Chunk,
+    _Counters,
+    _pieces,
+    _pread_exact,
+    _raise_stopped,
+)
+from bingobackup.mover.chunks import ProgressThrottle
+from bingobackup.mover.crew import Crew
+from bingobackup.mover.ratelimit import RateLimiter
+from bingobackup.sparse import data_extents
+
+
+class DiskPipeline:
+    def __init__(
+        self,
+        device_path: Path | str,
+        sink: ChunkSink,
+        *,
+        size_bytes: int,
+        chunk_size: int,
+        channels: int = 2,
+        sparse_aware: bool = True,
+        dedup_mode: DedupMode = "agent",
+        read_limiter: RateLimiter | None = None,
+        send_limiter: RateLimiter | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        if channels < 1 or chunk_size <= 0:
+            raise ValueError("channels must be ≥ 1 and chunk_size positive")
+        self.device = Path(device_path)
+        self.sink = sink
+        self.size_bytes = size_bytes
+        self.chunk_size = chunk_size
+        self.channels = channels
+        self.sparse_aware = sparse_aware
+        self.dedup_mode = dedup_mode
+        self.read_limiter = read_limiter
+        self.send_limiter = send_limiter
+        self.crew = Crew(f"backup-{self.device.name}", cancel)
+        self.counters = _Counters()
+        self._slots = threading.Semaphore(channels + 2)
+        self._to_dedup: queue.Queue[_Chunk | None] = queue.Queue(maxsize=channels)
+        self._to_write: queue.Queue[tuple[_Chunk, str | None] | None] = queue.Queue(maxsize=channels)
+        self._throttle = ProgressThrottle(progress, size_bytes, time.monotonic)
+        self._started = time.monotonic()
+
+    # -- the three stages: each blocks until its part is done ---------------------------------
+
+    def read(self) -> int:
+        """Read every data chunk of the disk (holes skipped unread); returns bytes read."""
+        self._stage("reader", self._read)
+        return self.counters.bytes_read
+
+    def dedup(self) -> int:
+        """Drop zero chunks and, agent-side, chunks the pool already holds; returns bytes passed on."""
+        self._stage_group("dedup", self._dedup, self.channels, self._to_write)
+        return self.counters.bytes_sent
+
+    def write(self) -> DiskBackupResult:
+        """Store the new chunks, then commit the disk's manifest; the pool writer is aborted on failure."""
+        self._stage_group("write", self._write, self.channels, None)
+        if self.crew.failure is not None or self.crew.cancelled:
+            self.sink.abort()
+            _raise_stopped(self.crew, self.device)
+        manifest = self.sink.commit()
+        self._throttle.report(self.size_bytes, final=True)
+        c = self.counters
+        return DiskBackupResult(
+            manifest=manifest,
+            bytes_read=c.bytes_read,
+            bytes_sent=c.bytes_sent,
+            bytes_stored=self.sink.bytes_stored,
+            zero_bytes=c.zero_bytes,
+            hole_bytes=c.hole_bytes,
+            chunks_sent=c.chunks_sent,
+            chunks_known=c.chunks_known,
+            seconds=time.monotonic() - self._started,
+        )
+
+    def run(self) -> DiskBackupResult:
+        """All three stages in threads of this process (what the flow does with tasks)."""
+        threads = [
+            threading.Thread(target=self.read, daemon=True),
+            threading.Thread(target=self.dedup, daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            return self.write()
+        finally:
+            for thread in threads:
+                thread.join()
+
+    # -- machinery ----------------------------------------------------------------------------
+
+    def _stage(self, role: str, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as error:  # stop the other stages, then let write() report it
+            self.crew.fail(error, self.crew._offsets.get(threading.get_ident()))
+
+    def _stage_group(
+        self, role: str, target: Callable[[], None], count: int, downstream: queue.Queue[Any] | None
+    ) -> None:
+        workers = [
+            threading.Thread(target=self._stage, args=(f"{role}-{i}", target), daemon=True)
+            for i in range(count)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(0.2)
+                self._throttle.report(self.counters.done_bytes)
+        if downstream is not None:
+            for _ in range(self.channels):
+                if not self.crew.put(downstream, None):
+                    break
+
+    def _done(self, length: int) -> None:
+        """A chunk's buffer is gone: count it and give its slot back (drop references first)."""
+        with self.counters.lock:
+            self.counters.done_bytes += length
+        self._slots.release()
+
+    def _read(self) -> None:
+        counters, crew = self.counters, self.crew
+        fd = os.open(self.device, os.O_RDONLY)
+        try:
+            extents = (
+                data_extents(fd, 0, self.size_bytes) if self.sparse_aware else iter([(0, self.size_bytes)])
+            )
+            for offset, length, ranges in _pieces(iter(extents), self.size_bytes, self.chunk_size):
+                crew.working_on(offset)
+                wanted = sum(stop - start for start, stop in ranges)
+                with counters.lock:
+                    counters.hole_bytes += length - wanted
+                    if not ranges:
+                        counters.done_bytes += length
+                if not ranges:
+                    continue
+                if not crew.acquire(self._slots):
+                    return
+                if self.read_limiter is not None:
+                    self.read_limiter.acquire(wanted, should_stop=crew.should_stop)
+                if ranges == [(offset, offset + length)]:
+                    data = _pread_exact(fd, length, offset, self.device)
+                else:
+                    buffer = bytearray(length)  # holes inside the chunk stay zero
+                    for start, stop in ranges:
+                        buffer[start - offset : stop - offset] = _pread_exact(
+                            fd, stop - start, start, self.device
+                        )
+                    data = bytes(buffer)
+                    del buffer
+                with counters.lock:
+                    counters.bytes_read += wanted
+                chunk = _Chunk(offset, data)
+                del data
+                if not crew.put(self._to_dedup, chunk):
+                    return
+                del chunk
+        finally:
+            os.close(fd)
+        for _ in range(self.channels):
+            if not crew.put(self._to_dedup, None):
+                return
+
+    def _dedup(self) -> None:
+        counters, crew, sink = self.counters, self.crew, self.sink
+        while True:
+            ok, chunk = crew.get(self._to_dedup)
+            if not ok or chunk is None:
+                return
+            crew.working_on(chunk.offset)
+            length = len(chunk.data)
+            if is_zero(chunk.data):
+                with counters.lock:
+                    counters.zero_bytes += length
+                del chunk
+                self._done(length)
+                continue
+            digest = None
+            if self.dedup_mode == "agent":
+                digest = sink.chunk_digest(chunk.data)
+                if sink.has(digest):
+                    sink.add_known(chunk.offset, length, digest)
+                    with counters.lock:
+                        counters.chunks_known += 1
+                    del chunk
+                    self._done(length)
+                    continue
+            if not crew.put(self._to_write, (chunk, digest)):
+                return
+            del chunk
+
+    def _write(self) -> None:
+        counters, crew, sink = self.counters, self.crew, self.sink
+        while True:
+            ok, item = crew.get(self._to_write)
+            if not ok or item is None:
+                return
+            chunk, digest = item
+            del item
+            crew.working_on(chunk.offset)
+            length = len(chunk.data)
+            try:
+                if self.send_limiter is not None:
+                    self.send_limiter.acquire(length, should_stop=crew.should_stop)
+                sink.put_chunk(chunk.offset, chunk.data, digest=digest, mode=self.dedup_mode)
+                with counters.lock:
+                    counters.bytes_sent += length
+                    counters.chunks_sent += 1
+            finally:
+                del chunk
+                self._done(length)
