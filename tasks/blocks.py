@@ -18,7 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel
 
-from bingobackup.resources.models import BackupHost, CloudRegistration, User
+from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
 
 _PAGE = 200
 
@@ -61,7 +61,20 @@ class BingoBackupUserBlock(_ModelBlock, User):
     _model = User
 
 
-BLOCK_TYPES: tuple[type[_ModelBlock], ...] = (BingoCloudBlock, BackupHostBlock, BingoBackupUserBlock)
+class PoolBlock(_ModelBlock, PoolRegistration):
+    """A bingobackup pool: kind, location and the passphrase of an encrypted pool (encrypted)."""
+
+    _block_type_slug = "bingobackup-pool"
+    _block_type_name = "BingoBackup pool"
+    _model = PoolRegistration
+
+
+BLOCK_TYPES: tuple[type[_ModelBlock], ...] = (
+    BingoCloudBlock,
+    BackupHostBlock,
+    BingoBackupUserBlock,
+    PoolBlock,
+)
 
 
 def register_block_types() -> None:
@@ -161,6 +174,7 @@ class PrefectRegistryStore:
         self._clouds: _BlockTable[CloudRegistration] = _BlockTable(BingoCloudBlock, lambda c: c.name)
         self._hosts: _BlockTable[BackupHost] = _BlockTable(BackupHostBlock, lambda h: h.instance_id)
         self._users: _BlockTable[User] = _BlockTable(BingoBackupUserBlock, lambda u: u.name)
+        self._pools: _BlockTable[PoolRegistration] = _BlockTable(PoolBlock, lambda p: p.name)
 
     def get_cloud(self, name: str) -> CloudRegistration | None:
         return self._clouds.get(name)
@@ -197,6 +211,18 @@ class PrefectRegistryStore:
 
     def list_users(self) -> list[User]:
         return self._users.all()
+
+    def get_pool(self, name: str) -> PoolRegistration | None:
+        return self._pools.get(name)
+
+    def save_pool(self, pool: PoolRegistration) -> None:
+        self._pools.put(pool)
+
+    def delete_pool(self, name: str) -> None:
+        self._pools.delete(name)
+
+    def list_pools(self) -> list[PoolRegistration]:
+        return self._pools.all()
 
     def jobs_using_cloud(self, name: str) -> list[str]:
         """Deployments (jobs) whose parameters contain `cloud: <name>` at any depth."""

@@ -123,7 +123,9 @@ def delete_snapshot(client: BingoCloudClient, snapshot_id: str) -> None:
         client.delete_snapshot(snapshot_id)
 
 
-def clean_leftovers(client: BingoCloudClient, job_name: str, timeouts: StepTimeouts = StepTimeouts()) -> list[str]:
+def clean_leftovers(
+    client: BingoCloudClient, job_name: str, timeouts: StepTimeouts = StepTimeouts()
+) -> list[str]:
     """Delete the temporary volumes and snapshots an interrupted run of this job left behind.
 
     Returns what was removed, for the run's report. Call it before a run starts, when no

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from bingobackup.cli import cloud, demo, host, resources, server, sim, user
+from bingobackup.cli import backup, catalog, cloud, demo, host, pool, resources, server, sim, user
 from bingobackup.cli.common import err_console
 
 app = typer.Typer(
@@ -22,6 +22,11 @@ app.add_typer(server.app, name="server")
 app.add_typer(cloud.app, name="cloud")
 app.add_typer(host.app, name="host")
 app.add_typer(user.app, name="user")
+app.add_typer(pool.app, name="pool")
+app.add_typer(backup.app, name="backup")
+app.add_typer(catalog.catalog_app, name="catalog")
+app.add_typer(catalog.sets_app, name="sets")
+app.command("export-disk")(catalog.export_disk)
 app.add_typer(resources.app, name="resources")
 app.command("demo")(demo.demo)
 

@@ -14,14 +14,15 @@ from bingobackup.resources.errors import AccessDenied, ResourceError, ResourceNo
 from bingobackup.resources.models import BackupHost, CloudRegistration, User
 from bingobackup.resources.store import RegistryStore
 
-ResourceKind = Literal["cloud", "host"]
+ResourceKind = Literal["cloud", "host", "pool"]
 
 # What an admin runs to grant access; quoted in refusals so the operator can ask for it.
 AUTHORIZE_COMMANDS: dict[str, str] = {
     "cloud": "bingobackup cloud authorize {name} --group {group}",
     "host": "bingobackup host authorize {name} --group {group}",
+    "pool": "bingobackup pool authorize {name} --group {group}",
 }
-KIND_LABELS: dict[str, str] = {"cloud": "cloud", "host": "backup host"}
+KIND_LABELS: dict[str, str] = {"cloud": "cloud", "host": "backup host", "pool": "pool"}
 
 
 def _groups_text(groups: Iterable[str]) -> str:

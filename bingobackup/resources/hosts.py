@@ -21,7 +21,7 @@ from bingobackup.resources.access import (
     require_admin,
 )
 from bingobackup.resources.errors import IncompatibleBackupHost, RegistrationError
-from bingobackup.resources.models import BackupHost, CloudRegistration, User
+from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
 from bingobackup.resources.store import RegistryStore
 
 
@@ -143,57 +143,64 @@ def deregister_backup_host(store: RegistryStore, user: User, instance_id: str) -
     store.delete_host(instance_id)
 
 
-def _check_all_exist(store: RegistryStore, kind: ResourceKind, names: list[str]) -> None:
-    """A batch is all or nothing: refuse it whole when any name is unknown."""
-    if not names:
-        raise RegistrationError(f"Name at least one {KIND_LABELS[kind]} to authorize.")
+Authorizable = CloudRegistration | BackupHost | PoolRegistration
+
+
+def _registered(store: RegistryStore, kind: ResourceKind) -> dict[str, Authorizable]:
     if kind == "cloud":
-        known = [c.name for c in store.list_clouds()]
-        command = "bingobackup cloud list"
+        return {c.name: c for c in store.list_clouds()}
+    if kind == "host":
+        return {h.instance_id: h for h in store.list_hosts()}
+    return {p.name: p for p in store.list_pools()}
+
+
+def _save(store: RegistryStore, resource: Authorizable) -> None:
+    if isinstance(resource, CloudRegistration):
+        store.save_cloud(resource)
+    elif isinstance(resource, BackupHost):
+        store.save_host(resource)
     else:
-        known = [h.instance_id for h in store.list_hosts()]
-        command = "bingobackup host list"
-    for name in names:
-        if name not in known:
-            raise not_found(f"registered {KIND_LABELS[kind]}", name, known, command)
+        store.save_pool(resource)
 
 
 def _change_groups(
     store: RegistryStore, user: User, kind: ResourceKind, names: list[str], groups: list[str], grant: bool
-) -> list[CloudRegistration | BackupHost]:
+) -> list[Authorizable]:
     verb = "authorize" if grant else "deauthorize"
-    require_admin(user, f"{verb} {KIND_LABELS[kind]}s")
+    label = KIND_LABELS[kind]
+    require_admin(user, f"{verb} {label}s")
     if not [g for g in groups if g.strip()]:
         raise RegistrationError(f"Name at least one user group to {verb}.")
-    _check_all_exist(store, kind, names)
-    changed: list[CloudRegistration | BackupHost] = []
+    if not names:
+        raise RegistrationError(f"Name at least one {label} to {verb}.")
+    registered = _registered(store, kind)
+    # A batch is all or nothing: refuse it whole when any name is unknown.
     for name in names:
-        resource: CloudRegistration | BackupHost = (
-            find_cloud(store, name) if kind == "cloud" else find_host(store, name)
-        )
+        if name not in registered:
+            raise not_found(f"registered {label}", name, registered, f"bingobackup {kind} list")
+    changed: list[Authorizable] = []
+    for name in names:
+        resource = registered[name]
         if grant:
             resource.groups = [*resource.groups, *groups]
         else:
             dropped = {g.strip() for g in groups}
             resource.groups = [g for g in resource.groups if g not in dropped]
-        if isinstance(resource, CloudRegistration):
-            store.save_cloud(resource)
-        else:
-            store.save_host(resource)
+        _save(store, resource)
         changed.append(resource)
     return changed
 
 
 def authorize(
     store: RegistryStore, user: User, kind: ResourceKind, names: list[str], groups: list[str]
-) -> list[CloudRegistration | BackupHost]:
+) -> list[Authorizable]:
     """Admin only: let `groups` use every resource in `names` (one or a batch)."""
     return _change_groups(store, user, kind, names, groups, grant=True)
 
 
 def deauthorize(
     store: RegistryStore, user: User, kind: ResourceKind, names: list[str], groups: list[str]
-) -> list[CloudRegistration | BackupHost]:
+) -> list[Authorizable]:
     """Admin only: withdraw `groups` from every resource in `names`."""
     return _change_groups(store, user, kind, names, groups, grant=False)
 

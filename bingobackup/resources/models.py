@@ -134,6 +134,11 @@ class BackupHost(ResourceModel):
     architecture: str = ""
     activated: bool = False
     groups: list[str] = Field(default_factory=list)
+    device_root: str = Field(
+        default="/",
+        description="Where the agent sees this host's /dev/disk/by-id: '/' on the host itself; "
+        "the simulator's STATE/hosts/<instance-id> for a simulated cloud",
+    )
 
     @field_validator("groups")
     @classmethod
@@ -156,3 +161,27 @@ class User(ResourceModel):
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+PoolKindName = Literal["standard", "dedup", "object", "tape", "lanfree", "optical"]
+
+
+class PoolRegistration(ResourceModel):
+    """A pool (存储池) registered for jobs: where it is and the passphrase that opens it."""
+
+    name: str = Field(description="Lowercase slug naming this pool in jobs and the UI")
+    kind: PoolKindName
+    location: str = Field(description="Directory of the pool (object pools: s3://bucket/prefix)")
+    passphrase: SecretStr | None = Field(default=None, description="Opens an encrypted pool")
+    groups: list[str] = Field(default_factory=list, description="User groups authorized to use it")
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        return check_slug(value, "Pool name")
+
+    @field_validator("groups")
+    @classmethod
+    def _groups_clean(cls, value: list[str]) -> list[str]:
+        return _clean_groups(value)

@@ -11,7 +11,7 @@ from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from bingobackup.resources.models import BackupHost, CloudRegistration, User
+from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
 
 
 class RegistryStore(Protocol):
@@ -31,6 +31,11 @@ class RegistryStore(Protocol):
     def save_user(self, user: User) -> None: ...
     def delete_user(self, name: str) -> None: ...
     def list_users(self) -> list[User]: ...
+
+    def get_pool(self, name: str) -> PoolRegistration | None: ...
+    def save_pool(self, pool: PoolRegistration) -> None: ...
+    def delete_pool(self, name: str) -> None: ...
+    def list_pools(self) -> list[PoolRegistration]: ...
 
     def jobs_using_cloud(self, name: str) -> list[str]:
         """Names of the jobs whose spec references cloud `name` (empty when none)."""
@@ -67,6 +72,7 @@ class InMemoryRegistryStore:
         self._clouds: _Table[CloudRegistration] = _Table()
         self._hosts: _Table[BackupHost] = _Table()
         self._users: _Table[User] = _Table()
+        self._pools: _Table[PoolRegistration] = _Table()
         self._jobs_by_cloud: dict[str, list[str]] = {}
 
     def get_cloud(self, name: str) -> CloudRegistration | None:
@@ -104,6 +110,18 @@ class InMemoryRegistryStore:
 
     def list_users(self) -> list[User]:
         return self._users.all()
+
+    def get_pool(self, name: str) -> PoolRegistration | None:
+        return self._pools.get(name)
+
+    def save_pool(self, pool: PoolRegistration) -> None:
+        self._pools.put(pool.name, pool)
+
+    def delete_pool(self, name: str) -> None:
+        self._pools.delete(name)
+
+    def list_pools(self) -> list[PoolRegistration]:
+        return self._pools.all()
 
     def jobs_using_cloud(self, name: str) -> list[str]:
         return list(self._jobs_by_cloud.get(name, []))

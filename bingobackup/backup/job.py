@@ -1,0 +1,195 @@
+"""A backup job at run time: what it backs up, where, and what happened to each VM.
+
+Plain engine code: the Prefect tasks in `tasks/backup.py` wrap these calls, and the flow in
+`flows/backup.py` only orchestrates them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bingobackup.backup.staging import StepTimeouts, clean_leftovers, snapshot_volume
+from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.models import Snapshot
+from bingobackup.errors import BingoBackupError
+from bingobackup.mover.backup import DiskBackupResult
+from bingobackup.mover.devices import DeviceLocator
+from bingobackup.mover.ratelimit import RateLimiter
+from bingobackup.pools import Pool
+from bingobackup.resources.access import backup_host_for, cloud_for
+from bingobackup.resources.discovery import Disk, ResolvedVm, resolve_selection
+from bingobackup.resources.hosts import registered_backup_host_ids
+from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
+from bingobackup.resources.pools import open_registered_pool, pool_for
+from bingobackup.resources.store import RegistryStore
+from bingobackup.specs.job import BackupJobSpec
+
+
+class BackupJobError(BingoBackupError):
+    pass
+
+
+def new_set_id(job_name: str, now: datetime | None = None) -> str:
+    """Unique, sortable by time, safe as a file name: `<job>-20261125T064000Z-1a2b3c`."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{job_name}-{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+ProgressListener = Callable[[int, int], None]
+# Callbacks (done bytes, total bytes) of every run in this process: the CLI draws its
+# progress bar from them while the flow updates its Prefect progress artifact.
+PROGRESS_LISTENERS: list[ProgressListener] = []
+
+
+class ProgressTracker:
+    """Bytes done over bytes to do across every disk of a run, reported at most every `interval`."""
+
+    def __init__(
+        self, total_bytes: int, report: Callable[[float], None] | None, interval: float = 1.0
+    ) -> None:
+        self.total_bytes = max(total_bytes, 1)
+        self._report = report
+        self._interval = interval
+        self._done: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def update(self, key: str, done_bytes: int) -> None:
+        with self._lock:
+            self._done[key] = done_bytes
+            done = sum(self._done.values())
+        for listener in PROGRESS_LISTENERS:
+            listener(done, self.total_bytes)
+        with self._lock:
+            now = time.monotonic()
+            if self._report is None or now - self._last < self._interval:
+                return
+            self._last = now
+            percent = 100.0 * sum(self._done.values()) / self.total_bytes
+        self._report(min(percent, 100.0))
+
+    def finish(self) -> None:
+        for listener in PROGRESS_LISTENERS:
+            listener(self.total_bytes, self.total_bytes)
+        if self._report is not None:
+            self._report(100.0)
+
+
+@dataclass
+class BackupJob:
+    """Everything a run needs, resolved and checked before the first snapshot."""
+
+    spec: BackupJobSpec
+    cloud: CloudRegistration
+    host: BackupHost
+    pool_registration: PoolRegistration
+    pool: Pool
+    vms: list[ResolvedVm]
+    set_id: str
+    started_at: datetime
+    leftovers_removed: list[str] = field(default_factory=list)
+    timeouts: StepTimeouts = field(default_factory=StepTimeouts)
+    progress: ProgressTracker | None = None
+    # One limiter per run: the guide's limits are for the job as a whole, across its channels.
+    read_limiter: RateLimiter | None = field(init=False)
+    send_limiter: RateLimiter | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        options = self.spec.options
+        self.read_limiter = RateLimiter(options.read_limits) if options.read_limits.root else None
+        self.send_limiter = RateLimiter(options.transfer_limits) if options.transfer_limits.root else None
+
+    def client(self) -> BingoCloudClient:
+        return self.cloud.client(retry_window_seconds=self.spec.options.reconnect_minutes * 60.0)
+
+    def locator(self) -> DeviceLocator:
+        return DeviceLocator(Path(self.host.device_root))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(d.size_bytes for vm in self.vms for d in vm.disks)
+
+
+def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) -> BackupJob:
+    """Check every resource the spec names, open the pool, clean leftovers, resolve the VMs.
+
+    Refuses before anything is touched: unknown cloud/pool/host, a host that is not
+    activated or not in the cloud, a wrong pool passphrase, a selection naming unknown VMs.
+    """
+    cloud = cloud_for(store, user, spec.cloud)
+    host = backup_host_for(store, user, spec.backup_host)
+    if host.cloud != cloud.name:
+        raise BackupJobError(
+            f"Backup host {host.instance_id} belongs to cloud '{host.cloud}', not '{cloud.name}'. "
+            f"Pick a backup host of cloud '{cloud.name}' (bingobackup host list)."
+        )
+    pool_registration = pool_for(store, user, spec.pool)
+    pool = open_registered_pool(pool_registration)
+    client = cloud.client(retry_window_seconds=spec.options.reconnect_minutes * 60.0)
+    removed = clean_leftovers(client, spec.name)
+    vms = resolve_selection(
+        client, spec.content, spec.filters, backup_host_ids=registered_backup_host_ids(store, cloud.name)
+    )
+    if not vms:
+        raise BackupJobError(
+            f"Job '{spec.name}' selects no VM right now (content: "
+            f"{', '.join(c.describe() for c in spec.content)}; filters: include {spec.filters.include}, "
+            f"exclude {spec.filters.exclude}). Check the content and filters with `bingobackup resources search`."
+        )
+    started = datetime.now(UTC)
+    return BackupJob(
+        spec=spec,
+        cloud=cloud,
+        host=host,
+        pool_registration=pool_registration,
+        pool=pool,
+        vms=vms,
+        set_id=new_set_id(spec.name, started),
+        started_at=started,
+        leftovers_removed=removed,
+    )
+
+
+class DiskOutcome(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    disk: Disk
+    snapshot_id: str = ""
+    result: DiskBackupResult | None = None
+    error: str = ""
+
+
+class VmOutcome(BaseModel):
+    """What happened to one VM in one run (the last attempt wins)."""
+
+    vm: ResolvedVm
+    status: Literal["ok", "failed", "skipped"]
+    error: str = ""
+    started_at: datetime
+    finished_at: datetime
+    attempts: int = 1
+    disks: list[DiskOutcome] = []
+
+    def total(self, counter: Literal["bytes_read", "bytes_sent", "bytes_stored"]) -> int:
+        return sum(getattr(d.result, counter) for d in self.disks if d.result is not None)
+
+
+def snapshot_disks(
+    client: BingoCloudClient, job: BackupJob, vm: ResolvedVm, taken: dict[str, Snapshot]
+) -> None:
+    """Snapshot every selected disk of `vm` into `taken` (volume id → completed snapshot).
+
+    `taken` belongs to the caller so that, when a later snapshot fails, the earlier ones are
+    still known and get deleted.
+    """
+    for disk in vm.disks:
+        taken[disk.volume_id] = snapshot_volume(client, job.spec.name, disk.volume_id, job.timeouts)

@@ -1,0 +1,221 @@
+"""The backup flow: fan out over VMs and disks under the job's concurrency limits, retry the
+VMs that failed, register the backup set, and show operators what happened.
+
+Concurrency limits are Prefect tag limits made from the spec: one tag per job (parallel
+VMs), per job and node (parallel VMs per node) and per job and VM (parallel disks per VM).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.context import get_run_context
+from prefect.states import Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from bingobackup.backup.job import BackupJob, DiskOutcome, ProgressTracker, VmOutcome
+from bingobackup.backup.staging import delete_snapshot, staged_volume
+from bingobackup.cloud.models import Snapshot
+from bingobackup.mover.stages import DiskPipeline
+from bingobackup.resources.discovery import Disk, ResolvedVm
+from bingobackup.specs.job import BackupJobSpec
+from tasks.backup import dedup, prepare_backup, read_disk_chunks, register_backup_set, snapshot, write_to_pool
+
+
+def job_tag(job: str) -> str:
+    return f"bingobackup/{job}"
+
+
+def node_tag(job: str, node_id: str) -> str:
+    return f"bingobackup/{job}/node/{node_id}"
+
+
+def vm_tag(job: str, vm_id: str) -> str:
+    return f"bingobackup/{job}/vm/{vm_id}"
+
+
+def _ensure_limits(job: BackupJob) -> None:
+    options, name = job.spec.options, job.spec.name
+    limits = {job_tag(name): options.parallel_vms}
+    for vm in job.vms:
+        limits[node_tag(name, vm.node_id)] = options.parallel_vms_per_node
+        limits[vm_tag(name, vm.instance_id)] = options.parallel_disks_per_vm
+    with get_client(sync_client=True) as client:
+        for tag, limit in limits.items():
+            client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+
+
+@task(name="back up disk", cache_policy=NONE)
+def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> DiskOutcome:
+    """Stage the snapshot on the backup host and stream it through read → dedup → write."""
+    client = job.client()
+    with staged_volume(
+        client, job.spec.name, snap, job.host.instance_id, job.locator(), timeouts=job.timeouts
+    ) as device:
+        writer = job.pool.open_disk_writer(job.set_id, disk.volume_id, disk.size_bytes)
+        progress = job.progress
+        pipeline = DiskPipeline(
+            device,
+            writer,
+            size_bytes=disk.size_bytes,
+            chunk_size=job.pool.chunk_size,
+            channels=job.spec.options.channels,
+            dedup_mode=job.spec.options.dedup_mode,
+            read_limiter=job.read_limiter,
+            send_limiter=job.send_limiter,
+            progress=(lambda done, _total: progress.update(disk.volume_id, done)) if progress else None,
+        )
+        read = read_disk_chunks.submit(pipeline)
+        hashed = dedup.submit(pipeline)
+        written = write_to_pool.submit(pipeline)
+        result = written.result()
+        read.result()
+        hashed.result()
+    return DiskOutcome(disk=disk, snapshot_id=snap.snapshot_id, result=result)
+
+
+@task(name="back up VM", cache_policy=NONE)
+def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int) -> VmOutcome:
+    """One VM: snapshot its disks, back them up in parallel, always delete the snapshots.
+
+    Never raises: a failure becomes a failed outcome so the other VMs go on.
+    """
+    started = datetime.now(UTC)
+    client = job.client()
+    taken: dict[str, Snapshot] = {}
+    disks: list[DiskOutcome] = []
+    try:
+        snapshot(job, vm, client, taken)
+        futures = [
+            back_up_disk.with_options(tags=[vm_tag(job.spec.name, vm.instance_id)]).submit(
+                job, vm, disk, taken[disk.volume_id]
+            )
+            for disk in vm.disks
+        ]
+        errors = []
+        for disk, future in zip(vm.disks, futures, strict=True):
+            try:
+                disks.append(future.result())
+            except Exception as exc:
+                errors.append(f"disk {disk.volume_id}: {exc}")
+                disks.append(DiskOutcome(disk=disk, error=str(exc)))
+        status, error = ("failed", "; ".join(errors)) if errors else ("ok", "")
+    except Exception as exc:
+        status, error = "failed", str(exc)
+    finally:
+        for snap in taken.values():
+            try:
+                delete_snapshot(client, snap.snapshot_id)
+            except Exception as exc:  # report, never hide: the next run's cleanup removes it
+                get_run_logger().warning("could not delete snapshot %s: %s", snap.snapshot_id, exc)
+    return VmOutcome(
+        vm=vm,
+        status=status,
+        error=error,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        attempts=attempt,
+        disks=disks,
+    )
+
+
+def _run_name() -> str:
+    parameters = get_run_context().flow_run.parameters  # type: ignore[union-attr]
+    spec = parameters["spec"]
+    name = spec.name if isinstance(spec, BackupJobSpec) else spec["name"]
+    return f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
+    rows = []
+    for o in outcomes:
+        read, sent, stored = o.total("bytes_read"), o.total("bytes_sent"), o.total("bytes_stored")
+        seconds = (o.finished_at - o.started_at).total_seconds()
+        rows.append(
+            {
+                "VM": f"{o.vm.name} ({o.vm.instance_id})",
+                "disks": len(o.vm.disks),
+                "read MiB": round(read / 2**20, 1),
+                "sent MiB": round(sent / 2**20, 1),
+                "stored MiB": round(stored / 2**20, 1),
+                "dedup ratio": round(read / stored, 1) if stored else None,
+                "seconds": round(seconds, 1),
+                "MB/s": round(read / 1e6 / seconds, 1) if seconds > 0 else None,
+                "status": o.status if not o.error else f"{o.status}: {o.error}",
+                "attempts": o.attempts,
+            }
+        )
+    return rows
+
+
+@flow(
+    name="bingobackup-backup",
+    flow_run_name=_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=64),
+    validate_parameters=True,
+)
+def backup(spec: BackupJobSpec, user: str | None = None) -> dict[str, object] | State:
+    """Back up the VMs a job spec selects into its pool and register the backup set."""
+    logger = get_run_logger()
+    job = prepare_backup(spec, user)
+    if job.leftovers_removed:
+        logger.warning("cleaned up after an interrupted run: %s", ", ".join(job.leftovers_removed))
+    _ensure_limits(job)
+    progress_id = create_progress_artifact(
+        progress=0.0, key="backup-progress", description=f"{spec.name}: bytes read of {len(job.vms)} VMs"
+    )
+    job.progress = ProgressTracker(job.total_bytes, lambda pct: update_progress_artifact(progress_id, pct))
+
+    outcomes: dict[str, VmOutcome] = {}
+    pending = list(job.vms)
+    attempt = 0
+    while pending:
+        attempt += 1
+        futures = [
+            back_up_vm.with_options(tags=[job_tag(spec.name), node_tag(spec.name, vm.node_id)]).submit(
+                job, vm, attempt
+            )
+            for vm in pending
+        ]
+        for future in futures:
+            outcome = future.result()
+            outcomes[outcome.vm.instance_id] = outcome
+        pending = [o.vm for o in outcomes.values() if o.status == "failed"]
+        if not pending or attempt > spec.options.retry.count:
+            break
+        logger.warning(
+            "retrying %d failed VM(s) in %.0f s: %s",
+            len(pending),
+            spec.options.retry.interval_minutes * 60,
+            ", ".join(vm.name for vm in pending),
+        )
+        time.sleep(spec.options.retry.interval_minutes * 60)
+
+    job.progress.finish()
+    ordered = [outcomes[vm.instance_id] for vm in job.vms]
+    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    status = register_backup_set(job, ordered, run_id, attempt)
+    rows = _summary_rows(ordered)
+    create_table_artifact(table=rows, key="backup-summary", description=f"Backup set {job.set_id} ({status})")
+    summary = {"set_id": job.set_id if status != "failed" else "", "status": status, "rows": rows}
+    failed = [o for o in ordered if o.status == "failed"]
+    if failed:
+        reasons = "; ".join(f"{o.vm.name}: {o.error}" for o in failed)
+        message = f"{len(failed)} of {len(ordered)} VM(s) failed after {attempt} attempt(s): {reasons}"
+        logger.error(message)
+        return Failed(message=message, data=summary)
+    return summary
+
+
+def summary_rows_from_state(state: State) -> tuple[str, list[dict[str, object]]]:
+    """(set id, per-VM rows) of a finished backup run, failed or not."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, dict):
+        return str(result.get("set_id", "")), list(result.get("rows", []))
+    return "", [{"VM": "(run failed before any VM)", "status": state.message or str(result)}]

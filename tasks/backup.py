@@ -1,0 +1,148 @@
+"""The backup's steps as Prefect tasks: thin wrappers around engine calls.
+
+snapshot → read disk chunks → dedup → write to pool → register backup set. The three disk
+tasks of one disk run at the same time and hand chunks to each other through the bounded
+queues of one `DiskPipeline` (passed by reference): bytes never travel as task results.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from bingobackup.backup.job import BackupJob, VmOutcome, prepare_backup_job, snapshot_disks
+from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.models import Snapshot
+from bingobackup.mover.backup import DiskBackupResult
+from bingobackup.mover.stages import DiskPipeline
+from bingobackup.resources.discovery import ResolvedVm
+from bingobackup.resources.users import resolve_user
+from bingobackup.specs.job import BackupJobSpec
+from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
+from tasks.blocks import PrefectRegistryStore
+
+# No caching: every run must really do its work, and the inputs hold live objects.
+step = task(cache_policy=NONE, retries=0)
+
+
+@task(name="resolve content", cache_policy=NONE)
+def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:
+    store = PrefectRegistryStore()
+    return prepare_backup_job(store, resolve_user(store, user_name), spec)
+
+
+@task(name="snapshot", cache_policy=NONE)
+def snapshot(
+    job: BackupJob, vm: ResolvedVm, client: BingoCloudClient, taken: dict[str, Snapshot]
+) -> list[str]:
+    snapshot_disks(client, job, vm, taken)
+    return [s.snapshot_id for s in taken.values()]
+
+
+@task(name="read disk chunks", cache_policy=NONE)
+def read_disk_chunks(pipeline: DiskPipeline) -> int:
+    return pipeline.read()
+
+
+@task(name="dedup", cache_policy=NONE)
+def dedup(pipeline: DiskPipeline) -> int:
+    return pipeline.dedup()
+
+
+@task(name="write to pool", cache_policy=NONE)
+def write_to_pool(pipeline: DiskPipeline) -> DiskBackupResult:
+    return pipeline.write()
+
+
+def _vm_record(job: BackupJob, outcome: VmOutcome) -> VmBackupRecord:
+    return VmBackupRecord.from_instance(
+        job.set_id,
+        outcome.vm.instance,
+        status=outcome.status,
+        error=outcome.error,
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        bytes_read=outcome.total("bytes_read"),
+        bytes_sent=outcome.total("bytes_sent"),
+        bytes_stored=outcome.total("bytes_stored"),
+    )
+
+
+def _disk_records(job: BackupJob, outcome: VmOutcome) -> list[DiskBackupRecord]:
+    return [
+        DiskBackupRecord(
+            set_id=job.set_id,
+            vm_id=outcome.vm.instance_id,
+            volume_id=d.disk.volume_id,
+            name=d.disk.name,
+            size_bytes=d.disk.size_bytes,
+            is_root=d.disk.system,
+            device_name=d.disk.device,
+            storage_id=d.disk.storage_id,
+            format=d.disk.format or "raw",
+            serial=d.disk.volume_id,
+            snapshot_id=d.snapshot_id,
+            bytes_read=d.result.bytes_read,
+            bytes_sent=d.result.bytes_sent,
+            bytes_stored=d.result.bytes_stored,
+        )
+        for d in outcome.disks
+        if d.result is not None
+    ]
+
+
+@task(name="register backup set", cache_policy=NONE)
+def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, attempts: int) -> str:
+    """Record the set (its committed VMs) and the run in the pool's catalog; returns the status.
+
+    Runs only after every disk's chunks are durable (each disk writer committed), so a
+    reader never sees a set whose chunks are missing.
+    """
+    ok = [o for o in outcomes if o.status == "ok"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    status = "ok" if not failed else ("partial" if ok else "failed")
+    finished = datetime.now(UTC)
+    totals = {c: sum(o.total(c) for o in outcomes) for c in ("bytes_read", "bytes_sent", "bytes_stored")}
+    writer = CatalogWriter(job.pool_registration.location)
+    if ok:
+        writer.write_backup_set(
+            BackupSetRecord(
+                set_id=job.set_id,
+                job_name=job.spec.name,
+                pool=job.pool_registration.name,
+                cloud=job.cloud.name,
+                started_at=job.started_at,
+                finished_at=finished,
+                status=status,
+                run_id=run_id,
+                backup_host=job.host.instance_id,
+                **totals,
+            ),
+            [_vm_record(job, o) for o in outcomes],
+            [r for o in ok for r in _disk_records(job, o)],
+            [d.result.manifest for o in ok for d in o.disks if d.result is not None],
+        )
+    writer.write_job_run(
+        JobRunRecord(
+            run_id=run_id,
+            job_name=job.spec.name,
+            kind="backup",
+            flow_run_id=run_id,
+            pool=job.pool_registration.name,
+            cloud=job.cloud.name,
+            set_id=job.set_id if ok else "",
+            status={"ok": "completed"}.get(status, status),
+            started_at=job.started_at,
+            ended_at=finished,
+            attempts=attempts,
+            vms_ok=len(ok),
+            vms_failed=len(failed),
+            vms_skipped=len(skipped),
+            errors=tuple(RunError(target=o.vm.instance_id, message=o.error) for o in failed + skipped),
+            **totals,
+        )
+    )
+    return status
