@@ -18,8 +18,9 @@ from bingobackup.cloud.client import BingoCloudClient
 if TYPE_CHECKING:
     from bingobackup.sim.server import RunningSimulator
 
-ACCESS_KEY = "AKTEST0000000001"
-SECRET_KEY = "sk-test-0123456789abcdef"  # tests assert this never leaks into messages
+from testkeys import ACCESS_KEY, SECRET_KEY
+
+__all__ = ["ACCESS_KEY", "SECRET_KEY"]
 
 
 @pytest.fixture

@@ -139,6 +139,14 @@ def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) ->
     vms = resolve_selection(
         client, spec.content, spec.filters, backup_host_ids=registered_backup_host_ids(store, cloud.name)
     )
+    elsewhere = [vm for vm in vms if vm.cluster_id != host.cluster_id]
+    if elsewhere:
+        names = ", ".join(f"{vm.name} ({vm.cluster_id})" for vm in elsewhere)
+        raise BackupJobError(
+            f"Backup host {host.instance_id} is in cluster {host.cluster_id} and can read disks only there, "
+            f"but the job selects VMs of other clusters: {names}. Make one job per cluster, each with a "
+            "backup host of that cluster."
+        )
     if not vms:
         raise BackupJobError(
             f"Job '{spec.name}' selects no VM right now (content: "

@@ -11,16 +11,27 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+import yaml
+from rich.table import Table
 
 from bingobackup.cli.background import BackgroundService, bingobackup_home, free_port
+from bingobackup.cli.backup import outcome_table, run_backup
+from bingobackup.cli.catalog import file_sha256
 from bingobackup.cli.common import console, registry
-from bingobackup.cli.resources import render_tree
+from bingobackup.cli.pools_index import remember
+from bingobackup.cli.resources import human_bytes, render_tree
+from bingobackup.errors import BingoBackupError
+
+if TYPE_CHECKING:
+    from bingobackup.resources.discovery import VmEntry
 
 DEMO_CLOUD = "demo"
 DEMO_ACCESS_KEY = "DEMOACCESSKEY0001"
 DEMO_GROUP = "operators"
+DEMO_POOL = "demo-dedup"
 DEMO_SIM_PORT = 18080
 _SIM = BackgroundService(name="demo-sim", health_path="/_sim/health")
 
@@ -88,7 +99,7 @@ def demo(
     demo_dir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]bingobackup demo")
     endpoint, secret_key = start_demo_simulator(demo_dir)
-    console.print(f"[1/4] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
+    console.print(f"[1/8] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
 
     client = BingoCloudClient(endpoint, DEMO_ACCESS_KEY, secret_key)
     tree = CloudTree.from_client(client)
@@ -99,7 +110,7 @@ def demo(
         from bingobackup.cli.prefect_server import status
 
         info = status()
-        console.print(f"[2/4] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
+        console.print(f"[2/8] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
         settings = {
             "address": "127.0.0.1",
             "port": int(endpoint.rsplit(":", 1)[1].strip("/")),
@@ -118,8 +129,12 @@ def demo(
             f"[3/4] Cloud '{DEMO_CLOUD}' {action}: Access Key {DEMO_ACCESS_KEY}, keys checked against the API"
         )
         for instance_id, vm in sorted(backup_hosts.items(), key=lambda kv: kv[1].name):
-            if store.get_host(instance_id) is None:
-                register_backup_host(store, user, DEMO_CLOUD, instance_id, client=client)
+            host = store.get_host(instance_id) or register_backup_host(
+                store, user, DEMO_CLOUD, instance_id, client=client
+            )
+            # The simulator shows a host's attached disks under its state directory.
+            host.device_root = str(demo_dir / "sim-state" / "hosts" / instance_id)
+            store.save_host(host)
             activate_backup_host(store, user, instance_id)
             console.print(
                 f"      backup host {vm.name} ({instance_id}, {vm.instance.os_name} {vm.instance.os_version}) "
@@ -129,12 +144,141 @@ def demo(
         authorize(store, user, "host", sorted(backup_hosts), [DEMO_GROUP])
         console.print(f"      cloud and backup hosts authorized to user group '{DEMO_GROUP}'")
 
-    console.print("[4/4] What the cloud holds:")
+    console.print("[4/8] What the cloud holds:")
     console.print(render_tree(tree, f"cloud {DEMO_CLOUD} ({endpoint})", set(backup_hosts)))
+
+    pool_dir = demo_dir / "pools" / DEMO_POOL
+    _ensure_demo_pool(demo_dir, pool_dir)
+    console.print(f"[5/8] Encrypted dedup pool '{DEMO_POOL}' at {pool_dir} (AES-256-GCM, zstd, 4 MiB chunks)")
+
+    specs = _write_demo_specs(demo_dir, backup_hosts)
+    results: list[tuple[str, str, list[dict[str, object]], bool]] = []
+    for round_name in ("first", "second"):
+        console.print(
+            f"[{6 if round_name == 'first' else 7}/8] {round_name.capitalize()} full backup of every VM:"
+        )
+        for spec_path in specs:
+            set_id, rows, ok = run_backup(spec_path)
+            results.append((round_name, set_id, rows, ok))
+            console.print(outcome_table(rows, f"{round_name} backup: set {set_id}"))
+    console.print("[8/8] Export one disk of every VM and compare SHA-256 with the source volume:")
+    checks = _verify_exports(demo_dir, pool_dir, endpoint, secret_key)
+    console.print(checks)
+    _print_summary(results)
     console.rule()
     console.print(
-        "Next: open the Prefect UI at "
-        f"{info.ui_url if info else '(bingobackup server status)'} (Blocks show the registered cloud and hosts),\n"
-        f"  bingobackup resources search linux --cloud {DEMO_CLOUD}\n"
+        "Next:\n"
+        f"  Prefect UI: {info.ui_url if info else '(bingobackup server status)'} (flow runs with progress and "
+        "summary artifacts; Blocks show the registered cloud, hosts and pool)\n"
+        f"  bingobackup sets list --pool {DEMO_POOL}\n"
+        f'  bingobackup catalog query "SELECT vm_name, status, bytes_read, bytes_stored FROM vm_backups" --pool {DEMO_POOL}\n'
+        "  notebook: notebooks/backup_history.ipynb (set BINGOBACKUP_POOL to the pool directory)\n"
         "  bingobackup demo --stop    # stop the background simulator and Prefect server"
     )
+
+
+def _ensure_demo_pool(demo_dir: Path, pool_dir: Path) -> None:
+    from bingobackup.resources.pools import create_registered_pool
+
+    passphrase_file = demo_dir / "pool-passphrase"
+    if not passphrase_file.exists():
+        passphrase_file.write_text(secrets.token_urlsafe(24))
+        passphrase_file.chmod(0o600)
+    with registry() as (store, user):
+        if store.get_pool(DEMO_POOL) is None:
+            create_registered_pool(
+                store,
+                user,
+                name=DEMO_POOL,
+                kind="dedup",
+                location=pool_dir,
+                encrypted=True,
+                passphrase=passphrase_file.read_text().strip(),
+                groups=[DEMO_GROUP],
+            )
+    remember(DEMO_POOL, str(pool_dir.resolve()))
+
+
+def _write_demo_specs(demo_dir: Path, backup_hosts: dict[str, VmEntry]) -> list[Path]:
+    """One job per cluster: a backup host reads disks only inside its own cluster."""
+    paths = []
+    for instance_id, host in sorted(backup_hosts.items(), key=lambda kv: kv[1].name):
+        path = demo_dir / f"job-{host.cluster_id}.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "version": 1,
+                    "name": f"demo-{host.cluster_id}",
+                    "cloud": DEMO_CLOUD,
+                    "backup_host": instance_id,
+                    "pool": DEMO_POOL,
+                    "content": [{"cluster": host.cluster_id}],
+                    "schedule": {"kind": "manual"},
+                    "options": {
+                        "compression": "fast",
+                        "parallel_vms": 2,
+                        "dedup_mode": "agent",
+                        "retry": {"count": 1, "interval_minutes": 0},
+                    },
+                },
+                sort_keys=False,
+            )
+        )
+        paths.append(path)
+    return paths
+
+
+def _verify_exports(demo_dir: Path, pool_dir: Path, endpoint: str, secret_key: str) -> Table:
+    from bingobackup.mover.restore import restore_disk
+    from bingobackup.pools import open_pool
+    from catalog import Catalog
+
+    passphrase = (demo_dir / "pool-passphrase").read_text().strip()
+    pool = open_pool(pool_dir, passphrase, name=DEMO_POOL)
+    out_dir = demo_dir / "exports"
+    out_dir.mkdir(exist_ok=True)
+    table = Table("VM", "disk", "size", "exported SHA-256", "source SHA-256", "equal")
+    with Catalog.open(str(pool_dir), pool=DEMO_POOL) as cat:
+        vms = cat.query(
+            "SELECT DISTINCT ON (v.vm_id) v.vm_id, v.vm_name, s.set_id FROM vm_backups v "
+            "JOIN backup_sets s USING (set_id) WHERE v.status = 'ok' ORDER BY v.vm_id, s.finished_at DESC"
+        )
+        for vm in vms.itertuples(index=False):
+            disks = cat.query(
+                f"SELECT volume_id, size_bytes FROM disk_backups WHERE set_id = '{vm.set_id}' "
+                f"AND vm_id = '{vm.vm_id}' ORDER BY is_root DESC, volume_id LIMIT 1"
+            )
+            for disk in disks.itertuples(index=False):
+                manifest = cat.disk_manifest(vm.set_id, disk.volume_id)
+                output = out_dir / f"{disk.volume_id}.raw"
+                restore_disk(pool, manifest, output, label=f"VM {vm.vm_name} disk {disk.volume_id}")
+                exported = file_sha256(output)
+                source = file_sha256(demo_dir / "sim-state" / "volumes" / f"{disk.volume_id}.raw")
+                same = exported == source
+                table.add_row(
+                    vm.vm_name,
+                    disk.volume_id,
+                    human_bytes(disk.size_bytes),
+                    exported[:16],
+                    source[:16],
+                    "[green]yes[/]" if same else "[red]NO[/]",
+                )
+                if not same:
+                    raise BingoBackupError(
+                        f"exported disk {disk.volume_id} of {vm.vm_name} differs from its source"
+                    )
+                output.unlink()
+    return table
+
+
+def _print_summary(results: list[tuple[str, str, list[dict[str, object]], bool]]) -> None:
+    table = Table("backup", "set", "VMs", "read MiB", "stored MiB", "status")
+    for round_name, set_id, rows, ok in results:
+        read = sum(float(r.get("read MiB") or 0) for r in rows)  # type: ignore[arg-type]
+        stored = sum(float(r.get("stored MiB") or 0) for r in rows)  # type: ignore[arg-type]
+        table.add_row(
+            round_name, set_id, str(len(rows)), f"{read:.1f}", f"{stored:.1f}", "ok" if ok else "FAILED"
+        )
+    console.print(table)
+    if not all(ok for *_, ok in results):
+        raise BingoBackupError("some VMs were not backed up; see the tables above and the Prefect UI")

@@ -15,6 +15,9 @@ def register(
     instance_ids: list[str] = typer.Argument(..., help="Instance id(s) of the backup-host VM(s)"),
     cloud: str = typer.Option(..., help="Registered cloud the VMs belong to"),
     activate: bool = typer.Option(False, help="Activate them right away"),
+    device_root: str = typer.Option(
+        "/", help="Where the agent sees the host's /dev/disk/by-id ('/' on the host; STATE/hosts/ID for the simulator)"
+    ),
 ) -> None:
     """Register VMs as backup hosts after checking their OS against the compatibility list (admin)."""
     from bingobackup.resources.hosts import activate_backup_host, register_backup_host
@@ -22,6 +25,9 @@ def register(
     with registry() as (store, user):
         for instance_id in instance_ids:
             host = register_backup_host(store, user, cloud, instance_id)
+            if device_root != "/":
+                host.device_root = device_root
+                store.save_host(host)
             if activate:
                 host = activate_backup_host(store, user, instance_id)
             state = "activated" if host.activated else "registered (activate it next)"
