@@ -38,5 +38,3 @@ class Registered:
 
     def volume_file(self, volume_id: str) -> Path:
         return self.sim.state_dir / "volumes" / f"{volume_id}.raw"
-
-

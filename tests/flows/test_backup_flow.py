@@ -42,11 +42,15 @@ def test_backup_restores_byte_identical_and_second_run_stores_almost_nothing(
     with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
         sets = cat.list_sets()
         assert list(sets["set_id"]) == [first["set_id"]]
-        vms = cat.query(f"SELECT vm_id, vm_name, status, nics FROM vm_backups WHERE set_id = '{first['set_id']}'")
+        vms = cat.query(
+            f"SELECT vm_id, vm_name, status, nics FROM vm_backups WHERE set_id = '{first['set_id']}'"
+        )
         cluster_a = [i for i in registered.client.describe_instances(filters={"cluster-id": "cluster-a"})]
         expected = {i.instance_id for i in cluster_a if not i.name.startswith("backup-host-")}
         assert set(vms["vm_id"]) == expected and set(vms["status"]) == {"ok"}
-        disks = cat.query(f"SELECT volume_id, size_bytes, is_root FROM disk_backups WHERE set_id = '{first['set_id']}'")
+        disks = cat.query(
+            f"SELECT volume_id, size_bytes, is_root FROM disk_backups WHERE set_id = '{first['set_id']}'"
+        )
         assert len(disks) >= len(expected)
         for disk in disks.itertuples(index=False):
             manifest = cat.disk_manifest(first["set_id"], disk.volume_id)
@@ -61,7 +65,9 @@ def test_backup_restores_byte_identical_and_second_run_stores_almost_nothing(
     second = run(registered)
     assert second["status"] == "ok"
     with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
-        row = cat.query(f"SELECT bytes_read, bytes_sent, bytes_stored FROM backup_sets WHERE set_id = '{second['set_id']}'")
+        row = cat.query(
+            f"SELECT bytes_read, bytes_sent, bytes_stored FROM backup_sets WHERE set_id = '{second['set_id']}'"
+        )
         assert int(row["bytes_read"][0]) > 0
         assert int(row["bytes_sent"][0]) == 0  # agent-side dedup: every chunk was already in the pool
         assert int(row["bytes_stored"][0]) < first_stored / 100

@@ -19,7 +19,9 @@ def test_backup_history_notebook_runs_on_a_real_catalog(registered: Registered, 
     state = backup(spec=load_job_spec(registered.spec(content=[{"vm": "linux_local"}])), return_state=True)
     assert state.is_completed(), state.message
     monkeypatch.setenv("BINGOBACKUP_POOL", str(registered.pool_dir))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(NOTEBOOK.parents[1]), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(NOTEBOOK.parents[1]), os.environ.get("PYTHONPATH", "")])
+    )
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, timeout=120, kernel_name="python3").execute()  # raises on any cell error
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]

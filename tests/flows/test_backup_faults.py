@@ -1,0 +1,142 @@
+"""Faults during a backup: dropped connections, a killed backup process, bad input.
+
+No data already backed up is lost, nothing half-written becomes visible, and every error
+names what is wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from flow_support import Registered
+
+from bingobackup.specs.job import load_job_spec
+from bingobackup.specs.loading import SpecError
+from catalog import Catalog
+from flows.backup import backup
+
+
+def put_faults(registered: Registered, faults: dict) -> None:
+    request = urllib.request.Request(
+        f"{registered.sim.admin_url}/faults",
+        data=json.dumps(faults).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def committed_sets(registered: Registered) -> list[str]:
+    with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
+        return list(cat.list_sets()["set_id"])
+
+
+def test_dropped_connections_are_retried_and_the_backup_succeeds(registered: Registered) -> None:
+    put_faults(registered, {"drop_rate": 0.3, "throttle_rate": 0.1, "seed": 7})
+    try:
+        state = backup(
+            spec=load_job_spec(registered.spec(content=[{"vm": "linux_local"}])), return_state=True
+        )
+    finally:
+        put_faults(registered, {})
+    assert state.is_completed(), state.message
+    assert len(committed_sets(registered)) == 1
+    counts = registered.sim.stats()["requests"]
+    assert sum(counts.values()) > 0
+
+
+def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
+    registered: Registered, tmp_path: Path, prefect_server
+) -> None:
+    spec = registered.spec(
+        content=[{"vm": "linux_mul_disk"}],
+        options={"read_limits": [{"rate": "8MiB/s"}], "retry": {"count": 0, "interval_minutes": 0}},
+    )
+    spec_file = tmp_path / "job.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "PREFECT_API_URL": prefect_server.url, "BINGOBACKUP_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("bingobackup")), "backup", "run", str(spec_file)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        # Kill it once it is reading a disk: a temporary volume is attached to the backup host.
+        while time.monotonic() < deadline:
+            staged = [
+                v
+                for v in registered.client.describe_volumes()
+                if v.name.startswith("bingobackup-tmp") and v.attachments
+            ]
+            if staged and any(registered.pool_dir.joinpath("chunks").rglob("*")):
+                break
+            assert process.poll() is None, "the backup ended before it could be killed"
+            time.sleep(0.1)
+        else:
+            pytest.fail("the backup never started reading a disk")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert committed_sets(registered) == []  # nothing half-written is visible
+    assert [s for s in registered.client.describe_snapshots()]  # the dead run left its snapshots
+
+    rerun = backup(
+        spec=load_job_spec({**spec, "options": {"retry": {"count": 0, "interval_minutes": 0}}}),
+        return_state=True,
+    )
+    assert rerun.is_completed(), rerun.message
+    assert len(committed_sets(registered)) == 1
+    assert not list(registered.client.describe_snapshots())
+    assert not [v for v in registered.client.describe_volumes() if v.name.startswith("bingobackup-tmp")]
+    with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
+        row = cat.query("SELECT bytes_read, bytes_sent FROM backup_sets")
+    # chunks stored before the kill are not sent again
+    assert int(row["bytes_sent"][0]) < int(row["bytes_read"][0])
+
+
+def test_wrong_pool_passphrase_refused_before_any_snapshot(registered: Registered) -> None:
+    from pydantic import SecretStr
+
+    from tasks.blocks import PrefectRegistryStore
+
+    store = PrefectRegistryStore()
+    pool = store.get_pool(registered.pool)
+    assert pool is not None
+    pool.passphrase = SecretStr("not the passphrase")
+    store.save_pool(pool)
+    state = backup(spec=load_job_spec(registered.spec()), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match="passphrase") as info:
+        state.result()
+    assert "not the passphrase" not in str(info.value)
+    assert not list(registered.client.describe_snapshots())
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [({"cloud": "no-such-cloud"}, "no-such-cloud"), ({"pool": "no-such-pool"}, "no-such-pool")],
+)
+def test_unknown_cloud_or_pool_is_named(registered: Registered, change: dict, needle: str) -> None:
+    state = backup(spec=load_job_spec({**registered.spec(), **change}), return_state=True)
+    assert state.is_failed()
+    with pytest.raises(Exception, match=needle):
+        state.result()
+
+
+def test_malformed_spec_is_refused_before_the_flow_runs(registered: Registered) -> None:
+    with pytest.raises(SpecError, match="parallel_vms"):
+        load_job_spec({**registered.spec(), "options": {"parallel_vms": "many"}})
