@@ -29,15 +29,15 @@ from tasks.backup import dedup, prepare_backup, read_disk_chunks, register_backu
 
 
 def job_tag(job: str) -> str:
-    return f"bingobackup/{job}"
+    return f"bingobackup:{job}"
 
 
 def node_tag(job: str, node_id: str) -> str:
-    return f"bingobackup/{job}/node/{node_id}"
+    return f"bingobackup:{job}:node:{node_id}"
 
 
 def vm_tag(job: str, vm_id: str) -> str:
-    return f"bingobackup/{job}/vm/{vm_id}"
+    return f"bingobackup:{job}:vm:{vm_id}"
 
 
 def _ensure_limits(job: BackupJob) -> None:

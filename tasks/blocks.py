@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from pydantic import BaseModel
 
 from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
@@ -138,8 +138,10 @@ class _BlockTable(Generic[M]):
                         limit=_PAGE,
                         include_secrets=True,
                     )
-                except ObjectNotFound:  # the type was never registered: nothing saved yet
-                    return []
+                except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                    if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                        raise
+                    return []  # the block type was never registered: nothing saved yet
                 models += [self._block_type.model_validate(doc.data).to_model() for doc in documents]
                 if len(documents) < _PAGE:
                     break

@@ -67,6 +67,28 @@ def _write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
+# A chunk holding a little data among zero runs is written block by block, skipping the zero
+# blocks, so a disk's holes stay holes at this granularity rather than at the chunk size.
+SPARSE_BLOCK = 64 << 10
+
+
+def _write_sparse(fd: int, data: bytes, offset: int) -> int:
+    """Write the non-zero SPARSE_BLOCK-sized blocks of `data`; returns the bytes written."""
+    view, written, start = memoryview(data), 0, None
+    for position in range(0, len(data), SPARSE_BLOCK):
+        zero = is_zero(view[position : position + SPARSE_BLOCK])
+        if not zero and start is None:
+            start = position
+        elif zero and start is not None:
+            _write_all(fd, view[start:position], offset + start)
+            written += position - start
+            start = None
+    if start is not None:
+        _write_all(fd, view[start:], offset + start)
+        written += len(data) - start
+    return written
+
+
 def _gaps(manifest: DiskManifest) -> list[tuple[int, int]]:
     """(offset, length) of the disk regions no chunk covers."""
     gaps, position = [], 0
@@ -152,7 +174,10 @@ def restore_disk(
             return
         if write_limiter is not None:
             write_limiter.acquire(ref.length, crew.should_stop)
-        _write_all(fd, data, ref.offset)
+        if create_sparse:
+            _write_sparse(fd, data, ref.offset)
+        else:
+            _write_all(fd, data, ref.offset)
         with lock:
             totals["written"] += ref.length
 

@@ -30,7 +30,12 @@ def registered(
     store = PrefectRegistryStore()
     suffix = uuid.uuid4().hex[:8]
     instances = {i.name: i for i in cloud_client.describe_instances()}
-    hosts = {i.cluster_id: i.instance_id for name, i in instances.items() if name.startswith("backup-host-")}
+    cluster_names = {c.cluster_id: c.name for c in cloud_client.describe_clusters()}
+    hosts = {
+        cluster_names[i.cluster_id]: i.instance_id
+        for name, i in instances.items()
+        if name.startswith("backup-host-")
+    }
     cloud = register_cloud(
         store,
         LOCAL_ADMIN,

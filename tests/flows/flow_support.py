@@ -19,7 +19,7 @@ class Registered:
     cloud: str
     pool: str
     pool_dir: Path
-    hosts: dict[str, str]  # cluster id → backup host instance id
+    hosts: dict[str, str]  # cluster name → backup host instance id
     sim: RunningSimulator
     client: BingoCloudClient
 

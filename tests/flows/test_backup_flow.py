@@ -45,7 +45,7 @@ def test_backup_restores_byte_identical_and_second_run_stores_almost_nothing(
         vms = cat.query(
             f"SELECT vm_id, vm_name, status, nics FROM vm_backups WHERE set_id = '{first['set_id']}'"
         )
-        cluster_a = [i for i in registered.client.describe_instances(filters={"cluster-id": "cluster-a"})]
+        cluster_a = [i for i in registered.client.describe_instances() if i.cluster_id == "cc01"]
         expected = {i.instance_id for i in cluster_a if not i.name.startswith("backup-host-")}
         assert set(vms["vm_id"]) == expected and set(vms["status"]) == {"ok"}
         disks = cat.query(
@@ -86,7 +86,7 @@ def test_parallel_disks_per_vm_limit_holds(registered: Registered) -> None:
     stats = registered.sim.stats()
     vm = next(i for i in registered.client.describe_instances() if i.name == "linux_mul_disk")
     assert len(vm.block_devices) >= 3
-    assert stats["max_attached"]["by_source_vm"][vm.instance_id] == 1
+    assert stats.max_attached_per_source_vm[vm.instance_id] == 1
 
 
 def test_unknown_vm_is_refused_before_any_snapshot(registered: Registered) -> None:
