@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -14,8 +15,10 @@ if TYPE_CHECKING:
     from bingobackup.resources.models import User
     from bingobackup.resources.store import RegistryStore
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or logged output (CI, `tee`) gets room for the tables instead of rich's 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 140
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 
 def acting_user_name() -> str | None:

@@ -16,7 +16,8 @@ def register(
     cloud: str = typer.Option(..., help="Registered cloud the VMs belong to"),
     activate: bool = typer.Option(False, help="Activate them right away"),
     device_root: str = typer.Option(
-        "/", help="Where the agent sees the host's /dev/disk/by-id ('/' on the host; STATE/hosts/ID for the simulator)"
+        "/",
+        help="Where the agent sees the host's /dev/disk/by-id ('/' on the host; STATE/hosts/ID for the simulator)",
     ),
 ) -> None:
     """Register VMs as backup hosts after checking their OS against the compatibility list (admin)."""

@@ -53,6 +53,8 @@ def _is_operator_error(exc: BaseException) -> bool:
 
 
 def main() -> None:
+    # Task-by-task INFO lines belong in the Prefect UI; the terminal shows progress and tables.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     try:
         app()
     except Exception as exc:
