@@ -1,0 +1,248 @@
+"""The running simulated cloud: state, timed transitions, background copies, space accounting.
+
+Transitions (pending → running, attaching → attached, …) are stored with a due time and
+applied under the lock, both lazily before every API call and by a ticker thread, so a
+device link appears on time even when nobody polls the API. Sparse copies (snapshots,
+volumes from snapshots) run in a small thread pool, outside the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bingobackup.sim.errors import SimApiError
+from bingobackup.sim.state import (
+    InstanceRec,
+    StateStore,
+    Transition,
+    VolumeRec,
+    link_device,
+    unlink_device,
+)
+from bingobackup.sim.stats import StatsRecorder
+from bingobackup.sparse import allocated_bytes, copy_sparse
+
+log = logging.getLogger("bingobackup.sim")
+
+_TICK_MAX = 1.0
+
+
+class SimCloud:
+    def __init__(self, store: StateStore, transition_delay: float = 0.2, *, copy_workers: int = 4) -> None:
+        self.store = store
+        self.transition_delay = transition_delay
+        self.stats = StatsRecorder()
+        self._copies = ThreadPoolExecutor(copy_workers, thread_name_prefix="sim-copy")
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._ticker = threading.Thread(target=self._tick_loop, name="sim-ticker", daemon=True)
+
+    @property
+    def state(self):  # type: ignore[no-untyped-def]
+        return self.store.state
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self.store.lock  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Finish what a previous run left half done, then start the ticker."""
+        with self.lock:
+            self.settle()
+            for volume in self.state.volumes.values():
+                if volume.attachment is not None and volume.attachment.status == "attached":
+                    link_device(self.store, volume)
+                if volume.status == "creating" and volume.transition is None:
+                    self._copy_into_volume(volume)
+            for snap in self.state.snapshots.values():
+                if snap.status == "pending":
+                    self._copy_snapshot(snap.snapshot_id, snap.volume_id)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._ticker.is_alive():
+            self._ticker.join(timeout=5)
+        self._copies.shutdown(wait=True, cancel_futures=False)
+        with self.lock:
+            self.store.save()
+
+    def transition(self, to: str) -> Transition:
+        self._wake.set()
+        return Transition(to=to, due=time.time() + self.transition_delay)
+
+    def _tick_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self.lock:
+                self.settle()
+                due = self._next_due()
+            wait = _TICK_MAX if due is None else max(0.0, min(_TICK_MAX, due - time.time()))
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def _next_due(self) -> float | None:
+        dues = [i.transition.due for i in self.state.instances.values() if i.transition]
+        for volume in self.state.volumes.values():
+            if volume.transition:
+                dues.append(volume.transition.due)
+            if volume.attachment and volume.attachment.transition:
+                dues.append(volume.attachment.transition.due)
+        return min(dues, default=None)
+
+    # ------------------------------------------------------------------ transitions
+
+    def settle(self) -> None:
+        """Apply every transition that is due (caller holds the lock); saves if anything changed."""
+        now = time.time()
+        changed = False
+        for instance in list(self.state.instances.values()):
+            if instance.transition and instance.transition.due <= now:
+                instance.state = instance.transition.to  # type: ignore[assignment]
+                instance.transition = None
+                if instance.state == "shutting-down":
+                    instance.transition = self.transition("terminated")
+                elif instance.state == "terminated":
+                    self._release_volumes(instance)
+                changed = True
+        for volume in list(self.state.volumes.values()):
+            if volume.transition and volume.transition.due <= now:
+                volume.status = volume.transition.to
+                volume.transition = None
+                changed = True
+            attachment = volume.attachment
+            if attachment and attachment.transition and attachment.transition.due <= now:
+                if attachment.transition.to == "attached":
+                    attachment.status = "attached"
+                    attachment.transition = None
+                    link_device(self.store, volume)
+                else:
+                    self._finish_detach(volume)
+                changed = True
+        if changed:
+            self.store.save()
+
+    def _finish_detach(self, volume: VolumeRec) -> None:
+        attachment = volume.attachment
+        if attachment is None:
+            return
+        unlink_device(self.store, volume, attachment.instance_id)
+        volume.attachment = None
+        volume.status = "available"
+
+    def begin_detach(self, volume: VolumeRec) -> None:
+        attachment = volume.attachment
+        if attachment is None or attachment.status == "detaching":
+            return
+        self.stats.detached(attachment.instance_id, volume.source_node_id, volume.source_instance_id)
+        attachment.status = "detaching"
+        attachment.transition = self.transition("detached")
+
+    def _release_volumes(self, instance: InstanceRec) -> None:
+        """A terminated VM deletes its delete-on-termination volumes and lets go of the others."""
+        for volume in list(self.state.volumes.values()):
+            attachment = volume.attachment
+            if attachment is None or attachment.instance_id != instance.instance_id:
+                continue
+            delete = attachment.delete_on_termination
+            if attachment.status != "detaching":
+                self.stats.detached(attachment.instance_id, volume.source_node_id, volume.source_instance_id)
+            self._finish_detach(volume)
+            if delete:
+                self.delete_volume_files(volume.volume_id)
+                del self.state.volumes[volume.volume_id]
+
+    # ------------------------------------------------------------------ files and space
+
+    def delete_volume_files(self, volume_id: str) -> None:
+        self.store.volume_path(volume_id).unlink(missing_ok=True)
+
+    def storage_used(self, storage_id: str) -> int:
+        storage = self.state.storages[storage_id]
+        used = storage.reserved_used
+        paths = [
+            self.store.volume_path(v.volume_id)
+            for v in self.state.volumes.values()
+            if v.storage_id == storage_id
+        ]
+        paths += [
+            self.store.snapshot_path(s.snapshot_id)
+            for s in self.state.snapshots.values()
+            if s.storage_id == storage_id
+        ]
+        return used + sum(_allocated(p) for p in paths)
+
+    def check_space(self, storage_id: str, size_bytes: int) -> None:
+        storage = self.state.storages[storage_id]
+        free = storage.space_max - self.storage_used(storage_id)
+        if size_bytes > free:
+            raise SimApiError(
+                "InsufficientStorageCapacity",
+                f"The storage '{storage_id}' has {free} bytes free, not enough for a volume of "
+                f"{size_bytes} bytes; choose another storage or free space",
+            )
+
+    # ------------------------------------------------------------------ background copies
+
+    def _submit_copy(self, src: Path, dst: Path, done: Callable[[bool], None]) -> None:
+        def run() -> None:
+            try:
+                copy_sparse(src, dst)
+                ok = True
+            except OSError:
+                log.exception("simulator: copying %s to %s failed", src, dst)
+                ok = False
+            with self.lock:
+                done(ok)
+                self.store.save()
+
+        self._copies.submit(run)
+
+    def _copy_snapshot(self, snapshot_id: str, volume_id: str) -> None:
+        def done(ok: bool) -> None:
+            snap = self.state.snapshots.get(snapshot_id)
+            if snap is None:  # deleted while copying
+                self.store.snapshot_path(snapshot_id).unlink(missing_ok=True)
+                return
+            snap.status = "completed" if ok else "error"
+
+        self._submit_copy(self.store.volume_path(volume_id), self.store.snapshot_path(snapshot_id), done)
+
+    def start_snapshot(self, snapshot_id: str) -> None:
+        snap = self.state.snapshots[snapshot_id]
+        self._copy_snapshot(snap.snapshot_id, snap.volume_id)
+
+    def _copy_into_volume(self, volume: VolumeRec) -> None:
+        volume_id = volume.volume_id
+
+        def done(ok: bool) -> None:
+            current = self.state.volumes.get(volume_id)
+            if current is None:
+                self.delete_volume_files(volume_id)
+                return
+            current.status = "available" if ok else "error"
+            path = self.store.volume_path(volume_id)
+            if ok and path.stat().st_size < current.size_bytes:  # a volume larger than its snapshot
+                os.truncate(path, current.size_bytes)
+
+        self._submit_copy(
+            self.store.snapshot_path(volume.snapshot_id), self.store.volume_path(volume_id), done
+        )
+
+    def start_volume_from_snapshot(self, volume: VolumeRec) -> None:
+        self._copy_into_volume(volume)
+
+
+def _allocated(path: Path) -> int:
+    try:
+        return allocated_bytes(path)
+    except FileNotFoundError:
+        return 0
