@@ -47,7 +47,7 @@ def render_tree(
                 for d in vm.disks:
                     kind = "system disk" if d.system else "data disk"
                     v_branch.add(
-                        f"{d.volume_id} {d.device} {human_bytes(d.size_bytes)} [{kind}] {d.format} on {d.storage_id}"
+                        f"{d.volume_id} {d.device} {human_bytes(d.size_bytes)} ({kind}) {d.format} on {d.storage_id}"
                     )
     return root
 
