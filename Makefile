@@ -22,12 +22,12 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check bingobackup tasks flows catalog deployments tests
+	$(BIN)/ruff format --check bingobackup tasks flows catalog deployments tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python -m bingobackup.bench
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,187 @@
+"""The benchmark's steps in order, each measured in a fresh process.
+
+Order matters: every tool backs up the original image first, then the image is churned in
+place, then every tool backs it up again, then every tool restores the second backup. The
+flow runs between the first backups and the churn, on the original image.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+from pydantic import BaseModel
+
+from benchmarks.engine import new_pool
+from benchmarks.external import TOOLS, ExternalTool
+from benchmarks.image import ImageInfo, churn
+from benchmarks.machine import MachineLimits
+from benchmarks.measure import directory_bytes, run_step
+from benchmarks.results import Measurement
+
+PASSPHRASE = "benchmark pool passphrase"
+MODES = {"sparse file": True, "block device": False}
+
+
+class ToolRun(BaseModel):
+    """One tool's three steps (first backup, second backup after churn, restore)."""
+
+    tool: str
+    version: str = ""
+    first: Measurement | None = None
+    second: Measurement | None = None
+    restore: Measurement | None = None
+    stored_bytes: int = 0
+
+
+class FlowRun(BaseModel):
+    wall_seconds: float
+    vm_seconds: float
+    copy_seconds: float
+    peak_rss_bytes: int
+
+
+def file_digest(path: Path) -> str:
+    digest = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with open(path, "rb") as f:
+        while block := f.read(16 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class BenchRun:
+    def __init__(
+        self,
+        image: ImageInfo,
+        limits: MachineLimits,
+        work: Path,
+        log: Callable[[str], None],
+        channels: int = 2,
+    ) -> None:
+        self.image, self.limits, self.work, self.log, self.channels = image, limits, work, log, channels
+        self.engine: list[Measurement] = []
+        self.ours: dict[str, ToolRun] = {mode: ToolRun(tool=f"bingobackup ({mode})") for mode in MODES}
+        self.others: list[ToolRun] = []
+        self.external: list[ExternalTool] = []
+        self.flow: FlowRun | None = None
+        self.churned_bytes = 0
+
+    def _pool(self, mode: str) -> Path:
+        return self.work / f"pool-{mode.replace(' ', '-')}"
+
+    def _measure(self, name: str, raw: dict[str, object], stored: int, limit: float | None) -> Measurement:
+        return Measurement(
+            name=name,
+            wall_seconds=float(raw["wall_seconds"]),  # type: ignore[arg-type]
+            cpu_seconds=float(raw["cpu_seconds"]),  # type: ignore[arg-type]
+            peak_rss_bytes=int(raw["peak_rss_bytes"]),  # type: ignore[call-overload]
+            disk_bytes=self.image.size_bytes,
+            nonzero_bytes=self.image.nonzero_bytes,
+            stored_bytes=stored,
+            limit_seconds=limit,
+            extra={k: v for k, v in raw.items() if k != "stdout"},
+        )
+
+    # -- our engine ------------------------------------------------------------------------------
+
+    def engine_backup(self, label: str) -> None:
+        for mode, sparse_aware in MODES.items():
+            pool = self._pool(mode)
+            if not pool.exists():
+                new_pool(pool, PASSPHRASE)
+            self.log(f"bingobackup: {label} backup, reading as a {mode}")
+            raw = run_step(
+                "backup",
+                {
+                    "image": str(self.image.path),
+                    "pool": str(pool),
+                    "passphrase": PASSPHRASE,
+                    "set_id": label,
+                    "sparse_aware": sparse_aware,
+                    "channels": self.channels,
+                },
+            )
+            read, zero, sent = int(raw["bytes_read"]), int(raw["zero_bytes"]), int(raw["bytes_sent"])
+            limit = self.limits.backup_seconds(read=read, hashed=read - zero, sealed=sent)
+            measured = self._measure(f"{label} backup ({mode})", raw, directory_bytes(pool), limit)
+            self.engine.append(measured)
+            setattr(self.ours[mode], label, measured)
+            self.ours[mode].stored_bytes = measured.stored_bytes
+
+    def engine_export(self, label: str, expected_digest: str) -> None:
+        for mode in MODES:
+            output = self.work / "export.raw"
+            self.log(f"bingobackup: export of the {label} backup (pool read as a {mode})")
+            raw = run_step(
+                "export",
+                {
+                    "pool": str(self._pool(mode)),
+                    "passphrase": PASSPHRASE,
+                    "set_id": label,
+                    "output": str(output),
+                    "channels": self.channels,
+                },
+            )
+            if file_digest(output) != expected_digest:
+                raise RuntimeError(f"the exported disk differs from the image it was backed up from ({mode})")
+            output.unlink()
+            limit = self.limits.export_seconds(int(raw["bytes_written"]) + int(raw["zero_bytes"]))
+            measured = self._measure(f"export ({mode} pool)", raw, directory_bytes(self._pool(mode)), limit)
+            self.engine.append(measured)
+            self.ours[mode].restore = measured
+
+    # -- restic, borg ----------------------------------------------------------------------------
+
+    def start_external(self) -> list[str]:
+        """Set up every installed tool; returns a line for each one skipped."""
+        skipped = []
+        for tool_type in TOOLS:
+            if not tool_type.available():
+                skipped.append(
+                    f"{tool_type.name} is not installed: skipped (install it for a side-by-side run)"
+                )
+                continue
+            tool = tool_type(self.work)
+            tool.init()
+            self.external.append(tool)
+            self.others.append(ToolRun(tool=tool.name, version=tool.version()))
+        return skipped
+
+    def external_backup(self, label: str) -> None:
+        for tool, run in zip(self.external, self.others, strict=True):
+            self.log(f"{tool.name}: {label} backup")
+            raw = tool.backup(self.image.path, label)
+            setattr(run, label, self._measure(f"{tool.name} {label} backup", raw, tool.stored_bytes(), None))
+            run.stored_bytes = tool.stored_bytes()
+
+    def external_restore(self, label: str, expected_digest: str) -> None:
+        for tool, run in zip(self.external, self.others, strict=True):
+            self.log(f"{tool.name}: restore of the {label} backup")
+            raw, restored = tool.restore(self.image.path, label)
+            if file_digest(restored) != expected_digest:
+                raise RuntimeError(f"{tool.name} restored a file that differs from the image")
+            restored.unlink()
+            run.restore = self._measure(f"{tool.name} restore", raw, run.stored_bytes, None)
+
+    # -- the flow, the churn ---------------------------------------------------------------------
+
+    def flow_backup(self) -> None:
+        self.log("Prefect flow: first backup of a VM holding the image (local server, simulated cloud)")
+        work = self.work / "flow"
+        try:
+            raw = run_step("flow", {"image": str(self.image.path), "work": str(work)})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # the simulator's volume copies: GiBs
+        rows = raw["rows"]
+        self.flow = FlowRun(
+            wall_seconds=raw["wall_seconds"],
+            vm_seconds=float(rows[0]["seconds"]),
+            copy_seconds=raw["copy_seconds"],
+            peak_rss_bytes=raw["peak_rss_bytes"],
+        )
+
+    def churn(self) -> None:
+        self.log("churn: rewriting 5 % of the image's data regions in place")
+        self.churned_bytes = churn(self.image.path)
