@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ACCESS_KEY, SECRET_KEY
+from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import (
     BingoCloudClient,

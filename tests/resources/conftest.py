@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from resource_support import CloudKeys, instance_id_named
+from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.resources.clouds import register_cloud
@@ -18,15 +18,9 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(scope="session")
-def cloud_keys(request: pytest.FixtureRequest) -> CloudKeys:
-    """The keys the `sim` fixture was started with (constants of tests/conftest.py).
-
-    Read through pytest's plugin registry: every conftest is a module named `conftest`,
-    so a plain import would be ambiguous.
-    """
-    root = request.config.pluginmanager.get_plugin(str(Path(__file__).parents[1] / "conftest.py"))
-    assert root is not None, "tests/conftest.py was not loaded"
-    return CloudKeys(root.ACCESS_KEY, root.SECRET_KEY)
+def cloud_keys() -> CloudKeys:
+    """The keys the `sim` fixture was started with."""
+    return CloudKeys(ACCESS_KEY, SECRET_KEY)
 
 
 @pytest.fixture
