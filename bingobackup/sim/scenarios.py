@@ -87,8 +87,11 @@ def create_infrastructure(store: StateStore) -> None:
             state.security_groups[group.group_id] = group
 
 
-def _disk(size_gib: int, data_mib: int, **extra: object) -> DiskSpec:
-    return DiskSpec(size_bytes=size_gib * GIB, data_bytes=data_mib * MIB, **extra)  # type: ignore[arg-type]
+def _disk(size_mib: int, data_mib: int, **extra: object) -> DiskSpec:
+    # Apparent sizes stay at 1–2 GiB so that the demo's end-to-end check (a full SHA-256 of
+    # every exported image against its source) takes seconds; `sim add-vm` takes real-size
+    # images for rehearsals and benchmarks.
+    return DiskSpec(size_bytes=size_mib * MIB, data_bytes=data_mib * MIB, **extra)  # type: ignore[arg-type]
 
 
 def _backup_host(cluster: str, node: str) -> VmSpec:
@@ -97,7 +100,7 @@ def _backup_host(cluster: str, node: str) -> VmSpec:
         cluster=cluster,
         node=node,
         instance_type="m1.large",
-        disks=[_disk(8, 4)],
+        disks=[_disk(1024, 4)],
     )
 
 
@@ -112,7 +115,7 @@ def demo_vms() -> list[VmSpec]:
             node="node-a1",
             os_name="CentOS",
             os_version="7.6",
-            disks=[_disk(10, 24)],
+            disks=[_disk(2048, 24)],
         ),
         VmSpec(
             name="linux_mul_disk",
@@ -121,20 +124,20 @@ def demo_vms() -> list[VmSpec]:
             storage="sto-a-ceph",
             os_version="18.04",
             disks=[
-                _disk(10, 20),
-                _disk(20, 16, name="linux_mul_disk-data1"),
-                _disk(20, 12, name="linux_mul_disk-data2"),
+                _disk(2048, 20),
+                _disk(1024, 16, name="linux_mul_disk-data1"),
+                _disk(1024, 12, name="linux_mul_disk-data2"),
             ],
         ),
         VmSpec(
-            name="linux_mul_nic", cluster=a, node="node-a2", subnets=["web-a", "db-a"], disks=[_disk(10, 16)]
+            name="linux_mul_nic", cluster=a, node="node-a2", subnets=["web-a", "db-a"], disks=[_disk(2048, 16)]
         ),
         VmSpec(
             name="raw_disk_vm",
             cluster=a,
             node="node-a3",
             os_version="22.04",
-            disks=[_disk(8, 16, format="raw")],
+            disks=[_disk(1024, 16, format="raw")],
         ),
         VmSpec(
             name="win2019-ad",
@@ -144,7 +147,7 @@ def demo_vms() -> list[VmSpec]:
             platform="windows",
             os_name="Windows Server",
             os_version="2019",
-            disks=[_disk(16, 32)],
+            disks=[_disk(2048, 32)],
         ),
         VmSpec(
             name="centos6-legacy",
@@ -152,14 +155,14 @@ def demo_vms() -> list[VmSpec]:
             node="node-a1",
             os_name="CentOS",
             os_version="6.10",
-            disks=[_disk(8, 8)],
+            disks=[_disk(1024, 8)],
         ),
-        VmSpec(name="web-b-01", cluster=b, node="node-b1", os_version="22.04", disks=[_disk(10, 16)]),
+        VmSpec(name="web-b-01", cluster=b, node="node-b1", os_version="22.04", disks=[_disk(2048, 16)]),
         VmSpec(
             name="db-b-01",
             cluster=b,
             node="node-b2",
-            disks=[_disk(10, 16), _disk(40, 16, name="db-b-01-data")],
+            disks=[_disk(2048, 16), _disk(2048, 16, name="db-b-01-data")],
         ),
         VmSpec(
             name="debian-tools",
@@ -167,7 +170,7 @@ def demo_vms() -> list[VmSpec]:
             node="node-b2",
             os_name="Debian",
             os_version="11",
-            disks=[_disk(8, 8)],
+            disks=[_disk(1024, 8)],
         ),
     ]
 
