@@ -109,8 +109,14 @@ def export_disk(
     name, location = pool_location(pool)
     with open_catalog([location]) as cat:
         manifest = cat.disk_manifest(set_id, volume)
+        owner = cat.query(
+            "SELECT v.vm_name FROM disk_backups d JOIN vm_backups v USING (pool, set_id, vm_id) "
+            "WHERE d.set_id = $set_id AND d.volume_id = $volume",
+            {"set_id": set_id, "volume": volume},
+        )
+    vm_name = str(owner["vm_name"][0]) if len(owner) else "?"
     opened = open_pool(location, passphrase, name=name)
-    result = restore_disk(opened, manifest, output, label=f"set {set_id} disk {volume}")
+    result = restore_disk(opened, manifest, output, label=f"VM {vm_name} disk {volume} (set {set_id})")
     console.print(
         f"Wrote {output} ({manifest.size_bytes} bytes, {len(manifest.chunks)} chunks) in {result.seconds:.1f} s"
     )

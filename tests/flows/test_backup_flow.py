@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 from flow_support import POOL_PASSPHRASE, Registered
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from bingobackup.errors import BingoBackupError
 from bingobackup.mover.restore import restore_disk
@@ -76,13 +78,24 @@ def test_backup_restores_byte_identical_and_second_run_stores_almost_nothing(
     assert not [v for v in registered.client.describe_volumes() if v.name.startswith("bingobackup-tmp")]
 
 
-def test_parallel_disks_per_vm_limit_holds(registered: Registered) -> None:
-    result = run(
-        registered,
+def test_parallel_disks_per_vm_limit_holds_and_operators_get_artifacts(registered: Registered) -> None:
+    spec = registered.spec(
         content=[{"vm": "linux_mul_disk"}],
         options={"parallel_disks_per_vm": 1, "retry": {"count": 0, "interval_minutes": 0}},
     )
-    assert result["status"] == "ok"
+    state = backup(spec=load_job_spec(spec), return_state=True)
+    assert state.is_completed(), state.message
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        run_name = client.read_flow_run(flow_run_id).name
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    assert run_name.startswith(spec["name"] + " ")  # the run says which job, and when
+    by_key = {a.key: a for a in artifacts if a.key}
+    assert by_key["backup-progress"].type == "progress" and by_key["backup-progress"].data == 100.0
+    summary = by_key["backup-summary"]
+    assert summary.type == "table" and "linux_mul_disk" in str(summary.data)
     stats = registered.sim.stats()
     vm = next(i for i in registered.client.describe_instances() if i.name == "linux_mul_disk")
     assert len(vm.block_devices) >= 3
