@@ -33,7 +33,10 @@ def open_catalog(pools: list[str]):  # type: ignore[no-untyped-def]
 
 
 def _frame_table(frame, title: str = "") -> Table:  # type: ignore[no-untyped-def]
-    table = Table(*[str(c) for c in frame.columns], title=title or None)
+    table = Table(title=title or None)
+    for column in frame.columns:
+        # Ids are copied into other commands: never wrap them.
+        table.add_column(str(column), no_wrap=str(column).endswith("_id"))
     for row in frame.itertuples(index=False):
         table.add_row(*("" if v is None else str(v) for v in row))
     return table
