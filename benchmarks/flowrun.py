@@ -61,9 +61,8 @@ def run_flow_backup(image: Path, work: Path) -> dict[str, Any]:
 
 def _with_server(image: Path, work: Path) -> dict[str, Any]:
     from bingobackup.cloud.client import BingoCloudClient
-    from bingobackup.resources.clouds import register_cloud
-    from bingobackup.resources.hosts import activate_backup_host, register_backup_host
     from bingobackup.resources.pools import create_registered_pool
+    from bingobackup.resources.simulated import register_simulated_cloud
     from bingobackup.resources.users import LOCAL_ADMIN
     from bingobackup.sim.server import start_simulator
     from bingobackup.specs.job import load_job_spec
@@ -75,29 +74,16 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
     try:
         _add_vm(sim.admin_url, image)
         client = BingoCloudClient(sim.endpoint, access_key, secret_key)
-        hosts = {
-            i.cluster_id: i.instance_id
-            for i in client.describe_instances()
-            if i.name.startswith("backup-host-")
-        }
         store = PrefectRegistryStore()
-        cloud = register_cloud(
+        cloud, hosts = register_simulated_cloud(
             store,
             LOCAL_ADMIN,
-            {
-                "name": "bench",
-                "address": "127.0.0.1",
-                "port": sim.port,
-                "access_key": access_key,
-                "secret_key": secret_key,
-                "backup_host": next(iter(hosts.values())),
-            },
+            name="bench",
+            endpoint_port=sim.port,
+            access_key=access_key,
+            secret_key=secret_key,
+            state_dir=sim.state_dir,
         )
-        for instance_id in hosts.values():
-            host = register_backup_host(store, LOCAL_ADMIN, cloud.name, instance_id, client=client)
-            host.device_root = str(sim.state_dir / "hosts" / instance_id)
-            store.save_host(host)
-            activate_backup_host(store, LOCAL_ADMIN, instance_id)
         create_registered_pool(
             store,
             LOCAL_ADMIN,
@@ -113,7 +99,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
                 "version": 1,
                 "name": "bench-job",
                 "cloud": cloud.name,
-                "backup_host": hosts[vm.cluster_id],
+                "backup_host": next(h.instance_id for h in hosts.values() if h.cluster_id == vm.cluster_id),
                 "pool": "bench-pool",
                 "content": [{"vm": VM_NAME}],
                 "options": {"retry": {"count": 0, "interval_minutes": 0}},

@@ -19,5 +19,7 @@ def test_import_layers_are_kept() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    result = subprocess.run([str(BIN / "ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(BIN / "ruff"), "check", "."], cwd=ROOT, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -92,9 +92,9 @@ def demo(
         console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}.")
         return
     from bingobackup.cloud.client import BingoCloudClient
-    from bingobackup.resources.clouds import register_cloud, update_cloud_settings
     from bingobackup.resources.discovery import CloudTree
-    from bingobackup.resources.hosts import activate_backup_host, authorize, register_backup_host
+    from bingobackup.resources.hosts import authorize
+    from bingobackup.resources.simulated import BACKUP_HOST_PREFIX, register_simulated_cloud
 
     demo_dir = bingobackup_home() / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
@@ -104,42 +104,31 @@ def demo(
 
     client = BingoCloudClient(endpoint, DEMO_ACCESS_KEY, secret_key)
     tree = CloudTree.from_client(client)
-    backup_hosts = {vm.instance_id: vm for vm in tree.iter_vms() if vm.name.startswith("backup-host-")}
-    first_host = min(backup_hosts.values(), key=lambda vm: vm.name)
+    backup_hosts = {vm.instance_id: vm for vm in tree.iter_vms() if vm.name.startswith(BACKUP_HOST_PREFIX)}
 
     with registry() as (store, user):
         from bingobackup.cli.prefect_server import status
 
         info = status()
         console.print(f"[2/8] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
-        settings = {
-            "address": "127.0.0.1",
-            "port": int(endpoint.rsplit(":", 1)[1].strip("/")),
-            "ssl": False,
-            "access_key": DEMO_ACCESS_KEY,
-            "secret_key": secret_key,
-            "backup_host": first_host.instance_id,
-        }
-        if store.get_cloud(DEMO_CLOUD) is None:
-            register_cloud(store, user, {"name": DEMO_CLOUD, **settings})
-            action = "registered"
-        else:
-            update_cloud_settings(store, user, DEMO_CLOUD, **settings)  # type: ignore[arg-type]
-            action = "re-verified"
-        console.print(
-            f"[3/8] Cloud '{DEMO_CLOUD}' {action}: Access Key {DEMO_ACCESS_KEY}, keys checked against the API"
+        existed = store.get_cloud(DEMO_CLOUD) is not None
+        _, hosts = register_simulated_cloud(
+            store,
+            user,
+            name=DEMO_CLOUD,
+            endpoint_port=int(endpoint.rsplit(":", 1)[1].strip("/")),
+            access_key=DEMO_ACCESS_KEY,
+            secret_key=secret_key,
+            state_dir=demo_dir / "sim-state",
         )
-        for instance_id, vm in sorted(backup_hosts.items(), key=lambda kv: kv[1].name):
-            host = store.get_host(instance_id) or register_backup_host(
-                store, user, DEMO_CLOUD, instance_id, client=client
-            )
-            # The simulator shows a host's attached disks under its state directory.
-            host.device_root = str(demo_dir / "sim-state" / "hosts" / instance_id)
-            store.save_host(host)
-            activate_backup_host(store, user, instance_id)
+        console.print(
+            f"[3/8] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
+            f"Access Key {DEMO_ACCESS_KEY}, keys checked against the API"
+        )
+        for cluster, host in sorted(hosts.items()):
             console.print(
-                f"      backup host {vm.name} ({instance_id}, {vm.instance.os_name} {vm.instance.os_version}) "
-                f"in {vm.cluster_id}: activated"
+                f"      backup host {host.name} ({host.instance_id}, {host.os_name} {host.os_version}) "
+                f"in {cluster}: activated"
             )
         authorize(store, user, "cloud", [DEMO_CLOUD], [DEMO_GROUP])
         authorize(store, user, "host", sorted(backup_hosts), [DEMO_GROUP])

@@ -130,7 +130,11 @@ def demo_vms() -> list[VmSpec]:
             ],
         ),
         VmSpec(
-            name="linux_mul_nic", cluster=a, node="node-a2", subnets=["web-a", "db-a"], disks=[_disk(2048, 16)]
+            name="linux_mul_nic",
+            cluster=a,
+            node="node-a2",
+            subnets=["web-a", "db-a"],
+            disks=[_disk(2048, 16)],
         ),
         VmSpec(
             name="raw_disk_vm",

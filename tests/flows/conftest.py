@@ -12,9 +12,8 @@ from testkeys import SECRET_KEY
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.resources.clouds import register_cloud
-from bingobackup.resources.hosts import activate_backup_host, register_backup_host
 from bingobackup.resources.pools import create_registered_pool
+from bingobackup.resources.simulated import register_simulated_cloud
 from bingobackup.resources.users import LOCAL_ADMIN
 
 if TYPE_CHECKING:
@@ -29,30 +28,15 @@ def registered(
 
     store = PrefectRegistryStore()
     suffix = uuid.uuid4().hex[:8]
-    instances = {i.name: i for i in cloud_client.describe_instances()}
-    cluster_names = {c.cluster_id: c.name for c in cloud_client.describe_clusters()}
-    hosts = {
-        cluster_names[i.cluster_id]: i.instance_id
-        for name, i in instances.items()
-        if name.startswith("backup-host-")
-    }
-    cloud = register_cloud(
+    cloud, hosts = register_simulated_cloud(
         store,
         LOCAL_ADMIN,
-        {
-            "name": f"sim-{suffix}",
-            "address": "127.0.0.1",
-            "port": sim.port,
-            "access_key": sim.access_key,
-            "secret_key": SECRET_KEY,
-            "backup_host": next(iter(hosts.values())),
-        },
+        name=f"sim-{suffix}",
+        endpoint_port=sim.port,
+        access_key=sim.access_key,
+        secret_key=SECRET_KEY,
+        state_dir=sim.state_dir,
     )
-    for instance_id in hosts.values():
-        host = register_backup_host(store, LOCAL_ADMIN, cloud.name, instance_id, client=cloud_client)
-        host.device_root = str(sim.state_dir / "hosts" / instance_id)
-        store.save_host(host)
-        activate_backup_host(store, LOCAL_ADMIN, instance_id)
     pool_dir = tmp_path / "pool"
     create_registered_pool(
         store,
@@ -63,4 +47,5 @@ def registered(
         encrypted=True,
         passphrase=POOL_PASSPHRASE,
     )
-    return Registered(cloud.name, f"pool-{suffix}", pool_dir, hosts, sim, cloud_client)
+    host_ids = {cluster: host.instance_id for cluster, host in hosts.items()}
+    return Registered(cloud.name, f"pool-{suffix}", pool_dir, host_ids, sim, cloud_client)

@@ -13,7 +13,9 @@ from bingobackup.sim.server import RunningSimulator, start_simulator
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[RunningSimulator]:
-    running = start_simulator(tmp_path / "state", ACCESS_KEY, SECRET_KEY, scenario="demo", transition_delay=0.05)
+    running = start_simulator(
+        tmp_path / "state", ACCESS_KEY, SECRET_KEY, scenario="demo", transition_delay=0.05
+    )
     try:
         yield running
     finally:
@@ -22,7 +24,9 @@ def demo(tmp_path: Path) -> Iterator[RunningSimulator]:
 
 @pytest.fixture
 def empty(tmp_path: Path) -> Iterator[RunningSimulator]:
-    running = start_simulator(tmp_path / "state", ACCESS_KEY, SECRET_KEY, scenario=None, transition_delay=0.05)
+    running = start_simulator(
+        tmp_path / "state", ACCESS_KEY, SECRET_KEY, scenario=None, transition_delay=0.05
+    )
     try:
         yield running
     finally:

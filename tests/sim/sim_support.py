@@ -52,7 +52,10 @@ def post(endpoint: str, params: dict[str, str]) -> Reply:
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
         connection.request(
-            "POST", "/", body=urllib.parse.urlencode(params), headers={"Content-Type": "application/x-www-form-urlencoded"}
+            "POST",
+            "/",
+            body=urllib.parse.urlencode(params),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         response = connection.getresponse()
         return Reply(response.status, response.read())
@@ -80,7 +83,9 @@ def ok(endpoint: str, action: str, params: dict[str, str] | None = None) -> Repl
 
 def admin(url: str, method: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -107,7 +112,10 @@ def sha256(path: Path) -> str:
 
 
 def volume_status(endpoint: str, volume_id: str) -> str:
-    return ok(endpoint, "DescribeVolumes", {"VolumeId.1": volume_id}).items("volumeSet")[0].findtext("status") or ""
+    return (
+        ok(endpoint, "DescribeVolumes", {"VolumeId.1": volume_id}).items("volumeSet")[0].findtext("status")
+        or ""
+    )
 
 
 def snapshot_status(endpoint: str, snapshot_id: str) -> str:

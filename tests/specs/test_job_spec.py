@@ -95,7 +95,10 @@ def test_yaml_errors_name_the_line(tmp_path: Path) -> None:
 
 
 def test_overlapping_rate_windows_are_refused() -> None:
-    limits = [{"rate": "10MiB/s", "from": "08:00", "to": "12:00"}, {"rate": "1MiB/s", "from": "11:00", "to": "13:00"}]
+    limits = [
+        {"rate": "10MiB/s", "from": "08:00", "to": "12:00"},
+        {"rate": "1MiB/s", "from": "11:00", "to": "13:00"},
+    ]
     with pytest.raises(SpecError, match="overlap"):
         load_job_spec({**MINIMAL, "options": {"read_limits": limits}})
 
