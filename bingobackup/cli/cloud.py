@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from bingobackup.cli.common import console, parse_pairs, registry
+from bingobackup.cli.common import authorize_command, console, parse_pairs, registry
 
 app = typer.Typer(help="Register and manage BingoClouds (V7 and V9).", no_args_is_help=True)
 
@@ -142,17 +142,4 @@ def tag(
     )
 
 
-@app.command()
-def authorize(
-    names: list[str],
-    group: list[str] = typer.Option(..., "--group", help="User group (repeatable)"),
-    revoke: bool = typer.Option(False, help="Withdraw the groups instead"),
-) -> None:
-    """Authorize user groups to use one or more clouds (admin)."""
-    from bingobackup.resources.hosts import authorize as grant
-    from bingobackup.resources.hosts import deauthorize
-
-    with registry() as (store, user):
-        changed = (deauthorize if revoke else grant)(store, user, "cloud", names, group)
-    for c in changed:
-        console.print(f"Cloud [bold]{c.name}[/]: groups {', '.join(c.groups) or 'none'}")  # type: ignore[union-attr]
+app.command("authorize")(authorize_command("cloud", "Cloud"))

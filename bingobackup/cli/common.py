@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -60,3 +60,25 @@ def parse_pairs(pairs: list[str], what: str) -> dict[str, str]:
             raise BingoBackupError(f"{what} '{pair}' is not KEY=VALUE")
         parsed[key] = value
     return parsed
+
+
+def authorize_command(kind: str, label: str) -> Callable[..., None]:
+    """The `authorize` command of a resource group (cloud, host, pool): one shape for all three."""
+    import typer
+
+    def authorize(
+        names: list[str] = typer.Argument(..., help=f"{label}(s) to authorize"),
+        group: list[str] = typer.Option(..., "--group", help="User group (repeatable)"),
+        revoke: bool = typer.Option(False, help="Withdraw the groups instead"),
+    ) -> None:
+        from bingobackup.resources.hosts import authorize as grant
+        from bingobackup.resources.hosts import deauthorize
+
+        with registry() as (store, user):
+            changed = (deauthorize if revoke else grant)(store, user, kind, names, group)  # type: ignore[arg-type]
+        for resource in changed:
+            key = getattr(resource, "instance_id", None) or getattr(resource, "name", "")
+            console.print(f"{label} [bold]{key}[/]: groups {', '.join(resource.groups) or 'none'}")
+
+    authorize.__doc__ = f"Authorize user groups to use one or more {label.lower()}s (admin; single or batch)."
+    return authorize

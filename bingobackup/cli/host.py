@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from bingobackup.cli.common import console, registry
+from bingobackup.cli.common import authorize_command, console, registry
 
 app = typer.Typer(help="Backup hosts: VMs in the cloud that run the agent.", no_args_is_help=True)
 
@@ -49,20 +49,7 @@ def activate(instance_ids: list[str]) -> None:
             console.print(f"Backup host [bold]{instance_id}[/] activated.")
 
 
-@app.command()
-def authorize(
-    instance_ids: list[str],
-    group: list[str] = typer.Option(..., "--group", help="User group (repeatable)"),
-    revoke: bool = typer.Option(False, help="Withdraw the groups instead"),
-) -> None:
-    """Authorize user groups to use one or more backup hosts (admin; single or batch)."""
-    from bingobackup.resources.hosts import authorize as grant
-    from bingobackup.resources.hosts import deauthorize
-
-    with registry() as (store, user):
-        changed = (deauthorize if revoke else grant)(store, user, "host", instance_ids, group)
-    for h in changed:
-        console.print(f"Backup host [bold]{h.instance_id}[/]: groups {', '.join(h.groups) or 'none'}")  # type: ignore[union-attr]
+app.command("authorize")(authorize_command("host", "Backup host"))
 
 
 @app.command()

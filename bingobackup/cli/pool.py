@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bingobackup.cli.common import console, registry
+from bingobackup.cli.common import authorize_command, console, registry
 from bingobackup.cli.pools_index import remember
 
 app = typer.Typer(help="Pools: where backup sets are stored.", no_args_is_help=True)
@@ -73,17 +73,4 @@ def list_() -> None:
     console.print(table)
 
 
-@app.command()
-def authorize(
-    names: list[str],
-    group: list[str] = typer.Option(..., "--group", help="User group (repeatable)"),
-    revoke: bool = typer.Option(False, help="Withdraw the groups instead"),
-) -> None:
-    """Authorize user groups to use one or more pools (admin)."""
-    from bingobackup.resources.hosts import authorize as grant
-    from bingobackup.resources.hosts import deauthorize
-
-    with registry() as (store, user):
-        changed = (deauthorize if revoke else grant)(store, user, "pool", names, group)
-    for p in changed:
-        console.print(f"Pool [bold]{p.name}[/]: groups {', '.join(p.groups) or 'none'}")  # type: ignore[union-attr]
+app.command("authorize")(authorize_command("pool", "Pool"))

@@ -55,6 +55,9 @@ def test_register_browse_and_pool_through_the_cli(
     assert "keys verified" in out and SECRET_KEY not in out
     out = invoke("host", "register", *hosts.values(), "--cloud", name, "--activate")
     assert out.count("activated") == 2
+    out = invoke("host", "authorize", *hosts.values(), "--group", "ops")
+    assert out.count("groups ops") == 2
+    assert "groups ops" in invoke("cloud", "authorize", name, "--group", "ops")
     listed = invoke("cloud", "list")
     assert name in listed and SECRET_KEY not in listed
     tree = invoke("resources", "browse", "--cloud", name)
