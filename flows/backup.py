@@ -157,7 +157,7 @@ def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
 @flow(
     name="bingobackup-backup",
     flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=64),
+    task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
     validate_parameters=True,
 )
 def backup(spec: BackupJobSpec, user: str | None = None) -> dict[str, object] | State:
@@ -170,7 +170,11 @@ def backup(spec: BackupJobSpec, user: str | None = None) -> dict[str, object] | 
     progress_id = create_progress_artifact(
         progress=0.0, key="backup-progress", description=f"{spec.name}: bytes read of {len(job.vms)} VMs"
     )
-    job.progress = ProgressTracker(job.total_bytes, lambda pct: update_progress_artifact(progress_id, pct))
+
+    def report(percent: float) -> None:
+        update_progress_artifact(progress_id, percent)  # type: ignore[arg-type]  # sync call returns the id
+
+    job.progress = ProgressTracker(job.total_bytes, report)
 
     outcomes: dict[str, VmOutcome] = {}
     pending = list(job.vms)
@@ -203,7 +207,11 @@ def backup(spec: BackupJobSpec, user: str | None = None) -> dict[str, object] | 
     status = register_backup_set(job, ordered, run_id, attempt)
     rows = _summary_rows(ordered)
     create_table_artifact(table=rows, key="backup-summary", description=f"Backup set {job.set_id} ({status})")
-    summary = {"set_id": job.set_id if status != "failed" else "", "status": status, "rows": rows}
+    summary: dict[str, object] = {
+        "set_id": job.set_id if status != "failed" else "",
+        "status": status,
+        "rows": rows,
+    }
     failed = [o for o in ordered if o.status == "failed"]
     if failed:
         reasons = "; ".join(f"{o.vm.name}: {o.error}" for o in failed)
