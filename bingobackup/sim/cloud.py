@@ -44,12 +44,12 @@ class SimCloud:
         self._ticker = threading.Thread(target=self._tick_loop, name="sim-ticker", daemon=True)
 
     @property
-    def state(self):  # type: ignore[no-untyped-def]
+    def state(self):
         return self.store.state
 
     @property
     def lock(self) -> threading.RLock:
-        return self.store.lock  # type: ignore[return-value]
+        return self.store.lock
 
     # ------------------------------------------------------------------ life cycle
 
@@ -106,7 +106,7 @@ class SimCloud:
         changed = False
         for instance in list(self.state.instances.values()):
             if instance.transition and instance.transition.due <= now:
-                instance.state = instance.transition.to  # type: ignore[assignment]
+                instance.state = instance.transition.to
                 instance.transition = None
                 if instance.state == "shutting-down":
                     instance.transition = self.transition("terminated")

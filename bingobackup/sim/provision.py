@@ -14,7 +14,7 @@ from bingobackup.sim.builder import device_name, new_instance, new_volume, resol
 from bingobackup.sim.content import ContentMix, write_disk_image
 from bingobackup.sim.errors import SimApiError
 from bingobackup.sim.network import make_nic, subnets_of_cluster
-from bingobackup.sim.state import InstanceRec, StateStore, link_device
+from bingobackup.sim.state import InstanceRec, NicRec, StateStore, link_device
 from bingobackup.sparse import copy_sparse, create_sparse_file
 
 GIB = 1 << 30
@@ -104,7 +104,7 @@ def provision_vm(store: StateStore, spec: VmSpec, *, seed: str | None = None) ->
     storage_id = _pick_storage(store, cluster.cluster_id, spec.storage)
     type_name, cpu, memory = resolve_instance_type(state, spec.instance_type, None, None)
     rng = random.Random(seed or spec.name)
-    nics = []
+    nics: list[NicRec] = []
     for index, subnet_id in enumerate(_subnet_ids(store, cluster.cluster_id, spec)):
         nics.append(make_nic(state, device_index=index, subnet_id=subnet_id, rng=rng, reserved=nics))
     instance = new_instance(

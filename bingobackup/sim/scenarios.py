@@ -91,7 +91,7 @@ def _disk(size_mib: int, data_mib: int, **extra: object) -> DiskSpec:
     # Apparent sizes stay at 1–2 GiB so that the demo's end-to-end check (a full SHA-256 of
     # every exported image against its source) takes seconds; `sim add-vm` takes real-size
     # images for rehearsals and benchmarks.
-    return DiskSpec(size_bytes=size_mib * MIB, data_bytes=data_mib * MIB, **extra)  # type: ignore[arg-type]
+    return DiskSpec(size_bytes=size_mib * MIB, data_bytes=data_mib * MIB, **extra)
 
 
 def _backup_host(cluster: str, node: str) -> VmSpec:

@@ -134,8 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(error.status, render_error(error, request_id), "text/xml; charset=utf-8")
         except Exception:
             log.exception("simulator: %s failed", action)
-            error = SimApiError("InternalError", "The simulator failed on this request; see its log.", 500)
-            self._send(500, render_error(error, request_id), "text/xml; charset=utf-8")
+            internal = SimApiError("InternalError", "The simulator failed on this request; see its log.", 500)
+            self._send(500, render_error(internal, request_id), "text/xml; charset=utf-8")
 
     # ------------------------------------------------------------------ checks
 
