@@ -200,4 +200,4 @@ def snapshot_disks(
     still known and get deleted.
     """
     for disk in vm.disks:
-        taken[disk.volume_id] = snapshot_volume(client, job.spec.name, disk.volume_id, job.timeouts)
+        snapshot_volume(client, job.spec.name, disk.volume_id, taken, job.timeouts)

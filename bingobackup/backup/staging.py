@@ -48,11 +48,17 @@ class StepTimeouts:
 
 
 def snapshot_volume(
-    client: BingoCloudClient, job_name: str, volume_id: str, timeouts: StepTimeouts = StepTimeouts()
+    client: BingoCloudClient,
+    job_name: str,
+    volume_id: str,
+    taken: dict[str, Snapshot],
+    timeouts: StepTimeouts = StepTimeouts(),
 ) -> Snapshot:
-    """A completed point-in-time snapshot of one disk."""
-    snapshot = client.create_snapshot(volume_id, description=temp_name(job_name, volume_id))
-    return wait_for_snapshot(client, snapshot.snapshot_id, timeout=timeouts.snapshot)
+    """A completed point-in-time snapshot of one disk, recorded in `taken` as soon as it
+    exists, so the caller deletes it even when it never completes."""
+    taken[volume_id] = client.create_snapshot(volume_id, description=temp_name(job_name, volume_id))
+    taken[volume_id] = wait_for_snapshot(client, taken[volume_id].snapshot_id, timeout=timeouts.snapshot)
+    return taken[volume_id]
 
 
 def _free_device(client: BingoCloudClient, instance_id: str) -> str:
