@@ -37,6 +37,8 @@ class Disk(_Frozen):
 
 
 class VmEntry(_Frozen):
+    """A VM as the cloud describes it, with its disks (system disk first)."""
+
     instance: Instance
     disks: tuple[Disk, ...] = ()
 
@@ -266,27 +268,8 @@ class ContentSelection(BaseModel):
         return "empty entry"
 
 
-class ResolvedVm(_Frozen):
-    """A VM chosen for backup and the disks of it to back up (system disk first)."""
-
-    instance: Instance
-    disks: tuple[Disk, ...]
-
-    @property
-    def instance_id(self) -> str:
-        return self.instance.instance_id
-
-    @property
-    def name(self) -> str:
-        return self.instance.name
-
-    @property
-    def cluster_id(self) -> str:
-        return self.instance.cluster_id
-
-    @property
-    def node_id(self) -> str:
-        return self.instance.node_id
+class ResolvedVm(VmEntry):
+    """A VM chosen for backup and only the disks of it to back up (system disk first)."""
 
 
 def _chosen_disks(vm: VmEntry, choice: DiskChoice) -> set[str]:
