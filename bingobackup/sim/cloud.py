@@ -108,9 +108,7 @@ class SimCloud:
             if instance.transition and instance.transition.due <= now:
                 instance.state = instance.transition.to
                 instance.transition = None
-                if instance.state == "shutting-down":
-                    instance.transition = self.transition("terminated")
-                elif instance.state == "terminated":
+                if instance.state == "terminated":
                     self._release_volumes(instance)
                 changed = True
         for volume in list(self.state.volumes.values()):

@@ -252,7 +252,9 @@ def start_simulator(
         server = _SimHTTPServer(port, cloud, {access_key: secret_key}, FaultInjector())
         # From here the running simulator owns the lock and the cloud: stop() releases both.
         owned = resources.pop_all()
-    thread = threading.Thread(target=server.serve_forever, name=f"bingocloud-sim-{port}", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(0.05,), name=f"bingocloud-sim-{port}", daemon=True
+    )
     thread.start()
     return RunningSimulator(server, thread, state_dir, access_key, owned)
 

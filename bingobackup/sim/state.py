@@ -223,7 +223,7 @@ class StateStore:
     def __init__(self, state_dir: Path, state: SimState) -> None:
         self.state_dir = Path(state_dir)
         self.state = state
-        self.lock = threading.RLock()
+        self.lock: threading.RLock = threading.RLock()
 
     # ---- layout
     @property

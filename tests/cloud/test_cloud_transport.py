@@ -141,7 +141,8 @@ def test_persistent_server_error_gives_up_after_the_window(stub: StubCloud) -> N
     attempts = len(stub.received)
     assert attempts > 1
     assert err.attempts == attempts
-    assert 0 < err.elapsed_seconds <= 1.0
+    # No new attempt starts after the 1 s window; the last one may still be answering then.
+    assert 0 < err.elapsed_seconds < 1.0 + 5.0
     assert f"gave up after {attempts} attempts over" in str(err)
     assert err.code == "InternalError" and err.request_id == f"r{attempts - 1}"
     assert_no_secret(str(err))
