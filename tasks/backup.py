@@ -23,9 +23,6 @@ from bingobackup.specs.job import BackupJobSpec
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
 from tasks.blocks import PrefectRegistryStore
 
-# No caching: every run must really do its work, and the inputs hold live objects.
-step = task(cache_policy=NONE, retries=0)
-
 
 @task(name="resolve content", cache_policy=NONE)
 def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:

@@ -109,7 +109,7 @@ class BackupJob:
         self.send_limiter = RateLimiter(options.transfer_limits) if options.transfer_limits.root else None
 
     def client(self) -> BingoCloudClient:
-        return self.cloud.client(retry_window_seconds=self.spec.options.reconnect_minutes * 60.0)
+        return job_client(self.cloud, self.spec)
 
     def locator(self) -> DeviceLocator:
         return DeviceLocator(Path(self.host.device_root))
@@ -117,6 +117,11 @@ class BackupJob:
     @property
     def total_bytes(self) -> int:
         return sum(d.size_bytes for vm in self.vms for d in vm.disks)
+
+
+def job_client(cloud: CloudRegistration, spec: BackupJobSpec) -> BingoCloudClient:
+    """A client whose retries last the job's reconnect time (guide table 3)."""
+    return cloud.client(retry_window_seconds=spec.options.reconnect_minutes * 60.0)
 
 
 def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) -> BackupJob:
@@ -134,7 +139,7 @@ def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) ->
         )
     pool_registration = pool_for(store, user, spec.pool)
     pool = open_registered_pool(pool_registration)
-    client = cloud.client(retry_window_seconds=spec.options.reconnect_minutes * 60.0)
+    client = job_client(cloud, spec)
     removed = clean_leftovers(client, spec.name)
     vms = resolve_selection(
         client, spec.content, spec.filters, backup_host_ids=registered_backup_host_ids(store, cloud.name)

@@ -23,8 +23,9 @@ from bingobackup.cli.backup import outcome_table, run_backup
 from bingobackup.cli.catalog import file_sha256
 from bingobackup.cli.common import console, registry
 from bingobackup.cli.pools_index import remember
-from bingobackup.cli.resources import human_bytes, render_tree
+from bingobackup.cli.resources import render_tree
 from bingobackup.errors import BingoBackupError
+from bingobackup.mover.chunks import human_bytes
 
 if TYPE_CHECKING:
     from bingobackup.resources.discovery import VmEntry

@@ -8,20 +8,12 @@ import typer
 from rich.tree import Tree
 
 from bingobackup.cli.common import console, registry
+from bingobackup.mover.chunks import human_bytes
 
 if TYPE_CHECKING:
     from bingobackup.resources.discovery import CloudTree
 
 app = typer.Typer(help="Browse a cloud: clusters → nodes → VMs → disks.", no_args_is_help=True)
-
-
-def human_bytes(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def render_tree(

@@ -11,10 +11,10 @@ def chunk_spans(size_bytes: int, chunk_size: int) -> range:
 
 
 def human_bytes(count: int) -> str:
-    """`268435456` → `256 MiB`, for messages that name a place on a disk."""
+    """`268435456` → `256 MiB`: sizes and disk offsets for people."""
     value = float(count)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
             return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
