@@ -2,10 +2,17 @@
 
 Runs inside `benchmarks.one flow`: starts our local Prefect server (as the CLI does, under a
 temporary BINGOBACKUP_HOME) and the simulated BingoCloud, adds a VM whose only disk is the
-image, registers cloud, hosts and pool as an admin would, and then times one run of the
-backup flow. The simulator copies the volume twice during the run (snapshot, then the volume
-staged on the backup host), which a real cloud does copy-on-write, so that copy time is
-measured on its own and reported next to the flow's time.
+image, registers cloud, hosts and pool as an admin would, and then times two runs of the same
+job, each into a fresh pool:
+
+- the engine job: the flow's steps called directly, without Prefect (resolve content,
+  snapshot, stage the volume on the backup host, read/dedup/write, detach and delete,
+  register the backup set in the catalog) — what the backup costs on its own;
+- the flow: `bingobackup-backup` with task runs, tag concurrency limits, artifacts and states.
+
+"The flow adds" is the second over the first. The simulator copies the volume twice in both
+(snapshot, then the volume staged on the backup host), which a real cloud does
+copy-on-write; that copy time is measured on its own and reported next to them.
 """
 
 from __future__ import annotations
@@ -15,11 +22,17 @@ import os
 import secrets
 import time
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.measure import peak_rss_bytes
 from bingobackup.sparse import copy_sparse
+
+if TYPE_CHECKING:
+    from bingobackup.cloud.models import Snapshot
+    from bingobackup.sim.server import RunningSimulator
+    from bingobackup.specs.job import BackupJobSpec
 
 VM_NAME = "bench-vm"
 POOL_PASSPHRASE = "benchmark pool passphrase"
@@ -41,6 +54,71 @@ def _copy_seconds(image: Path, work: Path) -> float:
     seconds = time.perf_counter() - started
     copy.unlink()
     return seconds
+
+
+def _engine_job(sim: RunningSimulator, secret_key: str, work: Path, spec: BackupJobSpec) -> float:
+    """Seconds for the flow's steps called directly (no Prefect) on a registry of our own."""
+    from bingobackup.backup.job import DiskOutcome, VmOutcome, prepare_backup_job, snapshot_disks
+    from bingobackup.backup.staging import delete_snapshot, staged_volume
+    from bingobackup.mover.backup import backup_disk
+    from bingobackup.resources.pools import create_registered_pool
+    from bingobackup.resources.simulated import register_simulated_cloud
+    from bingobackup.resources.store import InMemoryRegistryStore
+    from bingobackup.resources.users import LOCAL_ADMIN
+    from tasks.backup import register_backup_set
+
+    store = InMemoryRegistryStore()
+    register_simulated_cloud(
+        store,
+        LOCAL_ADMIN,
+        name=spec.cloud,
+        endpoint_port=sim.port,
+        access_key=sim.access_key,
+        secret_key=secret_key,
+        state_dir=sim.state_dir,
+    )
+    create_registered_pool(
+        store,
+        LOCAL_ADMIN,
+        name=spec.pool,
+        kind="dedup",
+        location=work / "engine-pool",
+        encrypted=True,
+        passphrase=POOL_PASSPHRASE,
+    )
+    started = time.perf_counter()
+    job = prepare_backup_job(store, LOCAL_ADMIN, spec)
+    outcomes = []
+    for vm in job.vms:
+        vm_started, client = datetime.now(UTC), job.client()
+        taken: dict[str, Snapshot] = {}
+        disks = []
+        try:
+            snapshot_disks(client, job, vm, taken)
+            for disk in vm.disks:
+                snap = taken[disk.volume_id]
+                with staged_volume(
+                    client, spec.name, snap, job.host.instance_id, job.locator(), timeouts=job.timeouts
+                ) as device:
+                    result = backup_disk(
+                        device,
+                        job.pool.open_disk_writer(job.set_id, disk.volume_id, disk.size_bytes),
+                        size_bytes=disk.size_bytes,
+                        chunk_size=job.pool.chunk_size,
+                        channels=spec.options.channels,
+                        dedup_mode=spec.options.dedup_mode,
+                    )
+                disks.append(DiskOutcome(disk=disk, snapshot_id=snap.snapshot_id, result=result))
+        finally:
+            for snap in taken.values():
+                delete_snapshot(client, snap.snapshot_id)
+        outcomes.append(
+            VmOutcome(vm=vm, status="ok", started_at=vm_started, finished_at=datetime.now(UTC), disks=disks)
+        )
+    status = register_backup_set.fn(job, outcomes, "engine-baseline", 1)
+    if status != "ok":
+        raise RuntimeError(f"the benchmark's engine job ended {status}")
+    return time.perf_counter() - started
 
 
 def run_flow_backup(image: Path, work: Path) -> dict[str, Any]:
@@ -94,25 +172,27 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             passphrase=POOL_PASSPHRASE,
         )
         vm = next(i for i in client.describe_instances() if i.name == VM_NAME)
-        spec = load_job_spec(
-            {
-                "version": 1,
-                "name": "bench-job",
-                "cloud": cloud.name,
-                "backup_host": next(h.instance_id for h in hosts.values() if h.cluster_id == vm.cluster_id),
-                "pool": "bench-pool",
-                "content": [{"vm": VM_NAME}],
-                "options": {"retry": {"count": 0, "interval_minutes": 0}},
-            }
+        job = {
+            "version": 1,
+            "name": "bench-job",
+            "cloud": cloud.name,
+            "backup_host": next(h.instance_id for h in hosts.values() if h.cluster_id == vm.cluster_id),
+            "pool": "bench-pool",
+            "content": [{"vm": VM_NAME}],
+            "options": {"retry": {"count": 0, "interval_minutes": 0}},
+        }
+        engine_seconds = _engine_job(
+            sim, secret_key, work, load_job_spec({**job, "name": "bench-engine-job"})
         )
         started = time.perf_counter()
-        state = backup(spec=spec, return_state=True)
+        state = backup(spec=load_job_spec(job), return_state=True)
         wall = time.perf_counter() - started
         result = state.result(raise_on_failure=False)
         if not isinstance(result, dict) or result.get("status") != "ok":
             raise RuntimeError(f"the benchmark's flow run did not succeed: {state.message or result}")
         return {
             "wall_seconds": wall,
+            "engine_job_seconds": engine_seconds,
             "copy_seconds": _copy_seconds(image, work),
             "rows": result["rows"],
             "peak_rss_bytes": peak_rss_bytes(),

@@ -38,6 +38,7 @@ class ToolRun(BaseModel):
 
 class FlowRun(BaseModel):
     wall_seconds: float
+    engine_job_seconds: float  # the same job's steps without Prefect
     vm_seconds: float
     copy_seconds: float
     peak_rss_bytes: int
@@ -177,6 +178,7 @@ class BenchRun:
         rows = raw["rows"]
         self.flow = FlowRun(
             wall_seconds=raw["wall_seconds"],
+            engine_job_seconds=raw["engine_job_seconds"],
             vm_seconds=float(rows[0]["seconds"]),
             copy_seconds=raw["copy_seconds"],
             peak_rss_bytes=raw["peak_rss_bytes"],

@@ -65,9 +65,10 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
-    command = [str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1"]
+    # Prefect's `server start`, with SQLite write transactions made IMMEDIATE (see prefect_serve).
+    command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", "127.0.0.1", str(port)]
     try:
-        running = _SERVICE.ensure([*command, "--port", str(port)], f"http://127.0.0.1:{port}/api", env=env)
+        running = _SERVICE.ensure(command, f"http://127.0.0.1:{port}/api", env=env)
     except ServiceError as exc:
         raise PrefectServerError(f"Cannot start the local Prefect server: {exc}") from None
     return ServerInfo(running.url, running.pid, running.log_path)

@@ -2,7 +2,11 @@
 instance running/stopped/terminated.
 
 Polling with a deadline is the product's behaviour here (BingoCloud has no notifications);
-every timeout names the resource, the state waited for and the last state seen.
+every timeout names the resource, the state waited for and the last state seen. The first
+polls come quickly and the interval grows to `poll`: most attaches and small snapshots finish
+in well under a second, and a fixed interval would add up to one interval to every step
+(measured: 0.2 s × 6 waits per disk was a third of a small VM's backup time), while a long
+snapshot is still polled only every `poll` seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from bingobackup.cloud.errors import CloudError, CloudWaitTimeout
 from bingobackup.cloud.models import Instance, Snapshot, Volume
 
 T = TypeVar("T")
+
+FIRST_POLL = 0.02  # seconds before the second look
+POLL_GROWTH = 1.5
+DEFAULT_POLL = 2.0  # the longest interval between two looks
 
 
 def _wait(
@@ -31,6 +39,7 @@ def _wait(
 ) -> T:
     started = time.monotonic()
     deadline = started + timeout
+    interval = min(FIRST_POLL, poll)
     while True:
         current = fetch()
         state = state_of(current)
@@ -45,11 +54,12 @@ def _wait(
         now = time.monotonic()
         if now >= deadline:
             raise CloudWaitTimeout(resource, resource_id, wanted, state, now - started)
-        time.sleep(min(poll, deadline - now))
+        time.sleep(min(interval, deadline - now))
+        interval = min(interval * POLL_GROWTH, poll)
 
 
 def wait_for_snapshot(
-    client: BingoCloudClient, snapshot_id: str, *, timeout: float, poll: float = 0.2
+    client: BingoCloudClient, snapshot_id: str, *, timeout: float, poll: float = DEFAULT_POLL
 ) -> Snapshot:
     """Until the snapshot is `completed`; a snapshot in `error` raises CloudError."""
     return _wait(
@@ -79,7 +89,7 @@ def wait_for_volume(
     status: Literal["available", "in-use"],
     *,
     timeout: float,
-    poll: float = 0.2,
+    poll: float = DEFAULT_POLL,
 ) -> Volume:
     """Until the volume has `status` (for `in-use`: with its attachment complete)."""
     return _wait(
@@ -103,7 +113,7 @@ def wait_for_instance(
     state: Literal["running", "stopped", "terminated"],
     *,
     timeout: float,
-    poll: float = 0.2,
+    poll: float = DEFAULT_POLL,
 ) -> Instance:
     """Until the instance is in `state`; a VM terminated while waiting for running/stopped raises."""
     dead_ends = _INSTANCE_DEAD_ENDS.get(state, set())

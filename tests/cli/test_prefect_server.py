@@ -4,6 +4,8 @@ PREFECT_API_URL names a team's server."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import urllib.request
 
 import pytest
@@ -38,3 +40,34 @@ def test_status_without_server(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Non
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert manager.status() is None
     assert manager.stop_server() is False
+
+
+_BEGIN_MODE_PROBE = """
+import asyncio, contextlib, sys
+from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
+from bingobackup.cli.prefect_serve import _immediate_sqlite_transactions
+
+class Session:
+    @contextlib.asynccontextmanager
+    async def begin(self):
+        yield SQLITE_BEGIN_MODE.get()
+
+async def mode():
+    config = AioSqliteConfiguration(connection_url="sqlite+aiosqlite:///:memory:")
+    async with config.begin_transaction(Session(), with_for_update=False) as seen:
+        return seen
+
+before = asyncio.run(mode())
+_immediate_sqlite_transactions()
+print(before, asyncio.run(mode()))
+"""
+
+
+def test_local_server_takes_sqlite_write_lock_when_a_transaction_begins() -> None:
+    # Prefect's DEFERRED transactions fail at once with "database is locked" when another
+    # writer got in first; the client then waits 2 s. Our launcher makes them IMMEDIATE. This
+    # fails if a Prefect upgrade moves the hook, so the patch never silently stops working.
+    out = subprocess.run(
+        [sys.executable, "-c", _BEGIN_MODE_PROBE], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.split() == ["DEFERRED", "IMMEDIATE"]
