@@ -1,0 +1,172 @@
+"""The cloud and data steps of a restore, each a plain function over a `RestoreJob`.
+
+create volume → attach to the backup host → write the chunks → detach (one disk), then
+snapshot the system disk → register an image → launch the VM → attach the data disks →
+power on (one VM). Disk restore attaches the new volumes to an existing VM instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from bingobackup.backup.staging import _attach_lock, _free_device
+from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.models import Instance
+from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
+from bingobackup.mover.restore import DiskRestoreResult, restore_disk
+from bingobackup.restore.job import RestoreJob
+from bingobackup.restore.ledger import Ledger
+from bingobackup.restore.plan import DiskPlan, VmPlan
+
+
+class RestoredDisk(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source_volume_id: str
+    volume_id: str
+    name: str
+    storage_id: str
+    size_bytes: int
+    result: DiskRestoreResult
+    device: str = ""  # where it ended up attached (disk restore, data disks of a new VM)
+
+
+def _attach(
+    client: BingoCloudClient, volume_id: str, instance_id: str, device: str | None, timeout: float
+) -> str:
+    """Attach at `device`, or at the first free /dev/vdX when None or taken; returns the device."""
+    with _attach_lock:
+        used = {bd.device_name for bd in client.get_instance(instance_id).block_devices}
+        chosen = device if device and device not in used else _free_device(client, instance_id)
+        client.attach_volume(volume_id, instance_id, chosen)
+    wait_for_volume(client, volume_id, "in-use", timeout=timeout)
+    return chosen
+
+
+def _detach(client: BingoCloudClient, volume_id: str, timeout: float) -> None:
+    client.detach_volume(volume_id)
+    wait_for_volume(client, volume_id, "available", timeout=timeout)
+
+
+def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> RestoredDisk:
+    """A new volume on the disk's storage holding the backed-up bytes, detached and available."""
+    client, timeouts = job.client(), job.timeouts
+    label = f"VM {vm.source.name} disk {disk.source.volume_id} (set {vm.source.set_id})"
+    volume = client.create_volume(
+        size_bytes=disk.source.size_bytes, storage_id=disk.storage_id, name=disk.name, node_id=vm.node_id
+    )
+    ledger.add("volume", volume.volume_id, f"disk {disk.name} restored from {disk.source.volume_id}")
+    volume = wait_for_volume(client, volume.volume_id, "available", timeout=timeouts.volume)
+    manifest = job.pool.load_manifest(vm.source.set_id, disk.source.volume_id)
+    _attach(client, volume.volume_id, job.host.instance_id, None, timeouts.attach)
+    try:
+        # resolve(): the by-id link names the device; the data goes to what it points at.
+        device = job.locator().wait_for(volume.serial or volume.volume_id, timeout=timeouts.device).resolve()
+        progress = job.progress
+        result = restore_disk(
+            job.chunk_source,
+            manifest,
+            Path(device),
+            channels=job.spec.options.channels,
+            write_limiter=job.write_limiter,
+            progress=(lambda done, _total: progress.update(volume.volume_id, done)) if progress else None,
+            label=label,
+        )
+    finally:
+        with contextlib.suppress(Exception):  # the ledger's cleanup detaches by force if this fails
+            _detach(client, volume.volume_id, timeouts.attach)
+    return RestoredDisk(
+        source_volume_id=disk.source.volume_id,
+        volume_id=volume.volume_id,
+        name=disk.name,
+        storage_id=disk.storage_id,
+        size_bytes=disk.source.size_bytes,
+        result=result,
+    )
+
+
+def _temp_name(job: RestoreJob, vm: VmPlan) -> str:
+    return f"bingobackup-restore:{job.spec.name}:{vm.name}"
+
+
+def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredDisk]) -> Instance:
+    """Launch the new VM from the restored system disk, attach its data disks, power it on if asked.
+
+    The system disk becomes the VM's root through snapshot → RegisterImage → RunInstances
+    (docs/cloud-api.md); the snapshot, the image and the written system volume are removed
+    once the VM has its own root volume.
+    """
+    client, timeouts = job.client(), job.timeouts
+    by_source = {d.source_volume_id: d for d in disks}
+    root_plan = vm.root
+    assert root_plan is not None  # checked by the plan
+    root = by_source[root_plan.source.volume_id]
+    snapshot = client.create_snapshot(root.volume_id, description=_temp_name(job, vm))
+    ledger.add("snapshot", snapshot.snapshot_id, f"snapshot of the restored system disk of {vm.name}")
+    wait_for_snapshot(client, snapshot.snapshot_id, timeout=timeouts.snapshot)
+    image_id = client.register_image(
+        name=_temp_name(job, vm),
+        root_snapshot_id=snapshot.snapshot_id,
+        root_device_name=vm.source.root_device_name or "/dev/vda",
+        description=f"restore of {vm.source.label}",
+    )
+    ledger.add("image", image_id, f"image of the restored system disk of {vm.name}")
+    instance = client.run_instance(
+        image_id=image_id,
+        name=vm.name,
+        instance_type=vm.instance_type,
+        cpu=vm.cpu,
+        memory_mib=vm.memory_mib,
+        node_id=vm.node_id,
+        storage_id=root.storage_id,
+        nics=vm.nics,
+    )
+    ledger.add("instance", instance.instance_id, f"new VM {vm.name}")
+    wait_for_instance(client, instance.instance_id, "running", timeout=timeouts.instance)
+    # The launch boots the VM; its data disks go on while it is stopped, as on a real host.
+    client.stop_instances([instance.instance_id])
+    wait_for_instance(client, instance.instance_id, "stopped", timeout=timeouts.instance)
+    for plan in vm.data_disks:
+        _attach(
+            client,
+            by_source[plan.source.volume_id].volume_id,
+            instance.instance_id,
+            plan.device_name,
+            timeouts.attach,
+        )
+    if job.spec.power_on:
+        client.start_instances([instance.instance_id])
+        wait_for_instance(client, instance.instance_id, "running", timeout=timeouts.instance)
+    for kind_id in (image_id, snapshot.snapshot_id, root.volume_id):
+        _remove_temporary(job, ledger, kind_id)
+    return client.get_instance(instance.instance_id)
+
+
+def _remove_temporary(job: RestoreJob, ledger: Ledger, resource_id: str) -> None:
+    client = job.client()
+    item = next(i for i in ledger.items if i.resource_id == resource_id)
+    with contextlib.suppress(Exception):  # still in the ledger: cleaned or named at the end
+        if item.kind == "image":
+            client.deregister_image(resource_id)
+        elif item.kind == "snapshot":
+            client.delete_snapshot(resource_id)
+        else:
+            client.delete_volume(resource_id)
+        ledger.forget(resource_id)
+
+
+def attach_restored(job: RestoreJob, vm: VmPlan, disk: RestoredDisk) -> RestoredDisk:
+    """Disk restore: attach the new volume to the chosen VM at a device nothing else uses."""
+    device = _attach(job.client(), disk.volume_id, vm.attach_to, None, job.timeouts.attach)
+    return disk.model_copy(update={"device": device})
+
+
+def hand_over(ledger: Ledger, instance: Instance | None, disks: list[RestoredDisk]) -> None:
+    """The VM and its volumes are now the operator's: nothing may remove them any more."""
+    if instance is not None:
+        ledger.forget(instance.instance_id)
+    for disk in disks:
+        ledger.forget(disk.volume_id)

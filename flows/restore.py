@@ -1,0 +1,298 @@
+"""The restore flows: plan, wait for the verification code, then restore each VM (or its
+disks) under the spec's concurrency limits, cleaning up whatever a failed VM left.
+
+Nothing is created before the code is accepted: with `confirm` set to the spec's code
+(the CLI asks for it) the run goes straight on; otherwise it pauses for input, showing the
+code in the Prefect UI, and a wrong code keeps it paused and says so.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NONE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.context import get_run_context
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.states import Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from bingobackup.backup.job import ProgressTracker
+from bingobackup.errors import BingoBackupError
+from bingobackup.restore.job import RestoreJob, VmRestoreOutcome
+from bingobackup.restore.ledger import Ledger
+from bingobackup.restore.plan import VmPlan
+from bingobackup.restore.steps import RestoredDisk, hand_over
+from bingobackup.restore.verification import code_matches, verification_code
+from bingobackup.specs.restore import RestoreSpec
+from flows.backup import job_tag, node_tag, vm_tag
+from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
+
+PAUSE_POLL_SECONDS = 2
+
+
+class VerificationCode(RunInput):
+    """What the operator types in the Prefect UI to let the restore start."""
+
+    code: str
+
+
+def _limits_name(spec: RestoreSpec) -> str:
+    # Restore jobs get their own tag space: a restore named like a backup job has its own limits.
+    return f"restore-{spec.name}"
+
+
+def _ensure_limits(job: RestoreJob) -> None:
+    options, name = job.spec.options, _limits_name(job.spec)
+    limits = {job_tag(name): options.parallel_vms}
+    for vm in job.plan.to_restore:
+        limits[node_tag(name, vm.node_key)] = options.parallel_vms_per_node
+        limits[vm_tag(name, vm.source.vm_id)] = options.parallel_disks_per_vm
+    with get_client(sync_client=True) as client:
+        for tag, limit in limits.items():
+            client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+
+
+def _plan_rows(job: RestoreJob) -> list[dict[str, object]]:
+    return [
+        {
+            "source VM": vm.source.label,
+            "target": vm.name if job.spec.kind == "vm" else f"attach to {vm.attach_to}",
+            "node": vm.node_id or "(cloud chooses)",
+            "disks": ", ".join(f"{d.name} on {d.storage_id}" for d in vm.disks),
+            "NICs": ", ".join(
+                f"{n.subnet_id} ip {n.private_ip_address or 'auto'} mac {n.mac_address or 'auto'}"
+                for n in vm.nics
+            ),
+            "action": f"skip: {vm.skip_reason}" if vm.skip_reason else "restore",
+        }
+        for vm in job.plan.vms
+    ]
+
+
+def await_verification(spec: RestoreSpec, confirm: str | None, timeout_seconds: int) -> None:
+    """Return once the operator has given the spec's code; pause the run until then."""
+    if code_matches(spec, confirm):
+        return
+    logger = get_run_logger()
+    code = verification_code(spec)
+    create_markdown_artifact(
+        markdown=f"# Verification code: `{code}`\n\nType it to start restore **{spec.name}**.",
+        key="restore-verification-code",
+        description=f"Verification code of restore {spec.name}",
+    )
+    problem = f"The code given ({confirm!r}) is wrong; nothing was created. " if confirm else ""
+    attempt = 0
+    while True:
+        attempt += 1
+        if problem:
+            logger.warning(problem)
+        description = (
+            f"{problem}Restore **{spec.name}** creates new volumes"
+            f"{' and VMs' if spec.kind == 'vm' else ''}. Type the verification code **{code}** to start it."
+        )
+        typed = pause_flow_run(
+            wait_for_input=VerificationCode.with_initial_data(description=description, code=""),
+            timeout=timeout_seconds,
+            poll_interval=PAUSE_POLL_SECONDS,
+            key=f"verification-{attempt}",
+        )
+        if code_matches(spec, typed.code):
+            logger.info("verification code accepted")
+            return
+        problem = f"The code typed ({typed.code!r}) is wrong; nothing was created. "
+
+
+def _gather(futures: list[Any]) -> tuple[list[Any], list[str]]:
+    """Every future's result, waiting for all of them even when one fails."""
+    for future in futures:
+        future.wait()
+    results, errors = [], []
+    for future in futures:
+        try:
+            results.append(future.result())
+        except Exception as exc:
+            errors.append(str(exc))
+    return results, errors
+
+
+def _write_disks(job: RestoreJob, ledger: Ledger, vm: VmPlan) -> list[RestoredDisk]:
+    tag = vm_tag(_limits_name(job.spec), vm.source.vm_id)
+    futures = [write_disk_task.with_options(tags=[tag]).submit(job, ledger, vm, disk) for disk in vm.disks]
+    disks, errors = _gather(futures)
+    if errors:
+        raise BingoBackupError("; ".join(errors))
+    return disks
+
+
+def _outcome(vm: VmPlan, started: float, **fields: Any) -> VmRestoreOutcome:
+    target = vm.name if not vm.attach_to else f"{vm.name} ({vm.attach_to})"
+    return VmRestoreOutcome(
+        source_vm=vm.source.name,
+        set_id=vm.source.set_id,
+        target=target,
+        seconds=round(time.monotonic() - started, 2),
+        **fields,
+    )
+
+
+@task(name="restore VM", cache_policy=NONE)
+def restore_one(job: RestoreJob, vm: VmPlan) -> VmRestoreOutcome:
+    """One VM (or one VM's disks). Never raises: a failure cleans up and becomes an outcome."""
+    started = time.monotonic()
+    ledger = Ledger()
+    try:
+        # TODO(hooks): run the spec's pre_script here once bingobackup/backup/hooks.py exists.
+        disks = _write_disks(job, ledger, vm)
+        instance = None
+        if job.spec.kind == "vm":
+            instance = create_vm_task(job, ledger, vm, disks)
+        else:
+            disks = [attach_disk_task(job, vm, d) for d in disks]
+        hand_over(ledger, instance, disks)
+        leftovers = clean_up_task(job, ledger)  # temporaries the steps could not remove
+        return _outcome(
+            vm,
+            started,
+            status="ok",
+            instance_id=instance.instance_id if instance else vm.attach_to,
+            volumes=tuple(f"{d.volume_id}{' at ' + d.device if d.device else ''}" for d in disks),
+            bytes_written=sum(d.result.bytes_written for d in disks),
+            leftovers=tuple(leftovers),
+        )
+    except Exception as exc:
+        get_run_logger().error("restore of %s failed: %s", vm.source.label, exc)
+        leftovers = clean_up_task(job, ledger)
+        return _outcome(vm, started, status="failed", error=str(exc), leftovers=tuple(leftovers))
+
+
+def _summary_rows(outcomes: list[VmRestoreOutcome]) -> list[dict[str, object]]:
+    return [
+        {
+            "source VM": o.source_vm,
+            "set": o.set_id,
+            "target": o.target,
+            "status": o.status if not o.error else f"{o.status}: {o.error}",
+            "instance": o.instance_id,
+            "volumes": ", ".join(o.volumes),
+            "written MiB": round(o.bytes_written / 2**20, 1),
+            "seconds": o.seconds,
+            "leftovers": "; ".join(o.leftovers),
+        }
+        for o in outcomes
+    ]
+
+
+def _run_name() -> str:
+    parameters = get_run_context().flow_run.parameters  # type: ignore[union-attr]
+    spec = parameters["spec"]
+    name = spec.name if isinstance(spec, RestoreSpec) else spec["name"]
+    return f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def run_restore(
+    spec: RestoreSpec, kind: str, confirm: str | None, user: str | None, verification_timeout_seconds: int
+) -> dict[str, object] | State:
+    logger = get_run_logger()
+    if spec.kind != kind:
+        raise BingoBackupError(
+            f"Restore spec {spec.name} has kind: {spec.kind}; run it with `bingobackup restore {spec.kind}`."
+        )
+    # TODO(hooks): evaluate spec.options.precondition here (false → return "idle" with the reason).
+    job = prepare_restore(spec, user)
+    create_table_artifact(
+        table=_plan_rows(job), key="restore-plan", description=f"What restore {spec.name} does"
+    )
+    await_verification(spec, confirm, verification_timeout_seconds)
+    _ensure_limits(job)
+    progress_id = create_progress_artifact(
+        progress=0.0, key="restore-progress", description=f"{spec.name}: bytes written"
+    )
+
+    def report(percent: float) -> None:
+        update_progress_artifact(progress_id, percent)  # type: ignore[arg-type]  # sync call returns the id
+
+    job.progress = ProgressTracker(job.plan.total_bytes, report)
+    name = _limits_name(spec)
+    futures = {
+        index: restore_one.with_options(tags=[job_tag(name), node_tag(name, vm.node_key)]).submit(job, vm)
+        for index, vm in enumerate(job.plan.vms)
+        if not vm.skip_reason
+    }
+    outcomes = [
+        futures[index].result()
+        if index in futures
+        else VmRestoreOutcome(
+            source_vm=vm.source.name,
+            set_id=vm.source.set_id,
+            target=vm.name,
+            status="skipped",
+            error=vm.skip_reason,
+        )
+        for index, vm in enumerate(job.plan.vms)
+    ]
+    job.progress.finish()
+    # TODO(hooks): run spec.options.post_script here, told the outcome (also after failures).
+    rows = _summary_rows(outcomes)
+    failed = [o for o in outcomes if o.status == "failed"]
+    status = (
+        "failed" if failed and len(failed) == len(job.plan.to_restore) else ("partial" if failed else "ok")
+    )
+    create_table_artifact(table=rows, key="restore-summary", description=f"Restore {spec.name} ({status})")
+    summary: dict[str, object] = {
+        "status": status,
+        "rows": rows,
+        "outcomes": [o.model_dump() for o in outcomes],
+    }
+    if failed:
+        reasons = "; ".join(f"{o.source_vm}: {o.error}" for o in failed)
+        leftovers = [item for o in failed for item in o.leftovers]
+        message = f"{len(failed)} of {len(outcomes)} VM(s) failed: {reasons}"
+        if leftovers:
+            message += f". Left behind (remove by hand): {'; '.join(leftovers)}"
+        logger.error(message)
+        return Failed(message=message, data=summary)
+    return summary
+
+
+@flow(
+    name="bingobackup-restore-vm",
+    flow_run_name=_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
+    validate_parameters=True,
+)
+def restore_vm(
+    spec: RestoreSpec,
+    confirm: str | None = None,
+    user: str | None = None,
+    verification_timeout_seconds: int = 3600,
+) -> dict[str, object] | State:
+    """Restore backed-up VMs to new VMs (after the verification code is given)."""
+    return run_restore(spec, "vm", confirm, user, verification_timeout_seconds)
+
+
+@flow(
+    name="bingobackup-restore-disk",
+    flow_run_name=_run_name,
+    task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
+    validate_parameters=True,
+)
+def restore_disk(
+    spec: RestoreSpec,
+    confirm: str | None = None,
+    user: str | None = None,
+    verification_timeout_seconds: int = 3600,
+) -> dict[str, object] | State:
+    """Restore chosen backed-up disks to new volumes attached to a VM (after the verification code)."""
+    return run_restore(spec, "disk", confirm, user, verification_timeout_seconds)

@@ -1,0 +1,100 @@
+"""A VM with two disks and two NICs, backed up by the real backup flow: where restore tests start."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flow_support import Registered
+
+from bingobackup.cloud.models import Instance
+from bingobackup.restore.verification import verification_code
+from bingobackup.specs.job import load_job_spec
+from bingobackup.specs.restore import load_restore_spec
+from flows.backup import backup
+
+MIB = 1 << 20
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _image(path: Path, size: int, pieces: dict[int, int]) -> Path:
+    """A sparse raw image: random data of `length` at each offset, holes elsewhere."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+        for offset, length in pieces.items():
+            f.seek(offset)
+            f.write(os.urandom(length))
+    return path
+
+
+@dataclass
+class BackedUp:
+    registered: Registered
+    instance: Instance
+    set_id: str
+    sha: dict[str, str]  # source volume id → SHA-256 at backup time
+    root_volume: str
+    data_volume: str
+
+    def spec(self, **fields: Any) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "name": fields.pop("name", "restore-web"),
+            "cloud": self.registered.cloud,
+            "backup_host": self.registered.hosts["cluster-a"],
+            "pool": self.registered.pool,
+            "source": {"vm": self.instance.name, "set": self.set_id},
+            **fields,
+        }
+
+    def run(self, flow: Any, **fields: Any) -> tuple[Any, dict[str, Any]]:
+        spec = load_restore_spec(self.spec(**fields))
+        state = flow(spec=spec, confirm=verification_code(spec), return_state=True)
+        result = state.result(raise_on_failure=False)
+        assert isinstance(result, dict), f"restore failed before any VM: {state.message}"
+        return state, result
+
+
+def add_vm(registered: Registered, tmp_path: Path, name: str) -> Instance:
+    root = _image(tmp_path / f"{name}-root.raw", 96 * MIB, {0: 6 * MIB, 64 * MIB: 2 * MIB})
+    data = _image(tmp_path / f"{name}-data.raw", 48 * MIB, {MIB: 4 * MIB})
+    body = {
+        "name": name,
+        "cluster": "cluster-a",
+        "node": "node-a1",
+        "storage": "sto-a-local",
+        "disks": [str(root), str(data)],
+        "nics": 2,
+    }
+    request = urllib.request.Request(
+        registered.sim.admin_url + "/vms", data=json.dumps(body).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        assert reply.status == 201
+    return next(i for i in registered.client.describe_instances() if i.name == name)
+
+
+def back_up(registered: Registered, tmp_path: Path, name: str = "web-multi") -> BackedUp:
+    instance = add_vm(registered, tmp_path, name)
+    state = backup(
+        spec=load_job_spec(registered.spec(name=f"job-{name}", content=[{"vm": name}])), return_state=True
+    )
+    result = state.result(raise_on_failure=False)
+    assert isinstance(result, dict) and result["status"] == "ok", state.message
+    volumes = sorted(instance.block_devices, key=lambda b: b.device_name)
+    sha = {b.volume_id: sha256(registered.volume_file(b.volume_id)) for b in volumes}
+    return BackedUp(
+        registered, instance, str(result["set_id"]), sha, volumes[0].volume_id, volumes[1].volume_id
+    )
