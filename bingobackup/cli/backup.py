@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from bingobackup.cli.common import acting_user_name, console, prefect_api
+from bingobackup.cli.common import acting_user_name, byte_progress, console, prefect_api
 
 app = typer.Typer(help="Run backup jobs.", no_args_is_help=True)
 
@@ -22,7 +21,6 @@ def outcome_table(rows: list[dict[str, object]], title: str) -> Table:
 
 def run_backup(spec_path: Path, *, quiet: bool = False) -> tuple[str, list[dict[str, object]], bool]:
     """Run the backup flow on a spec file; (set id, per-VM rows, every VM ok)."""
-    from bingobackup.backup import job as backup_job
     from bingobackup.specs.job import load_job_spec
 
     spec = load_job_spec(spec_path)
@@ -30,26 +28,8 @@ def run_backup(spec_path: Path, *, quiet: bool = False) -> tuple[str, list[dict[
         from flows.backup import backup, summary_rows_from_state
 
         console.print(f"Backup job [bold]{spec.name}[/]: watch it at {server.ui_url}/runs")
-        progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=quiet,
-        )
-        bar = progress.add_task(f"{spec.name}: reading disks", total=None)
-
-        def listener(done: int, total: int) -> None:
-            progress.update(bar, completed=done, total=total)
-
-        backup_job.PROGRESS_LISTENERS.append(listener)
-        try:
-            with progress:
-                state = backup(spec=spec, user=acting_user_name(), return_state=True)
-        finally:
-            backup_job.PROGRESS_LISTENERS.remove(listener)
+        with byte_progress(f"{spec.name}: reading disks", quiet=quiet):
+            state = backup(spec=spec, user=acting_user_name(), return_state=True)
         set_id, rows = summary_rows_from_state(state)
     return set_id, rows, state.is_completed()
 

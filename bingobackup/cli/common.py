@@ -39,6 +39,35 @@ def prefect_api() -> Iterator[ServerInfo]:
 
 
 @contextmanager
+def byte_progress(description: str, *, quiet: bool = False) -> Iterator[None]:
+    """A rich bar fed by the engine's progress listeners while a flow runs in this process."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn, TransferSpeedColumn
+
+    from bingobackup.backup.job import PROGRESS_LISTENERS
+
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+    bar = progress.add_task(description, total=None)
+
+    def listener(done: int, total: int) -> None:
+        progress.update(bar, completed=done, total=total)
+
+    PROGRESS_LISTENERS.append(listener)
+    try:
+        with progress:
+            yield
+    finally:
+        PROGRESS_LISTENERS.remove(listener)
+
+
+@contextmanager
 def registry() -> Iterator[tuple[RegistryStore, User]]:
     """The registry of clouds, backup hosts and users (Prefect Blocks) and the acting user."""
     with prefect_api():

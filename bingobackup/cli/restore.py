@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn, TransferSpeedColumn
 
 from bingobackup.cli.backup import outcome_table
-from bingobackup.cli.common import acting_user_name, console, prefect_api
+from bingobackup.cli.common import acting_user_name, byte_progress, console, prefect_api
 from bingobackup.errors import BingoBackupError
 
 app = typer.Typer(help="Restore VMs and disks from backup sets.", no_args_is_help=True)
@@ -35,7 +34,6 @@ def _confirmed(spec_name: str, code: str, confirm: str | None) -> str:
 
 
 def run_restore_command(spec_path: Path, kind: str, confirm: str | None, quiet: bool = False) -> None:
-    from bingobackup.backup import job as backup_job
     from bingobackup.restore.verification import verification_code
     from bingobackup.specs.restore import load_restore_spec
 
@@ -50,26 +48,8 @@ def run_restore_command(spec_path: Path, kind: str, confirm: str | None, quiet: 
 
         flow = restore_vm if kind == "vm" else restore_disk
         console.print(f"Restore [bold]{spec.name}[/]: watch it at {server.ui_url}/runs")
-        progress = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            disable=quiet,
-        )
-        bar = progress.add_task(f"{spec.name}: writing disks", total=None)
-
-        def listener(done: int, total: int) -> None:
-            progress.update(bar, completed=done, total=total)
-
-        backup_job.PROGRESS_LISTENERS.append(listener)
-        try:
-            with progress:
-                state = flow(spec=spec, confirm=code, user=acting_user_name(), return_state=True)
-        finally:
-            backup_job.PROGRESS_LISTENERS.remove(listener)
+        with byte_progress(f"{spec.name}: writing disks", quiet=quiet):
+            state = flow(spec=spec, confirm=code, user=acting_user_name(), return_state=True)
     result = state.result(raise_on_failure=False)
     if not isinstance(result, dict):
         raise BingoBackupError(f"Restore {spec.name} failed before restoring any VM: {state.message}")
