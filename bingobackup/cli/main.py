@@ -8,7 +8,21 @@ import sys
 
 import typer
 
-from bingobackup.cli import backup, catalog, cloud, demo, host, pool, resources, restore, server, sim, user
+from bingobackup.cli import (
+    backup,
+    catalog,
+    cloud,
+    demo,
+    host,
+    job,
+    pool,
+    resources,
+    restore,
+    server,
+    sim,
+    user,
+    worker,
+)
 from bingobackup.cli.common import err_console
 
 app = typer.Typer(
@@ -24,6 +38,8 @@ app.add_typer(host.app, name="host")
 app.add_typer(user.app, name="user")
 app.add_typer(pool.app, name="pool")
 app.add_typer(backup.app, name="backup")
+app.add_typer(job.app, name="job")
+app.add_typer(worker.app, name="worker")
 app.add_typer(restore.app, name="restore")
 app.add_typer(catalog.catalog_app, name="catalog")
 app.add_typer(catalog.sets_app, name="sets")

@@ -1,0 +1,219 @@
+"""`bingobackup job …`: backup jobs as Prefect deployments (create, list, show, start, edit,
+clone, delete). The same jobs are visible and startable in the Prefect UI."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+import typer
+import yaml
+from rich.table import Table
+
+from bingobackup.cli.common import acting_user_name, console, prefect_api, registry
+
+if TYPE_CHECKING:
+    from bingobackup.specs.job import BackupJobSpec
+    from deployments.jobs import JobInfo
+    from deployments.runs import JobRun
+
+app = typer.Typer(help="Backup jobs: job specs as scheduled Prefect deployments.", no_args_is_help=True)
+
+
+def _local(moment: datetime | None, zone: str) -> str:
+    return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z") if moment else "—"
+
+
+def _checked_spec(spec_path: Path) -> BackupJobSpec:
+    """The spec file, validated, with its cloud, backup host and pool usable by the acting user."""
+    from bingobackup.specs.job import load_job_spec
+    from deployments.jobs import check_job_resources
+
+    spec = load_job_spec(spec_path)
+    with registry() as (store, user):
+        check_job_resources(store, user, spec)
+    return spec
+
+
+def _report(job: JobInfo, verb: str, ui_url: str) -> None:
+    from prefect.client.orchestration import get_client
+
+    from deployments.runs import upcoming_runs
+    from deployments.workpool import queue_is_served
+
+    console.print(f"Job [bold]{job.name}[/] {verb}: {job.schedule_description}")
+    console.print(f"  deployment {job.deployment_id} on work pool {job.work_pool}, queue {job.work_queue}")
+    with get_client(sync_client=True) as client:
+        upcoming = upcoming_runs(client, job.deployment_id, 1)
+        served = queue_is_served(client, job.work_pool or "", job.work_queue or "")
+    if upcoming:
+        console.print(f"  next run: {_local(upcoming[0].expected_start, job.spec.schedule.timezone)}")
+    console.print(f"  in the Prefect UI: {ui_url}/deployments/deployment/{job.deployment_id}")
+    if not served:
+        console.print(
+            f"[yellow]No worker serves backup host {job.work_queue} yet: runs wait until one does. "
+            f"Start it on that host with `bingobackup worker start --host {job.work_queue}`.[/]"
+        )
+
+
+@app.command()
+def create(spec: Path = typer.Argument(..., help="Backup job spec (YAML)")) -> None:
+    """Validate a job spec and create its deployment (an `immediate` job also starts now)."""
+    job_spec = _checked_spec(spec)
+    with prefect_api() as server:
+        from deployments.jobs import create_job
+
+        job = create_job(job_spec, acting_user_name())
+        _report(job, "created", server.ui_url)
+
+
+@app.command()
+def edit(
+    name: str = typer.Argument(..., help="Job to change"),
+    spec: Path = typer.Argument(
+        ..., help="The job's new spec (YAML); `job show NAME --spec` prints the current"
+    ),
+) -> None:
+    """Replace a job's spec and schedule; the deployment and its run history stay."""
+    job_spec = _checked_spec(spec)
+    with prefect_api() as server:
+        from deployments.jobs import edit_job
+
+        job = edit_job(name, job_spec, acting_user_name())
+        _report(job, "changed", server.ui_url)
+
+
+@app.command()
+def clone(
+    name: str = typer.Argument(..., help="Job to copy"),
+    new_name: str = typer.Option(..., "--name", help="Name of the new job"),
+) -> None:
+    """Create a new job with the spec and schedule of an existing one."""
+    with prefect_api() as server:
+        from deployments.jobs import clone_job
+
+        job = clone_job(name, new_name, acting_user_name())
+        _report(job, f"created as a copy of {name}", server.ui_url)
+
+
+@app.command()
+def delete(
+    name: str = typer.Argument(..., help="Job to delete"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation"),
+) -> None:
+    """Delete a job (its deployment and planned runs). Its backup sets stay in the pool."""
+    if not yes:
+        typer.confirm(f"Delete job {name}? Its backup sets are kept.", abort=True)
+    with prefect_api():
+        from deployments.jobs import delete_job
+
+        delete_job(name)
+    console.print(f"Job [bold]{name}[/] deleted; its backup sets are kept in the pool.")
+
+
+def _runs_table(runs: list[JobRun], title: str, zone: str) -> Table:
+    table = Table("run", "state", "scheduled", "started", "ended", "message", title=title)
+    for run in runs:
+        table.add_row(
+            run.name,
+            run.state,
+            _local(run.expected_start, zone),
+            _local(run.started, zone),
+            _local(run.ended, zone),
+            run.message[:80],
+        )
+    return table
+
+
+@app.command("list")
+def list_() -> None:
+    """The jobs: schedule, next run, last run's state, pool."""
+    with prefect_api():
+        from prefect.client.orchestration import get_client
+
+        from deployments.jobs import list_jobs
+        from deployments.runs import recent_runs, upcoming_runs
+
+        jobs = list_jobs()
+        table = Table("name", "schedule", "next run", "last run", "pool", "backup host", title="Backup jobs")
+        with get_client(sync_client=True) as client:
+            for job in jobs:
+                zone = job.spec.schedule.timezone
+                upcoming = upcoming_runs(client, job.deployment_id, 1)
+                last = recent_runs(client, job.deployment_id, 1)
+                table.add_row(
+                    job.name,
+                    job.schedule_kind,
+                    _local(upcoming[0].expected_start, zone) if upcoming else "—",
+                    f"{last[0].state} ({_local(last[0].expected_start, zone)})" if last else "never ran",
+                    job.spec.pool,
+                    job.spec.backup_host,
+                )
+    console.print(table if jobs else "No jobs yet: create one with `bingobackup job create SPEC.yaml`.")
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="Job to show"),
+    spec: bool = typer.Option(False, "--spec", help="Print only the job spec as YAML (to edit it)"),
+    runs: int = typer.Option(5, help="How many upcoming and recent runs to list"),
+) -> None:
+    """A job's schedule (as Prefect holds it), next runs, recent runs and spec."""
+    with prefect_api() as server:
+        from prefect.client.orchestration import get_client
+
+        from deployments.jobs import read_job
+        from deployments.runs import recent_runs, upcoming_runs
+
+        job = read_job(name)
+        if spec:
+            typer.echo(yaml.safe_dump(job.spec.model_dump(mode="json", by_alias=True), sort_keys=False))
+            return
+        with get_client(sync_client=True) as client:
+            upcoming = upcoming_runs(client, job.deployment_id, runs)
+            recent = recent_runs(client, job.deployment_id, runs)
+    zone = job.spec.schedule.timezone
+    console.print(f"Job [bold]{job.name}[/]: {job.schedule_description}")
+    console.print(f"  cloud {job.spec.cloud}, backup host {job.spec.backup_host}, pool {job.spec.pool}")
+    console.print(f"  runs as {job.user or 'the local admin'}; tags {', '.join(job.tags)}")
+    console.print(f"  deployment {job.deployment_id} (work pool {job.work_pool}, queue {job.work_queue})")
+    for rule in job.schedules:
+        console.print(f"  Prefect schedule: {rule.replace(chr(10), ' ')}", highlight=False)
+    console.print(f"  {server.ui_url}/deployments/deployment/{job.deployment_id}")
+    console.print(_runs_table(upcoming, "Next runs", zone) if upcoming else "Next runs: none planned")
+    console.print(_runs_table(recent, "Recent runs", zone) if recent else "Recent runs: none yet")
+
+
+@app.command()
+def start(
+    name: str = typer.Argument(..., help="Job to run now"),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish; exit 1 unless it completed"),
+    timeout: float = typer.Option(3600, help="With --wait: give up waiting after this many seconds"),
+) -> None:
+    """Start a run of the job now; the worker of its backup host executes it."""
+    with prefect_api() as server:
+        from prefect.client.orchestration import get_client
+
+        from deployments.jobs import read_job, start_job
+        from deployments.runs import wait_for_run
+        from deployments.workpool import queue_is_served
+
+        job = read_job(name)
+        run = start_job(name)
+        console.print(
+            f"Run [bold]{run.name}[/] of job {name} started: {server.ui_url}/runs/flow-run/{run.id}"
+        )
+        with get_client(sync_client=True) as client:
+            if not queue_is_served(client, job.work_pool or "", job.work_queue or ""):
+                console.print(
+                    f"[yellow]No worker serves backup host {job.work_queue}: the run waits until "
+                    f"`bingobackup worker start --host {job.work_queue}` runs on it.[/]"
+                )
+            if not wait:
+                return
+            final = wait_for_run(client, run.id, timeout)
+    console.print(f"Run {final.name}: {final.state}" + (f" — {final.message}" if final.message else ""))
+    if final.state_type != "COMPLETED":
+        raise typer.Exit(1)

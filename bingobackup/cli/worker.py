@@ -1,0 +1,45 @@
+"""`bingobackup worker start --host ID`: the agent's Prefect worker on a backup host.
+
+It serves the host's work queue in the jobs' process work pool, so scheduled and started
+runs of the jobs on that host execute here (each in its own process).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import typer
+
+from bingobackup.cli.common import console, prefect_api, registry
+
+app = typer.Typer(help="The Prefect worker that runs jobs on a backup host.", no_args_is_help=True)
+
+
+@app.command()
+def start(
+    host: str = typer.Option(..., "--host", help="Instance id of this backup host (its jobs' work queue)"),
+    pool: str = typer.Option(
+        None, "--pool", help="Work pool (default: BINGOBACKUP_WORK_POOL or 'bingobackup')"
+    ),
+) -> None:
+    """Run the jobs of one backup host until stopped (Ctrl-C or SIGTERM)."""
+    from bingobackup.resources.access import backup_host_for
+
+    with registry() as (store, user):
+        backup_host_for(store, user, host)
+    with prefect_api() as server:
+        from prefect.client.orchestration import get_client
+
+        from deployments.workpool import ensure_work_pool, work_pool_name, worker_command
+
+        pool = pool or work_pool_name()
+        with get_client(sync_client=True) as client:
+            ensure_work_pool(client, pool)
+        console.print(f"Worker for backup host [bold]{host}[/] on work pool {pool} ({server.ui_url})")
+        env = {**os.environ, "PREFECT_API_URL": server.url}
+    command = worker_command(sys.executable, pool, host, f"{host}@{socket.gethostname()}")
+    sys.stdout.flush()
+    # Replace this process: signals (Ctrl-C, SIGTERM from a service manager) reach the worker itself.
+    os.execvpe(command[0], command, env)

@@ -1,0 +1,251 @@
+"""Backup jobs as Prefect deployments: create, edit, clone, delete, start, list.
+
+A job is one deployment of the `bingobackup-backup` flow, named after the job, whose
+parameters are the job spec (typed, so the Prefect UI shows a form and refuses bad input)
+and the user it runs as. Its schedule is the spec's schedule mapped by `schedules.py`; it
+sits on the work queue of its backup host in the `bingobackup` process work pool.
+
+The flow is registered from source by module entrypoint (`flows.backup.backup`): every
+worker has bingobackup installed (it is the agent on the backup host), so nothing has to be
+uploaded or cloned per job. `deployments/prefect.yaml` shows the git-pull variant for teams.
+
+Editing upserts the same deployment (Prefect keeps its id and its run history, replaces the
+schedules and drops the runs the old schedules had planned); deleting removes only the
+deployment and the job's concurrency limits — backup sets stay in their pools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterName
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.exceptions import ObjectNotFound
+from prefect.utilities.callables import parameter_schema
+from pydantic import BaseModel
+
+from bingobackup.errors import BingoBackupError
+from bingobackup.resources.access import backup_host_for, cloud_for
+from bingobackup.resources.models import User
+from bingobackup.resources.pools import pool_for
+from bingobackup.resources.store import RegistryStore
+from bingobackup.specs.job import BackupJobSpec, load_job_spec
+from bingobackup.specs.schedule import ImmediateSchedule
+from deployments.runs import JobRun, schedule_upcoming
+from deployments.schedules import describe_schedule, once_in_past, prefect_schedules
+from deployments.workpool import ensure_work_pool, work_pool_name
+from flows.backup import backup as backup_flow
+from flows.backup import job_tag
+
+BACKUP_FLOW_NAME = "bingobackup-backup"
+BACKUP_ENTRYPOINT = "flows.backup.backup"
+JOB_TAG = "bingobackup-job"
+# Scheduled runs created right away, so `job list` shows the next run at once.
+_PLANNED_RUNS = 3
+
+
+class JobError(BingoBackupError):
+    """A job that does not exist, already exists, or cannot be changed as asked."""
+
+
+class JobInfo(BaseModel):
+    """A job as stored in Prefect: its deployment and the spec it runs."""
+
+    name: str
+    deployment_id: UUID
+    spec: BackupJobSpec
+    user: str | None
+    work_pool: str | None
+    work_queue: str | None
+    tags: list[str]
+    schedules: list[str]  # the RRULE text Prefect holds, one entry per deployment schedule
+    created: datetime | None
+
+    @property
+    def schedule_kind(self) -> str:
+        return self.spec.schedule.kind
+
+    @property
+    def schedule_description(self) -> str:
+        return describe_schedule(self.spec.schedule)
+
+
+def job_tags(spec: BackupJobSpec) -> list[str]:
+    return [JOB_TAG, f"job:{spec.name}", f"pool:{spec.pool}", f"host:{spec.backup_host}"]
+
+
+def check_job_resources(store: RegistryStore, user: User, spec: BackupJobSpec) -> None:
+    """Refuse a job whose cloud, backup host or pool is unknown or not authorized to the user,
+    at creation rather than at its first run (the run checks again: things change)."""
+    cloud_for(store, user, spec.cloud)
+    backup_host_for(store, user, spec.backup_host)
+    pool_for(store, user, spec.pool)
+
+
+def _to_info(deployment: DeploymentResponse) -> JobInfo:
+    parameters: dict[str, Any] = dict(deployment.parameters or {})
+    if "spec" not in parameters:
+        raise JobError(
+            f"Deployment {deployment.name} has no `spec` parameter: it was not made by `bingobackup job`."
+        )
+    # Through the loader, so a spec stored by an older bingobackup is migrated, never refused.
+    spec = load_job_spec(dict(parameters["spec"]))
+    rrules = [getattr(s.schedule, "rrule", str(s.schedule)) for s in deployment.schedules or []]
+    return JobInfo(
+        name=deployment.name,
+        deployment_id=deployment.id,
+        spec=spec,
+        user=parameters.get("user"),
+        work_pool=deployment.work_pool_name,
+        work_queue=deployment.work_queue_name,
+        tags=list(deployment.tags or []),
+        schedules=rrules,
+        created=deployment.created,
+    )
+
+
+def _read(client: SyncPrefectClient, name: str) -> DeploymentResponse | None:
+    try:
+        return client.read_deployment_by_name(f"{BACKUP_FLOW_NAME}/{name}")
+    except ObjectNotFound:
+        return None
+
+
+def _existing(client: SyncPrefectClient, name: str) -> DeploymentResponse:
+    deployment = _read(client, name)
+    if deployment is None:
+        raise JobError(f"No job named '{name}'. See the jobs with `bingobackup job list`.")
+    return deployment
+
+
+def _refuse_past_once(spec: BackupJobSpec) -> None:
+    if once_in_past(spec.schedule, datetime.now(UTC)):
+        raise JobError(
+            f"Job '{spec.name}' is scheduled {describe_schedule(spec.schedule)}, which is in the past: "
+            "it would never run. Give schedule.at a future time, or use `kind: immediate`."
+        )
+
+
+def _apply(
+    client: SyncPrefectClient, spec: BackupJobSpec, user: str | None, anchor: datetime, pool: str
+) -> UUID:
+    """Create or update (same id) the job's deployment and its job-wide concurrency limit."""
+    ensure_work_pool(client, pool)
+    flow_id = client.create_flow_from_name(BACKUP_FLOW_NAME)
+    deployment_id = client.create_deployment(
+        flow_id=flow_id,
+        name=spec.name,
+        version=f"job spec v{spec.version}",
+        description=f"Backup job {spec.name}: {describe_schedule(spec.schedule)}",
+        schedules=prefect_schedules(spec.schedule, anchor),
+        parameters={"spec": spec.model_dump(mode="json", by_alias=True), "user": user},
+        work_pool_name=pool,
+        work_queue_name=spec.backup_host,
+        tags=job_tags(spec),
+        entrypoint=BACKUP_ENTRYPOINT,
+        pull_steps=[],
+        parameter_openapi_schema=parameter_schema(backup_flow).model_dump(exclude_unset=True),
+        enforce_parameter_schema=True,
+    )
+    # The run refreshes this and adds the per-node and per-VM limits once it knows the VMs.
+    client.create_concurrency_limit(tag=job_tag(spec.name), concurrency_limit=spec.options.parallel_vms)
+    schedule_upcoming(client, deployment_id, _PLANNED_RUNS)
+    return deployment_id
+
+
+def create_job(spec: BackupJobSpec, user: str | None, *, work_pool: str | None = None) -> JobInfo:
+    """A new job; an `immediate` job also gets a run now. Refuses a name already in use."""
+    _refuse_past_once(spec)
+    with get_client(sync_client=True) as client:
+        if _read(client, spec.name) is not None:
+            raise JobError(
+                f"A job named '{spec.name}' exists already. Change it with `bingobackup job edit "
+                f"{spec.name} SPEC.yaml`, or pick another name."
+            )
+        deployment_id = _apply(client, spec, user, datetime.now(UTC), work_pool or work_pool_name())
+        if isinstance(spec.schedule, ImmediateSchedule):
+            client.create_flow_run_from_deployment(deployment_id)
+        return _to_info(client.read_deployment(deployment_id))
+
+
+def edit_job(name: str, spec: BackupJobSpec, user: str | None) -> JobInfo:
+    """Replace a job's spec: same deployment (id and run history kept), new schedule and parameters."""
+    if spec.name != name:
+        raise JobError(
+            f"The spec is named '{spec.name}', not '{name}'. A job keeps its name: use "
+            f"`bingobackup job clone {name} --name {spec.name}` then `job delete {name}` to rename."
+        )
+    _refuse_past_once(spec)
+    with get_client(sync_client=True) as client:
+        existing = _existing(client, name)
+        # Keep the first creation as the anchor: "every 2 weeks" must not shift on edit.
+        anchor = existing.created or datetime.now(UTC)
+        pool = existing.work_pool_name or work_pool_name()
+        deployment_id = _apply(client, spec, user, anchor, pool)
+        return _to_info(client.read_deployment(deployment_id))
+
+
+def clone_job(name: str, new_name: str, user: str | None) -> JobInfo:
+    """A new job with the spec of `name` under `new_name`."""
+    source = read_job(name)
+    data = source.spec.model_dump(mode="json", by_alias=True)
+    spec = load_job_spec({**data, "name": new_name})
+    return create_job(spec, user, work_pool=source.work_pool)
+
+
+def delete_job(name: str) -> None:
+    """Remove the job's deployment, its planned runs and its concurrency limits.
+
+    Finished runs stay in Prefect's history and backup sets stay in their pools.
+    """
+    with get_client(sync_client=True) as client:
+        deployment = _existing(client, name)
+        client.delete_deployment(deployment.id)
+        tag = job_tag(name)
+        offset = 0
+        doomed: list[str] = []
+        while True:
+            page = client.read_concurrency_limits(limit=200, offset=offset)
+            doomed += [limit.tag for limit in page if limit.tag == tag or limit.tag.startswith(f"{tag}:")]
+            if len(page) < 200:
+                break
+            offset += 200
+        for limit_tag in doomed:
+            with contextlib.suppress(ObjectNotFound):
+                client.delete_concurrency_limit_by_tag(limit_tag)
+
+
+def start_job(name: str) -> JobRun:
+    """A run of the job now (Scheduled for now: the worker of its backup host picks it up)."""
+    with get_client(sync_client=True) as client:
+        deployment = _existing(client, name)
+        run = client.create_flow_run_from_deployment(deployment.id)
+        return JobRun.from_flow_run(run)
+
+
+def read_job(name: str) -> JobInfo:
+    with get_client(sync_client=True) as client:
+        return _to_info(_existing(client, name))
+
+
+def list_jobs() -> list[JobInfo]:
+    """Every job (deployment of the backup flow tagged as a job), by name."""
+    jobs: list[JobInfo] = []
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_deployments(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[BACKUP_FLOW_NAME])),
+                deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[JOB_TAG])),
+                limit=200,
+                offset=offset,
+            )
+            jobs += [_to_info(d) for d in page]
+            if len(page) < 200:
+                break
+            offset += 200
+    return sorted(jobs, key=lambda job: job.name)

@@ -1,0 +1,56 @@
+"""Fixtures for job tests: jobs created through `deployments.jobs` on the session's Prefect
+server, on a work pool of their own, deleted afterwards."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from job_support import job_spec
+
+from bingobackup.cli.prefect_server import ServerInfo
+from bingobackup.specs.job import load_job_spec
+from deployments.jobs import JobInfo, create_job, delete_job, list_jobs
+
+# The simulated cloud registered in Prefect (`registered`) is the flow tests' fixture: reuse it.
+_FLOWS = Path(__file__).parents[1] / "flows"
+sys.path.insert(0, str(_FLOWS))
+_spec = importlib.util.spec_from_file_location("flows_test_fixtures", _FLOWS / "conftest.py")
+assert _spec and _spec.loader
+_flows_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_flows_conftest)
+registered = _flows_conftest.registered
+
+
+@pytest.fixture(scope="session")
+def job_pool(prefect_server: ServerInfo) -> Iterator[str]:
+    """A work pool only these tests use, so no other test's worker runs their jobs."""
+    name = f"bb-jobs-{uuid.uuid4().hex[:8]}"
+    patch = pytest.MonkeyPatch()
+    patch.setenv("BINGOBACKUP_WORK_POOL", name)
+    try:
+        yield name
+    finally:
+        patch.undo()
+
+
+@pytest.fixture
+def make_job(job_pool: str) -> Iterator[Callable[..., JobInfo]]:
+    """Create a job with the given schedule (unique name); after the test, every job whose name
+    starts with one made here (clones are named `<name>-…`) is deleted."""
+    made: list[str] = []
+
+    def make(schedule: dict[str, Any], **overrides: Any) -> JobInfo:
+        name = overrides.pop("name", f"job-{uuid.uuid4().hex[:10]}")
+        made.append(name)
+        return create_job(load_job_spec(job_spec(name, schedule, **overrides)), None)
+
+    yield make
+    for job in list_jobs():
+        if any(job.name.startswith(name) for name in made):
+            delete_job(job.name)

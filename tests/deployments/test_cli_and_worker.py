@@ -1,0 +1,137 @@
+"""`bingobackup job …` and `bingobackup worker start` as an operator uses them, against the
+simulated cloud: a job started from the CLI is executed to Completed by the backup host's
+worker, and deleting the job keeps its backup set."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from flow_support import POOL_PASSPHRASE, Registered
+from typer.testing import CliRunner
+
+from bingobackup.cli.main import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def refused(*args: str) -> str:
+    """The operator error a command stops with (`main()` prints it and exits 2)."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code != 0 and result.exception is not None, result.output
+    return str(result.exception)
+
+
+@pytest.fixture
+def worker(registered: Registered, job_pool: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`bingobackup worker start` for the cluster-a backup host, polling every second."""
+    host = registered.hosts["cluster-a"]
+    env = {**os.environ, "BINGOBACKUP_WORK_POOL": job_pool, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bingobackup.cli.main", "worker", "start", "--host", host],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def backup_set_count(pool_dir: Path) -> int:
+    out = invoke(
+        "catalog",
+        "query",
+        "SELECT count(*) AS n FROM backup_sets",
+        "--pool",
+        str(pool_dir),
+        "--format",
+        "json",
+    )
+    return int(json.loads(out)[0]["n"])
+
+
+def test_job_from_cli_runs_on_the_hosts_worker_and_delete_keeps_the_backup_set(
+    registered: Registered,
+    worker: subprocess.Popen[bytes],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BINGOBACKUP_POOL_PASSPHRASE", POOL_PASSPHRASE)
+    name = f"cli-{registered.cloud}"
+    spec_file = tmp_path / "job.yaml"
+    spec = registered.spec(
+        name=name,
+        content=[{"vm": "linux_local"}],
+        schedule={"kind": "weekly", "weekdays": ["sun"], "at": "03:00", "timezone": "Asia/Shanghai"},
+    )
+    spec_file.write_text(yaml.safe_dump(spec))
+
+    out = invoke("job", "create", str(spec_file))
+    assert f"Job {name} created: weekly: every 1 week(s) on sun at 03:00 (Asia/Shanghai)" in out
+    assert "next run: " in out and "CST" in out
+
+    listed = invoke("job", "list")
+    row = next(line for line in listed.splitlines() if name in line)
+    assert "weekly" in row and registered.pool in row and "never ran" in row
+
+    # The spec printed by `show --spec` is the job's, ready to edit and give back.
+    shown = yaml.safe_load(invoke("job", "show", name, "--spec"))
+    assert shown["schedule"]["weekdays"] == ["sun"] and shown["name"] == name
+    shown["schedule"] = {"kind": "manual"}
+    spec_file.write_text(yaml.safe_dump(shown))
+    assert "changed: manual" in invoke("job", "edit", name, str(spec_file))
+
+    assert backup_set_count(registered.pool_dir) == 0
+    out = invoke("job", "start", name, "--wait", "--timeout", "240")
+    assert ": Completed" in out, out
+    assert worker.poll() is None
+    assert backup_set_count(registered.pool_dir) == 1
+
+    listed = invoke("job", "list")
+    assert "Completed" in next(line for line in listed.splitlines() if name in line)
+    shown_text = invoke("job", "show", name)
+    assert "Recent runs" in shown_text and "Completed" in shown_text
+
+    pool_files = sorted(
+        p.relative_to(registered.pool_dir) for p in registered.pool_dir.rglob("*") if p.is_file()
+    )
+    assert "kept in the pool" in invoke("job", "delete", name, "--yes")
+    assert backup_set_count(registered.pool_dir) == 1
+    assert sorted(
+        p.relative_to(registered.pool_dir) for p in registered.pool_dir.rglob("*") if p.is_file()
+    ) == (pool_files)
+    assert "No job named" in refused("job", "show", name)
+
+
+def test_job_create_refuses_an_unknown_backup_host_and_a_bad_schedule(
+    registered: Registered, tmp_path: Path
+) -> None:
+    spec_file = tmp_path / "job.yaml"
+    spec_file.write_text(yaml.safe_dump(registered.spec(backup_host="i-NOSUCH")))
+    assert "i-NOSUCH" in refused("job", "create", str(spec_file))
+    spec_file.write_text(yaml.safe_dump(registered.spec(schedule={"kind": "daily", "every": 6})))
+    out = refused("job", "create", str(spec_file))
+    assert "schedule" in out and "1–5" in out
