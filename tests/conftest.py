@@ -65,3 +65,18 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerI
         patch.delenv("PREFECT_API_URL", raising=False)
         manager.stop_server()
         patch.undo()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[str]:
+    """A real S3 HTTP server (moto) on 127.0.0.1 for the session; its endpoint URL.
+    Tests create their own uniquely named buckets in it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        assert server._server is not None
+        yield f"http://127.0.0.1:{server._server.server_port}"
+    finally:
+        server.stop()

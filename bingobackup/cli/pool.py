@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from bingobackup.cli.common import authorize_command, console, registry
 from bingobackup.cli.pools_index import remember
+
+if TYPE_CHECKING:
+    from bingobackup.pools.s3config import S3Settings
 
 app = typer.Typer(help="Pools: where backup sets are stored.", no_args_is_help=True)
 
@@ -25,8 +29,8 @@ def parse_chunk_size(text: str) -> int:
 @app.command()
 def create(
     name: str = typer.Option(..., help="Pool name used in jobs (lowercase)"),
-    kind: str = typer.Option("dedup", help="standard | dedup (object, tape, lanfree, optical: later)"),
-    path: Path = typer.Option(..., help="Directory of the pool (created; must not hold a pool yet)"),
+    kind: str = typer.Option("dedup", help="standard | dedup | object | lanfree | tape (optical: later)"),
+    path: Path = typer.Option(None, help="Directory of the pool (created; must not hold a pool yet)"),
     chunk_size: str = typer.Option("4MiB", help="Fixed chunk size, a power of two from 64KiB to 64MiB"),
     encrypt: bool = typer.Option(False, "--encrypt/--no-encrypt", help="AES-256-GCM with a passphrase"),
     passphrase: str = typer.Option(
@@ -36,10 +40,63 @@ def create(
     ),
     compression: str = typer.Option("fast", help="Default compression: fast (zstd) | none"),
     group: list[str] = typer.Option([], "--group", help="User group authorized to use it (repeatable)"),
+    pool_format: str = typer.Option(None, "--format", help="object/lanfree: dedup (default) | standard"),
+    bucket: str = typer.Option(None, help="object: the bucket (must exist)"),
+    prefix: str = typer.Option("", help="object: key prefix of the pool in the bucket"),
+    endpoint: str = typer.Option(None, help="object: http(s)://host:port of the S3 service"),
+    region: str = typer.Option("us-east-1", help="object: region"),
+    addressing: str = typer.Option("path", help="object: path | virtual (bucket.host) addressing"),
+    access_key_id: str = typer.Option(None, envvar="BINGOBACKUP_S3_ACCESS_KEY_ID", help="object: access key"),
+    secret_access_key: str = typer.Option(
+        None, envvar="BINGOBACKUP_S3_SECRET_ACCESS_KEY", help="object: secret key (kept encrypted)"
+    ),
+    verify_tls: bool = typer.Option(
+        True, "--verify-tls/--no-verify-tls", help="object: check the certificate"
+    ),
+    ca_bundle: str = typer.Option(None, help="object: PEM file of the CA that signed the endpoint"),
+    object_lock: str = typer.Option(None, help="object: governance | compliance Object Lock on every object"),
+    retention_days: int = typer.Option(
+        0, help="object: days each object stays undeletable (with --object-lock)"
+    ),
+    backup_host: list[str] = typer.Option(
+        [], "--backup-host", help="lanfree: id of a backup host that sees the storage (repeatable)"
+    ),
+    cartridge: list[str] = typer.Option([], "--cartridge", help="tape: barcode of a cartridge (repeatable)"),
+    cartridge_capacity: str = typer.Option(
+        "12TiB", help="tape: capacity of each cartridge (emulated library)"
+    ),
+    block_size: str = typer.Option("256KiB", help="tape: fixed block size"),
 ) -> None:
-    """Create a pool on disk and register it (admin)."""
+    """Create a pool on its storage and register it (admin)."""
     from bingobackup.resources.pools import create_registered_pool
 
+    s3 = None
+    if kind == "object" and bucket:
+        s3 = _s3_settings(
+            bucket=bucket,
+            prefix=prefix,
+            endpoint_url=endpoint,
+            region=region,
+            addressing=addressing,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            verify_tls=verify_tls,
+            ca_bundle=ca_bundle,
+            object_lock_mode=object_lock,
+            retention_days=retention_days,
+        )
+    tape = None
+    if kind == "tape":
+        from bingobackup.resources.pools import TapeOptions
+        from bingobackup.specs.job import parse_size
+
+        tape_fields: dict[str, object] = {
+            "capacity_bytes": parse_size(cartridge_capacity, "--cartridge-capacity"),
+            "block_size": parse_size(block_size, "--block-size"),
+        }
+        if cartridge:
+            tape_fields["barcodes"] = cartridge
+        tape = TapeOptions.model_validate(tape_fields)
     with registry() as (store, user):
         pool = create_registered_pool(
             store,
@@ -52,11 +109,30 @@ def create(
             passphrase=passphrase,
             compression=compression,
             groups=group,
+            pool_format=pool_format,  # type: ignore[arg-type]
+            s3=s3,
+            backup_hosts=backup_host,
+            tape=tape,
         )
     remember(pool.name, pool.location)
     console.print(
-        f"Pool [bold]{pool.name}[/] ({pool.kind}{', encrypted' if pool.passphrase else ''}) created at {pool.location}"
+        f"Pool [bold]{pool.name}[/] ({pool.kind}, {pool.on_pool_format}"
+        f"{', encrypted' if pool.passphrase else ''}) created at {pool.location}"
     )
+
+
+def _s3_settings(**fields: object) -> S3Settings:
+    from pydantic import ValidationError
+
+    from bingobackup.errors import BingoBackupError
+    from bingobackup.pools.s3config import S3Settings
+
+    try:
+        return S3Settings.model_validate(fields)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BingoBackupError(f"S3 setting {where or 'error'}: {first['msg']}") from None
 
 
 @app.command("list")
@@ -66,11 +142,61 @@ def list_() -> None:
 
     with registry() as (store, user):
         pools = list_pools(store, user)
-    table = Table("name", "kind", "location", "encrypted", "groups")
+    table = Table("name", "kind", "format", "location", "encrypted", "groups", "backup hosts")
     for p in pools:
         remember(p.name, p.location)
-        table.add_row(p.name, p.kind, p.location, "yes" if p.passphrase else "no", ", ".join(p.groups))
+        table.add_row(
+            p.name,
+            p.kind,
+            p.on_pool_format,
+            p.location,
+            "yes" if p.passphrase else "no",
+            ", ".join(p.groups),
+            ", ".join(p.backup_hosts),
+        )
     console.print(table)
+
+
+@app.command()
+def stats(name: str = typer.Argument(..., help="Pool name")) -> None:
+    """Backup sets, logical vs stored bytes and free capacity of a pool."""
+    from bingobackup.mover.chunks import human_bytes
+    from bingobackup.pools.stats import pool_stats
+    from bingobackup.resources.pools import pool_for, pool_store
+
+    with registry() as (store, user):
+        registration = pool_for(store, user, name)
+    figures = pool_stats(pool_store(registration))
+    table = Table("pool", "kind", "sets", "disks", "logical", "stored", "reduction", "free")
+    table.add_row(
+        registration.name,
+        registration.kind,
+        str(figures.sets),
+        str(figures.disks),
+        human_bytes(figures.logical_bytes),
+        human_bytes(figures.stored_bytes),
+        f"{figures.reduction:.2f}x" if figures.reduction else "-",
+        human_bytes(figures.free_bytes) if figures.free_bytes is not None else "no limit reported",
+    )
+    console.print(table)
+
+
+@app.command()
+def scan(name: str = typer.Argument(..., help="Tape pool name")) -> None:
+    """Rebuild a tape pool's manifests from its cartridges alone (after losing the pool home)."""
+    from bingobackup.errors import BingoBackupError
+    from bingobackup.pools.tapepool import TapePool, scan_library
+    from bingobackup.resources.pools import open_registered_pool, pool_for
+
+    with registry() as (store, user):
+        registration = pool_for(store, user, name)
+    pool = open_registered_pool(registration)
+    if not isinstance(pool, TapePool):
+        raise BingoBackupError(f"Pool '{name}' is a {registration.kind} pool; only tape pools are scanned.")
+    found = scan_library(pool)
+    console.print(
+        f"Pool [bold]{name}[/]: {len(found)} disk backup(s) found on {len(pool.library.cartridges())} cartridge(s)"
+    )
 
 
 app.command("authorize")(authorize_command("pool", "Pool"))

@@ -37,3 +37,16 @@ class PoolNotFoundError(PoolError):
 
 class PoolExistsError(PoolError):
     pass
+
+
+class StoreIOError(PoolError, OSError):
+    """A remote store (S3) failed after its retries: an OSError like a local disk's EIO, so
+    the callers that handle I/O errors handle it too, with a message saying what to check."""
+
+    def __init__(self, message: str) -> None:
+        PoolError.__init__(self, message)
+        self.errno = 5  # EIO: what a local filesystem would have said
+        self.strerror = self.message = message
+
+    def __str__(self) -> str:
+        return self.message

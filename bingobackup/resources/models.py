@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.pools.s3config import S3Settings
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_HTTPS_PORT = 443
@@ -166,6 +167,9 @@ class User(ResourceModel):
 PoolKindName = Literal["standard", "dedup", "object", "tape", "lanfree", "optical"]
 
 
+PoolFormatName = Literal["dedup", "standard"]
+
+
 class PoolRegistration(ResourceModel):
     """A pool (存储池) registered for jobs: where it is and the passphrase that opens it."""
 
@@ -175,6 +179,35 @@ class PoolRegistration(ResourceModel):
     passphrase: SecretStr | None = Field(default=None, description="Opens an encrypted pool")
     groups: list[str] = Field(default_factory=list, description="User groups authorized to use it")
     tags: dict[str, str] = Field(default_factory=dict)
+    format: PoolFormatName | None = Field(
+        default=None, description="On-pool format of object and LAN-free pools: dedup or standard"
+    )
+    s3: S3Settings | None = Field(default=None, description="Endpoint, bucket and keys of an object pool")
+    backup_hosts: list[str] = Field(
+        default_factory=list, description="LAN-free pools: ids of the backup hosts that see the storage"
+    )
+    library: str | None = Field(default=None, description="Tape pools: directory of the tape library")
+
+    @model_validator(mode="after")
+    def _kind_has_its_settings(self) -> PoolRegistration:
+        if self.kind == "object" and self.s3 is None:
+            raise ValueError("an object pool needs its S3 settings (bucket, endpoint, keys)")
+        if self.kind != "object" and self.s3 is not None:
+            raise ValueError(f"S3 settings belong to object pools, not to a {self.kind} pool")
+        if self.kind == "tape" and not self.library:
+            raise ValueError("a tape pool needs its tape library directory")
+        if self.kind == "lanfree" and not self.backup_hosts:
+            raise ValueError("a LAN-free pool needs the ids of the backup hosts that see its storage")
+        return self
+
+    @property
+    def on_pool_format(self) -> PoolFormatName:
+        """How chunks are laid out on the pool: dedup or standard."""
+        if self.kind in ("dedup", "standard"):
+            return self.kind
+        if self.kind == "tape":
+            return "standard"  # each disk is a self-contained stream of pack records
+        return self.format or "dedup"
 
     @field_validator("name")
     @classmethod

@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from bingobackup.format.config import DEFAULT_CHUNK_SIZE
-from bingobackup.pools import Pool, create_pool, open_pool
+from bingobackup.pools import BlobStore, LocalDirBlobStore, Pool, create_pool_in, open_pool_in
+from bingobackup.pools.errors import PoolNotFoundError
+from bingobackup.pools.s3config import S3Settings
+from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
+from bingobackup.pools.tapepool import create_tape_pool, open_tape_pool
 from bingobackup.resources.access import may_use, not_found, require_admin, require_authorized
 from bingobackup.resources.errors import RegistrationError
-from bingobackup.resources.models import PoolKindName, PoolRegistration, User
+from bingobackup.resources.models import PoolFormatName, PoolKindName, PoolRegistration, User
 from bingobackup.resources.store import RegistryStore
 
-# The four other kinds come with their own issue; until then they are refused by name.
-LOCAL_KINDS = ("dedup", "standard")
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+
+class TapeOptions(BaseModel):
+    """How a new emulated tape library is laid out (`pool create --kind tape`)."""
+
+    barcodes: list[str] = Field(default_factory=lambda: [f"BB{n:04d}L8" for n in range(1, 9)], min_length=1)
+    capacity_bytes: int = Field(default=12 << 40, description="per cartridge (LTO-8: 12 TB native)")
+    block_size: int = 256 << 10
+
+    def settings(self) -> LibrarySettings:
+        return LibrarySettings(block_size=self.block_size, capacity_bytes=self.capacity_bytes)
+
+
+# Optical pools come with their own work; until then they are refused by name.
+AVAILABLE_KINDS = ("dedup", "standard", "object", "lanfree", "tape")
 
 
 def create_registered_pool(
@@ -23,36 +44,75 @@ def create_registered_pool(
     *,
     name: str,
     kind: PoolKindName,
-    location: Path,
+    location: Path | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     encrypted: bool = False,
     passphrase: str | None = None,
     compression: str = "fast",
     groups: list[str] | None = None,
+    pool_format: PoolFormatName | None = None,
+    s3: S3Settings | None = None,
+    backup_hosts: list[str] | None = None,
+    tape: TapeOptions | None = None,
 ) -> PoolRegistration:
-    """Admin only: create the pool on disk, then register it (passphrase kept as a secret)."""
+    """Admin only: create the pool on its storage, then register it (secrets kept as secrets).
+
+    Local kinds (dedup, standard, lanfree) take a directory `location`; an object pool takes
+    `s3` (its bucket must exist; with Object Lock asked for, the bucket must have it)."""
     require_admin(user, f"create pool '{name}'")
     if store.get_pool(name) is not None:
         raise RegistrationError(f"A pool named '{name}' is already registered. Choose another name.")
-    if kind not in LOCAL_KINDS:
+    if kind not in AVAILABLE_KINDS:
         raise RegistrationError(
-            f"Pool kind '{kind}' is not available in this version; use one of: {', '.join(LOCAL_KINDS)}."
+            f"Pool kind '{kind}' is not available in this version; use one of: {', '.join(AVAILABLE_KINDS)}."
         )
     if encrypted and not passphrase:
         raise RegistrationError(
             f"Pool '{name}' is to be encrypted: give a passphrase (--passphrase or BINGOBACKUP_POOL_PASSPHRASE)."
         )
-    registration = PoolRegistration(
-        name=name,
-        kind=kind,
-        location=str(Path(location).resolve()),
-        passphrase=SecretStr(passphrase) if encrypted and passphrase else None,
-        groups=groups or [],
-    )
-    create_pool(
-        location,
-        kind,  # type: ignore[arg-type]
-        name=name,
+    if kind == "object":
+        if s3 is None:
+            raise RegistrationError(
+                f"Object pool '{name}' needs --bucket (and --endpoint for a non-AWS service)."
+            )
+        where = s3.location
+    else:
+        if location is None:
+            raise RegistrationError(f"Pool '{name}' needs --path: the directory that holds it.")
+        where = str(Path(location).resolve())
+    try:
+        registration = PoolRegistration(
+            name=name,
+            kind=kind,
+            location=where,
+            passphrase=SecretStr(passphrase) if encrypted and passphrase else None,
+            groups=groups or [],
+            format=pool_format if kind in ("object", "lanfree") else None,
+            s3=s3,
+            backup_hosts=backup_hosts or [],
+            library=str(Path(where) / "library") if kind == "tape" else None,
+        )
+    except ValueError as error:
+        raise RegistrationError(f"Pool '{name}' cannot be created: {error}") from None
+    if kind == "tape":
+        options = tape or TapeOptions()
+        library = TapeLibrary.create(Path(registration.library or ""), options.settings(), options.barcodes)
+        create_tape_pool(
+            Path(where),
+            library,
+            chunk_size=chunk_size,
+            encrypted=encrypted,
+            passphrase=passphrase if encrypted else None,
+            compression=compression,  # type: ignore[arg-type]
+        )
+        store.save_pool(registration)
+        return registration
+    blobs = pool_store(registration)
+    if isinstance(blobs, S3BlobStore):
+        blobs.verify()
+    create_pool_in(
+        blobs,
+        registration.on_pool_format,
         chunk_size=chunk_size,
         encrypted=encrypted,
         passphrase=passphrase if encrypted else None,
@@ -60,6 +120,33 @@ def create_registered_pool(
     )
     store.save_pool(registration)
     return registration
+
+
+def pool_store(registration: PoolRegistration) -> BlobStore:
+    """The blob store a registered pool keeps its bytes in."""
+    if registration.s3 is not None:
+        return S3BlobStore(registration.s3, registration.name)
+    return LocalDirBlobStore(Path(registration.location), registration.name)
+
+
+def pool_catalog_root(registration: PoolRegistration) -> tuple[str, pafs.FileSystem | None]:
+    """(root, filesystem) of the pool's catalog, for catalog.CatalogWriter and Catalog: the
+    pool's directory, or for an object pool `bucket/prefix` on pyarrow's S3 filesystem."""
+    if registration.s3 is not None:
+        return registration.s3.catalog_root, registration.s3.pyarrow_filesystem()
+    return registration.location, None
+
+
+def check_backup_host_sees_pool(registration: PoolRegistration, backup_host_id: str) -> None:
+    """A LAN-free pool is storage attached to certain backup hosts: refuse a job on any other
+    host before it snapshots anything. Other kinds are reachable from every host."""
+    if registration.kind != "lanfree" or backup_host_id in registration.backup_hosts:
+        return
+    raise RegistrationError(
+        f"Pool '{registration.name}' is LAN-free storage attached to backup host(s) "
+        f"{', '.join(registration.backup_hosts)}, not to {backup_host_id}; run the job on one of "
+        "them, or choose a pool this host can reach. Nothing was snapshotted."
+    )
 
 
 def find_pool(store: RegistryStore, name: str) -> PoolRegistration:
@@ -82,4 +169,14 @@ def list_pools(store: RegistryStore, user: User) -> list[PoolRegistration]:
 
 def open_registered_pool(registration: PoolRegistration) -> Pool:
     passphrase = registration.passphrase.get_secret_value() if registration.passphrase else None
-    return open_pool(registration.location, passphrase, name=registration.name)
+    if registration.s3 is None and not Path(registration.location).is_dir():
+        raise PoolNotFoundError(
+            f"pool directory {registration.location} of pool {registration.name} does not exist; "
+            "check the path or mount the pool's storage (a LAN-free pool is mounted only on its "
+            "backup hosts)"
+        )
+    if registration.library is not None:
+        return open_tape_pool(
+            Path(registration.location), TapeLibrary(Path(registration.library)), passphrase
+        )
+    return open_pool_in(pool_store(registration), passphrase)

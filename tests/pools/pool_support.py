@@ -33,6 +33,17 @@ class Variant:
 
 VARIANTS = [Variant(k, e, c) for k in ("dedup", "standard") for e in (False, True) for c in ("fast", "none")]
 
+REMOTE_BACKENDS = ("s3",)  # conftest.BACKENDS holds the factories
+# Compression and encryption live in the content layer, the same over every store: the local
+# directory runs every variant, remote stores one variant per pool kind (keeps the suite fast).
+REMOTE_VARIANTS = [v for v in VARIANTS if v.id in ("dedup-aes-fast", "standard-plain-none")]
+COMBOS = [(v, "localdir") for v in VARIANTS] + [(v, b) for b in REMOTE_BACKENDS for v in REMOTE_VARIANTS]
+ENCRYPTED_COMBOS = [c for c in COMBOS if c[0].encrypted]
+
+
+def combo_id(combo: tuple[Variant, str]) -> str:
+    return f"{combo[0].id}-{combo[1]}"
+
 
 @dataclass(frozen=True)
 class TestDisk:

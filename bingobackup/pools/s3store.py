@@ -1,0 +1,231 @@
+"""A blob store in an S3-compatible bucket (BingoCloud object storage, MinIO, Ceph RGW, AWS).
+
+Each blob is one object `<prefix>/<key>`. The rules of base.py map onto S3 as:
+
+- put is one PutObject (atomic: an object is visible whole or not at all), or a multipart
+  upload for blobs above the part size, visible only when CompleteMultipartUpload succeeds.
+- Write-once: every write carries `If-None-Match: *`, so the service refuses to replace an
+  object. A refused write of a blob that already has the same size is the idempotent re-put
+  of rule 2; a different size is an error. Nothing is ever rewritten, so versioned buckets
+  and Object Lock keep exactly one version of everything.
+- Throttling (SlowDown, 429) and 5xx are retried by botocore with exponential backoff and
+  jitter; what still fails becomes StoreIOError (an OSError); a quota becomes PoolFullError.
+- With Object Lock on, every object carries a retention date (and the Content-MD5 S3
+  demands for it); a bucket without Object Lock is refused when the store is opened.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import hashlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from bingobackup.pools.base import BlobData, BlobInfo, BlobStore, BlobWriter, as_parts, check_key
+from bingobackup.pools.errors import (
+    BlobNotFoundError,
+    PoolError,
+    PoolFullError,
+    PoolNotFoundError,
+    StoreIOError,
+)
+from bingobackup.pools.s3config import S3Settings
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_FULL = {"QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage", "507"}
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
+EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "")) or str(
+        error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    )
+
+
+class S3BlobStore(BlobStore):
+    """Blobs as objects under `settings.prefix` in `settings.bucket`. Thread-safe (one boto3
+    client, which is thread-safe; each writer owns its multipart upload)."""
+
+    def __init__(self, settings: S3Settings, name: str, *, client: Any = None) -> None:
+        self.settings = settings
+        self.name = name
+        self.client = client if client is not None else settings.boto3_client()
+
+    def __repr__(self) -> str:
+        return f"S3BlobStore({self.settings.location!r}, endpoint={self.settings.endpoint_url!r})"
+
+    # -- checks done once, when a pool is created or opened ---------------------------------
+    def verify(self) -> None:
+        """The bucket exists and our keys reach it; Object Lock is on when we rely on it."""
+        self._call("reach the bucket", "", self.client.head_bucket, Bucket=self.settings.bucket)
+        if not self.settings.object_lock_mode:
+            return
+        try:
+            answer = self.client.get_object_lock_configuration(Bucket=self.settings.bucket)
+            enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        except ClientError as error:
+            if error_code(error) not in ("ObjectLockConfigurationNotFoundError", "404", "NotImplemented"):
+                raise self._translate(error, "read the Object Lock configuration", "") from None
+            enabled = False
+        if not enabled:
+            raise PoolError(
+                f"bucket {self.settings.bucket} of pool {self.name} has no S3 Object Lock, so backups "
+                "could not be made undeletable. Create the bucket with Object Lock enabled (it can only "
+                "be turned on at creation, or on a versioned bucket), or create the pool without "
+                "--object-lock"
+            )
+
+    # -- helpers --------------------------------------------------------------------------
+    def _object(self, key: str) -> str:
+        return self.settings.key_of(check_key(key))
+
+    def _translate(self, error: Exception, doing: str, key: str, needed: int = 0) -> Exception:
+        what = f"{key} in pool {self.name}" if key else f"pool {self.name}"
+        where = f"{self.settings.location} at {self.settings.endpoint_url or 'AWS'}"
+        if isinstance(error, ClientError):
+            code = error_code(error)
+            if code in _MISSING:
+                return BlobNotFoundError(self.name, key)
+            if code in _FULL:
+                return PoolFullError(self.name, needed, f"the S3 service answered {code}")
+            if code == "NoSuchBucket":
+                return PoolNotFoundError(
+                    f"bucket {self.settings.bucket} of pool {self.name} does not exist at "
+                    f"{self.settings.endpoint_url or 'AWS'}; create it, or fix the pool's endpoint/bucket"
+                )
+            if code in _DENIED:
+                return PoolError(
+                    f"S3 refused to {doing} {what} ({code}); check the pool's access key id and secret "
+                    f"key and that they may read and write {where} (an Object Lock may also forbid "
+                    "deleting before the retention date)"
+                )
+            return StoreIOError(
+                f"S3 could not {doing} {what}: {code} after {self.settings.max_attempts} tries; check "
+                f"that the service at {where} is healthy, then run again"
+            )
+        return StoreIOError(
+            f"S3 could not {doing} {what}: {type(error).__name__} after {self.settings.max_attempts} "
+            f"tries; check the network path and TLS settings to {where}, then run again"
+        )
+
+    def _call(self, doing: str, key: str, method: Any, needed: int = 0, **kwargs: Any) -> Any:
+        try:
+            return method(**kwargs)
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, doing, key, needed) from None
+
+    def write_options(self, body: bytes | None = None) -> dict[str, Any]:
+        """Headers every new object gets: write-once, and the retention when locked."""
+        options: dict[str, Any] = {}
+        if self.settings.object_lock_mode:
+            options["ObjectLockMode"] = self.settings.object_lock_mode.upper()
+            until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=self.settings.retention_days)
+            options["ObjectLockRetainUntilDate"] = until  # whole seconds: what S3 stores
+            if body is not None:
+                options["ContentMD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+        return options
+
+    def _settle_existing(self, key: str, size: int, error: ClientError) -> None:
+        """A write refused because the object exists: fine when it is the same blob (rule 2)."""
+        try:
+            existing = self.stat(key).size
+        except BlobNotFoundError:
+            raise self._translate(error, "write", key, size) from None
+        if existing != size:
+            raise PoolError(
+                f"pool {self.name} already holds {key} with {existing} bytes, not {size}; objects in an "
+                "S3 pool are written once and never replaced. Use a new backup set id"
+            )
+
+    # -- BlobStore ------------------------------------------------------------------------
+    def put(self, key: str, data: BlobData) -> None:
+        parts = as_parts(data)
+        size = sum(len(memoryview(p).cast("B")) for p in parts)
+        if size > self.settings.part_size:
+            writer = self.open_append(key)
+            try:
+                writer.write(parts)
+                writer.commit()
+            finally:
+                writer.abort()
+            return
+        body = b"".join(parts)
+        options = self.write_options(body)
+        if self.settings.conditional_writes:
+            options["IfNoneMatch"] = "*"
+        try:
+            self.client.put_object(Bucket=self.settings.bucket, Key=self._object(key), Body=body, **options)
+        except ClientError as error:
+            if error_code(error) not in EXISTS_CODES:
+                raise self._translate(error, "write", key, size) from None
+            self._settle_existing(key, size, error)
+        except BotoCoreError as error:
+            raise self._translate(error, "write", key, size) from None
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        options: dict[str, Any] = {}
+        if length == 0:
+            self.stat(key)
+            return b""
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            options["Range"] = f"bytes={offset}-{end}"
+        answer = self._call(
+            "read", key, self.client.get_object, Bucket=self.settings.bucket, Key=self._object(key), **options
+        )
+        try:
+            return bytes(answer["Body"].read())
+        except (BotoCoreError, OSError) as error:
+            raise self._translate(error, "read", key) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except BlobNotFoundError:
+            return False
+        return True
+
+    def stat(self, key: str) -> BlobInfo:
+        answer = self._call(
+            "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
+        )
+        return BlobInfo(key, int(answer["ContentLength"]))
+
+    def list(self, prefix: str = "") -> Iterator[BlobInfo]:
+        strip = len(self.settings.key_of(""))
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self.settings.bucket, Prefix=self.settings.key_of(prefix))
+        try:
+            for page in pages:
+                for item in page.get("Contents", ()):
+                    yield BlobInfo(item["Key"][strip:], int(item["Size"]))
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, "list", prefix or "/") from None
+
+    def delete(self, key: str) -> None:
+        self.stat(key)  # S3 deletes are idempotent; rule 5 wants a missing blob reported
+        self._call(
+            "delete", key, self.client.delete_object, Bucket=self.settings.bucket, Key=self._object(key)
+        )
+
+    def open_append(self, key: str) -> BlobWriter:
+        from bingobackup.pools.s3writer import S3BlobWriter
+
+        return S3BlobWriter(self, key, self._object(key))
+
+    def incomplete_uploads(self) -> builtins.list[str]:
+        """Keys of multipart uploads begun and neither completed nor aborted (a crashed writer's
+        leftovers; a bucket lifecycle rule AbortIncompleteMultipartUpload removes them)."""
+        answer = self._call(
+            "list uploads of",
+            "",
+            self.client.list_multipart_uploads,
+            Bucket=self.settings.bucket,
+            Prefix=self.settings.key_of(""),
+        )
+        return [upload["Key"] for upload in answer.get("Uploads", ())]

@@ -1,0 +1,255 @@
+"""The tape pool: each disk backup is written as one self-describing stream on tape.
+
+The pool's home directory keeps config.json, the manifests and the catalog (random access);
+the chunks go to the library (tapelib.py). A disk's stream is one tape file of records
+(tag u8, payload length u32, payload):
+
+    H  header   JSON {set_id, volume_id, pool_id, part}
+    C  chunk    disk offset u64, envelope length u32, chunk id 32 bytes, the envelope
+    T  trailer  the disk's manifest (JSON), only at the end of the last part
+
+When a cartridge fills, the file ends there (filemark) and the stream continues as part
+N+1 on the next cartridge with free blocks; no record straddles cartridges. A chunk's
+location is `tape:<barcode>:<file number>:<byte offset of its envelope in the file>`, so a
+restore positions to it. `scan_library` rebuilds the manifests from the trailers alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from bingobackup.format.compression import CompressionSetting
+from bingobackup.format.config import PoolConfig
+from bingobackup.format.crypto import DEFAULT_SCRYPT_N
+from bingobackup.format.envelope import EnvelopeCodec
+from bingobackup.format.manifest import ChunkRef, DiskManifest
+from bingobackup.pools.base import BlobStore
+from bingobackup.pools.errors import PoolError, PoolFullError
+from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.pools.open import create_pool_in, open_pool_in
+from bingobackup.pools.pool import Pool
+from bingobackup.pools.standard import _RECORD, RECORD_BYTES
+from bingobackup.pools.tapelib import Cartridge, TapeLibrary
+from bingobackup.pools.writer import DiskWriter
+
+_TAG = struct.Struct(">cI")
+HEADER, CHUNK, TRAILER = b"H", b"C", b"T"
+
+
+def _record(tag: bytes, payload: bytes) -> bytes:
+    return _TAG.pack(tag, len(payload)) + payload
+
+
+def parse_stream(data: bytes) -> Iterator[tuple[bytes, int, bytes]]:
+    """(tag, offset of the payload, payload) of every complete record of a tape file."""
+    position = 0
+    while position + _TAG.size <= len(data):
+        tag, length = _TAG.unpack_from(data, position)
+        start = position + _TAG.size
+        if start + length > len(data):
+            return  # an aborted stream's tail
+        yield tag, start, data[start : start + length]
+        position = start + length
+
+
+class TapeDiskWriter(DiskWriter):
+    pool: TapePool
+
+    def __init__(self, pool: TapePool, set_id: str, volume_id: str, size_bytes: int) -> None:
+        super().__init__(pool, set_id, volume_id, size_bytes)
+        self._tape_lock = threading.Lock()
+        pool.library.drive.acquire()  # one drive: disks are written one after another
+        self._holding_drive = True
+        self._part = 0
+        self._pending = bytearray()
+        try:
+            self._cartridge = self._begin_file(pool.library.cartridges(), needed=1)
+        except BaseException:
+            pool.library.drive.release()
+            raise
+
+    # -- the stream ------------------------------------------------------------------------
+    def _begin_file(self, candidates: list[Cartridge], needed: int) -> Cartridge:
+        block = self.pool.library.settings.block_size
+        header = _record(
+            HEADER,
+            json.dumps(
+                {
+                    "set_id": self.set_id,
+                    "volume_id": self.volume_id,
+                    "pool_id": self.pool.config.pool_id,
+                    "part": self._part,
+                }
+            ).encode(),
+        )
+        for cartridge in candidates:
+            if cartridge.free_blocks * block >= len(header) + needed + block:
+                self._file = cartridge.files
+                self._free = cartridge.free_blocks  # tracked from here: the drive is ours
+                self._file_bytes = 0
+                self._pending = bytearray()
+                self._append(header)
+                return cartridge
+        where = f"after cartridge {self._cartridge.barcode}" if self._part else "in the library"
+        raise PoolFullError(
+            self.pool.name,
+            needed,
+            f"no cartridge {where} has room; load or add cartridges to the library",
+        )
+
+    def _blocks_after(self, extra: int) -> int:
+        block = self.pool.library.settings.block_size
+        return -(-(len(self._pending) + extra) // block)
+
+    def _append(self, record: bytes) -> int:
+        """Adds a record to the current file; returns its payload's offset in the file."""
+        offset = self._file_bytes + _TAG.size
+        self._pending += record
+        self._file_bytes += len(record)
+        block = self.pool.library.settings.block_size
+        full = len(self._pending) // block
+        if full:
+            self._cartridge.append(
+                [bytes(self._pending[i * block : (i + 1) * block]) for i in range(full)], False
+            )
+            self._free -= full
+            del self._pending[: full * block]
+        return offset
+
+    def _end_file(self) -> None:
+        payload = [bytes(self._pending)] if self._pending else []
+        self._cartridge.append(payload, filemark=True)
+        self._free -= len(payload)
+        self._pending = bytearray()
+
+    def _next_cartridge(self, needed: int) -> None:
+        """Ends the file on the full cartridge; the stream goes on as the next part elsewhere."""
+        self._end_file()
+        self._part += 1
+        following = [c for c in self.pool.library.cartridges() if c.barcode > self._cartridge.barcode]
+        self._cartridge = self._begin_file(following, needed)
+
+    def _release_drive(self) -> None:
+        if self._holding_drive:
+            self._holding_drive = False
+            self.pool.library.drive.release()
+
+    # -- DiskWriter ------------------------------------------------------------------------
+    def has(self, digest: str) -> bool:
+        return False  # every backup on tape is self-contained
+
+    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+        sealed = self.pool.codec.seal(plaintext)
+        record = _record(
+            CHUNK, _RECORD.pack(offset, sealed.size, bytes.fromhex(digest)) + b"".join(sealed.parts)
+        )
+        with self._tape_lock:
+            if self._blocks_after(len(record)) > self._free:
+                self._next_cartridge(len(record))
+            start = self._append(record)
+            location = f"tape:{self._cartridge.barcode}:{self._file}:{start + RECORD_BYTES}"
+        return sealed.size, location, True
+
+    def _known(self, digest: str) -> tuple[int, str]:
+        raise PoolError(f"pool {self.pool.name} is a tape pool and does not deduplicate; send every chunk")
+
+    def _finish(self) -> None:
+        with self._tape_lock:
+            manifest = DiskManifest(
+                set_id=self.set_id,
+                volume_id=self.volume_id,
+                size_bytes=self.size_bytes,
+                chunk_size=self.chunk_size,
+                chunks=tuple(self._refs[o] for o in sorted(self._refs)),
+            )
+            trailer = _record(TRAILER, manifest.model_dump_json().encode())
+            if self._blocks_after(len(trailer)) > self._free:
+                self._next_cartridge(len(trailer))
+            self._append(trailer)
+            self._end_file()
+        self._release_drive()
+
+    def _discard(self) -> None:
+        # Tape cannot be unwritten: close the file without a trailer (scan skips it); no
+        # manifest names it, so it is invisible. Its space is reclaimed when the cartridge is reused.
+        with self._tape_lock:
+            if self._holding_drive:
+                with contextlib.suppress(PoolError):
+                    self._end_file()
+        self._release_drive()
+
+
+class TapePool(Pool):
+    kind = "tape"
+
+    def __init__(
+        self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec, library: TapeLibrary
+    ) -> None:
+        super().__init__(store, config, codec)
+        self.library = library
+
+    def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> TapeDiskWriter:
+        self.manifest_key(set_id, volume_id)
+        return TapeDiskWriter(self, set_id, volume_id, size_bytes)
+
+    def _read_envelope(self, ref: ChunkRef) -> bytes:
+        scheme, barcode, file_number, offset = [*ref.location.split(":"), "", "", ""][:4]
+        if scheme != "tape" or not file_number.isdigit() or not offset.isdigit():
+            raise PoolError(
+                f"chunk {ref.digest} has location {ref.location!r}, not tape:<barcode>:<file>:<offset>"
+            )
+        return self.library.cartridge(barcode).read(int(file_number), int(offset), ref.stored_size)
+
+    def cartridges_of(self, manifest: DiskManifest) -> list[str]:
+        """The cartridges a restore of this disk needs, in order."""
+        return sorted({ref.location.split(":")[1] for ref in manifest.chunks})
+
+
+def scan_library(pool: TapePool) -> list[tuple[str, str]]:
+    """Rebuilds the manifests from the cartridges alone (`bingobackup pool scan`); returns the
+    (set_id, volume_id) of every complete disk stream found."""
+    found: list[tuple[str, str]] = []
+    for cartridge in pool.library.cartridges():
+        for file_number in range(cartridge.files):
+            for tag, _, payload in parse_stream(cartridge.read_file(file_number)):
+                if tag == TRAILER:
+                    manifest = DiskManifest.model_validate_json(payload)
+                    if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
+                        pool.save_manifest(manifest)
+                    found.append((manifest.set_id, manifest.volume_id))
+    return found
+
+
+def create_tape_pool(
+    home: Path,
+    library: TapeLibrary,
+    *,
+    chunk_size: int,
+    encrypted: bool = False,
+    passphrase: str | None = None,
+    compression: CompressionSetting = "fast",
+    scrypt_n: int = DEFAULT_SCRYPT_N,
+) -> TapePool:
+    """A tape pool whose home (config, manifests, catalog) is `home`, its chunks in `library`.
+    The home's config says `standard` (records framed as in a pack); the kind is the registration's."""
+    store = LocalDirBlobStore(Path(home), Path(home).name)
+    create_pool_in(
+        store,
+        "standard",
+        chunk_size=chunk_size,
+        encrypted=encrypted,
+        passphrase=passphrase,
+        compression=compression,
+        scrypt_n=scrypt_n,
+    )
+    return open_tape_pool(home, library, passphrase)
+
+
+def open_tape_pool(home: Path, library: TapeLibrary, passphrase: str | None = None) -> TapePool:
+    base = open_pool_in(LocalDirBlobStore(Path(home), Path(home).name), passphrase)
+    return TapePool(base.store, base.config, base.codec, library)

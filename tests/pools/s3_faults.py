@@ -1,0 +1,114 @@
+"""A tiny fault-injecting HTTP proxy in front of moto's S3 server (moto has no fault injection).
+
+boto3 talks plain HTTP to the proxy on 127.0.0.1, which forwards each request to moto, or
+answers with an S3 error instead: a run of transient errors (503 SlowDown, 500) that
+botocore's retries must ride out, or a persistent fault on uploads (500 InternalError, or
+403 QuotaExceeded as Ceph RGW and MinIO answer a full quota). Reads, listings and deletes
+pass while an upload fault is armed, so a writer can still clean up after itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+_ERRORS = {
+    503: ("SlowDown", "Please reduce your request rate."),
+    500: ("InternalError", "We encountered an internal error. Please try again."),
+    403: ("QuotaExceeded", "Bucket quota exceeded."),
+}
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        target = urlsplit(upstream)
+        self._upstream = (target.hostname or "127.0.0.1", target.port or 80)
+        self._lock = threading.Lock()
+        self._transient: list[int] = []
+        self._persistent: int | None = None
+        self.failures = 0
+        self.requests = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail_next(self, *statuses: int) -> None:
+        """The next requests (any kind) are answered with these statuses, one each."""
+        with self._lock:
+            self._transient.extend(statuses)
+
+    def fail_uploads(self, code: int | None) -> None:
+        """Every upload (PUT, POST) fails: errno.ENOSPC → 403 QuotaExceeded, else 500; None: off."""
+        with self._lock:
+            self._persistent = None if code is None else (403 if code == errno.ENOSPC else 500)
+
+    def _fault_for(self, method: str) -> int | None:
+        with self._lock:
+            self.requests += 1
+            if self._transient:
+                self.failures += 1
+                return self._transient.pop(0)
+            if self._persistent is not None and method in ("PUT", "POST"):
+                self.failures += 1
+                return self._persistent
+            return None
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                status = proxy._fault_for(self.command)
+                if status is not None:
+                    code, message = _ERRORS[status]
+                    payload = (
+                        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                        f"<Message>{message}</Message></Error>"
+                    ).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                connection = http.client.HTTPConnection(*proxy._upstream, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    connection.request(self.command, self.path, body=body, headers=headers)
+                    answer = connection.getresponse()
+                    data = answer.read()
+                    self.send_response(answer.status)
+                    for key, value in answer.getheaders():
+                        if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(key, value)
+                    # a HEAD answer has no body but carries the object's length
+                    length = answer.getheader("Content-Length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", length or str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    connection.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+        return Handler
