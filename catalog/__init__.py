@@ -5,6 +5,7 @@ See `docs/catalog.md` for the layout, every column, and the schema version rule.
 
 from __future__ import annotations
 
+from catalog.browse import CloudEntry, JobEntry, browse_by_host, browse_by_job
 from catalog.location import CatalogError
 from catalog.query import Catalog, CatalogNotFoundError, CatalogQueryError, CatalogRoot, VmBackup
 from catalog.schema import (
@@ -29,11 +30,15 @@ __all__ = [
     "CatalogRoot",
     "CatalogWriteError",
     "CatalogWriter",
+    "CloudEntry",
     "DiskBackupRecord",
+    "JobEntry",
     "JobRunRecord",
     "NicRecord",
     "RunError",
     "SecurityGroupEntry",
     "VmBackup",
     "VmBackupRecord",
+    "browse_by_host",
+    "browse_by_job",
 ]

@@ -7,6 +7,7 @@ VMs), per job and node (parallel VMs per node) and per job and VM (parallel disk
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -20,12 +21,24 @@ from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from bingobackup.backup.job import BackupJob, DiskOutcome, ProgressTracker, VmOutcome
+from bingobackup.backup.power import powered_off
+from bingobackup.backup.resume import ResumingSink
 from bingobackup.backup.staging import delete_snapshot, staged_volume
 from bingobackup.cloud.models import Snapshot
+from bingobackup.hooks import HookFailed, HookName, hook_env
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.resources.discovery import Disk, ResolvedVm
 from bingobackup.specs.job import BackupJobSpec
-from tasks.backup import dedup, prepare_backup, read_disk_chunks, register_backup_set, snapshot, write_to_pool
+from tasks.backup import (
+    check_conditions,
+    dedup,
+    prepare_backup,
+    read_disk_chunks,
+    register_backup_set,
+    run_job_hook,
+    snapshot,
+    write_to_pool,
+)
 
 
 def job_tag(job: str) -> str:
@@ -58,7 +71,15 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
     with staged_volume(
         client, job.spec.name, snap, job.host.instance_id, job.locator(), timeouts=job.timeouts
     ) as device:
-        writer = job.pool.open_disk_writer(job.set_id, disk.volume_id, disk.size_bytes)
+        options = job.spec.options
+        # A lost link to the pool is ridden out for the reconnect time, resuming at the
+        # unacknowledged chunk (guide table 3).
+        writer = ResumingSink(
+            job.pool.open_disk_writer(job.set_id, disk.volume_id, disk.size_bytes),
+            window_seconds=options.reconnect_minutes * 60.0,
+            buffer_bytes=options.resume_buffer_mib << 20,
+            what=f"disk {disk.volume_id} of {vm.name}",
+        )
         progress = job.progress
         pipeline = DiskPipeline(
             device,
@@ -91,7 +112,26 @@ def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int) -> VmOutcome:
     taken: dict[str, Snapshot] = {}
     disks: list[DiskOutcome] = []
     try:
-        snapshot(job, vm, client, taken)
+        reason = check_conditions(job, vm, client)
+        if reason is not None:
+            get_run_logger().warning("VM %s (%s) skipped: %s", vm.name, vm.instance_id, reason)
+            return VmOutcome(
+                vm=vm,
+                status="skipped",
+                error=reason,
+                started_at=started,
+                finished_at=datetime.now(UTC),
+                attempts=attempt,
+            )
+        # Power off (guide table 2): stopped for the snapshot only, started again once the
+        # disks are captured, whatever happens to the snapshot.
+        stopped = (
+            powered_off(client, vm.instance_id, timeout=job.timeouts.attach)
+            if job.spec.options.power_off
+            else contextlib.nullcontext(False)
+        )
+        with stopped:
+            snapshot(job, vm, client, taken)
         futures = [
             back_up_disk.with_options(tags=[vm_tag(job.spec.name, vm.instance_id)]).submit(
                 job, vm, disk, taken[disk.volume_id]
@@ -149,6 +189,7 @@ def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
                 "MB/s": round(read / 1e6 / seconds, 1) if seconds > 0 else None,
                 "status": o.status if not o.error else f"{o.status}: {o.error}",
                 "attempts": o.attempts,
+                "history": "; ".join(a.describe() for a in o.history),
             }
         )
     return rows
@@ -161,9 +202,68 @@ def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
     validate_parameters=True,
 )
 def backup(spec: BackupJobSpec, user: str | None = None) -> dict[str, object] | State:
-    """Back up the VMs a job spec selects into its pool and register the backup set."""
+    """Back up the VMs a job spec selects into its pool and register the backup set.
+
+    Precondition and pre-script run first (a failure aborts before anything is touched), the
+    post-script last, also after a failure, told the outcome in BINGOBACKUP_STATUS.
+    """
+    logger = get_run_logger()
+    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    options = spec.options
+    first_hooks: tuple[tuple[HookName, str], ...] = (
+        ("precondition", "the job was aborted before any snapshot"),
+        ("pre_script", "the job was aborted before any resource was touched"),
+    )
+    for name, consequence in first_hooks:
+        hook = getattr(options, name)
+        if hook is None:
+            continue
+        result = run_job_hook(name, hook, hook_env(job=spec.name, kind="backup", hook=name, run_id=run_id))
+        if not result.ok:
+            message = str(HookFailed(result, consequence))
+            logger.error(message)
+            _post_script(spec, run_id, "failed", [], "", message)
+            return Failed(message=message)
+    vms: list[str] = []
+    try:
+        summary, failure = _back_up(spec, user, run_id, vms)
+    except BaseException as exc:
+        _post_script(spec, run_id, "failed", vms, "", str(exc))
+        raise
+    _post_script(spec, run_id, str(summary["status"]), vms, str(summary["set_id"]), failure or "")
+    if failure:
+        return Failed(message=failure, data=summary)
+    return summary
+
+
+def _post_script(
+    spec: BackupJobSpec, run_id: str, status: str, vms: list[str], set_id: str, error: str
+) -> None:
+    """Runs after the job's resources, whatever happened; a failing post-script only warns."""
+    hook = spec.options.post_script
+    if hook is None:
+        return
+    name: HookName = "post_script"
+    env = hook_env(
+        job=spec.name,
+        kind="backup",
+        hook=name,
+        status=status,
+        vms=vms,
+        set_id=set_id,
+        run_id=run_id,
+        error=error,
+    )
+    run_job_hook(name, hook, env)
+
+
+def _back_up(
+    spec: BackupJobSpec, user: str | None, run_id: str, vm_names: list[str]
+) -> tuple[dict[str, object], str | None]:
+    """The job proper: (summary, failure message or None). Fills `vm_names` as soon as known."""
     logger = get_run_logger()
     job = prepare_backup(spec, user)
+    vm_names.extend(vm.name for vm in job.vms)
     if job.leftovers_removed:
         logger.warning("cleaned up after an interrupted run: %s", ", ".join(job.leftovers_removed))
     _ensure_limits(job)
@@ -189,7 +289,7 @@ def backup(spec: BackupJobSpec, user: str | None = None) -> dict[str, object] | 
         ]
         for future in futures:
             outcome = future.result()
-            outcomes[outcome.vm.instance_id] = outcome
+            outcomes[outcome.vm.instance_id] = outcome.after(outcomes.get(outcome.vm.instance_id))
         pending = [o.vm for o in outcomes.values() if o.status == "failed"]
         if not pending or attempt > spec.options.retry.count:
             break
@@ -203,22 +303,21 @@ def backup(spec: BackupJobSpec, user: str | None = None) -> dict[str, object] | 
 
     job.progress.finish()
     ordered = [outcomes[vm.instance_id] for vm in job.vms]
-    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     status = register_backup_set(job, ordered, run_id, attempt)
     rows = _summary_rows(ordered)
     create_table_artifact(table=rows, key="backup-summary", description=f"Backup set {job.set_id} ({status})")
     summary: dict[str, object] = {
-        "set_id": job.set_id if status != "failed" else "",
+        "set_id": job.set_id if any(o.status == "ok" for o in ordered) else "",
         "status": status,
         "rows": rows,
     }
     failed = [o for o in ordered if o.status == "failed"]
-    if failed:
-        reasons = "; ".join(f"{o.vm.name}: {o.error}" for o in failed)
-        message = f"{len(failed)} of {len(ordered)} VM(s) failed after {attempt} attempt(s): {reasons}"
-        logger.error(message)
-        return Failed(message=message, data=summary)
-    return summary
+    if not failed:
+        return summary, None
+    reasons = "; ".join(f"{o.vm.name}: {o.error}" for o in failed)
+    message = f"{len(failed)} of {len(ordered)} VM(s) failed after {attempt} attempt(s): {reasons}"
+    logger.error(message)
+    return summary, message
 
 
 def summary_rows_from_state(state: State) -> tuple[str, list[dict[str, object]]]:

@@ -30,6 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from bingobackup.backup.job import ProgressTracker
 from bingobackup.errors import BingoBackupError
+from bingobackup.hooks import HookFailed, HookName, hook_env
 from bingobackup.restore.job import RestoreJob, VmRestoreOutcome
 from bingobackup.restore.ledger import Ledger
 from bingobackup.restore.plan import VmPlan
@@ -37,6 +38,7 @@ from bingobackup.restore.steps import RestoredDisk, hand_over
 from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
 from flows.backup import job_tag, node_tag, vm_tag
+from tasks.backup import run_job_hook
 from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
 
 PAUSE_POLL_SECONDS = 2
@@ -153,7 +155,6 @@ def restore_one(job: RestoreJob, vm: VmPlan) -> VmRestoreOutcome:
     started = time.monotonic()
     ledger = Ledger()
     try:
-        # TODO(hooks): run the spec's pre_script here once bingobackup/backup/hooks.py exists.
         disks = _write_disks(job, ledger, vm)
         instance = None
         if job.spec.kind == "vm":
@@ -169,6 +170,7 @@ def restore_one(job: RestoreJob, vm: VmPlan) -> VmRestoreOutcome:
             instance_id=instance.instance_id if instance else vm.attach_to,
             volumes=tuple(f"{d.volume_id}{' at ' + d.device if d.device else ''}" for d in disks),
             bytes_written=sum(d.result.bytes_written for d in disks),
+            write_seconds=round(max((d.result.seconds for d in disks), default=0.0), 3),
             leftovers=tuple(leftovers),
         )
     except Exception as exc:
@@ -187,6 +189,7 @@ def _summary_rows(outcomes: list[VmRestoreOutcome]) -> list[dict[str, object]]:
             "instance": o.instance_id,
             "volumes": ", ".join(o.volumes),
             "written MiB": round(o.bytes_written / 2**20, 1),
+            "write MiB/s": round(o.bytes_written / 2**20 / o.write_seconds, 1) if o.write_seconds else "",
             "seconds": o.seconds,
             "leftovers": "; ".join(o.leftovers),
         }
@@ -201,20 +204,89 @@ def _run_name() -> str:
     return f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
+def _run_id() -> str:
+    return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+
+
+def _hook_env(
+    spec: RestoreSpec, name: HookName, vms: list[str], status: str = "", error: str = ""
+) -> dict[str, str]:
+    sets = dict.fromkeys(item.source.set for item in spec.vms)  # spec order, no repeats
+    return hook_env(
+        job=spec.name,
+        kind="restore",
+        hook=name,
+        status=status,
+        vms=vms,
+        set_id=" ".join(sets),
+        run_id=_run_id(),
+        error=error,
+    )
+
+
+def _first_hooks(spec: RestoreSpec, vms: list[str]) -> str | None:
+    """Precondition, then pre-script: why the restore must not start, or None."""
+    steps: tuple[tuple[HookName, str], ...] = (
+        ("precondition", "the restore did not start: nothing was created"),
+        ("pre_script", "the restore was aborted before creating anything"),
+    )
+    for name, consequence in steps:
+        hook = getattr(spec.options, name)
+        if hook is not None:
+            result = run_job_hook(name, hook, _hook_env(spec, name, vms))
+            if not result.ok:
+                return str(HookFailed(result, consequence))
+    return None
+
+
+def _post_script(spec: RestoreSpec, vms: list[str], status: str, error: str) -> None:
+    """Runs last whatever happened, told the outcome; a failing post-script only warns."""
+    hook = spec.options.post_script
+    if hook is not None:
+        run_job_hook("post_script", hook, _hook_env(spec, "post_script", vms, status, error))
+
+
 def run_restore(
     spec: RestoreSpec, kind: str, confirm: str | None, user: str | None, verification_timeout_seconds: int
 ) -> dict[str, object] | State:
-    logger = get_run_logger()
+    """The restore between its hooks: the post-script learns the outcome, failures included."""
     if spec.kind != kind:
         raise BingoBackupError(
             f"Restore spec {spec.name} has kind: {spec.kind}; run it with `bingobackup restore {spec.kind}`."
         )
-    # TODO(hooks): evaluate spec.options.precondition here (false → return "idle" with the reason).
+    vms = [item.source.vm for item in spec.vms]
+    try:
+        summary, failure = _restore(spec, confirm, user, verification_timeout_seconds, vms)
+    except Exception as exc:
+        _post_script(spec, vms, "failed", str(exc))
+        raise
+    _post_script(spec, vms, str(summary["status"]), failure or "")
+    if failure and summary["status"] == "not started":
+        return Failed(message=failure)
+    if failure:
+        return Failed(message=failure, data=summary)
+    return summary
+
+
+def _restore(
+    spec: RestoreSpec,
+    confirm: str | None,
+    user: str | None,
+    verification_timeout_seconds: int,
+    vms: list[str],
+) -> tuple[dict[str, object], str | None]:
+    """Plan, verification code, first hooks, then every VM: (summary, failure message or None)."""
+    logger = get_run_logger()
     job = prepare_restore(spec, user)
     create_table_artifact(
         table=_plan_rows(job), key="restore-plan", description=f"What restore {spec.name} does"
     )
     await_verification(spec, confirm, verification_timeout_seconds)
+    # After the code: a pre-script may act (stop an application...), so only once the operator agreed.
+    refusal = _first_hooks(spec, vms)
+    if refusal:
+        logger.error(refusal)
+        return {"status": "not started", "rows": [], "outcomes": []}, refusal
     _ensure_limits(job)
     progress_id = create_progress_artifact(
         progress=0.0, key="restore-progress", description=f"{spec.name}: bytes written"
@@ -243,7 +315,6 @@ def run_restore(
         for index, vm in enumerate(job.plan.vms)
     ]
     job.progress.finish()
-    # TODO(hooks): run spec.options.post_script here, told the outcome (also after failures).
     rows = _summary_rows(outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     status = (
@@ -262,8 +333,8 @@ def run_restore(
         if leftovers:
             message += f". Left behind (remove by hand): {'; '.join(leftovers)}"
         logger.error(message)
-        return Failed(message=message, data=summary)
-    return summary
+        return summary, message
+    return summary, None
 
 
 @flow(

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
+from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, VmOutcome, prepare_backup_job, snapshot_disks
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
+from bingobackup.hooks import HookName, HookResult, run_hook
 from bingobackup.mover.backup import DiskBackupResult
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.resources.discovery import ResolvedVm
 from bingobackup.resources.users import resolve_user
-from bingobackup.specs.job import BackupJobSpec
+from bingobackup.specs.job import BackupJobSpec, Hook
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
 from tasks.blocks import PrefectRegistryStore
 
@@ -28,6 +30,19 @@ from tasks.blocks import PrefectRegistryStore
 def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:
     store = PrefectRegistryStore()
     return prepare_backup_job(store, resolve_user(store, user_name), spec)
+
+
+@task(name="run hook", task_run_name="{name}", cache_policy=NONE)
+def run_job_hook(name: HookName, hook: Hook, env: dict[str, str]) -> HookResult:
+    """A precondition, pre- or post-script; its output goes to this task's (the run's) log."""
+    return run_hook(name, hook, env, get_run_logger())
+
+
+@task(name="check conditions", cache_policy=NONE)
+def check_conditions(job: BackupJob, vm: ResolvedVm, client: BingoCloudClient) -> str | None:
+    """Why not to back up `vm` now (low datastore space, raw disks while running), or None."""
+    options = job.spec.options
+    return skip_reason(client, vm, skip_if_free_below=options.skip_if_free_below, power_off=options.power_off)
 
 
 @task(name="snapshot", cache_policy=NONE)
@@ -90,6 +105,21 @@ def _disk_records(job: BackupJob, outcome: VmOutcome) -> list[DiskBackupRecord]:
     ]
 
 
+def _run_errors(outcomes: list[VmOutcome]) -> tuple[RunError, ...]:
+    """Every failed attempt (so the report shows retries), then every skipped VM's reason."""
+    errors = []
+    for o in outcomes:
+        history = o.history or []
+        failures = [a for a in history if a.status == "failed"]
+        if not history and o.status == "failed":
+            errors.append(RunError(target=o.vm.instance_id, message=o.error))
+        for a in failures:
+            errors.append(RunError(target=o.vm.instance_id, message=f"attempt {a.attempt}: {a.error}"))
+        if o.status == "skipped":
+            errors.append(RunError(target=o.vm.instance_id, message=f"skipped: {o.error}"))
+    return tuple(errors)
+
+
 @task(name="register backup set", cache_policy=NONE)
 def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, attempts: int) -> str:
     """Record the set (its committed VMs) and the run in the pool's catalog; returns the status.
@@ -100,7 +130,8 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
     ok = [o for o in outcomes if o.status == "ok"]
     failed = [o for o in outcomes if o.status == "failed"]
     skipped = [o for o in outcomes if o.status == "skipped"]
-    status = "ok" if not failed else ("partial" if ok else "failed")
+    # A run whose every VM was skipped by its conditions backed up nothing, but did not fail.
+    status = ("partial" if ok else "failed") if failed else ("ok" if ok else "skipped")
     finished = datetime.now(UTC)
     totals = {c: sum(o.total(c) for o in outcomes) for c in ("bytes_read", "bytes_sent", "bytes_stored")}
     writer = CatalogWriter(job.pool_registration.location)
@@ -138,7 +169,7 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
             vms_ok=len(ok),
             vms_failed=len(failed),
             vms_skipped=len(skipped),
-            errors=tuple(RunError(target=o.vm.instance_id, message=o.error) for o in failed + skipped),
+            errors=_run_errors(outcomes),
             **totals,
         )
     )

@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bingobackup.backup.resume import check_resume_buffer
 from bingobackup.backup.staging import StepTimeouts, clean_leftovers, snapshot_volume
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
@@ -29,7 +30,7 @@ from bingobackup.resources.access import backup_host_for, cloud_for
 from bingobackup.resources.discovery import Disk, ResolvedVm, resolve_selection
 from bingobackup.resources.hosts import registered_backup_host_ids
 from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
-from bingobackup.resources.pools import open_registered_pool, pool_for
+from bingobackup.resources.pools import check_backup_host_sees_pool, open_registered_pool, pool_for
 from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.job import BackupJobSpec
 
@@ -124,11 +125,22 @@ def job_client(cloud: CloudRegistration, spec: BackupJobSpec) -> BingoCloudClien
     return cloud.client(retry_window_seconds=spec.options.reconnect_minutes * 60.0)
 
 
+def check_dedup_mode(spec: BackupJobSpec, pool: PoolRegistration) -> None:
+    """Server-side dedup needs a pool that deduplicates (guide table 2: dedup pools only)."""
+    if spec.options.dedup_mode == "server" and pool.kind != "dedup":
+        raise BackupJobError(
+            f"Job '{spec.name}' asks for server-side dedup, but pool '{pool.name}' is a {pool.kind} pool, "
+            "which does not deduplicate. Set options.dedup_mode: agent, or pick a dedup pool "
+            "(bingobackup pool list)."
+        )
+
+
 def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) -> BackupJob:
     """Check every resource the spec names, open the pool, clean leftovers, resolve the VMs.
 
     Refuses before anything is touched: unknown cloud/pool/host, a host that is not
-    activated or not in the cloud, a wrong pool passphrase, a selection naming unknown VMs.
+    activated or not in the cloud, server-side dedup on a pool that does not dedup, a wrong
+    pool passphrase, a resume buffer smaller than a chunk, a selection naming unknown VMs.
     """
     cloud = cloud_for(store, user, spec.cloud)
     host = backup_host_for(store, user, spec.backup_host)
@@ -138,7 +150,14 @@ def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) ->
             f"Pick a backup host of cloud '{cloud.name}' (bingobackup host list)."
         )
     pool_registration = pool_for(store, user, spec.pool)
+    check_backup_host_sees_pool(pool_registration, host.instance_id)
+    check_dedup_mode(spec, pool_registration)
     pool = open_registered_pool(pool_registration)
+    check_resume_buffer(spec.options.resume_buffer_mib, pool.chunk_size)
+    # The job's compression option (guide table 2) wins over the pool's default for the
+    # chunks this run writes: each envelope names its own compression, so readers need
+    # nothing, and this Pool object is this run's own.
+    pool.codec.compression = spec.options.compression
     client = job_client(cloud, spec)
     removed = clean_leftovers(client, spec.name)
     vms = resolve_selection(
@@ -181,8 +200,20 @@ class DiskOutcome(BaseModel):
     error: str = ""
 
 
+class AttemptRecord(BaseModel):
+    """One attempt at one VM, kept for the final report (guide table 3: retry)."""
+
+    attempt: int
+    status: Literal["ok", "failed", "skipped"]
+    error: str = ""
+    finished_at: datetime
+
+    def describe(self) -> str:
+        return f"#{self.attempt} {self.status}" + (f" ({self.error})" if self.error else "")
+
+
 class VmOutcome(BaseModel):
-    """What happened to one VM in one run (the last attempt wins)."""
+    """What happened to one VM in one run (the last attempt wins; `history` keeps every one)."""
 
     vm: ResolvedVm
     status: Literal["ok", "failed", "skipped"]
@@ -191,9 +222,18 @@ class VmOutcome(BaseModel):
     finished_at: datetime
     attempts: int = 1
     disks: list[DiskOutcome] = []
+    history: list[AttemptRecord] = []
 
     def total(self, counter: Literal["bytes_read", "bytes_sent", "bytes_stored"]) -> int:
         return sum(getattr(d.result, counter) for d in self.disks if d.result is not None)
+
+    def after(self, earlier: VmOutcome | None) -> VmOutcome:
+        """This attempt's outcome with the history of the earlier ones in front of it."""
+        previous = earlier.history if earlier is not None else []
+        this = AttemptRecord(
+            attempt=self.attempts, status=self.status, error=self.error, finished_at=self.finished_at
+        )
+        return self.model_copy(update={"history": [*previous, this]})
 
 
 def snapshot_disks(

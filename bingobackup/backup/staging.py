@@ -28,7 +28,7 @@ TEMP_PREFIX = "bingobackup-tmp"
 _DEVICE_LETTERS = "bcdefghijklmnopqrstuvwxyz"
 # Attaches to one backup host choose a free device name; choosing and attaching must not
 # interleave between the threads of one process, or two disks would ask for the same name.
-_attach_lock = threading.Lock()
+attach_lock = threading.Lock()
 
 
 class StagingError(BingoBackupError):
@@ -61,7 +61,7 @@ def snapshot_volume(
     return taken[volume_id]
 
 
-def _free_device(client: BingoCloudClient, instance_id: str) -> str:
+def free_device(client: BingoCloudClient, instance_id: str) -> str:
     used = {bd.device_name for bd in client.get_instance(instance_id).block_devices}
     used |= {
         a.device
@@ -99,8 +99,8 @@ def staged_volume(
     )
     try:
         volume = wait_for_volume(client, volume.volume_id, "available", timeout=timeouts.volume)
-        with _attach_lock:
-            device = _free_device(client, backup_host)
+        with attach_lock:
+            device = free_device(client, backup_host)
             client.attach_volume(volume.volume_id, backup_host, device)
         try:
             wait_for_volume(client, volume.volume_id, "in-use", timeout=timeouts.attach)

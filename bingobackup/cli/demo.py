@@ -209,6 +209,8 @@ def _write_demo_specs(demo_dir: Path, backup_hosts: dict[str, VmEntry]) -> list[
                         "compression": "fast",
                         "parallel_vms": 2,
                         "dedup_mode": "agent",
+                        # The demo has a VM with a raw disk: it can be backed up only powered off.
+                        "power_off": True,
                         "retry": {"count": 1, "interval_minutes": 0},
                     },
                 },

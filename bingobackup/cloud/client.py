@@ -403,7 +403,10 @@ class BingoCloudClient:
         node_id: str | None = None,
         storage_id: str | None = None,
         nics: Sequence[NicSpec] = (),
+        root_volume_name: str | None = None,
     ) -> Instance:
+        """Launch one VM from an image; `root_volume_name` names its new root volume
+        (BingoCloud extension `RootVolumeName`; the cloud's default is `<name>-root`)."""
         params = optional_params(
             {
                 "ImageId": image_id,
@@ -415,6 +418,7 @@ class BingoCloudClient:
                 "Memory": memory_mib,
                 "Placement.HostId": node_id,
                 "StorageId": storage_id,
+                "RootVolumeName": root_volume_name,
             }
         )
         for n, nic in enumerate(nics, start=1):

@@ -171,5 +171,8 @@ class VmRestoreOutcome(BaseModel):
     volumes: tuple[str, ...] = ()
     bytes_written: int = 0
     seconds: float = 0.0
+    # Time spent writing data (the slowest disk: disks are written in parallel), so the
+    # throughput an operator compares with the rate limits excludes cloud steps.
+    write_seconds: float = 0.0
     error: str = ""
     leftovers: tuple[str, ...] = ()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from bingobackup.backup.staging import _attach_lock, _free_device
+from bingobackup.backup.staging import attach_lock, free_device
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
@@ -38,9 +38,9 @@ def _attach(
     client: BingoCloudClient, volume_id: str, instance_id: str, device: str | None, timeout: float
 ) -> str:
     """Attach at `device`, or at the first free /dev/vdX when None or taken; returns the device."""
-    with _attach_lock:
+    with attach_lock:
         used = {bd.device_name for bd in client.get_instance(instance_id).block_devices}
-        chosen = device if device and device not in used else _free_device(client, instance_id)
+        chosen = device if device and device not in used else free_device(client, instance_id)
         client.attach_volume(volume_id, instance_id, chosen)
     wait_for_volume(client, volume_id, "in-use", timeout=timeout)
     return chosen
@@ -123,6 +123,7 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
         node_id=vm.node_id,
         storage_id=root.storage_id,
         nics=vm.nics,
+        root_volume_name=root.name,  # the launch copies the image into a new root volume
     )
     ledger.add("instance", instance.instance_id, f"new VM {vm.name}")
     wait_for_instance(client, instance.instance_id, "running", timeout=timeouts.instance)

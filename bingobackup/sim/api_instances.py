@@ -262,7 +262,7 @@ def run_instances(cloud: SimCloud, params: Params) -> dict[str, Any]:
         size_bytes=snapshot.volume_size_bytes,
         storage_id=storage_id,
         node_id=node_id,
-        name=f"{instance.name}-root",
+        name=params.get("RootVolumeName") or f"{instance.name}-root",
         is_root=True,
         snapshot_id=snapshot.snapshot_id,
         attach_to=instance.instance_id,

@@ -249,6 +249,7 @@ def create_snapshot(cloud: SimCloud, params: Params) -> dict[str, Any]:
         source_node_id=owner.node_id if owner else volume.source_node_id,
     )
     state.snapshots[snapshot.snapshot_id] = snapshot
+    cloud.stats.snapshotted(volume.volume_id, owner.state if owner else "")
     cloud.start_snapshot(snapshot.snapshot_id)
     return snapshot_item(snapshot)
 

@@ -20,6 +20,10 @@ class SimStats(BaseModel):
     )
     max_attached_per_source_node: dict[str, int] = Field(default_factory=dict)
     max_attached_per_source_vm: dict[str, int] = Field(default_factory=dict)
+    instance_state_at_snapshot: dict[str, str] = Field(
+        default_factory=dict,
+        description="volume id → power state of the VM it was attached to at its latest CreateSnapshot",
+    )
 
 
 class StatsRecorder:
@@ -28,10 +32,16 @@ class StatsRecorder:
         self._requests: Counter[str] = Counter()
         self._current: dict[str, Counter[str]] = {k: Counter() for k in ("host", "node", "vm")}
         self._peak: dict[str, dict[str, int]] = {k: {} for k in ("host", "node", "vm")}
+        self._state_at_snapshot: dict[str, str] = {}
 
     def request(self, action: str) -> None:
         with self._lock:
             self._requests[action] += 1
+
+    def snapshotted(self, volume_id: str, instance_state: str) -> None:
+        """Power-off tests check that the VM was stopped when its disk was captured."""
+        with self._lock:
+            self._state_at_snapshot[volume_id] = instance_state
 
     def _keys(self, host: str, source_node: str, source_vm: str) -> list[tuple[str, str]]:
         return [
@@ -56,4 +66,5 @@ class StatsRecorder:
                 max_attached_per_host=dict(self._peak["host"]),
                 max_attached_per_source_node=dict(self._peak["node"]),
                 max_attached_per_source_vm=dict(self._peak["vm"]),
+                instance_state_at_snapshot=dict(self._state_at_snapshot),
             )

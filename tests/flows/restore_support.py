@@ -67,9 +67,10 @@ class BackedUp:
         return state, result
 
 
-def add_vm(registered: Registered, tmp_path: Path, name: str) -> Instance:
+def add_vm(registered: Registered, tmp_path: Path, name: str, data_mib: int = 4) -> Instance:
+    """Root: 96 MiB with 8 MiB of data; data disk: `data_mib` of random data from 1 MiB on."""
     root = _image(tmp_path / f"{name}-root.raw", 96 * MIB, {0: 6 * MIB, 64 * MIB: 2 * MIB})
-    data = _image(tmp_path / f"{name}-data.raw", 48 * MIB, {MIB: 4 * MIB})
+    data = _image(tmp_path / f"{name}-data.raw", max(48, data_mib + 2) * MIB, {MIB: data_mib * MIB})
     body = {
         "name": name,
         "cluster": "cluster-a",
@@ -86,8 +87,8 @@ def add_vm(registered: Registered, tmp_path: Path, name: str) -> Instance:
     return next(i for i in registered.client.describe_instances() if i.name == name)
 
 
-def back_up(registered: Registered, tmp_path: Path, name: str = "web-multi") -> BackedUp:
-    instance = add_vm(registered, tmp_path, name)
+def back_up(registered: Registered, tmp_path: Path, name: str = "web-multi", data_mib: int = 4) -> BackedUp:
+    instance = add_vm(registered, tmp_path, name, data_mib)
     state = backup(
         spec=load_job_spec(registered.spec(name=f"job-{name}", content=[{"vm": name}])), return_state=True
     )

@@ -92,7 +92,7 @@ def test_restore_with_every_field_changed_builds_exactly_that_vm(backed_up: Back
     assert sorted(devices) == ["/dev/vda", "/dev/vdb"]
     root, data = devices["/dev/vda"], devices["/dev/vdb"]
     assert root.storage_id == data.storage_id == "sto-a-ceph"
-    assert data.name == "web-data"
+    assert (root.name, data.name) == ("web-root", "web-data")
     assert sha256(registered.volume_file(root.volume_id)) == backed_up.sha[backed_up.root_volume]
     assert sha256(registered.volume_file(data.volume_id)) == backed_up.sha[backed_up.data_volume]
     # Nothing temporary is left: no snapshot, no image, no extra volume.

@@ -1,0 +1,184 @@
+"""Reconnect and resume on the pool side (guide table 3: reconnect time, resume buffer).
+
+`ResumingSink` wraps a pool's disk writer. When storing a chunk fails because the link to
+the pool is down (an I/O or connection error, not a full pool), the channel keeps that one
+unacknowledged chunk and tries again with growing pauses until the reconnect window ends.
+Meanwhile the other stages block on their bounded queues, so nothing new is read and the
+job's memory stays bounded. Once the pool answers again the disk continues with that chunk:
+every chunk acknowledged before the outage stays acknowledged and is neither re-read nor
+re-sent. When the window ends the disk fails with the cause and the window named.
+
+The resume buffer bounds what a channel holds while the link is down; a channel holds one
+chunk at a time, so the buffer must hold at least one chunk of the pool (checked at job
+preparation, `check_resume_buffer`).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from bingobackup.errors import BingoBackupError
+from bingobackup.format.manifest import ChunkRef, DiskManifest
+from bingobackup.mover.backup import ChunkSink, DedupMode
+from bingobackup.pools.errors import PoolError, StoreIOError
+
+log = logging.getLogger("bingobackup.backup")
+
+# errnos a lost or flaky link to a pool's storage gives (NFS, CIFS, iSCSI, sockets); a full
+# pool, a missing permission or a bad path are not link problems and fail at once.
+LINK_ERRNOS = frozenset(
+    {
+        errno.EIO,
+        errno.ETIMEDOUT,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ECONNREFUSED,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.ENETRESET,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENOTCONN,
+        errno.EPIPE,
+        errno.ESTALE,
+        errno.EAGAIN,
+    }
+)
+
+
+class PoolLinkLost(BingoBackupError):
+    pass
+
+
+class ResumeBufferTooSmall(BingoBackupError):
+    pass
+
+
+def is_link_error(error: BaseException) -> bool:
+    if isinstance(error, StoreIOError | ConnectionError | TimeoutError):
+        return True
+    if isinstance(error, PoolError):
+        return False  # pool full, blob missing, …: retrying does not help
+    return isinstance(error, OSError) and error.errno in LINK_ERRNOS
+
+
+def check_resume_buffer(resume_buffer_mib: int, chunk_size: int) -> None:
+    """A channel holds one whole chunk while the link is down: the buffer must fit one."""
+    if resume_buffer_mib * (1 << 20) < chunk_size:
+        raise ResumeBufferTooSmall(
+            f"resume buffer of {resume_buffer_mib} MiB per channel cannot hold one chunk of this pool "
+            f"({chunk_size / (1 << 20):g} MiB); set options.resume_buffer_mib to at least "
+            f"{-(-chunk_size // (1 << 20))}"
+        )
+
+
+class ResumingSink:
+    """A `ChunkSink` whose `put_chunk` rides out a lost link to the pool for `window_seconds`."""
+
+    def __init__(
+        self,
+        sink: ChunkSink,
+        *,
+        window_seconds: float,
+        buffer_bytes: int,
+        what: str = "disk",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        first_pause: float = 0.05,
+        max_pause: float = 5.0,
+    ) -> None:
+        self._sink = sink
+        self.window_seconds = window_seconds
+        self.buffer_bytes = buffer_bytes
+        self._what = what
+        self._clock, self._sleep = clock, sleep
+        self._first_pause, self._max_pause = first_pause, max_pause
+        self._lock = threading.Lock()
+        self._held = 0
+        self.peak_held_bytes = 0
+        self.reconnects = 0
+        self.failed_attempts = 0
+
+    # -- delegated as is -------------------------------------------------------------------
+    def chunk_digest(self, plaintext: bytes) -> str:
+        return self._sink.chunk_digest(plaintext)
+
+    def has(self, digest: str) -> bool:
+        return self._sink.has(digest)
+
+    def add_known(self, offset: int, length: int, digest: str) -> ChunkRef:
+        return self._sink.add_known(offset, length, digest)
+
+    def commit(self) -> DiskManifest:
+        return self._sink.commit()
+
+    def abort(self) -> None:
+        self._sink.abort()
+
+    @property
+    def bytes_stored(self) -> int:
+        return self._sink.bytes_stored
+
+    # -- the resuming part -------------------------------------------------------------------
+    def put_chunk(
+        self, offset: int, plaintext: bytes, digest: str | None = None, mode: DedupMode = "agent"
+    ) -> ChunkRef:
+        try:
+            return self._sink.put_chunk(offset, plaintext, digest=digest, mode=mode)
+        except Exception as error:
+            if not is_link_error(error):
+                raise
+            return self._resume(offset, plaintext, digest, mode, error)
+
+    def _resume(
+        self, offset: int, plaintext: bytes, digest: str | None, mode: DedupMode, first: Exception
+    ) -> ChunkRef:
+        length = len(plaintext)
+        self._hold(length)
+        deadline = self._clock() + self.window_seconds
+        pause, error = self._first_pause, first
+        log.warning(
+            "%s: link to the pool lost at offset %d (%s); retrying for up to %.0f s",
+            self._what,
+            offset,
+            first,
+            self.window_seconds,
+        )
+        try:
+            while True:
+                with self._lock:
+                    self.failed_attempts += 1
+                if self._clock() + pause > deadline:
+                    raise PoolLinkLost(
+                        f"{self._what}: the pool did not answer again within the reconnect time of "
+                        f"{self.window_seconds / 60:g} min (last error: {error}). Check the pool's "
+                        "storage or network, or raise options.reconnect_minutes (1–60)"
+                    ) from error
+                self._sleep(pause)
+                pause = min(pause * 2, self._max_pause)
+                try:
+                    ref = self._sink.put_chunk(offset, plaintext, digest=digest, mode=mode)
+                except Exception as retry_error:
+                    if not is_link_error(retry_error):
+                        raise
+                    error = retry_error
+                    continue
+                with self._lock:
+                    self.reconnects += 1
+                log.info("%s: pool reachable again; continuing at offset %d", self._what, offset)
+                return ref
+        finally:
+            self._release(length)
+
+    def _hold(self, length: int) -> None:
+        with self._lock:
+            self._held += length
+            self.peak_held_bytes = max(self.peak_held_bytes, self._held)
+
+    def _release(self, length: int) -> None:
+        with self._lock:
+            self._held -= length

@@ -1,0 +1,138 @@
+"""Reconnect and resume on the pool side: a pool whose storage fails for a while.
+
+The disk goes on from the unacknowledged chunk once the storage answers again (nothing is
+read twice), gives up with the cause when the reconnect time runs out, and holds at most
+one chunk per channel meanwhile."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from faulty_store import FaultyBlobStore
+
+from bingobackup.backup.resume import PoolLinkLost, ResumeBufferTooSmall, ResumingSink, check_resume_buffer
+from bingobackup.mover.stages import DiskPipeline
+from bingobackup.pools import Pool
+from bingobackup.pools.errors import PoolFullError
+from bingobackup.pools.open import create_pool_in
+
+CHUNK = 64 * 1024
+CHUNKS = 24
+CHANNELS = 3
+
+
+class OutageStore(FaultyBlobStore):
+    """Healthy for `healthy_writes` chunk writes, then fails `outage_writes` times (link down), then heals."""
+
+    def __init__(self, root: Path, healthy_writes: int, outage_writes: int, code: int = errno.EIO) -> None:
+        super().__init__(root, "outage")
+        self.healthy_writes, self.outage_writes, self.code = healthy_writes, outage_writes, code
+        self.good_writes = 0
+        self._count_lock = threading.Lock()
+
+    def _write_all(self, fd: int, parts: tuple) -> None:
+        with self._count_lock:
+            if self.good_writes >= self.healthy_writes and self.failures < self.outage_writes:
+                self.fail_errno = self.code
+            elif self.failures >= self.outage_writes:
+                self.fail_errno = None
+        super()._write_all(fd, parts)
+        with self._count_lock:
+            self.good_writes += 1
+
+
+def disk_image(path: Path) -> bytes:
+    data = os.urandom(CHUNK * CHUNKS)
+    path.write_bytes(data)
+    return data
+
+
+def pool_on(store: FaultyBlobStore) -> Pool:
+    store.fail_with(None)
+    return create_pool_in(store, "dedup", chunk_size=CHUNK)
+
+
+def run_disk(pool: Pool, image: Path, sink: ResumingSink) -> object:
+    pipeline = DiskPipeline(image, sink, size_bytes=image.stat().st_size, chunk_size=CHUNK, channels=CHANNELS)
+    return pipeline.run()
+
+
+def test_a_pool_outage_inside_the_window_resumes_without_reading_anything_twice(tmp_path: Path) -> None:
+    data = disk_image(tmp_path / "disk.raw")
+    store = OutageStore(tmp_path / "pool", healthy_writes=8, outage_writes=6)
+    pool = pool_on(store)
+    sink = ResumingSink(
+        pool.open_disk_writer("set-1", "vol-1", len(data)),
+        window_seconds=30,
+        buffer_bytes=1 << 20,
+        first_pause=0.01,
+    )
+    result = run_disk(pool, tmp_path / "disk.raw", sink)
+
+    assert store.failures == 6 and sink.reconnects >= 1  # the link was down for a while
+    assert result.bytes_read == len(data)  # every chunk read once: no restart from the beginning
+    assert result.chunks_sent == CHUNKS
+    assert sink.peak_held_bytes <= CHANNELS * sink.buffer_bytes  # memory bound while the link was down
+    restored = b"".join(plain for _, plain in pool.iter_disk(result.manifest))  # type: ignore[attr-defined]
+    assert hashlib.sha256(restored).digest() == hashlib.sha256(data).digest()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_an_outage_longer_than_the_reconnect_time_fails_the_disk_with_the_cause(tmp_path: Path) -> None:
+    store = FaultyBlobStore(tmp_path / "pool", "down")
+    pool = pool_on(store)
+    clock = FakeClock()
+    sink = ResumingSink(
+        pool.open_disk_writer("set-1", "vol-1", CHUNK),
+        window_seconds=60,
+        buffer_bytes=1 << 20,
+        what="disk vol-1 of db",
+        clock=clock.clock,
+        sleep=clock.sleep,
+    )
+    store.fail_with(errno.EHOSTUNREACH)
+    with pytest.raises(PoolLinkLost) as raised:
+        sink.put_chunk(0, os.urandom(CHUNK))
+    message = str(raised.value)
+    assert "disk vol-1 of db" in message and "reconnect time of 1 min" in message
+    assert os.strerror(errno.EHOSTUNREACH) in message and "reconnect_minutes" in message
+    assert 50 <= clock.now <= 60  # retried through the window, not beyond it
+    assert sink.failed_attempts > 5
+
+
+def test_a_full_pool_is_not_a_lost_link_and_fails_at_once(tmp_path: Path) -> None:
+    store = FaultyBlobStore(tmp_path / "pool", "full")
+    pool = pool_on(store)
+    clock = FakeClock()
+    sink = ResumingSink(
+        pool.open_disk_writer("set-1", "vol-1", CHUNK),
+        window_seconds=600,
+        buffer_bytes=1 << 20,
+        clock=clock.clock,
+        sleep=clock.sleep,
+    )
+    store.fail_with(errno.ENOSPC)
+    with pytest.raises(PoolFullError):
+        sink.put_chunk(0, os.urandom(CHUNK))
+    assert clock.now == 0 and sink.failed_attempts == 0
+
+
+def test_resume_buffer_must_hold_one_chunk() -> None:
+    check_resume_buffer(4, 4 << 20)
+    with pytest.raises(ResumeBufferTooSmall, match="resume_buffer_mib to at least 8"):
+        check_resume_buffer(4, 8 << 20)

@@ -1,0 +1,278 @@
+"""Every backup option of the guide's tables 2 and 3, honoured by the backup flow.
+
+Run for real: local Prefect server, simulated BingoCloud over HTTP, a pool on disk. Each
+test fails if its option is ignored (a VM that should be skipped is snapshotted, a hook
+that should abort does not, a limit that should pace does not, …)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flow_support import Registered
+from prefect.states import State
+
+from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.resources.pools import create_registered_pool
+from bingobackup.resources.users import LOCAL_ADMIN
+from bingobackup.sparse import data_extents
+from bingobackup.specs.job import load_job_spec
+from catalog import Catalog
+from flows.backup import backup
+
+MIB = 1 << 20
+
+
+def sim_admin(registered: Registered, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{registered.sim.admin_url}/{path}",
+        data=json.dumps(body or {}).encode(),
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def run(registered: Registered, **overrides: Any) -> tuple[State, dict[str, Any]]:
+    state = backup(spec=load_job_spec(registered.spec(**overrides)), return_state=True)
+    result = state.result(raise_on_failure=False)
+    return state, result if isinstance(result, dict) else {}
+
+
+def vm_named(registered: Registered, name: str) -> Any:
+    return next(i for i in registered.client.describe_instances() if i.name == name)
+
+
+def snapshots_taken(registered: Registered) -> int:
+    return registered.sim.stats().requests.get("CreateSnapshot", 0)
+
+
+def job_runs(registered: Registered) -> Any:
+    with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
+        return cat.query("SELECT status, attempts, vms_ok, vms_failed, vms_skipped, errors FROM job_runs")
+
+
+def data_bytes(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return sum(length for _, length in data_extents(fd, 0, path.stat().st_size))
+    finally:
+        os.close(fd)
+
+
+# -- table 2 -----------------------------------------------------------------------------------
+
+
+def test_low_datastore_space_skips_the_vm_before_its_snapshot_and_reports_the_free_space(
+    registered: Registered,
+) -> None:
+    vm = vm_named(registered, "linux_local")
+    measured = sim_admin(registered, "PUT", f"storages/{vm.storage_id}", {"reserved_used": 0})
+    reserved = int(measured["space_max"] * 0.91) - measured["space_used"]
+    sim_admin(registered, "PUT", f"storages/{vm.storage_id}", {"reserved_used": reserved})  # 9 % free
+
+    state, summary = run(
+        registered,
+        content=[{"vm": "linux_local"}],
+        options={"skip_if_free_below": {"percent": 10, "gib": 1e6}},
+    )
+
+    assert state.is_completed(), state.message
+    assert summary["status"] == "skipped" and summary["set_id"] == ""
+    (row,) = summary["rows"]
+    assert row["status"].startswith("skipped: datastore " + vm.storage_id)
+    assert "(9.0 % of" in row["status"]  # the measured free space
+    assert snapshots_taken(registered) == 0  # checked before the snapshot
+    runs = job_runs(registered)
+    assert list(runs["vms_skipped"]) == [1] and list(runs["status"]) == ["skipped"]
+    assert "9.0 %" in str(runs["errors"][0])
+
+
+def test_raw_disk_vm_is_skipped_online_and_backed_up_powered_off_then_started_again(
+    registered: Registered,
+) -> None:
+    vm = vm_named(registered, "raw_disk_vm")
+    online, summary = run(registered, content=[{"vm": "raw_disk_vm"}])
+    assert online.is_completed(), online.message
+    assert "raw or block-device" in summary["rows"][0]["status"] and snapshots_taken(registered) == 0
+
+    offline, summary = run(registered, content=[{"vm": "raw_disk_vm"}], options={"power_off": True})
+
+    assert offline.is_completed(), offline.message
+    assert summary["status"] == "ok" and summary["rows"][0]["status"] == "ok"
+    stats = registered.sim.stats()
+    volumes = [d.volume_id for d in vm.block_devices]
+    assert volumes and all(stats.instance_state_at_snapshot[v] == "stopped" for v in volumes)
+    assert stats.requests["StopInstances"] == 1 and stats.requests["StartInstances"] == 1
+    assert registered.client.get_instance(vm.instance_id).state.name == "running"
+
+
+def test_server_side_dedup_is_refused_for_a_standard_pool_before_any_snapshot(
+    registered: Registered, tmp_path: Path
+) -> None:
+    from tasks.blocks import PrefectRegistryStore
+
+    standard = f"{registered.pool}-std"
+    create_registered_pool(
+        PrefectRegistryStore(), LOCAL_ADMIN, name=standard, kind="standard", location=tmp_path / "standard"
+    )
+    state, _ = run(
+        registered, pool=standard, content=[{"vm": "linux_local"}], options={"dedup_mode": "server"}
+    )
+
+    assert state.is_failed()
+    assert "server-side dedup" in str(state.message) and f"'{standard}' is a standard pool" in str(
+        state.message
+    )
+    assert snapshots_taken(registered) == 0
+
+
+def test_compression_and_dedup_mode_change_what_is_sent_and_stored(
+    registered: Registered, tmp_path: Path
+) -> None:
+    from tasks.blocks import PrefectRegistryStore
+
+    vm = [{"vm": "linux_local"}]
+    _, fast = run(registered, content=vm, options={"compression": "fast"})
+    _, server = run(registered, content=vm, options={"dedup_mode": "server"})
+    plain_pool = f"{registered.pool}-plain"
+    create_registered_pool(
+        PrefectRegistryStore(), LOCAL_ADMIN, name=plain_pool, kind="standard", location=tmp_path / "plain"
+    )
+    _, plain = run(registered, pool=plain_pool, content=vm, options={"compression": "none"})
+
+    (fast_row,), (server_row,), (plain_row,) = fast["rows"], server["rows"], plain["rows"]
+    assert fast_row["stored MiB"] < 0.9 * fast_row["sent MiB"]  # compressed
+    assert plain_row["stored MiB"] >= plain_row["sent MiB"] > 0  # stored as sent
+    # Server-side dedup sends every chunk and the pool drops the ones it holds (bytes sent
+    # reported); agent-side would have sent nothing (test_backup_flow).
+    assert server_row["sent MiB"] >= 0.9 * server_row["read MiB"] > 0
+    assert server_row["stored MiB"] < 0.1
+
+
+# -- table 3 -----------------------------------------------------------------------------------
+
+
+def test_read_limit_paces_the_backup(registered: Registered) -> None:
+    rate = 6 * MIB
+    started = time.monotonic()
+    state, summary = run(
+        registered, content=[{"vm": "linux_local"}], options={"read_limits": [{"rate": "6MiB/s"}]}
+    )
+    elapsed = time.monotonic() - started
+
+    assert state.is_completed(), state.message
+    (row,) = summary["rows"]
+    read = row["read MiB"] * MIB
+    assert read > 16 * MIB
+    # One burst (4 MiB) is free, the rest cannot go faster than the limit; a busy machine
+    # only makes it slower, so the lower bound is the robust check (20 MiB → ≥ 3.3 s).
+    assert row["seconds"] >= (read - 4 * MIB) / rate * 0.95
+    assert elapsed < (read / rate) * 4 + 60
+
+
+def test_precondition_failure_aborts_before_any_snapshot_and_post_script_is_told(
+    registered: Registered, tmp_path: Path
+) -> None:
+    told = tmp_path / "post.env"
+    options = {
+        "precondition": {"command": "echo 'maintenance window'; exit 1", "timeout_seconds": 30},
+        "pre_script": f"touch {tmp_path / 'pre-ran'}",
+        "post_script": f'echo "$BINGOBACKUP_JOB $BINGOBACKUP_STATUS $BINGOBACKUP_ERROR" > {told}',
+    }
+    before = registered.sim.stats().requests
+    state, _ = run(registered, content=[{"vm": "linux_local"}], options=options)
+
+    assert state.is_failed()
+    assert "precondition" in str(state.message) and "maintenance window" in str(state.message)
+    assert registered.sim.stats().requests == before  # the cloud was not even asked
+    assert not (tmp_path / "pre-ran").exists()
+    job, status, *error = told.read_text().split()
+    assert (job, status) == (f"job-{registered.cloud}", "failed") and "precondition" in " ".join(error)
+
+
+def test_pre_and_post_scripts_run_around_the_backup_with_its_outcome(
+    registered: Registered, tmp_path: Path
+) -> None:
+    pre, post = tmp_path / "pre.env", tmp_path / "post.env"
+    requests = f"{registered.sim.admin_url}/stats"
+    options = {
+        # The pre-script runs before any resource is touched: no snapshot yet.
+        "pre_script": f"{sys.executable} -c \"import json,urllib.request;print(json.load(urllib.request.urlopen('{requests}'))"
+        f"['requests'].get('CreateSnapshot', 0))\" > {pre}",
+        "post_script": f'echo "$BINGOBACKUP_STATUS $BINGOBACKUP_SET_ID $BINGOBACKUP_VMS" > {post}',
+    }
+    state, summary = run(registered, content=[{"vm": "linux_local"}], options=options)
+
+    assert state.is_completed(), state.message
+    assert pre.read_text().strip() == "0"
+    assert post.read_text().split() == ["ok", summary["set_id"], "linux_local"]
+
+
+def test_retry_reruns_only_the_failed_vm_and_the_report_shows_each_attempt(
+    registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.backup
+
+    real, calls = tasks.backup.snapshot_disks, []
+
+    def first_snapshot_of_linux_local_fails(client, job, vm, taken):  # type: ignore[no-untyped-def]
+        calls.append(vm.name)
+        if vm.name == "linux_local" and calls.count("linux_local") == 1:
+            raise RuntimeError("snapshot service busy")
+        return real(client, job, vm, taken)
+
+    monkeypatch.setattr(tasks.backup, "snapshot_disks", first_snapshot_of_linux_local_fails)
+    state, summary = run(
+        registered,
+        content=[{"vm": "linux_local"}, {"vm": "linux_mul_nic"}],
+        options={"retry": {"count": 2, "interval_minutes": 0}},
+    )
+
+    assert state.is_completed(), state.message
+    assert sorted(calls) == ["linux_local", "linux_local", "linux_mul_nic"]  # only the failed VM again
+    rows = {row["VM"].split(" ")[0]: row for row in summary["rows"]}
+    assert rows["linux_local"]["attempts"] == 2
+    assert rows["linux_local"]["history"] == "#1 failed (snapshot service busy); #2 ok"
+    assert rows["linux_mul_nic"]["history"] == "#1 ok"
+    runs = job_runs(registered)
+    assert list(runs["attempts"]) == [2] and list(runs["vms_ok"]) == [2]
+    assert "attempt 1: snapshot service busy" in str(runs["errors"][0])
+
+
+def test_a_pool_outage_and_dropped_cloud_connections_inside_the_reconnect_time_resume(
+    registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's storage fails for a while after some chunks are stored and the cloud drops
+    connections; the disk continues where it was (each data byte read once)."""
+    real_write = LocalDirBlobStore._write_all
+    writes, failures = [0], [0]
+
+    def link_down_for_a_while(self: LocalDirBlobStore, fd: int, parts: tuple) -> None:
+        writes[0] += 1
+        if writes[0] > 3 and failures[0] < 5:
+            failures[0] += 1
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_write(self, fd, parts)
+
+    monkeypatch.setattr(LocalDirBlobStore, "_write_all", link_down_for_a_while)
+    sim_admin(registered, "PUT", "faults", {"drop_rate": 0.2, "seed": 3, "actions": ["DescribeVolumes"]})
+    try:
+        state, summary = run(registered, content=[{"vm": "linux_local"}], options={"reconnect_minutes": 1})
+    finally:
+        sim_admin(registered, "DELETE", "faults")
+
+    assert state.is_completed(), state.message
+    assert failures[0] == 5
+    vm = vm_named(registered, "linux_local")
+    (volume,) = [d.volume_id for d in vm.block_devices]
+    (row,) = summary["rows"]
+    assert row["read MiB"] == round(data_bytes(registered.volume_file(volume)) / MIB, 1)

@@ -1,0 +1,120 @@
+"""Precondition, pre-script and post-script of a restore: a false precondition creates nothing and
+says why; the post-script runs last, after failures too, and is told the outcome."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flow_support import Registered
+from restore_support import BackedUp, back_up, sha256
+
+from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.errors import CloudError
+from bingobackup.restore.verification import verification_code
+from bingobackup.specs.restore import load_restore_spec
+from flows.restore import restore_disk
+
+
+@pytest.fixture
+def backed_up(registered: Registered, tmp_path: Path) -> BackedUp:
+    return back_up(registered, tmp_path)
+
+
+def _recorder(path: Path, then: str = "true") -> str:
+    """A hook that appends what it was told to `path`, then runs `then` (its exit status)."""
+    fields = "$BINGOBACKUP_HOOK|$BINGOBACKUP_KIND|$BINGOBACKUP_STATUS|$BINGOBACKUP_VMS|$BINGOBACKUP_ERROR"
+    return f'echo "{fields}" >> {path}; {then}'
+
+
+def _heard(path: Path) -> list[list[str]]:
+    return [line.split("|") for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _cloud_ids(client: BingoCloudClient) -> tuple[set[str], set[str]]:
+    return {v.volume_id for v in client.describe_volumes()}, {
+        i.instance_id for i in client.describe_instances()
+    }
+
+
+def _disk_restore(backed_up: BackedUp, name: str, hooks: dict[str, Any]) -> tuple[Any, Any]:
+    spec = load_restore_spec(
+        backed_up.spec(
+            name=name,
+            kind="disk",
+            target={"disks": [{"volume": backed_up.data_volume, "name": name}]},
+            options=hooks,
+        )
+    )
+    state = restore_disk(spec=spec, confirm=verification_code(spec), return_state=True)
+    return state, state.result(raise_on_failure=False)
+
+
+def test_false_precondition_creates_nothing_says_why_and_the_post_script_hears_it(
+    backed_up: BackedUp, tmp_path: Path
+) -> None:
+    log = tmp_path / "hooks.log"
+    before = _cloud_ids(backed_up.registered.client)
+    state, _ = _disk_restore(
+        backed_up,
+        "gated",
+        {
+            "precondition": _recorder(log, "test -e /nonexistent/maintenance-window"),
+            "pre_script": _recorder(log),
+            "post_script": _recorder(log),
+        },
+    )
+    assert state.is_failed()
+    message = state.message or ""
+    assert "precondition" in message and "test -e /nonexistent/maintenance-window" in message
+    assert "nothing was created" in message
+    assert _cloud_ids(backed_up.registered.client) == before
+    vm = backed_up.instance.name
+    # The pre-script never ran; the post-script was told the restore did not start, and why.
+    heard = _heard(log)
+    assert [h[:4] for h in heard] == [
+        ["precondition", "restore", "", vm],
+        ["post_script", "restore", "not started", vm],
+    ]
+    assert "precondition" in heard[1][4]
+
+
+def test_pre_and_post_scripts_frame_the_restore_and_the_post_script_runs_after_a_failure(
+    backed_up: BackedUp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "hooks.log"
+    hooks = {"precondition": _recorder(log), "pre_script": _recorder(log), "post_script": _recorder(log)}
+    client = backed_up.registered.client
+    vm = backed_up.instance.name
+
+    state, result = _disk_restore(backed_up, "framed", hooks)
+    assert state.is_completed(), state.message
+    [restored] = [v for v in client.describe_volumes() if v.name == "framed"]
+    assert (
+        sha256(backed_up.registered.volume_file(restored.volume_id)) == backed_up.sha[backed_up.data_volume]
+    )
+    assert [h[:4] for h in _heard(log)] == [
+        ["precondition", "restore", "", vm],
+        ["pre_script", "restore", "", vm],
+        ["post_script", "restore", "ok", vm],
+    ]
+
+    log.unlink()
+    volumes_before, _ = _cloud_ids(client)
+
+    def broken_attach(self: BingoCloudClient, *args: object, **kwargs: object) -> object:
+        raise CloudError("injected: attach refused", code="InternalError")
+
+    monkeypatch.setattr(BingoCloudClient, "attach_volume", broken_attach)
+    state, result = _disk_restore(backed_up, "doomed", hooks)
+    assert state.is_failed()
+    assert result["status"] == "failed"
+    assert _cloud_ids(client)[0] == volumes_before  # the half-made volume was removed
+    heard = _heard(log)
+    assert [h[:4] for h in heard] == [
+        ["precondition", "restore", "", vm],
+        ["pre_script", "restore", "", vm],
+        ["post_script", "restore", "failed", vm],
+    ]
+    assert "injected: attach refused" in heard[2][4]
