@@ -7,13 +7,20 @@ this machine knows (see `pools_index`).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
+from rich.tree import Tree
 
 from bingobackup.cli.common import console
-from bingobackup.cli.pools_index import known_pools, pool_location
+from bingobackup.cli.pools_index import known_pools, pool_ref
+
+if TYPE_CHECKING:  # the catalog (DuckDB, pandas) is imported only by the commands that read it
+    from catalog import CloudEntry, JobEntry
 
 catalog_app = typer.Typer(
     help="Query the backup history (Parquet catalog, DuckDB SQL).", no_args_is_help=True
@@ -29,7 +36,7 @@ def open_catalog(pools: list[str]):  # type: ignore[no-untyped-def]
         from bingobackup.errors import BingoBackupError
 
         raise BingoBackupError("No pool known on this machine: pass --pool NAME_OR_DIR (repeatable).")
-    return Catalog([pool_location(n) for n in names])
+    return Catalog([pool_ref(n).catalog_root() for n in names])
 
 
 def _frame_table(frame, title: str = "") -> Table:  # type: ignore[no-untyped-def]
@@ -95,6 +102,71 @@ def list_sets(
     console.print(_frame_table(frame[columns], "backup sets"))
 
 
+@sets_app.command("tree")
+def sets_tree(
+    by: str = typer.Option("host", "--by", help="host (cloud → cluster → VM → points in time → disks) | job"),
+    vm: str = typer.Option(None, help="Search VMs by name (case-insensitive, part of the name) or id"),
+    pool: list[str] = typer.Option([], "--pool", help="Pool name or directory (default: every known pool)"),
+) -> None:
+    """Backup sets as a tree: by host view or job view, to choose what to restore."""
+    from catalog import browse_by_host, browse_by_job
+
+    if by not in ("host", "job"):
+        raise typer.BadParameter(f"--by {by!r}: use host or job")
+    with open_catalog(pool) as cat:
+        tree = (
+            _host_tree(browse_by_host(cat, vm=vm)) if by == "host" else _job_tree(browse_by_job(cat, vm=vm))
+        )
+    console.print(tree)
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _host_tree(clouds: Sequence[CloudEntry]) -> Tree:
+    from bingobackup.mover.chunks import human_bytes
+
+    root = Tree("backup sets by host" + ("" if clouds else ": none match"))
+    for cloud in clouds:
+        cloud_node = root.add(f"cloud [bold]{cloud.cloud}[/]")
+        for cluster in cloud.clusters:
+            cluster_node = cloud_node.add(f"cluster {cluster.cluster_id}")
+            for vm in cluster.vms:
+                vm_node = cluster_node.add(f"[bold]{vm.vm_name}[/] ({vm.vm_id})")
+                for point in vm.points:
+                    status = "" if point.status == "ok" else f" [red]{point.status}[/]"
+                    point_node = vm_node.add(
+                        f"{_when(point.started_at)}  set {point.set_id}  pool {point.pool}  "
+                        f"job {point.job_name}{status}"
+                    )
+                    for disk in point.disks:
+                        kind = "system" if disk.is_root else "data"
+                        point_node.add(
+                            f"{disk.device_name or '?'} {disk.volume_id} {disk.name} "
+                            f"{human_bytes(disk.size_bytes)} ({kind})"
+                        )
+    return root
+
+
+def _job_tree(jobs: Sequence[JobEntry]) -> Tree:
+    from bingobackup.mover.chunks import human_bytes
+
+    root = Tree("backup sets by job" + ("" if jobs else ": none match"))
+    for job in jobs:
+        job_node = root.add(f"job [bold]{job.job_name}[/]")
+        for run in job.runs:
+            run_node = job_node.add(
+                f"{_when(run.started_at)}  run {run.run_id or '?'}  set {run.set_id}  pool {run.pool}  {run.status}"
+            )
+            for vm in run.vms:
+                detail = f"{vm.disk_count} disk(s), {human_bytes(vm.bytes_read)} read"
+                if vm.status != "ok":
+                    detail = f"[red]{vm.status}[/] {vm.error}"
+                run_node.add(f"[bold]{vm.vm_name}[/] ({vm.vm_id})  {detail}")
+    return root
+
+
 def export_disk(
     pool: str = typer.Option(..., help="Pool name or directory"),
     set_id: str = typer.Option(..., "--set", help="Backup set id"),
@@ -107,10 +179,9 @@ def export_disk(
 ) -> None:
     """Write a backed-up disk as a sparse raw image (every chunk verified as it is read)."""
     from bingobackup.mover.restore import restore_disk
-    from bingobackup.pools import open_pool
 
-    name, location = pool_location(pool)
-    with open_catalog([location]) as cat:
+    ref = pool_ref(pool)
+    with open_catalog([pool]) as cat:
         manifest = cat.disk_manifest(set_id, volume)
         owner = cat.query(
             "SELECT v.vm_name FROM disk_backups d JOIN vm_backups v USING (pool, set_id, vm_id) "
@@ -118,7 +189,7 @@ def export_disk(
             {"set_id": set_id, "volume": volume},
         )
     vm_name = str(owner["vm_name"][0]) if len(owner) else "?"
-    opened = open_pool(location, passphrase, name=name)
+    opened = ref.open(passphrase)
     result = restore_disk(opened, manifest, output, label=f"VM {vm_name} disk {volume} (set {set_id})")
     console.print(
         f"Wrote {output} ({manifest.size_bytes} bytes, {len(manifest.chunks)} chunks) in {result.seconds:.1f} s"

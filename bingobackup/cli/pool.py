@@ -29,7 +29,7 @@ def parse_chunk_size(text: str) -> int:
 @app.command()
 def create(
     name: str = typer.Option(..., help="Pool name used in jobs (lowercase)"),
-    kind: str = typer.Option("dedup", help="standard | dedup | object | lanfree | tape (optical: later)"),
+    kind: str = typer.Option("dedup", help="standard | dedup | object | lanfree | tape | optical"),
     path: Path = typer.Option(None, help="Directory of the pool (created; must not hold a pool yet)"),
     chunk_size: str = typer.Option("4MiB", help="Fixed chunk size, a power of two from 64KiB to 64MiB"),
     encrypt: bool = typer.Option(False, "--encrypt/--no-encrypt", help="AES-256-GCM with a passphrase"),
@@ -66,6 +66,10 @@ def create(
         "12TiB", help="tape: capacity of each cartridge (emulated library)"
     ),
     block_size: str = typer.Option("256KiB", help="tape: fixed block size"),
+    disc_size: str = typer.Option("bd25", help="optical: dvd | bd25 | bd50 | bd100 | a byte count"),
+    output_dir: Path = typer.Option(None, help="optical: where disc images go (default PATH/images)"),
+    burn_command: str = typer.Option(None, help="optical: command run with each closed disc's image path"),
+    max_discs: int = typer.Option(None, help="optical: blank discs the pool may use (default: no limit)"),
 ) -> None:
     """Create a pool on its storage and register it (admin)."""
     from bingobackup.resources.pools import create_registered_pool
@@ -97,6 +101,18 @@ def create(
         if cartridge:
             tape_fields["barcodes"] = cartridge
         tape = TapeOptions.model_validate(tape_fields)
+    optical = None
+    if kind == "optical":
+        from bingobackup.pools.discs import parse_disc_size
+        from bingobackup.resources.pools import OpticalOptions
+
+        try:
+            disc_bytes = parse_disc_size(disc_size)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--disc-size") from None
+        optical = OpticalOptions(
+            disc_bytes=disc_bytes, output_dir=output_dir, burn_command=burn_command, max_discs=max_discs
+        )
     with registry() as (store, user):
         pool = create_registered_pool(
             store,
@@ -113,8 +129,9 @@ def create(
             s3=s3,
             backup_hosts=backup_host,
             tape=tape,
+            optical=optical,
         )
-    remember(pool.name, pool.location)
+    remember(pool.name, pool.location, pool.kind)
     console.print(
         f"Pool [bold]{pool.name}[/] ({pool.kind}, {pool.on_pool_format}"
         f"{', encrypted' if pool.passphrase else ''}) created at {pool.location}"
@@ -144,7 +161,7 @@ def list_() -> None:
         pools = list_pools(store, user)
     table = Table("name", "kind", "format", "location", "encrypted", "groups", "backup hosts")
     for p in pools:
-        remember(p.name, p.location)
+        remember(p.name, p.location, p.kind)
         table.add_row(
             p.name,
             p.kind,
@@ -161,13 +178,13 @@ def list_() -> None:
 def stats(name: str = typer.Argument(..., help="Pool name")) -> None:
     """Backup sets, logical vs stored bytes and free capacity of a pool."""
     from bingobackup.mover.chunks import human_bytes
-    from bingobackup.pools.stats import pool_stats
-    from bingobackup.resources.pools import pool_for, pool_store
+    from bingobackup.resources.pools import pool_for, registered_pool_stats
 
     with registry() as (store, user):
         registration = pool_for(store, user, name)
-    figures = pool_stats(pool_store(registration))
-    table = Table("pool", "kind", "sets", "disks", "logical", "stored", "reduction", "free")
+    figures = registered_pool_stats(registration)
+    media = figures.media
+    table = Table("pool", "kind", "sets", "disks", "logical", "stored", "reduction", "free", "media")
     table.add_row(
         registration.name,
         registration.kind,
@@ -177,25 +194,60 @@ def stats(name: str = typer.Argument(..., help="Pool name")) -> None:
         human_bytes(figures.stored_bytes),
         f"{figures.reduction:.2f}x" if figures.reduction else "-",
         human_bytes(figures.free_bytes) if figures.free_bytes is not None else "no limit reported",
+        f"{media.count} {media.kind}(s), {media.with_room} with room" if media else "-",
     )
     console.print(table)
 
 
 @app.command()
-def scan(name: str = typer.Argument(..., help="Tape pool name")) -> None:
-    """Rebuild a tape pool's manifests from its cartridges alone (after losing the pool home)."""
+def scan(
+    name: str = typer.Argument(..., help="Tape or optical pool name"),
+    images: list[Path] = typer.Option([], "--images", help="optical: another directory of disc images"),
+) -> None:
+    """Rebuild a tape or optical pool's manifests from its media alone (after losing the pool home)."""
     from bingobackup.errors import BingoBackupError
+    from bingobackup.pools.opticalpool import OpticalPool, open_optical_pool, scan_discs
     from bingobackup.pools.tapepool import TapePool, scan_library
     from bingobackup.resources.pools import open_registered_pool, pool_for
 
     with registry() as (store, user):
         registration = pool_for(store, user, name)
     pool = open_registered_pool(registration)
+    if isinstance(pool, OpticalPool):
+        passphrase = registration.passphrase.get_secret_value() if registration.passphrase else None
+        pool = open_optical_pool(Path(registration.location), passphrase, image_dirs=images, name=name)
+        found = scan_discs(pool)
+        console.print(f"Pool [bold]{name}[/]: {len(found)} disk backup(s) found on the disc images")
+        return
     if not isinstance(pool, TapePool):
-        raise BingoBackupError(f"Pool '{name}' is a {registration.kind} pool; only tape pools are scanned.")
+        raise BingoBackupError(
+            f"Pool '{name}' is a {registration.kind} pool; only tape and optical pools are scanned."
+        )
     found = scan_library(pool)
     console.print(
         f"Pool [bold]{name}[/]: {len(found)} disk backup(s) found on {len(pool.library.cartridges())} cartridge(s)"
+    )
+
+
+@app.command("close-disc")
+def close_disc(name: str = typer.Argument(..., help="Optical pool name")) -> None:
+    """Close an optical pool's open disc now: write its ISO image and run the burner."""
+    from bingobackup.errors import BingoBackupError
+    from bingobackup.pools.opticalpool import OpticalPool
+    from bingobackup.resources.pools import open_registered_pool, pool_for
+
+    with registry() as (store, user):
+        registration = pool_for(store, user, name)
+    pool = open_registered_pool(registration)
+    if not isinstance(pool, OpticalPool):
+        raise BingoBackupError(f"Pool '{name}' is a {registration.kind} pool; only optical pools have discs.")
+    record = pool.close_disc()
+    if record is None:
+        console.print(f"Pool [bold]{name}[/]: no open disc holds data; nothing to close")
+        return
+    console.print(
+        f"Pool [bold]{name}[/]: disc {record.label} closed, image {pool.discs.output / record.image} "
+        f"({record.image_bytes} bytes, {len(record.files)} file(s))"
     )
 
 

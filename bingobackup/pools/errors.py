@@ -10,14 +10,20 @@ class PoolError(BingoBackupError):
 
 
 class PoolFullError(PoolError):
-    def __init__(self, pool: str, needed_bytes: int, detail: str = "") -> None:
+    GENERIC_ADVICE = (
+        "free space on the pool's storage (delete old backup sets, or grow the filesystem or quota) "
+        "and run the backup again"
+    )
+
+    def __init__(self, pool: str, needed_bytes: int, detail: str = "", advice: str = "") -> None:
+        """`advice` replaces the generic free-space advice when the medium needs something else
+        (tape: load cartridges; optical: allow more discs)."""
         self.pool = pool
         self.needed_bytes = needed_bytes
         why = f" ({detail})" if detail else ""
         super().__init__(
             f"pool {pool} is full{why}: could not store {needed_bytes} more bytes. Nothing partial was "
-            "left behind; free space on the pool's storage (delete old backup sets, or grow the "
-            "filesystem or quota) and run the backup again"
+            f"left behind; {advice or self.GENERIC_ADVICE}"
         )
 
 

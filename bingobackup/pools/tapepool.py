@@ -1,12 +1,8 @@
 """The tape pool: each disk backup is written as one self-describing stream on tape.
 
 The pool's home directory keeps config.json, the manifests and the catalog (random access);
-the chunks go to the library (tapelib.py). A disk's stream is one tape file of records
-(tag u8, payload length u32, payload):
-
-    H  header   JSON {set_id, volume_id, pool_id, part}
-    C  chunk    disk offset u64, envelope length u32, chunk id 32 bytes, the envelope
-    T  trailer  the disk's manifest (JSON), only at the end of the last part
+the chunks go to the library (tapelib.py). A disk's stream (records framed as stream.py
+describes: header, chunks, manifest trailer) is one tape file.
 
 When a cartridge fills, the file ends there (filemark) and the stream continues as part
 N+1 on the next cartridge with free blocks; no record straddles cartridges. A chunk's
@@ -17,10 +13,7 @@ restore positions to it. `scan_library` rebuilds the manifests from the trailers
 from __future__ import annotations
 
 import contextlib
-import json
-import struct
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 from bingobackup.format.compression import CompressionSetting
@@ -33,28 +26,11 @@ from bingobackup.pools.errors import PoolError, PoolFullError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import _RECORD, RECORD_BYTES
+from bingobackup.pools.standard import RECORD_BYTES
+from bingobackup.pools.stream import TAG as _TAG
+from bingobackup.pools.stream import TRAILER, chunk_record, header_record, parse_stream, record
 from bingobackup.pools.tapelib import Cartridge, TapeLibrary
 from bingobackup.pools.writer import DiskWriter
-
-_TAG = struct.Struct(">cI")
-HEADER, CHUNK, TRAILER = b"H", b"C", b"T"
-
-
-def _record(tag: bytes, payload: bytes) -> bytes:
-    return _TAG.pack(tag, len(payload)) + payload
-
-
-def parse_stream(data: bytes) -> Iterator[tuple[bytes, int, bytes]]:
-    """(tag, offset of the payload, payload) of every complete record of a tape file."""
-    position = 0
-    while position + _TAG.size <= len(data):
-        tag, length = _TAG.unpack_from(data, position)
-        start = position + _TAG.size
-        if start + length > len(data):
-            return  # an aborted stream's tail
-        yield tag, start, data[start : start + length]
-        position = start + length
 
 
 class TapeDiskWriter(DiskWriter):
@@ -76,17 +52,7 @@ class TapeDiskWriter(DiskWriter):
     # -- the stream ------------------------------------------------------------------------
     def _begin_file(self, candidates: list[Cartridge], needed: int) -> Cartridge:
         block = self.pool.library.settings.block_size
-        header = _record(
-            HEADER,
-            json.dumps(
-                {
-                    "set_id": self.set_id,
-                    "volume_id": self.volume_id,
-                    "pool_id": self.pool.config.pool_id,
-                    "part": self._part,
-                }
-            ).encode(),
-        )
+        header = header_record(self.set_id, self.volume_id, self.pool.config.pool_id, self._part)
         for cartridge in candidates:
             if cartridge.free_blocks * block >= len(header) + needed + block:
                 self._file = cartridge.files
@@ -99,18 +65,19 @@ class TapeDiskWriter(DiskWriter):
         raise PoolFullError(
             self.pool.name,
             needed,
-            f"no cartridge {where} has room; load or add cartridges to the library",
+            f"no cartridge {where} has room",
+            "load or add cartridges to the library and run the backup again",
         )
 
     def _blocks_after(self, extra: int) -> int:
         block = self.pool.library.settings.block_size
         return -(-(len(self._pending) + extra) // block)
 
-    def _append(self, record: bytes) -> int:
+    def _append(self, framed: bytes) -> int:
         """Adds a record to the current file; returns its payload's offset in the file."""
         offset = self._file_bytes + _TAG.size
-        self._pending += record
-        self._file_bytes += len(record)
+        self._pending += framed
+        self._file_bytes += len(framed)
         block = self.pool.library.settings.block_size
         full = len(self._pending) // block
         if full:
@@ -145,13 +112,11 @@ class TapeDiskWriter(DiskWriter):
 
     def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
         sealed = self.pool.codec.seal(plaintext)
-        record = _record(
-            CHUNK, _RECORD.pack(offset, sealed.size, bytes.fromhex(digest)) + b"".join(sealed.parts)
-        )
+        chunk = chunk_record(offset, sealed.size, digest, sealed.parts)
         with self._tape_lock:
-            if self._blocks_after(len(record)) > self._free:
-                self._next_cartridge(len(record))
-            start = self._append(record)
+            if self._blocks_after(len(chunk)) > self._free:
+                self._next_cartridge(len(chunk))
+            start = self._append(chunk)
             location = f"tape:{self._cartridge.barcode}:{self._file}:{start + RECORD_BYTES}"
         return sealed.size, location, True
 
@@ -167,7 +132,7 @@ class TapeDiskWriter(DiskWriter):
                 chunk_size=self.chunk_size,
                 chunks=tuple(self._refs[o] for o in sorted(self._refs)),
             )
-            trailer = _record(TRAILER, manifest.model_dump_json().encode())
+            trailer = record(TRAILER, manifest.model_dump_json().encode())
             if self._blocks_after(len(trailer)) > self._free:
                 self._next_cartridge(len(trailer))
             self._append(trailer)

@@ -205,7 +205,7 @@ class PoolRegistration(ResourceModel):
         """How chunks are laid out on the pool: dedup or standard."""
         if self.kind in ("dedup", "standard"):
             return self.kind
-        if self.kind == "tape":
+        if self.kind in ("tape", "optical"):
             return "standard"  # each disk is a self-contained stream of pack records
         return self.format or "dedup"
 

@@ -9,9 +9,12 @@ from pydantic import BaseModel, Field, SecretStr
 
 from bingobackup.format.config import DEFAULT_CHUNK_SIZE
 from bingobackup.pools import BlobStore, LocalDirBlobStore, Pool, create_pool_in, open_pool_in
+from bingobackup.pools.discs import DiscSet, OpticalSettings
 from bingobackup.pools.errors import PoolNotFoundError
+from bingobackup.pools.opticalpool import create_optical_pool, open_optical_pool
 from bingobackup.pools.s3config import S3Settings
 from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.pools.stats import PoolStats, optical_media, pool_stats, tape_media
 from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import create_tape_pool, open_tape_pool
 from bingobackup.resources.access import may_use, not_found, require_admin, require_authorized
@@ -34,8 +37,25 @@ class TapeOptions(BaseModel):
         return LibrarySettings(block_size=self.block_size, capacity_bytes=self.capacity_bytes)
 
 
-# Optical pools come with their own work; until then they are refused by name.
-AVAILABLE_KINDS = ("dedup", "standard", "object", "lanfree", "tape")
+class OpticalOptions(BaseModel):
+    """Discs of a new optical pool (`pool create --kind optical`)."""
+
+    disc_bytes: int = Field(default=25_025_314_816, ge=1 << 20, description="capacity of one disc (BD-25)")
+    output_dir: Path | None = Field(default=None, description="where disc images go (default <path>/images)")
+    burn_command: str | None = Field(default=None, description="run with each closed disc's image path")
+    max_discs: int | None = Field(default=None, ge=1, description="blank discs the pool may use")
+
+    def settings(self, pool_name: str, home: Path) -> OpticalSettings:
+        return OpticalSettings(
+            disc_bytes=self.disc_bytes,
+            label_prefix=OpticalSettings.prefix_for(pool_name),
+            output_dir=str(Path(self.output_dir or home / "images").resolve()),
+            burn_command=self.burn_command,
+            max_discs=self.max_discs,
+        )
+
+
+AVAILABLE_KINDS = ("dedup", "standard", "object", "lanfree", "tape", "optical")
 
 
 def create_registered_pool(
@@ -54,6 +74,7 @@ def create_registered_pool(
     s3: S3Settings | None = None,
     backup_hosts: list[str] | None = None,
     tape: TapeOptions | None = None,
+    optical: OpticalOptions | None = None,
 ) -> PoolRegistration:
     """Admin only: create the pool on its storage, then register it (secrets kept as secrets).
 
@@ -107,6 +128,17 @@ def create_registered_pool(
         )
         store.save_pool(registration)
         return registration
+    if kind == "optical":
+        create_optical_pool(
+            Path(where),
+            (optical or OpticalOptions()).settings(name, Path(where)),
+            chunk_size=chunk_size,
+            encrypted=encrypted,
+            passphrase=passphrase if encrypted else None,
+            compression=compression,  # type: ignore[arg-type]
+        )
+        store.save_pool(registration)
+        return registration
     blobs = pool_store(registration)
     if isinstance(blobs, S3BlobStore):
         blobs.verify()
@@ -135,6 +167,16 @@ def pool_catalog_root(registration: PoolRegistration) -> tuple[str, pafs.FileSys
     if registration.s3 is not None:
         return registration.s3.catalog_root, registration.s3.pyarrow_filesystem()
     return registration.location, None
+
+
+def registered_pool_stats(registration: PoolRegistration) -> PoolStats:
+    """`pool stats`: sets and bytes, with a tape pool's cartridges or an optical pool's discs."""
+    media = None
+    if registration.kind == "tape" and registration.library:
+        media = tape_media(TapeLibrary(Path(registration.library)), Path(registration.location))
+    elif registration.kind == "optical":
+        media = optical_media(DiscSet(Path(registration.location)))
+    return pool_stats(pool_store(registration), media)
 
 
 def check_backup_host_sees_pool(registration: PoolRegistration, backup_host_id: str) -> None:
@@ -175,8 +217,20 @@ def open_registered_pool(registration: PoolRegistration) -> Pool:
             "check the path or mount the pool's storage (a LAN-free pool is mounted only on its "
             "backup hosts)"
         )
-    if registration.library is not None:
-        return open_tape_pool(
-            Path(registration.location), TapeLibrary(Path(registration.library)), passphrase
-        )
-    return open_pool_in(pool_store(registration), passphrase)
+    if registration.s3 is not None:
+        return open_pool_in(pool_store(registration), passphrase)
+    return open_local_pool(
+        registration.kind, Path(registration.location), passphrase, registration.name, registration.library
+    )
+
+
+def open_local_pool(
+    kind: str, home: Path, passphrase: str | None, name: str, library: str | None = None
+) -> Pool:
+    """A pool whose home is a directory on this host, opened by its kind (no registry needed:
+    `export-disk` uses it with the local pool index)."""
+    if kind == "optical":
+        return open_optical_pool(home, passphrase, name=name)
+    if kind == "tape":
+        return open_tape_pool(home, TapeLibrary(Path(library) if library else home / "library"), passphrase)
+    return open_pool_in(LocalDirBlobStore(home, name), passphrase)

@@ -14,15 +14,18 @@ from pool_support import CHUNK, PASSPHRASE
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import Pool, PoolError
+from bingobackup.pools.opticalpool import OpticalPool
 from bingobackup.pools.tapepool import TapePool
 from bingobackup.resources.errors import RegistrationError
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import (
+    OpticalOptions,
     TapeOptions,
     check_backup_host_sees_pool,
     create_registered_pool,
     open_registered_pool,
     pool_catalog_root,
+    registered_pool_stats,
 )
 from bingobackup.resources.store import InMemoryRegistryStore
 
@@ -145,8 +148,28 @@ def test_tape_pool_registered_round_trip(tmp_path: Path) -> None:
         "AA0002L8",
     ]
     round_trip(pool, tmp_path)
+    figures = registered_pool_stats(registration)
+    assert figures.media is not None and (figures.media.kind, figures.media.count) == ("cartridge", 2)
+    assert figures.sets == 1 and figures.stored_bytes >= figures.media.stored_bytes > 0
+    assert figures.free_bytes == 2 * (1 << 20) - figures.media.stored_bytes  # the cartridges' room
 
 
-def test_optical_is_refused_by_name(tmp_path: Path) -> None:
-    with pytest.raises(RegistrationError, match="Pool kind 'optical' is not available in this version"):
-        create_registered_pool(InMemoryRegistryStore(), ADMIN, name="p", kind="optical", location=tmp_path)
+def test_optical_pool_registered_round_trip(tmp_path: Path) -> None:
+    registration = create_registered_pool(
+        InMemoryRegistryStore(),
+        ADMIN,
+        name="optical-1",
+        kind="optical",
+        location=tmp_path / "optical-home",
+        chunk_size=CHUNK,
+        encrypted=True,
+        passphrase=PASSPHRASE,
+        optical=OpticalOptions(disc_bytes=1 << 20),
+    )
+    assert registration.on_pool_format == "standard" and PASSPHRASE not in repr(registration)
+    pool = open_registered_pool(registration)
+    assert isinstance(pool, OpticalPool) and pool.discs.output == tmp_path / "optical-home" / "images"
+    round_trip(pool, tmp_path)
+    assert pool.close_disc() is not None
+    assert [p.name for p in (tmp_path / "optical-home" / "images").iterdir()] == ["OPTICAL_1_0001.iso"]
+    round_trip(pool, tmp_path)  # the second backup starts the next disc; both read back

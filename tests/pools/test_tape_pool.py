@@ -85,7 +85,8 @@ def test_last_cartridge_full_stops_the_disk_and_keeps_earlier_backups(tmp_path: 
     assert isinstance(caught.value.__cause__, PoolFullError)
     message = str(caught.value)
     assert "pool home is full (no cartridge after cartridge BB0001L8 has room" in message
-    assert "add cartridges" in message
+    assert message.endswith("load or add cartridges to the library and run the backup again")
+    assert "grow the filesystem" not in message  # the tape advice only, not the generic one
     assert list(pool.list_manifests()) == [("set-1", "vol-small")]
     assert restored_sha(pool, "set-1", "vol-small", tmp_path / "small.out") == small_sha
     assert sorted(scan_library(pool)) == [("set-1", "vol-small")]  # the cut-off stream has no trailer

@@ -1,0 +1,266 @@
+"""The optical pool: each disk backup is a self-describing stream (stream.py) on discs.
+
+The pool's home keeps config.json, the manifests and the catalog; the chunks go to discs
+(discs.py). A stream fills the open disc; when the disc is full it is closed (its ISO image
+written once and burned) and the stream continues as part N+1 on the next blank disc. No
+record straddles discs. A chunk's location is `optical:<label>:<file number>:<byte offset of
+its envelope in the file>`, so a restore names the discs it needs (`OpticalPool.discs_of`)
+and reads each chunk with one positioned read from the disc's image. `scan_discs` rebuilds
+the manifests from the images alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+from bingobackup.format.compression import CompressionSetting
+from bingobackup.format.config import PoolConfig
+from bingobackup.format.crypto import DEFAULT_SCRYPT_N
+from bingobackup.format.envelope import EnvelopeCodec
+from bingobackup.format.manifest import ChunkRef, DiskManifest
+from bingobackup.pools.base import BlobStore
+from bingobackup.pools.discs import (
+    MAX_FILE_BYTES,
+    STAGING,
+    DiscRecord,
+    DiscSet,
+    OpticalSettings,
+    file_name,
+    iso_overhead,
+    sectors,
+)
+from bingobackup.pools.errors import PoolError
+from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.pools.open import create_pool_in, open_pool_in
+from bingobackup.pools.pool import Pool
+from bingobackup.pools.standard import RECORD_BYTES
+from bingobackup.pools.stream import HEADER, TAG, TRAILER, chunk_record, header_record, parse_stream, record
+from bingobackup.pools.writer import DiskWriter
+
+
+class OpticalDiskWriter(DiskWriter):
+    pool: OpticalPool
+
+    def __init__(self, pool: OpticalPool, set_id: str, volume_id: str, size_bytes: int) -> None:
+        super().__init__(pool, set_id, volume_id, size_bytes)
+        self._disc_lock = threading.Lock()
+        self._handle: BinaryIO | None = None
+        self._part = 0
+        pool.discs.burner.acquire()  # one burner: disks are written one after another
+        self._holding_burner = True
+        try:
+            self._label = pool.discs.open_disc() or pool.discs.start_disc(None)
+            self._begin_file(needed=0)
+        except BaseException:
+            self._release_burner()
+            raise
+
+    # -- the stream ------------------------------------------------------------------------
+    def _fits(self, extra: int) -> bool:
+        disc_bytes = self.pool.discs.settings.disc_bytes
+        if self._file_bytes + extra > MAX_FILE_BYTES:
+            return False
+        return iso_overhead(self._files + 1) + self._others + sectors(self._file_bytes + extra) <= disc_bytes
+
+    def _begin_file(self, needed: int) -> None:
+        """Starts the next stream file: on the open disc if it has room, else on a blank disc."""
+        discs = self.pool.discs
+        header = header_record(self.set_id, self.volume_id, self.pool.config.pool_id, self._part)
+        for attempt in range(2):
+            staged = discs.staged_files(self._label)
+            self._files, self._file_bytes = len(staged) + 1, 0
+            self._others = sum(sectors(p.stat().st_size) for p in staged)
+            if self._fits(len(header) + needed):
+                break
+            if attempt or not staged:
+                raise PoolError(
+                    f"a record of {len(header) + needed} bytes does not fit on a blank disc of "
+                    f"{discs.settings.disc_bytes} bytes; create the pool with larger discs"
+                )
+            full = self._label
+            discs.close_disc(full, self.pool.config.pool_id)
+            self._label = discs.start_disc(full)
+        self._number = self._files
+        path = discs.home / STAGING / self._label / file_name(self._number)
+        self._handle = path.open("xb")
+        self._append(header)
+
+    def _append(self, framed: bytes) -> int:
+        """Adds a record to the current file; returns its payload's offset in the file."""
+        assert self._handle is not None
+        offset = self._file_bytes + TAG.size
+        self._handle.write(framed)
+        self._file_bytes += len(framed)
+        return offset
+
+    def _end_file(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            with handle:
+                handle.flush()
+                _fsync(handle)
+
+    def _write(self, framed: bytes) -> int:
+        if not self._fits(len(framed)):
+            self._end_file()
+            self._part += 1
+            self._begin_file(len(framed))
+        return self._append(framed)
+
+    def _release_burner(self) -> None:
+        if self._holding_burner:
+            self._holding_burner = False
+            self.pool.discs.burner.release()
+
+    # -- DiskWriter ------------------------------------------------------------------------
+    def has(self, digest: str) -> bool:
+        return False  # every backup on disc is self-contained
+
+    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+        sealed = self.pool.codec.seal(plaintext)
+        chunk = chunk_record(offset, sealed.size, digest, sealed.parts)
+        with self._disc_lock:
+            start = self._write(chunk)
+            location = f"optical:{self._label}:{self._number}:{start + RECORD_BYTES}"
+        return sealed.size, location, True
+
+    def _known(self, digest: str) -> tuple[int, str]:
+        raise PoolError(
+            f"pool {self.pool.name} is an optical pool and does not deduplicate; send every chunk"
+        )
+
+    def _finish(self) -> None:
+        with self._disc_lock:
+            manifest = DiskManifest(
+                set_id=self.set_id,
+                volume_id=self.volume_id,
+                size_bytes=self.size_bytes,
+                chunk_size=self.chunk_size,
+                chunks=tuple(self._refs[o] for o in sorted(self._refs)),
+            )
+            self._write(record(TRAILER, manifest.model_dump_json().encode()))
+            self._end_file()
+        self._release_burner()
+
+    def _discard(self) -> None:
+        # A disc in the making is append-only like the disc it becomes: the cut-off file stays
+        # without a trailer (scan skips it) and no manifest names it.
+        with self._disc_lock, contextlib.suppress(OSError):
+            self._end_file()
+        self._release_burner()
+
+
+class OpticalPool(Pool):
+    kind = "optical"
+
+    def __init__(self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec, discs: DiscSet) -> None:
+        super().__init__(store, config, codec)
+        self.discs = discs
+        discs.pool_name = config.name
+
+    def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> OpticalDiskWriter:
+        self.manifest_key(set_id, volume_id)
+        return OpticalDiskWriter(self, set_id, volume_id, size_bytes)
+
+    def _read_envelope(self, ref: ChunkRef) -> bytes:
+        scheme, label, number, offset = [*ref.location.split(":"), "", "", ""][:4]
+        if scheme != "optical" or not number.isdigit() or not offset.isdigit():
+            raise PoolError(
+                f"chunk {ref.digest} has location {ref.location!r}, not optical:<disc>:<file>:<offset>"
+            )
+        return self.discs.read(label, int(number), int(offset), ref.stored_size)
+
+    def discs_of(self, manifest: DiskManifest) -> list[str]:
+        """The disc labels a restore of this disk needs, in order."""
+        return sorted({ref.location.split(":")[1] for ref in manifest.chunks})
+
+    def require_discs(self, manifest: DiskManifest) -> None:
+        """Before a restore: every disc it needs is readable, else one error naming all missing."""
+        missing = [
+            label
+            for label in self.discs_of(manifest)
+            if self.discs.image_of(label) is None and not (self.discs.home / STAGING / label).is_dir()
+        ]
+        if missing:
+            raise self.discs.missing_error(missing)
+
+    def close_disc(self) -> DiscRecord | None:
+        """Closes the open disc now (end of the backup window): its image is written and burned."""
+        with self.discs.burner:
+            label = self.discs.open_disc()
+            if label is None or not self.discs.staged_files(label):
+                return None
+            return self.discs.close_disc(label, self.config.pool_id)
+
+
+def scan_discs(pool: OpticalPool) -> list[tuple[str, str]]:
+    """Rebuilds the manifests from the disc images (and the open disc) alone (`pool scan`);
+    returns the (set_id, volume_id) of every complete disk stream of this pool found."""
+    discs = pool.discs
+    labels = {p.stem for d in discs.image_dirs for p in d.glob(f"{discs.settings.label_prefix}*.iso")}
+    labels |= {p.name for p in (discs.home / STAGING).glob("*") if p.is_dir()}
+    found: list[tuple[str, str]] = []
+    for label in sorted(labels):
+        image = discs.image_of(label)
+        if image is not None:
+            numbers = [int(n[1:5]) for n in discs._extents_of(image) if n.endswith(".BIN")]
+        else:
+            numbers = [int(p.stem[1:]) for p in discs.staged_files(label)]
+        for number in sorted(numbers):
+            ours = False
+            for tag, _, payload in parse_stream(discs.read_file(label, number)):
+                if tag == HEADER:
+                    ours = json.loads(payload).get("pool_id") == pool.config.pool_id
+                elif tag == TRAILER and ours:
+                    manifest = DiskManifest.model_validate_json(payload)
+                    if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
+                        pool.save_manifest(manifest)
+                    found.append((manifest.set_id, manifest.volume_id))
+    return found
+
+
+def create_optical_pool(
+    home: Path,
+    settings: OpticalSettings,
+    *,
+    chunk_size: int,
+    encrypted: bool = False,
+    passphrase: str | None = None,
+    compression: CompressionSetting = "fast",
+    scrypt_n: int = DEFAULT_SCRYPT_N,
+) -> OpticalPool:
+    """An optical pool whose home (config, manifests, catalog, open disc) is `home`. The home's
+    config says `standard` (records framed as in a pack); the kind is the registration's."""
+    store = LocalDirBlobStore(Path(home), Path(home).name)
+    create_pool_in(
+        store,
+        "standard",
+        chunk_size=chunk_size,
+        encrypted=encrypted,
+        passphrase=passphrase,
+        compression=compression,
+        scrypt_n=scrypt_n,
+    )
+    DiscSet.create(Path(home), settings)
+    return open_optical_pool(home, passphrase)
+
+
+def open_optical_pool(
+    home: Path,
+    passphrase: str | None = None,
+    *,
+    image_dirs: list[Path] | None = None,
+    name: str | None = None,
+) -> OpticalPool:
+    """`image_dirs`: more directories to find closed discs' images in (read back from discs)."""
+    base = open_pool_in(LocalDirBlobStore(Path(home), name or Path(home).name), passphrase)
+    return OpticalPool(base.store, base.config, base.codec, DiscSet(Path(home), image_dirs))
+
+
+def _fsync(handle: BinaryIO) -> None:
+    os.fsync(handle.fileno())
