@@ -145,7 +145,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
     from bingobackup.resources.users import LOCAL_ADMIN
     from bingobackup.sim.server import start_simulator
     from bingobackup.specs.job import load_job_spec
-    from flows.backup import backup
+    from flows.backup import run_backup_now
     from tasks.blocks import PrefectRegistryStore
 
     access_key, secret_key = "BENCH" + secrets.token_hex(6).upper(), secrets.token_hex(20)
@@ -197,7 +197,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
                 passphrase=POOL_PASSPHRASE,
             )
             started = time.perf_counter()
-            state = backup(spec=load_job_spec({**job, "pool": pool}), return_state=True)
+            state = run_backup_now(load_job_spec({**job, "pool": pool}))
             flow_times.append(time.perf_counter() - started)
             result = state.result(raise_on_failure=False)
             if not isinstance(result, dict) or result.get("status") != "ok":

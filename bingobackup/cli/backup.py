@@ -25,11 +25,11 @@ def run_backup(spec_path: Path, *, quiet: bool = False) -> tuple[str, list[dict[
 
     spec = load_job_spec(spec_path)
     with prefect_api() as server:
-        from flows.backup import backup, summary_rows_from_state
+        from flows.backup import run_backup_now, summary_rows_from_state
 
         console.print(f"Backup job [bold]{spec.name}[/]: watch it at {server.ui_url}/runs")
         with byte_progress(f"{spec.name}: reading disks", quiet=quiet):
-            state = backup(spec=spec, user=acting_user_name(), return_state=True)
+            state = run_backup_now(spec, acting_user_name())
         set_id, rows = summary_rows_from_state(state)
     return set_id, rows, state.is_completed()
 

@@ -16,7 +16,7 @@ from bingobackup.cloud.models import Instance
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.restore import load_restore_spec
-from flows.backup import backup
+from flows.backup import run_backup_now
 
 MIB = 1 << 20
 
@@ -89,9 +89,7 @@ def add_vm(registered: Registered, tmp_path: Path, name: str, data_mib: int = 4)
 
 def back_up(registered: Registered, tmp_path: Path, name: str = "web-multi", data_mib: int = 4) -> BackedUp:
     instance = add_vm(registered, tmp_path, name, data_mib)
-    state = backup(
-        spec=load_job_spec(registered.spec(name=f"job-{name}", content=[{"vm": name}])), return_state=True
-    )
+    state = run_backup_now(load_job_spec(registered.spec(name=f"job-{name}", content=[{"vm": name}])))
     result = state.result(raise_on_failure=False)
     assert isinstance(result, dict) and result["status"] == "ok", state.message
     volumes = sorted(instance.block_devices, key=lambda b: b.device_name)

@@ -21,7 +21,7 @@ from flow_support import Registered
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.loading import SpecError
 from catalog import Catalog
-from flows.backup import backup
+from flows.backup import run_backup_now
 
 
 def put_faults(registered: Registered, faults: dict) -> None:
@@ -43,9 +43,7 @@ def committed_sets(registered: Registered) -> list[str]:
 def test_dropped_connections_are_retried_and_the_backup_succeeds(registered: Registered) -> None:
     put_faults(registered, {"drop_rate": 0.3, "throttle_rate": 0.1, "seed": 7})
     try:
-        state = backup(
-            spec=load_job_spec(registered.spec(content=[{"vm": "linux_local"}])), return_state=True
-        )
+        state = run_backup_now(load_job_spec(registered.spec(content=[{"vm": "linux_local"}])))
     finally:
         put_faults(registered, {})
     assert state.is_completed(), state.message
@@ -95,10 +93,7 @@ def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
     stored_before = {p.name for p in registered.pool_dir.joinpath("chunks").rglob("*") if p.is_file()}
     assert [s for s in registered.client.describe_snapshots()]  # the dead run left its snapshots
 
-    rerun = backup(
-        spec=load_job_spec({**spec, "options": {"retry": {"count": 0, "interval_minutes": 0}}}),
-        return_state=True,
-    )
+    rerun = run_backup_now(load_job_spec({**spec, "options": {"retry": {"count": 0, "interval_minutes": 0}}}))
     assert rerun.is_completed(), rerun.message
     assert len(committed_sets(registered)) == 1
     assert not list(registered.client.describe_snapshots())
@@ -123,7 +118,7 @@ def test_wrong_pool_passphrase_refused_before_any_snapshot(registered: Registere
     assert pool is not None
     pool.passphrase = SecretStr("not the passphrase")
     store.save_pool(pool)
-    state = backup(spec=load_job_spec(registered.spec()), return_state=True)
+    state = run_backup_now(load_job_spec(registered.spec()))
     assert state.is_failed()
     with pytest.raises(Exception, match="passphrase") as info:
         state.result()
@@ -136,7 +131,7 @@ def test_wrong_pool_passphrase_refused_before_any_snapshot(registered: Registere
     [({"cloud": "no-such-cloud"}, "no-such-cloud"), ({"pool": "no-such-pool"}, "no-such-pool")],
 )
 def test_unknown_cloud_or_pool_is_named(registered: Registered, change: dict, needle: str) -> None:
-    state = backup(spec=load_job_spec({**registered.spec(), **change}), return_state=True)
+    state = run_backup_now(load_job_spec({**registered.spec(), **change}))
     assert state.is_failed()
     with pytest.raises(Exception, match=needle):
         state.result()

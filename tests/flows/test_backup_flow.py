@@ -17,7 +17,7 @@ from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import open_pool
 from bingobackup.specs.job import load_job_spec
 from catalog import Catalog
-from flows.backup import backup
+from flows.backup import run_backup_now
 
 
 def sha256(path: Path) -> str:
@@ -29,7 +29,7 @@ def sha256(path: Path) -> str:
 
 
 def run(registered: Registered, **overrides: object) -> dict:
-    state = backup(spec=load_job_spec(registered.spec(**overrides)), return_state=True)
+    state = run_backup_now(load_job_spec(registered.spec(**overrides)))
     result = state.result(raise_on_failure=False)
     assert isinstance(result, dict), f"flow failed before any VM: {state.message}"
     return result
@@ -84,7 +84,7 @@ def test_parallel_disks_per_vm_limit_holds_and_operators_get_artifacts(registere
         content=[{"vm": "linux_mul_disk"}],
         options={"parallel_disks_per_vm": 1, "retry": {"count": 0, "interval_minutes": 0}},
     )
-    state = backup(spec=load_job_spec(spec), return_state=True)
+    state = run_backup_now(load_job_spec(spec))
     assert state.is_completed(), state.message
     flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
@@ -104,7 +104,7 @@ def test_parallel_disks_per_vm_limit_holds_and_operators_get_artifacts(registere
 
 
 def test_unknown_vm_is_refused_before_any_snapshot(registered: Registered) -> None:
-    state = backup(spec=load_job_spec(registered.spec(content=[{"vm": "no-such-vm"}])), return_state=True)
+    state = run_backup_now(load_job_spec(registered.spec(content=[{"vm": "no-such-vm"}])))
     assert state.is_failed()
     with pytest.raises(BingoBackupError, match="no-such-vm"):
         state.result()

@@ -25,7 +25,7 @@ from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.sparse import data_extents
 from bingobackup.specs.job import load_job_spec
 from catalog import Catalog
-from flows.backup import backup
+from flows.backup import run_backup_now
 
 MIB = 1 << 20
 
@@ -42,7 +42,7 @@ def sim_admin(registered: Registered, method: str, path: str, body: dict[str, An
 
 
 def run(registered: Registered, **overrides: Any) -> tuple[State, dict[str, Any]]:
-    state = backup(spec=load_job_spec(registered.spec(**overrides)), return_state=True)
+    state = run_backup_now(load_job_spec(registered.spec(**overrides)))
     result = state.result(raise_on_failure=False)
     return state, result if isinstance(result, dict) else {}
 

@@ -11,7 +11,7 @@ from flow_support import Registered
 from bingobackup.sim.content import write_disk_image
 from bingobackup.specs.job import load_job_spec
 from catalog import Catalog
-from flows.backup import backup
+from flows.backup import run_backup_now
 
 
 def add_vm(registered: Registered, name: str, image: Path) -> str:
@@ -30,9 +30,7 @@ def test_two_vms_with_identical_disks_share_chunks(registered: Registered, tmp_p
     image = tmp_path / "golden.raw"
     write_disk_image(image, 64 << 20, seed="twins", data_fraction=0.5)
     first, second = add_vm(registered, "twin-1", image), add_vm(registered, "twin-2", image)
-    state = backup(
-        spec=load_job_spec(registered.spec(content=[{"vm": "twin-1"}, {"vm": "twin-2"}])), return_state=True
-    )
+    state = run_backup_now(load_job_spec(registered.spec(content=[{"vm": "twin-1"}, {"vm": "twin-2"}])))
     assert state.is_completed(), state.message
     with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
         digests = cat.query(
@@ -48,9 +46,8 @@ def test_two_vms_with_identical_disks_share_chunks(registered: Registered, tmp_p
 def test_one_failing_vm_does_not_stop_the_others(registered: Registered) -> None:
     broken = next(i for i in registered.client.describe_instances() if i.name == "centos6-legacy")
     registered.volume_file(broken.block_devices[0].volume_id).unlink()  # its disk is gone on the storage
-    state = backup(
-        spec=load_job_spec(registered.spec(content=[{"vm": "linux_local"}, {"vm": "centos6-legacy"}])),
-        return_state=True,
+    state = run_backup_now(
+        load_job_spec(registered.spec(content=[{"vm": "linux_local"}, {"vm": "centos6-legacy"}]))
     )
     assert state.is_failed()
     assert "centos6-legacy" in (state.message or "")

@@ -10,13 +10,13 @@ from flow_support import Registered
 from nbclient import NotebookClient
 
 from bingobackup.specs.job import load_job_spec
-from flows.backup import backup
+from flows.backup import run_backup_now
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "backup_history.ipynb"
 
 
 def test_backup_history_notebook_runs_on_a_real_catalog(registered: Registered, monkeypatch) -> None:
-    state = backup(spec=load_job_spec(registered.spec(content=[{"vm": "linux_local"}])), return_state=True)
+    state = run_backup_now(load_job_spec(registered.spec(content=[{"vm": "linux_local"}])))
     assert state.is_completed(), state.message
     monkeypatch.setenv("BINGOBACKUP_POOL", str(registered.pool_dir))
     monkeypatch.setenv(
