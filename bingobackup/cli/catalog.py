@@ -6,7 +6,6 @@ this machine knows (see `pools_index`).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +15,7 @@ import typer
 from rich.table import Table
 from rich.tree import Tree
 
+from bingobackup.checksums import file_sha256
 from bingobackup.cli.common import console
 from bingobackup.cli.pools_index import known_pools, pool_ref
 
@@ -196,11 +196,3 @@ def export_disk(
     )
     if sha256:
         console.print(f"sha256 {file_sha256(output)}")
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()

@@ -18,9 +18,9 @@ import typer
 import yaml
 from rich.table import Table
 
+from bingobackup.checksums import file_sha256
 from bingobackup.cli.background import BackgroundService, bingobackup_home, free_port
 from bingobackup.cli.backup import outcome_table, run_backup
-from bingobackup.cli.catalog import file_sha256
 from bingobackup.cli.common import console, registry
 from bingobackup.cli.pools_index import remember
 from bingobackup.cli.resources import render_tree

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import urllib.request
@@ -12,6 +11,7 @@ from typing import Any
 
 from flow_support import Registered
 
+from bingobackup.checksums import file_sha256 as sha256
 from bingobackup.cloud.models import Instance
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.job import load_job_spec
@@ -19,14 +19,6 @@ from bingobackup.specs.restore import load_restore_spec
 from flows.backup import run_backup_now
 
 MIB = 1 << 20
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _image(path: Path, size: int, pieces: dict[int, int]) -> Path:

@@ -4,7 +4,6 @@ concurrency limits hold, and bad input is refused before anything is touched."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,13 @@ from flow_support import POOL_PASSPHRASE, Registered
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+from bingobackup.checksums import file_sha256 as sha256
 from bingobackup.errors import BingoBackupError
 from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import open_pool
 from bingobackup.specs.job import load_job_spec
 from catalog import Catalog
 from flows.backup import run_backup_now
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run(registered: Registered, **overrides: object) -> dict:

@@ -9,17 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from bingobackup.checksums import file_sha256 as sha256_of
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 
 CHUNK = 64 * 1024
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def allocated_bytes(path: Path) -> int:

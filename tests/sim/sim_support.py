@@ -104,14 +104,6 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20.0, what: str = 
         time.sleep(0.02)
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        while block := f.read(4 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def sparse_digest(path: Path) -> str:
     """sha256 over the size and the data extents: equal files give equal digests, fast on huge holes."""
     from bingobackup.sparse import data_extents

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sim_support import sha256, write_sparse_image
+from sim_support import write_sparse_image
 
+from bingobackup.checksums import file_sha256 as sha256
 from bingobackup.sparse import allocated_bytes, copy_sparse, data_extents
 
 MIB = 1 << 20
