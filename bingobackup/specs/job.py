@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bingobackup.mover.ratelimit import RateSchedule
 from bingobackup.resources.discovery import ContentSelection, SelectionFilters
-from bingobackup.specs.loading import Migration, load_versioned, read_yaml
+from bingobackup.specs.loading import Migration, checked_job_name, load_spec
 from bingobackup.specs.schedule import ManualSchedule, Schedule
 
 JOB_SPEC_VERSION = 1
@@ -23,7 +23,6 @@ JOB_MIGRATIONS: dict[int, Migration] = {}
 
 _UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]iB|B)\s*$", re.IGNORECASE)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
 def parse_size(value: str | int, field: str) -> int:
@@ -117,16 +116,9 @@ class BackupJobSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                f"job name {value!r} must start with a letter or digit and hold only letters, digits, "
-                "'.', '_' and '-' (at most 63 characters)"
-            )
-        return value
+        return checked_job_name(value, "job")
 
 
 def load_job_spec(source: str | Path | dict[str, Any]) -> BackupJobSpec:
     """A backup job spec from a YAML file, YAML text or a mapping, migrated to the current version."""
-    data = source if isinstance(source, dict) else read_yaml(source)
-    what = f"Backup job spec {source}" if isinstance(source, Path) else "Backup job spec"
-    return load_versioned(data, BackupJobSpec, JOB_SPEC_VERSION, JOB_MIGRATIONS, what)
+    return load_spec(source, BackupJobSpec, JOB_SPEC_VERSION, JOB_MIGRATIONS, "Backup job spec")

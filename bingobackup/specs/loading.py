@@ -7,6 +7,7 @@ its age. A spec from a newer bingobackup is refused with a message saying so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,3 +85,29 @@ def load_versioned(
         return model.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(describe_validation_error(exc, what)) from None
+
+
+def load_spec(
+    source: str | Path | Mapping[str, Any],
+    model: type[M],
+    current_version: int,
+    migrations: Mapping[int, Migration],
+    what: str,
+) -> M:
+    """A spec from a YAML file, YAML text or a mapping, migrated to the current version."""
+    data = source if isinstance(source, Mapping) else read_yaml(source)
+    label = f"{what} {source}" if isinstance(source, Path) else what
+    return load_versioned(data, model, current_version, migrations, label)
+
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def checked_job_name(value: str, what: str) -> str:
+    """A job name usable as a Prefect deployment name, tag and temp-resource prefix."""
+    if not _JOB_NAME.match(value):
+        raise ValueError(
+            f"{what} name {value!r} must start with a letter or digit and hold only letters, digits, "
+            "'.', '_' and '-' (at most 63 characters)"
+        )
+    return value

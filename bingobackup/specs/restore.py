@@ -20,13 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bingobackup.mover.ratelimit import RateSchedule
 from bingobackup.specs.job import Hook
-from bingobackup.specs.loading import Migration, load_versioned, read_yaml
+from bingobackup.specs.loading import Migration, checked_job_name, load_spec
 from bingobackup.specs.schedule import ImmediateSchedule, ManualSchedule, OnceSchedule
 
 RESTORE_SPEC_VERSION = 1
 RESTORE_MIGRATIONS: dict[int, Migration] = {}
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 RestoreSchedule = Annotated[ImmediateSchedule | OnceSchedule | ManualSchedule, Field(discriminator="kind")]
@@ -185,16 +184,9 @@ class RestoreSpec(_Spec):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                f"restore job name {value!r} must start with a letter or digit and hold only letters, "
-                "digits, '.', '_' and '-' (at most 63 characters)"
-            )
-        return value
+        return checked_job_name(value, "restore job")
 
 
 def load_restore_spec(source: str | Path | dict[str, Any]) -> RestoreSpec:
     """A restore spec from a YAML file, YAML text or a mapping, migrated to the current version."""
-    data = source if isinstance(source, dict) else read_yaml(source)
-    what = f"Restore spec {source}" if isinstance(source, Path) else "Restore spec"
-    return load_versioned(data, RestoreSpec, RESTORE_SPEC_VERSION, RESTORE_MIGRATIONS, what)
+    return load_spec(source, RestoreSpec, RESTORE_SPEC_VERSION, RESTORE_MIGRATIONS, "Restore spec")
