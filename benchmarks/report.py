@@ -77,6 +77,7 @@ def engine_table(measurements: list[Measurement]) -> Table:
             "peak RSS MiB",
             "limit MB/s of disk",
             "of limit",
+            "of measured limit",
         ],
     )
     for m in measurements:
@@ -91,6 +92,7 @@ def engine_table(measurements: list[Measurement]) -> Table:
             mib(m.peak_rss_bytes),
             limit,
             percent(m.fraction_of_limit),
+            percent(m.fraction_of_measured_limit),
         )
     return table
 

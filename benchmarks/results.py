@@ -17,7 +17,8 @@ class Measurement(BaseModel):
     disk_bytes: int  # size of the disk the step covers
     nonzero_bytes: int  # non-zero data in it
     stored_bytes: int = 0  # size of the pool / repository after the step
-    limit_seconds: float | None = None  # the machine's least time for the same work
+    limit_seconds: float | None = None  # the machine's least time for the same work (ideal 2-core)
+    measured_limit_seconds: float | None = None  # the same from rates measured on all cores at once
     extra: dict[str, Any] = {}
 
     @property
@@ -31,3 +32,9 @@ class Measurement(BaseModel):
     @property
     def fraction_of_limit(self) -> float | None:
         return None if self.limit_seconds is None else self.limit_seconds / self.wall_seconds
+
+    @property
+    def fraction_of_measured_limit(self) -> float | None:
+        if self.measured_limit_seconds is None:
+            return None
+        return self.measured_limit_seconds / self.wall_seconds

@@ -6,8 +6,10 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=4)
-def _zeros(length: int) -> bytes:
-    return bytes(length)
+def _zeros(length: int) -> bytearray:
+    # Never written to. A bytearray because its == compares any buffer with one memcmp,
+    # memoryviews included; `memoryview == bytes` goes item by item (~30x slower).
+    return bytearray(length)
 
 
 def is_zero(data: bytes | bytearray | memoryview) -> bool:
@@ -16,4 +18,5 @@ def is_zero(data: bytes | bytearray | memoryview) -> bool:
     Equality with a cached zero buffer is one memcmp (tens of GB/s), far faster than
     `data.count(0)`; the cache holds a full chunk and a short tail at most.
     """
-    return data == _zeros(len(data))
+    length = data.nbytes if isinstance(data, memoryview) else len(data)
+    return _zeros(length) == data

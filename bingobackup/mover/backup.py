@@ -1,13 +1,16 @@
 """Back up one disk: read it in fixed-size chunks over a few channels into a pool writer.
 
 Pipeline: one reader thread walks the disk chunk by chunk (skipping holes the filesystem
-reports, without reading them) and puts chunks on a bounded queue; `channels` worker threads
-zero-check, hash, ask the pool whether it already holds the chunk (agent-side dedup) and
-store it. Hashing, zstd and AES-GCM release the GIL, so the workers use every core.
+reports, without reading them) and drops all-zero chunks at once; `channels` threads hash the
+rest and ask the pool whether it already holds each (agent-side dedup); `channels + 2` writer
+threads compress, encrypt and store the new ones. Hashing, zstd and AES-GCM release the GIL,
+and there are more writers than cores, so while some wait on the pool's storage (fsync, the
+network) the others keep every core busy.
 
 Memory stays bounded whatever the disk size: the reader takes one of `channels + 2` buffer
 slots before it reads a chunk and a worker gives the slot back when it is done, so at most
-`(channels + 2) × chunk_size` bytes of chunk buffers exist at once.
+`(channels + 2) × chunk_size` bytes of chunk buffers exist at once (plus, while a writer
+stores a chunk, its compressed and encrypted copy).
 """
 
 from __future__ import annotations

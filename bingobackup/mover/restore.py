@@ -1,7 +1,10 @@
 """Write a backed-up disk back out: to a sparse raw image file or onto an attached device.
 
-`channels` threads each take the next chunk of the manifest, read and verify it from the pool
-and write it at its offset, so memory stays at about `channels × chunk_size`. Regions absent
+`channels + 2` threads each take the next chunk of the manifest, read and verify it from the
+pool and write it at its offset, so memory stays at a few chunk buffers per thread. Two more
+threads than channels, because a thread waiting on the pool or on the target's write lock
+would otherwise leave a core idle. A flusher writes the target back while the restore runs
+(flusher.py), so the final fsync does not wait for the whole disk. Regions absent
 from the manifest (holes and all-zero chunks at backup time) are left as holes in a new file,
 or left untouched on a device (restore targets are new, zeroed volumes); with
 `create_sparse=False` they are written out as zeros instead.
@@ -29,6 +32,8 @@ from bingobackup.format.zero import is_zero
 from bingobackup.mover.chunks import ProgressThrottle, chunk_spans, human_bytes
 from bingobackup.mover.crew import Crew, Failure
 from bingobackup.mover.errors import MoverError, RestoreChunkError
+from bingobackup.mover.flusher import Flusher
+from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.mover.ratelimit import RateLimiter
 
 
@@ -47,6 +52,12 @@ class DiskRestoreResult(BaseModel):
     zero_bytes: int
     hole_bytes: int
     seconds: float
+
+
+def workers_for(channels: int) -> int:
+    """Threads that read, verify and write chunks: two more than the channels, so that while
+    some wait on the pool or on the target's write lock, the others keep every core decoding."""
+    return channels + 2
 
 
 def _is_block_device(path: Path) -> bool:
@@ -156,7 +167,9 @@ def restore_disk(
         fd = os.open(written_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.ftruncate(fd, manifest.size_bytes)
 
+    keep_freed_buffers()
     crew = Crew(f"restore-{manifest.volume_id}", cancel)
+    flusher = Flusher(fd, crew)
     lock = threading.Lock()
     totals = {"written": 0, "zero": 0, "done": 0}
     refs = iter(sorted(manifest.chunks, key=lambda r: r.offset))
@@ -178,6 +191,7 @@ def restore_disk(
             _write_sparse(fd, data, ref.offset)
         else:
             _write_all(fd, data, ref.offset)
+        flusher.wrote(ref.length)
         with lock:
             totals["written"] += ref.length
 
@@ -194,15 +208,18 @@ def restore_disk(
 
     gap_bytes = sum(length for _, length in _gaps(manifest))
     try:
-        for index in range(channels):
+        flusher.start()
+        for index in range(workers_for(channels)):
             crew.start(f"channel-{index}", work_loop)
         throttle = ProgressThrottle(progress, manifest.size_bytes, time.monotonic)
         crew.join(on_tick=lambda: throttle.report(totals["done"]))
         if crew.failure is None and not crew.cancelled and not create_sparse:
             _fill_zeros(fd, manifest, write_limiter)
+        flusher.stop()
         if crew.failure is None and not crew.cancelled:
             os.fsync(fd)
     finally:
+        flusher.stop()
         os.close(fd)
     if crew.failure is not None or crew.cancelled:
         if not on_device:

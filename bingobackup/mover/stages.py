@@ -4,7 +4,9 @@ The backup flow runs each stage as its own Prefect task ("read disk chunks", "de
 "write to pool"), all three handed the same `DiskPipeline`; `run()` does the same with
 plain threads. Chunks pass between stages through bounded queues, and every buffer holds
 one of `channels + 2` slots from the moment it is read until it is stored or dropped, so
-memory stays at about (channels + 2) × chunk size whatever the disk size.
+memory stays at about (channels + 2) × chunk size whatever the disk size. The write stage
+runs one thread per slot: a chunk waiting on the pool's storage never idles a core while
+another chunk is ready to be compressed.
 
 A failure in any stage stops the other two promptly (they poll a shared stop flag), the
 pool writer is aborted, and `write()` raises the error with the disk offset named.
@@ -33,6 +35,7 @@ from bingobackup.mover.backup import (
 )
 from bingobackup.mover.chunks import ProgressThrottle
 from bingobackup.mover.crew import Crew
+from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.mover.ratelimit import RateLimiter
 from bingobackup.sparse import data_extents
 
@@ -66,10 +69,15 @@ class DiskPipeline:
         self.send_limiter = send_limiter
         self.crew = Crew(f"backup-{self.device.name}", cancel)
         self.counters = _Counters()
-        self._slots = threading.Semaphore(channels + 2)
+        self.slots = channels + 2
+        # Every slot may be in the write stage at once: while some writers wait on the pool's
+        # storage (fsync, network), the others keep compressing and encrypting on every core.
+        self.writers = self.slots
+        self._slots = threading.Semaphore(self.slots)
         self._to_dedup: queue.Queue[_Chunk | None] = queue.Queue(maxsize=channels)
-        self._to_write: queue.Queue[tuple[_Chunk, str | None] | None] = queue.Queue(maxsize=channels)
+        self._to_write: queue.Queue[tuple[_Chunk, str | None] | None] = queue.Queue(maxsize=self.slots)
         self._throttle = ProgressThrottle(progress, size_bytes, time.monotonic)
+        keep_freed_buffers()
         self._started = time.monotonic()
 
     # -- the three stages: each blocks until its part is done ---------------------------------
@@ -81,12 +89,12 @@ class DiskPipeline:
 
     def dedup(self) -> int:
         """Drop zero chunks and, agent-side, chunks the pool already holds; returns bytes passed on."""
-        self._stage_group("dedup", self._dedup, self.channels, self._to_write)
+        self._stage_group("dedup", self._dedup, self.channels, self._to_write, self.writers)
         return self.counters.bytes_sent
 
     def write(self) -> DiskBackupResult:
         """Store the new chunks, then commit the disk's manifest; the pool writer is aborted on failure."""
-        self._stage_group("write", self._write, self.channels, None)
+        self._stage_group("write", self._write, self.writers, None, 0)
         if self.crew.failure is not None or self.crew.cancelled:
             self.sink.abort()
             _raise_stopped(self.crew, self.device)
@@ -128,7 +136,12 @@ class DiskPipeline:
             self.crew.fail(error, self.crew._offsets.get(threading.get_ident()))
 
     def _stage_group(
-        self, role: str, target: Callable[[], None], count: int, downstream: queue.Queue[Any] | None
+        self,
+        role: str,
+        target: Callable[[], None],
+        count: int,
+        downstream: queue.Queue[Any] | None,
+        downstream_workers: int,
     ) -> None:
         workers = [
             threading.Thread(target=self._stage, args=(f"{role}-{i}", target), daemon=True)
@@ -141,7 +154,7 @@ class DiskPipeline:
                 worker.join(0.2)
                 self._throttle.report(self.counters.done_bytes)
         if downstream is not None:
-            for _ in range(self.channels):
+            for _ in range(downstream_workers):
                 if not self.crew.put(downstream, None):
                     break
 
@@ -183,6 +196,12 @@ class DiskPipeline:
                     del buffer
                 with counters.lock:
                     counters.bytes_read += wanted
+                if is_zero(data):  # dropped here: a zero chunk holds no slot while others queue
+                    with counters.lock:
+                        counters.zero_bytes += length
+                    del data
+                    self._done(length)
+                    continue
                 chunk = _Chunk(offset, data)
                 del data
                 if not crew.put(self._to_dedup, chunk):
@@ -202,12 +221,6 @@ class DiskPipeline:
                 return
             crew.working_on(chunk.offset)
             length = len(chunk.data)
-            if is_zero(chunk.data):
-                with counters.lock:
-                    counters.zero_bytes += length
-                del chunk
-                self._done(length)
-                continue
             digest = None
             if self.dedup_mode == "agent":
                 digest = sink.chunk_digest(chunk.data)
