@@ -20,6 +20,7 @@ from bingobackup.hooks import HookName, HookResult, run_hook
 from bingobackup.mover.backup import DiskBackupResult
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.resources.discovery import ResolvedVm
+from bingobackup.resources.pools import pool_catalog_root
 from bingobackup.resources.users import resolve_user
 from bingobackup.specs.job import BackupJobSpec, Hook
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
@@ -134,7 +135,8 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
     status = ("partial" if ok else "failed") if failed else ("ok" if ok else "skipped")
     finished = datetime.now(UTC)
     totals = {c: sum(o.total(c) for o in outcomes) for c in ("bytes_read", "bytes_sent", "bytes_stored")}
-    writer = CatalogWriter(job.pool_registration.location)
+    # An object pool's catalog is in its bucket, reached with the pool's own endpoint and keys.
+    writer = CatalogWriter(*pool_catalog_root(job.pool_registration))
     if ok:
         writer.write_backup_set(
             BackupSetRecord(

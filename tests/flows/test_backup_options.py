@@ -276,3 +276,31 @@ def test_a_pool_outage_and_dropped_cloud_connections_inside_the_reconnect_time_r
     (volume,) = [d.volume_id for d in vm.block_devices]
     (row,) = summary["rows"]
     assert row["read MiB"] == round(data_bytes(registered.volume_file(volume)) / MIB, 1)
+
+
+# -- parallel limits, checked against the simulator's record of concurrent attaches ------------
+# cluster-b: web-b-01 on node-b1, db-b-01 (2 disks) and debian-tools on node-b2. All three VMs
+# start at once unless a limit holds them back.
+
+
+def test_parallel_vms_per_job_limit_holds(registered: Registered) -> None:
+    options = {"parallel_vms": 1, "parallel_disks_per_vm": 1, "retry": {"count": 0, "interval_minutes": 0}}
+    state, result = run(registered, cluster="cluster-b", options=options)
+    assert state.is_completed(), state.message
+    assert len(result["rows"]) == 3
+    host = registered.hosts["cluster-b"]
+    assert registered.sim.stats().max_attached_per_host[host] == 1
+
+
+def test_parallel_vms_per_node_limit_holds(registered: Registered) -> None:
+    options = {
+        "parallel_vms": 3,
+        "parallel_vms_per_node": 1,
+        "parallel_disks_per_vm": 1,
+        "retry": {"count": 0, "interval_minutes": 0},
+    }
+    state, result = run(registered, cluster="cluster-b", options=options)
+    assert state.is_completed(), state.message
+    assert len(result["rows"]) == 3
+    (node,) = {vm_named(registered, n).node_id for n in ("db-b-01", "debian-tools")}
+    assert registered.sim.stats().max_attached_per_source_node[node] == 1

@@ -1,47 +1,31 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from backends import LocalCase, S3Case, StoreCase
-from pool_support import CHUNK, COMBOS, FAST_SCRYPT_N, Variant, combo_id
+from pool_cases import PoolCase, case_for
+from pool_support import COMBOS, Variant, combo_id
 
-from bingobackup.pools import Pool, create_pool_in
-
-# Where a pool's blobs live; every pool test runs over each (object storage: moto's S3 server
-# on 127.0.0.1 behind a fault-injecting proxy).
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreCase]] = {
-    "localdir": lambda request, tmp: LocalCase(tmp / "pool", "pool"),
-    "s3": lambda request, tmp: S3Case(request.getfixturevalue("moto_s3"), "pool"),
-}
+from bingobackup.pools import Pool
 
 
 @pytest.fixture(params=COMBOS, ids=combo_id)
-def combo(request: pytest.FixtureRequest) -> tuple[Variant, str]:
+def combo(request: pytest.FixtureRequest) -> tuple[str, Variant]:
+    """(pool kind, variant): every pool test runs over each of the six kinds (pool_cases.py)."""
     return request.param
 
 
 @pytest.fixture
-def variant(combo: tuple[Variant, str]) -> Variant:
-    return combo[0]
+def variant(combo: tuple[str, Variant]) -> Variant:
+    return combo[1]
 
 
 @pytest.fixture
-def case(combo: tuple[Variant, str], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreCase]:
-    made = BACKENDS[combo[1]](request, tmp_path)
-    yield made
-    made.close()
+def case(combo: tuple[str, Variant], request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PoolCase]:
+    yield from case_for(combo[0], combo[1], request, tmp_path)
 
 
 @pytest.fixture
-def pool(variant: Variant, case: StoreCase) -> Pool:
-    return create_pool_in(
-        case.store,
-        variant.kind,  # type: ignore[arg-type]
-        chunk_size=CHUNK,
-        encrypted=variant.encrypted,
-        passphrase=variant.passphrase,
-        compression=variant.compression,  # type: ignore[arg-type]
-        scrypt_n=FAST_SCRYPT_N,
-    )
+def pool(case: PoolCase) -> Pool:
+    return case.pool

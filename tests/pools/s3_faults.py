@@ -101,8 +101,8 @@ class FaultProxy:
                         if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                             self.send_header(key, value)
                     # a HEAD answer has no body but carries the object's length
-                    length = answer.getheader("Content-Length") if self.command == "HEAD" else None
-                    self.send_header("Content-Length", length or str(len(data)))
+                    declared = answer.getheader("Content-Length") if self.command == "HEAD" else None
+                    self.send_header("Content-Length", declared or str(len(data)))
                     self.end_headers()
                     if self.command != "HEAD":
                         self.wfile.write(data)

@@ -1,19 +1,24 @@
-"""Chunk-level rules every pool kind keeps, run over each kind with and without encryption
-and compression: bytes come back equal, damage is detected, keys are checked first."""
+"""Chunk-level rules every pool kind keeps, run over all six kinds (pool_cases.py) with and
+without encryption and compression: bytes come back equal, damage is detected, keys are checked
+first, a full pool stops the disk and keeps what was there.
+
+No rule is skipped for any kind. Where kinds differ by design the test asserts each side: a
+dedup pool stores a repeated chunk once, while standard, tape and optical keep every backup
+self-contained (a stream on sequential media cannot point back at an earlier one)."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from backends import StoreCase
+from pool_cases import PoolCase
 from pool_support import (
     CHUNK,
     ENCRYPTED_COMBOS,
     PASSPHRASE,
+    TestDisk,
     Variant,
     combo_id,
     make_disk,
@@ -23,25 +28,11 @@ from pool_support import (
 
 from bingobackup.format.envelope import HEADER_BYTES, TAG_BYTES
 from bingobackup.format.errors import CorruptChunkError, PassphraseRequiredError, WrongPassphraseError
-from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools import Pool, PoolFullError, open_pool_in
-from bingobackup.pools.standard import PACK_HEADER
+from bingobackup.pools import Pool, PoolFullError
 from bingobackup.pools.writer import ZERO_LOCATION
 
 
-def reopen(variant: Variant, case: StoreCase) -> Pool:
-    return open_pool_in(case.fresh_store(), variant.passphrase)
-
-
-def damage(case: StoreCase, ref: ChunkRef, at: int) -> None:
-    """Flips one bit `at` bytes into the chunk's envelope, behind the pool's back."""
-    key, _, offset = ref.location.partition("@")
-    raw = bytearray(case.read_raw(key))
-    raw[int(offset or 0) + at] ^= 0x01
-    case.write_raw(key, bytes(raw))
-
-
-def test_disk_round_trips_through_a_reopened_pool(variant: Variant, pool: Pool, case: StoreCase) -> None:
+def test_disk_round_trips_through_a_reopened_pool(variant: Variant, pool: Pool, case: PoolCase) -> None:
     disk = make_disk()
     manifest = write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
 
@@ -52,7 +43,8 @@ def test_disk_round_trips_through_a_reopened_pool(variant: Variant, pool: Pool, 
         4 * CHUNK,
         5 * CHUNK,
     ]  # zero chunk absent
-    reopened = reopen(variant, case)
+    case.close_media()  # optical: the reopened pool reads the burned disc's ISO image
+    reopened = case.reopen()
     loaded = reopened.load_manifest("set-1", "vol-a")
     assert loaded == manifest
     assert hashlib.sha256(read_back(reopened, loaded)).hexdigest() == disk.sha256
@@ -90,14 +82,15 @@ def test_counters_for_agent_and_server_side_dedup(variant: Variant, pool: Pool) 
 
 
 def test_a_damaged_byte_is_detected_naming_chunk_and_location(
-    variant: Variant, pool: Pool, case: StoreCase
+    variant: Variant, pool: Pool, case: PoolCase
 ) -> None:
     disk = make_disk()
     manifest = write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
     victim = manifest.chunks[1]
-    damage(case, victim, HEADER_BYTES + 7)  # one payload bit
+    case.close_media()  # optical: the bit rots on the burned disc
+    case.damage(victim, HEADER_BYTES + 7)  # one payload bit
 
-    reopened = reopen(variant, case)
+    reopened = case.reopen()
     with pytest.raises(CorruptChunkError) as caught:
         reopened.read_chunk(victim)
     message = str(caught.value)
@@ -105,13 +98,13 @@ def test_a_damaged_byte_is_detected_naming_chunk_and_location(
     assert reopened.read_chunk(manifest.chunks[0]) == disk.data[:CHUNK]  # the others still read
 
 
-def test_an_altered_header_is_detected(variant: Variant, pool: Pool, case: StoreCase) -> None:
+def test_an_altered_header_is_detected(variant: Variant, pool: Pool, case: PoolCase) -> None:
     disk = make_disk()
     manifest = write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
     victim = manifest.chunks[0]
-    damage(case, victim, 8)  # plaintext length
+    case.damage(victim, 8)  # plaintext length (optical: on the open disc, before it is burned)
     with pytest.raises(CorruptChunkError, match=victim.digest):
-        reopen(variant, case).read_chunk(victim)
+        case.reopen().read_chunk(victim)
 
 
 def test_incompressible_chunks_are_stored_raw_and_text_shrinks(variant: Variant, pool: Pool) -> None:
@@ -128,20 +121,14 @@ def test_incompressible_chunks_are_stored_raw_and_text_shrinks(variant: Variant,
         assert text_ref.stored_size == CHUNK + overhead
 
 
-def chunk_bytes(pool: Pool) -> int:
-    """Bytes the pool holds for chunks: dedup chunk blobs, standard packs past their header."""
-    dedup = sum(i.size for i in pool.store.list("chunks/"))
-    return dedup + sum(i.size - len(PACK_HEADER) for i in pool.store.list("packs/"))
-
-
-def test_zero_chunks_are_stored_as_nothing(pool: Pool) -> None:
+def test_zero_chunks_are_stored_as_nothing(pool: Pool, case: PoolCase) -> None:
     writer = pool.open_disk_writer("set-1", "vol-z", 2 * CHUNK)
     ref = writer.put_chunk(0, bytes(CHUNK))
     assert ref.location == ZERO_LOCATION and ref.stored_size == 0
     assert pool.read_chunk(ref) == bytes(CHUNK)
     manifest = writer.commit()
     assert manifest.chunks == () and writer.bytes_stored == 0
-    assert chunk_bytes(pool) == 0
+    assert case.chunk_bytes() == 0
     assert list(pool.list_manifests()) == [("set-1", "vol-z")]
 
 
@@ -159,37 +146,46 @@ def test_concurrent_puts_of_one_new_chunk_store_it_once(variant: Variant, pool: 
 
 @pytest.mark.parametrize("combo", ENCRYPTED_COMBOS, ids=combo_id, indirect=True)
 def test_wrong_passphrase_fails_before_anything_is_touched(
-    variant: Variant, pool: Pool, case: StoreCase
+    variant: Variant, pool: Pool, case: PoolCase
 ) -> None:
     disk = make_disk()
     write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
     before = case.snapshot()
     with pytest.raises(WrongPassphraseError) as caught:
-        open_pool_in(case.fresh_store(), "not the passphrase")
+        case.open("not the passphrase")
     assert "does not open pool pool" in str(caught.value) and "nothing was read or written" in str(
         caught.value
     )
     assert "not the passphrase" not in str(caught.value) and PASSPHRASE not in repr(pool)
     with pytest.raises(PassphraseRequiredError, match="is encrypted and no passphrase was given"):
-        open_pool_in(case.fresh_store())
+        case.open(None)
     assert case.snapshot() == before
 
 
-def test_pool_full_aborts_cleanly(variant: Variant, pool: Pool, case: StoreCase) -> None:
-    store = case.store
+def large_disk() -> TestDisk:
+    """More than the media kinds hold (two 1 MiB cartridges or discs): random, so no compression."""
+    return TestDisk(os.urandom(40 * CHUNK))
+
+
+def test_pool_full_stops_the_disk_and_keeps_earlier_backups(
+    variant: Variant, pool: Pool, case: PoolCase
+) -> None:
     earlier = make_disk()
     kept = write_disk(pool.open_disk_writer("set-0", "vol-a", len(earlier.data)), earlier)
-    disk = make_disk()
+    disk = large_disk()
     writer = pool.open_disk_writer("set-1", "vol-a", len(disk.data))
     writer.put_chunk(0, disk.data[:CHUNK])
-    case.fail_with(errno.ENOSPC)
-    with pytest.raises(PoolFullError, match="pool pool is full"):
+    case.run_out_of_room()  # disk full, quota; tape and optical: the last cartridge or disc fills
+    with pytest.raises(PoolFullError, match="pool pool is full") as caught:
         for offset, data in disk.chunks()[1:]:  # an object store may buffer a pack up to a part
             writer.put_chunk(offset, data)
         writer.commit()
+    assert case.full_detail in str(caught.value)
     writer.abort()
-    case.fail_with(None)
+    case.make_room()
     assert list(pool.list_manifests()) == [("set-0", "vol-a")]
-    assert {i.key for i in store.list("packs/")} <= {"packs/set-0/vol-a.pack"}
+    assert {i.key for i in pool.store.list("packs/")} <= {"packs/set-0/vol-a.pack"}
     assert case.leftovers() == []
-    assert hashlib.sha256(read_back(reopen(variant, case), kept)).hexdigest() == earlier.sha256
+    reopened = case.reopen()
+    assert list(reopened.list_manifests()) == [("set-0", "vol-a")]
+    assert hashlib.sha256(read_back(reopened, kept)).hexdigest() == earlier.sha256

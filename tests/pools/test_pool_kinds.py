@@ -1,5 +1,6 @@
-"""Registering the object and LAN-free pool kinds, and a backup → export round trip through
-each with SHA-256 equality (the engine's mover on both ends)."""
+"""Registering every pool kind, and a backup → export round trip through each of the six with
+SHA-256 equality (the engine's mover on both ends). The flow-level round trip (backup flow →
+restore disk flow) over an object pool is tests/flows/test_pool_kinds_flow.py."""
 
 from __future__ import annotations
 
@@ -52,6 +53,22 @@ def round_trip(pool: Pool, tmp_path: Path) -> None:
     output = tmp_path / "export.raw"
     restore_disk(pool, pool.load_manifest("set-1", "vol-a"), output, channels=2, label="disk vol-a")
     assert hashlib.sha256(output.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("kind", ["dedup", "standard"])
+def test_directory_pool_registered_round_trip(tmp_path: Path, kind: str) -> None:
+    registration = create_registered_pool(
+        InMemoryRegistryStore(),
+        ADMIN,
+        name=f"{kind}-1",
+        kind=kind,  # type: ignore[arg-type]
+        location=tmp_path / "pool",
+        chunk_size=CHUNK,
+        compression="none",
+    )
+    pool = open_registered_pool(registration)
+    assert pool.kind == kind and registration.location == str((tmp_path / "pool").resolve())
+    round_trip(pool, tmp_path)
 
 
 def test_object_pool_round_trip_through_the_bucket(moto_s3: str, tmp_path: Path) -> None:

@@ -1,0 +1,120 @@
+"""A pool kind that is not a local directory, end to end through the Prefect flows: the backup
+flow writes a VM to an object pool (moto's S3 server on 127.0.0.1), its catalog lands in the
+bucket, and the restore disk flow finds the set there (`set: latest`) and writes the disk back
+with SHA-256 equality."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow.fs as pafs
+import pytest
+from flow_support import POOL_PASSPHRASE, Registered
+from restore_support import back_up, sha256
+from testkeys import SECRET_KEY
+
+from bingobackup.cli.prefect_server import ServerInfo
+from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.pools.s3config import S3Settings
+from bingobackup.resources.pools import create_registered_pool, pool_catalog_root
+from bingobackup.resources.simulated import register_simulated_cloud
+from bingobackup.resources.users import LOCAL_ADMIN
+from bingobackup.sim.server import RunningSimulator
+from catalog import Catalog
+from flows.restore import restore_disk
+
+MOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **MOTO_KEYS)
+
+
+@pytest.fixture
+def on_object_pool(
+    prefect_server: ServerInfo,
+    sim: RunningSimulator,
+    cloud_client: BingoCloudClient,
+    moto_s3: str,
+    tmp_path: Path,
+) -> Registered:
+    """The simulated cloud and an encrypted object pool, registered in the session's Prefect server."""
+    from tasks.blocks import PrefectRegistryStore
+
+    store = PrefectRegistryStore()
+    suffix = uuid.uuid4().hex[:8]
+    bucket = f"flows-{suffix}"
+    s3_client(moto_s3).create_bucket(Bucket=bucket)
+    settings = S3Settings(
+        bucket=bucket,
+        prefix=f"pools/object-{suffix}",
+        endpoint_url=moto_s3,
+        access_key_id=MOTO_KEYS["aws_access_key_id"],
+        secret_access_key=MOTO_KEYS["aws_secret_access_key"],
+    )
+    cloud, hosts = register_simulated_cloud(
+        store,
+        LOCAL_ADMIN,
+        name=f"sim-{suffix}",
+        endpoint_port=sim.port,
+        access_key=sim.access_key,
+        secret_key=SECRET_KEY,
+        state_dir=sim.state_dir,
+    )
+    create_registered_pool(
+        store,
+        LOCAL_ADMIN,
+        name=f"object-{suffix}",
+        kind="object",
+        s3=settings,
+        encrypted=True,
+        passphrase=POOL_PASSPHRASE,
+    )
+    host_ids = {cluster: host.instance_id for cluster, host in hosts.items()}
+    return Registered(cloud.name, f"object-{suffix}", tmp_path / "no-local-pool", host_ids, sim, cloud_client)
+
+
+def test_backup_and_disk_restore_flows_over_an_object_pool(
+    on_object_pool: Registered, moto_s3: str, tmp_path: Path
+) -> None:
+    backed_up = back_up(on_object_pool, tmp_path, name="web-object", data_mib=2)
+
+    from tasks.blocks import PrefectRegistryStore
+
+    registration = PrefectRegistryStore().get_pool(on_object_pool.pool)
+    assert registration is not None and registration.s3 is not None
+    assert not (tmp_path / "no-local-pool").exists()  # nothing of the pool is on this host's disk
+    keys = {
+        o["Key"]
+        for page in s3_client(moto_s3)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=registration.s3.bucket)
+        for o in page.get("Contents", [])
+    }
+    prefix = registration.s3.prefix
+    assert f"{prefix}/manifests/{backed_up.set_id}/{backed_up.data_volume}.json" in keys
+    assert any(k.startswith(f"{prefix}/catalog/backup_sets/") for k in keys)
+    root, filesystem = pool_catalog_root(registration)
+    assert isinstance(filesystem, pafs.S3FileSystem)
+    with Catalog.open(root, pool=on_object_pool.pool, filesystem=filesystem) as catalog:
+        latest = catalog.latest_set("web-object")
+        assert latest is not None and latest.set_id == backed_up.set_id  # an analyst needs the bucket alone
+
+    state, result = backed_up.run(
+        restore_disk,
+        kind="disk",
+        source={"vm": "web-object", "set": "latest"},
+        target={"disks": [{"volume": backed_up.data_volume, "name": "data-from-s3"}]},
+    )
+    assert state.is_completed(), state.message
+    [outcome] = result["outcomes"]
+    client = on_object_pool.client
+    now = client.get_instance(backed_up.instance.instance_id)
+    before = {b.volume_id for b in backed_up.instance.block_devices}
+    [added] = [b for b in now.block_devices if b.volume_id not in before]
+    assert client.get_volume(added.volume_id).name == "data-from-s3"
+    assert sha256(on_object_pool.volume_file(added.volume_id)) == backed_up.sha[backed_up.data_volume]
+    assert outcome["instance_id"] == backed_up.instance.instance_id
