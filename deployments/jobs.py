@@ -1,13 +1,18 @@
-"""Backup jobs as Prefect deployments: create, edit, clone, delete, start, list.
+"""Backup and restore jobs as Prefect deployments: create, edit, clone, delete, start, list.
 
-A job is one deployment of the `bingobackup-backup` flow, named after the job, whose
-parameters are the job spec (typed, so the Prefect UI shows a form and refuses bad input)
+A job is one deployment of the `bingobackup-backup` flow (or, for a restore spec, of
+`bingobackup-restore-vm` / `bingobackup-restore-disk`: see `kinds.py`), named after the job,
+whose parameters are the job spec (typed, so the Prefect UI shows a form and refuses bad input)
 and the user it runs as. Its schedule is the spec's schedule mapped by `schedules.py`; it
 sits on the work queue of its backup host in the `bingobackup` process work pool.
 
 The flow is registered from source by module entrypoint (`flows.backup.backup`): every
 worker has bingobackup installed (it is the agent on the backup host), so nothing has to be
 uploaded or cloned per job. `deployments/prefect.yaml` shows the git-pull variant for teams.
+
+A restore job's deployment has no `confirm` parameter: each of its runs pauses until the
+operator types the spec's verification code in the Prefect UI. Job names are unique across
+the three flows, so `job start NAME` is never ambiguous.
 
 Editing upserts the same deployment (Prefect keeps its id and its run history, replaces the
 schedules and drops the runs the old schedules had planned); deleting removes only the
@@ -33,16 +38,14 @@ from bingobackup.resources.access import backup_host_for, cloud_for
 from bingobackup.resources.models import User
 from bingobackup.resources.pools import pool_for
 from bingobackup.resources.store import RegistryStore
-from bingobackup.specs.job import BackupJobSpec, load_job_spec
 from bingobackup.specs.schedule import ImmediateSchedule
+from deployments.kinds import BACKUP, JOB_KINDS, JobKind, JobSpec, job_kind, load_any_spec
 from deployments.runs import JobRun, schedule_upcoming
 from deployments.schedules import describe_schedule, once_in_past, prefect_schedules
 from deployments.workpool import ensure_work_pool, work_pool_name
-from flows.backup import backup as backup_flow
-from flows.backup import job_tag
 
-BACKUP_FLOW_NAME = "bingobackup-backup"
-BACKUP_ENTRYPOINT = "flows.backup.backup"
+BACKUP_FLOW_NAME = BACKUP.flow_name
+BACKUP_ENTRYPOINT = BACKUP.entrypoint
 JOB_TAG = "bingobackup-job"
 # Scheduled runs created right away, so `job list` shows the next run at once.
 _PLANNED_RUNS = 3
@@ -57,13 +60,17 @@ class JobInfo(BaseModel):
 
     name: str
     deployment_id: UUID
-    spec: BackupJobSpec
+    spec: JobSpec
     user: str | None
     work_pool: str | None
     work_queue: str | None
     tags: list[str]
     schedules: list[str]  # the RRULE text Prefect holds, one entry per deployment schedule
     created: datetime | None
+
+    @property
+    def kind(self) -> JobKind:
+        return job_kind(self.spec)
 
     @property
     def schedule_kind(self) -> str:
@@ -74,11 +81,11 @@ class JobInfo(BaseModel):
         return describe_schedule(self.spec.schedule)
 
 
-def job_tags(spec: BackupJobSpec) -> list[str]:
+def job_tags(spec: JobSpec) -> list[str]:
     return [JOB_TAG, f"job:{spec.name}", f"pool:{spec.pool}", f"host:{spec.backup_host}"]
 
 
-def check_job_resources(store: RegistryStore, user: User, spec: BackupJobSpec) -> None:
+def check_job_resources(store: RegistryStore, user: User, spec: JobSpec) -> None:
     """Refuse a job whose cloud, backup host or pool is unknown or not authorized to the user,
     at creation rather than at its first run (the run checks again: things change)."""
     cloud_for(store, user, spec.cloud)
@@ -93,7 +100,7 @@ def _to_info(deployment: DeploymentResponse) -> JobInfo:
             f"Deployment {deployment.name} has no `spec` parameter: it was not made by `bingobackup job`."
         )
     # Through the loader, so a spec stored by an older bingobackup is migrated, never refused.
-    spec = load_job_spec(dict(parameters["spec"]))
+    spec = load_any_spec(dict(parameters["spec"]))
     rrules = [getattr(s.schedule, "rrule", str(s.schedule)) for s in deployment.schedules or []]
     return JobInfo(
         name=deployment.name,
@@ -109,10 +116,12 @@ def _to_info(deployment: DeploymentResponse) -> JobInfo:
 
 
 def _read(client: SyncPrefectClient, name: str) -> DeploymentResponse | None:
-    try:
-        return client.read_deployment_by_name(f"{BACKUP_FLOW_NAME}/{name}")
-    except ObjectNotFound:
-        return None
+    for kind in JOB_KINDS:
+        try:
+            return client.read_deployment_by_name(f"{kind.flow_name}/{name}")
+        except ObjectNotFound:
+            continue
+    return None
 
 
 def _existing(client: SyncPrefectClient, name: str) -> DeploymentResponse:
@@ -122,7 +131,7 @@ def _existing(client: SyncPrefectClient, name: str) -> DeploymentResponse:
     return deployment
 
 
-def _refuse_past_once(spec: BackupJobSpec) -> None:
+def _refuse_past_once(spec: JobSpec) -> None:
     if once_in_past(spec.schedule, datetime.now(UTC)):
         raise JobError(
             f"Job '{spec.name}' is scheduled {describe_schedule(spec.schedule)}, which is in the past: "
@@ -130,34 +139,35 @@ def _refuse_past_once(spec: BackupJobSpec) -> None:
         )
 
 
-def _apply(
-    client: SyncPrefectClient, spec: BackupJobSpec, user: str | None, anchor: datetime, pool: str
-) -> UUID:
+def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: datetime, pool: str) -> UUID:
     """Create or update (same id) the job's deployment and its job-wide concurrency limit."""
+    kind = job_kind(spec)
     ensure_work_pool(client, pool)
-    flow_id = client.create_flow_from_name(BACKUP_FLOW_NAME)
+    flow_id = client.create_flow_from_name(kind.flow_name)
     deployment_id = client.create_deployment(
         flow_id=flow_id,
         name=spec.name,
         version=f"job spec v{spec.version}",
-        description=f"Backup job {spec.name}: {describe_schedule(spec.schedule)}",
+        description=f"{kind.label.capitalize()} job {spec.name}: {describe_schedule(spec.schedule)}",
         schedules=prefect_schedules(spec.schedule, anchor),
         parameters={"spec": spec.model_dump(mode="json", by_alias=True), "user": user},
         work_pool_name=pool,
         work_queue_name=spec.backup_host,
         tags=job_tags(spec),
-        entrypoint=BACKUP_ENTRYPOINT,
+        entrypoint=kind.entrypoint,
         pull_steps=[],
-        parameter_openapi_schema=parameter_schema(backup_flow).model_dump(exclude_unset=True),
+        parameter_openapi_schema=parameter_schema(kind.flow).model_dump(exclude_unset=True),
         enforce_parameter_schema=True,
     )
     # The run refreshes this and adds the per-node and per-VM limits once it knows the VMs.
-    client.create_concurrency_limit(tag=job_tag(spec.name), concurrency_limit=spec.options.parallel_vms)
+    client.create_concurrency_limit(
+        tag=kind.limit_tag(spec.name), concurrency_limit=spec.options.parallel_vms
+    )
     schedule_upcoming(client, deployment_id, _PLANNED_RUNS)
     return deployment_id
 
 
-def create_job(spec: BackupJobSpec, user: str | None, *, work_pool: str | None = None) -> JobInfo:
+def create_job(spec: JobSpec, user: str | None, *, work_pool: str | None = None) -> JobInfo:
     """A new job; an `immediate` job also gets a run now. Refuses a name already in use."""
     _refuse_past_once(spec)
     with get_client(sync_client=True) as client:
@@ -172,7 +182,7 @@ def create_job(spec: BackupJobSpec, user: str | None, *, work_pool: str | None =
         return _to_info(client.read_deployment(deployment_id))
 
 
-def edit_job(name: str, spec: BackupJobSpec, user: str | None) -> JobInfo:
+def edit_job(name: str, spec: JobSpec, user: str | None) -> JobInfo:
     """Replace a job's spec: same deployment (id and run history kept), new schedule and parameters."""
     if spec.name != name:
         raise JobError(
@@ -182,6 +192,12 @@ def edit_job(name: str, spec: BackupJobSpec, user: str | None) -> JobInfo:
     _refuse_past_once(spec)
     with get_client(sync_client=True) as client:
         existing = _existing(client, name)
+        was = _to_info(existing).kind
+        if was != job_kind(spec):
+            raise JobError(
+                f"Job '{name}' is a {was.label} job and the spec is a {job_kind(spec).label} spec: a job "
+                f"keeps its kind. Create the new job under another name with `bingobackup job create`."
+            )
         # Keep the first creation as the anchor: "every 2 weeks" must not shift on edit.
         anchor = existing.created or datetime.now(UTC)
         pool = existing.work_pool_name or work_pool_name()
@@ -193,7 +209,7 @@ def clone_job(name: str, new_name: str, user: str | None) -> JobInfo:
     """A new job with the spec of `name` under `new_name`."""
     source = read_job(name)
     data = source.spec.model_dump(mode="json", by_alias=True)
-    spec = load_job_spec({**data, "name": new_name})
+    spec = load_any_spec({**data, "name": new_name})
     return create_job(spec, user, work_pool=source.work_pool)
 
 
@@ -204,8 +220,8 @@ def delete_job(name: str) -> None:
     """
     with get_client(sync_client=True) as client:
         deployment = _existing(client, name)
+        tag = _to_info(deployment).kind.limit_tag(name)
         client.delete_deployment(deployment.id)
-        tag = job_tag(name)
         offset = 0
         doomed: list[str] = []
         while True:
@@ -233,13 +249,13 @@ def read_job(name: str) -> JobInfo:
 
 
 def list_jobs() -> list[JobInfo]:
-    """Every job (deployment of the backup flow tagged as a job), by name."""
+    """Every job (deployment of a backup or restore flow tagged as a job), by name."""
     jobs: list[JobInfo] = []
     with get_client(sync_client=True) as client:
         offset = 0
         while True:
             page = client.read_deployments(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[BACKUP_FLOW_NAME])),
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[kind.flow_name for kind in JOB_KINDS])),
                 deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[JOB_TAG])),
                 limit=200,
                 offset=offset,

@@ -50,13 +50,14 @@ class VerificationCode(RunInput):
     code: str
 
 
-def _limits_name(spec: RestoreSpec) -> str:
+def limits_name(job_name: str) -> str:
+    """The name a restore job's concurrency tags are made from (`flows.backup.job_tag` etc.)."""
     # Restore jobs get their own tag space: a restore named like a backup job has its own limits.
-    return f"restore-{spec.name}"
+    return f"restore-{job_name}"
 
 
 def _ensure_limits(job: RestoreJob) -> None:
-    options, name = job.spec.options, _limits_name(job.spec)
+    options, name = job.spec.options, limits_name(job.spec.name)
     limits = {job_tag(name): options.parallel_vms}
     for vm in job.plan.to_restore:
         limits[node_tag(name, vm.node_key)] = options.parallel_vms_per_node
@@ -130,7 +131,7 @@ def _gather(futures: list[Any]) -> tuple[list[Any], list[str]]:
 
 
 def _write_disks(job: RestoreJob, ledger: Ledger, vm: VmPlan) -> list[RestoredDisk]:
-    tag = vm_tag(_limits_name(job.spec), vm.source.vm_id)
+    tag = vm_tag(limits_name(job.spec.name), vm.source.vm_id)
     futures = [write_disk_task.with_options(tags=[tag]).submit(job, ledger, vm, disk) for disk in vm.disks]
     disks, errors = _gather(futures)
     if errors:
@@ -296,7 +297,7 @@ def _restore(
         update_progress_artifact(progress_id, percent)  # type: ignore[arg-type]  # sync call returns the id
 
     job.progress = ProgressTracker(job.plan.total_bytes, report)
-    name = _limits_name(spec)
+    name = limits_name(spec.name)
     futures = {
         index: restore_one.with_options(tags=[job_tag(name), node_tag(name, vm.node_key)]).submit(job, vm)
         for index, vm in enumerate(job.plan.vms)

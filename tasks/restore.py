@@ -13,6 +13,7 @@ from prefect.cache_policies import NONE
 from bingobackup.cloud.models import Instance
 from bingobackup.errors import BingoBackupError
 from bingobackup.resources.models import PoolRegistration
+from bingobackup.resources.pools import pool_catalog_root
 from bingobackup.resources.users import resolve_user
 from bingobackup.restore.job import RestoreJob, prepare_restore_job
 from bingobackup.restore.ledger import Ledger
@@ -70,7 +71,8 @@ class PoolCatalog:
         self.registration = registration
 
     def find_vm(self, vm: str, set_id: str) -> BackedUpVm:
-        with Catalog.open(self.registration.location, pool=self.registration.name) as cat:
+        root, filesystem = pool_catalog_root(self.registration)  # an object pool: its bucket
+        with Catalog.open(root, pool=self.registration.name, filesystem=filesystem) as cat:
             if set_id == "latest":
                 latest = cat.latest_set(vm)
                 if latest is None:

@@ -1,4 +1,4 @@
-"""`bingobackup job …`: backup jobs as Prefect deployments (create, list, show, start, edit,
+"""`bingobackup job …`: backup and restore jobs as Prefect deployments (create, list, show, start, edit,
 clone, delete). The same jobs are visible and startable in the Prefect UI."""
 
 from __future__ import annotations
@@ -15,23 +15,26 @@ from rich.table import Table
 from bingobackup.cli.common import acting_user_name, console, prefect_api, registry
 
 if TYPE_CHECKING:
-    from bingobackup.specs.job import BackupJobSpec
     from deployments.jobs import JobInfo
+    from deployments.kinds import JobSpec
     from deployments.runs import JobRun
 
-app = typer.Typer(help="Backup jobs: job specs as scheduled Prefect deployments.", no_args_is_help=True)
+app = typer.Typer(
+    help="Backup and restore jobs: job specs as scheduled Prefect deployments.", no_args_is_help=True
+)
 
 
 def _local(moment: datetime | None, zone: str) -> str:
     return moment.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M %Z") if moment else "—"
 
 
-def _checked_spec(spec_path: Path) -> BackupJobSpec:
-    """The spec file, validated, with its cloud, backup host and pool usable by the acting user."""
-    from bingobackup.specs.job import load_job_spec
+def _checked_spec(spec_path: Path) -> JobSpec:
+    """The spec file (backup or restore, told by its shape), validated, with its cloud, backup
+    host and pool usable by the acting user."""
     from deployments.jobs import check_job_resources
+    from deployments.kinds import load_any_spec
 
-    spec = load_job_spec(spec_path)
+    spec = load_any_spec(spec_path)
     with registry() as (store, user):
         check_job_resources(store, user, spec)
     return spec
@@ -51,6 +54,7 @@ def _report(job: JobInfo, verb: str, ui_url: str) -> None:
     if upcoming:
         console.print(f"  next run: {_local(upcoming[0].expected_start, job.spec.schedule.timezone)}")
     console.print(f"  in the Prefect UI: {ui_url}/deployments/deployment/{job.deployment_id}")
+    _code_notice(job)
     if not served:
         console.print(
             f"[yellow]No worker serves backup host {job.work_queue} yet: runs wait until one does. "
@@ -58,9 +62,21 @@ def _report(job: JobInfo, verb: str, ui_url: str) -> None:
         )
 
 
+def _code_notice(job: JobInfo) -> None:
+    """A restore job's runs wait for its verification code: say so, and show the code."""
+    from deployments.kinds import restore_code
+
+    code = restore_code(job.spec)
+    if code:
+        console.print(
+            f"  [bold]Verification code {code}[/]: each run pauses until it is typed in the Prefect UI "
+            "(the run's Resume form); nothing is created before."
+        )
+
+
 @app.command()
-def create(spec: Path = typer.Argument(..., help="Backup job spec (YAML)")) -> None:
-    """Validate a job spec and create its deployment (an `immediate` job also starts now)."""
+def create(spec: Path = typer.Argument(..., help="Backup or restore job spec (YAML)")) -> None:
+    """Validate a backup or restore spec and create its deployment (an `immediate` job also starts now)."""
     job_spec = _checked_spec(spec)
     with prefect_api() as server:
         from deployments.jobs import create_job
@@ -137,7 +153,7 @@ def list_() -> None:
         from deployments.runs import recent_runs, upcoming_runs
 
         jobs = list_jobs()
-        table = Table("name", "schedule", "next run", "last run", "pool", "backup host", title="Backup jobs")
+        table = Table("name", "kind", "schedule", "next run", "last run", "pool", "backup host", title="Jobs")
         with get_client(sync_client=True) as client:
             for job in jobs:
                 zone = job.spec.schedule.timezone
@@ -145,6 +161,7 @@ def list_() -> None:
                 last = recent_runs(client, job.deployment_id, 1)
                 table.add_row(
                     job.name,
+                    job.kind.label,
                     job.schedule_kind,
                     _local(upcoming[0].expected_start, zone) if upcoming else "—",
                     f"{last[0].state} ({_local(last[0].expected_start, zone)})" if last else "never ran",
@@ -175,7 +192,8 @@ def show(
             upcoming = upcoming_runs(client, job.deployment_id, runs)
             recent = recent_runs(client, job.deployment_id, runs)
     zone = job.spec.schedule.timezone
-    console.print(f"Job [bold]{job.name}[/]: {job.schedule_description}")
+    console.print(f"{job.kind.label.capitalize()} job [bold]{job.name}[/]: {job.schedule_description}")
+    _code_notice(job)
     console.print(f"  cloud {job.spec.cloud}, backup host {job.spec.backup_host}, pool {job.spec.pool}")
     console.print(f"  runs as {job.user or 'the local admin'}; tags {', '.join(job.tags)}")
     console.print(f"  deployment {job.deployment_id} (work pool {job.work_pool}, queue {job.work_queue})")
@@ -205,6 +223,7 @@ def start(
         console.print(
             f"Run [bold]{run.name}[/] of job {name} started: {server.ui_url}/runs/flow-run/{run.id}"
         )
+        _code_notice(job)
         with get_client(sync_client=True) as client:
             if not queue_is_served(client, job.work_pool or "", job.work_queue or ""):
                 console.print(

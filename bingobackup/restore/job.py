@@ -15,20 +15,24 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from bingobackup.backup.job import ProgressTracker
+from bingobackup.backup.resume import check_resume_buffer
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.mover.devices import DeviceLocator
 from bingobackup.mover.ratelimit import RateLimiter
-from bingobackup.pools import Pool
+from bingobackup.mover.restore import ChunkSource
+from bingobackup.pools import Pool, PoolError
+from bingobackup.pools.opticalpool import OpticalPool
 from bingobackup.resources.access import backup_host_for, cloud_for
 from bingobackup.resources.hosts import backup_hosts_in_cluster
 from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
 from bingobackup.resources.pools import open_registered_pool, pool_for
 from bingobackup.resources.store import RegistryStore
 from bingobackup.restore.plan import RestorePlan, plan_restore
+from bingobackup.restore.resume import ResumingSource
 from bingobackup.restore.source import BackupCatalog
-from bingobackup.specs.restore import RestoreSpec
+from bingobackup.specs.restore import RestoreOptions, RestoreSpec
 
 
 class RestoreJobError(BingoBackupError):
@@ -47,13 +51,13 @@ class RestoreTimeouts:
 class LimitedSource:
     """The pool's chunks, read no faster than the transfer-rate limit (stored bytes per second)."""
 
-    def __init__(self, pool: Pool, limiter: RateLimiter) -> None:
-        self._pool = pool
+    def __init__(self, source: ChunkSource, limiter: RateLimiter) -> None:
+        self._source = source
         self._limiter = limiter
 
     def read_chunk(self, ref: ChunkRef) -> bytes:
         self._limiter.acquire(max(ref.stored_size, 1))
-        return self._pool.read_chunk(ref)
+        return self._source.read_chunk(ref)
 
 
 @dataclass
@@ -85,9 +89,13 @@ class RestoreJob:
     def locator(self) -> DeviceLocator:
         return DeviceLocator(Path(self.host.device_root))
 
-    @property
-    def chunk_source(self) -> Pool | LimitedSource:
-        return LimitedSource(self.pool, self.transfer_limiter) if self.transfer_limiter else self.pool
+    def chunk_source(self, what: str) -> ChunkSource:
+        """The pool as one disk's restore reads it: a lost link ridden out for the reconnect
+        time (guide 6.4), then the transfer-rate limit. `what` names the disk in errors."""
+        resuming = ResumingSource(
+            self.pool, window_seconds=self.spec.options.reconnect_minutes * 60.0, what=what
+        )
+        return LimitedSource(resuming, self.transfer_limiter) if self.transfer_limiter else resuming
 
 
 def _target_host(store: RegistryStore, user: User, spec: RestoreSpec, cloud: CloudRegistration) -> BackupHost:
@@ -128,6 +136,16 @@ def _check_cluster(
         )
 
 
+def open_restore_pool(registration: PoolRegistration, options: RestoreOptions) -> Pool:
+    """The pool a restore reads, with the extra disc-image folder of an optical pool, once the
+    resume buffer is known to hold one of its chunks."""
+    pool = open_registered_pool(registration)
+    check_resume_buffer(options.resume_buffer_mib, pool.chunk_size)
+    if isinstance(pool, OpticalPool) and options.disc_images:
+        pool.discs.image_dirs.append(Path(options.disc_images))
+    return pool
+
+
 def prepare_restore_job(
     store: RegistryStore,
     user: User,
@@ -141,12 +159,13 @@ def prepare_restore_job(
     cloud = cloud_for(store, user, spec.cloud)
     host = _target_host(store, user, spec, cloud)
     pool_registration = pool_for(store, user, spec.pool)
-    pool = open_registered_pool(pool_registration)
+    pool = open_restore_pool(pool_registration, spec.options)
     client = cloud.client(retry_window_seconds=spec.options.reconnect_minutes * 60.0)
     _check_cluster(client, store, spec, host)
     catalog = catalog_for(pool_registration)
     sources = [catalog.find_vm(item.source.vm, item.source.set) for item in spec.vms]
     plan = plan_restore(client, spec, sources, host.cluster_id)
+    require_media(pool, plan)
     return RestoreJob(
         spec=spec,
         cloud=cloud,
@@ -156,6 +175,27 @@ def prepare_restore_job(
         plan=plan,
         started_at=datetime.now(UTC),
     )
+
+
+def require_media(pool: Pool, plan: RestorePlan) -> None:
+    """Before anything is created: every disc the restore reads is at hand (optical pools).
+
+    One error names every missing disc of every disk, so the operator fetches them all at once
+    instead of finding them one failed run at a time."""
+    if not isinstance(pool, OpticalPool):
+        return
+    problems = []
+    for vm in plan.to_restore:
+        for disk in vm.disks:
+            try:
+                pool.require_discs(pool.load_manifest(vm.source.set_id, disk.source.volume_id))
+            except PoolError as exc:
+                problems.append(f"VM {vm.source.name} disk {disk.source.volume_id}: {exc}")
+    if problems:
+        raise RestoreJobError(
+            f"Restore {plan.spec_name} cannot start, discs are missing (nothing was created):\n  "
+            + "\n  ".join(problems)
+        )
 
 
 class VmRestoreOutcome(BaseModel):

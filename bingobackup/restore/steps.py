@@ -67,7 +67,7 @@ def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> R
         device = job.locator().wait_for(volume.serial or volume.volume_id, timeout=timeouts.device).resolve()
         progress = job.progress
         result = restore_disk(
-            job.chunk_source,
+            job.chunk_source(label),
             manifest,
             Path(device),
             channels=job.spec.options.channels,

@@ -28,6 +28,7 @@ RESTORE_MIGRATIONS: dict[int, Migration] = {}
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
+_RESTORE_SCHEDULE_KINDS = ("immediate", "once", "manual")
 RestoreSchedule = Annotated[ImmediateSchedule | OnceSchedule | ManualSchedule, Field(discriminator="kind")]
 
 
@@ -149,6 +150,10 @@ class RestoreOptions(_Spec):
     precondition: Hook | None = None
     pre_script: Hook | None = None
     post_script: Hook | None = None
+    disc_images: str | None = Field(
+        default=None,
+        description="optical pool: one more directory holding disc images (ISO files read back from the discs)",
+    )
 
 
 class RestoreSpec(_Spec):
@@ -185,6 +190,18 @@ class RestoreSpec(_Spec):
     @classmethod
     def _name(cls, value: str) -> str:
         return checked_job_name(value, "restore job")
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _restore_schedule_kind(cls, value: Any) -> Any:
+        # The guide offers restores only these three: say so rather than pydantic's tag error.
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if kind is not None and kind not in _RESTORE_SCHEDULE_KINDS:
+            raise ValueError(
+                f"a restore job runs immediate, once or manual, not {kind!r} (recurring schedules are "
+                "for backup jobs); use kind: immediate, once (with at:) or manual"
+            )
+        return value
 
 
 def load_restore_spec(source: str | Path | dict[str, Any]) -> RestoreSpec:
