@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
@@ -27,6 +28,7 @@ from bingobackup.mover.backup import ChunkSink, DedupMode
 from bingobackup.pools.errors import PoolError, StoreIOError
 
 log = logging.getLogger("bingobackup.backup")
+T = TypeVar("T")
 
 # errnos a lost or flaky link to a pool's storage gives (NFS, CIFS, iSCSI, sockets); a full
 # pool, a missing permission or a bad path are not link problems and fail at once.
@@ -76,6 +78,63 @@ def check_resume_buffer(resume_buffer_mib: int, chunk_size: int) -> None:
         )
 
 
+class LinkRetry:
+    """Retries one pool operation while the link is down, with growing pauses, until the
+    reconnect window ends (shared by the backup's sink and the restore's chunk source)."""
+
+    def __init__(
+        self,
+        *,
+        window_seconds: float,
+        what: str,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        first_pause: float = 0.05,
+        max_pause: float = 5.0,
+    ) -> None:
+        self.window_seconds = window_seconds
+        self._what = what
+        self._clock, self._sleep = clock, sleep
+        self._first_pause, self._max_pause = first_pause, max_pause
+        self._lock = threading.Lock()
+        self.reconnects = 0
+        self.failed_attempts = 0
+
+    def resume(self, operation: Callable[[], T], where: str, first: Exception) -> T:
+        """Runs `operation` again after `first` (a link error) until it succeeds or the window ends."""
+        deadline = self._clock() + self.window_seconds
+        pause, error = self._first_pause, first
+        log.warning(
+            "%s: link to the pool lost %s (%s); retrying for up to %.0f s",
+            self._what,
+            where,
+            first,
+            self.window_seconds,
+        )
+        while True:
+            with self._lock:
+                self.failed_attempts += 1
+            if self._clock() + pause > deadline:
+                raise PoolLinkLost(
+                    f"{self._what}: the pool did not answer again within the reconnect time of "
+                    f"{self.window_seconds / 60:g} min {where} (last error: {error}). Check the pool's "
+                    "storage or network, or raise options.reconnect_minutes (1–60), and run the job again"
+                ) from error
+            self._sleep(pause)
+            pause = min(pause * 2, self._max_pause)
+            try:
+                result = operation()
+            except Exception as retry_error:
+                if not is_link_error(retry_error):
+                    raise
+                error = retry_error
+                continue
+            with self._lock:
+                self.reconnects += 1
+            log.info("%s: pool reachable again; continuing %s", self._what, where)
+            return result
+
+
 class ResumingSink:
     """A `ChunkSink` whose `put_chunk` rides out a lost link to the pool for `window_seconds`."""
 
@@ -92,16 +151,26 @@ class ResumingSink:
         max_pause: float = 5.0,
     ) -> None:
         self._sink = sink
-        self.window_seconds = window_seconds
         self.buffer_bytes = buffer_bytes
-        self._what = what
-        self._clock, self._sleep = clock, sleep
-        self._first_pause, self._max_pause = first_pause, max_pause
+        self._retry = LinkRetry(
+            window_seconds=window_seconds,
+            what=what,
+            clock=clock,
+            sleep=sleep,
+            first_pause=first_pause,
+            max_pause=max_pause,
+        )
         self._lock = threading.Lock()
         self._held = 0
         self.peak_held_bytes = 0
-        self.reconnects = 0
-        self.failed_attempts = 0
+
+    @property
+    def reconnects(self) -> int:
+        return self._retry.reconnects
+
+    @property
+    def failed_attempts(self) -> int:
+        return self._retry.failed_attempts
 
     # -- delegated as is -------------------------------------------------------------------
     def chunk_digest(self, plaintext: bytes) -> str:
@@ -127,52 +196,19 @@ class ResumingSink:
     def put_chunk(
         self, offset: int, plaintext: bytes, digest: str | None = None, mode: DedupMode = "agent"
     ) -> ChunkRef:
-        try:
+        def store() -> ChunkRef:
             return self._sink.put_chunk(offset, plaintext, digest=digest, mode=mode)
+
+        try:
+            return store()
         except Exception as error:
             if not is_link_error(error):
                 raise
-            return self._resume(offset, plaintext, digest, mode, error)
-
-    def _resume(
-        self, offset: int, plaintext: bytes, digest: str | None, mode: DedupMode, first: Exception
-    ) -> ChunkRef:
-        length = len(plaintext)
-        self._hold(length)
-        deadline = self._clock() + self.window_seconds
-        pause, error = self._first_pause, first
-        log.warning(
-            "%s: link to the pool lost at offset %d (%s); retrying for up to %.0f s",
-            self._what,
-            offset,
-            first,
-            self.window_seconds,
-        )
-        try:
-            while True:
-                with self._lock:
-                    self.failed_attempts += 1
-                if self._clock() + pause > deadline:
-                    raise PoolLinkLost(
-                        f"{self._what}: the pool did not answer again within the reconnect time of "
-                        f"{self.window_seconds / 60:g} min (last error: {error}). Check the pool's "
-                        "storage or network, or raise options.reconnect_minutes (1–60)"
-                    ) from error
-                self._sleep(pause)
-                pause = min(pause * 2, self._max_pause)
-                try:
-                    ref = self._sink.put_chunk(offset, plaintext, digest=digest, mode=mode)
-                except Exception as retry_error:
-                    if not is_link_error(retry_error):
-                        raise
-                    error = retry_error
-                    continue
-                with self._lock:
-                    self.reconnects += 1
-                log.info("%s: pool reachable again; continuing at offset %d", self._what, offset)
-                return ref
-        finally:
-            self._release(length)
+            self._hold(len(plaintext))  # the one unacknowledged chunk this channel keeps
+            try:
+                return self._retry.resume(store, f"at offset {offset}", error)
+            finally:
+                self._release(len(plaintext))
 
     def _hold(self, length: int) -> None:
         with self._lock:

@@ -14,16 +14,12 @@ The cloud side of the reconnect time is the client's `retry_window_seconds`
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 
-from bingobackup.backup.resume import PoolLinkLost, is_link_error
+from bingobackup.backup.resume import LinkRetry, is_link_error
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.mover.restore import ChunkSource
-
-log = logging.getLogger("bingobackup.restore")
 
 
 class ResumingSource:
@@ -41,13 +37,22 @@ class ResumingSource:
         max_pause: float = 5.0,
     ) -> None:
         self._source = source
-        self.window_seconds = window_seconds
-        self._what = what
-        self._clock, self._sleep = clock, sleep
-        self._first_pause, self._max_pause = first_pause, max_pause
-        self._lock = threading.Lock()
-        self.reconnects = 0
-        self.failed_attempts = 0
+        self._retry = LinkRetry(
+            window_seconds=window_seconds,
+            what=what,
+            clock=clock,
+            sleep=sleep,
+            first_pause=first_pause,
+            max_pause=max_pause,
+        )
+
+    @property
+    def reconnects(self) -> int:
+        return self._retry.reconnects
+
+    @property
+    def failed_attempts(self) -> int:
+        return self._retry.failed_attempts
 
     def read_chunk(self, ref: ChunkRef) -> bytes:
         try:
@@ -55,38 +60,6 @@ class ResumingSource:
         except Exception as error:
             if not is_link_error(error):
                 raise
-            return self._resume(ref, error)
-
-    def _resume(self, ref: ChunkRef, first: Exception) -> bytes:
-        deadline = self._clock() + self.window_seconds
-        pause, error = self._first_pause, first
-        log.warning(
-            "%s: link to the pool lost reading the chunk at offset %d (%s); retrying for up to %.0f s",
-            self._what,
-            ref.offset,
-            first,
-            self.window_seconds,
-        )
-        while True:
-            with self._lock:
-                self.failed_attempts += 1
-            if self._clock() + pause > deadline:
-                raise PoolLinkLost(
-                    f"{self._what}: the pool did not answer again within the reconnect time of "
-                    f"{self.window_seconds / 60:g} min reading offset {ref.offset} (last error: {error}). "
-                    "Check the pool's storage or network, or raise options.reconnect_minutes (1–60), "
-                    "and run the restore again"
-                ) from error
-            self._sleep(pause)
-            pause = min(pause * 2, self._max_pause)
-            try:
-                data = self._source.read_chunk(ref)
-            except Exception as retry_error:
-                if not is_link_error(retry_error):
-                    raise
-                error = retry_error
-                continue
-            with self._lock:
-                self.reconnects += 1
-            log.info("%s: pool reachable again; continuing at offset %d", self._what, ref.offset)
-            return data
+            return self._retry.resume(
+                lambda: self._source.read_chunk(ref), f"reading offset {ref.offset}", error
+            )
