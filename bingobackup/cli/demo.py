@@ -28,6 +28,8 @@ from bingobackup.errors import BingoBackupError
 from bingobackup.mover.chunks import human_bytes
 
 if TYPE_CHECKING:
+    from bingobackup.cloud.client import BingoCloudClient
+    from bingobackup.cloud.models import Instance
     from bingobackup.resources.discovery import VmEntry
 
 DEMO_CLOUD = "demo"
@@ -35,6 +37,7 @@ DEMO_ACCESS_KEY = "DEMOACCESSKEY0001"
 DEMO_GROUP = "operators"
 DEMO_POOL = "demo-dedup"
 DEMO_SIM_PORT = 18080
+RESTORE_VM = "linux_mul_disk"  # three disks: a system disk and two data disks
 _SIM = BackgroundService(name="demo-sim", health_path="/_sim/health")
 
 
@@ -101,7 +104,7 @@ def demo(
     demo_dir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]bingobackup demo")
     endpoint, secret_key = start_demo_simulator(demo_dir)
-    console.print(f"[1/8] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
+    console.print(f"[1/9] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
 
     client = BingoCloudClient(endpoint, DEMO_ACCESS_KEY, secret_key)
     tree = CloudTree.from_client(client)
@@ -111,7 +114,7 @@ def demo(
         from bingobackup.cli.prefect_server import status
 
         info = status()
-        console.print(f"[2/8] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
+        console.print(f"[2/9] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
         existed = store.get_cloud(DEMO_CLOUD) is not None
         _, hosts = register_simulated_cloud(
             store,
@@ -123,7 +126,7 @@ def demo(
             state_dir=demo_dir / "sim-state",
         )
         console.print(
-            f"[3/8] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
+            f"[3/9] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
             f"Access Key {DEMO_ACCESS_KEY}, keys checked against the API"
         )
         for cluster, host in sorted(hosts.items()):
@@ -135,33 +138,39 @@ def demo(
         authorize(store, user, "host", sorted(backup_hosts), [DEMO_GROUP])
         console.print(f"      cloud and backup hosts authorized to user group '{DEMO_GROUP}'")
 
-    console.print("[4/8] What the cloud holds:")
+    console.print("[4/9] What the cloud holds:")
     console.print(render_tree(tree, f"cloud {DEMO_CLOUD} ({endpoint})", set(backup_hosts)))
 
     pool_dir = demo_dir / "pools" / DEMO_POOL
     _ensure_demo_pool(demo_dir, pool_dir)
-    console.print(f"[5/8] Encrypted dedup pool '{DEMO_POOL}' at {pool_dir} (AES-256-GCM, zstd, 4 MiB chunks)")
+    console.print(f"[5/9] Encrypted dedup pool '{DEMO_POOL}' at {pool_dir} (AES-256-GCM, zstd, 4 MiB chunks)")
 
     specs = _write_demo_specs(demo_dir, backup_hosts)
     results: list[tuple[str, str, list[dict[str, object]], bool]] = []
     for round_name in ("first", "second"):
         console.print(
-            f"[{6 if round_name == 'first' else 7}/8] {round_name.capitalize()} full backup of every VM:"
+            f"[{6 if round_name == 'first' else 7}/9] {round_name.capitalize()} full backup of every VM:"
         )
         for spec_path in specs:
             set_id, rows, ok = run_backup(spec_path)
             results.append((round_name, set_id, rows, ok))
             console.print(outcome_table(rows, f"{round_name} backup: set {set_id}"))
-    console.print("[8/8] Export one disk of every VM and compare SHA-256 with the source volume:")
+    console.print("[8/9] Export one disk of every VM and compare SHA-256 with the source volume:")
     checks = _verify_exports(demo_dir, pool_dir, endpoint, secret_key)
     console.print(checks)
+    console.print(
+        f"[9/9] Restore VM {RESTORE_VM} from its latest backup set to a new VM, powered on, and compare "
+        "its disks with the source volumes:"
+    )
+    console.print(_restore_and_verify(demo_dir, client, backup_hosts))
     _print_summary(results)
     console.rule()
     console.print(
         "Next:\n"
         f"  Prefect UI: {info.ui_url if info else '(bingobackup server status)'} (flow runs with progress and "
         "summary artifacts; Blocks show the registered cloud, hosts and pool)\n"
-        f"  bingobackup sets list --pool {DEMO_POOL}\n"
+        f"  bingobackup sets tree --by host --pool {DEMO_POOL}\n"
+        f"  bingobackup restore vm {demo_dir / 'restore-vm.yaml'}    # asks for the verification code\n"
         f'  bingobackup catalog query "SELECT vm_name, status, bytes_read, bytes_stored FROM vm_backups" --pool {DEMO_POOL}\n'
         "  notebook: notebooks/backup_history.ipynb (set BINGOBACKUP_POOL to the pool directory)\n"
         "  bingobackup demo --stop    # stop the background simulator and Prefect server"
@@ -263,6 +272,68 @@ def _verify_exports(demo_dir: Path, pool_dir: Path, endpoint: str, secret_key: s
                         f"exported disk {disk.volume_id} of {vm.vm_name} differs from its source"
                     )
                 output.unlink()
+    return table
+
+
+def _restore_and_verify(demo_dir: Path, client: BingoCloudClient, backup_hosts: dict[str, VmEntry]) -> Table:
+    """Restore RESTORE_VM through the restore flow (the code typed for the operator) and compare
+    the new VM's volumes with the source VM's, as multisets of SHA-256."""
+    from bingobackup.cli.restore import run_restore_command
+    from bingobackup.restore.verification import verification_code
+    from bingobackup.specs.restore import load_restore_spec
+
+    source = next(i for i in client.describe_instances() if i.name == RESTORE_VM)
+    host = next(h for h in backup_hosts.values() if h.cluster_id == source.cluster_id)
+    target = f"{RESTORE_VM}-restored"
+    spec_path = demo_dir / "restore-vm.yaml"
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "name": "demo-restore",
+                "kind": "vm",
+                "cloud": DEMO_CLOUD,
+                "backup_host": host.instance_id,
+                "pool": DEMO_POOL,
+                "source": {"vm": RESTORE_VM, "set": "latest"},
+                # the source VM is running: its IP and MAC stay with it
+                "target": {"name": target, "nics": [{"index": 0, "ip": "auto", "mac": "auto"}]},
+                "same_name": "suffix",
+                "power_on": True,
+                "schedule": {"kind": "immediate"},
+            },
+            sort_keys=False,
+        )
+    )
+    code = verification_code(load_restore_spec(spec_path))
+    console.print(f"      verification code {code} (typed for you here; the command asks for it)")
+    run_restore_command(spec_path, "vm", confirm=code)
+    restored = max(
+        (i for i in client.describe_instances() if i.name.startswith(target)),
+        key=lambda i: i.launch_time.timestamp() if i.launch_time else 0.0,
+    )
+    volumes = demo_dir / "sim-state" / "volumes"
+
+    def digests(instance: Instance) -> list[str]:
+        with ThreadPoolExecutor(2) as hashers:
+            paths = [volumes / f"{b.volume_id}.raw" for b in instance.block_devices]
+            return sorted(hashers.map(file_sha256, paths))
+
+    before, after = digests(source), digests(restored)
+    table = Table("VM", "state", "disks", "SHA-256 of the disks", "equal to the source")
+    table.add_row(source.name, source.state.name, str(len(before)), ", ".join(d[:12] for d in before), "")
+    same = before == after
+    table.add_row(
+        restored.name,
+        restored.state.name,
+        str(len(after)),
+        ", ".join(d[:12] for d in after),
+        "[green]yes[/]" if same else "[red]NO[/]",
+    )
+    if not same or restored.state.name != "running":
+        raise BingoBackupError(
+            f"the restored VM {restored.name} does not match {RESTORE_VM} or is not running"
+        )
     return table
 
 
