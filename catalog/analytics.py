@@ -73,3 +73,16 @@ WHERE status <> 'running'
 GROUP BY pool, job_name
 ORDER BY pool, job_name
 """
+
+# Tape and optical pools: which cartridge or disc holds which disk of which set. A chunk's
+# location on removable media is `tape:<barcode>:<file>:<offset>` or
+# `optical:<label>:<file>:<offset>` (docs/format.md), so the media are read off the chunks.
+MEDIA_CONTENTS = """
+SELECT pool, split_part(location, ':', 1) AS medium_kind, split_part(location, ':', 2) AS medium,
+       set_id, volume_id, count(*) AS chunks, sum(stored_size) AS stored_bytes,
+       min(TRY_CAST(split_part(location, ':', 3) AS INTEGER)) AS first_file
+FROM chunks
+WHERE location LIKE 'tape:%' OR location LIKE 'optical:%'
+GROUP BY ALL
+ORDER BY pool, medium, set_id, volume_id
+"""

@@ -259,6 +259,10 @@ class Catalog:
     def dedup_ratio_by_set(self) -> pd.DataFrame:
         return self.query(analytics.DEDUP_RATIO_BY_SET)
 
+    def media_contents(self) -> pd.DataFrame:
+        """Tape cartridges and optical discs: which set and disk each one holds, and how much."""
+        return self.query(analytics.MEDIA_CONTENTS)
+
     def throughput_by_run(self) -> pd.DataFrame:
         return self.query(analytics.THROUGHPUT_BY_RUN)
 

@@ -185,3 +185,28 @@ def test_bad_sql_names_the_views_and_their_columns(tmp_path: Path) -> None:
             cat.query_arrow("SELEC 1")
         with pytest.raises(CatalogQueryError, match="backup_sets"):
             cat.query("SELECT * FROM sets")
+
+
+def test_media_contents_names_the_disc_or_cartridge_of_every_disk(tmp_path: Path) -> None:
+    parts = make_set("set-1", vms=("web",))
+    root, data = parts.manifests
+    on_disc = root.model_copy(
+        update={
+            "chunks": tuple(
+                c.model_copy(update={"location": f"optical:DISC_000{1 + i // 2}:{i}:0"})
+                for i, c in enumerate(root.chunks)
+            )
+        }
+    )
+    parts.manifests = [on_disc, data]
+    CatalogWriter(str(tmp_path)).write_backup_set(*parts.args())
+    with Catalog.open(str(tmp_path), pool="optical-1") as cat:
+        media = cat.media_contents()
+    rows = [
+        tuple(r)
+        for r in media[["medium_kind", "medium", "volume_id", "chunks", "first_file"]].itertuples(index=False)
+    ]
+    assert rows == [
+        ("optical", "DISC_0001", "vol-web-root", 2, 0),
+        ("optical", "DISC_0002", "vol-web-root", 1, 2),
+    ]
