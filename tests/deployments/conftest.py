@@ -3,11 +3,8 @@ server, on a work pool of their own, deleted afterwards."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,15 +13,6 @@ from job_support import job_spec
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.specs.job import load_job_spec
 from deployments.jobs import JobInfo, create_job, delete_job, list_jobs
-
-# The simulated cloud registered in Prefect (`registered`) is the flow tests' fixture: reuse it.
-_FLOWS = Path(__file__).parents[1] / "flows"
-sys.path.insert(0, str(_FLOWS))
-_spec = importlib.util.spec_from_file_location("flows_test_fixtures", _FLOWS / "conftest.py")
-assert _spec and _spec.loader
-_flows_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_flows_conftest)
-registered = _flows_conftest.registered
 
 
 @pytest.fixture(scope="session")
