@@ -66,6 +66,12 @@ def create(
         "12TiB", help="tape: capacity of each cartridge (emulated library)"
     ),
     block_size: str = typer.Option("256KiB", help="tape: fixed block size"),
+    drive: list[str] = typer.Option(
+        [],
+        "--drive",
+        help="tape: a real Linux tape drive, /dev/nstN, holding the --cartridge of the same position "
+        "(repeatable; untested on real hardware)",
+    ),
     disc_size: str = typer.Option("bd25", help="optical: dvd | bd25 | bd50 | bd100 | a byte count"),
     output_dir: Path = typer.Option(None, help="optical: where disc images go (default PATH/images)"),
     burn_command: str = typer.Option(None, help="optical: command run with each closed disc's image path"),
@@ -100,6 +106,10 @@ def create(
         }
         if cartridge:
             tape_fields["barcodes"] = cartridge
+        if drive:
+            if not cartridge:
+                raise typer.BadParameter("name the cartridge loaded in each drive", param_hint="--cartridge")
+            tape_fields["drives"] = drive
         tape = TapeOptions.model_validate(tape_fields)
     optical = None
     if kind == "optical":

@@ -29,7 +29,7 @@ from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import RECORD_BYTES
 from bingobackup.pools.stream import TAG as _TAG
 from bingobackup.pools.stream import TRAILER, chunk_record, header_record, parse_stream, record
-from bingobackup.pools.tapelib import Cartridge, TapeLibrary
+from bingobackup.pools.tapelib import TapeLibrary, TapeMedium
 from bingobackup.pools.writer import DiskWriter
 
 
@@ -50,7 +50,7 @@ class TapeDiskWriter(DiskWriter):
             raise
 
     # -- the stream ------------------------------------------------------------------------
-    def _begin_file(self, candidates: list[Cartridge], needed: int) -> Cartridge:
+    def _begin_file(self, candidates: list[TapeMedium], needed: int) -> TapeMedium:
         block = self.pool.library.settings.block_size
         header = header_record(self.set_id, self.volume_id, self.pool.config.pool_id, self._part)
         for cartridge in candidates:
@@ -86,6 +86,8 @@ class TapeDiskWriter(DiskWriter):
             )
             self._free -= full
             del self._pending[: full * block]
+            if self._cartridge.end_of_medium:  # a real drive passed its early warning
+                self._free = 0
         return offset
 
     def _end_file(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from bingobackup.format.config import DEFAULT_CHUNK_SIZE
 from bingobackup.pools import BlobStore, LocalDirBlobStore, Pool, create_pool_in, open_pool_in
@@ -27,14 +27,30 @@ if TYPE_CHECKING:
 
 
 class TapeOptions(BaseModel):
-    """How a new emulated tape library is laid out (`pool create --kind tape`)."""
+    """How a new tape library is laid out (`pool create --kind tape`): emulated cartridges, or
+    with `drives` the cartridges loaded in real Linux tape drives (barcodes[i] in drives[i])."""
 
     barcodes: list[str] = Field(default_factory=lambda: [f"BB{n:04d}L8" for n in range(1, 9)], min_length=1)
     capacity_bytes: int = Field(default=12 << 40, description="per cartridge (LTO-8: 12 TB native)")
     block_size: int = 256 << 10
+    drives: list[str] = Field(default_factory=list, description="non-rewinding devices, /dev/nstN")
+
+    @model_validator(mode="after")
+    def _a_barcode_per_drive(self) -> TapeOptions:
+        if self.drives and len(self.drives) != len(self.barcodes):
+            raise ValueError(
+                f"{len(self.drives)} drive(s) but {len(self.barcodes)} cartridge(s): give one --cartridge "
+                "BARCODE per --drive, in the same order (a drive cannot read barcodes)"
+            )
+        self.settings()  # a rewinding /dev/stN is refused here, before anything is created
+        return self
 
     def settings(self) -> LibrarySettings:
-        return LibrarySettings(block_size=self.block_size, capacity_bytes=self.capacity_bytes)
+        return LibrarySettings(
+            block_size=self.block_size,
+            capacity_bytes=self.capacity_bytes,
+            drives=dict(zip(self.barcodes, self.drives, strict=False)),
+        )
 
 
 class OpticalOptions(BaseModel):
