@@ -12,7 +12,6 @@ the manifests from the images alone.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from pathlib import Path
@@ -39,7 +38,7 @@ from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import RECORD_BYTES
-from bingobackup.pools.stream import HEADER, TAG, TRAILER, chunk_record, header_record, parse_stream, record
+from bingobackup.pools.stream import TAG, TRAILER, chunk_record, header_record, record, recover_manifests
 from bingobackup.pools.writer import DiskWriter
 
 
@@ -204,24 +203,15 @@ def scan_discs(pool: OpticalPool) -> list[tuple[str, str]]:
     discs = pool.discs
     labels = {p.stem for d in discs.image_dirs for p in d.glob(f"{discs.settings.label_prefix}*.iso")}
     labels |= {p.name for p in (discs.home / STAGING).glob("*") if p.is_dir()}
-    found: list[tuple[str, str]] = []
+    files: list[tuple[str, int]] = []
     for label in sorted(labels):
         image = discs.image_of(label)
         if image is not None:
             numbers = [int(n[1:5]) for n in discs._extents_of(image) if n.endswith(".BIN")]
         else:
             numbers = [int(p.stem[1:]) for p in discs.staged_files(label)]
-        for number in sorted(numbers):
-            ours = False
-            for tag, _, payload in parse_stream(discs.read_file(label, number)):
-                if tag == HEADER:
-                    ours = json.loads(payload).get("pool_id") == pool.config.pool_id
-                elif tag == TRAILER and ours:
-                    manifest = DiskManifest.model_validate_json(payload)
-                    if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
-                        pool.save_manifest(manifest)
-                    found.append((manifest.set_id, manifest.volume_id))
-    return found
+        files += [(label, number) for number in sorted(numbers)]
+    return recover_manifests(pool, (discs.read_file(label, number) for label, number in files))
 
 
 def create_optical_pool(

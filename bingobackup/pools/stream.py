@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
+from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools.base import Buffer
+from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import _RECORD
 
 TAG = struct.Struct(">cI")
@@ -46,3 +48,21 @@ def parse_stream(data: bytes) -> Iterator[tuple[bytes, int, bytes]]:
             return  # an aborted stream's tail
         yield tag, start, data[start : start + length]
         position = start + length
+
+
+def recover_manifests(pool: Pool, files: Iterable[bytes]) -> list[tuple[str, str]]:
+    """`pool scan` for sequential media: saves the manifest of every complete disk stream of
+    `pool` found in `files` (one medium file each) that the pool does not hold yet; returns
+    the (set_id, volume_id) of every one found. Streams of other pools are ignored."""
+    found: list[tuple[str, str]] = []
+    for data in files:
+        ours = False
+        for tag, _, payload in parse_stream(data):
+            if tag == HEADER:
+                ours = json.loads(payload).get("pool_id") == pool.config.pool_id
+            elif tag == TRAILER and ours:
+                manifest = DiskManifest.model_validate_json(payload)
+                if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
+                    pool.save_manifest(manifest)
+                found.append((manifest.set_id, manifest.volume_id))
+    return found

@@ -28,7 +28,7 @@ from bingobackup.pools.open import create_pool_in, open_pool_in
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import RECORD_BYTES
 from bingobackup.pools.stream import TAG as _TAG
-from bingobackup.pools.stream import TRAILER, chunk_record, header_record, parse_stream, record
+from bingobackup.pools.stream import TRAILER, chunk_record, header_record, record, recover_manifests
 from bingobackup.pools.tapelib import TapeLibrary, TapeMedium
 from bingobackup.pools.writer import DiskWriter
 
@@ -179,17 +179,9 @@ class TapePool(Pool):
 
 def scan_library(pool: TapePool) -> list[tuple[str, str]]:
     """Rebuilds the manifests from the cartridges alone (`bingobackup pool scan`); returns the
-    (set_id, volume_id) of every complete disk stream found."""
-    found: list[tuple[str, str]] = []
-    for cartridge in pool.library.cartridges():
-        for file_number in range(cartridge.files):
-            for tag, _, payload in parse_stream(cartridge.read_file(file_number)):
-                if tag == TRAILER:
-                    manifest = DiskManifest.model_validate_json(payload)
-                    if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
-                        pool.save_manifest(manifest)
-                    found.append((manifest.set_id, manifest.volume_id))
-    return found
+    (set_id, volume_id) of every complete disk stream of this pool found."""
+    media = pool.library.cartridges()
+    return recover_manifests(pool, (medium.read_file(n) for medium in media for n in range(medium.files)))
 
 
 def create_tape_pool(
