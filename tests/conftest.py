@@ -6,8 +6,9 @@ test); `cloud_client` is the production client pointed at it.
 
 from __future__ import annotations
 
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,32 @@ from flow_support import POOL_PASSPHRASE, Registered
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY"]
+
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report
+
+
+@pytest.fixture
+def tmp_path(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """pytest's tmp_path, emptied as soon as its test has passed.
+
+    Many tests start a simulated cloud with ~200 MiB of disk images; pytest would keep every
+    test's directory until the session ends (about 20 GiB), enough to fill a CI machine's disk.
+    A failed test keeps its directory for inspection.
+    """
+    yield tmp_path
+    reports = request.node.stash.get(_REPORTS, {})
+    if all(reports.get(phase) is not None and reports[phase].passed for phase in ("setup", "call")):
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.fixture
