@@ -37,6 +37,12 @@ class ExternalTool:
     def init(self) -> None:
         raise NotImplementedError
 
+    def reset(self) -> None:
+        """An empty repository again (the first backup is measured more than once)."""
+        shutil.rmtree(self.work)
+        self.work.mkdir(parents=True)
+        self.init()
+
     def backup(self, image: Path, label: str) -> dict[str, Any]:
         raise NotImplementedError
 

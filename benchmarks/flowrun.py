@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -172,13 +173,14 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             "content": [{"vm": VM_NAME}],
             "options": {"retry": {"count": 0, "interval_minutes": 0}},
         }
-        # Alternated rounds, each into fresh pools, best of each kept: the simulator's volume
-        # copies (GiBs of page cache and writeback) make the first rounds noisy either way.
+        # Alternated rounds, each into fresh pools deleted after, best of each kept: the
+        # simulator's volume copies (GiBs of page cache and writeback) make rounds noisy.
         engine_times: list[float] = []
         flow_times: list[float] = []
         rows: object = None
         for round_ in range(ROUNDS):
             pool = f"bench-pool-{round_}"
+            os.sync()  # each job starts without the previous one's writeback (as every step does)
             engine_times.append(
                 _engine_job(
                     sim,
@@ -187,6 +189,9 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
                     load_job_spec({**job, "name": "bench-engine-job", "pool": pool}),
                 )
             )
+            # Each job's pool is deleted once measured, so the next job writes into recycled
+            # page cache, not memory the host reclaimed (see FIRST_ATTEMPTS in runner.py).
+            shutil.rmtree(work / f"engine-pool-{round_}")
             create_registered_pool(
                 store,
                 LOCAL_ADMIN,
@@ -196,6 +201,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
                 encrypted=True,
                 passphrase=POOL_PASSPHRASE,
             )
+            os.sync()
             started = time.perf_counter()
             state = run_backup_now(load_job_spec({**job, "pool": pool}))
             flow_times.append(time.perf_counter() - started)
@@ -203,6 +209,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             if not isinstance(result, dict) or result.get("status") != "ok":
                 raise RuntimeError(f"the benchmark's flow run did not succeed: {state.message or result}")
             rows = result["rows"]
+            shutil.rmtree(work / f"flow-pool-{round_}")
         return {
             "wall_seconds": min(flow_times),
             "engine_job_seconds": min(engine_times),

@@ -66,7 +66,7 @@ def percent(value: float | None) -> str:
 
 def engine_table(measurements: list[Measurement]) -> Table:
     table = Table(
-        "Engine (bingobackup, 2 channels, encrypted dedup pool, zstd level 1)",
+        "Engine (bingobackup, 2 channels, encrypted dedup pool, zstd fast: level 1, window = chunk)",
         [
             "step",
             "wall s",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import blake3
 from pydantic import BaseModel
@@ -23,6 +24,19 @@ from benchmarks.results import Measurement
 
 PASSPHRASE = "benchmark pool passphrase"
 MODES = {"sparse file": True, "block device": False}
+# First backups (ours, restic's, borg's) are measured this often, each into an empty pool or
+# repository, and the fastest kept. On a virtual machine whose host reclaims guest memory
+# (virtio-balloon, DAMON pageout), page cache growing into memory the guest has not touched
+# lately costs a host fault per page: the same backup measured 1.4 s once its earlier copy
+# was deleted and 2.2 s while three earlier pools filled the page cache. A second attempt
+# writes into the pages the first one freed.
+FIRST_ATTEMPTS = 2
+
+
+def best_of(step: Callable[[], dict[str, Any]], attempts: int) -> dict[str, Any]:
+    """The fastest (least wall time) of `attempts` runs of `step`."""
+    runs = [step() for _ in range(attempts)]
+    return min(runs, key=lambda raw: float(raw["wall_seconds"]))
 
 
 class ToolRun(BaseModel):
@@ -98,20 +112,26 @@ class BenchRun:
     def engine_backup(self, label: str) -> None:
         for mode, sparse_aware in MODES.items():
             pool = self._pool(mode)
-            if not pool.exists():
-                new_pool(pool, PASSPHRASE)
             self.log(f"bingobackup: {label} backup, reading as a {mode}")
-            raw = run_step(
-                "backup",
-                {
-                    "image": str(self.image.path),
-                    "pool": str(pool),
-                    "passphrase": PASSPHRASE,
-                    "set_id": label,
-                    "sparse_aware": sparse_aware,
-                    "channels": self.channels,
-                },
-            )
+
+            def attempt(pool: Path = pool, sparse_aware: bool = sparse_aware) -> dict[str, Any]:
+                if label == "first":  # every attempt starts from an empty pool
+                    shutil.rmtree(pool, ignore_errors=True)
+                if not pool.exists():
+                    new_pool(pool, PASSPHRASE)
+                return run_step(
+                    "backup",
+                    {
+                        "image": str(self.image.path),
+                        "pool": str(pool),
+                        "passphrase": PASSPHRASE,
+                        "set_id": label,
+                        "sparse_aware": sparse_aware,
+                        "channels": self.channels,
+                    },
+                )
+
+            raw = best_of(attempt, FIRST_ATTEMPTS if label == "first" else 1)
             read, zero, sent = int(raw["bytes_read"]), int(raw["zero_bytes"]), int(raw["bytes_sent"])
             measured = self._measure(
                 f"{label} backup ({mode})",
@@ -172,7 +192,13 @@ class BenchRun:
     def external_backup(self, label: str) -> None:
         for tool, run in zip(self.external, self.others, strict=True):
             self.log(f"{tool.name}: {label} backup")
-            raw = tool.backup(self.image.path, label)
+
+            def attempt(tool: ExternalTool = tool) -> dict[str, Any]:
+                if label == "first":  # every attempt starts from an empty repository
+                    tool.reset()
+                return tool.backup(self.image.path, label)
+
+            raw = best_of(attempt, FIRST_ATTEMPTS if label == "first" else 1)
             setattr(run, label, self._measure(f"{tool.name} {label} backup", raw, tool.stored_bytes(), None))
             run.stored_bytes = tool.stored_bytes()
 

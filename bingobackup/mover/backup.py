@@ -2,15 +2,15 @@
 
 Pipeline: one reader thread walks the disk chunk by chunk (skipping holes the filesystem
 reports, without reading them) and drops all-zero chunks at once; `channels` threads hash the
-rest and ask the pool whether it already holds each (agent-side dedup); `channels + 2` writer
-threads compress, encrypt and store the new ones. Hashing, zstd and AES-GCM release the GIL,
-and there are more writers than cores, so while some wait on the pool's storage (fsync, the
-network) the others keep every core busy.
+rest and ask the pool whether it already holds each (agent-side dedup); `channels` writer
+threads compress, encrypt and hand the new ones to the pool, whose blob store makes them
+durable on its own threads (fsync, upload) while the writers go on. Hashing, zstd and AES-GCM
+release the GIL, so every core is busy.
 
 Memory stays bounded whatever the disk size: the reader takes one of `channels + 2` buffer
 slots before it reads a chunk and a worker gives the slot back when it is done, so at most
-`(channels + 2) × chunk_size` bytes of chunk buffers exist at once (plus, while a writer
-stores a chunk, its compressed and encrypted copy).
+`(channels + 2) × chunk_size` bytes of chunk buffers exist at once (plus the sealed copies
+the writers are making and the few the pool's blob store is finishing).
 """
 
 from __future__ import annotations

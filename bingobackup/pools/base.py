@@ -20,15 +20,22 @@ tests/pools checks for every implementation:
 8. `open_append(key)` streams one large blob (a standard pool's pack) that becomes visible
    under `key` only on `commit()`; `abort()` removes every trace. Object stores map it to a
    multipart upload, tape to one file on the tape.
+9. `put_soon(key, data)` is `put` whose last steps may finish in the background: `data` is
+   copied before it returns (the caller may drop it), the blob stays invisible (rule 1) until
+   it is durable, and `flush()` returns only once every earlier `put_soon` is durable and
+   visible. A blob that failed in the background is written again by the next `put_soon` or
+   `flush()`, which raise if that fails too. Stores with nothing to overlap simply `put`.
 
 All methods are thread-safe. Keys are relative, with no empty, '.' or '..' component.
 """
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 Buffer = bytes | bytearray | memoryview
 BlobData = Buffer | Sequence[Buffer]
@@ -100,3 +107,97 @@ class BlobStore(ABC):
 
     @abstractmethod
     def open_append(self, key: str) -> BlobWriter: ...
+
+    def put_soon(self, key: str, data: BlobData) -> None:
+        """Rule 9: a `put` that may complete in the background until `flush()`."""
+        self.put(key, data)
+
+    def flush(self) -> None:
+        """Rule 9: returns once every earlier `put_soon` is durable and visible."""
+        return  # plain puts leave nothing pending
+
+
+class DeferredPut(Protocol):
+    """One `put_soon` blob: `finish` completes it in the background; `redo` writes it again
+    from its kept bytes, in the caller's thread, after `finish` failed."""
+
+    def finish(self) -> None: ...
+
+    def redo(self) -> None: ...
+
+
+# A background thread with nothing to do for this long exits (the next put_soon starts one).
+IDLE_SECONDS = 1.0
+
+
+class BackgroundPuts:
+    """Runs the second half of `put_soon` (rule 9) on up to `threads` threads.
+
+    At most `queue` blobs wait or run here (the caller blocks beyond that), so memory stays
+    bounded. Threads start with work and exit when idle, so an idle store holds none. A blob
+    whose `finish` fails is kept and redone by the next `put_soon` or `flush` before anything
+    else, in the caller's thread: the error reaches the caller there, so a backup's reconnect
+    logic retries it like a failed `put`, and a commit never names a blob that is not durable.
+    """
+
+    def __init__(self, name: str, *, threads: int, queue: int) -> None:
+        self._name = name
+        self._max_threads = threads
+        self._max_queue = queue
+        self._jobs: list[DeferredPut] = []
+        self._failed: list[DeferredPut] = []
+        self._pending = 0  # queued or running
+        self._threads = 0
+        self._idle_threads = 0
+        self._changed = threading.Condition()
+
+    def submit(self, job: DeferredPut) -> None:
+        with self._changed:
+            while self._pending >= self._max_queue:
+                self._changed.wait()
+            self._jobs.append(job)
+            self._pending += 1
+            if self._idle_threads:
+                self._changed.notify_all()
+            elif self._threads < self._max_threads:
+                self._threads += 1
+                threading.Thread(target=self._run, name=self._name, daemon=True).start()
+
+    def redo_failed(self) -> None:
+        with self._changed:
+            failed, self._failed = self._failed, []
+        for index, job in enumerate(failed):
+            try:
+                job.redo()
+            except BaseException:
+                with self._changed:
+                    self._failed[:0] = failed[index:]
+                raise
+
+    def flush(self) -> None:
+        self.redo_failed()
+        with self._changed:
+            while self._pending:
+                self._changed.wait()
+        self.redo_failed()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._jobs:
+                    self._idle_threads += 1
+                    self._changed.wait_for(lambda: bool(self._jobs), timeout=IDLE_SECONDS)
+                    self._idle_threads -= 1
+                    if not self._jobs:
+                        self._threads -= 1
+                        return
+                job = self._jobs.pop(0)
+            try:
+                job.finish()
+            except BaseException:  # redone by the next put_soon or flush, where the caller sees it
+                with self._changed:
+                    self._failed.append(job)
+            finally:
+                with self._changed:
+                    self._pending -= 1
+                    self._changed.notify_all()

@@ -80,7 +80,8 @@ class ChunkIndex:
         if store.exists(key):  # another host or process stored it since we listed
             return store.stat(key).size, False
         sealed = self._pool.codec.seal(plaintext)
-        store.put(key, sealed.parts)
+        # Durable by the writer's commit (flush), not yet: the next chunk is sealed meanwhile.
+        store.put_soon(key, sealed.parts)
         return sealed.size, True
 
 
@@ -104,7 +105,18 @@ class DedupDiskWriter(DiskWriter):
         return size, chunk_key(digest)
 
     def _finish(self) -> None:
-        pass  # each chunk was durable (fsynced, renamed) before put_chunk returned
+        # Every chunk this disk stored, or found pending in this process, is durable after this
+        # (rule 9 of the blob store), before the manifest naming them is written.
+        try:
+            self.pool.store.flush()
+        except PoolError:
+            raise
+        except OSError as error:
+            raise PoolError(
+                f"pool {self.pool.name}: chunks of {self.volume_id} could not be made durable ({error}); "
+                "check the pool's storage (mount, kernel log), then run the backup again. Nothing of "
+                "this disk was committed"
+            ) from error
 
     def _discard(self) -> None:
         pass  # stored chunks may already be shared with other backups: garbage collection frees them

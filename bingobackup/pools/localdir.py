@@ -7,13 +7,30 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from bingobackup.pools.base import BlobData, BlobInfo, BlobStore, BlobWriter, Buffer, as_parts, check_key
+from bingobackup.pools.base import (
+    BackgroundPuts,
+    BlobData,
+    BlobInfo,
+    BlobStore,
+    BlobWriter,
+    Buffer,
+    as_parts,
+    check_key,
+)
 from bingobackup.pools.errors import BlobNotFoundError, PoolFullError
 
 TEMP_PREFIX = ".tmp-"
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+# put_soon: temp files written and waiting for their fsync at once (backpressure on writers),
+# and the threads doing those fsyncs. Durable storage serves a couple of fsyncs at a time;
+# more threads only queue in the filesystem's journal.
+SYNC_QUEUE = 4
+SYNC_THREADS = 2
 
 
 def _fsync_dir(path: Path) -> None:
@@ -32,6 +49,7 @@ class LocalDirBlobStore(BlobStore):
         self.name = name
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
+        self._background = BackgroundPuts(f"sync-{name}", threads=SYNC_THREADS, queue=SYNC_QUEUE)
 
     def __repr__(self) -> str:
         return f"LocalDirBlobStore({str(self.root)!r})"
@@ -43,6 +61,9 @@ class LocalDirBlobStore(BlobStore):
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
+
+    def _sync_file(self, fd: int) -> None:
+        os.fsync(fd)
 
     # -- helpers --------------------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -72,23 +93,51 @@ class LocalDirBlobStore(BlobStore):
 
     # -- BlobStore ------------------------------------------------------------------------
     def put(self, key: str, data: BlobData) -> None:
-        final = self._path(key)
+        final, parts, needed = self._prepare(key, data)
+        self._finish_put(self._write_temp(final, parts, needed))
+
+    def put_soon(self, key: str, data: BlobData) -> None:
+        """Writes the temp file now; fsync, rename and the directory's fsync run on a sync
+        thread, so the caller's core goes on compressing while storage catches up."""
+        self._background.redo_failed()
+        final, parts, needed = self._prepare(key, data)
+        self._background.submit(self._write_temp(final, parts, needed))
+
+    def flush(self) -> None:
+        self._background.flush()
+
+    def _prepare(self, key: str, data: BlobData) -> tuple[Path, tuple[Buffer, ...], int]:
         parts = as_parts(data)
-        needed = sum(len(memoryview(p).cast("B")) for p in parts)
+        return self._path(key), parts, sum(len(memoryview(p).cast("B")) for p in parts)
+
+    def _write_temp(self, final: Path, parts: tuple[Buffer, ...], needed: int) -> _PendingBlob:
+        """`parts` written to a new temp file beside `final`, not yet fsynced."""
         self._ensure_dir(final.parent)
         temp = self._temp_path(final)
         try:
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            try:
-                self._write_all(fd, parts)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, final)
         except OSError as error:
+            self._full_or_raise(error, needed)
+        try:
+            self._write_all(fd, parts)
+        except OSError as error:
+            os.close(fd)
             temp.unlink(missing_ok=True)
             self._full_or_raise(error, needed)
-        _fsync_dir(final.parent)
+        return _PendingBlob(self, fd, temp, final, parts, needed)
+
+    def _finish_put(self, blob: _PendingBlob) -> None:
+        """fsync, close, rename, fsync the directory: the blob is durable and visible."""
+        try:
+            try:
+                self._sync_file(blob.fd)
+            finally:
+                os.close(blob.fd)
+            os.replace(blob.temp, blob.final)
+        except OSError as error:
+            blob.temp.unlink(missing_ok=True)
+            self._full_or_raise(error, blob.needed)
+        _fsync_dir(blob.final.parent)
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         try:
@@ -189,3 +238,19 @@ class _LocalBlobWriter(BlobWriter):
             os.close(self._fd)
             self._fd = None
         self._temp.unlink(missing_ok=True)
+
+
+@dataclass
+class _PendingBlob:
+    store: LocalDirBlobStore
+    fd: int
+    temp: Path
+    final: Path
+    parts: tuple[Buffer, ...]  # kept until durable: a failed fsync is redone from them
+    needed: int
+
+    def finish(self) -> None:
+        self.store._finish_put(self)
+
+    def redo(self) -> None:
+        self.store._finish_put(self.store._write_temp(self.final, self.parts, self.needed))

@@ -20,12 +20,21 @@ import base64
 import builtins
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bingobackup.pools.base import BlobData, BlobInfo, BlobStore, BlobWriter, as_parts, check_key
+from bingobackup.pools.base import (
+    BackgroundPuts,
+    BlobData,
+    BlobInfo,
+    BlobStore,
+    BlobWriter,
+    as_parts,
+    check_key,
+)
 from bingobackup.pools.errors import (
     BlobNotFoundError,
     PoolError,
@@ -39,6 +48,9 @@ _MISSING = {"NoSuchKey", "404", "NotFound"}
 _FULL = {"QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage", "507"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
 EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+# put_soon: uploads in flight at once and blobs waiting for one (their bytes are held).
+UPLOAD_THREADS = 4
+UPLOAD_QUEUE = 4
 
 
 def error_code(error: ClientError) -> str:
@@ -55,6 +67,7 @@ class S3BlobStore(BlobStore):
         self.settings = settings
         self.name = name
         self.client = client if client is not None else settings.boto3_client()
+        self._background = BackgroundPuts(f"upload-{name}", threads=UPLOAD_THREADS, queue=UPLOAD_QUEUE)
 
     def __repr__(self) -> str:
         return f"S3BlobStore({self.settings.location!r}, endpoint={self.settings.endpoint_url!r})"
@@ -167,6 +180,17 @@ class S3BlobStore(BlobStore):
         except BotoCoreError as error:
             raise self._translate(error, "write", key, size) from None
 
+    def put_soon(self, key: str, data: BlobData) -> None:
+        """The upload runs on a background thread, so the caller seals the next chunk while
+        this one crosses the network."""
+        self._background.redo_failed()
+        # Joined here, in the caller's thread: the caller may reuse its buffers at once (rule 9),
+        # and put() would join them anyway.
+        self._background.submit(_Upload(self, check_key(key), b"".join(as_parts(data))))
+
+    def flush(self) -> None:
+        self._background.flush()
+
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         options: dict[str, Any] = {}
         if length == 0:
@@ -229,3 +253,15 @@ class S3BlobStore(BlobStore):
             Prefix=self.settings.key_of(""),
         )
         return [upload["Key"] for upload in answer.get("Uploads", ())]
+
+
+@dataclass(frozen=True)
+class _Upload:
+    store: S3BlobStore
+    key: str
+    body: bytes
+
+    def finish(self) -> None:
+        self.store.put(self.key, self.body)
+
+    redo = finish

@@ -12,13 +12,15 @@ import threading
 from pathlib import Path
 
 import pytest
-from mover_support import CHUNK, FakePool, FakeWriter, TestImage, make_test_image, sha256_of
+from mover_support import CHUNK, FakePool, TestImage, make_test_image, sha256_of
 
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.mover import flusher as flusher_module
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.errors import MoverError
 from bingobackup.mover.restore import restore_disk
+from bingobackup.pools import LocalDirBlobStore
+from bingobackup.pools.open import create_pool_in
 
 WAIT = 10.0  # a deadline, never reached when the behaviour holds
 
@@ -28,34 +30,37 @@ def image(tmp_path: Path) -> TestImage:
     return make_test_image(tmp_path / "disk.raw")
 
 
-class StallingWriter(FakeWriter):
-    """Holds the store of the first data chunk until a later chunk has been stored."""
+class StallingStore(LocalDirBlobStore):
+    """Holds the fsync of the first chunk blob until a later chunk blob is durable."""
 
-    later_stored: threading.Event
-    stalled_offset: int | None = None
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, "stalling")
+        self.later_stored = threading.Event()
+        self.armed = False
+        self.lock = threading.Lock()
 
-    def put_chunk(
-        self, offset: int, plaintext: bytes, digest: str | None = None, mode: str = "agent"
-    ) -> ChunkRef:
-        if self.stalled_offset is None:
-            self.stalled_offset = offset
-            if not self.later_stored.wait(WAIT):
-                raise TimeoutError("no other chunk was stored while this one was in flight")
-        ref = super().put_chunk(offset, plaintext, digest, mode)
-        if offset != self.stalled_offset:
+    def _sync_file(self, fd: int) -> None:
+        with self.lock:
+            stall, self.armed = self.armed, False
+        if stall and not self.later_stored.wait(WAIT):
+            raise TimeoutError("no other chunk was stored while this one was in flight")
+        super()._sync_file(fd)
+        if not stall:
             self.later_stored.set()
-        return ref
 
 
 def test_a_chunk_waiting_on_storage_does_not_stop_the_others_even_with_one_channel(
-    image: TestImage,
+    image: TestImage, tmp_path: Path
 ) -> None:
-    pool = FakePool()
-    writer = StallingWriter(pool, "vol-test", image.size, CHUNK)
-    writer.later_stored = threading.Event()
+    store = StallingStore(tmp_path / "pool")
+    pool = create_pool_in(store, "dedup", chunk_size=CHUNK)
+    writer = pool.open_disk_writer("set-1", "vol-test", image.size)
+    store.armed = True  # stall the first chunk's fsync (not the pool config's)
     result = backup_disk(image.path, writer, size_bytes=image.size, chunk_size=CHUNK, channels=1)
-    assert writer.later_stored.is_set()
+    assert store.later_stored.is_set()
     assert [ref.offset // CHUNK for ref in result.manifest.chunks] == [0, 3, 4, 8, 9]
+    restore_disk(pool, result.manifest, tmp_path / "out.raw", channels=1)
+    assert sha256_of(tmp_path / "out.raw") == image.sha256
 
 
 class StallingSource:

@@ -12,16 +12,30 @@ from bingobackup.pools.localdir import LocalDirBlobStore
 
 
 class FaultyBlobStore(LocalDirBlobStore):
-    """Writes the first half of a blob's first part, then fails with `fail_errno` while armed."""
+    """Writes the first half of a blob's first part, then fails with `fail_errno` while armed;
+    fails fsync with `sync_errno` while that is armed."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.fail_errno: int | None = None
+        self.sync_errno: int | None = None
         self.failures = 0
         self._lock = threading.Lock()
 
     def fail_with(self, code: int | None = errno.EIO) -> None:
         self.fail_errno = code
+
+    def fail_sync_with(self, code: int | None = errno.EIO) -> None:
+        """fsync fails while armed (the data was written; storage could not make it durable)."""
+        self.sync_errno = code
+
+    def _sync_file(self, fd: int) -> None:
+        code = self.sync_errno
+        if code is not None:
+            with self._lock:
+                self.failures += 1
+            raise OSError(code, os.strerror(code))
+        super()._sync_file(fd)
 
     def _write_all(self, fd: int, parts: tuple[Buffer, ...]) -> None:
         code = self.fail_errno

@@ -139,6 +139,49 @@ def test_large_streamed_blob_spans_parts_and_reads_back_in_ranges(case: StoreCas
     assert store.get("packs/s1/big-put.pack") == payload and case.leftovers() == []
 
 
+def test_put_soon_blobs_are_complete_once_flushed(case: StoreCase, store: BlobStore) -> None:
+    buffers = [bytearray(f"chunk {n} ".encode() * 5000) for n in range(20)]
+    expected = {f"chunks/{n:02d}/c{n}": bytes(b) for n, b in enumerate(buffers)}
+    for (key, _), buffer in zip(expected.items(), buffers, strict=True):
+        store.put_soon(key, [buffer[:7], memoryview(buffer)[7:]])
+        buffer[:] = b"\xff" * len(buffer)  # rule 9: the caller may reuse its buffer at once
+    store.flush()
+    assert keys(store, "chunks/") == {key: len(data) for key, data in expected.items()}
+    other = case.fresh_store()  # what another process sees
+    assert all(other.get(key) == data for key, data in expected.items())
+    assert case.leftovers() == []
+    store.flush()  # nothing pending: returns at once
+
+
+def test_put_soon_out_of_space_is_pool_full(case: StoreCase, store: BlobStore) -> None:
+    case.fail_with(errno.ENOSPC)
+    with pytest.raises(PoolFullError, match="pool test-pool is full"):
+        store.put_soon("chunks/ab/big", b"a" * 1024)
+        store.flush()
+    assert keys(store) == {} and case.leftovers() == []
+
+
+def test_local_put_soon_failed_fsync_is_retried_before_anything_else(tmp_path: Path) -> None:
+    case = LocalCase(tmp_path / "blobs", "test-pool")
+    store = case.faulty
+    store.put_soon("chunks/aa/first", b"durable")
+    store.flush()
+    store.fail_sync_with(errno.EIO)  # the data reached the page cache; storage fails on fsync
+    store.put_soon("chunks/bb/pending", b"kept until durable")
+    with pytest.raises(OSError) as caught:
+        store.flush()
+    assert caught.value.errno == errno.EIO
+    with pytest.raises(OSError):  # still down: the failed blob goes first, and fails again
+        store.put_soon("chunks/cc/next", b"x")
+    assert keys(store) == {"chunks/aa/first": 7} and case.leftovers() == []
+
+    store.fail_sync_with(None)  # storage is back: what a reconnecting backup retries
+    store.put_soon("chunks/cc/next", b"x")
+    store.flush()
+    assert keys(store) == {"chunks/aa/first": 7, "chunks/bb/pending": 18, "chunks/cc/next": 1}
+    assert store.get("chunks/bb/pending") == b"kept until durable" and case.leftovers() == []
+
+
 @pytest.mark.parametrize("key", ["", "/abs", "a/../b", "a//b", "./a", "a/.tmp-x"])
 def test_unsafe_keys_are_refused(store: BlobStore, key: str) -> None:
     with pytest.raises(ValueError, match="invalid blob key"):
