@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 VM_NAME = "bench-vm"
 POOL_PASSPHRASE = "benchmark pool passphrase"
-ROUNDS = 2
+ROUNDS = 4
 
 
 def _add_vm(admin_url: str, image: Path) -> str:
