@@ -175,7 +175,8 @@ class BackgroundPuts:
                 raise
 
     def flush(self) -> None:
-        self.redo_failed()
+        """Waits for every blob in flight, then redoes the failed ones (raising if one fails
+        again). After it returns or raises, no temp file of a put_soon is left open."""
         with self._changed:
             while self._pending:
                 self._changed.wait()

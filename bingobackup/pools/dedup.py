@@ -8,6 +8,7 @@ since is caught by the existence check before writing (the pool drops it as a du
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from bingobackup.format.config import PoolConfig
@@ -119,7 +120,11 @@ class DedupDiskWriter(DiskWriter):
             ) from error
 
     def _discard(self) -> None:
-        pass  # stored chunks may already be shared with other backups: garbage collection frees them
+        # Stored chunks may already be shared with other backups (garbage collection frees
+        # them); only wait until none of this pool's chunk writes is still in flight, so an
+        # aborted backup leaves no temp file behind. A failure here was already reported.
+        with contextlib.suppress(Exception):  # best effort: the backup is failing anyway
+            self.pool.store.flush()
 
 
 class DedupPool(Pool):
