@@ -24,7 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from bingobackup.backup.job import BackupJob, DiskOutcome, ProgressTracker, VmOutcome
 from bingobackup.backup.power import powered_off
-from bingobackup.backup.resume import ResumingSink
+from bingobackup.backup.resume import LinkRetry, ResumingSink
 from bingobackup.backup.staging import delete_snapshot, staged_volume
 from bingobackup.cloud.models import Snapshot
 from bingobackup.hooks import HookFailed, HookName, hook_env
@@ -78,9 +78,10 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
         # unacknowledged chunk (guide table 3).
         writer = ResumingSink(
             job.pool.open_disk_writer(job.set_id, disk.volume_id, disk.size_bytes),
-            window_seconds=options.reconnect_minutes * 60.0,
+            LinkRetry(
+                window_seconds=options.reconnect_minutes * 60.0, what=f"disk {disk.volume_id} of {vm.name}"
+            ),
             buffer_bytes=options.resume_buffer_mib << 20,
-            what=f"disk {disk.volume_id} of {vm.name}",
         )
         progress = job.progress
         pipeline = DiskPipeline(

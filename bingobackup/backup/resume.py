@@ -136,41 +136,15 @@ class LinkRetry:
 
 
 class ResumingSink:
-    """A `ChunkSink` whose `put_chunk` rides out a lost link to the pool for `window_seconds`."""
+    """A `ChunkSink` whose `put_chunk` rides out a lost link to the pool with `retry`."""
 
-    def __init__(
-        self,
-        sink: ChunkSink,
-        *,
-        window_seconds: float,
-        buffer_bytes: int,
-        what: str = "disk",
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        first_pause: float = 0.05,
-        max_pause: float = 5.0,
-    ) -> None:
+    def __init__(self, sink: ChunkSink, retry: LinkRetry, *, buffer_bytes: int) -> None:
         self._sink = sink
+        self.retry = retry
         self.buffer_bytes = buffer_bytes
-        self._retry = LinkRetry(
-            window_seconds=window_seconds,
-            what=what,
-            clock=clock,
-            sleep=sleep,
-            first_pause=first_pause,
-            max_pause=max_pause,
-        )
         self._lock = threading.Lock()
         self._held = 0
         self.peak_held_bytes = 0
-
-    @property
-    def reconnects(self) -> int:
-        return self._retry.reconnects
-
-    @property
-    def failed_attempts(self) -> int:
-        return self._retry.failed_attempts
 
     # -- delegated as is -------------------------------------------------------------------
     def chunk_digest(self, plaintext: bytes) -> str:
@@ -206,7 +180,7 @@ class ResumingSink:
                 raise
             self._hold(len(plaintext))  # the one unacknowledged chunk this channel keeps
             try:
-                return self._retry.resume(store, f"at offset {offset}", error)
+                return self.retry.resume(store, f"at offset {offset}", error)
             finally:
                 self._release(len(plaintext))
 

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from bingobackup.backup.job import ProgressTracker
-from bingobackup.backup.resume import check_resume_buffer
+from bingobackup.backup.resume import LinkRetry, check_resume_buffer
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef
@@ -93,7 +93,7 @@ class RestoreJob:
         """The pool as one disk's restore reads it: a lost link ridden out for the reconnect
         time (guide 6.4), then the transfer-rate limit. `what` names the disk in errors."""
         resuming = ResumingSource(
-            self.pool, window_seconds=self.spec.options.reconnect_minutes * 60.0, what=what
+            self.pool, LinkRetry(window_seconds=self.spec.options.reconnect_minutes * 60.0, what=what)
         )
         return LimitedSource(resuming, self.transfer_limiter) if self.transfer_limiter else resuming
 

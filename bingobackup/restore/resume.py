@@ -14,45 +14,17 @@ The cloud side of the reconnect time is the client's `retry_window_seconds`
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from bingobackup.backup.resume import LinkRetry, is_link_error
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.mover.restore import ChunkSource
 
 
 class ResumingSource:
-    """A `ChunkSource` whose `read_chunk` rides out a lost link to the pool for `window_seconds`."""
+    """A `ChunkSource` whose `read_chunk` rides out a lost link to the pool with `retry`."""
 
-    def __init__(
-        self,
-        source: ChunkSource,
-        *,
-        window_seconds: float,
-        what: str = "restore",
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        first_pause: float = 0.05,
-        max_pause: float = 5.0,
-    ) -> None:
+    def __init__(self, source: ChunkSource, retry: LinkRetry) -> None:
         self._source = source
-        self._retry = LinkRetry(
-            window_seconds=window_seconds,
-            what=what,
-            clock=clock,
-            sleep=sleep,
-            first_pause=first_pause,
-            max_pause=max_pause,
-        )
-
-    @property
-    def reconnects(self) -> int:
-        return self._retry.reconnects
-
-    @property
-    def failed_attempts(self) -> int:
-        return self._retry.failed_attempts
+        self.retry = retry
 
     def read_chunk(self, ref: ChunkRef) -> bytes:
         try:
@@ -60,6 +32,6 @@ class ResumingSource:
         except Exception as error:
             if not is_link_error(error):
                 raise
-            return self._retry.resume(
+            return self.retry.resume(
                 lambda: self._source.read_chunk(ref), f"reading offset {ref.offset}", error
             )

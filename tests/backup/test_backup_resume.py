@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 from faulty_store import FaultyBlobStore
 
-from bingobackup.backup.resume import PoolLinkLost, ResumeBufferTooSmall, ResumingSink, check_resume_buffer
+from bingobackup.backup.resume import (
+    LinkRetry,
+    PoolLinkLost,
+    ResumeBufferTooSmall,
+    ResumingSink,
+    check_resume_buffer,
+)
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.pools import Pool
 from bingobackup.pools.errors import PoolFullError
@@ -68,13 +74,12 @@ def test_a_pool_outage_inside_the_window_resumes_without_reading_anything_twice(
     pool = pool_on(store)
     sink = ResumingSink(
         pool.open_disk_writer("set-1", "vol-1", len(data)),
-        window_seconds=30,
+        LinkRetry(window_seconds=30, what="disk", first_pause=0.01),
         buffer_bytes=1 << 20,
-        first_pause=0.01,
     )
     result = run_disk(pool, tmp_path / "disk.raw", sink)
 
-    assert store.failures == 6 and sink.reconnects >= 1  # the link was down for a while
+    assert store.failures == 6 and sink.retry.reconnects >= 1  # the link was down for a while
     assert result.bytes_read == len(data)  # every chunk read once: no restart from the beginning
     assert result.chunks_sent == CHUNKS
     assert sink.peak_held_bytes <= CHANNELS * sink.buffer_bytes  # memory bound while the link was down
@@ -99,11 +104,8 @@ def test_an_outage_longer_than_the_reconnect_time_fails_the_disk_with_the_cause(
     clock = FakeClock()
     sink = ResumingSink(
         pool.open_disk_writer("set-1", "vol-1", CHUNK),
-        window_seconds=60,
+        LinkRetry(window_seconds=60, what="disk vol-1 of db", clock=clock.clock, sleep=clock.sleep),
         buffer_bytes=1 << 20,
-        what="disk vol-1 of db",
-        clock=clock.clock,
-        sleep=clock.sleep,
     )
     store.fail_with(errno.EHOSTUNREACH)
     with pytest.raises(PoolLinkLost) as raised:
@@ -112,7 +114,7 @@ def test_an_outage_longer_than_the_reconnect_time_fails_the_disk_with_the_cause(
     assert "disk vol-1 of db" in message and "reconnect time of 1 min" in message
     assert os.strerror(errno.EHOSTUNREACH) in message and "reconnect_minutes" in message
     assert 50 <= clock.now <= 60  # retried through the window, not beyond it
-    assert sink.failed_attempts > 5
+    assert sink.retry.failed_attempts > 5
 
 
 def test_a_full_pool_is_not_a_lost_link_and_fails_at_once(tmp_path: Path) -> None:
@@ -121,15 +123,13 @@ def test_a_full_pool_is_not_a_lost_link_and_fails_at_once(tmp_path: Path) -> Non
     clock = FakeClock()
     sink = ResumingSink(
         pool.open_disk_writer("set-1", "vol-1", CHUNK),
-        window_seconds=600,
+        LinkRetry(window_seconds=600, what="disk", clock=clock.clock, sleep=clock.sleep),
         buffer_bytes=1 << 20,
-        clock=clock.clock,
-        sleep=clock.sleep,
     )
     store.fail_with(errno.ENOSPC)
     with pytest.raises(PoolFullError):
         sink.put_chunk(0, os.urandom(CHUNK))
-    assert clock.now == 0 and sink.failed_attempts == 0
+    assert clock.now == 0 and sink.retry.failed_attempts == 0
 
 
 def test_resume_buffer_must_hold_one_chunk() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bingobackup.backup.resume import PoolLinkLost, ResumeBufferTooSmall
+from bingobackup.backup.resume import LinkRetry, PoolLinkLost, ResumeBufferTooSmall
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.mover.backup import backup_disk
@@ -89,7 +89,7 @@ def test_every_missing_disc_is_named_before_a_restore_and_the_spec_images_folder
     require_media(with_images, plan)
     for volume in sizes:
         output = tmp_path / f"{volume}.restored"
-        source = ResumingSource(with_images, window_seconds=60, what=volume)
+        source = ResumingSource(with_images, LinkRetry(window_seconds=60, what=volume))
         restore_disk(source, with_images.load_manifest("set-1", volume), output, channels=2, label=volume)
         assert hashlib.sha256(output.read_bytes()).hexdigest() == sha[volume]
 
@@ -135,12 +135,16 @@ class _Clock:
 def test_a_lost_pool_link_is_ridden_out_within_the_reconnect_time_and_named_after_it() -> None:
     clock = _Clock()
     flaky = _Flaky(failures=5)
-    source = ResumingSource(flaky, window_seconds=60, what="disk vol-1", clock=clock, sleep=clock.sleep)
+    source = ResumingSource(
+        flaky, LinkRetry(window_seconds=60, what="disk vol-1", clock=clock, sleep=clock.sleep)
+    )
     assert source.read_chunk(REF) == b"data"
-    assert (flaky.calls, source.reconnects) == (6, 1)
+    assert (flaky.calls, source.retry.reconnects) == (6, 1)
 
     down = _Flaky(failures=10**6)
-    source = ResumingSource(down, window_seconds=90, what="disk vol-1", clock=clock, sleep=clock.sleep)
+    source = ResumingSource(
+        down, LinkRetry(window_seconds=90, what="disk vol-1", clock=clock, sleep=clock.sleep)
+    )
     start = clock.now
     with pytest.raises(PoolLinkLost, match=r"disk vol-1.*reconnect time of 1\.5 min.*offset 524288"):
         source.read_chunk(REF)
@@ -149,7 +153,7 @@ def test_a_lost_pool_link_is_ridden_out_within_the_reconnect_time_and_named_afte
 
 def test_a_damaged_chunk_is_not_retried() -> None:
     damaged = _Flaky(failures=1, error=CorruptChunkError("d" * 64, "wrong digest", "x"))
-    source = ResumingSource(damaged, window_seconds=60)
+    source = ResumingSource(damaged, LinkRetry(window_seconds=60, what="disk vol-1"))
     with pytest.raises(CorruptChunkError):
         source.read_chunk(REF)
     assert damaged.calls == 1
