@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -37,17 +36,15 @@ from bingobackup.pools.errors import PoolError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import RECORD_BYTES
-from bingobackup.pools.stream import TAG, TRAILER, chunk_record, header_record, record, recover_manifests
-from bingobackup.pools.writer import DiskWriter
+from bingobackup.pools.stream import TAG, StreamDiskWriter, header_record, recover_manifests
 
 
-class OpticalDiskWriter(DiskWriter):
+class OpticalDiskWriter(StreamDiskWriter):
     pool: OpticalPool
+    medium = "optical discs"
 
     def __init__(self, pool: OpticalPool, set_id: str, volume_id: str, size_bytes: int) -> None:
         super().__init__(pool, set_id, volume_id, size_bytes)
-        self._disc_lock = threading.Lock()
         self._handle: BinaryIO | None = None
         self._part = 0
         pool.discs.burner.acquire()  # one burner: disks are written one after another
@@ -56,7 +53,7 @@ class OpticalDiskWriter(DiskWriter):
             self._label = pool.discs.open_disc() or pool.discs.start_disc(None)
             self._begin_file(needed=0)
         except BaseException:
-            self._release_burner()
+            self._release()
             raise
 
     # -- the stream ------------------------------------------------------------------------
@@ -111,47 +108,20 @@ class OpticalDiskWriter(DiskWriter):
             self._begin_file(len(framed))
         return self._append(framed)
 
-    def _release_burner(self) -> None:
+    def _release(self) -> None:
         if self._holding_burner:
             self._holding_burner = False
             self.pool.discs.burner.release()
 
-    # -- DiskWriter ------------------------------------------------------------------------
-    def has(self, digest: str) -> bool:
-        return False  # every backup on disc is self-contained
-
-    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
-        sealed = self.pool.codec.seal(plaintext)
-        chunk = chunk_record(offset, sealed.size, digest, sealed.parts)
-        with self._disc_lock:
-            start = self._write(chunk)
-            location = f"optical:{self._label}:{self._number}:{start + RECORD_BYTES}"
-        return sealed.size, location, True
-
-    def _known(self, digest: str) -> tuple[int, str]:
-        raise PoolError(
-            f"pool {self.pool.name} is an optical pool and does not deduplicate; send every chunk"
-        )
-
-    def _finish(self) -> None:
-        with self._disc_lock:
-            manifest = DiskManifest(
-                set_id=self.set_id,
-                volume_id=self.volume_id,
-                size_bytes=self.size_bytes,
-                chunk_size=self.chunk_size,
-                chunks=tuple(self._refs[o] for o in sorted(self._refs)),
-            )
-            self._write(record(TRAILER, manifest.model_dump_json().encode()))
-            self._end_file()
-        self._release_burner()
+    def _location(self, envelope_offset: int) -> str:
+        return f"optical:{self._label}:{self._number}:{envelope_offset}"
 
     def _discard(self) -> None:
         # A disc in the making is append-only like the disc it becomes: the cut-off file stays
         # without a trailer (scan skips it) and no manifest names it.
-        with self._disc_lock, contextlib.suppress(OSError):
+        with self._stream_lock, contextlib.suppress(OSError):
             self._end_file()
-        self._release_burner()
+        self._release()
 
 
 class OpticalPool(Pool):

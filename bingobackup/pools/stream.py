@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import struct
+import threading
+from abc import abstractmethod
 from collections.abc import Iterable, Iterator
 
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools.base import Buffer
+from bingobackup.pools.errors import PoolError
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import _RECORD
+from bingobackup.pools.standard import _RECORD, RECORD_BYTES
+from bingobackup.pools.writer import DiskWriter
 
 TAG = struct.Struct(">cI")
 HEADER, CHUNK, TRAILER = b"H", b"C", b"T"
@@ -66,3 +70,62 @@ def recover_manifests(pool: Pool, files: Iterable[bytes]) -> list[tuple[str, str
                     pool.save_manifest(manifest)
                 found.append((manifest.set_id, manifest.volume_id))
     return found
+
+
+class StreamDiskWriter(DiskWriter):
+    """One disk written as a stream on removable media (tape, optical): every chunk is sent
+    (a backup on media is self-contained), records are appended under one lock, and the
+    manifest is the stream's trailer, written before the file ends. Each medium says how a
+    record is appended (moving on to the next cartridge or disc when it does not fit), how a
+    chunk's location is named, and how its file ends."""
+
+    medium = ""  # "tape", "optical": named in errors
+
+    def __init__(self, pool: Pool, set_id: str, volume_id: str, size_bytes: int) -> None:
+        super().__init__(pool, set_id, volume_id, size_bytes)
+        self._stream_lock = threading.Lock()
+
+    @abstractmethod
+    def _write(self, framed: bytes) -> int:
+        """Appends one record (on the next medium when this one is full); returns the offset
+        of its payload in the current file. Called with the stream lock held."""
+
+    @abstractmethod
+    def _location(self, envelope_offset: int) -> str:
+        """A chunk's location: medium, file and the offset of its envelope."""
+
+    @abstractmethod
+    def _end_file(self) -> None: ...
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Gives the drive or burner back (idempotent)."""
+
+    def has(self, digest: str) -> bool:
+        return False
+
+    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+        sealed = self.pool.codec.seal(plaintext)  # outside the lock: channels seal in parallel
+        chunk = chunk_record(offset, sealed.size, digest, sealed.parts)
+        with self._stream_lock:
+            location = self._location(self._write(chunk) + RECORD_BYTES)
+        return sealed.size, location, True
+
+    def _known(self, digest: str) -> tuple[int, str]:
+        raise PoolError(
+            f"pool {self.pool.name} keeps every backup on {self.medium} self-contained and does not "
+            "deduplicate; send every chunk"
+        )
+
+    def _finish(self) -> None:
+        with self._stream_lock:
+            manifest = DiskManifest(
+                set_id=self.set_id,
+                volume_id=self.volume_id,
+                size_bytes=self.size_bytes,
+                chunk_size=self.chunk_size,
+                chunks=tuple(self._refs[o] for o in sorted(self._refs)),
+            )
+            self._write(record(TRAILER, manifest.model_dump_json().encode()))
+            self._end_file()
+        self._release()

@@ -13,7 +13,6 @@ restore positions to it. `scan_library` rebuilds the manifests from the trailers
 from __future__ import annotations
 
 import contextlib
-import threading
 from pathlib import Path
 
 from bingobackup.format.compression import CompressionSetting
@@ -26,19 +25,17 @@ from bingobackup.pools.errors import PoolError, PoolFullError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import RECORD_BYTES
 from bingobackup.pools.stream import TAG as _TAG
-from bingobackup.pools.stream import TRAILER, chunk_record, header_record, record, recover_manifests
+from bingobackup.pools.stream import StreamDiskWriter, header_record, recover_manifests
 from bingobackup.pools.tapelib import TapeLibrary, TapeMedium
-from bingobackup.pools.writer import DiskWriter
 
 
-class TapeDiskWriter(DiskWriter):
+class TapeDiskWriter(StreamDiskWriter):
     pool: TapePool
+    medium = "tape"
 
     def __init__(self, pool: TapePool, set_id: str, volume_id: str, size_bytes: int) -> None:
         super().__init__(pool, set_id, volume_id, size_bytes)
-        self._tape_lock = threading.Lock()
         pool.library.drive.acquire()  # one drive: disks are written one after another
         self._holding_drive = True
         self._part = 0
@@ -103,52 +100,28 @@ class TapeDiskWriter(DiskWriter):
         following = [c for c in self.pool.library.cartridges() if c.barcode > self._cartridge.barcode]
         self._cartridge = self._begin_file(following, needed)
 
-    def _release_drive(self) -> None:
+    def _release(self) -> None:
         if self._holding_drive:
             self._holding_drive = False
             self.pool.library.drive.release()
 
-    # -- DiskWriter ------------------------------------------------------------------------
-    def has(self, digest: str) -> bool:
-        return False  # every backup on tape is self-contained
+    # -- StreamDiskWriter ------------------------------------------------------------------
+    def _write(self, framed: bytes) -> int:
+        if self._blocks_after(len(framed)) > self._free:
+            self._next_cartridge(len(framed))
+        return self._append(framed)
 
-    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
-        sealed = self.pool.codec.seal(plaintext)
-        chunk = chunk_record(offset, sealed.size, digest, sealed.parts)
-        with self._tape_lock:
-            if self._blocks_after(len(chunk)) > self._free:
-                self._next_cartridge(len(chunk))
-            start = self._append(chunk)
-            location = f"tape:{self._cartridge.barcode}:{self._file}:{start + RECORD_BYTES}"
-        return sealed.size, location, True
-
-    def _known(self, digest: str) -> tuple[int, str]:
-        raise PoolError(f"pool {self.pool.name} is a tape pool and does not deduplicate; send every chunk")
-
-    def _finish(self) -> None:
-        with self._tape_lock:
-            manifest = DiskManifest(
-                set_id=self.set_id,
-                volume_id=self.volume_id,
-                size_bytes=self.size_bytes,
-                chunk_size=self.chunk_size,
-                chunks=tuple(self._refs[o] for o in sorted(self._refs)),
-            )
-            trailer = record(TRAILER, manifest.model_dump_json().encode())
-            if self._blocks_after(len(trailer)) > self._free:
-                self._next_cartridge(len(trailer))
-            self._append(trailer)
-            self._end_file()
-        self._release_drive()
+    def _location(self, envelope_offset: int) -> str:
+        return f"tape:{self._cartridge.barcode}:{self._file}:{envelope_offset}"
 
     def _discard(self) -> None:
         # Tape cannot be unwritten: close the file without a trailer (scan skips it); no
         # manifest names it, so it is invisible. Its space is reclaimed when the cartridge is reused.
-        with self._tape_lock:
+        with self._stream_lock:
             if self._holding_drive:
                 with contextlib.suppress(PoolError):
                     self._end_file()
-        self._release_drive()
+        self._release()
 
 
 class TapePool(Pool):
