@@ -54,6 +54,11 @@ def as_parts(data: BlobData) -> tuple[Buffer, ...]:
     return tuple(data)
 
 
+def frozen(parts: tuple[Buffer, ...]) -> tuple[bytes, ...]:
+    """`parts` as immutable bytes: no copy for what already is bytes (sealed chunks are)."""
+    return tuple(part if type(part) is bytes else bytes(part) for part in parts)
+
+
 def check_key(key: str) -> str:
     parts = key.split("/")
     if not key or key.startswith("/") or any(p in ("", ".", "..") or p.startswith(".tmp-") for p in parts):
@@ -108,13 +113,26 @@ class BlobStore(ABC):
     @abstractmethod
     def open_append(self, key: str) -> BlobWriter: ...
 
+    # Stores that overlap their puts with the caller set this and implement `_start_put`.
+    _background: BackgroundPuts | None = None
+
     def put_soon(self, key: str, data: BlobData) -> None:
         """Rule 9: a `put` that may complete in the background until `flush()`."""
-        self.put(key, data)
+        if self._background is None:
+            self.put(key, data)
+            return
+        self._background.redo_failed()
+        self._background.submit(self._start_put(key, data))
 
     def flush(self) -> None:
         """Rule 9: returns once every earlier `put_soon` is durable and visible."""
-        return  # plain puts leave nothing pending
+        if self._background is not None:
+            self._background.flush()
+
+    def _start_put(self, key: str, data: BlobData) -> DeferredPut:
+        """The first half of a put_soon, in the caller's thread; the rest runs in the background.
+        What it keeps for a redo must not change when the caller reuses its buffers."""
+        raise NotImplementedError(f"{type(self).__name__} sets _background but has no _start_put")
 
 
 class DeferredPut(Protocol):

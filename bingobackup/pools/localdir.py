@@ -19,6 +19,7 @@ from bingobackup.pools.base import (
     Buffer,
     as_parts,
     check_key,
+    frozen,
 )
 from bingobackup.pools.errors import BlobNotFoundError, PoolFullError
 
@@ -49,7 +50,9 @@ class LocalDirBlobStore(BlobStore):
         self.name = name
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
-        self._background = BackgroundPuts(f"sync-{name}", threads=SYNC_THREADS, queue=SYNC_QUEUE)
+        self._background: BackgroundPuts | None = BackgroundPuts(
+            f"sync-{name}", threads=SYNC_THREADS, queue=SYNC_QUEUE
+        )
 
     def __repr__(self) -> str:
         return f"LocalDirBlobStore({str(self.root)!r})"
@@ -96,15 +99,11 @@ class LocalDirBlobStore(BlobStore):
         final, parts, needed = self._prepare(key, data)
         self._finish_put(self._write_temp(final, parts, needed))
 
-    def put_soon(self, key: str, data: BlobData) -> None:
+    def _start_put(self, key: str, data: BlobData) -> _PendingBlob:
         """Writes the temp file now; fsync, rename and the directory's fsync run on a sync
         thread, so the caller's core goes on compressing while storage catches up."""
-        self._background.redo_failed()
         final, parts, needed = self._prepare(key, data)
-        self._background.submit(self._write_temp(final, parts, needed))
-
-    def flush(self) -> None:
-        self._background.flush()
+        return self._write_temp(final, frozen(parts), needed)
 
     def _prepare(self, key: str, data: BlobData) -> tuple[Path, tuple[Buffer, ...], int]:
         parts = as_parts(data)

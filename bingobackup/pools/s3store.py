@@ -67,7 +67,9 @@ class S3BlobStore(BlobStore):
         self.settings = settings
         self.name = name
         self.client = client if client is not None else settings.boto3_client()
-        self._background = BackgroundPuts(f"upload-{name}", threads=UPLOAD_THREADS, queue=UPLOAD_QUEUE)
+        self._background: BackgroundPuts | None = BackgroundPuts(
+            f"upload-{name}", threads=UPLOAD_THREADS, queue=UPLOAD_QUEUE
+        )
 
     def __repr__(self) -> str:
         return f"S3BlobStore({self.settings.location!r}, endpoint={self.settings.endpoint_url!r})"
@@ -180,16 +182,11 @@ class S3BlobStore(BlobStore):
         except BotoCoreError as error:
             raise self._translate(error, "write", key, size) from None
 
-    def put_soon(self, key: str, data: BlobData) -> None:
+    def _start_put(self, key: str, data: BlobData) -> _Upload:
         """The upload runs on a background thread, so the caller seals the next chunk while
-        this one crosses the network."""
-        self._background.redo_failed()
-        # Joined here, in the caller's thread: the caller may reuse its buffers at once (rule 9),
-        # and put() would join them anyway.
-        self._background.submit(_Upload(self, check_key(key), b"".join(as_parts(data))))
-
-    def flush(self) -> None:
-        self._background.flush()
+        this one crosses the network. Joined here, in the caller's thread: the caller may
+        reuse its buffers at once (rule 9), and put() would join them anyway."""
+        return _Upload(self, check_key(key), b"".join(as_parts(data)))
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         options: dict[str, Any] = {}

@@ -167,7 +167,9 @@ def test_local_put_soon_failed_fsync_is_retried_before_anything_else(tmp_path: P
     store.put_soon("chunks/aa/first", b"durable")
     store.flush()
     store.fail_sync_with(errno.EIO)  # the data reached the page cache; storage fails on fsync
-    store.put_soon("chunks/bb/pending", b"kept until durable")
+    pending = bytearray(b"kept until durable")
+    store.put_soon("chunks/bb/pending", pending)
+    pending[:] = b"\xff" * len(pending)  # rule 9: reused at once; the redo must not see it
     with pytest.raises(OSError) as caught:
         store.flush()
     assert caught.value.errno == errno.EIO
