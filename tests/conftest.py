@@ -7,7 +7,6 @@ test); `cloud_client` is the production client pointed at it.
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,13 +16,13 @@ import pytest
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.resources.pools import create_registered_pool
-from bingobackup.resources.simulated import register_simulated_cloud
 from bingobackup.resources.users import LOCAL_ADMIN
 
 if TYPE_CHECKING:
+    from bingobackup.resources.store import RegistryStore
     from bingobackup.sim.server import RunningSimulator
 
-from flow_support import POOL_PASSPHRASE, Registered
+from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY"]
@@ -118,28 +117,18 @@ def moto_s3() -> Iterator[str]:
 def registered(
     prefect_server: ServerInfo, sim: RunningSimulator, cloud_client: BingoCloudClient, tmp_path: Path
 ) -> Registered:
-    from tasks.blocks import PrefectRegistryStore
-
-    store = PrefectRegistryStore()
-    suffix = uuid.uuid4().hex[:8]
-    cloud, hosts = register_simulated_cloud(
-        store,
-        LOCAL_ADMIN,
-        name=f"sim-{suffix}",
-        endpoint_port=sim.port,
-        access_key=sim.access_key,
-        secret_key=SECRET_KEY,
-        state_dir=sim.state_dir,
-    )
     pool_dir = tmp_path / "pool"
-    create_registered_pool(
-        store,
-        LOCAL_ADMIN,
-        name=f"pool-{suffix}",
-        kind="dedup",
-        location=pool_dir,
-        encrypted=True,
-        passphrase=POOL_PASSPHRASE,
-    )
-    host_ids = {cluster: host.instance_id for cluster, host in hosts.items()}
-    return Registered(cloud.name, f"pool-{suffix}", pool_dir, host_ids, sim, cloud_client)
+
+    def local_pool(store: RegistryStore, suffix: str) -> str:
+        create_registered_pool(
+            store,
+            LOCAL_ADMIN,
+            name=f"pool-{suffix}",
+            kind="dedup",
+            location=pool_dir,
+            encrypted=True,
+            passphrase=POOL_PASSPHRASE,
+        )
+        return f"pool-{suffix}"
+
+    return register_cloud_and_pool(sim, cloud_client, pool_dir, local_pool)

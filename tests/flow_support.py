@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from testkeys import SECRET_KEY
+
 from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.resources.simulated import register_simulated_cloud
+from bingobackup.resources.users import LOCAL_ADMIN
 
 if TYPE_CHECKING:
+    from bingobackup.resources.store import RegistryStore
     from bingobackup.sim.server import RunningSimulator
 
 POOL_PASSPHRASE = "pool passphrase for tests"
@@ -38,3 +45,29 @@ class Registered:
 
     def volume_file(self, volume_id: str) -> Path:
         return self.sim.state_dir / "volumes" / f"{volume_id}.raw"
+
+
+def register_cloud_and_pool(
+    sim: RunningSimulator,
+    client: BingoCloudClient,
+    pool_dir: Path,
+    create_pool: Callable[[RegistryStore, str], str],
+) -> Registered:
+    """The simulated cloud and its backup hosts registered in the running Prefect server, under
+    fresh names, plus the pool `create_pool(store, suffix)` registers (it returns its name)."""
+    from tasks.blocks import PrefectRegistryStore
+
+    store = PrefectRegistryStore()
+    suffix = uuid.uuid4().hex[:8]
+    cloud, hosts = register_simulated_cloud(
+        store,
+        LOCAL_ADMIN,
+        name=f"sim-{suffix}",
+        endpoint_port=sim.port,
+        access_key=sim.access_key,
+        secret_key=SECRET_KEY,
+        state_dir=sim.state_dir,
+    )
+    pool = create_pool(store, suffix)
+    host_ids = {cluster: host.instance_id for cluster, host in hosts.items()}
+    return Registered(cloud.name, pool, pool_dir, host_ids, sim, client)

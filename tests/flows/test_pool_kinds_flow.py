@@ -5,22 +5,20 @@ with SHA-256 equality."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pyarrow.fs as pafs
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered
+from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
 from restore_support import back_up, sha256
-from testkeys import SECRET_KEY
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.pools.s3config import S3Settings
 from bingobackup.resources.pools import create_registered_pool, pool_catalog_root
-from bingobackup.resources.simulated import register_simulated_cloud
+from bingobackup.resources.store import RegistryStore
 from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.sim.server import RunningSimulator
 from catalog import Catalog
@@ -42,39 +40,29 @@ def on_object_pool(
     tmp_path: Path,
 ) -> Registered:
     """The simulated cloud and an encrypted object pool, registered in the session's Prefect server."""
-    from tasks.blocks import PrefectRegistryStore
 
-    store = PrefectRegistryStore()
-    suffix = uuid.uuid4().hex[:8]
-    bucket = f"flows-{suffix}"
-    s3_client(moto_s3).create_bucket(Bucket=bucket)
-    settings = S3Settings(
-        bucket=bucket,
-        prefix=f"pools/object-{suffix}",
-        endpoint_url=moto_s3,
-        access_key_id=MOTO_KEYS["aws_access_key_id"],
-        secret_access_key=MOTO_KEYS["aws_secret_access_key"],
-    )
-    cloud, hosts = register_simulated_cloud(
-        store,
-        LOCAL_ADMIN,
-        name=f"sim-{suffix}",
-        endpoint_port=sim.port,
-        access_key=sim.access_key,
-        secret_key=SECRET_KEY,
-        state_dir=sim.state_dir,
-    )
-    create_registered_pool(
-        store,
-        LOCAL_ADMIN,
-        name=f"object-{suffix}",
-        kind="object",
-        s3=settings,
-        encrypted=True,
-        passphrase=POOL_PASSPHRASE,
-    )
-    host_ids = {cluster: host.instance_id for cluster, host in hosts.items()}
-    return Registered(cloud.name, f"object-{suffix}", tmp_path / "no-local-pool", host_ids, sim, cloud_client)
+    def object_pool(store: RegistryStore, suffix: str) -> str:
+        bucket = f"flows-{suffix}"
+        s3_client(moto_s3).create_bucket(Bucket=bucket)
+        settings = S3Settings(
+            bucket=bucket,
+            prefix=f"pools/object-{suffix}",
+            endpoint_url=moto_s3,
+            access_key_id=MOTO_KEYS["aws_access_key_id"],
+            secret_access_key=MOTO_KEYS["aws_secret_access_key"],
+        )
+        create_registered_pool(
+            store,
+            LOCAL_ADMIN,
+            name=f"object-{suffix}",
+            kind="object",
+            s3=settings,
+            encrypted=True,
+            passphrase=POOL_PASSPHRASE,
+        )
+        return f"object-{suffix}"
+
+    return register_cloud_and_pool(sim, cloud_client, tmp_path / "no-local-pool", object_pool)
 
 
 def test_backup_and_disk_restore_flows_over_an_object_pool(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from mover_support import CHUNK, FakePool, TestImage, make_test_image, sha256_of
 
-from bingobackup.format.manifest import ChunkRef
+from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.mover import flusher as flusher_module
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.errors import MoverError
@@ -63,6 +63,13 @@ def test_a_chunk_waiting_on_storage_does_not_stop_the_others_even_with_one_chann
     assert sha256_of(tmp_path / "out.raw") == image.sha256
 
 
+def backed_up(image: TestImage) -> tuple[FakePool, DiskManifest]:
+    """The test image backed up into an in-memory pool: what the restore tests read from."""
+    pool = FakePool()
+    writer = pool.open_disk_writer("vol-test", image.size)
+    return pool, backup_disk(image.path, writer, size_bytes=image.size, chunk_size=CHUNK).manifest
+
+
 class StallingSource:
     """Reads chunks from a FakePool, holding the first read until a later chunk was read."""
 
@@ -86,9 +93,7 @@ class StallingSource:
 
 
 def test_a_slow_chunk_read_does_not_stop_the_restore_of_the_others(image: TestImage, tmp_path: Path) -> None:
-    pool = FakePool()
-    writer = pool.open_disk_writer("vol-test", image.size)
-    manifest = backup_disk(image.path, writer, size_bytes=image.size, chunk_size=CHUNK).manifest
+    pool, manifest = backed_up(image)
     output = tmp_path / "restored.raw"
     source = StallingSource(pool)
     restore_disk(source, manifest, output, channels=1)
@@ -99,9 +104,7 @@ def test_a_slow_chunk_read_does_not_stop_the_restore_of_the_others(image: TestIm
 def test_the_restore_target_is_written_back_while_the_restore_runs(
     image: TestImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = FakePool()
-    writer = pool.open_disk_writer("vol-test", image.size)
-    manifest = backup_disk(image.path, writer, size_bytes=image.size, chunk_size=CHUNK).manifest
+    pool, manifest = backed_up(image)
     monkeypatch.setattr(flusher_module, "FLUSH_EVERY", CHUNK)
     flushed_before_last_chunk = threading.Event()
     last = max(ref.offset for ref in manifest.chunks)
@@ -130,9 +133,7 @@ def test_the_restore_target_is_written_back_while_the_restore_runs(
 def test_a_write_back_error_fails_the_restore_and_leaves_no_image(
     image: TestImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = FakePool()
-    writer = pool.open_disk_writer("vol-test", image.size)
-    manifest = backup_disk(image.path, writer, size_bytes=image.size, chunk_size=CHUNK).manifest
+    pool, manifest = backed_up(image)
     monkeypatch.setattr(flusher_module, "FLUSH_EVERY", CHUNK)
 
     def fdatasync(fd: int) -> None:

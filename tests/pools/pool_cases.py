@@ -16,6 +16,7 @@ import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pycdlib
 import pytest
@@ -61,6 +62,16 @@ class PoolCase(ABC):
     def reopen(self) -> Pool:
         return self.open(self.variant.passphrase)
 
+    def creation_options(self) -> dict[str, Any]:
+        """What every kind is created with for this variant (small chunks, fast scrypt)."""
+        return {
+            "chunk_size": CHUNK,
+            "encrypted": self.variant.encrypted,
+            "passphrase": self.variant.passphrase,
+            "compression": self.variant.compression,
+            "scrypt_n": FAST_SCRYPT_N,
+        }
+
     @abstractmethod
     def damage(self, ref: ChunkRef, at: int) -> None:
         """Flips one bit `at` bytes into the chunk's stored envelope, behind the pool's back."""
@@ -104,11 +115,7 @@ class BlobCase(PoolCase):
         return create_pool_in(
             self.store.store,
             self.variant.kind,  # type: ignore[arg-type]
-            chunk_size=CHUNK,
-            encrypted=self.variant.encrypted,
-            passphrase=self.variant.passphrase,
-            compression=self.variant.compression,  # type: ignore[arg-type]
-            scrypt_n=FAST_SCRYPT_N,
+            **self.creation_options(),
         )
 
     def open(self, passphrase: str | None) -> Pool:
@@ -166,7 +173,17 @@ class LanFreeCase(BlobCase):
         return open_registered_pool(registration)
 
 
-class TapeCase(PoolCase):
+class MediaCase(PoolCase):
+    """A pool on removable media (tape, optical): everything lives under the case's root."""
+
+    def leftovers(self) -> list[str]:
+        return [str(p) for p in temp_files(self.root)]
+
+    def snapshot(self) -> dict[str, object]:
+        return dict(tree_snapshot(self.root))
+
+
+class TapeCase(MediaCase):
     kind = "tape"
     full_detail = f"no cartridge after cartridge {BARCODES[-1]} has room"
 
@@ -177,11 +194,7 @@ class TapeCase(PoolCase):
         self.pool: TapePool = create_tape_pool(
             root / POOL_NAME,
             TapeLibrary(root / "library"),
-            chunk_size=CHUNK,
-            encrypted=variant.encrypted,
-            passphrase=variant.passphrase,
-            compression=variant.compression,  # type: ignore[arg-type]
-            scrypt_n=FAST_SCRYPT_N,
+            **self.creation_options(),
         )
 
     def open(self, passphrase: str | None) -> TapePool:
@@ -193,12 +206,6 @@ class TapeCase(PoolCase):
         raw = bytearray(path.read_bytes())
         raw[_tape_position(raw, int(file_number), int(offset) + at)] ^= 0x01
         path.write_bytes(bytes(raw))
-
-    def leftovers(self) -> list[str]:
-        return [str(p) for p in temp_files(self.root)]
-
-    def snapshot(self) -> dict[str, object]:
-        return dict(tree_snapshot(self.root))
 
     def chunk_bytes(self) -> int:
         return sum(
@@ -226,7 +233,7 @@ def _tape_position(raw: bytearray, file_number: int, offset: int) -> int:
     raise AssertionError(f"tape file {file_number} has no byte {offset}")
 
 
-class OpticalCase(PoolCase):
+class OpticalCase(MediaCase):
     kind = "optical"
 
     def __init__(self, variant: Variant, root: Path) -> None:
@@ -241,11 +248,7 @@ class OpticalCase(PoolCase):
         self.pool: OpticalPool = create_optical_pool(
             root / POOL_NAME,
             settings,
-            chunk_size=CHUNK,
-            encrypted=variant.encrypted,
-            passphrase=variant.passphrase,
-            compression=variant.compression,  # type: ignore[arg-type]
-            scrypt_n=FAST_SCRYPT_N,
+            **self.creation_options(),
         )
 
     def open(self, passphrase: str | None) -> OpticalPool:
@@ -261,12 +264,6 @@ class OpticalCase(PoolCase):
         raw = bytearray(path.read_bytes())
         raw[base + int(offset) + at] ^= 0x01
         path.write_bytes(bytes(raw))
-
-    def leftovers(self) -> list[str]:
-        return [str(p) for p in temp_files(self.root)]
-
-    def snapshot(self) -> dict[str, object]:
-        return dict(tree_snapshot(self.root))
 
     def chunk_bytes(self) -> int:
         discs = self.pool.discs
