@@ -13,12 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
@@ -28,7 +23,6 @@ from prefect.input import RunInput
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from bingobackup.backup.job import ProgressTracker
 from bingobackup.errors import BingoBackupError
 from bingobackup.hooks import HookFailed, HookName, hook_env
 from bingobackup.restore.job import RestoreJob, VmRestoreOutcome
@@ -39,6 +33,7 @@ from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
 from flows.backup import job_tag, node_tag, vm_tag
 from tasks.backup import run_job_hook
+from tasks.progress import progress_artifact
 from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
 
 PAUSE_POLL_SECONDS = 2
@@ -269,6 +264,28 @@ def run_restore(
     return summary
 
 
+def _restore_vms(job: RestoreJob) -> list[VmRestoreOutcome]:
+    """Every planned VM under the job's limits; skipped ones reported with their reason."""
+    name = limits_name(job.spec.name)
+    futures = {
+        index: restore_one.with_options(tags=[job_tag(name), node_tag(name, vm.node_key)]).submit(job, vm)
+        for index, vm in enumerate(job.plan.vms)
+        if not vm.skip_reason
+    }
+    return [
+        futures[index].result()
+        if index in futures
+        else VmRestoreOutcome(
+            source_vm=vm.source.name,
+            set_id=vm.source.set_id,
+            target=vm.name,
+            status="skipped",
+            error=vm.skip_reason,
+        )
+        for index, vm in enumerate(job.plan.vms)
+    ]
+
+
 def _restore(
     spec: RestoreSpec,
     confirm: str | None,
@@ -289,33 +306,12 @@ def _restore(
         logger.error(refusal)
         return {"status": "not started", "rows": [], "outcomes": []}, refusal
     _ensure_limits(job)
-    progress_id = create_progress_artifact(
-        progress=0.0, key="restore-progress", description=f"{spec.name}: bytes written"
-    )
-
-    def report(percent: float) -> None:
-        update_progress_artifact(progress_id, percent)  # type: ignore[arg-type]  # sync call returns the id
-
-    job.progress = ProgressTracker(job.plan.total_bytes, report)
-    name = limits_name(spec.name)
-    futures = {
-        index: restore_one.with_options(tags=[job_tag(name), node_tag(name, vm.node_key)]).submit(job, vm)
-        for index, vm in enumerate(job.plan.vms)
-        if not vm.skip_reason
-    }
-    outcomes = [
-        futures[index].result()
-        if index in futures
-        else VmRestoreOutcome(
-            source_vm=vm.source.name,
-            set_id=vm.source.set_id,
-            target=vm.name,
-            status="skipped",
-            error=vm.skip_reason,
-        )
-        for index, vm in enumerate(job.plan.vms)
-    ]
-    job.progress.finish()
+    with progress_artifact(
+        "restore-progress", f"{spec.name}: bytes written", job.plan.total_bytes
+    ) as progress:
+        job.progress = progress
+        outcomes = _restore_vms(job)
+        progress.finish()
     rows = _summary_rows(outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     status = (

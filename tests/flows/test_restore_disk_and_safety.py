@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import threading
 import time
 from pathlib import Path
@@ -91,7 +92,9 @@ def _paused_state(run_name: str, not_id: Any = None, timeout: float = 60.0) -> A
     raise AssertionError(f"flow run {run_name} did not pause within {timeout} s")
 
 
-def test_nothing_is_created_until_the_right_code_is_typed_in_the_paused_run(backed_up: BackedUp) -> None:
+def test_nothing_is_created_until_the_right_code_is_typed_in_the_paused_run(
+    backed_up: BackedUp, caplog: pytest.LogCaptureFixture
+) -> None:
     client = backed_up.registered.client
     spec = load_restore_spec(
         backed_up.spec(
@@ -122,12 +125,21 @@ def test_nothing_is_created_until_the_right_code_is_typed_in_the_paused_run(back
     resume_flow_run(run.id, run_input={"code": "WRONG1"})
     again = _paused_state("restore-paused", not_id=run.state.id)
     assert _volume_ids(client) == before  # a wrong code keeps it paused, nothing created
+    # The run's log says why it paused again (logged before that pause, in this process).
+    assert "The code typed ('WRONG1') is wrong; nothing was created" in caplog.text
     resume_flow_run(again.id, run_input={"code": verification_code(spec).lower()})
     runner.join(timeout=120)
     assert not runner.is_alive()
     state = outcome["state"]
     assert state.is_completed(), state.message
     assert state.result()["status"] == "ok"
+    with get_client(sync_client=True) as prefect:
+        artifacts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    by_key = {a.key: a for a in artifacts if a.key}
+    assert by_key["restore-progress"].data == 100.0
+    assert [row["status"] for row in json.loads(str(by_key["restore-summary"].data))] == ["ok"]
 
 
 def test_injected_failure_mid_restore_removes_everything_or_names_each_leftover(
