@@ -106,15 +106,19 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
 
 
 @task(name="back up VM", cache_policy=NONE)
-def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int) -> VmOutcome:
+def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int, done: list[DiskOutcome]) -> VmOutcome:
     """One VM: snapshot its disks, back them up in parallel, always delete the snapshots.
 
-    Never raises: a failure becomes a failed outcome so the other VMs go on.
+    `done` are the disks an earlier attempt of this run backed up: a retry keeps them and
+    backs up only the others (their manifests are committed, and a write-once pool must not
+    be asked to replace them). Never raises: a failure becomes a failed outcome so the other
+    VMs go on.
     """
     started = datetime.now(UTC)
     client = job.client()
     taken: dict[str, Snapshot] = {}
-    disks: list[DiskOutcome] = []
+    disks = {d.disk.volume_id: d for d in done}
+    todo = vm.model_copy(update={"disks": [d for d in vm.disks if d.volume_id not in disks]})
     try:
         reason = check_conditions(job, vm, client)
         if reason is not None:
@@ -135,20 +139,20 @@ def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int) -> VmOutcome:
             else contextlib.nullcontext(False)
         )
         with stopped:
-            snapshot(job, vm, client, taken)
+            snapshot(job, todo, client, taken)
         futures = [
             back_up_disk.with_options(tags=[vm_tag(job.spec.name, vm.instance_id)]).submit(
                 job, vm, disk, taken[disk.volume_id]
             )
-            for disk in vm.disks
+            for disk in todo.disks
         ]
         errors = []
-        for disk, future in zip(vm.disks, futures, strict=True):
+        for disk, future in zip(todo.disks, futures, strict=True):
             try:
-                disks.append(future.result())
+                disks[disk.volume_id] = future.result()
             except Exception as exc:
                 errors.append(f"disk {disk.volume_id}: {exc}")
-                disks.append(DiskOutcome(disk=disk, error=str(exc)))
+                disks[disk.volume_id] = DiskOutcome(disk=disk, error=str(exc))
         status, error = ("failed", "; ".join(errors)) if errors else ("ok", "")
     except Exception as exc:
         status, error = "failed", str(exc)
@@ -165,7 +169,7 @@ def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int) -> VmOutcome:
         started_at=started,
         finished_at=datetime.now(UTC),
         attempts=attempt,
-        disks=disks,
+        disks=[disks[d.volume_id] for d in vm.disks if d.volume_id in disks],
     )
 
 
@@ -319,6 +323,10 @@ def _back_up(
     return summary, message
 
 
+def _backed_up_disks(earlier: VmOutcome | None) -> list[DiskOutcome]:
+    return [d for d in earlier.disks if d.result is not None] if earlier is not None else []
+
+
 def _back_up_vms(job: BackupJob) -> tuple[dict[str, VmOutcome], int]:
     """Every VM, then again the failed ones until the retry count is spent: (outcomes, attempts)."""
     logger = get_run_logger()
@@ -330,7 +338,7 @@ def _back_up_vms(job: BackupJob) -> tuple[dict[str, VmOutcome], int]:
         futures = [
             back_up_vm.with_options(
                 tags=[job_tag(job.spec.name), node_tag(job.spec.name, vm.node_id)]
-            ).submit(job, vm, attempt)
+            ).submit(job, vm, attempt, _backed_up_disks(outcomes.get(vm.instance_id)))
             for vm in pending
         ]
         for future in futures:

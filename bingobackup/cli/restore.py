@@ -27,8 +27,8 @@ def _confirmed(spec_name: str, code: str, confirm: str | None) -> str:
         confirm = typer.prompt(f"Type the {CODE_LENGTH}-character verification code to start")
     if confirm.strip().upper() != code:
         raise BingoBackupError(
-            f"The verification code {confirm!r} is wrong; nothing was created. Run the command again and "
-            f"type the code it shows ({code} for this spec)."
+            f"The verification code {confirm!r} is wrong; nothing was created. Run the command again "
+            "without --confirm: it shows the code of this spec and asks for it."
         )
     return code
 

@@ -12,16 +12,19 @@ import boto3
 import pyarrow.fs as pafs
 import pytest
 from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
-from restore_support import back_up, sha256
+from restore_support import add_vm, back_up, sha256
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.mover.restore import restore_disk as restore_disk_image
 from bingobackup.pools.s3config import S3Settings
-from bingobackup.resources.pools import create_registered_pool, pool_catalog_root
+from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
 from bingobackup.resources.store import RegistryStore
 from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.sim.server import RunningSimulator
+from bingobackup.specs.job import load_job_spec
 from catalog import Catalog
+from flows.backup import run_backup_now
 from flows.restore import restore_disk
 
 MOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -106,3 +109,50 @@ def test_backup_and_disk_restore_flows_over_an_object_pool(
     assert client.get_volume(added.volume_id).name == "data-from-s3"
     assert sha256(on_object_pool.volume_file(added.volume_id)) == backed_up.sha[backed_up.data_volume]
     assert outcome["instance_id"] == backed_up.instance.instance_id
+
+
+def test_a_retried_vm_keeps_its_finished_disks_on_a_write_once_object_pool(
+    on_object_pool: Registered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 backs up the system disk and fails on the data disk; attempt 2 backs up only the
+    data disk (an object pool never replaces a committed manifest) and the set restores whole."""
+    import flows.backup
+
+    instance = add_vm(on_object_pool, tmp_path, "retry-object", data_mib=2)
+    root, data = (b.volume_id for b in sorted(instance.block_devices, key=lambda b: b.device_name))
+    real, staged = flows.backup.staged_volume, []
+
+    def data_disk_fails_once(client, job_name, snap, *args, **kwargs):  # type: ignore[no-untyped-def]
+        staged.append(snap.volume_id)
+        if snap.volume_id == data and staged.count(data) == 1:
+            raise ConnectionError("backup host lost its link to the cloud")
+        return real(client, job_name, snap, *args, **kwargs)
+
+    monkeypatch.setattr(flows.backup, "staged_volume", data_disk_fails_once)
+    state = run_backup_now(
+        load_job_spec(
+            on_object_pool.spec(
+                name="job-retry-object",
+                content=[{"vm": "retry-object"}],
+                options={"retry": {"count": 1, "interval_minutes": 0}},
+            )
+        )
+    )
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["rows"][0]["history"] == (
+        f"#1 failed (disk {data}: backup host lost its link to the cloud); #2 ok"
+    )
+    assert sorted(staged) == sorted([root, data, data])  # the system disk was read once
+
+    from tasks.blocks import PrefectRegistryStore
+
+    registration = PrefectRegistryStore().get_pool(on_object_pool.pool)
+    assert registration is not None
+    pool = open_registered_pool(registration)
+    root_uri, filesystem = pool_catalog_root(registration)
+    with Catalog.open(root_uri, pool=on_object_pool.pool, filesystem=filesystem) as catalog:
+        for volume in (root, data):
+            exported = tmp_path / f"{volume}.raw"
+            restore_disk_image(pool, catalog.disk_manifest(str(summary["set_id"]), volume), exported)
+            assert sha256(exported) == sha256(on_object_pool.volume_file(volume))

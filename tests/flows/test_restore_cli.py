@@ -33,6 +33,7 @@ def test_restore_disk_command_asks_for_the_code_and_refuses_a_wrong_one(
     wrong = runner.invoke(app, ["restore", "disk", str(spec_file), "--confirm", "NOPE42"])
     assert isinstance(wrong.exception, BingoBackupError)
     assert "is wrong; nothing was created" in str(wrong.exception)
+    assert code not in str(wrong.exception) + wrong.output  # a script cannot read the code off the error
     assert {v.volume_id for v in registered.client.describe_volumes()} == volumes_before
 
     typed = runner.invoke(app, ["restore", "disk", str(spec_file)], input=f"{code}\n")
