@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from bingobackup.errors import BingoBackupError
 from bingobackup.resources.access import backup_host_for, cloud_for
 from bingobackup.resources.models import User
-from bingobackup.resources.pools import pool_for
+from bingobackup.resources.pools import check_backup_host_sees_pool, pool_for
 from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.schedule import ImmediateSchedule
 from deployments.kinds import BACKUP, JOB_KINDS, JobKind, JobSpec, job_kind, load_any_spec
@@ -87,10 +87,11 @@ def job_tags(spec: JobSpec) -> list[str]:
 
 def check_job_resources(store: RegistryStore, user: User, spec: JobSpec) -> None:
     """Refuse a job whose cloud, backup host or pool is unknown or not authorized to the user,
-    at creation rather than at its first run (the run checks again: things change)."""
+    or whose host cannot reach a LAN-free pool, at creation rather than at its first run (the
+    run checks again: things change)."""
     cloud_for(store, user, spec.cloud)
-    backup_host_for(store, user, spec.backup_host)
-    pool_for(store, user, spec.pool)
+    host = backup_host_for(store, user, spec.backup_host)
+    check_backup_host_sees_pool(pool_for(store, user, spec.pool), host.instance_id)
 
 
 def _to_info(deployment: DeploymentResponse) -> JobInfo:

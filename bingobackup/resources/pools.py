@@ -203,7 +203,7 @@ def check_backup_host_sees_pool(registration: PoolRegistration, backup_host_id: 
     raise RegistrationError(
         f"Pool '{registration.name}' is LAN-free storage attached to backup host(s) "
         f"{', '.join(registration.backup_hosts)}, not to {backup_host_id}; run the job on one of "
-        "them, or choose a pool this host can reach. Nothing was snapshotted."
+        "them, or choose a pool this host can reach. Nothing was snapshotted or created."
     )
 
 

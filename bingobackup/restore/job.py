@@ -27,7 +27,7 @@ from bingobackup.pools.opticalpool import OpticalPool
 from bingobackup.resources.access import backup_host_for, cloud_for
 from bingobackup.resources.hosts import backup_hosts_in_cluster
 from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
-from bingobackup.resources.pools import open_registered_pool, pool_for
+from bingobackup.resources.pools import check_backup_host_sees_pool, open_registered_pool, pool_for
 from bingobackup.resources.store import RegistryStore
 from bingobackup.restore.plan import RestorePlan, plan_restore
 from bingobackup.restore.resume import ResumingSource
@@ -159,6 +159,7 @@ def prepare_restore_job(
     cloud = cloud_for(store, user, spec.cloud)
     host = _target_host(store, user, spec, cloud)
     pool_registration = pool_for(store, user, spec.pool)
+    check_backup_host_sees_pool(pool_registration, host.instance_id)
     pool = open_restore_pool(pool_registration, spec.options)
     client = cloud.client(retry_window_seconds=spec.options.reconnect_minutes * 60.0)
     _check_cluster(client, store, spec, host)

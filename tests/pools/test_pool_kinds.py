@@ -129,7 +129,7 @@ def test_lanfree_pool_round_trip_and_host_check(tmp_path: Path, pool_format: str
         check_backup_host_sees_pool(registration, "i-BBBB0009")
     message = str(refused.value)
     assert "LAN-free storage attached to backup host(s) i-AAAA0001, i-AAAA0002, not to i-BBBB0009" in message
-    assert "Nothing was snapshotted" in message
+    assert "Nothing was snapshotted or created" in message
     pool = open_registered_pool(registration)
     assert pool.kind == pool_format
     round_trip(pool, tmp_path)
