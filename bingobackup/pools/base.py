@@ -8,7 +8,10 @@ tests/pools checks for every implementation:
    filesystems: write a temp file, fsync, rename, fsync the directory); if it fails midway
    no reader ever sees a partial blob under `key` and no temp file is listed.
 2. `put` is idempotent: putting the same bytes under an existing key succeeds and leaves one
-   blob. (Content-addressed keys make "same key" mean "same bytes".)
+   blob. Keys under `chunks/` are content-addressed: a blob there holds the same plaintext
+   whatever its bytes (an encrypted chunk sealed twice differs only in its nonce), so a put
+   that finds one there succeeds and keeps it. Elsewhere, a write-once store refuses other
+   bytes under an existing key.
 3. `get(key, offset, length)` returns exactly the stored bytes (a range when asked), or raises
    BlobNotFoundError. It does not interpret them; chunk verification is the content layer's.
 4. `list(prefix)` yields every complete blob whose key starts with `prefix`, with its size,
@@ -38,6 +41,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 Buffer = bytes | bytearray | memoryview
+
+CHUNKS = "chunks"  # the content-addressed part of every pool (rule 2)
+
+
+def is_content_addressed(key: str) -> bool:
+    return key.startswith(f"{CHUNKS}/")
+
+
 BlobData = Buffer | Sequence[Buffer]
 
 

@@ -14,12 +14,10 @@ import threading
 from bingobackup.format.config import PoolConfig
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools.base import BlobStore
+from bingobackup.pools.base import CHUNKS, BlobStore
 from bingobackup.pools.errors import PoolError
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DiskWriter
-
-CHUNKS = "chunks"
 
 
 def chunk_key(digest: str) -> str:

@@ -108,12 +108,16 @@ class S3Settings(BaseModel):
         )
 
     def pyarrow_filesystem(self) -> pafs.S3FileSystem:
-        """The same bucket for the catalog writer and DuckDB readers (pyarrow's S3 filesystem)."""
+        """The same bucket on pyarrow's S3 filesystem, for DuckDB readers such as an analyst's
+        notebook: the pool's addressing, region, CA bundle and retries. pyarrow cannot skip
+        certificate checks, so with `verify_tls=False` give the endpoint's CA as `ca_bundle`
+        (the pool's own catalog then goes through boto3: pools/s3arrowfs.py)."""
         import pyarrow.fs as pafs
 
         options: dict[str, Any] = {
             "region": self.region,
             "force_virtual_addressing": self.addressing == "virtual",
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=self.max_attempts),
         }
         if self.access_key_id and self.secret_access_key:
             options["access_key"] = self.access_key_id

@@ -5,9 +5,10 @@ Each blob is one object `<prefix>/<key>`. The rules of base.py map onto S3 as:
 - put is one PutObject (atomic: an object is visible whole or not at all), or a multipart
   upload for blobs above the part size, visible only when CompleteMultipartUpload succeeds.
 - Write-once: every write carries `If-None-Match: *`, so the service refuses to replace an
-  object. A refused write of a blob that already has the same size is the idempotent re-put
-  of rule 2; a different size is an error. Nothing is ever rewritten, so versioned buckets
-  and Object Lock keep exactly one version of everything.
+  object. A refused write is the idempotent re-put of rule 2 when the object holds the same
+  bytes (its ETag is the MD5 we expect, or, where a service's ETags are not MD5s, reading it
+  back matches); different bytes are an error naming the key and the old bytes stay. Nothing
+  is ever rewritten, so versioned buckets and Object Lock keep exactly one version of everything.
 - Throttling (SlowDown, 429) and 5xx are retried by botocore with exponential backoff and
   jitter; what still fails becomes StoreIOError (an OSError); a quota becomes PoolFullError.
 - With Object Lock on, every object carries a retention date (and the Content-MD5 S3
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, SSLError
 
 from bingobackup.pools.base import (
     BackgroundPuts,
@@ -34,6 +35,7 @@ from bingobackup.pools.base import (
     BlobWriter,
     as_parts,
     check_key,
+    is_content_addressed,
 )
 from bingobackup.pools.errors import (
     BlobNotFoundError,
@@ -123,6 +125,12 @@ class S3BlobStore(BlobStore):
                 f"S3 could not {doing} {what}: {code} after {self.settings.max_attempts} tries; check "
                 f"that the service at {where} is healthy, then run again"
             )
+        if isinstance(error, SSLError):
+            return StoreIOError(
+                f"S3 could not {doing} {what}: TLS to {where} failed ({error}); when the service's "
+                "certificate is signed by a private CA, give that CA's PEM file with --ca-bundle "
+                "(or, less safely, --no-verify-tls), then run again"
+            )
         return StoreIOError(
             f"S3 could not {doing} {what}: {type(error).__name__} after {self.settings.max_attempts} "
             f"tries; check the network path and TLS settings to {where}, then run again"
@@ -134,28 +142,51 @@ class S3BlobStore(BlobStore):
         except (ClientError, BotoCoreError) as error:
             raise self._translate(error, doing, key, needed) from None
 
-    def write_options(self, body: bytes | None = None) -> dict[str, Any]:
-        """Headers every new object gets: write-once, and the retention when locked."""
+    def write_options(self, body: bytes | None = None, *, md5: bytes | None = None) -> dict[str, Any]:
+        """Headers every new object gets: the retention when locked (with the Content-MD5 S3
+        demands for it, from `md5` when the caller already has the body's digest)."""
         options: dict[str, Any] = {}
         if self.settings.object_lock_mode:
             options["ObjectLockMode"] = self.settings.object_lock_mode.upper()
             until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=self.settings.retention_days)
             options["ObjectLockRetainUntilDate"] = until  # whole seconds: what S3 stores
-            if body is not None:
-                options["ContentMD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+            if md5 is None and body is not None:
+                md5 = md5_of(body)
+            if md5 is not None:
+                options["ContentMD5"] = base64.b64encode(md5).decode()
         return options
 
-    def _settle_existing(self, key: str, size: int, error: ClientError) -> None:
-        """A write refused because the object exists: fine when it is the same blob (rule 2)."""
+    def _settle_existing(self, key: str, written: Written, error: ClientError) -> None:
+        """A write refused because the object exists: fine when it holds the same bytes (rule 2),
+        an error naming the key when it does not (the object keeps its earlier bytes)."""
         try:
-            existing = self.stat(key).size
-        except BlobNotFoundError:
-            raise self._translate(error, "write", key, size) from None
-        if existing != size:
-            raise PoolError(
-                f"pool {self.name} already holds {key} with {existing} bytes, not {size}; objects in an "
-                "S3 pool are written once and never replaced. Use a new backup set id"
+            head = self._call(
+                "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
             )
+        except BlobNotFoundError:
+            raise self._translate(error, "write", key, written.size) from None
+        if is_content_addressed(key):
+            return  # a racing writer stored this chunk first: the same content (rule 2)
+        existing = int(head["ContentLength"])
+        etag = str(head.get("ETag", "")).strip('"')
+        if existing == written.size and (etag == written.etag or self._holds(key, written)):
+            return
+        differs = f"{existing} bytes, not {written.size}" if existing != written.size else "other bytes"
+        raise PoolError(
+            f"pool {self.name} already holds {key} with {differs} than this write; objects in an S3 pool "
+            "are written once and never replaced, so the stored object was kept and this write refused. "
+            "Back the disk up under a new backup set id (a retry must not rewrite a finished disk)"
+        )
+
+    def _holds(self, key: str, written: Written) -> bool:
+        """Reads the object back part by part: the service's ETag is not an MD5 we can predict
+        (encryption at rest, another part size), yet the bytes may still be ours."""
+        for number, md5 in enumerate(written.part_md5s):
+            start = number * written.part_size
+            length = min(written.part_size, written.size - start)
+            if md5_of(self.get(key, start, length)) != md5:
+                return False
+        return True
 
     # -- BlobStore ------------------------------------------------------------------------
     def put(self, key: str, data: BlobData) -> None:
@@ -178,7 +209,8 @@ class S3BlobStore(BlobStore):
         except ClientError as error:
             if error_code(error) not in EXISTS_CODES:
                 raise self._translate(error, "write", key, size) from None
-            self._settle_existing(key, size, error)
+            # The digest only now: computing it for every put would tax the data path for a rare case.
+            self._settle_existing(key, Written.single(body), error)
         except BotoCoreError as error:
             raise self._translate(error, "write", key, size) from None
 
@@ -250,6 +282,33 @@ class S3BlobStore(BlobStore):
             Prefix=self.settings.key_of(""),
         )
         return [upload["Key"] for upload in answer.get("Uploads", ())]
+
+
+def md5_of(data: bytes | bytearray | memoryview) -> bytes:
+    # MD5 is what S3 puts in ETags and Content-MD5, an integrity check and not a security one.
+    return hashlib.md5(data, usedforsecurity=False).digest()
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write meant to store: enough to tell whether an existing object holds it."""
+
+    size: int
+    part_size: int
+    part_md5s: tuple[bytes, ...]
+    multipart: bool
+
+    @classmethod
+    def single(cls, body: bytes) -> Written:
+        return cls(len(body), max(len(body), 1), (md5_of(body),), multipart=False)
+
+    @property
+    def etag(self) -> str:
+        """The ETag S3 gives these bytes written this way: the MD5 of a PutObject; for a multipart
+        upload the MD5 of the parts' MD5s, then '-' and the number of parts."""
+        if not self.multipart:
+            return self.part_md5s[0].hex()
+        return f"{hashlib.md5(b''.join(self.part_md5s), usedforsecurity=False).hexdigest()}-{len(self.part_md5s)}"
 
 
 @dataclass(frozen=True)

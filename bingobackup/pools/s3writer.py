@@ -13,7 +13,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bingobackup.pools.base import BlobData, BlobWriter, as_parts
-from bingobackup.pools.s3store import EXISTS_CODES, S3BlobStore, error_code
+from bingobackup.pools.s3store import EXISTS_CODES, S3BlobStore, Written, error_code, md5_of
 
 
 class S3BlobWriter(BlobWriter):
@@ -25,6 +25,8 @@ class S3BlobWriter(BlobWriter):
         self._size = 0
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        # Each part's MD5: tells a retried upload of the same blob from a different one (rule 2).
+        self._md5s: list[bytes] = []
         self._state: Literal["open", "committed", "aborted"] = "open"
 
     @property
@@ -61,7 +63,8 @@ class S3BlobWriter(BlobWriter):
                 )
                 self._upload_id = answer["UploadId"]
             number = len(self._parts) + 1
-            extra = store.write_options(body)
+            digest = md5_of(body)
+            extra = store.write_options(md5=digest)
             md5 = {"ContentMD5": extra["ContentMD5"]} if "ContentMD5" in extra else {}
             answer = store.client.upload_part(
                 Bucket=bucket,
@@ -74,6 +77,7 @@ class S3BlobWriter(BlobWriter):
         except (ClientError, BotoCoreError) as error:
             raise self._fail(error, "write", len(body)) from None
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self._md5s.append(digest)
 
     def commit(self) -> None:
         self._check_open()
@@ -104,7 +108,8 @@ class S3BlobWriter(BlobWriter):
             if error_code(error) not in EXISTS_CODES:
                 raise self._fail(error, "complete the upload of", self._size) from None
             self.abort()
-            store._settle_existing(self._key, self._size, error)
+            written = Written(self._size, store.settings.part_size, tuple(self._md5s), multipart=True)
+            store._settle_existing(self._key, written, error)
         except BotoCoreError as error:
             raise self._fail(error, "complete the upload of", self._size) from None
         self._state = "committed"

@@ -179,9 +179,12 @@ def pool_store(registration: PoolRegistration) -> BlobStore:
 
 def pool_catalog_root(registration: PoolRegistration) -> tuple[str, pafs.FileSystem | None]:
     """(root, filesystem) of the pool's catalog, for catalog.CatalogWriter and Catalog: the
-    pool's directory, or for an object pool `bucket/prefix` on pyarrow's S3 filesystem."""
+    pool's directory, or for an object pool `bucket/prefix` on pyarrow's S3 filesystem (on the
+    pool's boto3 client where pyarrow cannot honour its TLS or Object Lock settings)."""
     if registration.s3 is not None:
-        return registration.s3.catalog_root, registration.s3.pyarrow_filesystem()
+        from bingobackup.pools.s3arrowfs import catalog_filesystem  # pyarrow: only when asked
+
+        return registration.s3.catalog_root, catalog_filesystem(registration.s3, registration.name)
     return registration.location, None
 
 

@@ -1,38 +1,60 @@
 """The same writer and views over an S3 bucket (moto on 127.0.0.1): an analyst needs the bucket
-only. The filesystem is the one an object pool's registration gives (pyarrow's S3 filesystem)."""
+only. The filesystem is the one an object pool's registration gives: pyarrow's S3 filesystem,
+or the pool's boto3 client where pyarrow cannot honour the pool's TLS or Object Lock settings."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import boto3
 import pyarrow.fs as pafs
 import pytest
 from catalog_support import make_set
+from notebook_support import run_notebook
+from tls_support import TlsTunnel, make_certificates
 
+from bingobackup.mover.backup import backup_disk
+from bingobackup.mover.restore import restore_disk
+from bingobackup.pools import PoolError
 from bingobackup.pools.s3config import S3Settings
-from bingobackup.resources.models import PoolRegistration
-from bingobackup.resources.pools import pool_catalog_root
+from bingobackup.resources.models import PoolRegistration, User
+from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
+from bingobackup.resources.store import InMemoryRegistryStore
 from catalog import Catalog, CatalogWriter
+
+KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **KEYS)
+
+
+def new_bucket(endpoint: str, *, object_lock: bool = False) -> str:
+    bucket = f"backups-{uuid.uuid4().hex[:12]}"
+    s3_client(endpoint).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=object_lock)
+    return bucket
+
+
+def settings_for(endpoint: str, bucket: str, **overrides: Any) -> S3Settings:
+    fields = {
+        "bucket": bucket,
+        "prefix": "pools/object-1",
+        "endpoint_url": endpoint,
+        "access_key_id": KEYS["aws_access_key_id"],
+        "secret_access_key": KEYS["aws_secret_access_key"],
+        "max_attempts": 2,
+    }
+    return S3Settings.model_validate(fields | overrides)
 
 
 @pytest.fixture
 def registration(moto_s3: str) -> PoolRegistration:
-    bucket = f"backups-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=moto_s3,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
-    settings = S3Settings(
-        bucket=bucket,
-        prefix="pools/object-1",
-        endpoint_url=moto_s3,
-        access_key_id="test",
-        secret_access_key="test",  # type: ignore[arg-type]
-    )
+    settings = settings_for(moto_s3, new_bucket(moto_s3))
     return PoolRegistration(name="object-1", kind="object", location=settings.location, s3=settings)
 
 
@@ -72,3 +94,120 @@ def test_a_second_set_adds_objects_and_rewrites_none(registration: PoolRegistrat
     assert len(second) == 2 * len(first) and {p: second[p] for p in first} == first
     with Catalog([("object-1", root, filesystem)]) as cat:
         assert sorted(cat.list_sets()["set_id"]) == ["set-1", "set-2"]
+
+
+def test_an_analyst_opens_the_catalog_by_its_s3_uri(registration: PoolRegistration, moto_s3: str) -> None:
+    root, filesystem = pool_catalog_root(registration)
+    CatalogWriter(root, filesystem=filesystem).write_backup_set(*make_set("set-uri").args())
+    host = moto_s3.removeprefix("http://")
+    uri = f"s3://test:test@{root}?endpoint_override={host}&scheme=http"
+    with Catalog.open(uri, pool="object-1") as cat:
+        assert cat.list_sets()["set_id"].tolist() == ["set-uri"]
+
+
+@pytest.fixture
+def tls_moto(moto_s3: str, tmp_path: Path) -> Iterator[tuple[TlsTunnel, Path]]:
+    """moto behind HTTPS with a certificate of a private CA (a self-signed object store)."""
+    certificates = make_certificates(tmp_path / "tls")
+    tunnel = TlsTunnel(moto_s3, certificates)
+    yield tunnel, certificates.ca_file
+    tunnel.close()
+
+
+def back_up_a_disk(registration: PoolRegistration, tmp_path: Path) -> str:
+    """Chunks and manifest of a 5-chunk disk into the pool; the disk's SHA-256."""
+    pool = open_registered_pool(registration)
+    data = os.urandom(3 * pool.chunk_size) + bytes(pool.chunk_size) + b"tail" * 1000
+    source = tmp_path / "disk.raw"
+    source.write_bytes(data)
+    writer = pool.open_disk_writer("set-tls", "vol-web-root", len(data))
+    backup_disk(source, writer, size_bytes=len(data), chunk_size=pool.chunk_size)
+    output = tmp_path / "export.raw"
+    restore_disk(
+        pool, pool.load_manifest("set-tls", "vol-web-root"), output, channels=2, label="vol-web-root"
+    )
+    assert hashlib.sha256(output.read_bytes()).digest() == hashlib.sha256(data).digest()
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # asked for: --no-verify-tls
+@pytest.mark.parametrize("trust", ["ca-bundle", "no-verify"])
+def test_a_pool_on_a_self_signed_endpoint_backs_up_and_queries_its_catalog(
+    tls_moto: tuple[TlsTunnel, Path], moto_s3: str, tmp_path: Path, trust: str
+) -> None:
+    tunnel, ca_file = tls_moto
+    tls: dict[str, Any] = {"ca_bundle": str(ca_file)} if trust == "ca-bundle" else {"verify_tls": False}
+    settings = settings_for(tunnel.endpoint, new_bucket(moto_s3), **tls)
+    registration = create_registered_pool(
+        InMemoryRegistryStore(), User(name="root", role="admin"), name="tls-1", kind="object", s3=settings,
+        chunk_size=64 << 10,
+    )  # fmt: skip
+    back_up_a_disk(registration, tmp_path)
+    root, filesystem = pool_catalog_root(registration)
+    parts = make_set("set-tls", pool="tls-1")
+    CatalogWriter(root, filesystem=filesystem).write_backup_set(*parts.args())
+    with Catalog([("tls-1", root, filesystem)]) as cat:
+        assert cat.list_sets()["set_id"].tolist() == ["set-tls"]
+        assert cat.disk_manifest("set-tls", "vol-web-root") == parts.manifests[0]
+    listed = s3_client(moto_s3).list_objects_v2(Bucket=settings.bucket, Prefix="pools/object-1/catalog/")
+    assert len(listed["Contents"]) == 4  # one object per table
+
+
+def test_a_pool_that_does_not_trust_the_endpoint_is_refused_before_anything_is_written(
+    tls_moto: tuple[TlsTunnel, Path], moto_s3: str
+) -> None:
+    tunnel, _ = tls_moto
+    settings = settings_for(tunnel.endpoint, new_bucket(moto_s3))
+    registry = InMemoryRegistryStore()
+    with pytest.raises(
+        OSError, match=r"TLS to s3://backups-.* failed .*certificate verify failed.* --ca-bundle"
+    ):
+        create_registered_pool(
+            registry, User(name="root", role="admin"), name="tls-2", kind="object", s3=settings
+        )
+    assert registry.get_pool("tls-2") is None
+    assert "Contents" not in s3_client(moto_s3).list_objects_v2(Bucket=settings.bucket)
+
+
+def test_catalog_objects_of_a_locked_pool_are_locked_and_written_once(moto_s3: str) -> None:
+    settings = settings_for(
+        moto_s3, new_bucket(moto_s3, object_lock=True), object_lock_mode="governance", retention_days=30
+    )
+    registration = PoolRegistration(name="locked-1", kind="object", location=settings.location, s3=settings)
+    root, filesystem = pool_catalog_root(registration)
+    assert filesystem is not None
+    writer = CatalogWriter(root, filesystem=filesystem)
+    writer.write_backup_set(*make_set("set-locked").args())
+    client = s3_client(moto_s3)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=settings.bucket)["Contents"]]
+    assert len(keys) == 4 and all(k.startswith("pools/object-1/catalog/") for k in keys)
+    for key in keys:
+        head = client.head_object(Bucket=settings.bucket, Key=key)
+        assert head["ObjectLockMode"] == "GOVERNANCE", key
+    path = f"{settings.bucket}/{keys[0]}"
+    with (
+        pytest.raises(PoolError, match="written once and never replaced"),
+        filesystem.open_output_stream(path) as out,
+    ):
+        out.write(b"not the catalog file")
+    versions = client.list_object_versions(Bucket=settings.bucket, Prefix=keys[0])["Versions"]
+    assert len(versions) == 1
+    with Catalog([("locked-1", root, filesystem)]) as cat:
+        assert cat.list_sets()["set_id"].tolist() == ["set-locked"]
+
+
+def test_the_history_notebook_reads_a_catalog_from_the_bucket_alone(
+    registration: PoolRegistration, moto_s3: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, filesystem = pool_catalog_root(registration)
+    writer = CatalogWriter(root, filesystem=filesystem)
+    writer.write_backup_set(*make_set("set-a", vms=("web-in-bucket",)).args())
+    writer.write_backup_set(*make_set("set-b", vms=("web-in-bucket",), tag="b").args())
+    assert registration.s3 is not None
+    monkeypatch.setenv("BINGOBACKUP_POOL", registration.s3.location)  # s3://bucket/pools/object-1
+    monkeypatch.setenv("BINGOBACKUP_S3_ENDPOINT", moto_s3)
+    monkeypatch.setenv("BINGOBACKUP_S3_ACCESS_KEY_ID", KEYS["aws_access_key_id"])
+    monkeypatch.setenv("BINGOBACKUP_S3_SECRET_ACCESS_KEY", KEYS["aws_secret_access_key"])
+    run = run_notebook(monkeypatch)
+    assert "web-in-bucket" in run.text and "set-b" in run.text  # per-VM table and dedup per set
+    assert run.plots >= 2

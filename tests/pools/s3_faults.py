@@ -5,12 +5,16 @@ answers with an S3 error instead: a run of transient errors (503 SlowDown, 500) 
 botocore's retries must ride out, or a persistent fault on uploads (500 InternalError, or
 403 QuotaExceeded as Ceph RGW and MinIO answer a full quota). Reads, listings and deletes
 pass while an upload fault is armed, so a writer can still clean up after itself.
+
+With `tls` the proxy speaks HTTPS (a self-signed endpoint in front of plain moto); with
+`disguise_etags` it answers ETags that are not MD5s, as services encrypting at rest do.
 """
 
 from __future__ import annotations
 
 import errno
 import http.client
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -23,7 +27,7 @@ _ERRORS = {
 
 
 class FaultProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, *, tls: ssl.SSLContext | None = None) -> None:
         target = urlsplit(upstream)
         self._upstream = (target.hostname or "127.0.0.1", target.port or 80)
         self._lock = threading.Lock()
@@ -31,14 +35,18 @@ class FaultProxy:
         self._persistent: int | None = None
         self.failures = 0
         self.requests = 0
+        self.disguise_etags = False
+        self._scheme = "https" if tls else "http"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def fail_next(self, *statuses: int) -> None:
         """The next requests (any kind) are answered with these statuses, one each."""
@@ -98,6 +106,8 @@ class FaultProxy:
                     data = answer.read()
                     self.send_response(answer.status)
                     for key, value in answer.getheaders():
+                        if key.lower() == "etag" and proxy.disguise_etags and self.command in ("HEAD", "GET"):
+                            value = '"not-an-md5-' + value.strip('"')[::-1] + '"'
                         if key.lower() not in ("transfer-encoding", "connection", "content-length"):
                             self.send_header(key, value)
                     # a HEAD answer has no body but carries the object's length

@@ -7,13 +7,14 @@ unchanged. The S3 store runs against moto's S3 server behind a fault-injecting p
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from backends import LocalCase, S3Case, StoreCase
 
-from bingobackup.pools import BlobNotFoundError, BlobStore, PoolFullError
+from bingobackup.pools import BlobNotFoundError, BlobStore, PoolError, PoolFullError
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path], StoreCase]
 STORES: dict[str, StoreFactory] = {
@@ -71,6 +72,51 @@ def test_put_is_idempotent(store: BlobStore) -> None:
     store.put("chunks/ab/same", b"same bytes")
     assert keys(store) == {"chunks/ab/same": 10}
     assert store.get("chunks/ab/same") == b"same bytes"
+
+
+def _put_streamed(store: BlobStore, key: str, data: bytes) -> None:
+    writer = store.open_append(key)
+    try:
+        writer.write(data)
+        writer.commit()
+    finally:
+        writer.abort()
+
+
+@pytest.mark.parametrize("how", ["put", "streamed"])
+def test_other_bytes_of_the_same_size_under_a_key_are_never_silently_dropped(
+    store: BlobStore, how: str
+) -> None:
+    """A store may refuse to replace a blob (write-once object storage) or replace it (a local
+    directory), but a write that returns must have stored its bytes: a retried backup whose
+    manifest changed would otherwise be cataloged against the old bytes."""
+    write = store.put if how == "put" else functools.partial(_put_streamed, store)
+    key = "manifests/s1/v1.json"
+    size = (5 << 20) * 2 + 7 if how == "streamed" else 4096  # streamed: a multipart upload on S3
+    first = bytes(range(256)) * (size // 256) + b"f" * (size % 256)
+    second = first[:-1] + b"s"
+    write(key, first)
+    write(key, first)  # rule 2: the same bytes again are fine
+    try:
+        write(key, second)
+    except PoolError as refused:
+        assert key in str(refused) and "written once and never replaced" in str(refused)
+        assert store.get(key) == first
+    else:
+        assert store.get(key) == second
+    assert keys(store) == {key: size}
+
+
+def test_a_chunk_sealed_twice_is_stored_once_whatever_its_bytes(store: BlobStore) -> None:
+    """Two backup hosts racing on one new chunk of an encrypted pool seal it with different
+    nonces: both puts succeed and one blob stays, so neither disk fails (rule 2)."""
+    key = "chunks/cd/cdef"
+    store.put(key, b"sealed with nonce 1")
+    store.put(key, b"sealed with nonce 2")
+    store.put_soon(key, b"sealed with nonce 3")
+    store.flush()
+    assert keys(store) == {key: len(b"sealed with nonce 1")}
+    assert store.get(key) in {b"sealed with nonce 1", b"sealed with nonce 2", b"sealed with nonce 3"}
 
 
 def test_failed_put_leaves_no_partial_blob(case: StoreCase, store: BlobStore) -> None:
