@@ -9,6 +9,7 @@ import logging
 import random
 import ssl
 import time
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from bingobackup.cloud._query import FilterValues, filter_params, list_params, o
 from bingobackup.cloud._xml import items, parse, text
 from bingobackup.cloud.errors import (
     CloudError,
+    CloudInvalidRequest,
     CloudNotFoundError,
     CloudRetryableError,
     CloudUnreachableError,
@@ -51,6 +53,12 @@ Filters = dict[str, FilterValues]
 
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 5.0
+DUPLICATE_IMAGE_NAME = "InvalidAMIName.Duplicate"
+
+
+def new_client_token() -> str:
+    """A fresh idempotency token for one logical create call (EC2: at most 64 ASCII chars)."""
+    return uuid.uuid4().hex
 
 
 class BingoCloudClient:
@@ -139,8 +147,10 @@ class BingoCloudClient:
         """One action, retried on throttling, 5xx and dropped connections within the window.
 
         Mutating actions are retried too: BingoCloud (and the simulator) reject a repeated
-        attach/delete with a typed error rather than doing it twice, and a duplicate
-        snapshot or volume from a lost response is cheaper than a failed backup run.
+        attach/delete with a typed error rather than doing it twice. The create calls send a
+        `ClientToken` (the same one on every retry, as `params` is reused), so a retry after a
+        lost reply returns the resource the first attempt made instead of making a second one;
+        RegisterImage relies on the image name being unique instead (see `register_image`).
         """
         started = time.monotonic()
         attempt = 0
@@ -313,9 +323,16 @@ class BingoCloudClient:
 
     # ------------------------------------------------------------------ volumes and snapshots
 
-    def create_snapshot(self, volume_id: str, description: str = "") -> Snapshot:
-        root = self._call("CreateSnapshot", {"VolumeId": volume_id, "Description": description})
-        return _parse.snapshot(root)
+    def create_snapshot(
+        self, volume_id: str, description: str = "", *, client_token: str | None = None
+    ) -> Snapshot:
+        """`client_token` (default: a new one) makes retries of this call return one snapshot."""
+        params = {
+            "VolumeId": volume_id,
+            "Description": description,
+            "ClientToken": client_token or new_client_token(),
+        }
+        return _parse.snapshot(self._call("CreateSnapshot", params))
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self._expect_true("DeleteSnapshot", {"SnapshotId": snapshot_id})
@@ -328,7 +345,9 @@ class BingoCloudClient:
         storage_id: str | None = None,
         name: str | None = None,
         node_id: str | None = None,
+        client_token: str | None = None,
     ) -> Volume:
+        """`client_token` (default: a new one) makes retries of this call return one volume."""
         if size_bytes is None and snapshot_id is None:
             raise ValueError("create_volume needs size_bytes or snapshot_id")
         params = optional_params(
@@ -338,6 +357,7 @@ class BingoCloudClient:
                 "StorageId": storage_id,
                 "VolumeName": name,
                 "NodeId": node_id,
+                "ClientToken": client_token or new_client_token(),
             }
         )
         return _parse.volume(self._call("CreateVolume", params))
@@ -375,6 +395,13 @@ class BingoCloudClient:
     def register_image(
         self, *, name: str, root_snapshot_id: str, root_device_name: str = "/dev/vda", description: str = ""
     ) -> str:
+        """Register an image; its `name` must be unused.
+
+        RegisterImage takes no ClientToken (in EC2 either); the unique name stands in for
+        one. When the name is taken by an image of this very snapshot and device (what a
+        retry after a lost reply finds), that image is the one this call made and is
+        returned; a name taken by anything else is an error.
+        """
         params = {
             "Name": name,
             "RootDeviceName": root_device_name,
@@ -382,12 +409,31 @@ class BingoCloudClient:
             "BlockDeviceMapping.1.Ebs.SnapshotId": root_snapshot_id,
             "Description": description,
         }
-        image_id = text(self._call("RegisterImage", params), "imageId")
+        try:
+            image_id = text(self._call("RegisterImage", params), "imageId")
+        except CloudInvalidRequest as error:
+            if error.code != DUPLICATE_IMAGE_NAME:
+                raise
+            same = self._image_named(name, root_snapshot_id, root_device_name)
+            if same is None:
+                raise
+            log.info("RegisterImage %r: the image already exists as %s (a lost reply)", name, same)
+            return same
         if not image_id:
             raise CloudError(
                 "BingoCloud returned no imageId", code="MalformedResponse", action="RegisterImage"
             )
         return image_id
+
+    def _image_named(self, name: str, root_snapshot_id: str, root_device_name: str) -> str | None:
+        for image in self.describe_images():
+            if (image.name, image.root_snapshot_id, image.root_device_name) == (
+                name,
+                root_snapshot_id,
+                root_device_name,
+            ):
+                return image.image_id
+        return None
 
     def deregister_image(self, image_id: str) -> None:
         self._expect_true("DeregisterImage", {"ImageId": image_id})
@@ -404,9 +450,11 @@ class BingoCloudClient:
         storage_id: str | None = None,
         nics: Sequence[NicSpec] = (),
         root_volume_name: str | None = None,
+        client_token: str | None = None,
     ) -> Instance:
         """Launch one VM from an image; `root_volume_name` names its new root volume
-        (BingoCloud extension `RootVolumeName`; the cloud's default is `<name>-root`)."""
+        (BingoCloud extension `RootVolumeName`; the cloud's default is `<name>-root`).
+        `client_token` (default: a new one) makes retries of this call launch one VM."""
         params = optional_params(
             {
                 "ImageId": image_id,
@@ -419,6 +467,7 @@ class BingoCloudClient:
                 "Placement.HostId": node_id,
                 "StorageId": storage_id,
                 "RootVolumeName": root_volume_name,
+                "ClientToken": client_token or new_client_token(),
             }
         )
         for n, nic in enumerate(nics, start=1):

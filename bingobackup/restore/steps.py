@@ -8,6 +8,7 @@ power on (one VM). Disk restore attaches the new volumes to an existing VM inste
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -18,8 +19,10 @@ from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
 from bingobackup.mover.restore import DiskRestoreResult, restore_disk
 from bingobackup.restore.job import RestoreJob
-from bingobackup.restore.ledger import Ledger
+from bingobackup.restore.ledger import Ledger, ResourceKind
 from bingobackup.restore.plan import DiskPlan, VmPlan
+
+log = logging.getLogger("bingobackup.restore")
 
 
 class RestoredDisk(BaseModel):
@@ -106,9 +109,18 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
     root = by_source[root_plan.source.volume_id]
     snapshot = client.create_snapshot(root.volume_id, description=_temp_name(job, vm))
     ledger.add("snapshot", snapshot.snapshot_id, f"snapshot of the restored system disk of {vm.name}")
+    _record_duplicates(
+        ledger,
+        "snapshot",
+        snapshot.snapshot_id,
+        [s.snapshot_id for s in client.describe_snapshots(filters={"volume-id": root.volume_id})],
+        f"second snapshot of the restored system disk of {vm.name}",
+    )
     wait_for_snapshot(client, snapshot.snapshot_id, timeout=timeouts.snapshot)
     image_id = client.register_image(
-        name=_temp_name(job, vm),
+        # Unique per snapshot: the name is what makes RegisterImage safe to retry, and a
+        # leftover image of an earlier failed run must not block this one.
+        name=f"{_temp_name(job, vm)}:{snapshot.snapshot_id}",
         root_snapshot_id=snapshot.snapshot_id,
         root_device_name=vm.source.root_device_name or "/dev/vda",
         description=f"restore of {vm.source.label}",
@@ -126,6 +138,17 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
         root_volume_name=root.name,  # the launch copies the image into a new root volume
     )
     ledger.add("instance", instance.instance_id, f"new VM {vm.name}")
+    _record_duplicates(
+        ledger,
+        "instance",
+        instance.instance_id,
+        [
+            i.instance_id
+            for i in client.describe_instances(filters={"name": vm.name})
+            if i.image_id == image_id and i.state != "terminated"
+        ],
+        f"second launch of {vm.name}",
+    )
     wait_for_instance(client, instance.instance_id, "running", timeout=timeouts.instance)
     # The launch boots the VM; its data disks go on while it is stopped, as on a real host.
     client.stop_instances([instance.instance_id])
@@ -144,6 +167,22 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
     for kind_id in (image_id, snapshot.snapshot_id, root.volume_id):
         _remove_temporary(job, ledger, kind_id)
     return client.get_instance(instance.instance_id)
+
+
+def _record_duplicates(ledger: Ledger, kind: ResourceKind, ours: str, found: list[str], what: str) -> None:
+    """Record resources a create call made twice, so the run removes them or names them.
+
+    The create calls carry a ClientToken, so a cloud that honours it never makes a second
+    resource when a reply is lost and the client retries. A cloud that ignores the token
+    would: what only this run can have made (a snapshot of a volume it created, a VM
+    launched from its own image) is looked up right after the call.
+    """
+    for resource_id in found:
+        if resource_id != ours:
+            log.warning(
+                "%s %s is a duplicate made by a retried create call: it will be removed", kind, resource_id
+            )
+            ledger.add(kind, resource_id, f"{what} (a retried create call whose first reply was lost)")
 
 
 def _remove_temporary(job: RestoreJob, ledger: Ledger, resource_id: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 from bingobackup.sim.builder import device_name, new_instance, new_volume, resolve_instance_type
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError, incorrect_state, invalid, not_found
+from bingobackup.sim.idempotency import idempotent
 from bingobackup.sim.network import make_nic, subnets_of_cluster
 from bingobackup.sim.query import Params, matches, page, select_ids
 from bingobackup.sim.state import STATE_CODES, InstanceRec, NicRec, link_device
@@ -272,11 +273,13 @@ def run_instances(cloud: SimCloud, params: Params) -> dict[str, Any]:
     # The launch is synchronous in the simulator: the root disk is a (reflinked or sparse) copy.
     copy_sparse(cloud.store.snapshot_path(snapshot.snapshot_id), cloud.store.volume_path(root.volume_id))
     link_device(cloud.store, root)
-    return {
-        "reservationId": instance.reservation_id,
-        "ownerId": "bingocloud",
-        "instancesSet": [instance_item(cloud, instance)],
-    }
+    return _reservation(cloud, instance)
+
+
+def _launched_again(cloud: SimCloud, instance_id: str) -> dict[str, Any] | None:
+    # A terminated instance is still described, as in EC2: the repeat sees it terminated.
+    instance = cloud.state.instances.get(instance_id)
+    return _reservation(cloud, instance) if instance is not None else None
 
 
 ACTIONS: dict[str, Handler] = {
@@ -284,5 +287,7 @@ ACTIONS: dict[str, Handler] = {
     "StopInstances": stop_instances,
     "StartInstances": start_instances,
     "TerminateInstances": terminate_instances,
-    "RunInstances": run_instances,
+    "RunInstances": idempotent(
+        "RunInstances", run_instances, lambda b: b["instancesSet"][0]["instanceId"], _launched_again
+    ),
 }

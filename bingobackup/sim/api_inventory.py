@@ -174,6 +174,10 @@ def describe_images(cloud: SimCloud, params: Params) -> dict[str, Any]:
 def register_image(cloud: SimCloud, params: Params) -> dict[str, Any]:
     state = cloud.state
     name = params.require("Name")
+    # As in EC2, an image name is unique: it is what makes RegisterImage safe to retry.
+    taken = next((i.image_id for i in state.images.values() if i.name == name), None)
+    if taken is not None:
+        raise SimApiError("InvalidAMIName.Duplicate", f"AMI name {name} is already in use by AMI {taken}.")
     root_device = params.get("RootDeviceName", "/dev/vda") or "/dev/vda"
     mappings = params.groups("BlockDeviceMapping")
     snapshot_id = next(

@@ -8,6 +8,7 @@ from typing import Any
 from bingobackup.sim.builder import new_volume
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError, incorrect_state, invalid, not_found
+from bingobackup.sim.idempotency import idempotent
 from bingobackup.sim.query import Params, matches, page, select_ids
 from bingobackup.sim.state import AttachmentRec, SnapshotRec, VolumeRec
 from bingobackup.sim.types import Handler
@@ -272,13 +273,25 @@ def delete_snapshot(cloud: SimCloud, params: Params) -> dict[str, Any]:
     return {"return": True}
 
 
+def _volume_again(cloud: SimCloud, volume_id: str) -> dict[str, Any] | None:
+    volume = cloud.state.volumes.get(volume_id)
+    return volume_item(volume) if volume is not None else None
+
+
+def _snapshot_again(cloud: SimCloud, snapshot_id: str) -> dict[str, Any] | None:
+    snapshot = cloud.state.snapshots.get(snapshot_id)
+    return snapshot_item(snapshot) if snapshot is not None else None
+
+
 ACTIONS: dict[str, Handler] = {
     "DescribeVolumes": describe_volumes,
-    "CreateVolume": create_volume,
+    "CreateVolume": idempotent("CreateVolume", create_volume, lambda b: b["volumeId"], _volume_again),
     "DeleteVolume": delete_volume,
     "AttachVolume": attach_volume,
     "DetachVolume": detach_volume,
     "DescribeSnapshots": describe_snapshots,
-    "CreateSnapshot": create_snapshot,
+    "CreateSnapshot": idempotent(
+        "CreateSnapshot", create_snapshot, lambda b: b["snapshotId"], _snapshot_again
+    ),
     "DeleteSnapshot": delete_snapshot,
 }

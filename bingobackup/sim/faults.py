@@ -1,7 +1,10 @@
 """Fault injection, switchable at run time through `PUT /_sim/faults`.
 
 Each request draws once from a (seedable) random generator: dropped connection, throttled,
-or internal error, in that order of precedence, after the added latency.
+internal error, or lost reply, in that order of precedence, after the added latency.
+A dropped connection closes before the request is processed (nothing happened); a lost
+reply closes it after the request was processed (it happened, the client does not know):
+the case that makes a create call's retry make a second resource unless it is idempotent.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Fault = Literal["drop", "throttle", "error"]
+Fault = Literal["drop", "throttle", "error", "lose_reply"]
 
 
 class FaultConfig(BaseModel):
@@ -22,6 +25,10 @@ class FaultConfig(BaseModel):
     error_rate: dict[str, float] = Field(default_factory=dict, description='per action, or "*" for all')
     throttle_rate: float = Field(0.0, ge=0, le=1)
     drop_rate: float = Field(0.0, ge=0, le=1)
+    lost_reply_rate: dict[str, float] = Field(
+        default_factory=dict,
+        description='per action, or "*" for all: processed, then the connection closes with no reply',
+    )
     actions: list[str] | None = Field(None, description="only these actions are affected (None: all)")
     seed: int | None = None
 
@@ -38,9 +45,10 @@ class FaultInjector:
             return self._config
 
     def configure(self, config: FaultConfig) -> None:
-        for action, rate in config.error_rate.items():
-            if not 0 <= rate <= 1:
-                raise ValueError(f"error_rate for {action!r} must be between 0 and 1, not {rate}")
+        for field in ("error_rate", "lost_reply_rate"):
+            for action, rate in getattr(config, field).items():
+                if not 0 <= rate <= 1:
+                    raise ValueError(f"{field} for {action!r} must be between 0 and 1, not {rate}")
         with self._lock:
             self._config = config
             self._random = random.Random(config.seed)
@@ -55,12 +63,20 @@ class FaultInjector:
             if config.actions is not None and action not in config.actions:
                 return 0.0, None
             draw = self._random.random()
-            error_rate = config.error_rate.get(action, config.error_rate.get("*", 0.0))
         latency = config.latency_ms / 1000
-        if draw < config.drop_rate:
-            return latency, "drop"
-        if draw < config.drop_rate + config.throttle_rate:
-            return latency, "throttle"
-        if draw < config.drop_rate + config.throttle_rate + error_rate:
-            return latency, "error"
+        chances: list[tuple[Fault, float]] = [
+            ("drop", config.drop_rate),
+            ("throttle", config.throttle_rate),
+            ("error", _rate_for(config.error_rate, action)),
+            ("lose_reply", _rate_for(config.lost_reply_rate, action)),
+        ]
+        threshold = 0.0
+        for fault, rate in chances:
+            threshold += rate
+            if draw < threshold:
+                return latency, fault
         return latency, None
+
+
+def _rate_for(rates: dict[str, float], action: str) -> float:
+    return rates.get(action, rates.get("*", 0.0))

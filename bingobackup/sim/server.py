@@ -27,7 +27,7 @@ from bingobackup.sim.addvm import exclusive_state_dir
 from bingobackup.sim.admin import PREFIX, handle_admin
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError
-from bingobackup.sim.faults import FaultInjector
+from bingobackup.sim.faults import Fault, FaultInjector
 from bingobackup.sim.query import Params
 from bingobackup.sim.scenarios import create_scenario
 from bingobackup.sim.state import StateStore
@@ -114,10 +114,24 @@ class _Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)  # injected latency: the point of the fault, not synchronisation
         if fault == "drop":
-            self.close_connection = True
-            self.connection.shutdown(socket.SHUT_RDWR)
+            self._drop_connection()
             return
         self.server.cloud.stats.request(action or "(none)")
+        status, body = self._process(action, params, fault, request_id)
+        if fault == "lose_reply":
+            self.server.cloud.stats.reply_lost(action)
+            self._drop_connection()
+            return
+        self._send(status, body, "text/xml; charset=utf-8")
+
+    def _drop_connection(self) -> None:
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _process(
+        self, action: str, params: Params, fault: Fault | None, request_id: str
+    ) -> tuple[int, bytes]:
+        """The API call carried out: (HTTP status, XML body) of the reply."""
         try:
             if fault == "throttle":
                 raise SimApiError("RequestLimitExceeded", "Request limit exceeded; retry with backoff.", 503)
@@ -129,13 +143,13 @@ class _Handler(BaseHTTPRequestHandler):
                 body = handler(self.server.cloud, params)
                 if not action.startswith("Describe"):
                     self.server.cloud.store.save()
-            self._send(200, render_response(action, request_id, body), "text/xml; charset=utf-8")
+            return 200, render_response(action, request_id, body)
         except SimApiError as error:
-            self._send(error.status, render_error(error, request_id), "text/xml; charset=utf-8")
+            return error.status, render_error(error, request_id)
         except Exception:
             log.exception("simulator: %s failed", action)
             internal = SimApiError("InternalError", "The simulator failed on this request; see its log.", 500)
-            self._send(500, render_error(internal, request_id), "text/xml; charset=utf-8")
+            return 500, render_error(internal, request_id)
 
     # ------------------------------------------------------------------ checks
 

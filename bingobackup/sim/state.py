@@ -181,6 +181,15 @@ class ImageRec(Record):
     description: str = ""
 
 
+class ClientTokenRec(Record):
+    """A create call made with a `ClientToken`: a repeat returns `resource_id` again."""
+
+    action: str
+    fingerprint: str  # digest of the request's parameters (see idempotency.py)
+    resource_id: str
+    created: float
+
+
 class SimState(Record):
     schema_version: int = SCHEMA_VERSION
     clusters: dict[str, ClusterRec] = Field(default_factory=dict)
@@ -194,6 +203,7 @@ class SimState(Record):
     volumes: dict[str, VolumeRec] = Field(default_factory=dict)
     snapshots: dict[str, SnapshotRec] = Field(default_factory=dict)
     images: dict[str, ImageRec] = Field(default_factory=dict)
+    client_tokens: dict[str, ClientTokenRec] = Field(default_factory=dict, description="ACTION/TOKEN →")
 
     def new_id(self, prefix: str) -> str:
         """An unused id such as `vol-3F9A12BC` (opaque to clients)."""

@@ -20,6 +20,13 @@ class SimStats(BaseModel):
     )
     max_attached_per_source_node: dict[str, int] = Field(default_factory=dict)
     max_attached_per_source_vm: dict[str, int] = Field(default_factory=dict)
+    lost_replies: dict[str, int] = Field(
+        default_factory=dict, description="requests processed whose reply was dropped (fault), per action"
+    )
+    token_replays: dict[str, int] = Field(
+        default_factory=dict,
+        description="create calls answered with the resource an earlier call with its ClientToken made",
+    )
     instance_state_at_snapshot: dict[str, str] = Field(
         default_factory=dict,
         description="volume id → power state of the VM it was attached to at its latest CreateSnapshot",
@@ -33,10 +40,20 @@ class StatsRecorder:
         self._current: dict[str, Counter[str]] = {k: Counter() for k in ("host", "node", "vm")}
         self._peak: dict[str, dict[str, int]] = {k: {} for k in ("host", "node", "vm")}
         self._state_at_snapshot: dict[str, str] = {}
+        self._lost_replies: Counter[str] = Counter()
+        self._token_replays: Counter[str] = Counter()
 
     def request(self, action: str) -> None:
         with self._lock:
             self._requests[action] += 1
+
+    def reply_lost(self, action: str) -> None:
+        with self._lock:
+            self._lost_replies[action] += 1
+
+    def token_replayed(self, action: str) -> None:
+        with self._lock:
+            self._token_replays[action] += 1
 
     def snapshotted(self, volume_id: str, instance_state: str) -> None:
         """Power-off tests check that the VM was stopped when its disk was captured."""
@@ -66,5 +83,7 @@ class StatsRecorder:
                 max_attached_per_host=dict(self._peak["host"]),
                 max_attached_per_source_node=dict(self._peak["node"]),
                 max_attached_per_source_vm=dict(self._peak["vm"]),
+                lost_replies=dict(self._lost_replies),
+                token_replays=dict(self._token_replays),
                 instance_state_at_snapshot=dict(self._state_at_snapshot),
             )
