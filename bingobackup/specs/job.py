@@ -2,24 +2,26 @@
 
 Version 1 is the current version. When the model changes, bump `JOB_SPEC_VERSION`, add a
 migration from the previous version to `JOB_MIGRATIONS`, and keep a stored old spec in
-`tests/fixtures/specs/` that must keep loading.
+`tests/fixtures/specs/` that must keep loading. The model migrates by itself whenever it is
+validated (`VersionedSpec`), so jobs stored as deployments keep running after an upgrade.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bingobackup.mover.ratelimit import RateSchedule
 from bingobackup.resources.discovery import ContentSelection, SelectionFilters
-from bingobackup.specs.loading import Migration, checked_job_name, load_spec
+from bingobackup.specs.loading import checked_job_name, load_spec
 from bingobackup.specs.schedule import ManualSchedule, Schedule
+from bingobackup.specs.versioning import Migration, SpecVersioning, VersionedSpec, version_field
 
 JOB_SPEC_VERSION = 1
-JOB_MIGRATIONS: dict[int, Migration] = {}
+JOB_MIGRATIONS: dict[int, Migration] = {}  # version n → n+1
 
 _UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]iB|B)\s*$", re.IGNORECASE)
@@ -102,8 +104,10 @@ class BackupOptions(_Spec):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
-class BackupJobSpec(_Spec):
-    version: Literal[1] = 1
+class BackupJobSpec(VersionedSpec):
+    versioning: ClassVar[SpecVersioning] = SpecVersioning(JOB_SPEC_VERSION, JOB_MIGRATIONS, "Backup job spec")
+
+    version: int = version_field(JOB_SPEC_VERSION)
     name: str = Field(description="job name: letters, digits, '.', '_' and '-'")
     cloud: str
     backup_host: str = Field(description="instance id of an activated backup host in the VMs' cluster")
@@ -121,4 +125,4 @@ class BackupJobSpec(_Spec):
 
 def load_job_spec(source: str | Path | dict[str, Any]) -> BackupJobSpec:
     """A backup job spec from a YAML file, YAML text or a mapping, migrated to the current version."""
-    return load_spec(source, BackupJobSpec, JOB_SPEC_VERSION, JOB_MIGRATIONS, "Backup job spec")
+    return load_spec(source, BackupJobSpec)

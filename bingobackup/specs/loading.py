@@ -1,24 +1,23 @@
-"""Reading versioned specs from YAML, migrating old versions, and readable errors.
+"""Reading versioned specs from YAML or mappings, with readable errors.
 
-The guide's FAQ tells of restore jobs that broke after an upgrade. Here a spec carries
-`version`; an older spec is migrated step by step to the current model, never refused for
-its age. A spec from a newer bingobackup is refused with a message saying so.
+The migration of older versions is part of the models (`bingobackup.specs.versioning`), so
+every path that validates a spec migrates it; this module only reads files and words errors.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from bingobackup.errors import BingoBackupError
+from bingobackup.specs.versioning import VersionedSpec
 
-M = TypeVar("M", bound=BaseModel)
-Migration = Callable[[dict[str, Any]], dict[str, Any]]
+V = TypeVar("V", bound=VersionedSpec)
 
 
 class SpecError(BingoBackupError):
@@ -55,49 +54,27 @@ def read_yaml(source: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_versioned(
-    data: Mapping[str, Any],
-    model: type[M],
-    current_version: int,
-    migrations: Mapping[int, Migration],
-    what: str,
-) -> M:
-    """Migrate `data` from its `version` to `current_version`, then validate it as `model`.
+def load_versioned(data: Mapping[str, Any], model: type[V], what: str | None = None) -> V:
+    """`data` validated as `model`, migrated from its `version` (which must be given) first.
 
-    `migrations[n]` turns a version-n mapping into a version-(n+1) mapping.
+    The migration itself is the model's (`VersionedSpec`); this adds what a file reader
+    wants: an explicit `version`, and one `SpecError` listing every problem.
     """
-    raw = dict(data)
-    version = raw.get("version")
-    if not isinstance(version, int) or version < 1:
-        raise SpecError(
-            f"{what} needs `version: <number>` (current version is {current_version}); got {version!r}."
-        )
-    if version > current_version:
-        raise SpecError(
-            f"{what} has version {version}, written by a newer bingobackup (this one reads up to "
-            f"{current_version}). Upgrade bingobackup to use it."
-        )
-    while version < current_version:
-        raw = migrations[version](raw)
-        version += 1
-        raw["version"] = version
+    label = what or model.versioning.what
+    problem = model.versioning.version_problem(data.get("version"), label)
+    if problem:
+        raise SpecError(problem)
     try:
-        return model.model_validate(raw)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(describe_validation_error(exc, what)) from None
+        raise SpecError(describe_validation_error(exc, label)) from None
 
 
-def load_spec(
-    source: str | Path | Mapping[str, Any],
-    model: type[M],
-    current_version: int,
-    migrations: Mapping[int, Migration],
-    what: str,
-) -> M:
+def load_spec(source: str | Path | Mapping[str, Any], model: type[V]) -> V:
     """A spec from a YAML file, YAML text or a mapping, migrated to the current version."""
     data = source if isinstance(source, Mapping) else read_yaml(source)
-    label = f"{what} {source}" if isinstance(source, Path) else what
-    return load_versioned(data, model, current_version, migrations, label)
+    label = f"{model.versioning.what} {source}" if isinstance(source, Path) else None
+    return load_versioned(data, model, label)
 
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")

@@ -6,7 +6,9 @@ target field left out takes the backed-up VM's value; `batch` sets a value for e
 the spec at once (the guide's batch editing), and a VM's own `target` wins over `batch`.
 
 Version 1 is the current version. When the model changes, bump `RESTORE_SPEC_VERSION`, add
-a migration to `RESTORE_MIGRATIONS`, and keep the old spec in `tests/fixtures/specs/`.
+a migration to `RESTORE_MIGRATIONS`, and keep the old spec in `tests/fixtures/specs/`. The
+model migrates by itself whenever it is validated (`VersionedSpec`), so restore jobs stored
+as deployments keep running after an upgrade (the guide's FAQ 8.1).
 """
 
 from __future__ import annotations
@@ -14,17 +16,18 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bingobackup.mover.ratelimit import RateSchedule
 from bingobackup.specs.job import Hook
-from bingobackup.specs.loading import Migration, checked_job_name, load_spec
+from bingobackup.specs.loading import checked_job_name, load_spec
 from bingobackup.specs.schedule import ImmediateSchedule, ManualSchedule, OnceSchedule
+from bingobackup.specs.versioning import Migration, SpecVersioning, VersionedSpec, version_field
 
 RESTORE_SPEC_VERSION = 1
-RESTORE_MIGRATIONS: dict[int, Migration] = {}
+RESTORE_MIGRATIONS: dict[int, Migration] = {}  # version n → n+1
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
@@ -156,8 +159,12 @@ class RestoreOptions(_Spec):
     )
 
 
-class RestoreSpec(_Spec):
-    version: Literal[1] = 1
+class RestoreSpec(VersionedSpec):
+    versioning: ClassVar[SpecVersioning] = SpecVersioning(
+        RESTORE_SPEC_VERSION, RESTORE_MIGRATIONS, "Restore spec"
+    )
+
+    version: int = version_field(RESTORE_SPEC_VERSION)
     name: str = Field(description="restore job name: letters, digits, '.', '_' and '-'")
     kind: Literal["vm", "disk"] = "vm"
     cloud: str
@@ -173,18 +180,17 @@ class RestoreSpec(_Spec):
     schedule: RestoreSchedule = Field(default_factory=ImmediateSchedule)
     options: RestoreOptions = Field(default_factory=RestoreOptions)
 
-    @model_validator(mode="before")
     @classmethod
-    def _short_form(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "source" in value:
-            value = dict(value)
-            if "vms" in value:
+    def _current_form(cls, data: dict[str, Any]) -> dict[str, Any]:
+        # The short form: one `source` (and `target`) is a one-item `vms` list.
+        if "source" in data:
+            if "vms" in data:
                 raise ValueError("give either source/target (one VM) or vms (a list), not both")
-            one = {"source": value.pop("source")}
-            if "target" in value:
-                one["target"] = value.pop("target")
-            value["vms"] = [one]
-        return value
+            one = {"source": data.pop("source")}
+            if "target" in data:
+                one["target"] = data.pop("target")
+            data["vms"] = [one]
+        return data
 
     @field_validator("name")
     @classmethod
@@ -206,4 +212,4 @@ class RestoreSpec(_Spec):
 
 def load_restore_spec(source: str | Path | dict[str, Any]) -> RestoreSpec:
     """A restore spec from a YAML file, YAML text or a mapping, migrated to the current version."""
-    return load_spec(source, RestoreSpec, RESTORE_SPEC_VERSION, RESTORE_MIGRATIONS, "Restore spec")
+    return load_spec(source, RestoreSpec)

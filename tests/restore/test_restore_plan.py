@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.waiters import wait_for_instance
 from bingobackup.restore.plan import RestorePlanError, plan_restore
 from bingobackup.restore.source import BackedUpDisk, BackedUpNic, BackedUpVm
-from bingobackup.specs.restore import load_restore_spec
+from bingobackup.specs.restore import RestoreSpec, load_restore_spec
 
 
 def backed_up(client: BingoCloudClient, name: str = "linux_mul_nic") -> BackedUpVm:
@@ -51,24 +52,20 @@ def backed_up(client: BingoCloudClient, name: str = "linux_mul_nic") -> BackedUp
     )
 
 
-def spec(**fields: object):  # type: ignore[no-untyped-def]
+def spec(**fields: object) -> RestoreSpec:
+    """A one-VM restore spec (short form), or a many-VM one when `vms` is given."""
+    one = {} if "vms" in fields else {"source": {"vm": "x"}}
     return load_restore_spec(
-        {
-            "version": 1,
-            "name": "r",
-            "cloud": "c",
-            "backup_host": "i-1",
-            "pool": "p",
-            "source": {"vm": "x"},
-            **fields,
-        }
+        {"version": 1, "name": "r", "cloud": "c", "backup_host": "i-1", "pool": "p", **one, **fields}
     )
 
 
 AUTO = [{"index": 0, "ip": "auto", "mac": "auto"}, {"index": 1, "ip": "auto", "mac": "auto"}]
 
 
-def test_defaults_come_from_the_backed_up_vm_and_a_taken_name_gets_a_timestamp(cloud_client) -> None:  # type: ignore[no-untyped-def]
+def test_defaults_come_from_the_backed_up_vm_and_a_taken_name_gets_a_timestamp(
+    cloud_client: BingoCloudClient,
+) -> None:
     vm = backed_up(cloud_client)
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     plan = plan_restore(cloud_client, spec(target={"nics": AUTO}), [vm], vm.cluster_id, now=now)
@@ -86,7 +83,7 @@ def test_defaults_come_from_the_backed_up_vm_and_a_taken_name_gets_a_timestamp(c
     assert "exists" in skipped.vms[0].skip_reason and skipped.to_restore == []
 
 
-def test_kept_ip_of_a_live_vm_is_refused_naming_the_vm(cloud_client) -> None:  # type: ignore[no-untyped-def]
+def test_kept_ip_of_a_live_vm_is_refused_naming_the_vm(cloud_client: BingoCloudClient) -> None:
     vm = backed_up(cloud_client)
     with pytest.raises(
         RestorePlanError, match=rf"IP {vm.nics[0].private_ip_address} is in use by VM {vm.name}"
@@ -104,14 +101,148 @@ def test_kept_ip_of_a_live_vm_is_refused_naming_the_vm(cloud_client) -> None:  #
     ],
 )
 def test_targets_outside_the_cluster_are_refused(
-    cloud_client, target: dict[str, object], message: str
-) -> None:  # type: ignore[no-untyped-def]
+    cloud_client: BingoCloudClient, target: dict[str, object], message: str
+) -> None:
     vm = backed_up(cloud_client)
     with pytest.raises(RestorePlanError, match=message):
         plan_restore(cloud_client, spec(target={"nics": AUTO, **target}), [vm], vm.cluster_id)
 
 
-def test_another_clusters_subnet_needs_to_be_named(cloud_client) -> None:  # type: ignore[no-untyped-def]
+def test_another_clusters_subnet_needs_to_be_named(cloud_client: BingoCloudClient) -> None:
     vm = backed_up(cloud_client)
     with pytest.raises(RestorePlanError, match=r"is not in target cluster cc02.*Set target\.nics"):
         plan_restore(cloud_client, spec(target={"nics": AUTO}), [vm], "cc02")
+
+
+def _ids_by_name(cloud_client: BingoCloudClient) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """Subnet name → id, and (vpc id, group name) → security group id."""
+    subnets = {s.name: s.subnet_id for s in cloud_client.describe_subnets()}
+    groups = {(g.vpc_id, g.group_name): g.group_id for g in cloud_client.describe_security_groups()}
+    return subnets, groups
+
+
+def test_batch_settings_apply_to_every_vm_and_a_vms_own_target_wins(cloud_client: BingoCloudClient) -> None:
+    nic_vm, disk_vm = backed_up(cloud_client, "linux_mul_nic"), backed_up(cloud_client, "linux_mul_disk")
+    subnets, groups = _ids_by_name(cloud_client)
+    vpc_a = nic_vm.nics[0].vpc_id
+    web, default = groups[(vpc_a, "web")], groups[(vpc_a, "default")]
+    data1 = disk_vm.disks[1]
+    the_spec = spec(
+        vms=[
+            {"source": {"vm": nic_vm.name}},
+            {
+                "source": {"vm": disk_vm.vm_id},
+                "target": {
+                    "name": "db-restored",
+                    "node": "node-a1@10.10.0.11",
+                    "cpu": 2,
+                    "memory_mib": 3072,
+                    "storage": "sto-a-local",
+                    "disks": [{"volume": data1.volume_id, "name": "db-data1-new", "storage": "sto-a-ceph"}],
+                    "nics": [
+                        {
+                            "index": 0,
+                            "subnet": subnets["web-a"],
+                            "ip": "10.10.1.200",
+                            "mac": "02:00:00:00:00:AA",
+                            "security_group": default,
+                        }
+                    ],
+                },
+            },
+        ],
+        batch={
+            "name_prefix": "dr-",
+            "name_suffix": "-2",
+            "node": "node-a3@10.10.0.13",
+            "storage": "sto-a-ceph",
+            "subnet": subnets["db-a"],
+            "security_groups": [web],
+            "ip": "auto",
+            "mac": "auto",
+            "instance_type": "m1.large",
+        },
+    )
+    plan = plan_restore(cloud_client, the_spec, [nic_vm, disk_vm], "cc01")
+    batch_only, overridden = plan.vms
+
+    # Only batch settings: every one of them applies.
+    assert (batch_only.name, batch_only.node_id, batch_only.instance_type) == (
+        "dr-linux_mul_nic-2",
+        "node-a3@10.10.0.13",
+        "m1.large",
+    )
+    assert (batch_only.cpu, batch_only.memory_mib) == (None, None), "the instance type sets CPU and memory"
+    assert [(d.source.volume_id, d.storage_id) for d in batch_only.disks] == [
+        (d.volume_id, "sto-a-ceph") for d in nic_vm.disks
+    ]
+    assert [
+        (n.device_index, n.subnet_id, n.private_ip_address, n.mac_address, n.security_group_ids)
+        for n in batch_only.nics
+    ] == [(0, subnets["db-a"], None, None, (web,)), (1, subnets["db-a"], None, None, (web,))]
+
+    # The VM's own target wins field by field; what it leaves out still comes from the batch.
+    assert (overridden.name, overridden.node_id) == ("db-restored", "node-a1@10.10.0.11")
+    assert (overridden.instance_type, overridden.cpu, overridden.memory_mib) == ("m1.large", 2, 3072)
+    assert [(d.source.volume_id, d.name, d.storage_id, d.device_name) for d in overridden.disks] == [
+        (
+            d.volume_id,
+            "db-data1-new" if d is data1 else d.name,
+            "sto-a-ceph" if d is data1 else "sto-a-local",
+            d.device_name,
+        )
+        for d in disk_vm.disks
+    ]
+    [nic] = overridden.nics
+    assert (nic.subnet_id, nic.private_ip_address, nic.mac_address, nic.security_group_ids) == (
+        subnets["web-a"],
+        "10.10.1.200",
+        "02:00:00:00:00:aa",
+        (default,),
+    )
+    assert plan.to_restore == [batch_only, overridden]
+
+
+def test_a_lost_vms_ip_and_mac_are_kept(cloud_client: BingoCloudClient) -> None:
+    vm = backed_up(cloud_client)
+    # The VM is gone (the reason to restore it), so its addresses are free again.
+    cloud_client.terminate_instances([vm.vm_id])
+    wait_for_instance(cloud_client, vm.vm_id, "terminated", timeout=30)
+    plan = plan_restore(cloud_client, spec(), [vm], vm.cluster_id)
+    [one] = plan.vms
+    assert one.name == vm.name, "the name is free again too"
+    assert [(n.subnet_id, n.private_ip_address, n.mac_address) for n in one.nics] == [
+        (n.subnet_id, n.private_ip_address, n.mac_address.lower()) for n in vm.nics
+    ]
+    assert all(n.private_ip_address and n.mac_address for n in one.nics)
+
+
+def test_an_explicit_mac_is_used_and_one_in_use_is_refused(cloud_client: BingoCloudClient) -> None:
+    vm = backed_up(cloud_client)
+    nics = [{"index": 0, "ip": "auto", "mac": "52:54:00:12:34:56"}, {"index": 1, "ip": "auto", "mac": "auto"}]
+    [one] = plan_restore(cloud_client, spec(target={"nics": nics}), [vm], vm.cluster_id).vms
+    assert [n.mac_address for n in one.nics] == ["52:54:00:12:34:56", None]
+    taken = next(i for i in cloud_client.describe_instances() if i.name == "linux_local")
+    used = taken.network_interfaces[0].mac_address
+    nics[0]["mac"] = used
+    with pytest.raises(RestorePlanError, match=rf"the MAC {used.lower()} is in use by VM {taken.name}"):
+        plan_restore(cloud_client, spec(target={"nics": nics}), [vm], vm.cluster_id)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ({"instance_type": "m1.xlarge"}, ("m1.xlarge", None, None)),
+        ({"instance_type": "m1.small", "memory_mib": 1536}, ("m1.small", "kept", 1536)),
+        ({"cpu": 8}, ("kept", 8, "kept")),
+    ],
+    ids=["type-alone", "type-with-memory", "cpu-alone"],
+)
+def test_instance_type_or_explicit_cpu_and_memory(
+    cloud_client: BingoCloudClient, target: dict[str, object], expected: tuple[object, ...]
+) -> None:
+    vm = backed_up(cloud_client)
+    kept = (vm.instance_type, vm.cpu, vm.memory_mib)
+    [one] = plan_restore(cloud_client, spec(target={"nics": AUTO, **target}), [vm], vm.cluster_id).vms
+    want = tuple(k if e == "kept" else e for e, k in zip(expected, kept, strict=True))
+    assert (one.instance_type, one.cpu, one.memory_mib) == want
