@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
-from typing import cast
+from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
@@ -21,7 +21,9 @@ from prefect.client.schemas.objects import State
 from prefect.context import SyncClientContext, get_run_context
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 
+from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome
 from bingobackup.backup.power import powered_off
 from bingobackup.backup.resume import LinkRetry, ResumingSink
@@ -32,7 +34,6 @@ from bingobackup.mover.stages import DiskPipeline
 from bingobackup.resources.discovery import Disk, ResolvedVm
 from bingobackup.specs.job import BackupJobSpec
 from tasks.backup import (
-    check_conditions,
     dedup,
     prepare_backup,
     read_disk_chunks,
@@ -42,6 +43,15 @@ from tasks.backup import (
     write_to_pool,
 )
 from tasks.progress import progress_artifact
+
+T = TypeVar("T")
+
+
+def unvisited(value: T) -> T:
+    """A task argument Prefect passes as is, without walking it for futures to track: the
+    job holds every VM's description and outcomes hold the manifest of every disk (a chunk
+    reference per 4 MiB), which Prefect would otherwise visit at every task run."""
+    return cast(T, quote(value))
 
 
 def job_tag(job: str) -> str:
@@ -120,7 +130,10 @@ def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int, done: list[DiskOutc
     disks = {d.disk.volume_id: d for d in done}
     todo = vm.model_copy(update={"disks": [d for d in vm.disks if d.volume_id not in disks]})
     try:
-        reason = check_conditions(job, vm, client)
+        options = job.spec.options
+        reason = skip_reason(
+            client, vm, skip_if_free_below=options.skip_if_free_below, power_off=options.power_off
+        )
         if reason is not None:
             get_run_logger().warning("VM %s (%s) skipped: %s", vm.name, vm.instance_id, reason)
             return VmOutcome(
@@ -139,10 +152,10 @@ def back_up_vm(job: BackupJob, vm: ResolvedVm, attempt: int, done: list[DiskOutc
             else contextlib.nullcontext(False)
         )
         with stopped:
-            snapshot(job, todo, client, taken)
+            snapshot(unvisited(job), todo, client, taken)
         futures = [
             back_up_disk.with_options(tags=[vm_tag(job.spec.name, vm.instance_id)]).submit(
-                job, vm, disk, taken[disk.volume_id]
+                unvisited(job), vm, disk, taken[disk.volume_id]
             )
             for disk in todo.disks
         ]
@@ -301,7 +314,7 @@ def _back_up(
         outcomes, attempt = _back_up_vms(job)
         progress.finish()
     ordered = [outcomes[vm.instance_id] for vm in job.vms]
-    status = register_backup_set(job, ordered, run_id, attempt)
+    status = register_backup_set(unvisited(job), unvisited(ordered), run_id, attempt)
     rows = _summary_rows(ordered)
     create_table_artifact(
         table=rows,
@@ -338,7 +351,7 @@ def _back_up_vms(job: BackupJob) -> tuple[dict[str, VmOutcome], int]:
         futures = [
             back_up_vm.with_options(
                 tags=[job_tag(job.spec.name), node_tag(job.spec.name, vm.node_id)]
-            ).submit(job, vm, attempt, _backed_up_disks(outcomes.get(vm.instance_id)))
+            ).submit(unvisited(job), vm, attempt, unvisited(_backed_up_disks(outcomes.get(vm.instance_id))))
             for vm in pending
         ]
         for future in futures:
