@@ -16,7 +16,6 @@ from typing import TypeVar, cast
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.context import SyncClientContext, get_run_context
 from prefect.states import Failed
@@ -42,6 +41,7 @@ from tasks.backup import (
     snapshot,
     write_to_pool,
 )
+from tasks.limits import apply_tag_limits
 from tasks.progress import progress_artifact
 
 T = TypeVar("T")
@@ -72,9 +72,7 @@ def _ensure_limits(job: BackupJob) -> None:
     for vm in job.vms:
         limits[node_tag(name, vm.node_id)] = options.parallel_vms_per_node
         limits[vm_tag(name, vm.instance_id)] = options.parallel_disks_per_vm
-    with get_client(sync_client=True) as client:
-        for tag, limit in limits.items():
-            client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+    apply_tag_limits(limits)
 
 
 @task(name="back up disk", cache_policy=NONE)

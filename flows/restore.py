@@ -15,7 +15,6 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
 from prefect.flow_runs import pause_flow_run
@@ -33,6 +32,7 @@ from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
 from flows.backup import job_tag, node_tag, vm_tag
 from tasks.backup import run_job_hook
+from tasks.limits import apply_tag_limits
 from tasks.progress import progress_artifact
 from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
 
@@ -57,9 +57,7 @@ def _ensure_limits(job: RestoreJob) -> None:
     for vm in job.plan.to_restore:
         limits[node_tag(name, vm.node_key)] = options.parallel_vms_per_node
         limits[vm_tag(name, vm.source.vm_id)] = options.parallel_disks_per_vm
-    with get_client(sync_client=True) as client:
-        for tag, limit in limits.items():
-            client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+    apply_tag_limits(limits)
 
 
 def _plan_rows(job: RestoreJob) -> list[dict[str, object]]:
