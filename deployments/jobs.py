@@ -33,11 +33,13 @@ from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 from pydantic import BaseModel
 
+from bingobackup.backup.job import check_dedup_mode
 from bingobackup.errors import BingoBackupError
 from bingobackup.resources.access import backup_host_for, cloud_for
 from bingobackup.resources.models import User
 from bingobackup.resources.pools import check_backup_host_sees_pool, pool_for
 from bingobackup.resources.store import RegistryStore
+from bingobackup.specs.job import BackupJobSpec
 from bingobackup.specs.schedule import ImmediateSchedule
 from deployments.kinds import BACKUP, JOB_KINDS, JobKind, JobSpec, job_kind, load_any_spec
 from deployments.runs import JobRun, schedule_upcoming
@@ -91,7 +93,10 @@ def check_job_resources(store: RegistryStore, user: User, spec: JobSpec) -> None
     run checks again: things change)."""
     cloud_for(store, user, spec.cloud)
     host = backup_host_for(store, user, spec.backup_host)
-    check_backup_host_sees_pool(pool_for(store, user, spec.pool), host.instance_id)
+    pool = pool_for(store, user, spec.pool)
+    check_backup_host_sees_pool(pool, host.instance_id)
+    if isinstance(spec, BackupJobSpec):
+        check_dedup_mode(spec, pool)  # server-side dedup needs a pool that deduplicates
 
 
 def _to_info(deployment: DeploymentResponse) -> JobInfo:

@@ -12,18 +12,20 @@ from datetime import UTC, datetime
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, VmOutcome, prepare_backup_job, snapshot_disks
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
 from bingobackup.hooks import HookName, HookResult, run_hook
 from bingobackup.mover.backup import DiskBackupResult
 from bingobackup.mover.stages import DiskPipeline
+from bingobackup.pools.errors import PoolError
+from bingobackup.pools.stream import keep_catalog_copy
 from bingobackup.resources.discovery import ResolvedVm
 from bingobackup.resources.pools import pool_catalog_root
 from bingobackup.resources.users import resolve_user
 from bingobackup.specs.job import BackupJobSpec, Hook
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
+from catalog.set_copy import set_copy_bytes
 from tasks.blocks import PrefectRegistryStore
 
 
@@ -37,13 +39,6 @@ def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:
 def run_job_hook(name: HookName, hook: Hook, env: dict[str, str]) -> HookResult:
     """A precondition, pre- or post-script; its output goes to this task's (the run's) log."""
     return run_hook(name, hook, env, get_run_logger())
-
-
-@task(name="check conditions", cache_policy=NONE)
-def check_conditions(job: BackupJob, vm: ResolvedVm, client: BingoCloudClient) -> str | None:
-    """Why not to back up `vm` now (low datastore space, raw disks while running), or None."""
-    options = job.spec.options
-    return skip_reason(client, vm, skip_if_free_below=options.skip_if_free_below, power_off=options.power_off)
 
 
 @task(name="snapshot", cache_policy=NONE)
@@ -138,7 +133,8 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
     # An object pool's catalog is in its bucket, reached with the pool's own endpoint and keys.
     writer = CatalogWriter(*pool_catalog_root(job.pool_registration))
     if ok:
-        writer.write_backup_set(
+        vms, disks = [_vm_record(job, o) for o in outcomes], [r for o in ok for r in _disk_records(job, o)]
+        committed = writer.write_backup_set(
             BackupSetRecord(
                 set_id=job.set_id,
                 job_name=job.spec.name,
@@ -151,10 +147,16 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
                 backup_host=job.host.instance_id,
                 **totals,
             ),
-            [_vm_record(job, o) for o in outcomes],
-            [r for o in ok for r in _disk_records(job, o)],
+            vms,
+            disks,
             [d.result.manifest for o in ok for d in o.disks if d.result is not None],
         )
+        # Tape and optical pools keep the set's rows on the media too: `pool scan` rebuilds
+        # the catalog from them when the pool home is lost. The set is committed either way.
+        try:
+            keep_catalog_copy(job.pool, job.set_id, set_copy_bytes(committed, vms, disks))
+        except PoolError as error:
+            get_run_logger().warning("set %s has no catalog copy on the media: %s", job.set_id, error)
     writer.write_job_run(
         JobRunRecord(
             run_id=run_id,

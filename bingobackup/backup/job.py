@@ -127,11 +127,11 @@ def job_client(cloud: CloudRegistration, spec: BackupJobSpec) -> BingoCloudClien
 
 def check_dedup_mode(spec: BackupJobSpec, pool: PoolRegistration) -> None:
     """Server-side dedup needs a pool that deduplicates (guide table 2: dedup pools only)."""
-    if spec.options.dedup_mode == "server" and pool.kind != "dedup":
+    if spec.options.dedup_mode == "server" and pool.on_pool_format != "dedup":
         raise BackupJobError(
-            f"Job '{spec.name}' asks for server-side dedup, but pool '{pool.name}' is a {pool.kind} pool, "
-            "which does not deduplicate. Set options.dedup_mode: agent, or pick a dedup pool "
-            "(bingobackup pool list)."
+            f"Job '{spec.name}' asks for server-side dedup, but pool '{pool.name}' is a {pool.kind} pool "
+            "in standard format, which does not deduplicate. Set options.dedup_mode: agent, or pick "
+            "a dedup pool (bingobackup pool list)."
         )
 
 

@@ -214,29 +214,53 @@ def scan(
     name: str = typer.Argument(..., help="Tape or optical pool name"),
     images: list[Path] = typer.Option([], "--images", help="optical: another directory of disc images"),
 ) -> None:
-    """Rebuild a tape or optical pool's manifests from its media alone (after losing the pool home)."""
+    """Rebuild a tape or optical pool's home from its media alone: config, manifests and catalog."""
     from bingobackup.errors import BingoBackupError
-    from bingobackup.pools.opticalpool import OpticalPool, open_optical_pool, scan_discs
-    from bingobackup.pools.tapepool import TapePool, scan_library
-    from bingobackup.resources.pools import open_registered_pool, pool_for
+    from bingobackup.pools.opticalpool import open_optical_pool, scan_discs
+    from bingobackup.pools.scan_home import recover_optical_home, recover_tape_home
+    from bingobackup.pools.stream import MediaPool, MediaScan
+    from bingobackup.pools.tapelib import TapeLibrary
+    from bingobackup.pools.tapepool import open_tape_pool, scan_library
+    from bingobackup.resources.pools import pool_catalog_root, pool_for
+    from catalog import CatalogWriter
+    from catalog.set_copy import restore_set_copies
 
     with registry() as (store, user):
         registration = pool_for(store, user, name)
-    pool = open_registered_pool(registration)
-    if isinstance(pool, OpticalPool):
-        passphrase = registration.passphrase.get_secret_value() if registration.passphrase else None
-        pool = open_optical_pool(Path(registration.location), passphrase, image_dirs=images, name=name)
-        found = scan_discs(pool)
-        console.print(f"Pool [bold]{name}[/]: {len(found)} disk backup(s) found on the disc images")
-        return
-    if not isinstance(pool, TapePool):
+    home = Path(registration.location)
+    passphrase = registration.passphrase.get_secret_value() if registration.passphrase else None
+    found: MediaScan
+    pool: MediaPool
+    if registration.kind == "optical":
+        recreated = recover_optical_home(home, name, images)
+        optical = open_optical_pool(home, passphrase, image_dirs=images, name=name)
+        found, pool, where = scan_discs(optical), optical, "the disc images"
+    elif registration.kind == "tape":
+        library = TapeLibrary(Path(registration.library) if registration.library else home / "library")
+        recreated = recover_tape_home(home, library)
+        tape = open_tape_pool(home, library, passphrase)
+        found, pool = scan_library(tape), tape
+        where = f"{found.media} cartridge(s)"
+    else:
         raise BingoBackupError(
             f"Pool '{name}' is a {registration.kind} pool; only tape and optical pools are scanned."
         )
-    found = scan_library(pool)
+    if recreated:
+        console.print(f"Pool [bold]{name}[/]: recreated {', '.join(recreated)} in {home} from the media")
     console.print(
-        f"Pool [bold]{name}[/]: {len(found)} disk backup(s) found on {len(pool.library.cartridges())} cartridge(s)"
+        f"Pool [bold]{name}[/]: {len(found.disks)} disk backup(s) found on {where} "
+        f"({found.manifests_restored} manifest(s) restored)"
     )
+    rebuilt = restore_set_copies(
+        CatalogWriter(*pool_catalog_root(registration)), found.catalog_copies.values(), pool.load_manifest
+    )
+    console.print(
+        f"Catalog: {len(rebuilt.sets)} set(s), {rebuilt.vms} VM(s), {rebuilt.disks} disk(s) rebuilt; "
+        f"{len(rebuilt.already_there)} set(s) already there"
+    )
+    for reason in rebuilt.skipped:
+        console.print(f"[yellow]not rebuilt[/]: {reason}")
+    remember(name, registration.location, registration.kind)  # `sets list --pool NAME` finds it
 
 
 @app.command("close-disc")

@@ -2,7 +2,7 @@
 ISO 9660 images (pycdlib) in an output directory, optionally handed to a burner command.
 
 A disc holds stream files `F0001.BIN`, `F0002.BIN`, … (stream.py) and `DISC.JSN` naming the
-pool and the disc. While a disc is open its files grow under `<home>/staging/<LABEL>/` (fsynced
+pool and the disc, with the pool's optical settings (so `pool scan` rebuilds `optical.json`). While a disc is open its files grow under `<home>/staging/<LABEL>/` (fsynced
 on every commit, so a committed backup is durable before its disc is burned). Closing writes
 `<output>/<LABEL>.iso` once (never rewritten: an existing image is an error), records
 `<home>/discs/<LABEL>.json` and runs the burner. Reading finds a disc's image in any of the
@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from bingobackup.pools.errors import PoolError, PoolFullError
-from bingobackup.pools.stream import HEADER, parse_stream
+from bingobackup.pools.stream import DISK_FULL, HEADER, parse_stream, write_fully
 
 SECTOR = 2048
 OPTICAL_FILE = "optical.json"
@@ -60,6 +60,12 @@ def sectors(size: int) -> int:
 
 def file_name(number: int) -> str:
     return f"F{number:04d}.BIN"
+
+
+def fits_on_disc(disc_bytes: int, files: int, others: int, file_bytes: int) -> bool:
+    """Whether a disc of `files` files still fits when its last one is `file_bytes` long and
+    the others take `others` bytes of sectors."""
+    return file_bytes <= MAX_FILE_BYTES and iso_overhead(files) + others + sectors(file_bytes) <= disc_bytes
 
 
 class OpticalSettings(BaseModel):
@@ -140,6 +146,47 @@ class DiscSet:
         files = self.staged_files(label)
         return iso_overhead(len(files) + extra_files + 1) + sum(sectors(p.stat().st_size) for p in files)
 
+    def room_for_file(self, label: str, needed: int, pool_id: str) -> tuple[str, list[Path]]:
+        """The disc a new file whose first record is `needed` bytes starts on, with its staged
+        files: `label` if it has room, else the next blank disc after closing `label`."""
+        for attempt in range(2):
+            staged = self.staged_files(label)
+            others = sum(sectors(p.stat().st_size) for p in staged)
+            if fits_on_disc(self.settings.disc_bytes, len(staged) + 1, others, needed):
+                return label, staged
+            if attempt or not staged:
+                break
+            self.close_disc(label, pool_id)
+            label = self.start_disc(label)
+        raise PoolError(
+            f"a record of {needed} bytes does not fit on a blank disc of {self.settings.disc_bytes} "
+            "bytes; create the pool with larger discs"
+        )
+
+    def stage_file(self, label: str, number: int, data: bytes) -> None:
+        """A whole file of the open disc, durably; nothing of it is left if the host is full."""
+        path = self.home / STAGING / label / file_name(number)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            write_fully(fd, data, 0)
+            os.fsync(fd)
+        except OSError as error:
+            path.unlink(missing_ok=True)
+            if error.errno in DISK_FULL:
+                raise self.host_full(len(data)) from None
+            raise
+        finally:
+            os.close(fd)
+
+    def host_full(self, needed: int) -> PoolFullError:
+        """The filesystem holding the open disc's staging files is full."""
+        return PoolFullError(
+            self.pool_name,
+            needed,
+            f"the filesystem holding the open disc's files ({self.home / STAGING}) has no space left",
+            "earlier files of the disc are intact; free space on that filesystem and run the backup again",
+        )
+
     def start_disc(self, after: str | None) -> str:
         """Opens the next blank disc; PoolFullError when the pool may use no more."""
         done = len(self.closed())
@@ -169,7 +216,9 @@ class DiscSet:
             )
         staged = self.staged_files(label)
         files = [_describe(path) for path in staged]
-        info = json.dumps({"pool_id": pool_id, "label": label, "files": len(files)}).encode()
+        info = json.dumps(
+            {"pool_id": pool_id, "label": label, "files": len(files), "settings": self.settings.model_dump()}
+        ).encode()
         temp = self.output / f".tmp-{label}.iso"
         iso = pycdlib.PyCdlib()
         iso.new(interchange_level=1, vol_ident=label)
@@ -249,12 +298,31 @@ class DiscSet:
             )
         return data
 
-    def read_file(self, label: str, number: int) -> bytes:
+    def labels(self) -> list[str]:
+        """Every disc of this pool readable here: images in the image directories and the open disc."""
+        prefix = self.settings.label_prefix
+        found = {p.stem for d in self.image_dirs for p in d.glob(f"{prefix}*.iso")}
+        return sorted(found | {p.name for p in (self.home / STAGING).glob("*") if p.is_dir()})
+
+    def file_numbers(self, label: str) -> list[int]:
+        """The stream files of a disc, in order."""
         image = self.image_of(label)
         if image is None:
-            return (self.home / STAGING / label / file_name(number)).read_bytes()
-        size = self._extents_of(image)[f"{file_name(number)}:size"]
-        return self.read(label, number, 0, size)
+            return [int(p.stem[1:]) for p in self.staged_files(label)]
+        return sorted(int(n[1:5]) for n in self._extents_of(image) if n.endswith(".BIN"))
+
+    def read_file(self, label: str, number: int) -> bytes:
+        return self.read(label, number, 0, self.file_size(label, number))
+
+    def file_size(self, label: str, number: int) -> int:
+        image = self.image_of(label)
+        if image is None:
+            return (self.home / STAGING / label / file_name(number)).stat().st_size
+        return self._extents_of(image)[f"{file_name(number)}:size"]
+
+    def read_head(self, label: str, number: int, length: int) -> bytes:
+        """Up to `length` bytes from the start of a stream file (its header and pool config)."""
+        return self.read(label, number, 0, min(length, self.file_size(label, number)))
 
     def missing_error(self, labels: list[str]) -> PoolError:
         searched = ", ".join(str(d) for d in self.image_dirs)
@@ -270,25 +338,41 @@ class DiscSet:
         return extents[name]
 
     def _extents_of(self, image: Path) -> dict[str, int]:
-        """Byte offset (and size) of every file of an image: ISO 9660 files are contiguous, so a
-        chunk is read with one positioned read."""
         with self._extents_lock:
             if image not in self._extents:
-                import pycdlib
-
-                iso = pycdlib.PyCdlib()
-                iso.open(str(image))
-                try:
-                    extents: dict[str, int] = {}
-                    for child in iso.list_children(iso_path="/"):
-                        if child.is_file():
-                            name = child.file_identifier().decode().split(";")[0]
-                            extents[name] = child.extent_location() * SECTOR
-                            extents[f"{name}:size"] = child.get_data_length()
-                finally:
-                    iso.close()
-                self._extents[image] = extents
+                self._extents[image] = iso_extents(image)
             return self._extents[image]
+
+
+def iso_extents(image: Path) -> dict[str, int]:
+    """Byte offset (and, under `NAME:size`, size) of every file of an image: ISO 9660 files
+    are contiguous, so a chunk is read with one positioned read."""
+    import pycdlib
+
+    iso = pycdlib.PyCdlib()
+    iso.open(str(image))
+    try:
+        extents: dict[str, int] = {}
+        for child in iso.list_children(iso_path="/"):
+            if child.is_file():
+                name = child.file_identifier().decode().split(";")[0]
+                extents[name] = child.extent_location() * SECTOR
+                extents[f"{name}:size"] = child.get_data_length()
+        return extents
+    finally:
+        iso.close()
+
+
+def read_disc_info(image: Path) -> dict[str, Any]:
+    """The DISC.JSN of a disc image: pool id, label, file count and (since scan rebuilds
+    homes) the pool's optical settings."""
+    extents = iso_extents(image)
+    if DISC_INFO not in extents:
+        raise PoolError(f"{image} has no {DISC_INFO}; it is not a disc of a bingobackup optical pool")
+    with image.open("rb") as handle:
+        data = os.pread(handle.fileno(), extents[f"{DISC_INFO}:size"], extents[DISC_INFO])
+    info: dict[str, Any] = json.loads(data)
+    return info
 
 
 _BURN_AGAIN = "the image is kept: burn it by hand, or fix the command and burn it again"
@@ -297,15 +381,20 @@ _BURN_AGAIN = "the image is kept: burn it by hand, or fix the command and burn i
 def _describe(path: Path) -> DiscFile:
     with path.open("rb") as handle:
         head = handle.read(4096)
+    return describe_file(int(path.stem[1:]), head, path.stat().st_size)
+
+
+def describe_file(number: int, head: bytes, size: int) -> DiscFile:
+    """What a stream file holds, from its first bytes (the header record comes first)."""
     fields: dict[str, Any] = next(
         (json.loads(payload) for tag, _, payload in parse_stream(head) if tag == HEADER), {}
     )
     return DiscFile(
-        number=int(path.stem[1:]),
+        number=number,
         set_id=fields.get("set_id", "?"),
         volume_id=fields.get("volume_id", "?"),
         part=fields.get("part", 0),
-        size=path.stat().st_size,
+        size=size,
     )
 
 

@@ -5,8 +5,9 @@ The pool's home keeps config.json, the manifests and the catalog; the chunks go 
 written once and burned) and the stream continues as part N+1 on the next blank disc. No
 record straddles discs. A chunk's location is `optical:<label>:<file number>:<byte offset of
 its envelope in the file>`, so a restore names the discs it needs (`OpticalPool.discs_of`)
-and reads each chunk with one positioned read from the disc's image. `scan_discs` rebuilds
-the manifests from the images alone.
+and reads each chunk with one positioned read from the disc's image. Every file carries the
+pool's config and each committed set a catalog copy file, so `scan_discs` (after
+`scan_home.recover_optical_home`) rebuilds the home from the images alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import BinaryIO
 
 from bingobackup.format.compression import CompressionSetting
 from bingobackup.format.config import PoolConfig
@@ -23,20 +23,28 @@ from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.pools.base import BlobStore
 from bingobackup.pools.discs import (
-    MAX_FILE_BYTES,
     STAGING,
     DiscRecord,
     DiscSet,
     OpticalSettings,
     file_name,
-    iso_overhead,
+    fits_on_disc,
     sectors,
 )
 from bingobackup.pools.errors import PoolError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
-from bingobackup.pools.pool import Pool
-from bingobackup.pools.stream import TAG, StreamDiskWriter, header_record, recover_manifests
+from bingobackup.pools.stream import (
+    DISK_FULL,
+    TAG,
+    MediaPool,
+    MediaScan,
+    StreamDiskWriter,
+    catalog_copy_file,
+    file_start,
+    scan_streams,
+    write_fully,
+)
 
 
 class OpticalDiskWriter(StreamDiskWriter):
@@ -45,7 +53,7 @@ class OpticalDiskWriter(StreamDiskWriter):
 
     def __init__(self, pool: OpticalPool, set_id: str, volume_id: str, size_bytes: int) -> None:
         super().__init__(pool, set_id, volume_id, size_bytes)
-        self._handle: BinaryIO | None = None
+        self._fd: int | None = None
         self._part = 0
         pool.discs.burner.acquire()  # one burner: disks are written one after another
         self._holding_burner = True
@@ -59,47 +67,46 @@ class OpticalDiskWriter(StreamDiskWriter):
     # -- the stream ------------------------------------------------------------------------
     def _fits(self, extra: int) -> bool:
         disc_bytes = self.pool.discs.settings.disc_bytes
-        if self._file_bytes + extra > MAX_FILE_BYTES:
-            return False
-        return iso_overhead(self._files + 1) + self._others + sectors(self._file_bytes + extra) <= disc_bytes
+        return fits_on_disc(disc_bytes, self._files, self._others, self._file_bytes + extra)
 
     def _begin_file(self, needed: int) -> None:
         """Starts the next stream file: on the open disc if it has room, else on a blank disc."""
         discs = self.pool.discs
-        header = header_record(self.set_id, self.volume_id, self.pool.config.pool_id, self._part)
-        for attempt in range(2):
-            staged = discs.staged_files(self._label)
-            self._files, self._file_bytes = len(staged) + 1, 0
-            self._others = sum(sectors(p.stat().st_size) for p in staged)
-            if self._fits(len(header) + needed):
-                break
-            if attempt or not staged:
-                raise PoolError(
-                    f"a record of {len(header) + needed} bytes does not fit on a blank disc of "
-                    f"{discs.settings.disc_bytes} bytes; create the pool with larger discs"
-                )
-            full = self._label
-            discs.close_disc(full, self.pool.config.pool_id)
-            self._label = discs.start_disc(full)
+        start = file_start(self.pool, self.set_id, self.volume_id, self._part)
+        self._label, staged = discs.room_for_file(self._label, len(start) + needed, self.pool.config.pool_id)
+        self._files, self._file_bytes = len(staged) + 1, 0
+        self._others = sum(sectors(p.stat().st_size) for p in staged)
         self._number = self._files
         path = discs.home / STAGING / self._label / file_name(self._number)
-        self._handle = path.open("xb")
-        self._append(header)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        self._append(start)
 
     def _append(self, framed: bytes) -> int:
-        """Adds a record to the current file; returns its payload's offset in the file."""
-        assert self._handle is not None
+        """Adds a record to the current file; returns its payload's offset in the file. The
+        host filesystem full is PoolFullError with the file cut back to its last whole record."""
+        assert self._fd is not None
         offset = self._file_bytes + TAG.size
-        self._handle.write(framed)
+        try:
+            write_fully(self._fd, framed, self._file_bytes)
+        except OSError as error:
+            os.ftruncate(self._fd, self._file_bytes)  # no torn record: earlier ones stay readable
+            if error.errno in DISK_FULL:
+                raise self.pool.discs.host_full(len(framed)) from None
+            raise
         self._file_bytes += len(framed)
         return offset
 
     def _end_file(self) -> None:
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
-            with handle:
-                handle.flush()
-                _fsync(handle)
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            except OSError as error:
+                if error.errno in DISK_FULL:
+                    raise self.pool.discs.host_full(0) from None
+                raise
+            finally:
+                os.close(fd)
 
     def _write(self, framed: bytes) -> int:
         if not self._fits(len(framed)):
@@ -119,12 +126,12 @@ class OpticalDiskWriter(StreamDiskWriter):
     def _discard(self) -> None:
         # A disc in the making is append-only like the disc it becomes: the cut-off file stays
         # without a trailer (scan skips it) and no manifest names it.
-        with self._stream_lock, contextlib.suppress(OSError):
+        with self._stream_lock, contextlib.suppress(OSError, PoolError):
             self._end_file()
         self._release()
 
 
-class OpticalPool(Pool):
+class OpticalPool(MediaPool):
     kind = "optical"
 
     def __init__(self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec, discs: DiscSet) -> None:
@@ -166,22 +173,22 @@ class OpticalPool(Pool):
                 return None
             return self.discs.close_disc(label, self.config.pool_id)
 
+    def keep_catalog_copy(self, set_id: str, payload: bytes) -> None:
+        """The set's catalog rows as one file of the open disc (burned with it)."""
+        framed = catalog_copy_file(self, set_id, payload)
+        with self.discs.burner:
+            label = self.discs.open_disc() or self.discs.start_disc(None)
+            label, staged = self.discs.room_for_file(label, len(framed), self.config.pool_id)
+            self.discs.stage_file(label, len(staged) + 1, framed)
 
-def scan_discs(pool: OpticalPool) -> list[tuple[str, str]]:
-    """Rebuilds the manifests from the disc images (and the open disc) alone (`pool scan`);
-    returns the (set_id, volume_id) of every complete disk stream of this pool found."""
+
+def scan_discs(pool: OpticalPool) -> MediaScan:
+    """Rebuilds the manifests from the disc images (and the open disc) alone (`pool scan`) and
+    returns what was found, with the catalog copies for the catalog to write back."""
     discs = pool.discs
-    labels = {p.stem for d in discs.image_dirs for p in d.glob(f"{discs.settings.label_prefix}*.iso")}
-    labels |= {p.name for p in (discs.home / STAGING).glob("*") if p.is_dir()}
-    files: list[tuple[str, int]] = []
-    for label in sorted(labels):
-        image = discs.image_of(label)
-        if image is not None:
-            numbers = [int(n[1:5]) for n in discs._extents_of(image) if n.endswith(".BIN")]
-        else:
-            numbers = [int(p.stem[1:]) for p in discs.staged_files(label)]
-        files += [(label, number) for number in sorted(numbers)]
-    return recover_manifests(pool, (discs.read_file(label, number) for label, number in files))
+    files = [(label, number) for label in discs.labels() for number in discs.file_numbers(label)]
+    streams = (discs.read_file(label, number) for label, number in files)
+    return scan_streams(pool, streams, media=len({label for label, _ in files}))
 
 
 def create_optical_pool(
@@ -220,7 +227,3 @@ def open_optical_pool(
     """`image_dirs`: more directories to find closed discs' images in (read back from discs)."""
     base = open_pool_in(LocalDirBlobStore(Path(home), name or Path(home).name), passphrase)
     return OpticalPool(base.store, base.config, base.codec, DiscSet(Path(home), image_dirs))
-
-
-def _fsync(handle: BinaryIO) -> None:
-    os.fsync(handle.fileno())

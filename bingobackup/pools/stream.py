@@ -2,35 +2,45 @@
 
 A stream is records (tag u8, payload length u32 big-endian, payload):
 
-    H  header   JSON {set_id, volume_id, pool_id, part}
+    H  header   JSON {set_id, volume_id, pool_id, part}; first in every medium file
+    P  pool     the pool's config.json (only the passphrase-wrapped key), right after H
     C  chunk    disk offset u64, envelope length u32, chunk id 32 bytes, the envelope
     T  trailer  the disk's manifest (JSON), only at the end of the last part
+    K  catalog  chunk id 32 bytes + the envelope of the set's catalog rows (catalog/set_copy.py),
+                alone in its own file after H and P (the header's volume_id is empty)
 
 Chunk records are framed exactly as in a standard pool's pack, so a medium read without the
-catalog rebuilds every manifest from its trailers.
+pool home rebuilds every manifest from its trailers, the pool's config from any P record and
+the catalog from the K records (`pool scan`). Tags are never reused for another meaning.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import struct
 import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
+from bingobackup.format.config import CONFIG_NAME, PoolConfig
 from bingobackup.format.manifest import DiskManifest
-from bingobackup.pools.base import Buffer
+from bingobackup.pools.base import BlobStore, Buffer
 from bingobackup.pools.errors import PoolError
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import _RECORD, RECORD_BYTES
 from bingobackup.pools.writer import DiskWriter
 
 TAG = struct.Struct(">cI")
-HEADER, CHUNK, TRAILER = b"H", b"C", b"T"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the host filesystem under a medium's files is full
+HEADER, CHUNK, TRAILER, POOL_CONFIG, CATALOG = b"H", b"C", b"T", b"P", b"K"
+_DIGEST_BYTES = 32
 
 
-def record(tag: bytes, payload: bytes) -> bytes:
-    return TAG.pack(tag, len(payload)) + payload
+def record(tag: bytes, payload: Buffer) -> bytes:
+    return TAG.pack(tag, len(payload)) + bytes(payload)
 
 
 def header_record(set_id: str, volume_id: str, pool_id: str, part: int) -> bytes:
@@ -38,8 +48,33 @@ def header_record(set_id: str, volume_id: str, pool_id: str, part: int) -> bytes
     return record(HEADER, json.dumps(fields).encode())
 
 
+def file_start(pool: Pool, set_id: str, volume_id: str, part: int) -> bytes:
+    """What every medium file starts with: the header, then the pool's config, so any one
+    cartridge or disc opens the pool (with its passphrase) when the pool home is lost."""
+    return header_record(set_id, volume_id, pool.config.pool_id, part) + record(
+        POOL_CONFIG, pool.config.to_json()
+    )
+
+
 def chunk_record(offset: int, stored_size: int, digest: str, parts: tuple[Buffer, ...]) -> bytes:
     return record(CHUNK, _RECORD.pack(offset, stored_size, bytes.fromhex(digest)) + b"".join(parts))
+
+
+def catalog_copy_file(pool: Pool, set_id: str, payload: bytes) -> bytes:
+    """A whole medium file keeping a copy of one set's catalog rows, sealed like a chunk (an
+    encrypted pool's VM names and addresses are not readable on its media)."""
+    sealed = pool.codec.seal(payload)
+    digest = bytes.fromhex(pool.chunk_digest(payload))
+    return file_start(pool, set_id, "", 0) + record(CATALOG, digest + b"".join(sealed.parts))
+
+
+def write_fully(fd: int, data: Buffer, offset: int) -> None:
+    """Writes all of `data` at `offset` (a write may be short): the one place the files of
+    emulated cartridges and staged discs are written, so tests inject a full disk here."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
 
 
 def parse_stream(data: bytes) -> Iterator[tuple[bytes, int, bytes]]:
@@ -54,22 +89,83 @@ def parse_stream(data: bytes) -> Iterator[tuple[bytes, int, bytes]]:
         position = start + length
 
 
-def recover_manifests(pool: Pool, files: Iterable[bytes]) -> list[tuple[str, str]]:
-    """`pool scan` for sequential media: saves the manifest of every complete disk stream of
-    `pool` found in `files` (one medium file each) that the pool does not hold yet; returns
-    the (set_id, volume_id) of every one found. Streams of other pools are ignored."""
-    found: list[tuple[str, str]] = []
+def config_on_media(files: Iterable[bytes]) -> PoolConfig | None:
+    """The pool config of the first P record in `files` (read lazily: usually the first file)."""
     for data in files:
-        ours = False
+        for tag, _, payload in parse_stream(data):
+            if tag == POOL_CONFIG:
+                return PoolConfig.from_json(payload, "the pool config on the media")
+            if tag not in (HEADER, POOL_CONFIG):
+                break  # P follows H at once: this file (an older stream) has none
+    return None
+
+
+def recover_config(store: BlobStore, files: Iterable[bytes], where: str) -> PoolConfig | None:
+    """Writes the pool home's config.json from the media when it is missing; returns the config
+    written (None: the home has one). `where` names the media in the error."""
+    if store.exists(CONFIG_NAME):
+        return None
+    config = config_on_media(files)
+    if config is None:
+        raise PoolError(
+            f"the pool home {store.name} has no config.json and no pool config was found on {where}; "
+            "load the pool's cartridges or disc images and scan again"
+        )
+    store.put(CONFIG_NAME, config.to_json())
+    return config
+
+
+@dataclass
+class MediaScan:
+    """What `pool scan` found on a pool's media."""
+
+    media: int = 0  # cartridges or discs read
+    disks: list[tuple[str, str]] = field(default_factory=list)  # (set, volume) of complete streams
+    manifests_restored: int = 0  # of those, manifests the pool home lacked
+    catalog_copies: dict[str, bytes] = field(default_factory=dict)  # set id -> catalog payload
+
+
+def scan_streams(pool: Pool, files: Iterable[bytes], media: int = 0) -> MediaScan:
+    """`pool scan` for sequential media: saves the manifest of every complete disk stream of
+    `pool` found in `files` (one medium file each) that the pool does not hold yet, and opens
+    every catalog copy. Streams of other pools are ignored."""
+    found = MediaScan(media=media)
+    for data in files:
+        ours, set_id = False, ""
         for tag, _, payload in parse_stream(data):
             if tag == HEADER:
-                ours = json.loads(payload).get("pool_id") == pool.config.pool_id
+                fields = json.loads(payload)
+                ours, set_id = fields.get("pool_id") == pool.config.pool_id, str(fields.get("set_id", ""))
             elif tag == TRAILER and ours:
                 manifest = DiskManifest.model_validate_json(payload)
                 if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
                     pool.save_manifest(manifest)
-                found.append((manifest.set_id, manifest.volume_id))
+                    found.manifests_restored += 1
+                found.disks.append((manifest.set_id, manifest.volume_id))
+            elif tag == CATALOG and ours:
+                digest, envelope = payload[:_DIGEST_BYTES].hex(), payload[_DIGEST_BYTES:]
+                where = f"{pool.name}:catalog copy of set {set_id}"
+                found.catalog_copies[set_id] = pool.codec.open(envelope, digest, where)
     return found
+
+
+class MediaPool(Pool):
+    """A pool on removable media (tape, optical): what lives in its home is also on the media."""
+
+    @abstractmethod
+    def keep_catalog_copy(self, set_id: str, payload: bytes) -> None:
+        """Writes `payload` (the set's catalog rows) as its own file on the current medium, so
+        `pool scan` rebuilds the catalog without the pool home. PoolFullError when no medium
+        has room."""
+
+
+def keep_catalog_copy(pool: Pool, set_id: str, payload: bytes) -> bool:
+    """After a set is committed to the catalog: a media pool keeps a copy of its rows on the
+    media (other kinds keep their catalog next to their data already). True if written."""
+    if not isinstance(pool, MediaPool):
+        return False
+    pool.keep_catalog_copy(set_id, payload)
+    return True
 
 
 class StreamDiskWriter(DiskWriter):

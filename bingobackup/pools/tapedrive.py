@@ -270,3 +270,9 @@ class TapeDrive:
         with self._lock:
             self._locate(file_number, 0)
             return self._read_blocks(None)
+
+    def read_head(self, file_number: int, length: int) -> bytes:
+        """Up to `length` bytes from the start of a tape file (its header and pool config)."""
+        with self._lock:
+            self._locate(file_number, 0)
+            return self._read_blocks(length)[:length]

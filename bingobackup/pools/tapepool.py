@@ -7,7 +7,9 @@ describes: header, chunks, manifest trailer) is one tape file.
 When a cartridge fills, the file ends there (filemark) and the stream continues as part
 N+1 on the next cartridge with free blocks; no record straddles cartridges. A chunk's
 location is `tape:<barcode>:<file number>:<byte offset of its envelope in the file>`, so a
-restore positions to it. `scan_library` rebuilds the manifests from the trailers alone.
+restore positions to it. Every file also carries the pool's config, and each committed set a
+catalog copy file, so `scan_home.recover_tape_home` + `scan_library` rebuild the home from the
+cartridges alone (config, manifests; the CLI writes the catalog copies back).
 """
 
 from __future__ import annotations
@@ -24,9 +26,15 @@ from bingobackup.pools.base import BlobStore
 from bingobackup.pools.errors import PoolError, PoolFullError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
-from bingobackup.pools.pool import Pool
 from bingobackup.pools.stream import TAG as _TAG
-from bingobackup.pools.stream import StreamDiskWriter, header_record, recover_manifests
+from bingobackup.pools.stream import (
+    MediaPool,
+    MediaScan,
+    StreamDiskWriter,
+    catalog_copy_file,
+    file_start,
+    scan_streams,
+)
 from bingobackup.pools.tapelib import TapeLibrary, TapeMedium
 
 
@@ -38,6 +46,7 @@ class TapeDiskWriter(StreamDiskWriter):
         super().__init__(pool, set_id, volume_id, size_bytes)
         pool.library.drive.acquire()  # one drive: disks are written one after another
         self._holding_drive = True
+        self._broken: PoolFullError | None = None  # the host filled up: the file was cut off
         self._part = 0
         self._pending = bytearray()
         try:
@@ -49,7 +58,7 @@ class TapeDiskWriter(StreamDiskWriter):
     # -- the stream ------------------------------------------------------------------------
     def _begin_file(self, candidates: list[TapeMedium], needed: int) -> TapeMedium:
         block = self.pool.library.settings.block_size
-        header = header_record(self.set_id, self.volume_id, self.pool.config.pool_id, self._part)
+        header = file_start(self.pool, self.set_id, self.volume_id, self._part)
         for cartridge in candidates:
             if cartridge.free_blocks * block >= len(header) + needed + block:
                 self._file = cartridge.files
@@ -78,9 +87,7 @@ class TapeDiskWriter(StreamDiskWriter):
         block = self.pool.library.settings.block_size
         full = len(self._pending) // block
         if full:
-            self._cartridge.append(
-                [bytes(self._pending[i * block : (i + 1) * block]) for i in range(full)], False
-            )
+            self._put([bytes(self._pending[i * block : (i + 1) * block]) for i in range(full)], False)
             self._free -= full
             del self._pending[: full * block]
             if self._cartridge.end_of_medium:  # a real drive passed its early warning
@@ -89,9 +96,18 @@ class TapeDiskWriter(StreamDiskWriter):
 
     def _end_file(self) -> None:
         payload = [bytes(self._pending)] if self._pending else []
-        self._cartridge.append(payload, filemark=True)
+        self._put(payload, filemark=True)
         self._free -= len(payload)
         self._pending = bytearray()
+
+    def _put(self, payloads: list[bytes], filemark: bool) -> None:
+        if self._broken is not None:  # another channel's chunk after the cut: nothing more goes on
+            raise self._broken
+        try:
+            self._cartridge.append(payloads, filemark)
+        except PoolFullError as error:
+            self._broken = error
+            raise
 
     def _next_cartridge(self, needed: int) -> None:
         """Ends the file on the full cartridge; the stream goes on as the next part elsewhere."""
@@ -118,13 +134,13 @@ class TapeDiskWriter(StreamDiskWriter):
         # Tape cannot be unwritten: close the file without a trailer (scan skips it); no
         # manifest names it, so it is invisible. Its space is reclaimed when the cartridge is reused.
         with self._stream_lock:
-            if self._holding_drive:
+            if self._holding_drive and self._broken is None:
                 with contextlib.suppress(PoolError):
                     self._end_file()
         self._release()
 
 
-class TapePool(Pool):
+class TapePool(MediaPool):
     kind = "tape"
 
     def __init__(
@@ -132,6 +148,7 @@ class TapePool(Pool):
     ) -> None:
         super().__init__(store, config, codec)
         self.library = library
+        library.pool_name = config.name
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> TapeDiskWriter:
         self.manifest_key(set_id, volume_id)
@@ -149,12 +166,31 @@ class TapePool(Pool):
         """The cartridges a restore of this disk needs, in order."""
         return sorted({ref.location.split(":")[1] for ref in manifest.chunks})
 
+    def keep_catalog_copy(self, set_id: str, payload: bytes) -> None:
+        """The set's catalog rows as one tape file on the first cartridge with room (the one
+        being filled), after the set's disk streams."""
+        framed = catalog_copy_file(self, set_id, payload)
+        block = self.library.settings.block_size
+        blocks = [framed[i : i + block] for i in range(0, len(framed), block)]
+        with self.library.drive:
+            for cartridge in self.library.cartridges():
+                if cartridge.free_blocks >= len(blocks):
+                    cartridge.append(blocks, filemark=True)
+                    return
+        raise PoolFullError(
+            self.name,
+            len(framed),
+            f"no cartridge has room for the catalog copy of set {set_id}",
+            "the set itself is committed; load or add cartridges so later sets keep their catalog on tape",
+        )
 
-def scan_library(pool: TapePool) -> list[tuple[str, str]]:
-    """Rebuilds the manifests from the cartridges alone (`bingobackup pool scan`); returns the
-    (set_id, volume_id) of every complete disk stream of this pool found."""
+
+def scan_library(pool: TapePool) -> MediaScan:
+    """Rebuilds the manifests from the cartridges alone (`bingobackup pool scan`) and returns
+    what was found, with the catalog copies (set id -> payload) for the catalog to write back."""
     media = pool.library.cartridges()
-    return recover_manifests(pool, (medium.read_file(n) for medium in media for n in range(medium.files)))
+    files = (medium.read_file(n) for medium in media for n in range(medium.files))
+    return scan_streams(pool, files, media=len(media))
 
 
 def create_tape_pool(

@@ -92,7 +92,7 @@ def test_a_disk_spans_discs_and_restores_from_a_directory_of_images(tmp_path: Pa
 
     for info in list(reopened.store.list("manifests/")):  # the catalog is lost ...
         reopened.store.delete(info.key)
-    assert sorted(scan_discs(reopened)) == [("set-1", "vol-big"), ("set-1", "vol-small")]
+    assert sorted(scan_discs(reopened).disks) == [("set-1", "vol-big"), ("set-1", "vol-small")]
     assert reopened.load_manifest("set-1", "vol-big") == manifest  # ... and rebuilt from the images
 
     (tmp_path / "read-back" / "OPT_1_0002.iso").unlink()
@@ -158,7 +158,7 @@ def test_last_disc_full_stops_the_disk_and_keeps_earlier_backups(tmp_path: Path)
     assert "raise the pool's max discs" in message and "grow the filesystem" not in message
     assert list(pool.list_manifests()) == [("set-1", "vol-small")]
     assert restored_sha(pool, "set-1", "vol-small", tmp_path / "small.out") == small_sha
-    assert sorted(scan_discs(pool)) == [("set-1", "vol-small")]  # the cut-off stream has no trailer
+    assert sorted(scan_discs(pool).disks) == [("set-1", "vol-small")]  # the cut-off stream has no trailer
 
 
 def test_disc_sizes_and_a_closed_disc_is_never_rewritten(tmp_path: Path) -> None:

@@ -285,5 +285,5 @@ def test_a_disk_spans_two_drives_at_the_early_warning_and_scan_rebuilds_it(tmp_p
 
     for info in list(reopened.store.list("manifests/")):
         reopened.store.delete(info.key)
-    assert sorted(scan_library(reopened)) == [("set-1", "vol-big"), ("set-1", "vol-small")]
+    assert sorted(scan_library(reopened).disks) == [("set-1", "vol-big"), ("set-1", "vol-small")]
     assert reopened.load_manifest("set-1", "vol-big") == manifest

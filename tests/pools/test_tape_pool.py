@@ -68,7 +68,7 @@ def test_a_disk_spans_cartridges_and_scan_rebuilds_the_catalog(tmp_path: Path) -
 
     for info in list(reopened.store.list("manifests/")):  # the catalog is lost ...
         reopened.store.delete(info.key)
-    assert sorted(scan_library(reopened)) == [("set-1", "vol-big"), ("set-1", "vol-small")]
+    assert sorted(scan_library(reopened).disks) == [("set-1", "vol-big"), ("set-1", "vol-small")]
     assert reopened.load_manifest("set-1", "vol-big") == manifest  # ... and rebuilt from tape
 
 
@@ -89,4 +89,4 @@ def test_last_cartridge_full_stops_the_disk_and_keeps_earlier_backups(tmp_path: 
     assert "grow the filesystem" not in message  # the tape advice only, not the generic one
     assert list(pool.list_manifests()) == [("set-1", "vol-small")]
     assert restored_sha(pool, "set-1", "vol-small", tmp_path / "small.out") == small_sha
-    assert sorted(scan_library(pool)) == [("set-1", "vol-small")]  # the cut-off stream has no trailer
+    assert sorted(scan_library(pool).disks) == [("set-1", "vol-small")]  # the cut-off stream has no trailer
