@@ -126,14 +126,14 @@ def _engine_job(sim: RunningSimulator, secret_key: str, pool_dir: Path, spec: Ba
 def run_flow_backup(image: Path, work: Path) -> dict[str, Any]:
     os.environ["BINGOBACKUP_HOME"] = str(work / "home")
     os.environ.pop("PREFECT_API_URL", None)
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
     from bingobackup.cli import prefect_server
 
     server = prefect_server.ensure_server()
     os.environ["PREFECT_API_URL"] = server.url
     try:
-        with temporary_settings(updates={PREFECT_API_URL: server.url}):
+        with temporary_settings(updates=prefect_server.client_settings(server)):
             return _with_server(image, work)
     finally:
         prefect_server.stop_server()

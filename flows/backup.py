@@ -311,15 +311,15 @@ def _back_up(
         job.progress = progress
         outcomes, attempt = _back_up_vms(job)
         progress.finish()
-    ordered = [outcomes[vm.instance_id] for vm in job.vms]
-    status = register_backup_set(unvisited(job), unvisited(ordered), run_id, attempt)
-    rows = _summary_rows(ordered)
-    create_table_artifact(
-        table=rows,
-        key="backup-summary",
-        description=f"Backup set {job.set_id} ({status})",
-        _sync=True,  # type: ignore[call-arg]
-    )
+        ordered = [outcomes[vm.instance_id] for vm in job.vms]
+        status = register_backup_set(unvisited(job), unvisited(ordered), run_id, attempt)
+        rows = _summary_rows(ordered)
+        create_table_artifact(
+            table=rows,
+            key="backup-summary",
+            description=f"Backup set {job.set_id} ({status})",
+            _sync=True,  # type: ignore[call-arg]
+        )
     summary: dict[str, object] = {
         "set_id": job.set_id if any(o.status == "ok" for o in ordered) else "",
         "status": status,

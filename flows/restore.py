@@ -310,12 +310,16 @@ def _restore(
         job.progress = progress
         outcomes = _restore_vms(job)
         progress.finish()
-    rows = _summary_rows(outcomes)
-    failed = [o for o in outcomes if o.status == "failed"]
-    status = (
-        "failed" if failed and len(failed) == len(job.plan.to_restore) else ("partial" if failed else "ok")
-    )
-    create_table_artifact(table=rows, key="restore-summary", description=f"Restore {spec.name} ({status})")
+        rows = _summary_rows(outcomes)
+        failed = [o for o in outcomes if o.status == "failed"]
+        status = (
+            "failed"
+            if failed and len(failed) == len(job.plan.to_restore)
+            else ("partial" if failed else "ok")
+        )
+        create_table_artifact(
+            table=rows, key="restore-summary", description=f"Restore {spec.name} ({status})"
+        )
     summary: dict[str, object] = {
         "status": status,
         "rows": rows,

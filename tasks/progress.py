@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact
@@ -28,8 +29,8 @@ log = logging.getLogger("bingobackup.progress")
 class ArtifactPublisher:
     """Sends the latest percentage to a progress artifact, one update at a time."""
 
-    def __init__(self, artifact_id: UUID) -> None:
-        self._artifact_id = artifact_id
+    def __init__(self, key: str, description: str) -> None:
+        self._key, self._description = key, description
         self._changed = threading.Condition()
         self._latest: float | None = None
         self._closed = False
@@ -54,6 +55,8 @@ class ArtifactPublisher:
         self._thread.join()
 
     def _run(self) -> None:
+        # Created here too, not in the run's thread: the run goes on while the server answers.
+        artifact_id = self._create()
         with get_client(sync_client=True) as client:
             while True:
                 with self._changed:
@@ -62,24 +65,41 @@ class ArtifactPublisher:
                     percent, self._latest = self._latest, None
                 if percent is None:
                     return
+                if artifact_id is None:
+                    continue
                 try:
-                    client.update_artifact(self._artifact_id, ArtifactUpdate(data=percent))
+                    client.update_artifact(artifact_id, ArtifactUpdate(data=percent))
                 except Exception as exc:  # progress is for people: never fail the run over it
-                    if not self._warned:
-                        self._warned = True
-                        log.warning("could not update the progress artifact: %s", exc)
+                    self._warn(exc)
+
+    def _create(self) -> UUID | None:
+        try:
+            return cast(
+                UUID,
+                create_progress_artifact(
+                    progress=0.0,
+                    key=self._key,
+                    description=self._description,
+                    _sync=True,  # type: ignore[call-arg]  # a plain thread in a run's context
+                ),
+            )
+        except Exception as exc:
+            self._warn(exc)
+            return None
+
+    def _warn(self, exc: Exception) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("could not update the progress artifact: %s", exc)
 
 
 @contextmanager
 def progress_artifact(key: str, description: str, total_bytes: int) -> Iterator[ProgressTracker]:
-    """A `ProgressTracker` whose reports go to a new progress artifact `key` of this run."""
-    artifact_id = create_progress_artifact(
-        progress=0.0,
-        key=key,
-        description=description,
-        _sync=True,  # type: ignore[call-arg]  # also from a thread carrying an async flow's context
-    )
-    publisher = ArtifactPublisher(artifact_id)  # type: ignore[arg-type]  # the sync call returns the id
+    """A `ProgressTracker` whose reports go to a new progress artifact `key` of this run.
+
+    Leaving the block waits for the last update to be sent: end it after the run's other
+    closing calls, so that wait is already over."""
+    publisher = ArtifactPublisher(key, description)
     try:
         yield ProgressTracker(total_bytes, publisher.publish)
     finally:

@@ -79,7 +79,7 @@ def cloud_client(sim: RunningSimulator) -> BingoCloudClient:
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
     """One local Prefect server for the whole session, started the way the CLI starts it."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
+    from prefect.settings import PREFECT_LOGGING_TO_API_ENABLED, temporary_settings
 
     from bingobackup.cli import prefect_server as manager
 
@@ -90,7 +90,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerI
     patch.setenv("PREFECT_API_URL", info.url)
     try:
         # Run logs stay local: shipping them would outlive the server at the end of the session.
-        with temporary_settings(updates={PREFECT_API_URL: info.url, PREFECT_LOGGING_TO_API_ENABLED: False}):
+        with temporary_settings(
+            updates={**manager.client_settings(info), PREFECT_LOGGING_TO_API_ENABLED: False}
+        ):
             yield info
     finally:
         patch.delenv("PREFECT_API_URL", raising=False)

@@ -29,12 +29,12 @@ def acting_user_name() -> str | None:
 @contextmanager
 def prefect_api() -> Iterator[ServerInfo]:
     """Point Prefect at our local server (started on demand) or at PREFECT_API_URL."""
-    from bingobackup.cli.prefect_server import ensure_server
+    from bingobackup.cli.prefect_server import client_settings, ensure_server
 
     info = ensure_server()
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: info.url}):
+    with temporary_settings(updates=client_settings(info)):
         yield info
 
 

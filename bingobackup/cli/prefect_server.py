@@ -13,6 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bingobackup.cli.background import BackgroundService, ServiceError, bingobackup_home, free_port, http_ok
 
@@ -33,6 +34,18 @@ class ServerInfo:
 
 class PrefectServerError(ServiceError):
     pass
+
+
+def client_settings(info: ServerInfo) -> dict[Any, Any]:
+    """Prefect client settings for talking to `info`'s server (for `temporary_settings`)."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_CSRF_SUPPORT_ENABLED
+
+    updates: dict[Any, Any] = {PREFECT_API_URL: info.url}
+    if info.pid is not None:
+        # Our server runs without CSRF protection (see ensure_server): a client that supports
+        # it first fetches a token, one round trip per new API client, for nothing.
+        updates[PREFECT_CLIENT_CSRF_SUPPORT_ENABLED] = False
+    return updates
 
 
 def status() -> ServerInfo | None:
@@ -63,6 +76,8 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Bound to 127.0.0.1 for this machine's user: no browser from elsewhere reaches it.
+        "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
     # Prefect's `server start`, with SQLite write transactions made IMMEDIATE (see prefect_serve).
