@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-import ssl
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cloud_stub import ACCESS_KEY, SECRET_KEY, StubCloud, ok
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tls_support import make_certificates
 
 from bingobackup.cloud import BingoCloudClient, CloudUnreachableError
 
@@ -23,61 +17,12 @@ CLUSTERS = ok(
 )
 
 
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate | None,
-    signer: ec.EllipticCurvePrivateKey,
-) -> x509.Certificate:
-    now = datetime.now(UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-    )
-    if issuer is None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        builder = builder.add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-        )
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
-        )
-    return builder.sign(signer, hashes.SHA256())
-
-
 @pytest.fixture
 def tls_stub(tmp_path: Path) -> Iterator[tuple[StubCloud, Path]]:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _certificate("bingobackup test CA", ca_key, None, ca_key)
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = _certificate("127.0.0.1", server_key, ca, ca_key)
-    ca_file = tmp_path / "ca.pem"
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    chain = tmp_path / "server.pem"
-    chain.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        + server_cert.public_bytes(serialization.Encoding.PEM)
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(chain)
-    server = StubCloud(SECRET_KEY).start(tls=context)
+    files = make_certificates(tmp_path)
+    server = StubCloud(SECRET_KEY).start(tls=files.server_context)
     try:
-        yield server, ca_file
+        yield server, files.ca_file
     finally:
         server.stop()
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools import DiskWriter, Pool
@@ -117,3 +121,18 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
 
 def temp_files(root: Path) -> list[Path]:
     return [p for p in root.rglob(".tmp-*")]
+
+
+def fill_host_disk_at_third_write(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
+    """`module.write_fully` (tape cartridges, optical staging) writes half of its third write
+    and then fails with ENOSPC, as a host disk filling up in the middle of a record does."""
+    real, writes = module.write_fully, []
+
+    def disk_fills_up(fd: int, data: bytes, offset: int) -> None:
+        writes.append(len(data))
+        if len(writes) == 3:
+            real(fd, data[: len(data) // 2], offset)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data, offset)
+
+    monkeypatch.setattr(module, "write_fully", disk_fills_up)

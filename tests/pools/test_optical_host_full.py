@@ -8,7 +8,7 @@ import errno
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK
+from pool_support import CHUNK, fill_host_disk_at_third_write
 from test_optical_pool import backup, image, restored_sha, settings
 
 from bingobackup.mover.errors import DiskReadError
@@ -32,16 +32,9 @@ def test_a_full_staging_disk_cuts_back_to_the_last_record(
     small_sha, big_sha = image(small, 4), image(big, 6)
     backup(pool, small, "set-1", "vol-small")
 
-    real, writes = opticalpool.write_fully, []
-
-    def disk_fills_up(fd: int, data: bytes, offset: int) -> None:
-        writes.append(len(data))
-        if len(writes) == 3:  # the header and a chunk record are on disk; the next is torn
-            real(fd, data[: len(data) // 2], offset)
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd, data, offset)
-
-    monkeypatch.setattr(opticalpool, "write_fully", disk_fills_up)
+    fill_host_disk_at_third_write(
+        monkeypatch, opticalpool
+    )  # the header and a chunk record are on disk; the next is torn
     with pytest.raises(DiskReadError) as caught:
         backup(pool, big, "set-2", "vol-big")
     assert isinstance(caught.value.__cause__, PoolFullError)

@@ -7,13 +7,12 @@ file being written cut off whole."""
 
 from __future__ import annotations
 
-import errno
 import hashlib
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from pool_support import CHUNK
+from pool_support import CHUNK, fill_host_disk_at_third_write
 from test_tape_pool import backup, image, library, restored_sha
 
 from bingobackup.mover.errors import DiskReadError
@@ -116,16 +115,9 @@ def test_a_full_host_disk_cuts_the_file_back_and_keeps_earlier_backups(
     tape = tmp_path / "lib" / "cartridges" / "BB0001L8.tape"
     clean = tape.stat().st_size
 
-    real, writes = tapelib.write_fully, []
-
-    def disk_fills_up(fd: int, data: bytes, offset: int) -> None:
-        writes.append(len(data))
-        if len(writes) == 3:  # two appends of the new stream are on tape; the third is torn
-            real(fd, data[: len(data) // 2], offset)
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real(fd, data, offset)
-
-    monkeypatch.setattr(tapelib, "write_fully", disk_fills_up)
+    fill_host_disk_at_third_write(
+        monkeypatch, tapelib
+    )  # two appends of the new stream are on tape; the third is torn
     with pytest.raises(DiskReadError) as caught:
         backup(pool, big, "set-2", "vol-big")
     assert isinstance(caught.value.__cause__, PoolFullError)
