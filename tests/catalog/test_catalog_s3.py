@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow.fs as pafs
 import pytest
 from catalog_support import make_set
 from notebook_support import run_notebook
+from s3_support import MOTO_KEYS, moto_client, new_bucket, s3_settings
 from tls_support import TlsTunnel, make_certificates
 
 from bingobackup.mover.backup import backup_disk
@@ -27,34 +26,18 @@ from bingobackup.resources.pools import create_registered_pool, open_registered_
 from bingobackup.resources.store import InMemoryRegistryStore
 from catalog import Catalog, CatalogWriter
 
-KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
 
-
-def s3_client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **KEYS)
-
-
-def new_bucket(endpoint: str, *, object_lock: bool = False) -> str:
-    bucket = f"backups-{uuid.uuid4().hex[:12]}"
-    s3_client(endpoint).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=object_lock)
-    return bucket
+def backups_bucket(endpoint: str, *, object_lock: bool = False) -> str:
+    return new_bucket(endpoint, object_lock=object_lock, prefix="backups")
 
 
 def settings_for(endpoint: str, bucket: str, **overrides: Any) -> S3Settings:
-    fields = {
-        "bucket": bucket,
-        "prefix": "pools/object-1",
-        "endpoint_url": endpoint,
-        "access_key_id": KEYS["aws_access_key_id"],
-        "secret_access_key": KEYS["aws_secret_access_key"],
-        "max_attempts": 2,
-    }
-    return S3Settings.model_validate(fields | overrides)
+    return s3_settings(endpoint, bucket, prefix="pools/object-1", **overrides)
 
 
 @pytest.fixture
 def registration(moto_s3: str) -> PoolRegistration:
-    settings = settings_for(moto_s3, new_bucket(moto_s3))
+    settings = settings_for(moto_s3, backups_bucket(moto_s3))
     return PoolRegistration(name="object-1", kind="object", location=settings.location, s3=settings)
 
 
@@ -137,7 +120,7 @@ def test_a_pool_on_a_self_signed_endpoint_backs_up_and_queries_its_catalog(
 ) -> None:
     tunnel, ca_file = tls_moto
     tls: dict[str, Any] = {"ca_bundle": str(ca_file)} if trust == "ca-bundle" else {"verify_tls": False}
-    settings = settings_for(tunnel.endpoint, new_bucket(moto_s3), **tls)
+    settings = settings_for(tunnel.endpoint, backups_bucket(moto_s3), **tls)
     registration = create_registered_pool(
         InMemoryRegistryStore(), User(name="root", role="admin"), name="tls-1", kind="object", s3=settings,
         chunk_size=64 << 10,
@@ -149,7 +132,7 @@ def test_a_pool_on_a_self_signed_endpoint_backs_up_and_queries_its_catalog(
     with Catalog([("tls-1", root, filesystem)]) as cat:
         assert cat.list_sets()["set_id"].tolist() == ["set-tls"]
         assert cat.disk_manifest("set-tls", "vol-web-root") == parts.manifests[0]
-    listed = s3_client(moto_s3).list_objects_v2(Bucket=settings.bucket, Prefix="pools/object-1/catalog/")
+    listed = moto_client(moto_s3).list_objects_v2(Bucket=settings.bucket, Prefix="pools/object-1/catalog/")
     assert len(listed["Contents"]) == 4  # one object per table
 
 
@@ -157,7 +140,7 @@ def test_a_pool_that_does_not_trust_the_endpoint_is_refused_before_anything_is_w
     tls_moto: tuple[TlsTunnel, Path], moto_s3: str
 ) -> None:
     tunnel, _ = tls_moto
-    settings = settings_for(tunnel.endpoint, new_bucket(moto_s3))
+    settings = settings_for(tunnel.endpoint, backups_bucket(moto_s3))
     registry = InMemoryRegistryStore()
     with pytest.raises(
         OSError, match=r"TLS to s3://backups-.* failed .*certificate verify failed.* --ca-bundle"
@@ -166,19 +149,19 @@ def test_a_pool_that_does_not_trust_the_endpoint_is_refused_before_anything_is_w
             registry, User(name="root", role="admin"), name="tls-2", kind="object", s3=settings
         )
     assert registry.get_pool("tls-2") is None
-    assert "Contents" not in s3_client(moto_s3).list_objects_v2(Bucket=settings.bucket)
+    assert "Contents" not in moto_client(moto_s3).list_objects_v2(Bucket=settings.bucket)
 
 
 def test_catalog_objects_of_a_locked_pool_are_locked_and_written_once(moto_s3: str) -> None:
     settings = settings_for(
-        moto_s3, new_bucket(moto_s3, object_lock=True), object_lock_mode="governance", retention_days=30
+        moto_s3, backups_bucket(moto_s3, object_lock=True), object_lock_mode="governance", retention_days=30
     )
     registration = PoolRegistration(name="locked-1", kind="object", location=settings.location, s3=settings)
     root, filesystem = pool_catalog_root(registration)
     assert filesystem is not None
     writer = CatalogWriter(root, filesystem=filesystem)
     writer.write_backup_set(*make_set("set-locked").args())
-    client = s3_client(moto_s3)
+    client = moto_client(moto_s3)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=settings.bucket)["Contents"]]
     assert len(keys) == 4 and all(k.startswith("pools/object-1/catalog/") for k in keys)
     for key in keys:
@@ -206,8 +189,8 @@ def test_the_history_notebook_reads_a_catalog_from_the_bucket_alone(
     assert registration.s3 is not None
     monkeypatch.setenv("BINGOBACKUP_POOL", registration.s3.location)  # s3://bucket/pools/object-1
     monkeypatch.setenv("BINGOBACKUP_S3_ENDPOINT", moto_s3)
-    monkeypatch.setenv("BINGOBACKUP_S3_ACCESS_KEY_ID", KEYS["aws_access_key_id"])
-    monkeypatch.setenv("BINGOBACKUP_S3_SECRET_ACCESS_KEY", KEYS["aws_secret_access_key"])
+    monkeypatch.setenv("BINGOBACKUP_S3_ACCESS_KEY_ID", MOTO_KEYS["aws_access_key_id"])
+    monkeypatch.setenv("BINGOBACKUP_S3_SECRET_ACCESS_KEY", MOTO_KEYS["aws_secret_access_key"])
     run = run_notebook(monkeypatch)
     assert "web-in-bucket" in run.text and "set-b" in run.text  # per-VM table and dedup per set
     assert run.plots >= 2

@@ -6,13 +6,12 @@ with SHA-256 equality."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pyarrow.fs as pafs
 import pytest
 from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
 from restore_support import add_vm, back_up, sha256
+from s3_support import MOTO_KEYS, moto_client
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
@@ -27,12 +26,6 @@ from catalog import Catalog
 from flows.backup import run_backup_now
 from flows.restore import restore_disk
 
-MOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-def s3_client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **MOTO_KEYS)
-
 
 @pytest.fixture
 def on_object_pool(
@@ -46,7 +39,7 @@ def on_object_pool(
 
     def object_pool(store: RegistryStore, suffix: str) -> str:
         bucket = f"flows-{suffix}"
-        s3_client(moto_s3).create_bucket(Bucket=bucket)
+        moto_client(moto_s3).create_bucket(Bucket=bucket)
         settings = S3Settings(
             bucket=bucket,
             prefix=f"pools/object-{suffix}",
@@ -80,7 +73,7 @@ def test_backup_and_disk_restore_flows_over_an_object_pool(
     assert not (tmp_path / "no-local-pool").exists()  # nothing of the pool is on this host's disk
     keys = {
         o["Key"]
-        for page in s3_client(moto_s3)
+        for page in moto_client(moto_s3)
         .get_paginator("list_objects_v2")
         .paginate(Bucket=registration.s3.bucket)
         for o in page.get("Contents", [])

@@ -5,21 +5,17 @@ and read or damage stored bytes behind the store's back (bit rot on the medium).
 from __future__ import annotations
 
 import hashlib
-import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import boto3
 from faulty_store import FaultyBlobStore
 from pool_support import temp_files
 from s3_faults import FaultProxy
+from s3_support import moto_client, new_bucket, s3_settings
 
 from bingobackup.pools import BlobStore, LocalDirBlobStore
-from bingobackup.pools.s3config import MIN_PART_SIZE, S3Settings
 from bingobackup.pools.s3store import S3BlobStore
-
-MOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 class StoreCase(ABC):
@@ -78,29 +74,6 @@ class LocalCase(StoreCase):
 
     def write_raw(self, key: str, data: bytes) -> None:
         (self.root / key).write_bytes(data)
-
-
-def moto_client(endpoint: str) -> Any:
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **MOTO_KEYS)
-
-
-def new_bucket(endpoint: str, *, object_lock: bool = False) -> str:
-    bucket = f"pool-{uuid.uuid4().hex[:16]}"
-    moto_client(endpoint).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=object_lock)
-    return bucket
-
-
-def s3_settings(endpoint: str, bucket: str, **overrides: Any) -> S3Settings:
-    fields: dict[str, Any] = {
-        "bucket": bucket,
-        "prefix": "pools/p1",
-        "endpoint_url": endpoint,
-        "access_key_id": MOTO_KEYS["aws_access_key_id"],
-        "secret_access_key": MOTO_KEYS["aws_secret_access_key"],
-        "part_size": MIN_PART_SIZE,
-        "max_attempts": 2,  # rides out one transient error, and gives up quickly on a persistent fault
-    }
-    return S3Settings.model_validate(fields | overrides)
 
 
 class S3Case(StoreCase):

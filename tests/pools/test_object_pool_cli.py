@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from backends import moto_client, new_bucket
 from pool_support import make_disk, write_disk
+from s3_support import moto_client, new_bucket
 from tls_support import TlsTunnel, make_certificates
 from typer.testing import CliRunner
 

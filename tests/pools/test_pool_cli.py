@@ -7,8 +7,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from backends import new_bucket
 from pool_support import make_disk, write_disk
+from s3_support import new_bucket
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from backends import new_bucket
 from pool_support import make_disk, write_disk
+from s3_support import new_bucket
 from test_pool_cli import invoke
 
 from bingobackup.cli.prefect_server import ServerInfo
