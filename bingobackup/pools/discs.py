@@ -242,21 +242,28 @@ class DiscSet:
             finally:
                 iso.close()
         os.replace(temp, image)
+        record = self.record_closed(label, image, files, datetime.now(UTC))
+        for path in staged:
+            path.unlink()
+        (self.home / STAGING / label).rmdir()
+        if self.settings.burn_command:
+            self._burn(image)
+        return record
+
+    def record_closed(
+        self, label: str, image: Path, files: list[DiscFile], closed_at: datetime
+    ) -> DiscRecord:
+        """Saves the record of closed disc `label` (its image and files) in the pool home."""
         record = DiscRecord(
             label=label,
             sequence=int(label[len(self.settings.label_prefix) :]),
             image=image.name,
             image_bytes=image.stat().st_size,
             files=files,
-            closed_at=datetime.now(UTC),
+            closed_at=closed_at,
         )
-        (self.home / DISCS).mkdir(exist_ok=True)
+        (self.home / DISCS).mkdir(parents=True, exist_ok=True)
         (self.home / DISCS / f"{label}.json").write_text(record.model_dump_json(indent=1))
-        for path in staged:
-            path.unlink()
-        (self.home / STAGING / label).rmdir()
-        if self.settings.burn_command:
-            self._burn(image)
         return record
 
     def _burn(self, image: Path) -> None:

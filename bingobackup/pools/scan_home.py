@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bingobackup.pools.discs import (
-    DISCS,
     OPTICAL_FILE,
-    DiscRecord,
     DiscSet,
     OpticalSettings,
     describe_file,
@@ -97,16 +95,7 @@ def _recover_disc_records(discs: DiscSet) -> int:
             describe_file(n, discs.read_head(label, n, 4096), discs.file_size(label, n))
             for n in discs.file_numbers(label)
         ]
-        record = DiscRecord(
-            label=label,
-            sequence=int(label[len(discs.settings.label_prefix) :]),
-            image=image.name,
-            image_bytes=image.stat().st_size,
-            files=files,
-            closed_at=datetime.fromtimestamp(image.stat().st_mtime, UTC),
-        )
-        (discs.home / DISCS).mkdir(parents=True, exist_ok=True)
-        (discs.home / DISCS / f"{label}.json").write_text(record.model_dump_json(indent=1))
+        discs.record_closed(label, image, files, datetime.fromtimestamp(image.stat().st_mtime, UTC))
         written += 1
     return written
 
