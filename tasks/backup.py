@@ -31,7 +31,7 @@ from tasks.blocks import PrefectRegistryStore
 
 @task(name="resolve content", cache_policy=NONE)
 def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:
-    store = PrefectRegistryStore()
+    store = PrefectRegistryStore().snapshot()  # resolving only reads: one round trip
     return prepare_backup_job(store, resolve_user(store, user_name), spec)
 
 

@@ -19,6 +19,7 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from pydantic import BaseModel
 
 from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
+from bingobackup.resources.store import InMemoryRegistryStore
 
 _PAGE = 200
 
@@ -229,3 +230,40 @@ class PrefectRegistryStore:
     def jobs_using_cloud(self, name: str) -> list[str]:
         """Deployments (jobs) whose parameters contain `cloud: <name>` at any depth."""
         return sorted({d.name for d in _all_deployments() if _names_cloud(d.parameters, name)})
+
+    def snapshot(self) -> InMemoryRegistryStore:
+        """Every registration (clouds, hosts, users, pools) read at once, into a store of its own.
+
+        For runs that only read the registry: resolving a job asks for its user, cloud, backup
+        host, pool and the cloud's hosts, five round trips (≈ 0.15 s of a run) where this makes
+        one per 200 registrations. Writes to the snapshot stay in it.
+        """
+        snapshot = InMemoryRegistryStore()
+        saves: dict[str, Callable[[Any], None]] = {
+            BingoCloudBlock.get_block_type_slug(): snapshot.save_cloud,
+            BackupHostBlock.get_block_type_slug(): snapshot.save_host,
+            BingoBackupUserBlock.get_block_type_slug(): snapshot.save_user,
+            PoolBlock.get_block_type_slug(): snapshot.save_pool,
+        }
+        blocks = {block.get_block_type_slug(): block for block in BLOCK_TYPES}
+        with get_client(sync_client=True) as client:
+            offset = 0
+            while True:
+                # The client's read_block_documents cannot filter by block type; the API can.
+                response = client.request(
+                    "POST",
+                    "/block_documents/filter",
+                    json={
+                        "block_types": {"slug": {"any_": sorted(saves)}},
+                        "include_secrets": True,
+                        "offset": offset,
+                        "limit": _PAGE,
+                    },
+                )
+                documents = response.json()
+                for document in documents:
+                    slug = document["block_type"]["slug"]
+                    saves[slug](blocks[slug].model_validate(document["data"]).to_model())
+                if len(documents) < _PAGE:
+                    return snapshot
+                offset += _PAGE

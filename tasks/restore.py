@@ -86,7 +86,7 @@ class PoolCatalog:
 
 @task(name="plan restore", cache_policy=NONE)
 def prepare_restore(spec: RestoreSpec, user_name: str | None) -> RestoreJob:
-    store = PrefectRegistryStore()
+    store = PrefectRegistryStore().snapshot()  # planning only reads: one round trip
     return prepare_restore_job(store, resolve_user(store, user_name), spec, PoolCatalog)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
@@ -89,3 +90,44 @@ def test_jobs_using_cloud_reads_deployment_parameters(prefect_store: PrefectRegi
         )
         client.create_deployment(flow_id=flow_id, name="other", parameters={"spec": {"cloud": "elsewhere"}})
     assert prefect_store.jobs_using_cloud("demo") == ["nightly-a"]
+
+
+def test_a_snapshot_reads_every_registration_with_its_secrets_page_by_page(
+    prefect_store: PrefectRegistryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a backup or restore run resolves its job from (one request per page, not per read)."""
+    clouds = [_cloud(f"snap-{i}") for i in range(3)]
+    hosts = [
+        BackupHost(instance_id=f"i-5NAP000{i}", cloud="snap-0", cluster_id="c1", node_id="n1@10.0.0.1")
+        for i in range(2)
+    ]
+    user = User(name="Snap Operator", role="operator", groups=["ops"])
+    for cloud in clouds:
+        prefect_store.save_cloud(cloud)
+    for host in hosts:
+        prefect_store.save_host(host)
+    prefect_store.save_user(user)
+    # Another kind of block on the server is not ours and is left out.
+    Secret(value="not a registration").save("snapshot-other-block", overwrite=True)
+    monkeypatch.setattr("tasks.blocks._PAGE", 2)  # six documents: three full pages and an empty one
+    try:
+        snapshot = prefect_store.snapshot()
+        assert snapshot.list_clouds() == clouds
+        cloud = snapshot.get_cloud("snap-1")
+        assert cloud is not None and cloud.secret_key.get_secret_value() == SECRET
+        assert snapshot.list_hosts() == hosts
+        assert snapshot.list_users() == [user]
+        assert snapshot.list_pools() == []
+
+        snapshot.delete_cloud("snap-2")  # the snapshot is the run's own copy
+        assert prefect_store.get_cloud("snap-2") == clouds[2]
+    finally:
+        for cloud in clouds:
+            prefect_store.delete_cloud(cloud.name)
+        for host in hosts:
+            prefect_store.delete_host(host.instance_id)
+        prefect_store.delete_user(user.name)
+        with get_client(sync_client=True) as client:
+            client.delete_block_document(
+                client.read_block_document_by_name("snapshot-other-block", "secret").id
+            )
