@@ -1,7 +1,7 @@
 """The machine's limit: what one core, and every core at once, does per second for each step.
 
-Every primitive runs on 4 MiB buffers sampled from the benchmark image itself (so zstd sees
-the same mix the engine sees), best of a few passes: once on one thread, once on one thread
+Every primitive runs on every non-zero 4 MiB region of the benchmark image itself (so zstd
+sees exactly the data the engine compresses), best of a few passes: once on one thread, once on one thread
 per core at the same time. A step's limit on this machine is the sum of its per-byte costs
 (single-thread rates times the cores), or the time durable storage needs, whichever is
 longer: no pipeline can beat it, and the engine's fraction of it says how much the pipeline
@@ -31,7 +31,6 @@ from bingobackup.format.compression import fast_compressor
 from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.pools.localdir import LocalDirBlobStore
 
-SAMPLE_CHUNKS = 16
 PASSES = 3
 DURABLE_BLOBS = 8  # per thread and pass: 4 MiB blobs stored with fsync, as the pool stores chunks
 
@@ -74,7 +73,7 @@ class MachineLimits(BaseModel):
     cached_read: Rate
     cached_write: Rate
     durable_write: Rate  # 4 MiB blobs through the pool's own blob store: write, fsync, rename
-    compress_ratio: float  # of the sample with the pool's "fast" compressor (stored per data byte)
+    compress_ratio: float  # of the image's data with the pool's "fast" compressor (stored per data byte)
 
     def _rate(self, rate: Rate, measured: bool) -> float:
         return rate.all if measured else rate.one * self.cores
@@ -169,14 +168,18 @@ def _over(buffers: list[bytes], step: Callable[[bytes], object], cores: int) -> 
     return _measure(sum(map(len, buffers)), work, cores)
 
 
-def sample_chunks(image: Path, count: int = SAMPLE_CHUNKS) -> list[bytes]:
-    """`count` non-zero 4 MiB regions spread evenly over the image."""
+def data_regions(image: Path) -> list[bytes]:
+    """Every non-zero 4 MiB region of the image: what a backup hashes, compresses and stores.
+
+    Not a sample: the image's data comes in runs of 16-80 MiB of one kind (text, media,
+    repeats), so 16 evenly spaced regions measured zstd 14 % faster and its ratio 6 % lower
+    than the whole image gives, and other sample sizes as far off the other way.
+    """
     _, offsets = scan_nonzero(image)
     if not offsets:
-        raise ValueError(f"{image} holds no data to sample; build the benchmark image first")
-    step = max(1, len(offsets) // count)
+        raise ValueError(f"{image} holds no data to measure; build the benchmark image first")
     with open(image, "rb", buffering=0) as f:
-        return [os.pread(f.fileno(), REGION, offset) for offset in offsets[::step][:count]]
+        return [os.pread(f.fileno(), REGION, offset) for offset in offsets]
 
 
 def _read_rate(image: Path, cores: int) -> Rate:
@@ -237,7 +240,7 @@ def _durable_rate(scratch: Path, cores: int) -> Rate:
 def probe(image: Path, scratch: Path) -> MachineLimits:
     keep_freed_buffers()  # as in the engine's processes
     cores = os.cpu_count() or 1
-    buffers = sample_chunks(image)
+    buffers = data_regions(image)
     key = os.urandom(32)
     aead = AESGCM(os.urandom(32))
     nonce = os.urandom(12)

@@ -56,6 +56,8 @@ class FlowRun(BaseModel):
     vm_seconds: float
     copy_seconds: float
     peak_rss_bytes: int
+    flow_rounds: list[float] = []  # every round's time (the best is wall_seconds)
+    engine_rounds: list[float] = []
 
 
 def file_digest(path: Path) -> str:
@@ -227,6 +229,8 @@ class BenchRun:
             vm_seconds=float(rows[0]["seconds"]),
             copy_seconds=raw["copy_seconds"],
             peak_rss_bytes=raw["peak_rss_bytes"],
+            flow_rounds=raw["flow_rounds"],
+            engine_rounds=raw["engine_rounds"],
         )
 
     def churn(self) -> None:

@@ -17,7 +17,7 @@ BLOCK = "block device"
 
 def machine_table(limits: MachineLimits) -> Table:
     table = Table(
-        f"Machine limit (4 MiB buffers sampled from the image; 1 thread, and {limits.cores} threads at once)",
+        f"Machine limit (every non-zero 4 MiB region of the image; 1 thread, and {limits.cores} threads at once)",
         ["primitive", "1 thread MB/s", f"{limits.cores} threads MB/s", "scaling"],
     )
     rows = {
@@ -33,7 +33,7 @@ def machine_table(limits: MachineLimits) -> Table:
     }
     for name, rate in rows.items():
         table.add(name, rate.one / 1e6, rate.all / 1e6, f"{rate.scaling:.2f}×")
-    table.add("zstd fast ratio on the sample", f"{limits.compress_ratio:.2f}", "", "")
+    table.add("zstd fast ratio on the image's data", f"{limits.compress_ratio:.2f}", "", "")
     return table
 
 
@@ -96,6 +96,7 @@ def flow_table(run: BenchRun) -> Table | None:
             "flow adds",
             "simulator's 2 volume copies s",
             "disk backup alone (engine) s",
+            "each round: flow / without Prefect s",
         ],
     )
     table.add(
@@ -105,6 +106,7 @@ def flow_table(run: BenchRun) -> Table | None:
         percent(flow_added(flow)),
         2 * flow.copy_seconds,
         engine.wall_seconds,
+        ", ".join(f"{f:.2f} / {e:.2f}" for f, e in zip(flow.flow_rounds, flow.engine_rounds, strict=True)),
     )
     return table
 
