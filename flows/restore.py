@@ -30,7 +30,7 @@ from bingobackup.restore.plan import VmPlan
 from bingobackup.restore.steps import RestoredDisk, hand_over
 from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
-from flows.backup import job_tag, node_tag, vm_tag
+from flows.backup import job_tag, node_tag, unvisited, vm_tag
 from tasks.backup import run_job_hook
 from tasks.limits import apply_tag_limits
 from tasks.progress import progress_artifact
@@ -125,7 +125,12 @@ def _gather(futures: list[Any]) -> tuple[list[Any], list[str]]:
 
 def _write_disks(job: RestoreJob, ledger: Ledger, vm: VmPlan) -> list[RestoredDisk]:
     tag = vm_tag(limits_name(job.spec.name), vm.source.vm_id)
-    futures = [write_disk_task.with_options(tags=[tag]).submit(job, ledger, vm, disk) for disk in vm.disks]
+    futures = [
+        write_disk_task.with_options(tags=[tag]).submit(
+            unvisited(job), unvisited(ledger), unvisited(vm), disk
+        )
+        for disk in vm.disks
+    ]
     disks, errors = _gather(futures)
     if errors:
         raise BingoBackupError("; ".join(errors))
@@ -152,11 +157,11 @@ def restore_one(job: RestoreJob, vm: VmPlan) -> VmRestoreOutcome:
         disks = _write_disks(job, ledger, vm)
         instance = None
         if job.spec.kind == "vm":
-            instance = create_vm_task(job, ledger, vm, disks)
+            instance = create_vm_task(unvisited(job), unvisited(ledger), unvisited(vm), disks)
         else:
-            disks = [attach_disk_task(job, vm, d) for d in disks]
+            disks = [attach_disk_task(unvisited(job), unvisited(vm), d) for d in disks]
         hand_over(ledger, instance, disks)
-        leftovers = clean_up_task(job, ledger)  # temporaries the steps could not remove
+        leftovers = clean_up_task(unvisited(job), unvisited(ledger))  # temporaries the steps could not remove
         return _outcome(
             vm,
             started,
@@ -169,7 +174,7 @@ def restore_one(job: RestoreJob, vm: VmPlan) -> VmRestoreOutcome:
         )
     except Exception as exc:
         get_run_logger().error("restore of %s failed: %s", vm.source.label, exc)
-        leftovers = clean_up_task(job, ledger)
+        leftovers = clean_up_task(unvisited(job), unvisited(ledger))
         return _outcome(vm, started, status="failed", error=str(exc), leftovers=tuple(leftovers))
 
 
@@ -266,7 +271,9 @@ def _restore_vms(job: RestoreJob) -> list[VmRestoreOutcome]:
     """Every planned VM under the job's limits; skipped ones reported with their reason."""
     name = limits_name(job.spec.name)
     futures = {
-        index: restore_one.with_options(tags=[job_tag(name), node_tag(name, vm.node_key)]).submit(job, vm)
+        index: restore_one.with_options(tags=[job_tag(name), node_tag(name, vm.node_key)]).submit(
+            unvisited(job), unvisited(vm)
+        )
         for index, vm in enumerate(job.plan.vms)
         if not vm.skip_reason
     }
