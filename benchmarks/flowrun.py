@@ -179,7 +179,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
         # simulator's volume copies (GiBs of page cache and writeback) make rounds noisy.
         engine_times: list[float] = []
         flow_times: list[float] = []
-        rows: object = None
+        rows: list[object] = []  # each round's summary rows
         for round_ in range(ROUNDS):
             pool = f"bench-pool-{round_}"
             os.sync()  # each job starts without the previous one's writeback (as every step does)
@@ -210,7 +210,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             result = state.result(raise_on_failure=False)
             if not isinstance(result, dict) or result.get("status") != "ok":
                 raise RuntimeError(f"the benchmark's flow run did not succeed: {state.message or result}")
-            rows = result["rows"]
+            rows.append(result["rows"])
             shutil.rmtree(work / f"flow-pool-{round_}")
         return {
             "wall_seconds": min(flow_times),
@@ -218,7 +218,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             "flow_rounds": flow_times,
             "engine_rounds": engine_times,
             "copy_seconds": _copy_seconds(image, work),
-            "rows": rows,
+            "rows": rows[flow_times.index(min(flow_times))],  # the best round's, as its time
             "peak_rss_bytes": peak_rss_bytes(),
         }
     finally:

@@ -189,9 +189,11 @@ def method_lines(run: BenchRun, skipped: list[str]) -> list[str]:
         f"- Churn: {run.churned_bytes / (1 << 20):.0f} MiB rewritten in place (5 % of the 4 MiB regions holding "
         "data, each rewritten in full, half text, half incompressible).",
         "- Each step runs in a fresh process, after `sync` (no dirty pages of earlier steps are written "
-        "back during it). First backups (ours, restic's, borg's) run twice, each into an empty pool or "
-        "repository, and the faster is kept: on this virtual machine page cache growing into memory the "
-        "host reclaimed costs a host fault per page, which the second attempt avoids. Wall and CPU time cover the engine call only (not interpreter "
+        "back during it). First backups (ours, restic's, borg's) run three times, each into an empty pool or "
+        "repository, and the fastest is kept, as the machine probe keeps its best pass: on this virtual "
+        "machine page cache growing into memory the host reclaimed costs a host fault per page, which later "
+        "attempts avoid, and a busy host makes one run in two or three 20-40 % slow. Exports and restores "
+        "(every tool's) run twice, the faster kept. Wall and CPU time cover the engine call only (not interpreter "
         "start-up or the pool's scrypt), peak RSS is the process's VmHWM. restic and borg are timed as whole "
         "processes (`os.wait4` rusage).",
         "- Two reading modes: *sparse file* skips the holes the filesystem reports; *block device* reads "
