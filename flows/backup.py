@@ -359,7 +359,7 @@ def _back_up_vms(job: BackupJob) -> tuple[dict[str, VmOutcome], int]:
         if not pending or attempt > job.spec.options.retry.count:
             break
         logger.warning(
-            "retrying %d failed VM(s) in %.0f s: %s",
+            "retrying %d failed VM(s) in %g s: %s",
             len(pending),
             job.spec.options.retry.interval_minutes * 60,
             ", ".join(vm.name for vm in pending),

@@ -154,7 +154,7 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
         # Tape and optical pools keep the set's rows on the media too: `pool scan` rebuilds
         # the catalog from them when the pool home is lost. The set is committed either way.
         try:
-            keep_catalog_copy(job.pool, job.set_id, set_copy_bytes(committed, vms, disks))
+            keep_catalog_copy(job.pool, job.set_id, lambda: set_copy_bytes(committed, vms, disks))
         except PoolError as error:
             get_run_logger().warning("set %s has no catalog copy on the media: %s", job.set_id, error)
     writer.write_job_run(

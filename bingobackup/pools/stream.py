@@ -22,7 +22,7 @@ import os
 import struct
 import threading
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bingobackup.format.config import CONFIG_NAME, PoolConfig
@@ -159,12 +159,13 @@ class MediaPool(Pool):
         has room."""
 
 
-def keep_catalog_copy(pool: Pool, set_id: str, payload: bytes) -> bool:
+def keep_catalog_copy(pool: Pool, set_id: str, payload: Callable[[], bytes]) -> bool:
     """After a set is committed to the catalog: a media pool keeps a copy of its rows on the
-    media (other kinds keep their catalog next to their data already). True if written."""
+    media (other kinds keep their catalog next to their data already, and `payload` is not
+    built for them). True if written."""
     if not isinstance(pool, MediaPool):
         return False
-    pool.keep_catalog_copy(set_id, payload)
+    pool.keep_catalog_copy(set_id, payload())
     return True
 
 

@@ -185,7 +185,7 @@ def test_cloud_outage_longer_than_the_reconnect_time_fails_the_vm_after_that_win
 
 
 def test_a_vm_that_always_fails_is_tried_count_plus_one_times_interval_apart(
-    registered: Registered, monkeypatch: pytest.MonkeyPatch
+    registered: Registered, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     tries = _always_fails_to_snapshot(monkeypatch, "linux_local", "snapshot service down")
     interval_minutes = 0.02  # 1.2 s
@@ -201,6 +201,7 @@ def test_a_vm_that_always_fails_is_tried_count_plus_one_times_interval_apart(
     assert row["attempts"] == 2 and len(tries) == 2
     assert row["history"] == "#1 failed (snapshot service down); #2 failed (snapshot service down)"
     assert tries[1] - tries[0] >= interval_minutes * 60  # the interval was waited between attempts
+    assert "retrying 1 failed VM(s) in 1.2 s: linux_local" in caplog.text  # the operator sees the wait
     runs = job_runs(registered)
     assert list(runs["status"]) == ["failed"] and list(runs["attempts"]) == [2]
     assert [e["message"] for e in runs["errors"][0]] == [
