@@ -104,6 +104,14 @@ def test_job_from_cli_runs_on_the_hosts_worker_and_delete_keeps_the_backup_set(
     spec_file.write_text(yaml.safe_dump(shown))
     assert "changed: manual" in invoke("job", "edit", name, str(spec_file))
 
+    # A clone is a job of its own with the same spec and schedule, under the new name.
+    copy = f"{name}-copy"
+    assert f"created as a copy of {name}" in invoke("job", "clone", name, "--name", copy)
+    edited = yaml.safe_load(invoke("job", "show", name, "--spec"))
+    assert yaml.safe_load(invoke("job", "show", copy, "--spec")) == {**edited, "name": copy}
+    assert copy in invoke("job", "list") and "already" in refused("job", "clone", name, "--name", copy)
+    invoke("job", "delete", copy, "--yes")
+
     assert backup_set_count(registered.pool_dir) == 0
     out = invoke("job", "start", name, "--wait", "--timeout", "240")
     assert ": Completed" in out, out
