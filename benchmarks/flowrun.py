@@ -138,6 +138,9 @@ def run_flow_backup(image: Path, work: Path) -> dict[str, Any]:
         with temporary_settings(updates=prefect_server.client_settings(server)):
             return _with_server(image, work)
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=10)  # the runs' last log lines, before their server goes
         prefect_server.stop_server()
 
 
