@@ -110,6 +110,15 @@ class _BlockTable(Generic[M]):
         self._block_type = block_type
         self._key = key
 
+    @property
+    def slug(self) -> str:
+        return self._block_type.get_block_type_slug()
+
+    def model_of(self, data: dict[str, Any]) -> M:
+        """The engine model in a block document's data."""
+        model: M = self._block_type.model_validate(data).to_model()
+        return model
+
     def get(self, key: str) -> M | None:
         try:
             block = cast(_ModelBlock, self._block_type.load(block_document_name(key)))
@@ -143,7 +152,7 @@ class _BlockTable(Generic[M]):
                     if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
                         raise
                     return []  # the block type was never registered: nothing saved yet
-                models += [self._block_type.model_validate(doc.data).to_model() for doc in documents]
+                models += [self.model_of(doc.data) for doc in documents]
                 if len(documents) < _PAGE:
                     break
                 offset += _PAGE
@@ -235,17 +244,20 @@ class PrefectRegistryStore:
         """Every registration (clouds, hosts, users, pools) read at once, into a store of its own.
 
         For runs that only read the registry: resolving a job asks for its user, cloud, backup
-        host, pool and the cloud's hosts, five round trips (≈ 0.15 s of a run) where this makes
-        one per 200 registrations. Writes to the snapshot stay in it.
+        host, pool and the cloud's hosts, five round trips where this makes one per 200
+        registrations (measured: the run's resolve step 0.22-0.24 s -> 0.16-0.20 s). Writes to
+        the snapshot stay in it.
         """
         snapshot = InMemoryRegistryStore()
-        saves: dict[str, Callable[[Any], None]] = {
-            BingoCloudBlock.get_block_type_slug(): snapshot.save_cloud,
-            BackupHostBlock.get_block_type_slug(): snapshot.save_host,
-            BingoBackupUserBlock.get_block_type_slug(): snapshot.save_user,
-            PoolBlock.get_block_type_slug(): snapshot.save_pool,
+        tables: dict[str, tuple[_BlockTable[Any], Callable[[Any], None]]] = {
+            table.slug: (table, save)
+            for table, save in (
+                (self._clouds, snapshot.save_cloud),
+                (self._hosts, snapshot.save_host),
+                (self._users, snapshot.save_user),
+                (self._pools, snapshot.save_pool),
+            )
         }
-        blocks = {block.get_block_type_slug(): block for block in BLOCK_TYPES}
         with get_client(sync_client=True) as client:
             offset = 0
             while True:
@@ -254,7 +266,7 @@ class PrefectRegistryStore:
                     "POST",
                     "/block_documents/filter",
                     json={
-                        "block_types": {"slug": {"any_": sorted(saves)}},
+                        "block_types": {"slug": {"any_": sorted(tables)}},
                         "include_secrets": True,
                         "offset": offset,
                         "limit": _PAGE,
@@ -262,8 +274,8 @@ class PrefectRegistryStore:
                 )
                 documents = response.json()
                 for document in documents:
-                    slug = document["block_type"]["slug"]
-                    saves[slug](blocks[slug].model_validate(document["data"]).to_model())
+                    table, save = tables[document["block_type"]["slug"]]
+                    save(table.model_of(document["data"]))
                 if len(documents) < _PAGE:
                     return snapshot
                 offset += _PAGE
