@@ -21,7 +21,6 @@ deployment and the job's concurrency limits — backup sets stay in their pools.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -45,6 +44,8 @@ from deployments.kinds import BACKUP, JOB_KINDS, JobKind, JobSpec, job_kind, loa
 from deployments.runs import JobRun, schedule_upcoming
 from deployments.schedules import describe_schedule, once_in_past, prefect_schedules
 from deployments.workpool import ensure_work_pool, work_pool_name
+from tasks.limits import HeldSlots, delete_tag_limits
+from tasks.paging import read_all
 
 BACKUP_FLOW_NAME = BACKUP.flow_name
 BACKUP_ENTRYPOINT = BACKUP.entrypoint
@@ -228,17 +229,14 @@ def delete_job(name: str) -> None:
         deployment = _existing(client, name)
         tag = _to_info(deployment).kind.limit_tag(name)
         client.delete_deployment(deployment.id)
-        offset = 0
-        doomed: list[str] = []
-        while True:
-            page = client.read_concurrency_limits(limit=200, offset=offset)
-            doomed += [limit.tag for limit in page if limit.tag == tag or limit.tag.startswith(f"{tag}:")]
-            if len(page) < 200:
-                break
-            offset += 200
-        for limit_tag in doomed:
-            with contextlib.suppress(ObjectNotFound):
-                client.delete_concurrency_limit_by_tag(limit_tag)
+    delete_tag_limits(tag)
+
+
+def free_job_slots(name: str) -> list[HeldSlots]:
+    """Free the concurrency slots runs of job `name` hold, for after a run was killed (Prefect
+    would free them when their leases run out, see `tasks.limits`); the next run sets the
+    limits again. Works for a job run from a spec file too: it needs only the name."""
+    return [held for kind in JOB_KINDS for held in delete_tag_limits(kind.limit_tag(name))]
 
 
 def start_job(name: str) -> JobRun:
@@ -256,18 +254,16 @@ def read_job(name: str) -> JobInfo:
 
 def list_jobs() -> list[JobInfo]:
     """Every job (deployment of a backup or restore flow tagged as a job), by name."""
-    jobs: list[JobInfo] = []
     with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_deployments(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[kind.flow_name for kind in JOB_KINDS])),
-                deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[JOB_TAG])),
-                limit=200,
-                offset=offset,
+        jobs = [
+            _to_info(deployment)
+            for deployment in read_all(
+                lambda offset, limit: client.read_deployments(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[kind.flow_name for kind in JOB_KINDS])),
+                    deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[JOB_TAG])),
+                    limit=limit,
+                    offset=offset,
+                )
             )
-            jobs += [_to_info(d) for d in page]
-            if len(page) < 200:
-                break
-            offset += 200
+        ]
     return sorted(jobs, key=lambda job: job.name)

@@ -41,7 +41,7 @@ from tasks.backup import (
     snapshot,
     write_to_pool,
 )
-from tasks.limits import apply_tag_limits
+from tasks.limits import ensure_tag_limits
 from tasks.progress import progress_artifact
 
 T = TypeVar("T")
@@ -72,7 +72,7 @@ def _ensure_limits(job: BackupJob) -> None:
     for vm in job.vms:
         limits[node_tag(name, vm.node_id)] = options.parallel_vms_per_node
         limits[vm_tag(name, vm.instance_id)] = options.parallel_disks_per_vm
-    apply_tag_limits(limits)
+    ensure_tag_limits(limits, job.spec.name)
 
 
 @task(name="back up disk", cache_policy=NONE)

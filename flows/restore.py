@@ -32,7 +32,7 @@ from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
 from flows.backup import job_tag, node_tag, unvisited, vm_tag
 from tasks.backup import run_job_hook
-from tasks.limits import apply_tag_limits
+from tasks.limits import ensure_tag_limits
 from tasks.progress import progress_artifact
 from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
 
@@ -57,7 +57,7 @@ def _ensure_limits(job: RestoreJob) -> None:
     for vm in job.plan.to_restore:
         limits[node_tag(name, vm.node_key)] = options.parallel_vms_per_node
         limits[vm_tag(name, vm.source.vm_id)] = options.parallel_disks_per_vm
-    apply_tag_limits(limits)
+    ensure_tag_limits(limits, job.spec.name)
 
 
 def _plan_rows(job: RestoreJob) -> list[dict[str, object]]:

@@ -20,8 +20,7 @@ from pydantic import BaseModel
 
 from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
 from bingobackup.resources.store import InMemoryRegistryStore
-
-_PAGE = 200
+from tasks.paging import read_all
 
 
 class _ModelBlock(Block):
@@ -137,25 +136,23 @@ class _BlockTable(Generic[M]):
             return
 
     def all(self) -> list[M]:
-        models: list[M] = []
         with get_client(sync_client=True) as client:
-            offset = 0
-            while True:
-                try:
-                    documents = client.read_block_documents_by_type(
-                        self._block_type.get_block_type_slug(),
-                        offset=offset,
-                        limit=_PAGE,
-                        include_secrets=True,
+            try:
+                documents = list(
+                    read_all(
+                        lambda offset, limit: client.read_block_documents_by_type(
+                            self._block_type.get_block_type_slug(),
+                            offset=offset,
+                            limit=limit,
+                            include_secrets=True,
+                        )
                     )
-                except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                    if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
-                        raise
-                    return []  # the block type was never registered: nothing saved yet
-                models += [self.model_of(doc.data) for doc in documents]
-                if len(documents) < _PAGE:
-                    break
-                offset += _PAGE
+                )
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                    raise
+                return []  # the block type was never registered: nothing saved yet
+        models = [self.model_of(doc.data) for doc in documents]
         return sorted(models, key=self._key)
 
 
@@ -170,13 +167,7 @@ def _names_cloud(parameters: Any, cloud: str) -> bool:
 
 def _all_deployments() -> Iterator[Any]:
     with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_deployments(limit=_PAGE, offset=offset)
-            yield from page
-            if len(page) < _PAGE:
-                return
-            offset += _PAGE
+        yield from read_all(lambda offset, limit: client.read_deployments(limit=limit, offset=offset))
 
 
 class PrefectRegistryStore:
@@ -259,23 +250,20 @@ class PrefectRegistryStore:
             )
         }
         with get_client(sync_client=True) as client:
-            offset = 0
-            while True:
-                # The client's read_block_documents cannot filter by block type; the API can.
-                response = client.request(
+            # The client's read_block_documents cannot filter by block type; the API can.
+            documents = read_all(
+                lambda offset, limit: client.request(
                     "POST",
                     "/block_documents/filter",
                     json={
                         "block_types": {"slug": {"any_": sorted(tables)}},
                         "include_secrets": True,
                         "offset": offset,
-                        "limit": _PAGE,
+                        "limit": limit,
                     },
-                )
-                documents = response.json()
-                for document in documents:
-                    table, save = tables[document["block_type"]["slug"]]
-                    save(table.model_of(document["data"]))
-                if len(documents) < _PAGE:
-                    return snapshot
-                offset += _PAGE
+                ).json()
+            )
+            for document in documents:
+                table, save = tables[document["block_type"]["slug"]]
+                save(table.model_of(document["data"]))
+        return snapshot

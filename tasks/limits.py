@@ -1,28 +1,92 @@
-"""Prefect tag concurrency limits, set from a job's options at the start of each run."""
+"""Prefect tag concurrency limits: set from a job's options at the start of each run, and the
+slots a killed run left held."""
 
 from __future__ import annotations
 
-from prefect.client.orchestration import get_client
+from dataclasses import dataclass
 
-PAGE = 200
+from prefect import get_run_logger
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import ConcurrencyLimit
+from prefect.exceptions import ObjectNotFound
+
+from tasks.paging import read_all
+
+# Prefect's task engine takes a tag's slot as a lease of this many seconds, renewed while the
+# task runs; the server frees an expired lease on its next sweep (every 15 s).
+SLOT_LEASE_SECONDS = 60
+SLOT_SWEEP_SECONDS = 15
 
 
-def apply_tag_limits(limits: dict[str, int]) -> None:
-    """Create or change the tag limits that differ from what the server holds.
+@dataclass(frozen=True)
+class HeldSlots:
+    """Slots of one tag limit taken by task runs (their ids, as the server lists them)."""
+
+    tag: str
+    limit: int
+    task_runs: tuple[str, ...]
+
+
+def _all_limits(client: SyncPrefectClient) -> list[ConcurrencyLimit]:
+    return list(read_all(lambda offset, limit: client.read_concurrency_limits(limit=limit, offset=offset)))
+
+
+def _held(limit: ConcurrencyLimit) -> HeldSlots | None:
+    if not limit.active_slots:
+        return None
+    return HeldSlots(limit.tag, limit.concurrency_limit, tuple(str(run) for run in limit.active_slots))
+
+
+def apply_tag_limits(limits: dict[str, int]) -> list[HeldSlots]:
+    """Create or change the tag limits that differ from what the server holds; return the
+    slots of these tags that other task runs hold right now (this run waits for them).
 
     Why read first: every run of a job asks for the same limits, and each creation is a write
     transaction on the server while the run is starting; one paged read usually finds them
     all in place already.
     """
     with get_client(sync_client=True) as client:
-        current: dict[str, int] = {}
-        offset = 0
-        while True:
-            page = client.read_concurrency_limits(limit=PAGE, offset=offset)
-            current.update((limit.tag, limit.concurrency_limit) for limit in page)
-            if len(page) < PAGE:
-                break
-            offset += PAGE
-        for tag, limit in limits.items():
-            if current.get(tag) != limit:
-                client.create_concurrency_limit(tag=tag, concurrency_limit=limit)
+        current = {limit.tag: limit for limit in _all_limits(client)}
+        for tag, value in limits.items():
+            if tag not in current or current[tag].concurrency_limit != value:
+                client.create_concurrency_limit(tag=tag, concurrency_limit=value)
+    return [held for tag in limits if tag in current and (held := _held(current[tag]))]
+
+
+def ensure_tag_limits(limits: dict[str, int], job_name: str) -> None:
+    """`apply_tag_limits`, telling the operator (run log) when the run starts behind slots
+    another run holds, why it may wait and how to free them."""
+    held = apply_tag_limits(limits)
+    if not held:
+        return
+    tags = ", ".join(f"{h.tag} ({len(h.task_runs)} of {h.limit})" for h in held)
+    get_run_logger().warning(
+        "concurrency slots already held: %s. Another run of job %s is going, or one was killed: "
+        "Prefect frees a dead run's slots within about %d s and this run waits for them. If no "
+        "other run of the job is going, free them now with `bingobackup job free-slots %s`.",
+        tags,
+        job_name,
+        SLOT_LEASE_SECONDS + SLOT_SWEEP_SECONDS,
+        job_name,
+    )
+
+
+def delete_tag_limits(tag: str) -> list[HeldSlots]:
+    """Delete the limit `tag` and every limit under it (`tag:...`); return the slots they held.
+
+    Deleting is the one way a client frees slots whose holder died: the server drops the
+    limit's leases with it, and the next run recreates the limit with every slot free.
+    (`prefect concurrency-limit reset` revokes the leases but leaves the slots counted, so
+    they are never freed.) A live holder is not stopped: its release finds no lease and does
+    nothing.
+    """
+    with get_client(sync_client=True) as client:
+        doomed = [
+            limit for limit in _all_limits(client) if limit.tag == tag or limit.tag.startswith(f"{tag}:")
+        ]
+        for limit in doomed:
+            try:
+                client.delete_concurrency_limit_by_tag(limit.tag)
+            except ObjectNotFound:
+                continue
+    return [held for limit in doomed if (held := _held(limit))]

@@ -1,5 +1,5 @@
 """`bingobackup job …`: backup and restore jobs as Prefect deployments (create, list, show, start, edit,
-clone, delete). The same jobs are visible and startable in the Prefect UI."""
+clone, delete, free-slots). The same jobs are visible and startable in the Prefect UI."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from rich.table import Table
 from bingobackup.cli.common import acting_user_name, console, prefect_api, registry
 
 if TYPE_CHECKING:
+    from prefect.client.orchestration import SyncPrefectClient
+
     from deployments.jobs import JobInfo
     from deployments.kinds import JobSpec
     from deployments.runs import JobRun
@@ -236,3 +238,42 @@ def start(
     console.print(f"Run {final.name}: {final.state}" + (f" — {final.message}" if final.message else ""))
     if final.state_type != "COMPLETED":
         raise typer.Exit(1)
+
+
+@app.command("free-slots")
+def free_slots(name: str = typer.Argument(..., help="Job (or spec name) whose runs' slots to free")) -> None:
+    """Free the concurrency slots a killed run of the job still holds, so the next run starts at once.
+
+    Prefect frees them by itself about 75 s after the run died; use this only when no run of
+    the job is going (a live run keeps working, but no longer counts against the limits).
+    """
+    with prefect_api():
+        from prefect.client.orchestration import get_client
+
+        from deployments.jobs import free_job_slots
+
+        held = free_job_slots(name)
+        if not held:
+            console.print(f"No concurrency slots of job {name} were held.")
+            return
+        table = Table("tag", "slots held", "by flow run", title=f"Slots freed for job {name}")
+        with get_client(sync_client=True) as client:
+            for slots in held:
+                runs = sorted({_holder_run(client, task_run) for task_run in slots.task_runs})
+                table.add_row(slots.tag, f"{len(slots.task_runs)} of {slots.limit}", ", ".join(runs))
+    console.print(table)
+    console.print("The job's next run sets its limits again.")
+
+
+def _holder_run(client: SyncPrefectClient, task_run_id: str) -> str:
+    """'name (state)' of the flow run a slot-holding task run belongs to."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        task_run = client.read_task_run(task_run_id)
+        if task_run.flow_run_id is None:
+            return f"task run {task_run_id}"
+        flow_run = client.read_flow_run(task_run.flow_run_id)
+    except ObjectNotFound:
+        return f"task run {task_run_id} (gone)"
+    return f"{flow_run.name} ({flow_run.state_name})"

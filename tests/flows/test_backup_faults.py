@@ -93,6 +93,18 @@ def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
     stored_before = {p.name for p in registered.pool_dir.joinpath("chunks").rglob("*") if p.is_file()}
     assert [s for s in registered.client.describe_snapshots()]  # the dead run left its snapshots
 
+    # The dead run's task runs still hold their concurrency slots (Prefect frees them ~75 s
+    # later); the operator frees them, as the rerun's warning says.
+    freed = subprocess.run(
+        [str(Path(sys.executable).with_name("bingobackup")), "job", "free-slots", spec["name"]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert freed.returncode == 0, freed.stderr
+    assert f"bingobackup:{spec['name']}" in freed.stdout and "(Running)" in freed.stdout
+
     rerun = run_backup_now(load_job_spec({**spec, "options": {"retry": {"count": 0, "interval_minutes": 0}}}))
     assert rerun.is_completed(), rerun.message
     assert len(committed_sets(registered)) == 1
