@@ -10,8 +10,9 @@ T = TypeVar("T")
 PAGE = 200
 
 
-def read_all(fetch: Callable[[int, int], Sequence[T]], page: int = PAGE) -> Iterator[T]:
+def read_all(fetch: Callable[[int, int], Sequence[T]]) -> Iterator[T]:
     """The items `fetch(offset, limit)` returns over all pages; a short page is the last."""
+    page = PAGE  # read at each call, so tests can make pages small
     offset = 0
     while True:
         items = fetch(offset, page)

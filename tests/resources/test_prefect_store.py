@@ -109,7 +109,7 @@ def test_a_snapshot_reads_every_registration_with_its_secrets_page_by_page(
     prefect_store.save_user(user)
     # Another kind of block on the server is not ours and is left out.
     Secret(value="not a registration").save("snapshot-other-block", overwrite=True)
-    monkeypatch.setattr("tasks.blocks._PAGE", 2)  # six documents: three full pages and an empty one
+    monkeypatch.setattr("tasks.paging.PAGE", 2)  # six documents: three full pages and an empty one
     try:
         snapshot = prefect_store.snapshot()
         assert snapshot.list_clouds() == clouds
