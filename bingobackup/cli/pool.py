@@ -54,6 +54,12 @@ def create(
         True, "--verify-tls/--no-verify-tls", help="object: check the certificate"
     ),
     ca_bundle: str = typer.Option(None, help="object: PEM file of the CA that signed the endpoint"),
+    conditional_writes: bool = typer.Option(
+        True,
+        "--conditional-writes/--no-conditional-writes",
+        help="object: send If-None-Match: * so the service refuses to replace an object; turn off "
+        "for a service that answers NotImplemented (a lookup before each write then)",
+    ),
     object_lock: str = typer.Option(None, help="object: governance | compliance Object Lock on every object"),
     retention_days: int = typer.Option(
         0, help="object: days each object stays undeletable (with --object-lock)"
@@ -92,6 +98,7 @@ def create(
             secret_access_key=secret_access_key,
             verify_tls=verify_tls,
             ca_bundle=ca_bundle,
+            conditional_writes=conditional_writes,
             object_lock_mode=object_lock,
             retention_days=retention_days,
         )

@@ -5,7 +5,7 @@ Each blob is one object `<prefix>/<key>`. The rules of base.py map onto S3 as:
 - put is one PutObject (atomic: an object is visible whole or not at all), or a multipart
   upload for blobs above the part size, visible only when CompleteMultipartUpload succeeds.
 - Write-once: every write carries `If-None-Match: *`, so the service refuses to replace an
-  object. A refused write is the idempotent re-put of rule 2 when the object holds the same
+  object (with conditional writes off, for services without them, a HEAD before each write). A refused write is the idempotent re-put of rule 2 when the object holds the same
   bytes (its ETag is the MD5 we expect, or, where a service's ETags are not MD5s, reading it
   back matches); different bytes are an error naming the key and the old bytes stay. Nothing
   is ever rewritten, so versioned buckets and Object Lock keep exactly one version of everything.
@@ -49,6 +49,9 @@ from bingobackup.pools.s3config import S3Settings
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _FULL = {"QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage", "507"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
+# What a service answers to a header it does not implement (If-None-Match before 2024).
+_UNSUPPORTED = {"NotImplemented", "501"}
+_WRITES = {"write", "complete the upload of"}
 EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 # put_soon: uploads in flight at once and blobs waiting for one (their bytes are held).
 UPLOAD_THREADS = 4
@@ -115,6 +118,13 @@ class S3BlobStore(BlobStore):
                     f"bucket {self.settings.bucket} of pool {self.name} does not exist at "
                     f"{self.settings.endpoint_url or 'AWS'}; create it, or fix the pool's endpoint/bucket"
                 )
+            if code in _UNSUPPORTED and self.settings.conditional_writes and doing in _WRITES:
+                return PoolError(
+                    f"the S3 service at {where} does not support conditional writes (If-None-Match: *), "
+                    f"which pool {self.name} uses so that the service itself refuses to replace an "
+                    "object. Create the pool with --no-conditional-writes: bingobackup then looks each "
+                    "key up before writing it"
+                )
             if code in _DENIED:
                 return PoolError(
                     f"S3 refused to {doing} {what} ({code}); check the pool's access key id and secret "
@@ -156,7 +166,17 @@ class S3BlobStore(BlobStore):
                 options["ContentMD5"] = base64.b64encode(md5).decode()
         return options
 
-    def _settle_existing(self, key: str, written: Written, error: ClientError) -> None:
+    def already_holds(self, key: str, written: Written) -> bool:
+        """Write-once without the service's help (conditional writes off): True when `key` is
+        already stored with these bytes, so there is nothing to write; other bytes are refused
+        as a conditional write would be. One HEAD per write: two hosts writing the same key at
+        the same moment could both write, which for content-addressed chunks is the same bytes."""
+        if self.settings.conditional_writes or not self.exists(key):
+            return False
+        self._settle_existing(key, written, None)
+        return True
+
+    def _settle_existing(self, key: str, written: Written, error: ClientError | None) -> None:
         """A write refused because the object exists: fine when it holds the same bytes (rule 2),
         an error naming the key when it does not (the object keeps its earlier bytes)."""
         try:
@@ -164,6 +184,8 @@ class S3BlobStore(BlobStore):
                 "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
             )
         except BlobNotFoundError:
+            if error is None:
+                raise
             raise self._translate(error, "write", key, written.size) from None
         if is_content_addressed(key):
             return  # a racing writer stored this chunk first: the same content (rule 2)
@@ -201,6 +223,8 @@ class S3BlobStore(BlobStore):
                 writer.abort()
             return
         body = b"".join(parts)
+        if self.already_holds(key, Written.single(body)):
+            return
         options = self.write_options(body)
         if self.settings.conditional_writes:
             options["IfNoneMatch"] = "*"

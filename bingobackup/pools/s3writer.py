@@ -95,6 +95,11 @@ class S3BlobWriter(BlobWriter):
             self._upload_part(bytes(self._buffer))
             self._buffer = bytearray()
         store = self._store
+        written = Written(self._size, store.settings.part_size, tuple(self._md5s), multipart=True)
+        if store.already_holds(self._key, written):
+            self.abort()
+            self._state = "committed"
+            return
         options: dict[str, Any] = {"IfNoneMatch": "*"} if store.settings.conditional_writes else {}
         try:
             store.client.complete_multipart_upload(
@@ -108,7 +113,6 @@ class S3BlobWriter(BlobWriter):
             if error_code(error) not in EXISTS_CODES:
                 raise self._fail(error, "complete the upload of", self._size) from None
             self.abort()
-            written = Written(self._size, store.settings.part_size, tuple(self._md5s), multipart=True)
             store._settle_existing(self._key, written, error)
         except BotoCoreError as error:
             raise self._fail(error, "complete the upload of", self._size) from None

@@ -82,6 +82,8 @@ class S3Case(StoreCase):
     def __init__(self, moto_endpoint: str, name: str, **overrides: Any) -> None:
         self.direct = moto_client(moto_endpoint)
         self.proxy = FaultProxy(moto_endpoint)
+        # A pool without conditional writes must never send one: the proxy refuses them.
+        self.proxy.refuse_conditional_writes = overrides.get("conditional_writes") is False
         self.settings = s3_settings(
             self.proxy.endpoint,
             new_bucket(moto_endpoint, object_lock="object_lock_mode" in overrides),

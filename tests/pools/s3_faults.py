@@ -23,6 +23,7 @@ _ERRORS = {
     503: ("SlowDown", "Please reduce your request rate."),
     500: ("InternalError", "We encountered an internal error. Please try again."),
     403: ("QuotaExceeded", "Bucket quota exceeded."),
+    501: ("NotImplemented", "A header you provided implies functionality that is not implemented"),
 }
 
 
@@ -36,6 +37,7 @@ class FaultProxy:
         self.failures = 0
         self.requests = 0
         self.disguise_etags = False
+        self.refuse_conditional_writes = False
         self._scheme = "https" if tls else "http"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         if tls is not None:
@@ -58,9 +60,12 @@ class FaultProxy:
         with self._lock:
             self._persistent = None if code is None else (403 if code == errno.ENOSPC else 500)
 
-    def _fault_for(self, method: str) -> int | None:
+    def _fault_for(self, method: str, conditional: bool) -> int | None:
         with self._lock:
             self.requests += 1
+            if conditional and self.refuse_conditional_writes:
+                self.failures += 1
+                return 501
             if self._transient:
                 self.failures += 1
                 return self._transient.pop(0)
@@ -85,7 +90,7 @@ class FaultProxy:
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status = proxy._fault_for(self.command)
+                status = proxy._fault_for(self.command, "If-None-Match" in self.headers)
                 if status is not None:
                     code, message = _ERRORS[status]
                     payload = (
