@@ -17,7 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,10 @@ from bingobackup.errors import BingoBackupError
 
 class ServiceError(BingoBackupError):
     pass
+
+
+class PortTakenError(ServiceError):
+    """Another process answered on the port the service being started was to serve."""
 
 
 def bingobackup_home() -> Path:
@@ -110,8 +114,14 @@ class BackgroundService:
         url: str,
         env: dict[str, str] | None = None,
         extra: dict[str, str] | None = None,
+        is_ours: Callable[[], bool] | None = None,
     ) -> RunningService:
-        """The running service, or start `command` (which must serve `url`) and wait until healthy."""
+        """The running service, or start `command` (which must serve `url`) and wait until healthy.
+
+        `is_ours` tells our service from another that took the port first (two homes starting
+        at the same moment both found it free): then ours is stopped and PortTakenError raised,
+        rather than this home's commands talking to somebody else's service.
+        """
         with self._lock():
             running = self.status()
             if running:
@@ -133,6 +143,9 @@ class BackgroundService:
                         f"the {self.name} exited with code {process.returncode} while starting; see {log_path}"
                     )
                 if http_ok(url + self.health_path):
+                    if is_ours is not None and not is_ours():
+                        _terminate(process.pid)
+                        raise PortTakenError(f"another process already serves {url}")
                     running = RunningService(url, process.pid, log_path, extra or {})
                     tmp = self._state_file.with_suffix(".tmp")
                     tmp.write_text(

@@ -9,15 +9,25 @@ nothing is started.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bingobackup.cli.background import BackgroundService, ServiceError, bingobackup_home, free_port, http_ok
+from bingobackup.cli.background import (
+    BackgroundService,
+    PortTakenError,
+    ServiceError,
+    bingobackup_home,
+    free_port,
+    http_ok,
+)
 
 DEFAULT_PORT = 4200
+_START_TRIES = 3
 _SERVICE = BackgroundService(name="prefect-server", health_path="/health")
 
 
@@ -69,7 +79,6 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         return current
     if current:
         return current
-    port = port or free_port(DEFAULT_PORT)
     prefect_home = bingobackup_home() / "prefect"
     prefect_home.mkdir(exist_ok=True)
     env = {
@@ -80,13 +89,34 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
-    # Prefect's `server start`, with SQLite write transactions made IMMEDIATE (see prefect_serve).
-    command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", "127.0.0.1", str(port)]
+    port = port or free_port(DEFAULT_PORT)
+    for _ in range(_START_TRIES):
+        url = f"http://127.0.0.1:{port}/api"
+        # Prefect's `server start`, with SQLite write transactions made IMMEDIATE (see prefect_serve).
+        command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", "127.0.0.1", str(port)]
+        try:
+            running = _SERVICE.ensure(
+                command, url, env=env, is_ours=lambda url=url: _serves_home(url, prefect_home)
+            )
+        except PortTakenError:
+            port = free_port(0)  # taken since we found it free: any other port will do
+            continue
+        except ServiceError as exc:
+            raise PrefectServerError(f"Cannot start the local Prefect server: {exc}") from None
+        return ServerInfo(running.url, running.pid, running.log_path)
+    raise PrefectServerError(
+        f"Cannot start the local Prefect server: {_START_TRIES} ports in a row were taken by other "
+        "servers while it started. Run the command again, or point PREFECT_API_URL at a server"
+    )
+
+
+def _serves_home(url: str, prefect_home: Path) -> bool:
+    """True when the Prefect server at `url` keeps its data in `prefect_home` (it is ours)."""
     try:
-        running = _SERVICE.ensure(command, f"http://127.0.0.1:{port}/api", env=env)
-    except ServiceError as exc:
-        raise PrefectServerError(f"Cannot start the local Prefect server: {exc}") from None
-    return ServerInfo(running.url, running.pid, running.log_path)
+        with urllib.request.urlopen(f"{url}/admin/settings", timeout=5) as response:
+            return bool(json.loads(response.read()).get("home") == str(prefect_home))
+    except (OSError, ValueError):
+        return False
 
 
 def stop_server() -> bool:

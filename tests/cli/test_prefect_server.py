@@ -1,12 +1,16 @@
-"""The CLI's local Prefect server: started once, reused, stopped, and never when
-PREFECT_API_URL names a team's server."""
+"""The CLI's local Prefect server: started once, reused, stopped, never when PREFECT_API_URL
+names a team's server, and never another home's server found on its port."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +75,41 @@ def test_local_server_takes_sqlite_write_lock_when_a_transaction_begins() -> Non
         [sys.executable, "-c", _BEGIN_MODE_PROBE], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.split() == ["DEFERRED", "IMMEDIATE"]
+
+
+class _OtherServer(BaseHTTPRequestHandler):
+    """Another home's Prefect server, already on the port this home picked."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"home": "/somebody/else/prefect"}).encode() if "settings" in self.path else b"true"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_port_another_server_took_while_ours_started_is_not_adopted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Two homes starting at once can both find the preferred port free; the second must not
+    # send its registrations (cloud keys among them) to the first one's server.
+    monkeypatch.setenv("BINGOBACKUP_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    other = ThreadingHTTPServer(("127.0.0.1", 0), _OtherServer)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    taken = other.server_address[1]
+    try:
+        ours = manager.ensure_server(port=taken)
+        try:
+            assert ours.url != f"http://127.0.0.1:{taken}/api"
+            with urllib.request.urlopen(f"{ours.url}/admin/settings", timeout=5) as response:
+                assert json.loads(response.read())["home"] == str(tmp_path / "prefect")
+            assert manager.status() == ours  # later commands of this home find their own
+        finally:
+            assert manager.stop_server()
+    finally:
+        other.shutdown()
+        other.server_close()
