@@ -9,6 +9,7 @@ nothing is started.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -96,7 +97,7 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", "127.0.0.1", str(port)]
         try:
             running = _SERVICE.ensure(
-                command, url, env=env, is_ours=lambda url=url: _serves_home(url, prefect_home)
+                command, url, env=env, is_ours=functools.partial(_serves_home, url, prefect_home)
             )
         except PortTakenError:
             port = free_port(0)  # taken since we found it free: any other port will do
