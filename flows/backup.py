@@ -2,7 +2,8 @@
 VMs that failed, register the backup set, and show operators what happened.
 
 Concurrency limits are Prefect tag limits made from the spec: one tag per job (parallel
-VMs), per job and node (parallel VMs per node) and per job and VM (parallel disks per VM).
+VMs), per job and node (parallel VMs per node) and per job and VM (parallel disks per VM);
+and one slot per job that the run holds throughout, so a job never runs twice at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.client.schemas.objects import State
 from prefect.context import SyncClientContext, get_run_context
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
@@ -41,7 +42,7 @@ from tasks.backup import (
     snapshot,
     write_to_pool,
 )
-from tasks.limits import ensure_tag_limits
+from tasks.limits import JobAlreadyRunningError, ensure_tag_limits, sole_run
 from tasks.progress import progress_artifact
 
 T = TypeVar("T")
@@ -64,6 +65,11 @@ def node_tag(job: str, node_id: str) -> str:
 
 def vm_tag(job: str, vm_id: str) -> str:
     return f"bingobackup:{job}:vm:{vm_id}"
+
+
+def run_tag(job: str) -> str:
+    """The job's run slot: one run of a job at a time (`tasks.limits.sole_run`)."""
+    return f"bingobackup:{job}:run"
 
 
 def _ensure_limits(job: BackupJob) -> None:
@@ -237,7 +243,12 @@ def _run_job_with_one_client(spec: BackupJobSpec, user: str | None) -> dict[str,
     # each new client costs ≈ 20 ms of CPU (its TLS context loads the CA bundle) and a round
     # trip for its CSRF token, taken from the backup's two cores.
     with SyncClientContext.get_or_create():
-        return _run_job(spec, user)
+        try:
+            with sole_run(run_tag(spec.name), spec.name):
+                return _run_job(spec, user)
+        except JobAlreadyRunningError as exc:  # before any hook, cloud call or pool write
+            get_run_logger().warning(str(exc))
+            return Cancelled(message=str(exc))
 
 
 def run_backup_now(spec: BackupJobSpec, user: str | None = None) -> State:

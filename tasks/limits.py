@@ -1,21 +1,32 @@
-"""Prefect tag concurrency limits: set from a job's options at the start of each run, and the
-slots a killed run left held."""
+"""Prefect tag concurrency limits: set from a job's options at the start of each run, the
+job's run slot (one run of a job at a time), and the slots a killed run left held."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import httpx
 from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.objects import ConcurrencyLimit
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, ConcurrencyLimit
+from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
+from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
 
+from bingobackup.errors import BingoBackupError
 from tasks.paging import read_all
 
 # Prefect's task engine takes a tag's slot as a lease of this many seconds, renewed while the
 # task runs; the server frees an expired lease on its next sweep (every 15 s).
 SLOT_LEASE_SECONDS = 60
 SLOT_SWEEP_SECONDS = 15
+
+
+class JobAlreadyRunningError(BingoBackupError):
+    """Another run of the same job holds the job's run slot."""
 
 
 @dataclass(frozen=True)
@@ -90,3 +101,52 @@ def delete_tag_limits(tag: str) -> list[HeldSlots]:
             except ObjectNotFound:
                 continue
     return [held for limit in doomed if (held := _held(limit))]
+
+
+@contextlib.contextmanager
+def sole_run(tag: str, job_name: str) -> Iterator[None]:
+    """Hold the job's run slot (tag limit `tag`, one slot) while the block runs, or raise
+    JobAlreadyRunningError at once when another run of the job holds it.
+
+    Why: a run starts by deleting the temporary snapshots and volumes a killed run of its job
+    left behind; a second run going at the same time (a schedule firing while the last run
+    still works, `job start` beside it) would take the first one's for leftovers and detach
+    them mid-read. The slot is a lease like every tag slot: a killed run's is freed within
+    about 75 s, or at once by `bingobackup job free-slots` (the tag is under the job's).
+    """
+    context = FlowRunContext.get()
+    holder = (
+        ConcurrencyLeaseHolder(type="flow_run", id=context.flow_run.id)
+        if context is not None and context.flow_run is not None
+        else None
+    )
+    with contextlib.ExitStack() as stack:
+        for attempt in range(2):
+            try:
+                stack.enter_context(
+                    concurrency(
+                        f"tag:{tag}",
+                        occupy=1,
+                        max_retries=0,
+                        lease_duration=SLOT_LEASE_SECONDS,
+                        strict=True,
+                        holder=holder,
+                        # A renewal that fails (the limit freed by hand) must not stop a backup.
+                        raise_on_lease_renewal_failure=False,
+                    )
+                )
+                break
+            except ConcurrencySlotAcquisitionError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, httpx.HTTPStatusError) and cause.response.status_code == 423:
+                    raise JobAlreadyRunningError(
+                        f"job {job_name} is already running (or a run of it was killed less than "
+                        f"~{SLOT_LEASE_SECONDS + SLOT_SWEEP_SECONDS} s ago): this run did nothing. "
+                        "Wait for that run to end; if no run of the job is going, free its slot with "
+                        f"`bingobackup job free-slots {job_name}` and start again."
+                    ) from None
+                if attempt:
+                    raise
+                with get_client(sync_client=True) as client:  # the job's first run: no slot yet
+                    client.create_concurrency_limit(tag=tag, concurrency_limit=1)
+        yield

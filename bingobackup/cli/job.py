@@ -254,7 +254,7 @@ def free_slots(name: str = typer.Argument(..., help="Job (or spec name) whose ru
 
         held = free_job_slots(name)
         if not held:
-            console.print(f"No concurrency slots of job {name} were held.")
+            console.print(f"No task of job {name} held a slot; its limits (and its run slot) were reset.")
             return
         table = Table("tag", "slots held", "by flow run", title=f"Slots freed for job {name}")
         with get_client(sync_client=True) as client:

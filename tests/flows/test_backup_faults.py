@@ -1,4 +1,5 @@
-"""Faults during a backup: dropped connections, a killed backup process, bad input.
+"""Faults during a backup: dropped connections, a killed backup process, a run started while
+the job runs, bad input.
 
 No data already backed up is lost, nothing half-written becomes visible, and every error
 names what is wrong."""
@@ -12,16 +13,21 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from flow_support import Registered
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
 
+from bingobackup.backup.staging import snapshot_volume
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.loading import SpecError
 from catalog import Catalog
-from flows.backup import run_backup_now
+from flows.backup import job_tag, run_backup_now, run_tag
+from tasks.limits import delete_tag_limits
 
 
 def put_faults(registered: Registered, faults: dict) -> None:
@@ -152,3 +158,37 @@ def test_unknown_cloud_or_pool_is_named(registered: Registered, change: dict, ne
 def test_malformed_spec_is_refused_before_the_flow_runs(registered: Registered) -> None:
     with pytest.raises(SpecError, match="parallel_vms"):
         load_job_spec({**registered.spec(), "options": {"parallel_vms": "many"}})
+
+
+def test_a_second_run_while_the_job_runs_does_nothing_and_leaves_the_first_ones_snapshots(
+    registered: Registered,
+) -> None:
+    spec = load_job_spec(registered.spec(content=[{"vm": "linux_local"}]))
+    vm = next(i for i in registered.client.describe_instances() if i.name == "linux_local")
+    # The first run is going: it holds the job's run slot and has snapshotted a disk.
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag=run_tag(spec.name), concurrency_limit=1)
+        client.increment_concurrency_slots_with_lease(
+            names=[f"tag:{run_tag(spec.name)}"],
+            slots=1,
+            mode="concurrency",
+            lease_duration=60,
+            holder=ConcurrencyLeaseHolder(type="flow_run", id=uuid.uuid4()),
+        )
+    first_runs = snapshot_volume(registered.client, spec.name, vm.block_devices[0].volume_id, {})
+    requests_before = sum(registered.sim.stats().requests.values())
+
+    second = run_backup_now(spec)
+    assert second.is_cancelled()
+    assert f"job {spec.name} is already running" in str(second.message)
+    assert f"bingobackup job free-slots {spec.name}" in str(second.message)
+    assert sum(registered.sim.stats().requests.values()) == requests_before  # the cloud untouched
+    assert [s.snapshot_id for s in registered.client.describe_snapshots()] == [first_runs.snapshot_id]
+    assert committed_sets(registered) == []
+
+    # The first run was in fact killed: once its slot is freed, the next run cleans up after it.
+    delete_tag_limits(job_tag(spec.name))
+    third = run_backup_now(spec)
+    assert third.is_completed(), third.message
+    assert not list(registered.client.describe_snapshots())
+    assert len(committed_sets(registered)) == 1
