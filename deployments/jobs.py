@@ -44,7 +44,7 @@ from deployments.kinds import BACKUP, JOB_KINDS, JobKind, JobSpec, job_kind, loa
 from deployments.runs import JobRun, schedule_upcoming
 from deployments.schedules import describe_schedule, once_in_past, prefect_schedules
 from deployments.workpool import ensure_work_pool, work_pool_name
-from tasks.limits import HeldSlots, delete_tag_limits
+from tasks.limits import HeldSlots, crash_holders, delete_tag_limits
 from tasks.paging import read_all
 
 BACKUP_FLOW_NAME = BACKUP.flow_name
@@ -234,9 +234,12 @@ def delete_job(name: str) -> None:
 
 def free_job_slots(name: str) -> list[HeldSlots]:
     """Free the concurrency slots runs of job `name` hold, for after a run was killed (Prefect
-    would free them when their leases run out, see `tasks.limits`); the next run sets the
-    limits again. Works for a job run from a spec file too: it needs only the name."""
-    return [held for kind in JOB_KINDS for held in delete_tag_limits(kind.limit_tag(name))]
+    would free them when their leases run out, see `tasks.limits`), and mark the runs that held
+    them Crashed; the next run sets the limits again. Works for a job run from a spec file too:
+    it needs only the name."""
+    held = [slots for kind in JOB_KINDS for slots in delete_tag_limits(kind.limit_tag(name))]
+    crash_holders((run for slots in held for run in slots.task_runs), "its slots were freed by hand")
+    return held
 
 
 def start_job(name: str) -> JobRun:

@@ -42,7 +42,7 @@ from tasks.backup import (
     snapshot,
     write_to_pool,
 )
-from tasks.limits import JobAlreadyRunningError, ensure_tag_limits, sole_run
+from tasks.limits import JobAlreadyRunningError, crash_dead_runs, ensure_tag_limits, sole_run
 from tasks.progress import progress_artifact
 
 T = TypeVar("T")
@@ -245,6 +245,11 @@ def _run_job_with_one_client(spec: BackupJobSpec, user: str | None) -> dict[str,
     with SyncClientContext.get_or_create():
         try:
             with sole_run(run_tag(spec.name), spec.name):
+                crashed = crash_dead_runs(spec.name)
+                if crashed:
+                    get_run_logger().warning(
+                        "marked Crashed, their process being gone: %s", ", ".join(crashed)
+                    )
                 return _run_job(spec, user)
         except JobAlreadyRunningError as exc:  # before any hook, cloud call or pool write
             get_run_logger().warning(str(exc))

@@ -4,17 +4,28 @@ job's run slot (one run of a job at a time), and the slots a killed run left hel
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import httpx
 from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder, ConcurrencyLimit
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterStartTime,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, ConcurrencyLimit, FlowRun, StateType
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectNotFound
+from prefect.states import Crashed
 
 from bingobackup.errors import BingoBackupError
 from tasks.paging import read_all
@@ -150,3 +161,66 @@ def sole_run(tag: str, job_name: str) -> Iterator[None]:
                 with get_client(sync_client=True) as client:  # the job's first run: no slot yet
                     client.create_concurrency_limit(tag=tag, concurrency_limit=1)
         yield
+
+
+def crash_dead_runs(job_name: str) -> list[str]:
+    """Mark Crashed the earlier runs of this run's job that Prefect still shows Running; the
+    names of those marked. Call it holding the job's run slot (`sole_run`): a run that does not
+    hold it and started over a lease ago (so cannot be just starting) lost it by not renewing
+    it — its process died (killed, host rebooted) without telling the server, and it would
+    otherwise show as Running forever."""
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return []
+    current = context.flow_run
+    started_before = dead_if_started_before()
+    with get_client(sync_client=True) as client:
+        running = read_all(
+            lambda offset, limit: client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[context.flow.name])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
+                    start_time=FlowRunFilterStartTime(before_=started_before),
+                ),
+                offset=offset,
+                limit=limit,
+            )
+        )
+        dead = [run for run in running if run.id != current.id and _job_of(run.parameters) == job_name]
+        _crash(client, dead, f"found by the job's next run, {current.name}")
+    return [run.name for run in dead]
+
+
+def dead_if_started_before() -> datetime:
+    """A dead run lost its slot by not renewing it for a lease: it started before this."""
+    return datetime.now(UTC) - timedelta(seconds=SLOT_LEASE_SECONDS)
+
+
+def crash_holders(task_runs: Iterable[str], by: str) -> None:
+    """Mark Crashed the Running flow runs these slot-holding task runs belong to (`by` says who
+    found them dead: the operator freeing their slots)."""
+    with get_client(sync_client=True) as client:
+        flow_runs: dict[UUID, FlowRun] = {}
+        for task_run_id in set(task_runs):
+            with contextlib.suppress(ObjectNotFound):
+                flow_run_id = client.read_task_run(UUID(task_run_id)).flow_run_id
+                if flow_run_id is not None and flow_run_id not in flow_runs:
+                    flow_runs[flow_run_id] = client.read_flow_run(flow_run_id)
+        _crash(client, [run for run in flow_runs.values() if run.state_type == StateType.RUNNING], by)
+
+
+def _crash(client: SyncPrefectClient, runs: list[FlowRun], by: str) -> None:
+    for run in runs:
+        client.set_flow_run_state(
+            run.id,
+            Crashed(
+                message="its process ended without reporting (killed, or its host stopped); "
+                f"{by}. The job's next run removes the temporary snapshots and volumes it left"
+            ),
+            force=True,
+        )
+
+
+def _job_of(parameters: dict[str, object]) -> object:
+    spec = parameters.get("spec")
+    return spec.get("name") if isinstance(spec, dict) else None

@@ -20,13 +20,15 @@ import pytest
 import yaml
 from flow_support import Registered
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
+from prefect.states import Cancelled, Running
 
 from bingobackup.backup.staging import snapshot_volume
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.loading import SpecError
 from catalog import Catalog
-from flows.backup import job_tag, run_backup_now, run_tag
+from flows.backup import backup, job_tag, run_backup_now, run_tag
 from tasks.limits import delete_tag_limits
 
 
@@ -109,13 +111,23 @@ def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
         timeout=120,
     )
     assert freed.returncode == 0, freed.stderr
-    assert f"bingobackup:{spec['name']}" in freed.stdout and "(Running)" in freed.stdout
+    assert f"bingobackup:{spec['name']}" in freed.stdout and "(Crashed)" in freed.stdout
 
     rerun = run_backup_now(load_job_spec({**spec, "options": {"retry": {"count": 0, "interval_minutes": 0}}}))
     assert rerun.is_completed(), rerun.message
     assert len(committed_sets(registered)) == 1
     assert not list(registered.client.describe_snapshots())
     assert not [v for v in registered.client.describe_volumes() if v.name.startswith("bingobackup-tmp")]
+    # The killed run no longer shows as Running in the Prefect UI (marked when its slots were freed).
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["bingobackup-backup"])))
+    killed = [
+        r
+        for r in runs
+        if r.parameters["spec"]["name"] == spec["name"] and r.id != rerun.state_details.flow_run_id
+    ]
+    assert [r.state_type for r in killed] == [StateType.CRASHED]
+    assert "its slots were freed by hand" in str(killed[0].state.message if killed[0].state else "")
     with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
         sent = int(cat.query("SELECT bytes_sent FROM backup_sets")["bytes_sent"][0])
         chunks = cat.query("SELECT digest, length FROM chunks")
@@ -192,3 +204,32 @@ def test_a_second_run_while_the_job_runs_does_nothing_and_leaves_the_first_ones_
     assert third.is_completed(), third.message
     assert not list(registered.client.describe_snapshots())
     assert len(committed_sets(registered)) == 1
+
+
+def test_runs_whose_process_died_are_marked_crashed_by_the_jobs_next_run(
+    registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_job_spec(registered.spec(content=[{"vm": "linux_local"}]))
+
+    def running_run(job: str) -> FlowRun:
+        with get_client(sync_client=True) as client:
+            made = client.create_flow_run(backup, parameters={"spec": {"name": job}}, state=Running())
+            return client.read_flow_run(made.id)
+
+    dead = running_run(spec.name)  # its process was killed
+    other_job = running_run(f"{spec.name}-other")
+    starting = running_run(spec.name)  # just starting: it will find the job's slot held itself
+    assert dead.start_time is not None and starting.start_time is not None
+    # A lease (60 s) counts from between the two, instead of waiting a minute.
+    between = dead.start_time + (starting.start_time - dead.start_time) / 2
+    monkeypatch.setattr("tasks.limits.dead_if_started_before", lambda: between)
+
+    state = run_backup_now(spec)
+    assert state.is_completed(), state.message
+    with get_client(sync_client=True) as client:
+        marked = client.read_flow_run(dead.id)
+        assert marked.state_type == StateType.CRASHED
+        assert "found by the job's next run" in str(marked.state.message if marked.state else "")
+        for alive in (other_job, starting):
+            assert client.read_flow_run(alive.id).state_type == StateType.RUNNING
+            client.set_flow_run_state(alive.id, Cancelled(), force=True)
