@@ -170,14 +170,14 @@ def crash_dead_runs(job_name: str) -> list[str]:
     it — its process died (killed, host rebooted) without telling the server, and it would
     otherwise show as Running forever."""
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    if context is None or context.flow_run is None or context.flow is None:
         return []
-    current = context.flow_run
+    current, flow_name = context.flow_run, context.flow.name
     started_before = dead_if_started_before()
     with get_client(sync_client=True) as client:
         running = read_all(
             lambda offset, limit: client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[context.flow.name])),
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
                 flow_run_filter=FlowRunFilter(
                     state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
                     start_time=FlowRunFilterStartTime(before_=started_before),
