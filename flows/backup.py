@@ -389,4 +389,5 @@ def summary_rows_from_state(state: State) -> tuple[str, list[dict[str, object]]]
     result = state.result(raise_on_failure=False)
     if isinstance(result, dict):
         return str(result.get("set_id", "")), list(result.get("rows", []))
-    return "", [{"VM": "(run failed before any VM)", "status": state.message or str(result)}]
+    ended = "was cancelled" if state.is_cancelled() else "failed"
+    return "", [{"VM": f"(run {ended} before any VM)", "status": state.message or str(result)}]

@@ -28,7 +28,7 @@ from bingobackup.backup.staging import snapshot_volume
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.loading import SpecError
 from catalog import Catalog
-from flows.backup import backup, job_tag, run_backup_now, run_tag
+from flows.backup import backup, job_tag, run_backup_now, run_tag, summary_rows_from_state
 from tasks.limits import delete_tag_limits
 
 
@@ -194,6 +194,10 @@ def test_a_second_run_while_the_job_runs_does_nothing_and_leaves_the_first_ones_
     assert second.is_cancelled()
     assert f"job {spec.name} is already running" in str(second.message)
     assert f"bingobackup job free-slots {spec.name}" in str(second.message)
+    assert summary_rows_from_state(second) == (
+        "",
+        [{"VM": "(run was cancelled before any VM)", "status": second.message}],
+    )  # what `backup run` prints
     assert sum(registered.sim.stats().requests.values()) == requests_before  # the cloud untouched
     assert [s.snapshot_id for s in registered.client.describe_snapshots()] == [first_runs.snapshot_id]
     assert committed_sets(registered) == []
