@@ -27,6 +27,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterTags, FlowFilter, FlowFilterName
+from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
@@ -232,14 +233,16 @@ def delete_job(name: str) -> None:
     delete_tag_limits(tag)
 
 
-def free_job_slots(name: str) -> list[HeldSlots]:
+def free_job_slots(name: str) -> tuple[list[HeldSlots], dict[str, FlowRun | None]]:
     """Free the concurrency slots runs of job `name` hold, for after a run was killed (Prefect
     would free them when their leases run out, see `tasks.limits`), and mark the runs that held
     them Crashed; the next run sets the limits again. Works for a job run from a spec file too:
-    it needs only the name."""
-    held = [slots for kind in JOB_KINDS for slots in delete_tag_limits(kind.limit_tag(name))]
-    crash_holders((run for slots in held for run in slots.task_runs), "its slots were freed by hand")
-    return held
+    it needs only the name. (The slots freed, the flow run of each holding task run.)"""
+    held = delete_tag_limits(*{kind.limit_tag(name) for kind in JOB_KINDS})
+    holders = crash_holders(
+        (run for slots in held for run in slots.task_runs), "its slots were freed by hand"
+    )
+    return held, holders
 
 
 def start_job(name: str) -> JobRun:

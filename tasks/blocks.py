@@ -141,7 +141,7 @@ class _BlockTable(Generic[M]):
                 documents = list(
                     read_all(
                         lambda offset, limit: client.read_block_documents_by_type(
-                            self._block_type.get_block_type_slug(),
+                            self.slug,
                             offset=offset,
                             limit=limit,
                             include_secrets=True,

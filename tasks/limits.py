@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -21,6 +22,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, ConcurrencyLimit, FlowRun, StateType
+from prefect.client.schemas.responses import OrchestrationResult
 from prefect.concurrency._asyncio import ConcurrencySlotAcquisitionError
 from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
@@ -93,8 +95,8 @@ def ensure_tag_limits(limits: dict[str, int], job_name: str) -> None:
     )
 
 
-def delete_tag_limits(tag: str) -> list[HeldSlots]:
-    """Delete the limit `tag` and every limit under it (`tag:...`); return the slots they held.
+def delete_tag_limits(*tags: str) -> list[HeldSlots]:
+    """Delete the limits `tags` and every limit under them (`tag:...`); return the slots they held.
 
     Deleting is the one way a client frees slots whose holder died: the server drops the
     limit's leases with it, and the next run recreates the limit with every slot free.
@@ -104,7 +106,9 @@ def delete_tag_limits(tag: str) -> list[HeldSlots]:
     """
     with get_client(sync_client=True) as client:
         doomed = [
-            limit for limit in _all_limits(client) if limit.tag == tag or limit.tag.startswith(f"{tag}:")
+            limit
+            for limit in _all_limits(client)
+            if any(limit.tag == tag or limit.tag.startswith(f"{tag}:") for tag in tags)
         ]
         for limit in doomed:
             try:
@@ -196,22 +200,30 @@ def dead_if_started_before() -> datetime:
     return datetime.now(UTC) - timedelta(seconds=SLOT_LEASE_SECONDS)
 
 
-def crash_holders(task_runs: Iterable[str], by: str) -> None:
+def crash_holders(task_runs: Iterable[str], by: str) -> dict[str, FlowRun | None]:
     """Mark Crashed the Running flow runs these slot-holding task runs belong to (`by` says who
-    found them dead: the operator freeing their slots)."""
+    found them dead: the operator freeing their slots); each task run's flow run as it is now
+    (None when the task run is gone or belongs to none)."""
+    holders: dict[str, FlowRun | None] = {}
     with get_client(sync_client=True) as client:
         flow_runs: dict[UUID, FlowRun] = {}
         for task_run_id in set(task_runs):
+            holders[task_run_id] = None
             with contextlib.suppress(ObjectNotFound):
                 flow_run_id = client.read_task_run(UUID(task_run_id)).flow_run_id
                 if flow_run_id is not None and flow_run_id not in flow_runs:
                     flow_runs[flow_run_id] = client.read_flow_run(flow_run_id)
-        _crash(client, [run for run in flow_runs.values() if run.state_type == StateType.RUNNING], by)
+                holders[task_run_id] = flow_runs.get(flow_run_id) if flow_run_id else None
+        running = [run for run in flow_runs.values() if run.state_type == StateType.RUNNING]
+        crashed = {run.id: run for run in _crash(client, running, by)}
+    return {task_run: run and crashed.get(run.id, run) for task_run, run in holders.items()}
 
 
-def _crash(client: SyncPrefectClient, runs: list[FlowRun], by: str) -> None:
+def _crash(client: SyncPrefectClient, runs: list[FlowRun], by: str) -> list[FlowRun]:
+    """The runs marked Crashed, as they are now."""
+    marked = []
     for run in runs:
-        client.set_flow_run_state(
+        result: OrchestrationResult[Any] = client.set_flow_run_state(
             run.id,
             Crashed(
                 message="its process ended without reporting (killed, or its host stopped); "
@@ -219,6 +231,13 @@ def _crash(client: SyncPrefectClient, runs: list[FlowRun], by: str) -> None:
             ),
             force=True,
         )
+        now = result.state
+        marked.append(
+            run
+            if now is None
+            else run.model_copy(update={"state": now, "state_type": now.type, "state_name": now.name})
+        )
+    return marked
 
 
 def _job_of(parameters: dict[str, object]) -> object:

@@ -15,8 +15,6 @@ from rich.table import Table
 from bingobackup.cli.common import acting_user_name, console, prefect_api, registry
 
 if TYPE_CHECKING:
-    from prefect.client.orchestration import SyncPrefectClient
-
     from deployments.jobs import JobInfo
     from deployments.kinds import JobSpec
     from deployments.runs import JobRun
@@ -248,32 +246,20 @@ def free_slots(name: str = typer.Argument(..., help="Job (or spec name) whose ru
     the job is going (a live run keeps working, but no longer counts against the limits).
     """
     with prefect_api():
-        from prefect.client.orchestration import get_client
-
         from deployments.jobs import free_job_slots
 
-        held = free_job_slots(name)
-        if not held:
-            console.print(f"No task of job {name} held a slot; its limits (and its run slot) were reset.")
-            return
-        table = Table("tag", "slots held", "by flow run", title=f"Slots freed for job {name}")
-        with get_client(sync_client=True) as client:
-            for slots in held:
-                runs = sorted({_holder_run(client, task_run) for task_run in slots.task_runs})
-                table.add_row(slots.tag, f"{len(slots.task_runs)} of {slots.limit}", ", ".join(runs))
+        held, holders = free_job_slots(name)
+    if not held:
+        console.print(f"No task of job {name} held a slot; its limits (and its run slot) were reset.")
+        return
+    table = Table("tag", "slots held", "by flow run", title=f"Slots freed for job {name}")
+    for slots in held:
+        runs = sorted(
+            f"{run.name} ({run.state_name})"
+            if (run := holders.get(task_run))
+            else f"task run {task_run} (gone)"
+            for task_run in set(slots.task_runs)
+        )
+        table.add_row(slots.tag, f"{len(slots.task_runs)} of {slots.limit}", ", ".join(runs))
     console.print(table)
     console.print("The job's next run sets its limits again.")
-
-
-def _holder_run(client: SyncPrefectClient, task_run_id: str) -> str:
-    """'name (state)' of the flow run a slot-holding task run belongs to."""
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        task_run = client.read_task_run(task_run_id)
-        if task_run.flow_run_id is None:
-            return f"task run {task_run_id}"
-        flow_run = client.read_flow_run(task_run.flow_run_id)
-    except ObjectNotFound:
-        return f"task run {task_run_id} (gone)"
-    return f"{flow_run.name} ({flow_run.state_name})"

@@ -5,10 +5,11 @@ Each blob is one object `<prefix>/<key>`. The rules of base.py map onto S3 as:
 - put is one PutObject (atomic: an object is visible whole or not at all), or a multipart
   upload for blobs above the part size, visible only when CompleteMultipartUpload succeeds.
 - Write-once: every write carries `If-None-Match: *`, so the service refuses to replace an
-  object (with conditional writes off, for services without them, a HEAD before each write). A refused write is the idempotent re-put of rule 2 when the object holds the same
-  bytes (its ETag is the MD5 we expect, or, where a service's ETags are not MD5s, reading it
-  back matches); different bytes are an error naming the key and the old bytes stay. Nothing
-  is ever rewritten, so versioned buckets and Object Lock keep exactly one version of everything.
+  object (with conditional writes off, for services without them, a HEAD before each write).
+  A refused write is the idempotent re-put of rule 2 when the object holds the same bytes
+  (its ETag is the MD5 we expect, or, where a service's ETags are not MD5s, reading it back
+  matches); different bytes are an error naming the key and the old bytes stay. Nothing is
+  ever rewritten, so versioned buckets and Object Lock keep exactly one version of everything.
 - Throttling (SlowDown, 429) and 5xx are retried by botocore with exponential backoff and
   jitter; what still fails becomes StoreIOError (an OSError); a quota becomes PoolFullError.
 - With Object Lock on, every object carries a retention date (and the Content-MD5 S3
@@ -171,14 +172,18 @@ class S3BlobStore(BlobStore):
         already stored with these bytes, so there is nothing to write; other bytes are refused
         as a conditional write would be. One HEAD per write: two hosts writing the same key at
         the same moment could both write, which for content-addressed chunks is the same bytes."""
-        if self.settings.conditional_writes or not self.exists(key):
+        if self.settings.conditional_writes:
             return False
-        self._settle_existing(key, written, None)
+        try:
+            self._settle_existing(key, written, None)
+        except BlobNotFoundError:
+            return False
         return True
 
     def _settle_existing(self, key: str, written: Written, error: ClientError | None) -> None:
         """A write refused because the object exists: fine when it holds the same bytes (rule 2),
-        an error naming the key when it does not (the object keeps its earlier bytes)."""
+        an error naming the key when it does not (the object keeps its earlier bytes). With no
+        `error` (nothing was written yet), a missing object raises BlobNotFoundError."""
         try:
             head = self._call(
                 "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
