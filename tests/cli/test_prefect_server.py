@@ -113,3 +113,25 @@ def test_a_port_another_server_took_while_ours_started_is_not_adopted(
     finally:
         other.shutdown()
         other.server_close()
+
+
+def test_clients_of_our_plain_http_server_load_a_one_certificate_ca_file(
+    prefect_server: ServerInfo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import ssl
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, temporary_settings
+
+    monkeypatch.setenv("BINGOBACKUP_HOME", str(tmp_path))
+    settings = manager.client_settings(prefect_server)
+    ca_file = Path(settings[PREFECT_API_SSL_CERT_FILE])
+    # certifi's ~150 certificates cost each Prefect client 20 ms of CPU; this file holds one,
+    # whose key nobody has: it would let a client trust no TLS peer at all.
+    assert ssl.create_default_context(cafile=ca_file).cert_store_stats()["x509_ca"] == 1
+    assert manager.client_settings(prefect_server)[PREFECT_API_SSL_CERT_FILE] == str(ca_file)  # made once
+    with temporary_settings(updates=settings), get_client(sync_client=True) as client:
+        assert client.api_healthcheck() is None  # the API answers through such a client
+
+    team = ServerInfo(url="https://prefect.example/api", pid=None, log_path=None)
+    assert PREFECT_API_SSL_CERT_FILE not in manager.client_settings(team)  # a team's server: untouched
