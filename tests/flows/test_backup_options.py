@@ -25,7 +25,8 @@ from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.sparse import data_extents
 from bingobackup.specs.job import load_job_spec
 from catalog import Catalog
-from flows.backup import run_backup_now
+from flows.backup import job_tag, job_tag_limits, node_tag, run_backup_now, vm_tag
+from tasks.backup import prepare_backup
 
 MIB = 1 << 20
 
@@ -304,3 +305,29 @@ def test_parallel_vms_per_node_limit_holds(registered: Registered) -> None:
     assert len(result["rows"]) == 3
     (node,) = {vm_named(registered, n).node_id for n in ("db-b-01", "debian-tools")}
     assert registered.sim.stats().max_attached_per_source_node[node] == 1
+
+
+@pytest.mark.parametrize(
+    ("options", "binding"),
+    [
+        ({"parallel_vms": 3}, set()),  # no limit below its contenders: no task run is tagged
+        ({}, {"job"}),  # the default 2 parallel VMs hold back cluster-b's third VM
+        ({"parallel_vms": 3, "parallel_vms_per_node": 1}, {"node-b2"}),  # node-b1 holds one VM
+        ({"parallel_vms": 3, "parallel_disks_per_vm": 1}, {"db-b-01"}),  # the only 2-disk VM
+    ],
+)
+def test_only_limits_that_can_hold_a_task_run_back_tag_it(
+    registered: Registered, options: dict[str, Any], binding: set[str]
+) -> None:
+    # A job runs once at a time, so a limit of N slots can only bind when more than N of the
+    # run's own VMs (or disks) share its tag; the others would cost a slot lease per task run.
+    spec = load_job_spec(registered.spec(cluster="cluster-b", options=options))
+    job = prepare_backup.fn(spec, None)
+    limits = job_tag_limits(job)
+    names = {job_tag(spec.name): "job"}
+    for vm in job.vms:
+        names[node_tag(spec.name, vm.node_id)] = vm.node_id.partition("@")[0]
+        names[vm_tag(spec.name, vm.instance_id)] = vm.name
+    assert set(limits.limits) == set(names)  # every limit is still set on the server
+    assert {names[tag] for tag in limits.binding} == binding
+    assert limits.tags(*names) == [tag for tag in names if tag in limits.binding]
