@@ -82,7 +82,7 @@ class JobTagLimits:
     to one job and a job runs once at a time (its run slot), so the only contenders are this
     run's own VMs (job, node) or disks (VM). A task run carries only the tags that can bind:
     every tagged task run takes and gives back a slot lease, two API requests and two events
-    on the server, for a limit that could never make it wait (≈ 0.1 s per run of one VM).
+    on the server, for a limit that could never make it wait (0.05-0.1 s per run of one VM).
     """
 
     limits: dict[str, int]

@@ -69,9 +69,10 @@ def _no_tls_peer_ca_file() -> Path:
 
     Why: every Prefect API client builds a TLS context from its CA file, even for a plain
     HTTP URL, and certifi's bundle of ~150 certificates takes 20 ms of CPU to load; a backup
-    run makes about eight clients (slot releases, result storage, the engine's own), 0.16 s
-    taken from the backup's two cores. Our server speaks plain HTTP on 127.0.0.1, so no
-    certificate is ever checked; should TLS appear, this file trusts no peer at all.
+    run made about eight clients (each slot release, the result-storage reads at flow start,
+    the run's own): measured 0.2 s less per run with this file. Our server speaks plain HTTP
+    on 127.0.0.1, so no certificate is ever checked; should TLS appear, this file trusts no
+    peer at all.
     """
     path = bingobackup_home() / "prefect" / "no-tls-peer-ca.pem"
     if path.exists():
