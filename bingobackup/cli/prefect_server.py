@@ -64,6 +64,12 @@ def client_settings(info: ServerInfo) -> dict[Any, Any]:
     return updates
 
 
+def client_environment(info: ServerInfo) -> dict[str, str]:
+    """`client_settings` as environment variables, for processes we start (the worker, and
+    the flow-run processes it starts, which inherit its environment)."""
+    return {setting.name: str(value) for setting, value in client_settings(info).items()}
+
+
 def _no_tls_peer_ca_file() -> Path:
     """A CA file holding one self-signed certificate whose key was thrown away.
 

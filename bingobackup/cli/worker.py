@@ -13,6 +13,7 @@ import sys
 import typer
 
 from bingobackup.cli.common import console, prefect_api, registry
+from bingobackup.cli.prefect_server import client_environment
 
 app = typer.Typer(help="The Prefect worker that runs jobs on a backup host.", no_args_is_help=True)
 
@@ -38,7 +39,8 @@ def start(
         with get_client(sync_client=True) as client:
             ensure_work_pool(client, pool)
         console.print(f"Worker for backup host [bold]{host}[/] on work pool {pool} ({server.ui_url})")
-        env = {**os.environ, "PREFECT_API_URL": server.url}
+        # The flow runs it starts inherit this: the same client settings as this command's.
+        env = {**os.environ, **client_environment(server)}
     command = worker_command(sys.executable, pool, host, f"{host}@{socket.gethostname()}")
     sys.stdout.flush()
     # Replace this process: signals (Ctrl-C, SIGTERM from a service manager) reach the worker itself.

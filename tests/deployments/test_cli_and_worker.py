@@ -17,7 +17,9 @@ import yaml
 from flow_support import POOL_PASSPHRASE, Registered
 from typer.testing import CliRunner
 
+from bingobackup.cli import worker as worker_cli
 from bingobackup.cli.main import app
+from bingobackup.cli.prefect_server import ServerInfo, client_environment
 
 runner = CliRunner()
 
@@ -40,6 +42,8 @@ def worker(registered: Registered, job_pool: str, tmp_path: Path) -> Iterator[su
     """`bingobackup worker start` for the cluster-a backup host, polling every second."""
     host = registered.hosts["cluster-a"]
     env = {**os.environ, "BINGOBACKUP_WORK_POOL": job_pool, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    # As on a backup host: the command finds the local server of its BINGOBACKUP_HOME itself.
+    env.pop("PREFECT_API_URL", None)
     log = (tmp_path / "worker.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "bingobackup.cli.main", "worker", "start", "--host", host],
@@ -143,3 +147,19 @@ def test_job_create_refuses_an_unknown_backup_host_and_a_bad_schedule(
     spec_file.write_text(yaml.safe_dump(registered.spec(schedule={"kind": "daily", "every": 6})))
     out = refused("job", "create", str(spec_file))
     assert "schedule" in out and "1–5" in out
+
+
+def test_worker_and_its_flow_runs_get_the_commands_client_settings(
+    registered: Registered, prefect_server: ServerInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker replaces itself with Prefect's; its flow-run processes inherit its
+    environment, so that environment must carry what `client_settings` gives the CLI."""
+    started: list[dict[str, str]] = []
+    monkeypatch.setattr(worker_cli.os, "execvpe", lambda _file, _args, env: started.append(env))
+    monkeypatch.delenv("PREFECT_API_URL")  # an operator's shell: our local server, found by home
+    invoke("worker", "start", "--host", registered.hosts["cluster-a"])
+    (env,) = started
+    assert env == {**os.environ, **client_environment(prefect_server)}
+    assert env["PREFECT_API_URL"] == prefect_server.url
+    assert env["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "False"
+    assert Path(env["PREFECT_API_SSL_CERT_FILE"]).is_file()
