@@ -80,7 +80,7 @@ def _no_tls_peer_ca_file() -> Path:
     on 127.0.0.1, so no certificate is ever checked; should TLS appear, this file trusts no
     peer at all.
     """
-    path = bingobackup_home() / "prefect" / "no-tls-peer-ca.pem"
+    path = _prefect_home() / "no-tls-peer-ca.pem"
     if path.exists():
         return path
     import datetime
@@ -104,7 +104,6 @@ def _no_tls_peer_ca_file() -> Path:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_suffix(f".{os.getpid()}.tmp")
     temp.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     os.replace(temp, path)  # commands starting at once each write a whole file
@@ -132,8 +131,7 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         return current
     if current:
         return current
-    prefect_home = bingobackup_home() / "prefect"
-    prefect_home.mkdir(exist_ok=True)
+    prefect_home = _prefect_home()
     env = {
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
@@ -166,6 +164,13 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         f"Cannot start the local Prefect server: {_START_TRIES} ports in a row were taken by other "
         "servers while it started. Run the command again, or point PREFECT_API_URL at a server"
     )
+
+
+def _prefect_home() -> Path:
+    """Our local server's PREFECT_HOME (its database), beside which its clients' CA file lives."""
+    home = bingobackup_home() / "prefect"
+    home.mkdir(exist_ok=True)
+    return home
 
 
 def _serves_home(url: str, prefect_home: Path) -> bool:
