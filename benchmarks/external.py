@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchmarks.measure import directory_bytes, run_command
+from benchmarks.measure import directory_bytes, retire, run_command
 
 PASSWORD = "benchmark repository password"
 
@@ -39,7 +39,7 @@ class ExternalTool:
 
     def reset(self) -> None:
         """An empty repository again (the first backup is measured more than once)."""
-        shutil.rmtree(self.work)
+        retire(self.work)
         self.work.mkdir(parents=True)
         self.init()
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.measure import peak_rss_bytes
+from benchmarks.measure import peak_rss_bytes, retire
 from bingobackup.sparse import copy_sparse
 
 if TYPE_CHECKING:
@@ -178,7 +177,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             "content": [{"vm": VM_NAME}],
             "options": {"retry": {"count": 0, "interval_minutes": 0}},
         }
-        # Alternated rounds, each into fresh pools deleted after, best of each kept: the
+        # Alternated rounds, each into fresh pools retired after, best of each kept: the
         # simulator's volume copies (GiBs of page cache and writeback) make rounds noisy.
         engine_times: list[float] = []
         flow_times: list[float] = []
@@ -194,9 +193,9 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
                     load_job_spec({**job, "name": "bench-engine-job", "pool": pool}),
                 )
             )
-            # Each job's pool is deleted once measured, so the next job writes into recycled
+            # Each job's pool is retired once measured, so the next job writes into recycled
             # page cache, not memory the host reclaimed (see FIRST_ATTEMPTS in runner.py).
-            shutil.rmtree(work / f"engine-pool-{round_}")
+            retire(work / f"engine-pool-{round_}")
             create_registered_pool(
                 store,
                 LOCAL_ADMIN,
@@ -214,7 +213,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             if not isinstance(result, dict) or result.get("status") != "ok":
                 raise RuntimeError(f"the benchmark's flow run did not succeed: {state.message or result}")
             rows.append(result["rows"])
-            shutil.rmtree(work / f"flow-pool-{round_}")
+            retire(work / f"flow-pool-{round_}")
         return {
             "wall_seconds": min(flow_times),
             "engine_job_seconds": min(engine_times),

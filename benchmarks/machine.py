@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel
 
 from benchmarks.image import REGION, scan_nonzero
+from benchmarks.measure import retire
 from bingobackup.format.compression import fast_compressor
 from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.pools.localdir import LocalDirBlobStore
@@ -234,7 +234,7 @@ def _durable_rate(scratch: Path, cores: int) -> Rate:
     try:
         return _measure(DURABLE_BLOBS * REGION, work, cores, passes=2)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        retire(scratch)
 
 
 def probe(image: Path, scratch: Path) -> MachineLimits:

@@ -7,7 +7,6 @@ flow runs between the first backups and the churn, on the original image.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from benchmarks.engine import new_pool
 from benchmarks.external import TOOLS, ExternalTool
 from benchmarks.image import ImageInfo, churn
 from benchmarks.machine import MachineLimits
-from benchmarks.measure import directory_bytes, run_step
+from benchmarks.measure import directory_bytes, retire, run_step
 from benchmarks.results import Measurement
 
 PASSPHRASE = "benchmark pool passphrase"
@@ -29,7 +28,8 @@ MODES = {"sparse file": True, "block device": False}
 # (virtio-balloon, DAMON pageout), page cache growing into memory the guest has not touched
 # lately costs a host fault per page: the same backup measured 1.4 s once its earlier copy
 # was deleted and 2.2 s while three earlier pools filled the page cache. A second attempt
-# writes into the pages the first one freed. Three, as the machine probe's passes: on a
+# writes into the pages the first one freed (the earlier pool is retired, `retire`: its
+# page cache freed, its inodes kept until the run ends). Three, as the machine probe's passes: on a
 # busy host one run in two or three came out 20-40 % slow.
 FIRST_ATTEMPTS = 3
 # Restores and exports write the whole disk back (GiBs of page cache): best of two, for
@@ -122,7 +122,7 @@ class BenchRun:
 
             def attempt(pool: Path = pool, sparse_aware: bool = sparse_aware) -> dict[str, Any]:
                 if label == "first":  # every attempt starts from an empty pool
-                    shutil.rmtree(pool, ignore_errors=True)
+                    retire(pool)
                 if not pool.exists():
                     new_pool(pool, PASSPHRASE)
                 return run_step(
@@ -237,7 +237,7 @@ class BenchRun:
         try:
             raw = run_step("flow", {"image": str(self.image.path), "work": str(work)})
         finally:
-            shutil.rmtree(work, ignore_errors=True)  # the simulator's volume copies: GiBs
+            retire(work)  # the simulator's volume copies: GiBs of page cache
         rows = raw["rows"]
         self.flow = FlowRun(
             wall_seconds=raw["wall_seconds"],

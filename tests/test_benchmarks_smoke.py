@@ -9,7 +9,7 @@ from pathlib import Path
 from benchmarks.engine import new_pool
 from benchmarks.image import build_image, churn, scan_nonzero
 from benchmarks.machine import probe
-from benchmarks.measure import directory_bytes, run_step
+from benchmarks.measure import directory_bytes, retire, run_step
 from benchmarks.runner import file_digest
 
 SIZE = 24 << 20
@@ -49,3 +49,28 @@ def test_engine_steps_back_up_churned_image_and_export_it_byte_for_byte(tmp_path
     )
     assert exported["wall_seconds"] > 0
     assert file_digest(output) == file_digest(image.path)
+
+
+def test_retired_tree_is_out_of_the_way_and_empty_but_keeps_its_inodes(tmp_path: Path) -> None:
+    pool = tmp_path / "pool"
+    (pool / "chunks" / "ab").mkdir(parents=True)
+    for name in ("chunks/ab/one", "chunks/ab/two", "config"):
+        (pool / name).write_bytes(b"x" * 5000)
+    outside = tmp_path / "image.raw"
+    outside.write_bytes(b"y" * 5000)
+    (pool / "attached").symlink_to(outside)  # as the simulator attaches volumes
+    (pool / "dangling").symlink_to(tmp_path / "gone")
+    inodes = {(pool / name).stat().st_ino for name in ("chunks/ab/one", "chunks/ab/two", "config")}
+
+    retire(pool)
+    retire(tmp_path / "never-made")  # nothing to retire: no error
+
+    assert not pool.exists()  # the next attempt starts from an empty pool again
+    assert outside.stat().st_size == 5000  # what a link points to is left alone
+    kept = [path for path in (tmp_path / "retired").rglob("*") if path.is_file() and not path.is_symlink()]
+    assert {path.stat().st_ino for path in kept} == inodes
+    assert all(path.stat().st_size == 0 and path.stat().st_blocks == 0 for path in kept)
+
+    pool.mkdir()
+    retire(pool)  # a second retirement beside the first
+    assert len(list((tmp_path / "retired").iterdir())) == 2
