@@ -30,7 +30,7 @@ from bingobackup.restore.plan import VmPlan
 from bingobackup.restore.steps import RestoredDisk, hand_over
 from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
-from flows.backup import job_tag, node_tag, unvisited, vm_tag
+from flows.backup import RESULT_STORAGE, job_tag, node_tag, unvisited, vm_tag
 from tasks.backup import run_job_hook
 from tasks.limits import ensure_tag_limits
 from tasks.progress import progress_artifact
@@ -348,6 +348,8 @@ def _restore(
     flow_run_name=_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
     validate_parameters=True,
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
 )
 def restore_vm(
     spec: RestoreSpec,
@@ -364,6 +366,8 @@ def restore_vm(
     flow_run_name=_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
     validate_parameters=True,
+    persist_result=False,
+    result_storage=RESULT_STORAGE,
 )
 def restore_disk(
     spec: RestoreSpec,

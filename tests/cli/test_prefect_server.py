@@ -29,6 +29,17 @@ def test_server_is_reused_not_restarted(prefect_server: ServerInfo) -> None:
         assert response.status == 200
 
 
+def test_local_server_yields_the_cores_to_backups(prefect_server: ServerInfo) -> None:
+    from bingobackup.cli.prefect_serve import NICENESS
+
+    assert prefect_server.pid is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    threads = os.listdir(f"/proc/{prefect_server.pid}/task")
+    assert len(threads) > 1  # the API's and the services' threads, not only the main one
+    for tid in threads:
+        assert os.getpriority(os.PRIO_PROCESS, int(tid)) == min(ours + NICENESS, 19)
+
+
 def test_external_api_url_is_used_as_is(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("BINGOBACKUP_HOME", str(tmp_path))
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")

@@ -101,3 +101,25 @@ def test_unknown_vm_is_refused_before_any_snapshot(registered: Registered) -> No
     with pytest.raises(BingoBackupError, match="no-such-vm"):
         state.result()
     assert not list(registered.client.describe_snapshots())
+
+
+def test_a_run_asks_the_server_nothing_about_result_storage(
+    registered: Registered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import prefect.results
+
+    asked: list[str] = []
+
+    def ask(*_: object) -> None:
+        asked.append("sync")
+
+    async def aask(*_: object) -> None:
+        asked.append("async")
+
+    # Prefect's lookups of the server's default result storage (one API client each).
+    monkeypatch.setattr(prefect.results, "_read_server_default_result_storage_block_id", ask)
+    monkeypatch.setattr(prefect.results, "_aread_server_default_result_storage_block_id", aask)
+    spec = registered.spec(content=[{"vm": "no-such-vm"}])  # a whole run, start to end, quickly
+    state = run_backup_now(load_job_spec(spec))
+    assert state.is_failed() and "no-such-vm" in str(state.message)
+    assert asked == []
