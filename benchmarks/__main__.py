@@ -97,7 +97,7 @@ def main(argv: list[str]) -> int:
         run.engine_export("second", churned)
         run.external_restore("second", churned)
 
-        tables = tables_for(run, limits, args)
+        tables = tables_for(run, run.limits, args)
         console.print()
         print_tables(console, tables)
         if not args.no_docs:

@@ -158,14 +158,14 @@ def _measure(per_thread: int, work: Callable[[int], object], cores: int, passes:
     )
 
 
-def _over(buffers: list[bytes], step: Callable[[bytes], object], cores: int) -> Rate:
+def _over(buffers: list[bytes], step: Callable[[bytes], object], cores: int, passes: int = PASSES) -> Rate:
     # Results are dropped at once, as the engine drops each chunk's: keeping them would
     # charge every primitive with fresh page faults the engine does not take.
     def work(_: int) -> None:
         for buffer in buffers:
             step(buffer)
 
-    return _measure(sum(map(len, buffers)), work, cores)
+    return _measure(sum(map(len, buffers)), work, cores, passes)
 
 
 def data_regions(image: Path) -> list[bytes]:
@@ -182,7 +182,7 @@ def data_regions(image: Path) -> list[bytes]:
         return [os.pread(f.fileno(), REGION, offset) for offset in offsets]
 
 
-def _read_rate(image: Path, cores: int) -> Rate:
+def _read_rate(image: Path, cores: int, passes: int = PASSES) -> Rate:
     """Cached read of the image (in the page cache after it was built); each thread reads its share."""
     size = image.stat().st_size
     share = -(-size // REGION // cores) * REGION
@@ -194,16 +194,16 @@ def _read_rate(image: Path, cores: int) -> Rate:
 
     try:
         return Rate(
-            one=_best_rate(size, lambda: read_range(0, size)),
+            one=_best_rate(size, lambda: read_range(0, size), passes),
             all=_best_rate(
-                size, _on_threads(cores, lambda i: read_range(i * share, min(size, (i + 1) * share)))
+                size, _on_threads(cores, lambda i: read_range(i * share, min(size, (i + 1) * share))), passes
             ),
         )
     finally:
         os.close(fd)
 
 
-def _write_rate(scratch: Path, cores: int) -> Rate:
+def _write_rate(scratch: Path, cores: int, passes: int = PASSES) -> Rate:
     """Writes into the page cache (no fsync), one file per thread."""
     chunk, count = os.urandom(REGION), 64
 
@@ -216,7 +216,7 @@ def _write_rate(scratch: Path, cores: int) -> Rate:
             os.close(out)
 
     try:
-        return _measure(count * REGION, work, cores)
+        return _measure(count * REGION, work, cores, passes)
     finally:
         for index in range(cores):
             Path(f"{scratch}.{index}").unlink(missing_ok=True)
@@ -275,3 +275,32 @@ def probe(image: Path, scratch: Path) -> MachineLimits:
         durable_write=_durable_rate(scratch.with_name(scratch.name + ".blobs"), cores),
         compress_ratio=plain / sum(min(len(p), len(b)) for p, b in zip(packed, buffers, strict=True)),
     )
+
+
+def remeasured(limits: MachineLimits, image: Path, scratch: Path) -> MachineLimits:
+    """`limits` with the primitives of a backup's limit measured once more (one pass each, on
+    one thread and on every core), each keeping its best rate over every pass so far.
+
+    Called right before each first-backup attempt: this host's speed drifts by 10-15 % over a
+    minute (the probe's limit ranged 2.6-3.5 GB/s between runs of one morning), and a limit
+    taken only at the start of the run held the backups to a faster or slower machine than
+    the one they ran on. Best over all passes, as the attempts' best is kept: the limit only
+    rises, never eases.
+    """
+    cores = limits.cores
+    buffers = data_regions(image)
+    key, aead, nonce = os.urandom(32), AESGCM(os.urandom(32)), os.urandom(12)
+    fresh = {
+        "cached_read": _read_rate(image, cores, passes=1),
+        "blake3": _over(buffers, lambda b: blake3.blake3(b, key=key).digest(), cores, passes=1),
+        "zstd_fast_compress": _over(buffers, lambda b: fast_compressor(len(b)).compress(b), cores, passes=1),
+        # AES-GCM's speed does not depend on the bytes: the plaintext regions serve as well.
+        "aes_gcm_encrypt": _over(buffers, lambda b: aead.encrypt(nonce, b, None), cores, passes=1),
+        "cached_write": _write_rate(scratch, cores, passes=1),
+    }
+    del buffers
+    best = {
+        name: Rate(one=max(rate.one, getattr(limits, name).one), all=max(rate.all, getattr(limits, name).all))
+        for name, rate in fresh.items()
+    }
+    return limits.model_copy(update=best)
