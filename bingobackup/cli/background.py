@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bingobackup.errors import BingoBackupError
+from bingobackup.files import replace_file
 
 
 class ServiceError(BingoBackupError):
@@ -147,13 +148,8 @@ class BackgroundService:
                         _terminate(process.pid)
                         raise PortTakenError(f"another process already serves {url}")
                     running = RunningService(url, process.pid, log_path, extra or {})
-                    tmp = self._state_file.with_suffix(".tmp")
-                    tmp.write_text(
-                        json.dumps(
-                            {"url": url, "pid": process.pid, "log": str(log_path), "extra": extra or {}}
-                        )
-                    )
-                    os.replace(tmp, self._state_file)
+                    state = {"url": url, "pid": process.pid, "log": str(log_path), "extra": extra or {}}
+                    replace_file(self._state_file, json.dumps(state).encode())
                     return running
                 time.sleep(0.25)
             _terminate(process.pid)

@@ -9,14 +9,15 @@ the registry.
 
 from __future__ import annotations
 
+import fcntl
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bingobackup.cli.background import bingobackup_home
 from bingobackup.errors import BingoBackupError
+from bingobackup.files import replace_file
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -84,11 +85,15 @@ def _entries() -> dict[str, dict[str, str | None]]:
 
 
 def remember(name: str, location: str, kind: str | None = None) -> None:
-    index = _entries()
-    index[name] = {"location": location, "kind": kind}
-    tmp = _index_file().with_suffix(".tmp")
-    tmp.write_text(json.dumps(index, indent=1, sort_keys=True))
-    os.replace(tmp, _index_file())
+    # Read, change, replace under a lock: two commands remembering pools at once (a pool
+    # created while `pool list` refreshes the index) must not drop each other's entry.
+    lock_path = _index_file().with_name(".pools.json.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        index = _entries()
+        index[name] = {"location": location, "kind": kind}
+        replace_file(_index_file(), json.dumps(index, indent=1, sort_keys=True).encode())
 
 
 def known_pools() -> dict[str, str]:

@@ -26,6 +26,7 @@ from bingobackup.cli.background import (
     free_port,
     http_ok,
 )
+from bingobackup.files import replace_file
 
 DEFAULT_PORT = 4200
 _START_TRIES = 3
@@ -104,9 +105,7 @@ def _no_tls_peer_ca_file() -> Path:
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .sign(key, hashes.SHA256())
     )
-    temp = path.with_suffix(f".{os.getpid()}.tmp")
-    temp.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    os.replace(temp, path)  # commands starting at once each write a whole file
+    replace_file(path, certificate.public_bytes(serialization.Encoding.PEM))
     return path
 
 

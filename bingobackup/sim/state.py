@@ -7,7 +7,6 @@ One re-entrant lock guards the records; every API call and background copy takes
 
 from __future__ import annotations
 
-import os
 import secrets
 import threading
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from bingobackup.files import replace_file
 
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 1
@@ -272,16 +273,7 @@ class StateStore:
 
     def save(self) -> None:
         with self.lock:
-            payload = self.state.model_dump_json(indent=1).encode()
-            target = self.state_dir / STATE_FILE
-            temp = target.with_name(f".{STATE_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, payload)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(temp, target)
+            replace_file(self.state_dir / STATE_FILE, self.state.model_dump_json(indent=1).encode())
 
 
 def now() -> float:
