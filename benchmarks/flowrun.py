@@ -10,9 +10,10 @@ job, each into a fresh pool:
   register the backup set in the catalog) — what the backup costs on its own;
 - the flow: `bingobackup-backup` with task runs, tag concurrency limits, artifacts and states.
 
-"The flow adds" is the second over the first, round by round (median of the rounds). The simulator copies the volume twice in both
-(snapshot, then the volume staged on the backup host), which a real cloud does
-copy-on-write; that copy time is measured on its own and reported next to them.
+"The flow adds" is the second over the first, round by round (median of the rounds). The
+simulator copies the volume twice in both (snapshot, then the volume staged on the backup
+host), which a real cloud does copy-on-write; that copy time is measured on its own and
+reported next to them.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ MODES = {"sparse file": True, "block device": False}
 # lately costs a host fault per page: the same backup measured 1.4 s once its earlier copy
 # was deleted and 2.2 s while three earlier pools filled the page cache. A second attempt
 # writes into the pages the first one freed (the earlier pool is retired, `retire`: its
-# page cache freed, its inodes kept until the run ends). Three, as the machine probe's passes: on a
-# busy host one run in two or three came out 20-40 % slow.
+# page cache freed, its inodes kept until the run ends). Three, as the machine probe's
+# passes: on a busy host one run in two or three came out 20-40 % slow.
 FIRST_ATTEMPTS = 3
 # Restores and exports write the whole disk back (GiBs of page cache): best of two, for
 # every tool alike. Each attempt's output is checked byte for byte.
