@@ -4,7 +4,9 @@ A restore is only finished once its target is fsynced. Left to the end, that fsy
 every byte of the disk to storage while no core decodes anything (a third of an export's
 time on a 1 GiB disk). The flusher calls fdatasync from its own thread each time another
 `every` bytes were written, so storage works while the channels decode, and the final fsync
-has only the tail left.
+has only the tail left. What was written back leaves the page cache (`files.uncache`): a
+restored disk is not read again by the restore, and the next chunks are written into the
+pages it freed.
 
 A write-back error fails the restore: Linux reports it to one fsync caller only, so the
 final fsync might not see an error the flusher swallowed.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 
+from bingobackup.files import uncache
 from bingobackup.mover.crew import Crew
 
 FLUSH_EVERY = 64 << 20
@@ -59,6 +62,7 @@ class Flusher:
                 self._pending = 0
             try:
                 os.fdatasync(self._fd)
+                uncache(self._fd)  # what is written back is not read again by the restore
             except OSError as error:
                 self._crew.fail(error)
                 return

@@ -26,6 +26,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from bingobackup.errors import BingoBackupError
+from bingobackup.files import uncache
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.format.zero import is_zero
@@ -218,6 +219,7 @@ def restore_disk(
         flusher.stop()
         if crew.failure is None and not crew.cancelled:
             os.fsync(fd)
+            uncache(fd)
     finally:
         flusher.stop()
         os.close(fd)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from mover_support import CHUNK, TestImage, allocated_bytes, make_test_image, sha256_of
+from page_cache_support import cached_pages, require_droppable_cache
 
 from bingobackup.mover.backup import DiskBackupResult, backup_disk
 from bingobackup.mover.errors import RestoreChunkError
@@ -57,6 +58,16 @@ def test_backup_then_export_from_the_reopened_pool_gives_the_same_disk(
     restore_disk(reopened, manifest, output, channels=2, label="VM linux_local disk vol-test")
     assert sha256_of(output) == image.sha256
     assert allocated_bytes(output) <= manifest.data_bytes + 2 * CHUNK
+
+
+def test_an_export_drops_the_restored_disk_from_the_page_cache(image: TestImage, tmp_path: Path) -> None:
+    require_droppable_cache(tmp_path)
+    pool = _pool(tmp_path, "dedup", False)
+    manifest = _backup(pool, image, "set-1").manifest
+    output = tmp_path / "export.raw"
+    restore_disk(pool, manifest, output, channels=2)
+    assert cached_pages(output) == 0
+    assert sha256_of(output) == image.sha256
 
 
 @pytest.mark.parametrize("mode", ["agent", "server"])
