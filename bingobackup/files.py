@@ -37,8 +37,9 @@ def uncache(fd: int) -> None:
     For bulk output nobody reads soon after: a pool's blobs, a restored disk. Kept cached, it
     crowds out what the host does use; dropped as it becomes durable, its pages are the ones
     the next write fills, where fresh memory can cost much more (on a virtual machine whose
-    host takes freed guest memory back, a fault on the host per page). A no-op where the
-    system has no posix_fadvise.
+    host takes freed guest memory back, a fault on the host per page). Only a hint: a no-op
+    where the system has no posix_fadvise, and a file system that refuses it fails nothing.
     """
     if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
