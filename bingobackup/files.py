@@ -1,4 +1,4 @@
-"""File helpers: small files replaced whole, and bulk output kept out of the page cache."""
+"""File helpers: small files replaced whole, paths fsynced, bulk output kept out of the page cache."""
 
 from __future__ import annotations
 
@@ -29,6 +29,16 @@ def replace_file(target: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync the file or directory at `path`: a directory, so the entries renamed or created in
+    it survive a crash; a file some other code wrote and closed."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def uncache(fd: int) -> None:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from bingobackup.files import fsync_path
 from bingobackup.format.manifest import DiskManifest
 from catalog.location import PARQUET_SUFFIX, CatalogError, CatalogLocation
 from catalog.schema import (
@@ -223,8 +224,8 @@ def _write_local_durably(path: str, data: pa.Table) -> None:
     created = not os.path.isdir(directory)
     os.makedirs(directory, exist_ok=True)
     if created:
-        _fsync_dir(os.path.dirname(directory))
-        _fsync_dir(os.path.dirname(os.path.dirname(directory)))
+        fsync_path(os.path.dirname(directory))
+        fsync_path(os.path.dirname(os.path.dirname(directory)))
     temp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(temp, "xb") as out:
@@ -235,12 +236,4 @@ def _write_local_durably(path: str, data: pa.Table) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(directory)

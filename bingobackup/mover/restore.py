@@ -26,7 +26,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 from bingobackup.errors import BingoBackupError
-from bingobackup.files import uncache
+from bingobackup.files import fsync_path, uncache
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.format.zero import is_zero
@@ -231,7 +231,7 @@ def restore_disk(
         raise MoverError(f"restore of {label or manifest.volume_id} to {target} was cancelled")
     if not on_device:
         os.replace(written_path, target)
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
     throttle.report(manifest.size_bytes, final=True)
     return DiskRestoreResult(
         bytes_written=totals["written"] + (0 if create_sparse else gap_bytes),
@@ -261,11 +261,3 @@ def _fill_zeros(fd: int, manifest: DiskManifest, limiter: RateLimiter | None) ->
             if limiter is not None:
                 limiter.acquire(piece)
             _write_all(fd, memoryview(zeros)[:piece], offset + start)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from bingobackup.files import fsync_path
 from bingobackup.pools.errors import PoolError, PoolFullError
 from bingobackup.pools.stream import DISK_FULL, HEADER, parse_stream, write_fully
 
@@ -228,7 +229,7 @@ class DiscSet:
                 iso.add_fp(handles.enter_context(path.open("rb")), path.stat().st_size, f"/{path.name};1")
             try:
                 iso.write(str(temp))
-                _fsync(temp)
+                fsync_path(temp)
             except OSError as error:
                 temp.unlink(missing_ok=True)
                 if error.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -403,11 +404,3 @@ def describe_file(number: int, head: bytes, size: int) -> DiscFile:
         part=fields.get("part", 0),
         size=size,
     )
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

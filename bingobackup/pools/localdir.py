@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bingobackup.files import uncache
+from bingobackup.files import fsync_path, uncache
 from bingobackup.pools.base import (
     BackgroundPuts,
     BlobData,
@@ -33,14 +33,6 @@ _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 # more threads only queue in the filesystem's journal.
 SYNC_QUEUE = 4
 SYNC_THREADS = 2
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalDirBlobStore(BlobStore):
@@ -86,7 +78,7 @@ class LocalDirBlobStore(BlobStore):
             probe = probe.parent
         for path in reversed(missing):
             path.mkdir(exist_ok=True)
-            _fsync_dir(path.parent)  # the new directory entry itself must survive a crash
+            fsync_path(path.parent)  # the new directory entry itself must survive a crash
         with self._dirs_lock:
             self._known_dirs.add(directory)
 
@@ -140,7 +132,7 @@ class LocalDirBlobStore(BlobStore):
         except OSError as error:
             blob.temp.unlink(missing_ok=True)
             self._full_or_raise(error, blob.needed)
-        _fsync_dir(blob.final.parent)
+        fsync_path(blob.final.parent)
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         try:
@@ -234,7 +226,7 @@ class _LocalBlobWriter(BlobWriter):
         except OSError as error:
             self.abort()
             self._store._full_or_raise(error, 0)
-        _fsync_dir(self._final.parent)
+        fsync_path(self._final.parent)
 
     def abort(self) -> None:
         if self._fd is not None:
