@@ -44,7 +44,9 @@ class BackupSetRecord(CatalogRecord):
     bytes_sent: int = Field(default=0, ge=0)
     bytes_stored: int = Field(default=0, ge=0, description="bytes newly written to the pool by this set")
     logical_bytes: int = Field(default=0, ge=0, description="sum of disk sizes; stamped by the writer")
-    format_version: int = Field(default=1, ge=1, description="on-pool chunk format (docs/format.md)")
+    format_version: int = Field(
+        default=1, ge=1, description="the pool's on-pool format version (docs/format.md)"
+    )
     run_id: str = ""
     backup_host: str = ""
     committed_at: AwareDatetime | None = Field(default=None, description="stamped by the writer")

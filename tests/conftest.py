@@ -76,6 +76,15 @@ def cloud_client(sim: RunningSimulator) -> BingoCloudClient:
     return BingoCloudClient(sim.endpoint, ACCESS_KEY, SECRET_KEY, retry_window_seconds=5.0)
 
 
+@pytest.fixture
+def small_packs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dedup packs of one chunk: the pool writes a blob per chunk as the disk is read, as a
+    large disk's 16 MiB packs do, so faults meet the channels mid-disk in a small test."""
+    from bingobackup.pools import packs
+
+    monkeypatch.setattr(packs, "PACK_TARGET_BYTES", 1)
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
     """One local Prefect server for the whole session, started the way the CLI starts it."""

@@ -24,8 +24,9 @@ from typing import TypeVar
 
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
-from bingobackup.mover.backup import ChunkSink, DedupMode
+from bingobackup.mover.backup import DedupMode
 from bingobackup.pools.errors import PoolError, StoreIOError
+from bingobackup.pools.writer import DiskWriter
 
 log = logging.getLogger("bingobackup.backup")
 T = TypeVar("T")
@@ -136,9 +137,10 @@ class LinkRetry:
 
 
 class ResumingSink:
-    """A `ChunkSink` whose `put_chunk` rides out a lost link to the pool with `retry`."""
+    """A `ChunkSink` whose `put_chunk` (and the last writes of `commit`) ride out a lost link to
+    the pool with `retry`."""
 
-    def __init__(self, sink: ChunkSink, retry: LinkRetry, *, buffer_bytes: int) -> None:
+    def __init__(self, sink: DiskWriter, retry: LinkRetry, *, buffer_bytes: int) -> None:
         self._sink = sink
         self.retry = retry
         self.buffer_bytes = buffer_bytes
@@ -157,6 +159,8 @@ class ResumingSink:
         return self._sink.add_known(offset, length, digest)
 
     def commit(self) -> DiskManifest:
+        # A dedup pool writes its last packs here: a link lost now is ridden out like a put's.
+        self._resuming(self._sink.settle, "while making the disk's chunks durable")
         return self._sink.commit()
 
     def abort(self) -> None:
@@ -173,16 +177,19 @@ class ResumingSink:
         def store() -> ChunkRef:
             return self._sink.put_chunk(offset, plaintext, digest=digest, mode=mode)
 
+        return self._resuming(store, f"at offset {offset}", held=len(plaintext))
+
+    def _resuming(self, operation: Callable[[], T], where: str, held: int = 0) -> T:
         try:
-            return store()
+            return operation()
         except Exception as error:
             if not is_link_error(error):
                 raise
-            self._hold(len(plaintext))  # the one unacknowledged chunk this channel keeps
+            self._hold(held)  # the one unacknowledged chunk this channel keeps
             try:
-                return self.retry.resume(store, f"at offset {offset}", error)
+                return self.retry.resume(operation, where, error)
             finally:
-                self._release(len(plaintext))
+                self._release(held)
 
     def _hold(self, length: int) -> None:
         with self._lock:

@@ -1,9 +1,15 @@
 """The dedup pool: content-addressed chunks shared by every backup in the pool.
 
-Each chunk is one blob `chunks/<first 2 hex of id>/<id>` (256 fan-out directories, as
-restic's `data/`). The agent-side index is an in-memory map id -> stored size, loaded once
-from the listing and kept current by this process's writes; a chunk another host stored
-since is caught by the existence check before writing (the pool drops it as a duplicate).
+Format version 2 (new pools) stores chunks in packs (packs.py: `data/<2 hex>/<pack id>`, an
+index at each pack's end); version 1 pools keep one blob per chunk, `chunks/<first 2 hex of
+id>/<id>` (256 fan-out directories, as restic's old layout), and go on writing that way, so
+an older bingobackup still reads them. Both layouts are read.
+
+The agent-side index is an in-memory map id -> (stored size, location), loaded once from the
+pool (chunk files listed, pack indexes read) and kept current by this process's writes. In
+version 1, a chunk another host stored since is caught by an existence check before writing;
+version 2 skips that per-chunk round trip, so two hosts backing up the same new data at the
+same moment may each store it (as restic): both copies are valid, one is used per manifest.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools.base import CHUNKS, BlobStore
 from bingobackup.pools.errors import PoolError
+from bingobackup.pools.packs import PackAssembler, list_packs, pack_location, read_pack_index
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DiskWriter
+
+PACKED_FORMAT = 2  # the first pool format version whose dedup pools write packs
 
 
 def chunk_key(digest: str) -> str:
@@ -25,39 +34,45 @@ def chunk_key(digest: str) -> str:
 
 
 class ChunkIndex:
-    """Which chunks the pool holds. Lookups are a dict probe; each new id is written once even
-    when several channels meet it at the same moment (the first claims it, the rest wait)."""
+    """Which chunks the pool holds, and where. Lookups are a dict probe; each new id is written
+    once even when several channels meet it at the same moment (the first claims it, the rest
+    wait)."""
 
     def __init__(self, pool: DedupPool) -> None:
         self._pool = pool
-        self._sizes: dict[str, int] | None = None
+        self._stored: dict[str, tuple[int, str]] | None = None
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.RLock()
 
-    def _loaded(self) -> dict[str, int]:
-        if self._sizes is None:
+    def _loaded(self) -> dict[str, tuple[int, str]]:
+        if self._stored is None:
             with self._lock:
-                if self._sizes is None:
-                    self._sizes = {
-                        info.key.rsplit("/", 1)[1]: info.size for info in self._pool.store.list(f"{CHUNKS}/")
-                    }
-        return self._sizes
+                if self._stored is None:
+                    self._stored = self._load()
+        return self._stored
 
-    def size_of(self, digest: str) -> int | None:
+    def _load(self) -> dict[str, tuple[int, str]]:
+        store = self._pool.store
+        stored = {info.key.rsplit("/", 1)[1]: (info.size, info.key) for info in store.list(f"{CHUNKS}/")}
+        for info in list_packs(store):
+            for entry in read_pack_index(store, info):
+                stored[entry.digest] = (entry.length, pack_location(info.key, entry.offset))
+        return stored
+
+    def lookup(self, digest: str) -> tuple[int, str] | None:
+        """(stored size, location) of a chunk the pool holds."""
         return self._loaded().get(digest)
 
-    def forget(self, digest: str) -> None:
-        with self._lock:
-            self._loaded().pop(digest, None)
-
-    def store(self, digest: str, plaintext: bytes) -> tuple[int, bool]:
-        """(stored size, newly stored)."""
-        sizes = self._loaded()
+    def store(self, digest: str, plaintext: bytes) -> tuple[int, str, bool]:
+        """(stored size, location, newly stored)."""
+        stored = self._loaded()
         while True:
-            size = sizes.get(digest)
-            if size is not None:
-                return size, False
+            known = stored.get(digest)
+            if known is not None:
+                return *known, False
             with self._lock:
+                if digest in stored:  # its owner finished since we looked
+                    continue
                 waiting = self._inflight.get(digest)
                 if waiting is None:
                     claim = self._inflight[digest] = threading.Event()
@@ -65,49 +80,55 @@ class ChunkIndex:
                 waiting.wait()
                 continue  # the owner stored it (or failed, and we try ourselves)
             try:
-                size, new = self._write(digest, plaintext)
+                size, location, new = self._write(digest, plaintext)
                 with self._lock:
-                    sizes[digest] = size
-                return size, new
+                    stored[digest] = (size, location)
+                return size, location, new
             finally:
                 with self._lock:
                     del self._inflight[digest]
                 claim.set()
 
-    def _write(self, digest: str, plaintext: bytes) -> tuple[int, bool]:
+    def _write(self, digest: str, plaintext: bytes) -> tuple[int, str, bool]:
+        packs = self._pool.packs
+        if packs is not None:
+            sealed = self._pool.codec.seal(plaintext)
+            return sealed.size, packs.place(digest, sealed), True
         store, key = self._pool.store, chunk_key(digest)
         if store.exists(key):  # another host or process stored it since we listed
-            return store.stat(key).size, False
+            return store.stat(key).size, key, False
         sealed = self._pool.codec.seal(plaintext)
         # Durable by the writer's commit (flush), not yet: the next chunk is sealed meanwhile.
         store.put_soon(key, sealed.parts)
-        return sealed.size, True
+        return sealed.size, key, True
 
 
 class DedupDiskWriter(DiskWriter):
     pool: DedupPool
 
     def has(self, digest: str) -> bool:
-        return self.pool.index.size_of(digest) is not None
+        return self.pool.index.lookup(digest) is not None
 
     def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
-        size, new = self.pool.index.store(digest, plaintext)
-        return size, chunk_key(digest), new
+        return self.pool.index.store(digest, plaintext)
 
     def _known(self, digest: str) -> tuple[int, str]:
-        size = self.pool.index.size_of(digest)
-        if size is None:
+        known = self.pool.index.lookup(digest)
+        if known is None:
             raise PoolError(
                 f"pool {self.pool.name} does not hold chunk {digest}; ask has() before add_known(), "
                 "or send the chunk with put_chunk()"
             )
-        return size, chunk_key(digest)
+        return known
+
+    def settle(self) -> None:
+        self.pool.flush()
 
     def _finish(self) -> None:
         # Every chunk this disk stored, or found pending in this process, is durable after this
         # (rule 9 of the blob store), before the manifest naming them is written.
         try:
-            self.pool.store.flush()
+            self.pool.flush()
         except PoolError:
             raise
         except OSError as error:
@@ -122,7 +143,7 @@ class DedupDiskWriter(DiskWriter):
         # them); only wait until none of this pool's chunk writes is still in flight, so an
         # aborted backup leaves no temp file behind. A failure here was already reported.
         with contextlib.suppress(Exception):  # best effort: the backup is failing anyway
-            self.pool.store.flush()
+            self.pool.flush()
 
 
 class DedupPool(Pool):
@@ -131,25 +152,37 @@ class DedupPool(Pool):
     def __init__(self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec) -> None:
         super().__init__(store, config, codec)
         self.index = ChunkIndex(self)
+        self.packs = PackAssembler(store) if config.format_version >= PACKED_FORMAT else None
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> DedupDiskWriter:
         self.manifest_key(set_id, volume_id)  # validates both ids before any work
         return DedupDiskWriter(self, set_id, volume_id, size_bytes)
 
+    def flush(self) -> None:
+        """Every chunk stored so far is durable after this (packs closed, blobs synced)."""
+        if self.packs is not None:
+            self.packs.flush()
+        else:
+            self.store.flush()
+
     def _read_envelope(self, ref: ChunkRef) -> bytes:
+        if "@" in ref.location:
+            return self._read_packed(ref)
         return self.store.get(ref.location or chunk_key(ref.digest))
 
     def collect_garbage(self) -> int:
-        """Deletes chunks no manifest references; returns bytes freed. Run it only while no
-        backup writes to this pool (a running backup's chunks have no manifest yet)."""
+        """Deletes chunk blobs and packs no manifest references; returns bytes freed. A pack
+        goes once none of its chunks is used (a partly used one is kept whole: manifests name
+        pack offsets). Run it only while no backup writes to this pool (a running backup's
+        chunks have no manifest yet)."""
         referenced: set[str] = set()
         for set_id, volume_id in list(self.list_manifests()):
-            referenced.update(ref.digest for ref in self.load_manifest(set_id, volume_id).chunks)
+            for ref in self.load_manifest(set_id, volume_id).chunks:
+                referenced.add(ref.location.partition("@")[0] or chunk_key(ref.digest))
         freed = 0
-        for info in list(self.store.list(f"{CHUNKS}/")):
-            digest = info.key.rsplit("/", 1)[1]
-            if digest not in referenced:
+        for info in [*self.store.list(f"{CHUNKS}/"), *list_packs(self.store)]:
+            if info.key not in referenced:
                 self.store.delete(info.key)
-                self.index.forget(digest)
                 freed += info.size
+        self.index = ChunkIndex(self)  # reloaded when next needed
         return freed

@@ -68,6 +68,13 @@ class Pool(ABC):
     @abstractmethod
     def _read_envelope(self, ref: ChunkRef) -> bytes: ...
 
+    def _read_packed(self, ref: ChunkRef) -> bytes:
+        """The envelope at a `<pack key>@<offset>` location (standard and dedup packs)."""
+        key, _, offset = ref.location.rpartition("@")
+        if not key or not offset.isdigit():
+            raise PoolError(f"chunk {ref.digest} has location {ref.location!r}, not <pack>@<offset>")
+        return self.store.get(key, int(offset), ref.stored_size)
+
     def read_chunk(self, ref: ChunkRef) -> bytes:
         """The chunk's plaintext, verified against `ref.digest` (CorruptChunkError otherwise)."""
         if ref.location == ZERO_LOCATION:

@@ -80,10 +80,7 @@ class StandardPool(Pool):
         return StandardDiskWriter(self, set_id, volume_id, size_bytes)
 
     def _read_envelope(self, ref: ChunkRef) -> bytes:
-        key, _, offset = ref.location.rpartition("@")
-        if not key or not offset.isdigit():
-            raise PoolError(f"chunk {ref.digest} has location {ref.location!r}, not <pack>@<offset>")
-        return self.store.get(key, int(offset), ref.stored_size)
+        return self._read_packed(ref)
 
     def _delete_set_data(self, set_id: str) -> int:
         removed = 0

@@ -78,6 +78,10 @@ class DiskWriter(ABC):
     def _discard(self) -> None:
         """Removes what this writer wrote that nothing else uses."""
 
+    def settle(self) -> None:  # noqa: B027 - only pools that hold chunks back have work here
+        """Makes every chunk stored so far durable without committing; may be called again
+        after it raised (a lost link), so a resuming sink can retry it before `commit`."""
+
     # -- the mover's API -----------------------------------------------------------------
     def chunk_digest(self, plaintext: bytes | bytearray | memoryview) -> str:
         return self.pool.chunk_digest(plaintext)

@@ -32,8 +32,11 @@ CHUNKS = 24
 CHANNELS = 3
 
 
+pytestmark = pytest.mark.usefixtures("small_packs")  # conftest.py: the pool writes mid-disk
+
+
 class OutageStore(FaultyBlobStore):
-    """Healthy for `healthy_writes` chunk writes, then fails `outage_writes` times (link down), then heals."""
+    """Healthy for `healthy_writes` blob writes, then fails `outage_writes` times (link down), then heals."""
 
     def __init__(self, root: Path, healthy_writes: int, outage_writes: int, code: int = errno.EIO) -> None:
         super().__init__(root, "outage")
@@ -112,6 +115,7 @@ def test_an_outage_longer_than_the_reconnect_time_fails_the_disk_with_the_cause(
     store.fail_with(errno.EHOSTUNREACH)
     with pytest.raises(PoolLinkLost) as raised:
         sink.put_chunk(0, os.urandom(CHUNK))
+        sink.commit()  # the chunk's pack is written here at the latest
     message = str(raised.value)
     assert "disk vol-1 of db" in message and "reconnect time of 1 min" in message
     assert os.strerror(errno.EHOSTUNREACH) in message and "reconnect_minutes" in message
@@ -131,6 +135,7 @@ def test_a_full_pool_is_not_a_lost_link_and_fails_at_once(tmp_path: Path) -> Non
     store.fail_with(errno.ENOSPC)
     with pytest.raises(PoolFullError):
         sink.put_chunk(0, os.urandom(CHUNK))
+        sink.commit()
     assert clock.now == 0 and sink.retry.failed_attempts == 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from flow_support import Registered
+from pool_files import stored_chunk_ids
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
@@ -85,8 +86,7 @@ def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
                 for v in registered.client.describe_volumes()
                 if v.name.startswith("bingobackup-tmp") and v.attachments
             ]
-            stored = [p for p in registered.pool_dir.joinpath("chunks").rglob("*") if p.is_file()]
-            if staged and len(stored) >= 3:
+            if staged and len(stored_chunk_ids(registered.pool_dir)) >= 3:
                 break
             assert process.poll() is None, "the backup ended before it could be killed"
             time.sleep(0.1)
@@ -98,7 +98,7 @@ def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     assert committed_sets(registered) == []  # nothing half-written is visible
-    stored_before = {p.name for p in registered.pool_dir.joinpath("chunks").rglob("*") if p.is_file()}
+    stored_before = stored_chunk_ids(registered.pool_dir)
     assert [s for s in registered.client.describe_snapshots()]  # the dead run left its snapshots
 
     # The dead run's task runs still hold their concurrency slots (Prefect frees them ~75 s

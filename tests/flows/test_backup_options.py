@@ -250,7 +250,7 @@ def test_retry_reruns_only_the_failed_vm_and_the_report_shows_each_attempt(
 
 
 def test_a_pool_outage_and_dropped_cloud_connections_inside_the_reconnect_time_resume(
-    registered: Registered, monkeypatch: pytest.MonkeyPatch
+    registered: Registered, monkeypatch: pytest.MonkeyPatch, small_packs: None
 ) -> None:
     """The pool's storage fails for a while after some chunks are stored and the cloud drops
     connections; the disk continues where it was (each data byte read once)."""

@@ -113,7 +113,7 @@ def pool_link_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_pool_link_down_longer_than_the_reconnect_time_fails_the_vm_naming_it(
-    registered: Registered, monkeypatch: pytest.MonkeyPatch, pool_link_down: None
+    registered: Registered, monkeypatch: pytest.MonkeyPatch, pool_link_down: None, small_packs: None
 ) -> None:
     clock, windows, sinks = VirtualClock(), [], []
 

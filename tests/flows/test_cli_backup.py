@@ -8,9 +8,11 @@ from pathlib import Path
 
 import yaml
 from flow_support import POOL_PASSPHRASE, Registered
+from pool_files import damage_chunk
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app
+from bingobackup.pools import open_pool
 
 runner = CliRunner()
 
@@ -44,10 +46,8 @@ def test_backup_run_then_list_query_and_export_byte_identical(
     assert f"sha256 {source}" in out
 
     # A damaged chunk is caught on export, naming the VM, the disk and the offset.
-    chunk = next(p for p in (registered.pool_dir / "chunks").rglob("*") if p.is_file())
-    data = bytearray(chunk.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    chunk.write_bytes(bytes(data))
+    ref = open_pool(registered.pool_dir, POOL_PASSPHRASE).load_manifest(set_id, volume).chunks[0]
+    damage_chunk(registered.pool_dir, ref, ref.stored_size // 2)
     result = runner.invoke(
         app,
         [

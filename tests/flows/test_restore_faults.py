@@ -40,7 +40,7 @@ def test_lost_cloud_and_pool_links_inside_the_reconnect_time_do_not_fail_the_res
     chunk_reads, failures = [0], [0]
 
     def link_down_for_a_while(self: LocalDirBlobStore, key: str, *args: Any, **kwargs: Any) -> bytes:
-        if key.startswith("chunks/"):
+        if key.startswith(("chunks/", "data/")):
             chunk_reads[0] += 1
             if chunk_reads[0] > 1 and failures[0] < 4:
                 failures[0] += 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from flow_support import POOL_PASSPHRASE, Registered
+from pool_files import damage_chunk
 from restore_support import MIB, BackedUp, back_up, sha256
 
 from bingobackup.cloud.client import BingoCloudClient
@@ -72,11 +73,8 @@ def test_a_damaged_chunk_fails_its_vm_naming_vm_disk_and_offset_and_leaves_no_vo
     manifest = open_pool(registered.pool_dir, POOL_PASSPHRASE).load_manifest(
         backed_up.set_id, backed_up.data_volume
     )
-    damaged = manifest.chunks[-1]  # random data: no other chunk shares its blob
-    (blob,) = registered.pool_dir.rglob(damaged.digest + "*")
-    raw = bytearray(blob.read_bytes())
-    raw[-5] ^= 0xFF
-    blob.write_bytes(bytes(raw))
+    damaged = manifest.chunks[-1]  # random data: no other chunk shares it
+    damage_chunk(registered.pool_dir, damaged, -5)
     before = _cloud_ids(client)
 
     state, result = backed_up.run(restore_vm, target={"name": "from-damaged", "nics": AUTO_NICS})

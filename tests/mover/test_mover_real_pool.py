@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from mover_support import CHUNK, TestImage, allocated_bytes, make_test_image, sha256_of
 from page_cache_support import cached_pages, require_droppable_cache
+from pool_files import damage_chunk
 
 from bingobackup.mover.backup import DiskBackupResult, backup_disk
 from bingobackup.mover.errors import RestoreChunkError
@@ -86,10 +87,7 @@ def test_a_damaged_chunk_is_named_on_export(image: TestImage, tmp_path: Path) ->
     pool = _pool(tmp_path, "dedup", encrypted=True)
     manifest = _backup(pool, image, "set-1").manifest
     damaged = manifest.chunks[2]  # chunk 4: used once (chunks 0 and 3 share a digest)
-    (blob,) = (tmp_path / "pool-dedup").rglob(damaged.digest + "*")
-    raw = bytearray(blob.read_bytes())
-    raw[-5] ^= 0xFF
-    blob.write_bytes(bytes(raw))
+    damage_chunk(tmp_path / "pool-dedup", damaged, -5)
 
     output = tmp_path / "export.raw"
     reopened = open_pool(tmp_path / "pool-dedup", PASSPHRASE)

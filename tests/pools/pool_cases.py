@@ -1,4 +1,4 @@
-"""The six pool kinds the pool conformance suite runs over, each as a case that knows how to
+"""The six pool kinds (and dedup pools of format version 1) the pool conformance suite runs over, each as a case that knows how to
 create its pool, open it again (what another process would do), damage stored bytes behind
 the pool's back (bit rot on the medium), and run the pool out of room.
 
@@ -24,10 +24,12 @@ from backends import LocalCase, S3Case, StoreCase
 from pool_support import CHUNK, FAST_SCRYPT_N, Variant, temp_files, tree_snapshot
 from pydantic import SecretStr
 
+from bingobackup.format.config import CONFIG_NAME
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools import Pool, create_pool_in, open_pool_in
 from bingobackup.pools.discs import SECTOR, OpticalSettings, file_name
 from bingobackup.pools.opticalpool import OpticalPool, create_optical_pool, open_optical_pool
+from bingobackup.pools.packs import list_packs, read_pack_index
 from bingobackup.pools.standard import _RECORD, PACK_HEADER
 from bingobackup.pools.stream import CHUNK as CHUNK_RECORD
 from bingobackup.pools.stream import parse_stream
@@ -140,11 +142,24 @@ class BlobCase(PoolCase):
         return dict(self.store.snapshot())
 
     def chunk_bytes(self) -> int:
-        dedup = sum(i.size for i in self.pool.store.list("chunks/"))
-        return dedup + sum(i.size - len(PACK_HEADER) for i in self.pool.store.list("packs/"))
+        store = self.pool.store
+        chunk_files = sum(i.size for i in store.list("chunks/"))
+        packed = sum(e.length for info in list_packs(store) for e in read_pack_index(store, info))
+        return chunk_files + packed + sum(i.size - len(PACK_HEADER) for i in store.list("packs/"))
 
     def close(self) -> None:
         self.store.close()
+
+
+class DedupV1Case(BlobCase):
+    """A dedup pool made by format version 1 (one blob per chunk): such pools go on being
+    written in that layout, so an older bingobackup still reads them."""
+
+    def create(self) -> Pool:
+        created = super().create()
+        config = created.config.model_copy(update={"format_version": 1})
+        self.store.write_raw(CONFIG_NAME, config.to_json())  # as version 1 wrote it
+        return open_pool_in(self.store.store, self.variant.passphrase)
 
 
 class LanFreeCase(BlobCase):
@@ -293,8 +308,8 @@ def _stream_chunk_bytes(stream: bytes) -> int:
 
 
 def make_case(kind: str, variant: Variant, request: pytest.FixtureRequest, root: Path) -> PoolCase:
-    if kind in ("dedup", "standard", "lanfree"):
-        case_type = LanFreeCase if kind == "lanfree" else BlobCase
+    if kind in ("dedup", "standard", "lanfree", "dedup-v1"):
+        case_type = {"lanfree": LanFreeCase, "dedup-v1": DedupV1Case}.get(kind, BlobCase)
         return case_type(
             variant, root, LocalCase(root / POOL_NAME, POOL_NAME), kind, "No space left on device"
         )

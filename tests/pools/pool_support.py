@@ -42,6 +42,7 @@ VARIANTS = [Variant(k, e, c) for k in ("dedup", "standard") for e in (False, Tru
 # variant, the other kinds two each (keeps the suite fast). Tape and optical are stream writers on
 # the standard pool format (no dedup).
 OTHER_KINDS = {
+    "dedup-v1": ("dedup-aes-fast", "dedup-plain-none"),
     "object": ("dedup-aes-fast", "standard-plain-none"),
     "lanfree": ("dedup-plain-none", "standard-aes-fast"),
     "tape": ("standard-aes-fast", "standard-plain-none"),

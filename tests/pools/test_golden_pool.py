@@ -1,5 +1,5 @@
-"""A pool written by format version 1 (tests/fixtures/golden-pool-v1, made once by
-make_golden_pool_v1.py) must stay readable by every later version of bingobackup."""
+"""Pools written by each format version (tests/fixtures/golden-pool-vN, made once by
+make_golden_pool_vN.py) must stay readable by every later version of bingobackup."""
 
 from __future__ import annotations
 
@@ -15,30 +15,39 @@ from bingobackup.format.envelope import EnvelopeHeader
 from bingobackup.format.errors import WrongPassphraseError
 from bingobackup.pools import open_pool
 
-GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden-pool-v1"
-EXPECTED = json.loads((GOLDEN / "expected.json").read_text())
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+GOLDEN = FIXTURES / "golden-pool-v1"
+VERSIONS = {1: "golden-pool-v1", 2: "golden-pool-v2"}
+POOLS = [
+    (v, name)
+    for v, d in VERSIONS.items()
+    for name in json.loads((FIXTURES / d / "expected.json").read_text())["pools"]
+]
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED["pools"]))
-def test_golden_pool_reads_back_the_same_bytes(name: str) -> None:
-    before = tree_snapshot(GOLDEN)
-    info = EXPECTED["pools"][name]
-    pool = open_pool(GOLDEN / name, EXPECTED["passphrase"] if info["encrypted"] else None)
-    assert (pool.kind, pool.config.encrypted, pool.config.format_version) == (
+@pytest.mark.parametrize(("version", "name"), POOLS, ids=[f"v{v}-{n}" for v, n in POOLS])
+def test_golden_pool_reads_back_the_same_bytes(version: int, name: str) -> None:
+    golden = FIXTURES / VERSIONS[version]
+    expected = json.loads((golden / "expected.json").read_text())
+    before = tree_snapshot(golden)
+    info = expected["pools"][name]
+    pool = open_pool(golden / name, expected["passphrase"] if info["encrypted"] else None)
+    assert (pool.kind, pool.config.encrypted, pool.config.format_version, expected["format_version"]) == (
         info["kind"],
         info["encrypted"],
-        1,
+        version,
+        version,
     )
 
-    manifest = pool.load_manifest(EXPECTED["set_id"], EXPECTED["volume_id"])
+    manifest = pool.load_manifest(expected["set_id"], expected["volume_id"])
     data = read_back(pool, manifest)
-    assert len(data) == EXPECTED["size_bytes"]
-    assert hashlib.sha256(data).hexdigest() == EXPECTED["sha256"]
+    assert len(data) == expected["size_bytes"]
+    assert hashlib.sha256(data).hexdigest() == expected["sha256"]
 
     # Both compression ids occur in the fixture, so both stay decodable.
     ids = {EnvelopeHeader.parse(pool._read_envelope(ref)).compression for ref in manifest.chunks}
     assert ids == {CompressionId.NONE, CompressionId.ZSTD}
-    assert tree_snapshot(GOLDEN) == before  # reading changes nothing
+    assert tree_snapshot(golden) == before  # reading changes nothing
 
 
 def test_golden_encrypted_pool_refuses_another_passphrase() -> None:

@@ -67,9 +67,7 @@ def test_object_pool_with_region_private_ca_and_object_lock_through_the_cli(
     disk = make_disk()
     write_disk(open_registered_pool(registration).open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
     client = moto_client(moto_s3)
-    keys = [
-        o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="pools/locked/chunks/")["Contents"]
-    ]
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="pools/locked/data/")["Contents"]]
     assert keys
     for key in keys:
         head = client.head_object(Bucket=bucket, Key=key)

@@ -89,7 +89,7 @@ def test_object_pool_round_trip_through_the_bucket(moto_s3: str, tmp_path: Path)
     assert "s3cr3t-object-key" not in repr(registration) and PASSPHRASE not in repr(registration)
     round_trip(open_registered_pool(registration), tmp_path)
     keys = [o["Key"] for o in moto_client(moto_s3).list_objects_v2(Bucket=settings.bucket)["Contents"]]
-    assert "pools/p1/config.json" in keys and any(k.startswith("pools/p1/chunks/") for k in keys)
+    assert "pools/p1/config.json" in keys and any(k.startswith("pools/p1/data/") for k in keys)
     root, filesystem = pool_catalog_root(registration)
     assert root == f"{settings.bucket}/pools/p1" and filesystem is not None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, Variant, make_disk, read_back, write_disk
 
+from bingobackup.format.config import FORMAT_VERSION
 from bingobackup.format.errors import FormatError, UnsupportedFormatError, WrongPassphraseError
 from bingobackup.pools import (
     Pool,
@@ -77,8 +78,10 @@ def test_a_newer_or_damaged_config_is_refused_clearly(tmp_path: Path) -> None:
     make(tmp_path / "pool", encrypted=False)
     config_path = tmp_path / "pool" / "config.json"
     config = json.loads(config_path.read_text())
-    config_path.write_text(json.dumps(config | {"format_version": 2}))
-    with pytest.raises(UnsupportedFormatError, match=r"format version 2.*upgrade bingobackup"):
+    config_path.write_text(json.dumps(config | {"format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(
+        UnsupportedFormatError, match=rf"format version {FORMAT_VERSION + 1}.*upgrade bingobackup"
+    ):
         open_pool(tmp_path / "pool")
     config_path.write_text(json.dumps(config | {"magic": "SOMETHING-ELSE"}))
     with pytest.raises(FormatError, match="not a bingobackup pool config"):
@@ -91,21 +94,41 @@ def test_a_newer_or_damaged_config_is_refused_clearly(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["dedup", "standard"])
 def test_delete_set_and_collect_garbage(tmp_path: Path, kind: str) -> None:
     pool = make(tmp_path / "pool", kind=kind, encrypted=False)
-    disk, other = make_disk(), make_disk()
+    disk, other = make_disk(), make_disk()  # both hold the same text chunk
     write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
     kept = write_disk(pool.open_disk_writer("set-2", "vol-a", len(other.data)), other)
 
     assert pool.delete_set("set-1") >= 1
     assert sorted(pool.list_manifests()) == [("set-2", "vol-a")]
     if isinstance(pool, DedupPool):
-        assert pool.collect_garbage() > 0
+        held = sum(i.size for i in pool.store.list("data/"))
+        # set-1's pack also holds the text chunk set-2 uses: kept whole, nothing freed yet.
         assert pool.collect_garbage() == 0
-    else:
-        assert [i.key for i in pool.store.list("packs/")] == ["packs/set-2/vol-a.pack"]
+        assert read_back(pool, kept) == other.data
+        pool.delete_set("set-2")
+        assert pool.collect_garbage() == held
+        assert list(pool.store.list("data/")) == [] and pool.collect_garbage() == 0
+        return
+    assert [i.key for i in pool.store.list("packs/")] == ["packs/set-2/vol-a.pack"]
     assert read_back(pool, pool.load_manifest("set-2", "vol-a")) == other.data
     assert read_back(pool, kept) == other.data
     with pytest.raises(PoolError, match="holds no backup of volume vol-a in set set-1"):
         pool.load_manifest("set-1", "vol-a")
+
+
+def test_collect_garbage_frees_the_chunk_files_of_a_version_1_pool(tmp_path: Path) -> None:
+    pool = make(tmp_path / "pool", encrypted=False)
+    config = pool.config.model_copy(update={"format_version": 1})
+    (tmp_path / "pool" / "config.json").write_bytes(config.to_json())  # as version 1 made it
+    pool = open_pool(tmp_path / "pool")
+    disk, other = make_disk(), make_disk()
+    write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
+    kept = write_disk(pool.open_disk_writer("set-2", "vol-a", len(other.data)), other)
+    assert list(pool.store.list("data/")) == [] and len(list(pool.store.list("chunks/"))) == 7
+    pool.delete_set("set-1")
+    assert isinstance(pool, DedupPool) and pool.collect_garbage() > 0
+    assert len(list(pool.store.list("chunks/"))) == 4  # set-1's own three chunks went
+    assert read_back(pool, kept) == other.data
 
 
 def test_writer_refuses_misuse_with_clear_messages(variant: Variant, pool: Pool) -> None:

@@ -1,0 +1,100 @@
+"""Dedup pools of format version 2 keep chunks in packs (docs/format.md, pools/packs.py): a pack
+describes itself, packs close at their target size, a damaged pack index is named, and a
+pack whose write failed is written again without losing a chunk."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+from faulty_store import FaultyBlobStore
+from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
+
+from bingobackup.format.errors import FormatError
+from bingobackup.pools import create_pool_in, open_pool, packs
+from bingobackup.pools.dedup import DedupPool
+from bingobackup.pools.packs import PACK_HEADER, list_packs, read_pack_index
+
+
+def dedup_pool(store: FaultyBlobStore) -> DedupPool:
+    pool = create_pool_in(
+        store, "dedup", chunk_size=CHUNK, encrypted=True, passphrase=PASSPHRASE, scrypt_n=FAST_SCRYPT_N
+    )
+    assert isinstance(pool, DedupPool) and pool.config.format_version == 2
+    return pool
+
+
+def test_a_pack_holds_its_own_index_and_a_new_process_finds_every_chunk(tmp_path: Path) -> None:
+    pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
+    disk = make_disk()
+    manifest = write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
+
+    [info] = list(list_packs(pool.store))
+    assert info.key.startswith("data/") and (tmp_path / "pool" / info.key).read_bytes()[:8] == PACK_HEADER
+    assert list(pool.store.list("chunks/")) == []
+    indexed = {(e.digest, f"{info.key}@{e.offset}", e.length) for e in read_pack_index(pool.store, info)}
+    assert indexed == {(r.digest, r.location, r.stored_size) for r in manifest.chunks}
+
+    again = open_pool(tmp_path / "pool", PASSPHRASE)  # another process: knows the pool only from disk
+    writer = again.open_disk_writer("set-2", "vol-a", len(disk.data))
+    assert all(writer.has(ref.digest) for ref in manifest.chunks)
+    second = write_disk(writer, disk)
+    assert writer.stats().chunks_stored == 0 and len(list(list_packs(again.store))) == 1
+    assert read_back(again, second) == disk.data
+
+
+def test_packs_close_at_their_target_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packs, "PACK_TARGET_BYTES", 3 * CHUNK)
+    pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
+    disks = [make_disk() for _ in range(4)]
+    manifests = [
+        write_disk(pool.open_disk_writer("set-1", f"vol-{i}", len(d.data)), d) for i, d in enumerate(disks)
+    ]
+
+    infos = list(list_packs(pool.store))
+    assert len(infos) >= 4
+    # A pack closes at the chunk that reaches the target, so none is much larger.
+    assert all(info.size <= 4 * CHUNK + 4096 for info in infos)
+    entries = [e.digest for info in infos for e in read_pack_index(pool.store, info)]
+    assert len(entries) == len(set(entries)) == len({r.digest for m in manifests for r in m.chunks})
+    assert [read_back(pool, m) for m in manifests] == [d.data for d in disks]
+
+
+def test_a_damaged_pack_index_is_named_with_what_to_do(tmp_path: Path) -> None:
+    pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
+    disk = make_disk()
+    write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
+    [info] = list(list_packs(pool.store))
+    path = tmp_path / "pool" / info.key
+    path.write_bytes(path.read_bytes()[:-3])  # the footer cut short
+
+    writer = open_pool(tmp_path / "pool", PASSPHRASE).open_disk_writer("set-2", "vol-a", len(disk.data))
+    with pytest.raises(FormatError, match=rf"pack {info.key} is damaged .*index footer.*Move the file out"):
+        writer.has("00" * 32)
+
+
+def test_a_failed_pack_write_is_written_again_and_no_chunk_is_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs, "PACK_TARGET_BYTES", CHUNK)  # one random chunk fills a pack
+    store = FaultyBlobStore(tmp_path / "pool", "pool")
+    pool = dedup_pool(store)
+    disk = make_disk()
+    chunks = [(o, disk.data[o : o + CHUNK]) for o in range(0, len(disk.data), CHUNK)]
+    stored = [(o, c) for o, c in chunks if not pool.is_zero(c)]
+    writer = pool.open_disk_writer("set-1", "vol-a", len(disk.data))
+
+    store.fail_with(errno.EIO)
+    writer.put_chunk(*stored[0])  # fills the pack: its write fails and the pack is kept
+    assert store.failures == 1 and list(list_packs(store)) == [] and temp_files(tmp_path / "pool") == []
+    with pytest.raises(OSError, match="Input/output error"):
+        writer.put_chunk(*stored[1])  # the kept pack is written first: still failing
+    store.fail_with(None)
+    for offset, chunk in stored[1:]:
+        writer.put_chunk(offset, chunk)
+    manifest = writer.commit()
+
+    assert read_back(pool, manifest) == disk.data
+    assert writer.stats().chunks_stored == len({pool.chunk_digest(c) for _, c in stored})
+    assert temp_files(tmp_path / "pool") == []
