@@ -38,6 +38,10 @@ def test_backup_run_then_list_query_and_export_byte_identical(
         invoke("catalog", "query", "SELECT volume_id FROM disk_backups", "--pool", pool, "--format", "json")
     )
     volume = rows[0]["volume_id"]
+    query = "SELECT format_version FROM backup_sets"
+    assert json.loads(invoke("catalog", "query", query, "--pool", pool, "--format", "json")) == [
+        {"format_version": 2}  # the set records the pool format it was written in
+    ]
     image = tmp_path / "disk.raw"
     out = invoke(
         "export-disk", "--pool", pool, "--set", set_id, "--volume", volume, "--output", str(image), "--sha256"
