@@ -5,6 +5,9 @@ pack whose write failed is written again without losing a chunk."""
 from __future__ import annotations
 
 import errno
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ from faulty_store import FaultyBlobStore
 from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
 
 from bingobackup.format.errors import FormatError
+from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools import create_pool_in, open_pool, packs
 from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.packs import PACK_HEADER, list_packs, read_pack_index
@@ -98,3 +102,52 @@ def test_a_failed_pack_write_is_written_again_and_no_chunk_is_lost(
     assert read_back(pool, manifest) == disk.data
     assert writer.stats().chunks_stored == len({pool.chunk_digest(c) for _, c in stored})
     assert temp_files(tmp_path / "pool") == []
+
+
+def test_every_chunk_placed_before_a_flush_is_durable_after_it_while_others_keep_placing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Disks commit while other disks of the job still write: each commit's flush must cover
+    every chunk placed before it, in whichever pack and whoever is sending that pack."""
+    monkeypatch.setattr(packs, "PACK_TARGET_BYTES", 3 * CHUNK)
+    pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
+    assembler = pool.packs
+    assert assembler is not None
+    placed: list[tuple[str, str, bytes]] = []  # (digest, location, plaintext)
+    lock = threading.Lock()
+
+    def place_many(seed: int) -> None:
+        for n in range(48):
+            plain = os.urandom(CHUNK // 2) + bytes([seed, n]) * (CHUNK // 4)
+            digest = pool.chunk_digest(plain)
+            location = assembler.place(digest, pool.codec.seal(plain))
+            with lock:
+                placed.append((digest, location, plain))
+
+    def flush_and_check() -> None:
+        for _ in range(40):
+            with lock:
+                before = list(placed)
+            assembler.flush()
+            durable = {info.key for info in list_packs(pool.store)}
+            assert {location.partition("@")[0] for _, location, _ in before} <= durable
+
+    with ThreadPoolExecutor(4) as executor:
+        futures = [executor.submit(place_many, seed) for seed in range(3)] + [
+            executor.submit(flush_and_check)
+        ]
+        for future in futures:
+            future.result()
+    assembler.flush()
+    for digest, location, plain in placed:
+        ref = ChunkRef(
+            offset=0, length=len(plain), digest=digest, stored_size=_size(pool, location), location=location
+        )
+        assert pool.read_chunk(ref) == plain
+    assert temp_files(tmp_path / "pool") == []
+
+
+def _size(pool: DedupPool, location: str) -> int:
+    key, _, offset = location.partition("@")
+    info = pool.store.stat(key)
+    return next(e.length for e in read_pack_index(pool.store, info) if e.offset == int(offset))
