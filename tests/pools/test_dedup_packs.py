@@ -34,17 +34,22 @@ def test_a_pack_holds_its_own_index_and_a_new_process_finds_every_chunk(tmp_path
     disk = make_disk()
     manifest = write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
 
-    [info] = list(list_packs(pool.store))
-    assert info.key.startswith("data/") and (tmp_path / "pool" / info.key).read_bytes()[:8] == PACK_HEADER
-    assert list(pool.store.list("chunks/")) == []
-    indexed = {(e.digest, f"{info.key}@{e.offset}", e.length) for e in read_pack_index(pool.store, info)}
+    infos = list(list_packs(pool.store))  # one per writer thread that held a pack at the commit
+    assert 1 <= len(infos) <= 4 and list(pool.store.list("chunks/")) == []
+    for info in infos:
+        assert info.key.startswith("data/") and (tmp_path / "pool" / info.key).read_bytes()[:8] == PACK_HEADER
+    indexed = {
+        (e.digest, f"{info.key}@{e.offset}", e.length)
+        for info in infos
+        for e in read_pack_index(pool.store, info)
+    }
     assert indexed == {(r.digest, r.location, r.stored_size) for r in manifest.chunks}
 
     again = open_pool(tmp_path / "pool", PASSPHRASE)  # another process: knows the pool only from disk
     writer = again.open_disk_writer("set-2", "vol-a", len(disk.data))
     assert all(writer.has(ref.digest) for ref in manifest.chunks)
     second = write_disk(writer, disk)
-    assert writer.stats().chunks_stored == 0 and len(list(list_packs(again.store))) == 1
+    assert writer.stats().chunks_stored == 0 and set(list_packs(again.store)) == set(infos)
     assert read_back(again, second) == disk.data
 
 
@@ -69,7 +74,7 @@ def test_a_damaged_pack_index_is_named_with_what_to_do(tmp_path: Path) -> None:
     pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
     disk = make_disk()
     write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
-    [info] = list(list_packs(pool.store))
+    info = next(list_packs(pool.store))
     path = tmp_path / "pool" / info.key
     path.write_bytes(path.read_bytes()[:-3])  # the footer cut short
 
