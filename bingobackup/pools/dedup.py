@@ -2,8 +2,8 @@
 
 Format version 2 (new pools) stores chunks in packs (packs.py: `data/<2 hex>/<pack id>`, an
 index at each pack's end); version 1 pools keep one blob per chunk, `chunks/<first 2 hex of
-id>/<id>` (256 fan-out directories, as restic's old layout), and go on writing that way, so
-an older bingobackup still reads them. Both layouts are read.
+id>/<id>` (256 fan-out directories), and go on writing that way, so an older bingobackup
+still reads them. Both layouts are read.
 
 The agent-side index is an in-memory map id -> (stored size, location), loaded once from the
 pool (chunk files listed, pack indexes read) and kept current by this process's writes. In
