@@ -38,7 +38,8 @@ from bingobackup.format.errors import FormatError
 from bingobackup.pools.base import BlobInfo, BlobStore, Buffer, frozen
 
 DATA = "data"
-PACK_HEADER = b"BBPACK" + struct.pack(">H", 2)
+PACK_MAGIC = b"BBPACK"  # both pack kinds; the version after it tells them apart (standard.py is 1)
+PACK_HEADER = PACK_MAGIC + struct.pack(">H", 2)
 INDEX_MAGIC = b"BBPINDEX"
 _ENTRY = struct.Struct(">32sQI")
 _FOOTER = struct.Struct(">I8s")

@@ -23,11 +23,11 @@ from bingobackup.format.envelope import SealedChunk
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools.base import BlobWriter
 from bingobackup.pools.errors import PoolError
+from bingobackup.pools.packs import PACK_MAGIC, pack_location
 from bingobackup.pools.pool import Pool, check_name
 from bingobackup.pools.writer import DiskWriter
 
 PACKS = "packs"
-PACK_MAGIC = b"BBPACK"
 PACK_VERSION = 1
 PACK_HEADER = PACK_MAGIC + struct.pack(">H", PACK_VERSION)
 _RECORD = struct.Struct(">QI32s")
@@ -56,7 +56,7 @@ class StandardDiskWriter(DiskWriter):
         record = _RECORD.pack(offset, sealed.size, bytes.fromhex(digest))
         with self._pack_lock:
             start = self._pack.write((record, *sealed.parts))
-        return sealed.size, f"{self._key}@{start + RECORD_BYTES}", True
+        return sealed.size, pack_location(self._key, start + RECORD_BYTES), True
 
     def _known(self, digest: str) -> tuple[int, str]:
         raise PoolError(
