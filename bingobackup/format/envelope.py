@@ -39,6 +39,11 @@ TAG_BYTES = 16
 _NO_NONCE = bytes(NONCE_BYTES)
 
 
+def max_sealed_size(plaintext_length: int) -> int:
+    """The longest envelope a chunk of `plaintext_length` bytes can take (stored raw, encrypted)."""
+    return HEADER_BYTES + plaintext_length + TAG_BYTES
+
+
 @dataclass(frozen=True)
 class EnvelopeHeader:
     version: int
@@ -102,22 +107,44 @@ class EnvelopeCodec:
 
     def seal(self, plaintext: bytes) -> SealedChunk:
         compression_id, body = compress(plaintext, self.compression)
+        header, nonce = self._header(compression_id, len(plaintext), len(body))
         if self._aead is None:
-            header = EnvelopeHeader(
-                ENVELOPE_VERSION, compression_id, CipherId.NONE, 0, len(plaintext), len(body), _NO_NONCE
+            return SealedChunk(header, body)
+        return SealedChunk(header, self._aead.encrypt(nonce, body, header))
+
+    def seal_into(self, plaintext: bytes, out: memoryview) -> int:
+        """Seals `plaintext` into the start of `out` (at least `max_sealed_size` bytes); returns
+        the envelope's length. AES-GCM encrypts straight into `out`: no sealed copy is made."""
+        if len(out) < max_sealed_size(len(plaintext)):
+            raise ValueError(
+                f"{len(out)} bytes cannot hold the envelope of a {len(plaintext)}-byte chunk "
+                f"(up to {max_sealed_size(len(plaintext))})"
             )
-            return SealedChunk(header.pack(), body)
-        nonce = os.urandom(NONCE_BYTES)
-        header_bytes = EnvelopeHeader(
-            ENVELOPE_VERSION,
-            compression_id,
-            CipherId.AES_256_GCM,
-            0,
-            len(plaintext),
-            len(body) + TAG_BYTES,
-            nonce,
-        ).pack()
-        return SealedChunk(header_bytes, self._aead.encrypt(nonce, body, header_bytes))
+        compression_id, body = compress(plaintext, self.compression)
+        header, nonce = self._header(compression_id, len(plaintext), len(body))
+        end = HEADER_BYTES + len(body)
+        out[:HEADER_BYTES] = header
+        if self._aead is None:
+            out[HEADER_BYTES:end] = body
+            return end
+        end += TAG_BYTES
+        self._aead.encrypt_into(nonce, body, header, out[HEADER_BYTES:end])
+        return end
+
+    def _header(self, compression_id: int, plaintext_length: int, body_length: int) -> tuple[bytes, bytes]:
+        """The packed header of a new envelope and its nonce (fresh and random when encrypted)."""
+        if self._aead is None:
+            cipher, nonce, payload_length = CipherId.NONE, _NO_NONCE, body_length
+        else:
+            cipher, nonce, payload_length = (
+                CipherId.AES_256_GCM,
+                os.urandom(NONCE_BYTES),
+                body_length + TAG_BYTES,
+            )
+        header = EnvelopeHeader(
+            ENVELOPE_VERSION, compression_id, cipher, 0, plaintext_length, payload_length, nonce
+        )
+        return header.pack(), nonce
 
     def open(self, envelope: bytes | memoryview, expected_digest: str, location: str = "") -> bytes:
         """The verified plaintext; CorruptChunkError (naming digest and location) otherwise."""

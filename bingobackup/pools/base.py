@@ -28,6 +28,11 @@ tests/pools checks for every implementation:
    it is durable, and `flush()` returns only once every earlier `put_soon` is durable and
    visible. A blob that failed in the background is written again by the next `put_soon` or
    `flush()`, which raise if that fails too. Stores with nothing to overlap simply `put`.
+   `put_soon(key, data, release=callback)` hands `data` over instead: the store may keep
+   and write it as it is (no copy; a local store writes such a blob on its own threads,
+   with direct I/O when the first buffer is page-aligned), the caller leaves it unchanged
+   until the store calls `release()` (once the blob is durable, or at once when the store
+   copied it), and the caller keeps it when `put_soon` raises. Dedup packs are handed over.
 
 All methods are thread-safe. Keys are relative, with no empty, '.' or '..' component.
 """
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -127,22 +132,26 @@ class BlobStore(ABC):
     # Stores that overlap their puts with the caller set this and implement `_start_put`.
     _background: BackgroundPuts | None = None
 
-    def put_soon(self, key: str, data: BlobData) -> None:
-        """Rule 9: a `put` that may complete in the background until `flush()`."""
+    def put_soon(self, key: str, data: BlobData, release: Callable[[], None] | None = None) -> None:
+        """Rule 9: a `put` that may complete in the background until `flush()`; with `release`,
+        `data` is handed over until the store calls it."""
         if self._background is None:
             self.put(key, data)
+            if release is not None:
+                release()
             return
         self._background.redo_failed()
-        self._background.submit(self._start_put(key, data))
+        self._background.submit(self._start_put(key, data, release))
 
     def flush(self) -> None:
         """Rule 9: returns once every earlier `put_soon` is durable and visible."""
         if self._background is not None:
             self._background.flush()
 
-    def _start_put(self, key: str, data: BlobData) -> DeferredPut:
+    def _start_put(self, key: str, data: BlobData, release: Callable[[], None] | None) -> DeferredPut:
         """The first half of a put_soon, in the caller's thread; the rest runs in the background.
-        What it keeps for a redo must not change when the caller reuses its buffers."""
+        What it keeps for a redo must not change when the caller reuses its buffers: without
+        `release` it copies what it keeps; with it, it calls `release()` once done with `data`."""
         raise NotImplementedError(f"{type(self).__name__} sets _background but has no _start_put")
 
 

@@ -92,8 +92,7 @@ class ChunkIndex:
     def _write(self, digest: str, plaintext: bytes) -> tuple[int, str, bool]:
         packs = self._pool.packs
         if packs is not None:
-            sealed = self._pool.codec.seal(plaintext)
-            return sealed.size, packs.place(digest, sealed), True
+            return *packs.place(digest, plaintext), True
         store, key = self._pool.store, chunk_key(digest)
         if store.exists(key):  # another host or process stored it since we listed
             return store.stat(key).size, key, False
@@ -152,7 +151,8 @@ class DedupPool(Pool):
     def __init__(self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec) -> None:
         super().__init__(store, config, codec)
         self.index = ChunkIndex(self)
-        self.packs = PackAssembler(store) if config.format_version >= PACKED_FORMAT else None
+        packed = config.format_version >= PACKED_FORMAT
+        self.packs = PackAssembler(store, codec, config.chunk_size) if packed else None
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> DedupDiskWriter:
         self.manifest_key(set_id, volume_id)  # validates both ids before any work

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import builtins
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -243,11 +243,14 @@ class S3BlobStore(BlobStore):
         except BotoCoreError as error:
             raise self._translate(error, "write", key, size) from None
 
-    def _start_put(self, key: str, data: BlobData) -> _Upload:
+    def _start_put(self, key: str, data: BlobData, release: Callable[[], None] | None) -> _Upload:
         """The upload runs on a background thread, so the caller seals the next chunk while
         this one crosses the network. Joined here, in the caller's thread: the caller may
         reuse its buffers at once (rule 9), and put() would join them anyway."""
-        return _Upload(self, check_key(key), b"".join(as_parts(data)))
+        upload = _Upload(self, check_key(key), b"".join(as_parts(data)))
+        if release is not None:
+            release()
+        return upload
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         options: dict[str, Any] = {}

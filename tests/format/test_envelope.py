@@ -9,7 +9,13 @@ import pytest
 from bingobackup.format.compression import CompressionId, compress, decompress
 from bingobackup.format.crypto import PoolKeys, new_master_key
 from bingobackup.format.digest import ChunkDigester, DigestId
-from bingobackup.format.envelope import ENVELOPE_VERSION, HEADER_BYTES, EnvelopeCodec, EnvelopeHeader
+from bingobackup.format.envelope import (
+    ENVELOPE_VERSION,
+    HEADER_BYTES,
+    EnvelopeCodec,
+    EnvelopeHeader,
+    max_sealed_size,
+)
 from bingobackup.format.errors import CorruptChunkError, UnsupportedFormatError
 
 TEXT = b"disk sectors full of text " * 4000
@@ -37,6 +43,26 @@ def test_seal_open_round_trip_and_header(name: str) -> None:
     assert (header.version, header.compression, header.plaintext_length) == (1, CompressionId.ZSTD, len(TEXT))
     assert len(sealed) == HEADER_BYTES + header.payload_length < len(TEXT)
     assert codec.open(sealed, codec.digester.hexdigest(TEXT)) == TEXT
+
+
+@pytest.mark.parametrize("name", ["plain", "aes"])
+@pytest.mark.parametrize("data", [TEXT, os.urandom(70_000)], ids=["compressible", "random"])
+def test_sealing_into_a_buffer_gives_an_envelope_that_opens(name: str, data: bytes) -> None:
+    codec = codecs()[name]
+    buffer = bytearray(b"\xee" * (max_sealed_size(len(data)) + 10))
+    length = codec.seal_into(data, memoryview(buffer)[5:])
+    sealed = bytes(buffer[5 : 5 + length])
+    assert (
+        buffer[:5] == b"\xee" * 5
+        and len(sealed) == HEADER_BYTES + EnvelopeHeader.parse(sealed).payload_length
+    )
+    assert codec.open(sealed, codec.digester.hexdigest(data)) == data
+
+
+def test_sealing_into_a_buffer_too_small_for_any_outcome_is_refused() -> None:
+    codec = codecs()["aes"]
+    with pytest.raises(ValueError, match="cannot hold the envelope of a 104000-byte chunk"):
+        codec.seal_into(TEXT, memoryview(bytearray(max_sealed_size(len(TEXT)) - 1)))
 
 
 @pytest.mark.parametrize("name", ["plain", "aes"])

@@ -8,7 +8,7 @@ import os
 import threading
 
 from bingobackup.pools.base import Buffer
-from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.pools.localdir import DIRECT_IO_ALIGNMENT, LocalDirBlobStore
 
 
 class FaultyBlobStore(LocalDirBlobStore):
@@ -43,7 +43,9 @@ class FaultyBlobStore(LocalDirBlobStore):
             super()._write_all(fd, parts)
             return
         first = memoryview(parts[0]).cast("B")
-        os.write(fd, first[: max(1, len(first) // 2)])
+        # Half of it, in whole blocks when there are any: a direct I/O write must stay aligned.
+        half = len(first) // 2
+        os.write(fd, first[: half - half % DIRECT_IO_ALIGNMENT or max(1, half)])
         with self._lock:
             self.failures += 1
         raise OSError(code, os.strerror(code))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 import functools
+import mmap
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from backends import LocalCase, S3Case, StoreCase
 
 from bingobackup.pools import BlobNotFoundError, BlobStore, PoolError, PoolFullError
 
+PAGE = mmap.PAGESIZE
 StoreFactory = Callable[[pytest.FixtureRequest, Path], StoreCase]
 STORES: dict[str, StoreFactory] = {
     "localdir": lambda request, tmp: LocalCase(tmp / "blobs", "test-pool"),
@@ -202,6 +205,28 @@ def test_put_soon_blobs_are_complete_once_flushed(case: StoreCase, store: BlobSt
     assert all(other.get(key) == data for key, data in expected.items())
     assert case.leftovers() == []
     store.flush()  # nothing pending: returns at once
+
+
+def test_a_handed_over_blob_is_released_once_and_the_caller_may_reuse_it_then(
+    case: StoreCase, store: BlobStore
+) -> None:
+    """Rule 9's hand-over (how dedup packs are written): the store may keep the caller's buffer
+    and write it later, so it gives it back only once it no longer needs it."""
+    buffer = mmap.mmap(-1, 3 * PAGE)  # page-aligned, as a pack buffer: a local store writes it direct
+    payload = os.urandom(2 * PAGE + 100)
+    buffer[: len(payload)] = payload
+    released = 0
+
+    def release() -> None:
+        nonlocal released
+        released += 1
+        buffer[:] = b"\xff" * len(buffer)  # the caller's next pack goes here at once
+
+    store.put_soon("data/ab/pack", [memoryview(buffer)[: len(payload)], b"index", b"footer"], release)
+    store.flush()
+    assert released == 1
+    assert case.fresh_store().get("data/ab/pack") == payload + b"indexfooter"
+    assert case.leftovers() == []
 
 
 def test_put_soon_out_of_space_is_pool_full(case: StoreCase, store: BlobStore) -> None:

@@ -95,10 +95,10 @@ def test_a_failed_pack_write_is_written_again_and_no_chunk_is_lost(
     writer = pool.open_disk_writer("set-1", "vol-a", len(disk.data))
 
     store.fail_with(errno.EIO)
-    writer.put_chunk(*stored[0])  # fills the pack: its write fails and the pack is kept
-    assert store.failures == 1 and list(list_packs(store)) == [] and temp_files(tmp_path / "pool") == []
+    writer.put_chunk(*stored[0])  # fills the pack: handed to the store, whose write fails
     with pytest.raises(OSError, match="Input/output error"):
-        writer.put_chunk(*stored[1])  # the kept pack is written first: still failing
+        writer.settle()  # waits for it, then writes the kept pack again: still failing
+    assert store.failures == 2 and list(list_packs(store)) == [] and temp_files(tmp_path / "pool") == []
     store.fail_with(None)
     for offset, chunk in stored[1:]:
         writer.put_chunk(offset, chunk)
@@ -118,16 +118,16 @@ def test_every_chunk_placed_before_a_flush_is_durable_after_it_while_others_keep
     pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
     assembler = pool.packs
     assert assembler is not None
-    placed: list[tuple[str, str, bytes]] = []  # (digest, location, plaintext)
+    placed: list[tuple[str, str, int, bytes]] = []  # (digest, location, stored size, plaintext)
     lock = threading.Lock()
 
     def place_many(seed: int) -> None:
         for n in range(48):
             plain = os.urandom(CHUNK // 2) + bytes([seed, n]) * (CHUNK // 4)
             digest = pool.chunk_digest(plain)
-            location = assembler.place(digest, pool.codec.seal(plain))
+            size, location = assembler.place(digest, plain)
             with lock:
-                placed.append((digest, location, plain))
+                placed.append((digest, location, size, plain))
 
     def flush_and_check() -> None:
         for _ in range(40):
@@ -135,7 +135,7 @@ def test_every_chunk_placed_before_a_flush_is_durable_after_it_while_others_keep
                 before = list(placed)
             assembler.flush()
             durable = {info.key for info in list_packs(pool.store)}
-            assert {location.partition("@")[0] for _, location, _ in before} <= durable
+            assert {location.partition("@")[0] for _, location, _, _ in before} <= durable
 
     with ThreadPoolExecutor(4) as executor:
         futures = [executor.submit(place_many, seed) for seed in range(3)] + [
@@ -144,15 +144,7 @@ def test_every_chunk_placed_before_a_flush_is_durable_after_it_while_others_keep
         for future in futures:
             future.result()
     assembler.flush()
-    for digest, location, plain in placed:
-        ref = ChunkRef(
-            offset=0, length=len(plain), digest=digest, stored_size=_size(pool, location), location=location
-        )
+    for digest, location, size, plain in placed:
+        ref = ChunkRef(offset=0, length=len(plain), digest=digest, stored_size=size, location=location)
         assert pool.read_chunk(ref) == plain
     assert temp_files(tmp_path / "pool") == []
-
-
-def _size(pool: DedupPool, location: str) -> int:
-    key, _, offset = location.partition("@")
-    info = pool.store.stat(key)
-    return next(e.length for e in read_pack_index(pool.store, info) if e.offset == int(offset))

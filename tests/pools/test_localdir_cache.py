@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from pathlib import Path
 
@@ -34,12 +35,15 @@ def test_put_put_soon_and_streams_leave_no_stored_page_cached(store: LocalDirBlo
     data = os.urandom(BLOB)
     store.put("chunks/aa/put", data)
     store.put_soon("chunks/bb/soon", data)
+    aligned = mmap.mmap(-1, BLOB)  # a pack buffer: written with direct I/O
+    aligned[:] = data
+    store.put_soon("data/cc/handed-over", [memoryview(aligned)[: BLOB - 100], data[-100:]], lambda: None)
     store.flush()
     stream = store.open_append("packs/set/volume.pack")
     for _ in range(3):
         stream.write(data)
     stream.commit()
 
-    for key in ("chunks/aa/put", "chunks/bb/soon", "packs/set/volume.pack"):
+    for key in ("chunks/aa/put", "chunks/bb/soon", "data/cc/handed-over", "packs/set/volume.pack"):
         assert cached_pages(store.root / key) == 0, key
         assert store.get(key, 0, 64) == data[:64]  # and they read back from storage
