@@ -124,7 +124,7 @@ class BenchRun:
                 if label == "first":  # every attempt starts from an empty pool
                     retire(pool)
                     # The limit is measured again beside each attempt (see `remeasured`).
-                    self.limits = remeasured(self.limits, self.image.path, self.work / "probe.tmp")
+                    self.limits = remeasured(self.limits, self.image.path)
                 if not pool.exists():
                     new_pool(pool, PASSPHRASE)
                 return run_step(

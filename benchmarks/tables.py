@@ -30,7 +30,7 @@ def machine_table(limits: MachineLimits) -> Table:
         "AES-256-GCM decrypt": limits.aes_gcm_decrypt,
         "cached read (page cache)": limits.cached_read,
         "cached write (page cache)": limits.cached_write,
-        "durable write (pool blobs: write, fsync, rename)": limits.durable_write,
+        "durable write (16 MiB packs: direct I/O, fsync, rename)": limits.durable_write,
     }
     for name, rate in rows.items():
         table.add(name, rate.one / 1e6, rate.all / 1e6, f"{rate.scaling:.2f}×")
@@ -221,11 +221,14 @@ def method_lines(run: BenchRun, skipped: list[str]) -> list[str]:
         "- Two reading modes: *sparse file* skips the holes the filesystem reports; *block device* reads "
         "every byte, as on a backup host reading an attached volume with no hole information.",
         "- The machine limit of a step is the sum of its per-byte costs (read, BLAKE3, zstd as the pool compresses, AES-GCM, "
-        "write; each measured on one thread on the image's own data, times the cores; the best of the probe's "
+        "and for an export the restored image's write into the page cache; each measured on one thread on the image's "
+        "own data, times the cores; the best of the probe's "
         "three passes and of one more pass right before each first-backup attempt, as this host's speed "
         "drifts 10-15 % within a minute), or the time "
-        "durable storage needs for the bytes stored (the pool's own blob store, fsync per blob), "
-        'whichever is longer; "of limit" is that least time over the measured time. "Of measured limit" '
+        "durable storage needs for the bytes stored (16 MiB packs handed to the pool's own blob store, as a backup "
+        "stores them: direct I/O, fsync, rename), "
+        "whichever is longer. A backup's packs cost no CPU to store (direct I/O from the buffer AES-GCM wrote), "
+        'so its limit has no write term; "of limit" is that least time over the measured time. "Of measured limit" '
         "uses the rates measured with one thread per core running at once instead: it is the fairer "
         "figure where a primitive does not scale or other work shared the cores during the run.",
         "- The image and every pool and repository live in a temporary directory on the same disk, page "
