@@ -22,8 +22,8 @@ finds stored).
 page-aligned buffer (AES-GCM encrypts into it, no sealed copy is made), handed over to the
 blob store's `put_soon` once it reaches `PACK_TARGET_BYTES` (or at `flush`). A local store
 writes it on its own threads with direct I/O, so the bytes go from the buffer to the disk
-without a copy into the page cache or a writeback (measured on the benchmark image: ~0.25 CPU-s
-and ~0.1 s off a first backup, docs/benchmarks.md), and gives the buffer back once the pack
+without a copy into the page cache or a writeback (measured on the benchmark image: ~0.3 CPU-s
+and 0.1-0.2 s off a first backup, docs/benchmarks.md), and gives the buffer back once the pack
 is durable; a failed write is redone from it (blob store rule 9). Memory: one open pack per
 writer thread, the packs the store's queue holds, and a few spare buffers.
 """
