@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+from typing import NoReturn
 
 from bingobackup.pools.base import Buffer
 from bingobackup.pools.localdir import DIRECT_IO_ALIGNMENT, LocalDirBlobStore
@@ -42,10 +43,15 @@ class FaultyBlobStore(LocalDirBlobStore):
         if code is None:
             super()._write_all(fd, parts)
             return
-        first = memoryview(parts[0]).cast("B")
-        # Half of it, in whole blocks when there are any: a direct I/O write must stay aligned.
-        half = len(first) // 2
-        os.write(fd, first[: half - half % DIRECT_IO_ALIGNMENT or max(1, half)])
         with self._lock:
             self.failures += 1
-        raise OSError(code, os.strerror(code))
+        fail_midway(fd, parts, code)
+
+
+def fail_midway(fd: int, parts: tuple[Buffer, ...], code: int) -> NoReturn:
+    """Writes half of the blob's first part, then fails with `code`, as a dropped link does."""
+    first = memoryview(parts[0]).cast("B")
+    # Half of it, in whole blocks when there are any: a direct I/O write must stay aligned.
+    half = len(first) // 2
+    os.write(fd, first[: half - half % DIRECT_IO_ALIGNMENT or max(1, half)])
+    raise OSError(code, os.strerror(code))
