@@ -72,16 +72,15 @@ class LocalDirBlobStore(BlobStore):
         head = memoryview(parts[0]).cast("B")
         try:
             self._write_all(fd, (head[:direct_bytes],))
+            rest: tuple[Buffer, ...] = (head[direct_bytes:], *parts[1:])
         except OSError as error:
             if error.errno != errno.EINVAL:
                 raise
             self._direct_io = False
-            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
             os.lseek(fd, 0, os.SEEK_SET)
-            self._write_all(fd, parts)
-            return
+            rest = parts
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~_O_DIRECT)
-        self._write_all(fd, (head[direct_bytes:], *parts[1:]))
+        self._write_all(fd, rest)
 
     def _sync_file(self, fd: int) -> None:
         os.fsync(fd)

@@ -154,8 +154,8 @@ class PackAssembler:
         finally:
             with self._changed:
                 self._appending -= 1
-                full = pack is not None and pack.size >= PACK_TARGET_BYTES
-                if pack is not None:
+                if pack is not None:  # None only when no buffer could be had
+                    full = pack.size >= PACK_TARGET_BYTES
                     (self._sending.add if full else self._free.append)(pack)
                 self._changed.notify_all()
         if full:  # a failure keeps the pack for the next place or flush, which raise

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from faulty_store import fail_midway
 
 from bingobackup.pools import localdir
 from bingobackup.pools.base import Buffer
@@ -40,8 +41,7 @@ class RecordingStore(LocalDirBlobStore):
         direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
         self.writes.append(direct)
         if direct and self.refuse:
-            os.write(fd, memoryview(parts[0])[:DIRECT_IO_ALIGNMENT])  # some of it went through
-            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+            fail_midway(fd, parts, errno.EINVAL)  # some of it went through
         super()._write_all(fd, parts)
 
 
