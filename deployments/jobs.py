@@ -42,7 +42,7 @@ from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.job import BackupJobSpec
 from bingobackup.specs.schedule import ImmediateSchedule
 from deployments.kinds import BACKUP, JOB_KINDS, JobKind, JobSpec, job_kind, load_any_spec
-from deployments.runs import JobRun, schedule_upcoming
+from deployments.runs import JobRun, drop_stale_runs, schedule_upcoming
 from deployments.schedules import describe_schedule, once_in_past, prefect_schedules
 from deployments.workpool import ensure_work_pool, work_pool_name
 from tasks.limits import HeldSlots, crash_holders, delete_tag_limits
@@ -152,13 +152,14 @@ def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: d
     kind = job_kind(spec)
     ensure_work_pool(client, pool)
     flow_id = client.create_flow_from_name(kind.flow_name)
+    parameters: dict[str, object] = {"spec": spec.model_dump(mode="json", by_alias=True), "user": user}
     deployment_id = client.create_deployment(
         flow_id=flow_id,
         name=spec.name,
         version=f"job spec v{spec.version}",
         description=f"{kind.label.capitalize()} job {spec.name}: {describe_schedule(spec.schedule)}",
         schedules=prefect_schedules(spec.schedule, anchor),
-        parameters={"spec": spec.model_dump(mode="json", by_alias=True), "user": user},
+        parameters=parameters,
         work_pool_name=pool,
         work_queue_name=spec.backup_host,
         tags=job_tags(spec),
@@ -171,6 +172,7 @@ def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: d
     client.create_concurrency_limit(
         tag=kind.limit_tag(spec.name), concurrency_limit=spec.options.parallel_vms
     )
+    drop_stale_runs(client, deployment_id, parameters)  # an edit's: see there
     schedule_upcoming(client, deployment_id, _PLANNED_RUNS)
     return deployment_id
 

@@ -25,6 +25,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from pydantic import BaseModel
 
 from bingobackup.errors import BingoBackupError
+from tasks.paging import read_all
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
@@ -79,6 +80,31 @@ def schedule_upcoming(client: SyncPrefectClient, deployment_id: UUID, count: int
             "max_runs": count,
         },
     ).raise_for_status()
+
+
+def drop_stale_runs(client: SyncPrefectClient, deployment_id: UUID, parameters: dict[str, object]) -> int:
+    """Delete the deployment's scheduled runs made from an earlier version of it (their
+    parameters are not `parameters`); returns how many. Prefect deletes a deployment's
+    scheduled runs when its schedule changes, but its scheduler service may be inserting runs
+    of the old schedule at that moment, and they would run the old spec."""
+    scheduled = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+    )
+    stale = [
+        run
+        for run in read_all(
+            lambda offset, limit: client.read_flow_runs(
+                deployment_filter=_deployment(deployment_id),
+                flow_run_filter=scheduled,
+                offset=offset,
+                limit=limit,
+            )
+        )
+        if run.auto_scheduled and run.parameters != parameters
+    ]
+    for run in stale:
+        client.delete_flow_run(run.id)
+    return len(stale)
 
 
 def upcoming_runs(client: SyncPrefectClient, deployment_id: UUID, count: int = 5) -> list[JobRun]:

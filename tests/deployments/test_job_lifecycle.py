@@ -24,11 +24,27 @@ from deployments.jobs import (
     read_job,
     start_job,
 )
-from deployments.runs import recent_runs, upcoming_runs
+from deployments.runs import drop_stale_runs, recent_runs, upcoming_runs
 from flows.backup import job_tag
 
 MakeJob = Callable[..., JobInfo]
 WEEKLY = {"kind": "weekly", "weekdays": ["sat"], "at": "02:00"}
+
+
+def test_runs_scheduled_from_an_earlier_version_of_the_job_are_dropped_and_current_ones_kept(
+    make_job: MakeJob,
+) -> None:
+    """Prefect's scheduler may insert runs of the old schedule while an edit replaces it; they
+    carry the old spec, and `drop_stale_runs` (called by every edit) removes exactly those."""
+    job = make_job(WEEKLY)
+    current = {"spec": job.spec.model_dump(mode="json", by_alias=True), "user": None}
+    with get_client(sync_client=True) as client:
+        planned = len(upcoming_runs(client, job.deployment_id, 3))
+        assert planned == 3
+        assert drop_stale_runs(client, job.deployment_id, current) == 0  # made from this version
+        older = {**current, "spec": {**current["spec"], "schedule": {"kind": "daily", "at": "05:00"}}}
+        assert drop_stale_runs(client, job.deployment_id, older) == planned  # as if the job changed since
+        assert drop_stale_runs(client, job.deployment_id, older) == 0  # none of them is left
 
 
 def test_edit_keeps_the_deployment_and_its_history_and_replaces_the_schedule(make_job: MakeJob) -> None:
