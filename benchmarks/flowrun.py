@@ -10,25 +10,29 @@ job, each into a fresh pool:
   register the backup set in the catalog) — what the backup costs on its own;
 - the flow: `bingobackup-backup` with task runs, tag concurrency limits, artifacts and states.
 
-"The flow adds" is the second over the first, round by round (median of the rounds). The
-simulator copies the volume twice in both (snapshot, then the volume staged on the backup
-host), which a real cloud does copy-on-write; that copy time is measured on its own and
-reported next to them.
+"The flow adds" is the second less the first, round by round, with the time each job waited
+for the cloud set apart (`CloudWaitClock`): the simulator copies the whole volume twice in both
+(snapshot, then the volume staged on the backup host), which a real cloud does copy-on-write,
+and on this host such a copy takes 0.6 to 3 s at random (fresh memory, writeback), more than
+the whole cost of the flow. Both jobs wait for the same cloud steps; the rest is what differs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import secrets
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from benchmarks.measure import peak_rss_bytes, retire
-from bingobackup.sparse import copy_sparse
 
 if TYPE_CHECKING:
     from bingobackup.cloud.models import Snapshot
@@ -51,13 +55,49 @@ def _add_vm(admin_url: str, image: Path) -> str:
         return str(json.loads(response.read())["instance_id"])
 
 
-def _copy_seconds(image: Path, work: Path) -> float:
-    copy = work / "copy-probe.raw"
-    started = time.perf_counter()
-    copy_sparse(image, copy)
-    seconds = time.perf_counter() - started
-    copy.unlink()
-    return seconds
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CloudWaitClock:
+    """Seconds this process spends waiting for the cloud in a backup's staging steps (snapshot
+    completed; volume available, attached, detached), from every thread, until `take`n."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds = 0.0
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[CloudWaitClock]:
+        """Counts the waits of `bingobackup.backup.staging`, which both jobs stage through."""
+        from bingobackup.backup import staging
+
+        originals = {name: getattr(staging, name) for name in ("wait_for_snapshot", "wait_for_volume")}
+        for name, wait in originals.items():
+            setattr(staging, name, self._timed(wait))
+        try:
+            yield self
+        finally:
+            for name, wait in originals.items():
+                setattr(staging, name, wait)
+
+    def _timed(self, wait: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(wait)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            started = time.perf_counter()
+            try:
+                return wait(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self._seconds += time.perf_counter() - started
+
+        return timed
+
+    def take(self) -> float:
+        """The seconds counted since the last call."""
+        with self._lock:
+            seconds, self._seconds = self._seconds, 0.0
+        return seconds
 
 
 def _engine_job(sim: RunningSimulator, secret_key: str, pool_dir: Path, spec: BackupJobSpec) -> float:
@@ -178,14 +218,15 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             "content": [{"vm": VM_NAME}],
             "options": {"retry": {"count": 0, "interval_minutes": 0}},
         }
-        # Alternated rounds, each into fresh pools retired after, best of each kept: the
-        # simulator's volume copies (GiBs of page cache and writeback) make rounds noisy.
-        # The order flips every round (engine then flow, flow then engine): whichever runs
+        # Alternated rounds, each into fresh pools retired after: the simulator's volume copies
+        # (GiBs of page cache and writeback) make rounds noisy. The order flips every round (engine then flow, flow then engine): whichever runs
         # second inherits the first one's tail (the server still recording its states, the
         # simulator freeing its copies), and neither side should always get it.
         engine_times: list[float] = []
         flow_times: list[float] = []
-        rows: list[object] = []  # each round's summary rows
+        engine_waits: list[float] = []  # seconds each job waited for the cloud
+        flow_waits: list[float] = []
+        clock = CloudWaitClock()
 
         def engine_round(round_: int) -> None:
             os.sync()  # each job starts without the previous one's writeback (as every step does)
@@ -197,6 +238,7 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
                     load_job_spec({**job, "name": "bench-engine-job", "pool": f"bench-pool-{round_}"}),
                 )
             )
+            engine_waits.append(clock.take())
             # Each job's pool is retired once measured, so the next job writes into recycled
             # page cache, not memory the host reclaimed (see FIRST_ATTEMPTS in runner.py).
             retire(work / f"engine-pool-{round_}")
@@ -216,22 +258,24 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             started = time.perf_counter()
             state = run_backup_now(load_job_spec({**job, "pool": pool}))
             flow_times.append(time.perf_counter() - started)
+            flow_waits.append(clock.take())
             result = state.result(raise_on_failure=False)
             if not isinstance(result, dict) or result.get("status") != "ok":
                 raise RuntimeError(f"the benchmark's flow run did not succeed: {state.message or result}")
-            rows.append(result["rows"])
             retire(work / f"flow-pool-{round_}")
 
-        for round_ in range(ROUNDS):
-            for step in (engine_round, flow_round) if round_ % 2 == 0 else (flow_round, engine_round):
-                step(round_)
+        with clock.counting():
+            for round_ in range(ROUNDS):
+                for step in (engine_round, flow_round) if round_ % 2 == 0 else (flow_round, engine_round):
+                    clock.take()  # from here on: this job's waits
+                    step(round_)
         return {
             "wall_seconds": min(flow_times),
             "engine_job_seconds": min(engine_times),
             "flow_rounds": flow_times,
             "engine_rounds": engine_times,
-            "copy_seconds": _copy_seconds(image, work),
-            "rows": rows[flow_times.index(min(flow_times))],  # the best round's, as its time
+            "flow_cloud_waits": flow_waits,
+            "engine_cloud_waits": engine_waits,
             "peak_rss_bytes": peak_rss_bytes(),
         }
     finally:

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from benchmarks.engine import new_pool
 from benchmarks.image import build_image, churn, scan_nonzero
 from benchmarks.machine import probe, remeasured
 from benchmarks.measure import directory_bytes, retire, run_step
 from benchmarks.runner import FlowRun, file_digest
-from benchmarks.tables import best_against_best, flow_added
+from benchmarks.tables import best_against_best, flow_added, flow_added_seconds
 
 SIZE = 24 << 20
 PASSPHRASE = "smoke passphrase"
@@ -88,12 +90,29 @@ def test_what_the_flow_adds_is_read_from_paired_rounds_not_one_lucky_round() -> 
     flow = FlowRun(
         wall_seconds=3.91,
         engine_job_seconds=3.50,
-        vm_seconds=3.6,
-        copy_seconds=1.0,
         peak_rss_bytes=1,
         # the first round warms up; the engine's 3.50 is one lucky round
         flow_rounds=[4.89, 4.37, 4.14, 4.37, 4.63, 3.91],
         engine_rounds=[12.22, 4.26, 4.05, 4.77, 3.50, 3.66],
     )
     assert best_against_best(flow) > 0.11
-    assert abs(flow_added(flow) - (4.37 / 4.26 - 1)) < 1e-9  # the median round's ratio
+    # the median of the rounds' differences (0.11, 0.09, -0.40, 1.13, 0.25) over the job's median round
+    assert flow_added_seconds(flow) == pytest.approx(4.37 - 4.26)
+    assert flow_added(flow) == pytest.approx((4.37 - 4.26) / 4.05)
+
+
+def test_what_the_flow_adds_leaves_out_the_time_both_jobs_waited_for_the_cloud() -> None:
+    # The same flow cost (0.2 s) each round after the warm-up; the simulator's copies took 1-3 s
+    # at random, so the rounds' plain differences run from -1.7 to +2.1 s.
+    waits_flow, waits_job = [2.0, 1.0, 3.0, 1.2, 2.8, 1.1], [2.0, 2.9, 1.1, 2.7, 1.0, 1.3]
+    flow = FlowRun(
+        wall_seconds=2.4,
+        engine_job_seconds=2.2,
+        peak_rss_bytes=1,
+        flow_rounds=[1.2 + 2.0 + 5.0] + [1.2 + w + 0.2 for w in waits_flow[1:]],  # a slow warm-up
+        engine_rounds=[1.2 + w for w in waits_job],
+        flow_cloud_waits=waits_flow,
+        engine_cloud_waits=waits_job,
+    )
+    assert flow_added_seconds(flow) == pytest.approx(0.2)
+    assert flow_added(flow) == pytest.approx(0.2 / (1.2 + 1.3))  # the job's median round, waits included
