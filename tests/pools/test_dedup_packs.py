@@ -16,8 +16,10 @@ from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back,
 
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools import create_pool_in, open_pool, packs
+from bingobackup.pools import create_pool_in, open_pool, open_pool_in, packs
+from bingobackup.pools.base import BlobInfo
 from bingobackup.pools.dedup import DedupPool
+from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.packs import PACK_HEADER, list_packs, read_pack_index
 
 
@@ -68,6 +70,54 @@ def test_packs_close_at_their_target_size(tmp_path: Path, monkeypatch: pytest.Mo
     entries = [e.digest for info in infos for e in read_pack_index(pool.store, info)]
     assert len(entries) == len(set(entries)) == len({r.digest for m in manifests for r in m.chunks})
     assert [read_back(pool, m) for m in manifests] == [d.data for d in disks]
+
+
+class OverlapRecordingStore(LocalDirBlobStore):
+    """Holds the first pack read until a second one starts (or 10 s pass), and records whether
+    pack reads overlapped: on object storage each is a round trip."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, "pool")
+        self.second_read = threading.Event()
+        self.overlapped = False
+        self._reads = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        if key.startswith("data/"):
+            with self._lock:
+                self._reads += 1
+                first = self._reads == 1
+            if first:
+                self.overlapped = self.second_read.wait(timeout=10)
+            else:
+                self.second_read.set()
+        return super().get(key, offset, length)
+
+
+def test_the_index_reads_pack_indexes_side_by_side_and_finds_what_one_by_one_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(packs, "PACK_TARGET_BYTES", 2 * CHUNK)
+    pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
+    disks = [make_disk() for _ in range(3)]
+    manifests = [
+        write_disk(pool.open_disk_writer("set-1", f"vol-{i}", len(d.data)), d) for i, d in enumerate(disks)
+    ]
+    infos: list[BlobInfo] = list(list_packs(pool.store))
+    assert len(infos) >= 6
+    one_by_one = {
+        e.digest: f"{info.key}@{e.offset}" for info in infos for e in read_pack_index(pool.store, info)
+    }
+
+    store = OverlapRecordingStore(tmp_path / "pool")
+    again = open_pool_in(store, PASSPHRASE)
+    assert isinstance(again, DedupPool)
+    assert {digest: again.index.lookup(digest) for digest in one_by_one} == {
+        digest: (next(r.stored_size for m in manifests for r in m.chunks if r.digest == digest), location)
+        for digest, location in one_by_one.items()
+    }
+    assert store.overlapped, "pack indexes were read one at a time"
 
 
 def test_a_damaged_pack_index_is_named_with_what_to_do(tmp_path: Path) -> None:
