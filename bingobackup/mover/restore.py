@@ -214,12 +214,15 @@ def restore_disk(
             crew.start(f"channel-{index}", work_loop)
         throttle = ProgressThrottle(progress, manifest.size_bytes, time.monotonic)
         crew.join(on_tick=lambda: throttle.report(totals["done"]))
-        if crew.failure is None and not crew.cancelled and not create_sparse:
-            _fill_zeros(fd, manifest, write_limiter)
-        flusher.stop()
-        if crew.failure is None and not crew.cancelled:
-            os.fsync(fd)
-            uncache(fd)
+        try:
+            if crew.failure is None and not crew.cancelled and not create_sparse:
+                _fill_zeros(fd, manifest, write_limiter)
+            flusher.stop()
+            if crew.failure is None and not crew.cancelled:
+                os.fsync(fd)
+                uncache(fd)
+        except OSError as error:  # a full target, or the write-back of the tail failed
+            crew.fail(error)
     finally:
         flusher.stop()
         os.close(fd)

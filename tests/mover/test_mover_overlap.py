@@ -130,19 +130,33 @@ def test_the_restore_target_is_written_back_while_the_restore_runs(
     assert sha256_of(output) == image.sha256
 
 
+@pytest.mark.parametrize(
+    ("flush_every", "failing"),
+    [(CHUNK, "fdatasync"), (1 << 40, "fsync")],
+    ids=["seen by the flusher", "seen by the final fsync"],
+)
 def test_a_write_back_error_fails_the_restore_and_leaves_no_image(
-    image: TestImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    image: TestImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flush_every: int, failing: str
 ) -> None:
     pool, manifest = backed_up(image)
-    monkeypatch.setattr(flusher_module, "FLUSH_EVERY", CHUNK)
+    monkeypatch.setattr(flusher_module, "FLUSH_EVERY", flush_every)
+    tried = threading.Event()
+    last = max(ref.offset for ref in manifest.chunks)
 
-    def fdatasync(fd: int) -> None:
+    def write_back(fd: int) -> None:
+        tried.set()
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(flusher_module.os, "fdatasync", fdatasync)
+    class Source:
+        def read_chunk(self, ref: ChunkRef) -> bytes:
+            if ref.offset == last and failing == "fdatasync":  # the flusher's turn comes first
+                tried.wait(WAIT)
+            return pool.read_chunk(ref)
+
+    monkeypatch.setattr(flusher_module.os, failing, write_back)
     output = tmp_path / "restored.raw"
     with pytest.raises(MoverError, match="Input/output error") as raised:
-        restore_disk(pool, manifest, output)
+        restore_disk(Source(), manifest, output, channels=1)
     assert "the partial file was removed" in str(raised.value)
     assert not output.exists()
     assert not list(tmp_path.glob(".restored.raw.partial-*"))
