@@ -108,6 +108,11 @@ class BlobStore(ABC):
 
     name: str
 
+    @property
+    def keeps_every_blob(self) -> bool:
+        """True where the storage refuses deletes (S3 Object Lock): nothing is deleted to tidy up."""
+        return False
+
     @abstractmethod
     def put(self, key: str, data: BlobData) -> None: ...
 

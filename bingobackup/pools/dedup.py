@@ -6,7 +6,11 @@ id>/<id>` (256 fan-out directories), and go on writing that way, so an older bin
 still reads them. Both layouts are read.
 
 The agent-side index is an in-memory map id -> (stored size, location), loaded once from the
-pool (chunk files listed, pack indexes read) and kept current by this process's writes. In
+pool (chunk files listed; index blobs read, and the tails of packs no index blob describes)
+and kept current by this process's writes. Each disk commit writes an index blob of the packs
+it made durable; a load that finds many index blobs, or many packs none describes, writes one
+index blob for them all and deletes the index blobs it replaces (never on storage that keeps
+every blob). In
 version 1, a chunk another host stored since is caught by an existence check before writing;
 version 2 skips that per-chunk round trip, so two hosts backing up the same new data at the
 same moment may each store it (as restic): both copies are valid, one is used per manifest.
@@ -15,15 +19,27 @@ same moment may each store it (as restic): both copies are valid, one is used pe
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from bingobackup.format.config import PoolConfig
 from bingobackup.format.envelope import EnvelopeCodec
+from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools.base import CHUNKS, BlobStore
-from bingobackup.pools.errors import PoolError
-from bingobackup.pools.packs import PackAssembler, list_packs, pack_location, read_pack_index
+from bingobackup.pools.base import CHUNKS, BlobInfo, BlobStore
+from bingobackup.pools.errors import BlobNotFoundError, PoolError
+from bingobackup.pools.packs import (
+    PackAssembler,
+    PackEntry,
+    PackRecord,
+    decode_index_blob,
+    list_index_blobs,
+    list_packs,
+    pack_location,
+    read_pack_index,
+    write_index_blob,
+)
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DiskWriter
 
@@ -31,6 +47,12 @@ PACKED_FORMAT = 2  # the first pool format version whose dedup pools write packs
 # Pack indexes read at once when the index loads: on object storage each is a round trip
 # (tens of ms), so a pool of 10,000 packs took minutes one by one.
 INDEX_READERS = 16
+# A load merges the index blobs into one beyond this many (each disk commit writes one), or
+# when more packs than this are in none of them (pools written before index blobs existed).
+MAX_INDEX_BLOBS = 64
+MAX_UNINDEXED_PACKS = 64
+
+log = logging.getLogger("bingobackup.pools")
 
 
 def chunk_key(digest: str) -> str:
@@ -58,15 +80,46 @@ class ChunkIndex:
     def _load(self) -> dict[str, tuple[int, str]]:
         store = self._pool.store
         stored = {info.key.rsplit("/", 1)[1]: (info.size, info.key) for info in store.list(f"{CHUNKS}/")}
-        packs = list(list_packs(store))
-        with ThreadPoolExecutor(max(1, min(INDEX_READERS, len(packs))), "pack-index") as readers:
-            # In listing order, whatever order the reads finish in: a chunk two packs hold
-            # (two hosts stored it at once) is found where a one-by-one load found it.
-            indexes = readers.map(lambda info: read_pack_index(store, info), packs)
-            for info, entries in zip(packs, indexes, strict=True):
-                for entry in entries:
-                    stored[entry.digest] = (entry.length, pack_location(info.key, entry.offset))
+        packs = {info.key: info for info in list_packs(store)}
+        blobs = list(list_index_blobs(store))
+        described: dict[str, tuple[PackEntry, ...]] = {}
+        read_blobs = []
+        with ThreadPoolExecutor(
+            max(1, min(INDEX_READERS, max(len(packs), len(blobs)))), "pack-index"
+        ) as readers:
+            for blob, records in zip(blobs, readers.map(self._read_index_blob, blobs), strict=True):
+                if records is None:
+                    continue
+                read_blobs.append(blob.key)
+                for record in records:
+                    listed = packs.get(record.key)
+                    # A pack garbage collection deleted since is no longer listed: ignored.
+                    if listed is not None and listed.size == record.size:
+                        described.setdefault(record.key, record.entries)
+            rest = [info for key, info in packs.items() if key not in described]
+            for info, entries in zip(
+                rest, readers.map(lambda i: read_pack_index(store, i), rest), strict=True
+            ):
+                described[info.key] = tuple(entries)
+        # In listing order: a chunk two packs hold (two hosts stored it at once) is found in
+        # the same pack however the index was read.
+        for key in packs:
+            for entry in described[key]:
+                stored[entry.digest] = (entry.length, pack_location(key, entry.offset))
+        if len(rest) > MAX_UNINDEXED_PACKS or (
+            len(read_blobs) > MAX_INDEX_BLOBS and not store.keeps_every_blob
+        ):
+            records = [PackRecord(key, packs[key].size, described[key]) for key in packs]
+            self._pool.merge_index_blobs(records, replaces=read_blobs)
         return stored
+
+    def _read_index_blob(self, blob: BlobInfo) -> list[PackRecord] | None:
+        store = self._pool.store
+        try:
+            return decode_index_blob(store, blob.key, store.get(blob.key))
+        except FormatError as error:  # the packs it describes are read from their own tails
+            log.warning("%s", error)
+            return None
 
     def lookup(self, digest: str) -> tuple[int, str] | None:
         """(stored size, location) of a chunk the pool holds."""
@@ -145,6 +198,7 @@ class DedupDiskWriter(DiskWriter):
                 "check the pool's storage (mount, kernel log), then run the backup again. Nothing of "
                 "this disk was committed"
             ) from error
+        self.pool.write_index_blob()
 
     def _discard(self) -> None:
         # Stored chunks may already be shared with other backups (garbage collection frees
@@ -166,6 +220,40 @@ class DedupPool(Pool):
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> DedupDiskWriter:
         self.manifest_key(set_id, volume_id)  # validates both ids before any work
         return DedupDiskWriter(self, set_id, volume_id, size_bytes)
+
+    def write_index_blob(self) -> None:
+        """An index blob of the packs made durable since the last one. Best effort: the packs
+        describe themselves, and a later load reads those no index blob describes."""
+        packs = self.packs
+        records = packs.take_durable() if packs is not None else []
+        if packs is None or not records:
+            return
+        try:
+            write_index_blob(self.store, records)
+        except Exception as error:
+            packs.give_back_durable(records)
+            log.warning(
+                "pool %s: the index blob of %d packs was not written (%s); the next backup reads "
+                "their own indexes instead",
+                self.name,
+                len(records),
+                error,
+            )
+
+    def merge_index_blobs(self, records: list[PackRecord], replaces: list[str]) -> None:
+        """One index blob of `records` (every pack listed), then the blobs it replaces deleted
+        (not where the storage keeps every blob). Best effort, as `write_index_blob`."""
+        try:
+            write_index_blob(self.store, records)
+            if self.store.keeps_every_blob:
+                return
+            for key in replaces:
+                with contextlib.suppress(BlobNotFoundError):  # another process merged them too
+                    self.store.delete(key)
+        except Exception as error:
+            log.warning(
+                "pool %s: the index blobs were not merged (%s); they are still used", self.name, error
+            )
 
     def flush(self) -> None:
         """Every chunk stored so far is durable after this (packs closed, blobs synced)."""

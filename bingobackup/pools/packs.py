@@ -18,6 +18,17 @@ so one range read fetches a chunk; the index lets a later backup learn what a pa
 from its tail alone (the agent-side index of a dedup pool, and what a rerun after a crash
 finds stored).
 
+Index blobs `index/<32 hex id>` repeat the indexes of many packs, so a backup learns what a
+pool of thousands of packs holds from a few reads instead of one per pack (on object storage,
+a round trip each). Written once the packs they describe are durable; a pack no index blob
+describes (its backup died before writing one) is read from its own tail. Integers big-endian:
+
+    offset  size   field
+    0       8      b"BBINDX" + version u16 = 1
+    8       ...    per pack: pack id (16 raw bytes), pack blob size u64, n u32, then n index
+                   entries as in the pack (id 32 bytes, envelope offset u64, length u32)
+    end-32  32     BLAKE3 of everything before it
+
 `PackAssembler` seals chunks straight into one open pack per concurrent writer: a reusable
 page-aligned buffer (AES-GCM encrypts into it, no sealed copy is made), handed over to the
 blob store's `put_soon` once it reaches `PACK_TARGET_BYTES` (or at `flush`). A local store
@@ -31,12 +42,15 @@ writer thread, the packs the store's queue holds, and a few spare buffers.
 from __future__ import annotations
 
 import mmap
+import re
 import struct
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
+
+import blake3
 
 from bingobackup.format.envelope import EnvelopeCodec, max_sealed_size
 from bingobackup.format.errors import FormatError
@@ -53,6 +67,11 @@ _FOOTER = struct.Struct(">I8s")
 PACK_TARGET_BYTES = 16 << 20
 SPARE_BUFFERS = 4  # kept for the next packs: the store's queue of packs in flight
 _TAIL_GUESS = 64 << 10  # one range read covers the index of a pack of up to ~1,480 chunks
+INDEX_BLOBS = "index"
+INDEX_BLOB_HEADER = b"BBINDX" + struct.pack(">H", 1)
+_RECORD = struct.Struct(">16sQI")
+_CHECKSUM_BYTES = 32
+_PACK_KEY = re.compile(rf"{DATA}/([0-9a-f]{{2}})/(\1[0-9a-f]{{30}})")
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,72 @@ class PackEntry:
 
 def pack_location(key: str, offset: int) -> str:
     return f"{key}@{offset}"
+
+
+@dataclass(frozen=True)
+class PackRecord:
+    """What one pack holds, as an index blob repeats it: its key, blob size and entries."""
+
+    key: str
+    size: int
+    entries: tuple[PackEntry, ...]
+
+
+def encode_index_blob(records: Iterable[PackRecord]) -> bytes:
+    parts = [INDEX_BLOB_HEADER]
+    for record in records:
+        match = _PACK_KEY.fullmatch(record.key)
+        if match is None:
+            raise ValueError(f"{record.key} is not a pack key")
+        parts.append(_RECORD.pack(bytes.fromhex(match.group(2)), record.size, len(record.entries)))
+        parts += [_ENTRY.pack(bytes.fromhex(e.digest), e.offset, e.length) for e in record.entries]
+    body = b"".join(parts)
+    return body + blake3.blake3(body).digest()
+
+
+def decode_index_blob(store: BlobStore, key: str, data: bytes) -> list[PackRecord]:
+    """The records of index blob `key`; FormatError naming it when it is damaged."""
+    body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
+    if len(data) < len(INDEX_BLOB_HEADER) + _CHECKSUM_BYTES or not body.startswith(INDEX_BLOB_HEADER[:6]):
+        raise _damaged_index(store, key, "it is not an index blob")
+    if body[:8] != INDEX_BLOB_HEADER:
+        raise _damaged_index(
+            store, key, f"its version {body[6:8].hex()} is newer than this bingobackup reads"
+        )
+    if blake3.blake3(body).digest() != checksum:
+        raise _damaged_index(store, key, "its checksum does not match its contents")
+    records, position = [], len(INDEX_BLOB_HEADER)
+    while position < len(body):
+        pack_id, size, count = _RECORD.unpack_from(body, position)
+        position += _RECORD.size
+        end = position + count * _ENTRY.size
+        entries = tuple(
+            PackEntry(digest.hex(), offset, length)
+            for digest, offset, length in _ENTRY.iter_unpack(body[position:end])
+        )
+        position = end
+        pack_hex = pack_id.hex()
+        records.append(PackRecord(f"{DATA}/{pack_hex[:2]}/{pack_hex}", size, entries))
+    return records
+
+
+def write_index_blob(store: BlobStore, records: list[PackRecord]) -> str:
+    """Stores an index blob of `records` (atomic and durable, rule 1); returns its key."""
+    key = f"{INDEX_BLOBS}/{uuid.uuid4().hex}"
+    store.put(key, encode_index_blob(records))
+    return key
+
+
+def list_index_blobs(store: BlobStore) -> Iterator[BlobInfo]:
+    return store.list(f"{INDEX_BLOBS}/")
+
+
+def _damaged_index(store: BlobStore, key: str, reason: str) -> FormatError:
+    return FormatError(
+        f"pool {store.name}: index blob {key} is damaged ({reason}); it is not used, and the packs "
+        "it describes are read from their own indexes instead (slower). Move the file out of the "
+        "pool; the next backup writes a new one"
+    )
 
 
 class _PackBuffers:
@@ -109,6 +194,10 @@ class _OpenPack:
         self.size += length
         return offset, length
 
+    @property
+    def blob_size(self) -> int:
+        return self.size + len(self.entries) * _ENTRY.size + _FOOTER.size
+
     def blob(self) -> list[Buffer]:
         index = b"".join(_ENTRY.pack(bytes.fromhex(e.digest), e.offset, e.length) for e in self.entries)
         return [memoryview(self.buffer)[: self.size], index, _FOOTER.pack(len(self.entries), INDEX_MAGIC)]
@@ -138,6 +227,8 @@ class PackAssembler:
         self._unsent: list[_OpenPack] = []  # closed packs whose write failed
         self._sending: set[_OpenPack] = set()  # closed packs being handed to the store
         self._appending = 0
+        self._handed: list[PackRecord] = []  # handed to the store, durable at its next flush
+        self._durable: list[PackRecord] = []  # durable, in no index blob yet
 
     def place(self, digest: str, plaintext: bytes) -> tuple[int, str]:
         """Seals one chunk into a pack; (envelope length, location)."""
@@ -177,7 +268,27 @@ class PackAssembler:
             self._unsent = [p for p in self._unsent if p not in in_flight]
             self._sending.update(retry)
         self._send(retry, raise_errors=True)
-        self._store.flush()
+        with self._changed:
+            handed, self._handed = self._handed, []
+        try:
+            self._store.flush()
+        except BaseException:
+            with self._changed:
+                self._handed[:0] = handed
+            raise
+        with self._changed:
+            self._durable += handed
+
+    def take_durable(self) -> list[PackRecord]:
+        """The packs made durable by `flush` since the last call (for an index blob)."""
+        with self._changed:
+            taken, self._durable = self._durable, []
+        return taken
+
+    def give_back_durable(self, records: list[PackRecord]) -> None:
+        """Records `take_durable` gave whose index blob could not be written: for the next one."""
+        with self._changed:
+            self._durable[:0] = records
 
     def _take_unsent(self) -> list[_OpenPack]:
         with self._changed:
@@ -193,6 +304,7 @@ class PackAssembler:
         """Hands `packs` (already in `_sending`) to the store; a failed one and those after it
         go back to `_unsent`."""
         for index, pack in enumerate(packs):
+            record = PackRecord(pack.key, pack.blob_size, tuple(pack.entries))
             try:
                 self._store.put_soon(pack.key, pack.blob(), release=partial(self._buffers.give, pack.buffer))
             except Exception:
@@ -205,6 +317,7 @@ class PackAssembler:
                 return
             with self._changed:
                 self._sending.discard(pack)
+                self._handed.append(record)
                 self._changed.notify_all()
 
 

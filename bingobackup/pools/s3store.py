@@ -77,6 +77,10 @@ class S3BlobStore(BlobStore):
             f"upload-{name}", threads=UPLOAD_THREADS, queue=UPLOAD_QUEUE
         )
 
+    @property
+    def keeps_every_blob(self) -> bool:
+        return self.settings.object_lock_mode is not None
+
     def __repr__(self) -> str:
         return f"S3BlobStore({self.settings.location!r}, endpoint={self.settings.endpoint_url!r})"
 

@@ -5,8 +5,10 @@ pack whose write failed is written again without losing a chunk."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,11 +18,17 @@ from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back,
 
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools import create_pool_in, open_pool, open_pool_in, packs
-from bingobackup.pools.base import BlobInfo
+from bingobackup.pools import create_pool_in, dedup, open_pool, open_pool_in, packs
 from bingobackup.pools.dedup import DedupPool
+from bingobackup.pools.errors import PoolFullError
 from bingobackup.pools.localdir import LocalDirBlobStore
-from bingobackup.pools.packs import PACK_HEADER, list_packs, read_pack_index
+from bingobackup.pools.packs import (
+    PACK_HEADER,
+    decode_index_blob,
+    list_index_blobs,
+    list_packs,
+    read_pack_index,
+)
 
 
 def dedup_pool(store: FaultyBlobStore) -> DedupPool:
@@ -72,52 +80,181 @@ def test_packs_close_at_their_target_size(tmp_path: Path, monkeypatch: pytest.Mo
     assert [read_back(pool, m) for m in manifests] == [d.data for d in disks]
 
 
-class OverlapRecordingStore(LocalDirBlobStore):
-    """Holds the first pack read until a second one starts (or 10 s pass), and records whether
-    pack reads overlapped: on object storage each is a round trip."""
+class ReadRecordingStore(LocalDirBlobStore):
+    """Counts reads of packs; with `hold_first`, holds the first until a second one starts (or
+    10 s pass) to record whether they overlapped: on object storage each is a round trip."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, hold_first: bool = False) -> None:
         super().__init__(root, "pool")
+        self.hold_first = hold_first
         self.second_read = threading.Event()
         self.overlapped = False
-        self._reads = 0
+        self.pack_reads = 0
         self._lock = threading.Lock()
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         if key.startswith("data/"):
             with self._lock:
-                self._reads += 1
-                first = self._reads == 1
-            if first:
+                self.pack_reads += 1
+                first = self.pack_reads == 1
+            if first and self.hold_first:
                 self.overlapped = self.second_read.wait(timeout=10)
             else:
                 self.second_read.set()
         return super().get(key, offset, length)
 
 
-def test_the_index_reads_pack_indexes_side_by_side_and_finds_what_one_by_one_finds(
+def pool_of_many_packs(
+    root: Path, monkeypatch: pytest.MonkeyPatch, disks: int = 3
+) -> tuple[DedupPool, dict[str, str]]:
+    """A pool of 2-chunk packs written by `disks` commits; (pool, chunk id → location)."""
+    monkeypatch.setattr(packs, "PACK_TARGET_BYTES", 2 * CHUNK)
+    pool = dedup_pool(FaultyBlobStore(root, "pool"))
+    for i in range(disks):
+        disk = make_disk()
+        write_disk(pool.open_disk_writer("set-1", f"vol-{i}", len(disk.data)), disk)
+    infos = list(list_packs(pool.store))
+    assert len(infos) >= disks  # each commit closes at least one
+    return pool, {
+        e.digest: f"{info.key}@{e.offset}" for info in infos for e in read_pack_index(pool.store, info)
+    }
+
+
+def locations(pool: DedupPool, chunk_ids: Iterable[str]) -> dict[str, str | None]:
+    found = {digest: pool.index.lookup(digest) for digest in chunk_ids}
+    return {digest: known[1] if known else None for digest, known in found.items()}
+
+
+def test_each_commit_writes_an_index_blob_and_a_new_process_reads_no_pack_for_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, where = pool_of_many_packs(tmp_path / "pool", monkeypatch)
+
+    blobs = list(list_index_blobs(LocalDirBlobStore(tmp_path / "pool", "pool")))
+    assert len(blobs) == 3  # one per disk commit
+    store = ReadRecordingStore(tmp_path / "pool")
+    again = open_pool_in(store, PASSPHRASE)
+    assert isinstance(again, DedupPool)
+    assert locations(again, where) == where
+    assert store.pack_reads == 0
+
+
+def test_packs_no_index_blob_describes_are_read_from_their_tails_side_by_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool, where = pool_of_many_packs(tmp_path / "pool", monkeypatch)
+    for blob in list(list_index_blobs(pool.store)):  # as a pool written before index blobs
+        pool.store.delete(blob.key)
+
+    store = ReadRecordingStore(tmp_path / "pool", hold_first=True)
+    again = open_pool_in(store, PASSPHRASE)
+    assert isinstance(again, DedupPool)
+    assert locations(again, where) == where
+    assert store.overlapped, "pack indexes were read one at a time"
+    assert list(list_index_blobs(store)) == []  # a few packs none describes: below the merge threshold
+
+
+def test_a_pool_with_many_packs_no_index_blob_describes_gets_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool, where = pool_of_many_packs(tmp_path / "pool", monkeypatch)
+    for blob in list(list_index_blobs(pool.store)):
+        pool.store.delete(blob.key)
+    monkeypatch.setattr(dedup, "MAX_UNINDEXED_PACKS", 2)
+
+    first = open_pool_in(ReadRecordingStore(tmp_path / "pool"), PASSPHRASE)
+    assert isinstance(first, DedupPool) and locations(first, where) == where
+    assert len(list(list_index_blobs(first.store))) == 1
+    store = ReadRecordingStore(tmp_path / "pool")
+    second = open_pool_in(store, PASSPHRASE)
+    assert isinstance(second, DedupPool) and locations(second, where) == where
+    assert store.pack_reads == 0
+
+
+def test_a_load_merges_many_index_blobs_into_one_unless_the_storage_keeps_every_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, where = pool_of_many_packs(tmp_path / "pool", monkeypatch, disks=4)
+    monkeypatch.setattr(dedup, "MAX_INDEX_BLOBS", 2)
+
+    monkeypatch.setattr(LocalDirBlobStore, "keeps_every_blob", property(lambda self: True))
+    kept = open_pool_in(LocalDirBlobStore(tmp_path / "pool", "pool"), PASSPHRASE)
+    assert isinstance(kept, DedupPool) and locations(kept, where) == where
+    assert len(list(list_index_blobs(kept.store))) == 4  # nothing deleted, nothing added
+    monkeypatch.undo()
+    monkeypatch.setattr(dedup, "MAX_INDEX_BLOBS", 2)
+
+    merging = open_pool_in(LocalDirBlobStore(tmp_path / "pool", "pool"), PASSPHRASE)
+    assert isinstance(merging, DedupPool) and locations(merging, where) == where
+    assert len(list(list_index_blobs(merging.store))) == 1
+    store = ReadRecordingStore(tmp_path / "pool")
+    merged = open_pool_in(store, PASSPHRASE)
+    assert isinstance(merged, DedupPool) and locations(merged, where) == where
+    assert store.pack_reads == 0
+
+
+def test_a_damaged_index_blob_is_named_and_its_packs_are_read_from_their_tails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, where = pool_of_many_packs(tmp_path / "pool", monkeypatch, disks=1)
+    blob = next(list_index_blobs(LocalDirBlobStore(tmp_path / "pool", "pool")))
+    path = tmp_path / "pool" / blob.key
+    damaged = bytearray(path.read_bytes())
+    damaged[20] ^= 0x01  # a pack id's bit: the checksum no longer matches
+    path.write_bytes(bytes(damaged))
+
+    store = ReadRecordingStore(tmp_path / "pool")
+    again = open_pool_in(store, PASSPHRASE)
+    assert isinstance(again, DedupPool)
+    with caplog.at_level(logging.WARNING, logger="bingobackup.pools"):
+        assert locations(again, where) == where
+    assert store.pack_reads == len(list(list_packs(store)))  # each pack's own index, once
+    assert f"index blob {blob.key} is damaged (its checksum does not match" in caplog.text
+    assert "Move the file out of the pool" in caplog.text
+
+
+def test_index_records_of_packs_garbage_collection_deleted_are_not_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(packs, "PACK_TARGET_BYTES", 2 * CHUNK)
     pool = dedup_pool(FaultyBlobStore(tmp_path / "pool", "pool"))
-    disks = [make_disk() for _ in range(3)]
-    manifests = [
-        write_disk(pool.open_disk_writer("set-1", f"vol-{i}", len(d.data)), d) for i, d in enumerate(disks)
-    ]
-    infos: list[BlobInfo] = list(list_packs(pool.store))
-    assert len(infos) >= 6
-    one_by_one = {
-        e.digest: f"{info.key}@{e.offset}" for info in infos for e in read_pack_index(pool.store, info)
-    }
+    kept_disk, gone_disk = make_disk(), make_disk()
+    kept = write_disk(pool.open_disk_writer("set-1", "vol-a", len(kept_disk.data)), kept_disk)
+    gone = write_disk(pool.open_disk_writer("set-2", "vol-a", len(gone_disk.data)), gone_disk)
+    pool.delete_set("set-2")
+    assert pool.collect_garbage() > 0
 
-    store = OverlapRecordingStore(tmp_path / "pool")
-    again = open_pool_in(store, PASSPHRASE)
+    again = open_pool_in(LocalDirBlobStore(tmp_path / "pool", "pool"), PASSPHRASE)
     assert isinstance(again, DedupPool)
-    assert {digest: again.index.lookup(digest) for digest in one_by_one} == {
-        digest: (next(r.stored_size for m in manifests for r in m.chunks if r.digest == digest), location)
-        for digest, location in one_by_one.items()
-    }
-    assert store.overlapped, "pack indexes were read one at a time"
+    only_gone = {r.digest for r in gone.chunks} - {r.digest for r in kept.chunks}
+    assert only_gone and all(again.index.lookup(digest) is None for digest in only_gone)
+    assert read_back(again, kept) == kept_disk.data
+
+
+def test_a_failed_index_blob_write_does_not_fail_the_backup_and_the_next_commit_writes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FaultyBlobStore(tmp_path / "pool", "pool")
+    pool = dedup_pool(store)
+    real_put = store.put
+
+    def refuse_index_blobs(key: str, data: object) -> None:
+        if key.startswith("index/"):
+            raise PoolFullError(f"pool {store.name} is full")
+        real_put(key, data)  # type: ignore[arg-type]
+
+    first, second = make_disk(), make_disk()
+    monkeypatch.setattr(store, "put", refuse_index_blobs)
+    with caplog.at_level(logging.WARNING, logger="bingobackup.pools"):
+        written = write_disk(pool.open_disk_writer("set-1", "vol-a", len(first.data)), first)
+    assert "the index blob of" in caplog.text and list(list_index_blobs(store)) == []
+    monkeypatch.undo()
+    write_disk(pool.open_disk_writer("set-1", "vol-b", len(second.data)), second)
+
+    (blob,) = list(list_index_blobs(store))
+    described = {r.key for r in decode_index_blob(store, blob.key, store.get(blob.key))}
+    assert described == {info.key for info in list_packs(store)}  # both commits' packs
+    assert read_back(pool, written) == first.data
 
 
 def test_a_damaged_pack_index_is_named_with_what_to_do(tmp_path: Path) -> None:
