@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from faulty_store import FaultyBlobStore
@@ -125,6 +126,17 @@ def locations(pool: DedupPool, chunk_ids: Iterable[str]) -> dict[str, str | None
     return {digest: known[1] if known else None for digest, known in found.items()}
 
 
+Store = TypeVar("Store", bound=LocalDirBlobStore)
+
+
+def reopened(store: Store, where: dict[str, str]) -> Store:
+    """Opens the pool in `store` as a new process would and checks it finds every chunk where
+    it is; returns the store."""
+    pool = open_pool_in(store, PASSPHRASE)
+    assert isinstance(pool, DedupPool) and locations(pool, where) == where
+    return store
+
+
 def test_each_commit_writes_an_index_blob_and_a_new_process_reads_no_pack_for_the_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -132,11 +144,7 @@ def test_each_commit_writes_an_index_blob_and_a_new_process_reads_no_pack_for_th
 
     blobs = list(list_index_blobs(LocalDirBlobStore(tmp_path / "pool", "pool")))
     assert len(blobs) == 3  # one per disk commit
-    store = ReadRecordingStore(tmp_path / "pool")
-    again = open_pool_in(store, PASSPHRASE)
-    assert isinstance(again, DedupPool)
-    assert locations(again, where) == where
-    assert store.pack_reads == 0
+    assert reopened(ReadRecordingStore(tmp_path / "pool"), where).pack_reads == 0
 
 
 def test_packs_no_index_blob_describes_are_read_from_their_tails_side_by_side(
@@ -146,10 +154,7 @@ def test_packs_no_index_blob_describes_are_read_from_their_tails_side_by_side(
     for blob in list(list_index_blobs(pool.store)):  # as a pool written before index blobs
         pool.store.delete(blob.key)
 
-    store = ReadRecordingStore(tmp_path / "pool", hold_first=True)
-    again = open_pool_in(store, PASSPHRASE)
-    assert isinstance(again, DedupPool)
-    assert locations(again, where) == where
+    store = reopened(ReadRecordingStore(tmp_path / "pool", hold_first=True), where)
     assert store.overlapped, "pack indexes were read one at a time"
     assert list(list_index_blobs(store)) == []  # a few packs none describes: below the merge threshold
 
@@ -162,13 +167,8 @@ def test_a_pool_with_many_packs_no_index_blob_describes_gets_one(
         pool.store.delete(blob.key)
     monkeypatch.setattr(dedup, "MAX_UNINDEXED_PACKS", 2)
 
-    first = open_pool_in(ReadRecordingStore(tmp_path / "pool"), PASSPHRASE)
-    assert isinstance(first, DedupPool) and locations(first, where) == where
-    assert len(list(list_index_blobs(first.store))) == 1
-    store = ReadRecordingStore(tmp_path / "pool")
-    second = open_pool_in(store, PASSPHRASE)
-    assert isinstance(second, DedupPool) and locations(second, where) == where
-    assert store.pack_reads == 0
+    assert len(list(list_index_blobs(reopened(ReadRecordingStore(tmp_path / "pool"), where)))) == 1
+    assert reopened(ReadRecordingStore(tmp_path / "pool"), where).pack_reads == 0
 
 
 def test_a_load_merges_many_index_blobs_into_one_unless_the_storage_keeps_every_blob(
@@ -178,19 +178,14 @@ def test_a_load_merges_many_index_blobs_into_one_unless_the_storage_keeps_every_
     monkeypatch.setattr(dedup, "MAX_INDEX_BLOBS", 2)
 
     monkeypatch.setattr(LocalDirBlobStore, "keeps_every_blob", property(lambda self: True))
-    kept = open_pool_in(LocalDirBlobStore(tmp_path / "pool", "pool"), PASSPHRASE)
-    assert isinstance(kept, DedupPool) and locations(kept, where) == where
-    assert len(list(list_index_blobs(kept.store))) == 4  # nothing deleted, nothing added
+    kept = reopened(LocalDirBlobStore(tmp_path / "pool", "pool"), where)
+    assert len(list(list_index_blobs(kept))) == 4  # nothing deleted, nothing added
     monkeypatch.undo()
     monkeypatch.setattr(dedup, "MAX_INDEX_BLOBS", 2)
 
-    merging = open_pool_in(LocalDirBlobStore(tmp_path / "pool", "pool"), PASSPHRASE)
-    assert isinstance(merging, DedupPool) and locations(merging, where) == where
-    assert len(list(list_index_blobs(merging.store))) == 1
-    store = ReadRecordingStore(tmp_path / "pool")
-    merged = open_pool_in(store, PASSPHRASE)
-    assert isinstance(merged, DedupPool) and locations(merged, where) == where
-    assert store.pack_reads == 0
+    merging = reopened(LocalDirBlobStore(tmp_path / "pool", "pool"), where)
+    assert len(list(list_index_blobs(merging))) == 1
+    assert reopened(ReadRecordingStore(tmp_path / "pool"), where).pack_reads == 0
 
 
 def test_a_damaged_index_blob_is_named_and_its_packs_are_read_from_their_tails(
@@ -203,11 +198,8 @@ def test_a_damaged_index_blob_is_named_and_its_packs_are_read_from_their_tails(
     damaged[20] ^= 0x01  # a pack id's bit: the checksum no longer matches
     path.write_bytes(bytes(damaged))
 
-    store = ReadRecordingStore(tmp_path / "pool")
-    again = open_pool_in(store, PASSPHRASE)
-    assert isinstance(again, DedupPool)
     with caplog.at_level(logging.WARNING, logger="bingobackup.pools"):
-        assert locations(again, where) == where
+        store = reopened(ReadRecordingStore(tmp_path / "pool"), where)
     assert store.pack_reads == len(list(list_packs(store)))  # each pack's own index, once
     assert f"index blob {blob.key} is damaged (its checksum does not match" in caplog.text
     assert "Move the file out of the pool" in caplog.text
