@@ -107,28 +107,37 @@ def encode_index_blob(records: Iterable[PackRecord]) -> bytes:
 
 
 def decode_index_blob(store: BlobStore, key: str, data: bytes) -> list[PackRecord]:
-    """The records of index blob `key`; FormatError naming it when it is damaged."""
+    """The records of index blob `key`; FormatError naming it when it is damaged or newer."""
     body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
     if len(data) < len(INDEX_BLOB_HEADER) + _CHECKSUM_BYTES or not body.startswith(INDEX_BLOB_HEADER[:6]):
         raise _damaged_index(store, key, "it is not an index blob")
     if body[:8] != INDEX_BLOB_HEADER:
-        raise _damaged_index(
-            store, key, f"its version {body[6:8].hex()} is newer than this bingobackup reads"
+        raise FormatError(
+            f"pool {store.name}: index blob {key} has version {int.from_bytes(body[6:8], 'big')}, which "
+            "this bingobackup does not read; the packs it describes are read from their own indexes "
+            "instead (slower). Upgrade bingobackup to use it"
         )
     if blake3.blake3(body).digest() != checksum:
         raise _damaged_index(store, key, "its checksum does not match its contents")
     records, position = [], len(INDEX_BLOB_HEADER)
-    while position < len(body):
-        pack_id, size, count = _RECORD.unpack_from(body, position)
-        position += _RECORD.size
-        end = position + count * _ENTRY.size
-        entries = tuple(
-            PackEntry(digest.hex(), offset, length)
-            for digest, offset, length in _ENTRY.iter_unpack(body[position:end])
-        )
-        position = end
-        pack_hex = pack_id.hex()
-        records.append(PackRecord(f"{DATA}/{pack_hex[:2]}/{pack_hex}", size, entries))
+    try:
+        while position < len(body):
+            pack_id, size, count = _RECORD.unpack_from(body, position)
+            position += _RECORD.size
+            end = position + count * _ENTRY.size
+            if end > len(body):
+                raise _damaged_index(store, key, f"a record of {count} entries is cut short")
+            index_start = size - count * _ENTRY.size - _FOOTER.size
+            entries = []
+            for digest, offset, length in _ENTRY.iter_unpack(body[position:end]):
+                if offset < len(PACK_HEADER) or offset + length > index_start:
+                    raise _damaged_index(store, key, f"an entry points outside its pack ({offset}+{length})")
+                entries.append(PackEntry(digest.hex(), offset, length))
+            position = end
+            pack_hex = pack_id.hex()
+            records.append(PackRecord(f"{DATA}/{pack_hex[:2]}/{pack_hex}", size, tuple(entries)))
+    except struct.error as error:
+        raise _damaged_index(store, key, f"a record is cut short ({error})") from None
     return records
 
 

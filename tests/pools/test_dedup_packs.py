@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import blake3
 import pytest
 from faulty_store import FaultyBlobStore
 from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
@@ -25,7 +26,10 @@ from bingobackup.pools.errors import PoolFullError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.packs import (
     PACK_HEADER,
+    PackEntry,
+    PackRecord,
     decode_index_blob,
+    encode_index_blob,
     list_index_blobs,
     list_packs,
     read_pack_index,
@@ -203,6 +207,39 @@ def test_a_damaged_index_blob_is_named_and_its_packs_are_read_from_their_tails(
     assert store.pack_reads == len(list(list_packs(store)))  # each pack's own index, once
     assert f"index blob {blob.key} is damaged (its checksum does not match" in caplog.text
     assert "Move the file out of the pool" in caplog.text
+
+
+def test_an_index_blob_of_a_newer_version_is_not_guessed_at_and_says_to_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, where = pool_of_many_packs(tmp_path / "pool", monkeypatch, disks=1)
+    blob = next(list_index_blobs(LocalDirBlobStore(tmp_path / "pool", "pool")))
+    path = tmp_path / "pool" / blob.key
+    body = b"BBINDX" + (2).to_bytes(2, "big") + path.read_bytes()[8:-32]
+    path.write_bytes(body + blake3.blake3(body).digest())
+
+    with caplog.at_level(logging.WARNING, logger="bingobackup.pools"):
+        store = reopened(ReadRecordingStore(tmp_path / "pool"), where)
+    assert store.pack_reads == len(list(list_packs(store)))
+    assert f"index blob {blob.key} has version 2, which this bingobackup does not read" in caplog.text
+    assert "Upgrade bingobackup" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        (PackEntry("ab" * 32, 2, 10), "points outside its pack"),
+        (PackEntry("ab" * 32, 8, 10_000), "points outside"),
+    ],
+    ids=["inside the pack header", "past the pack's index"],
+)
+def test_an_index_blob_entry_outside_its_pack_is_refused(
+    tmp_path: Path, entry: PackEntry, reason: str
+) -> None:
+    store = LocalDirBlobStore(tmp_path / "pool", "pool")
+    data = encode_index_blob([PackRecord("data/ab/ab" + "0" * 30, 8 + 100 + 44 + 12, (entry,))])
+    with pytest.raises(FormatError, match=rf"index blob index/x is damaged \(an entry {reason}"):
+        decode_index_blob(store, "index/x", data)
 
 
 def test_index_records_of_packs_garbage_collection_deleted_are_not_used(
