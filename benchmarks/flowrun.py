@@ -219,9 +219,10 @@ def _with_server(image: Path, work: Path) -> dict[str, Any]:
             "options": {"retry": {"count": 0, "interval_minutes": 0}},
         }
         # Alternated rounds, each into fresh pools retired after: the simulator's volume copies
-        # (GiBs of page cache and writeback) make rounds noisy. The order flips every round (engine then flow, flow then engine): whichever runs
-        # second inherits the first one's tail (the server still recording its states, the
-        # simulator freeing its copies), and neither side should always get it.
+        # (GiBs of page cache and writeback) make rounds noisy. The order flips every round
+        # (engine then flow, flow then engine): whichever runs second inherits the first one's
+        # tail (the server still recording its states, the simulator freeing its copies), and
+        # neither side should always get it.
         engine_times: list[float] = []
         flow_times: list[float] = []
         engine_waits: list[float] = []  # seconds each job waited for the cloud

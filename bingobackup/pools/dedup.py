@@ -225,8 +225,10 @@ class DedupPool(Pool):
         """An index blob of the packs made durable since the last one. Best effort: the packs
         describe themselves, and a later load reads those no index blob describes."""
         packs = self.packs
-        records = packs.take_durable() if packs is not None else []
-        if packs is None or not records:
+        if packs is None:
+            return
+        records = packs.take_durable()
+        if not records:
             return
         try:
             write_index_blob(self.store, records)

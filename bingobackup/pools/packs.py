@@ -85,6 +85,26 @@ def pack_location(key: str, offset: int) -> str:
     return f"{key}@{offset}"
 
 
+class _OutsidePack(ValueError):
+    """An index entry pointing outside the pack's envelopes; its text is `offset+length`."""
+
+
+def _encode_entries(entries: Iterable[PackEntry]) -> bytes:
+    """A pack's index entries as the pack and the index blobs store them."""
+    return b"".join(_ENTRY.pack(bytes.fromhex(e.digest), e.offset, e.length) for e in entries)
+
+
+def _decode_entries(raw: bytes, index_start: int) -> list[PackEntry]:
+    """The entries of `raw` (whole entries) of a pack whose index starts at `index_start`;
+    `_OutsidePack` when one points into the pack header or past the envelopes."""
+    entries = []
+    for digest, offset, length in _ENTRY.iter_unpack(raw):
+        if offset < len(PACK_HEADER) or offset + length > index_start:
+            raise _OutsidePack(f"{offset}+{length}")
+        entries.append(PackEntry(digest.hex(), offset, length))
+    return entries
+
+
 @dataclass(frozen=True)
 class PackRecord:
     """What one pack holds, as an index blob repeats it: its key, blob size and entries."""
@@ -101,7 +121,7 @@ def encode_index_blob(records: Iterable[PackRecord]) -> bytes:
         if match is None:
             raise ValueError(f"{record.key} is not a pack key")
         parts.append(_RECORD.pack(bytes.fromhex(match.group(2)), record.size, len(record.entries)))
-        parts += [_ENTRY.pack(bytes.fromhex(e.digest), e.offset, e.length) for e in record.entries]
+        parts.append(_encode_entries(record.entries))
     body = b"".join(parts)
     return body + blake3.blake3(body).digest()
 
@@ -127,15 +147,12 @@ def decode_index_blob(store: BlobStore, key: str, data: bytes) -> list[PackRecor
             end = position + count * _ENTRY.size
             if end > len(body):
                 raise _damaged_index(store, key, f"a record of {count} entries is cut short")
-            index_start = size - count * _ENTRY.size - _FOOTER.size
-            entries = []
-            for digest, offset, length in _ENTRY.iter_unpack(body[position:end]):
-                if offset < len(PACK_HEADER) or offset + length > index_start:
-                    raise _damaged_index(store, key, f"an entry points outside its pack ({offset}+{length})")
-                entries.append(PackEntry(digest.hex(), offset, length))
+            try:
+                entries = _decode_entries(body[position:end], size - count * _ENTRY.size - _FOOTER.size)
+            except _OutsidePack as outside:
+                raise _damaged_index(store, key, f"an entry points outside its pack ({outside})") from None
             position = end
-            pack_hex = pack_id.hex()
-            records.append(PackRecord(f"{DATA}/{pack_hex[:2]}/{pack_hex}", size, tuple(entries)))
+            records.append(PackRecord(_pack_key(pack_id.hex()), size, tuple(entries)))
     except struct.error as error:
         raise _damaged_index(store, key, f"a record is cut short ({error})") from None
     return records
@@ -208,13 +225,16 @@ class _OpenPack:
         return self.size + len(self.entries) * _ENTRY.size + _FOOTER.size
 
     def blob(self) -> list[Buffer]:
-        index = b"".join(_ENTRY.pack(bytes.fromhex(e.digest), e.offset, e.length) for e in self.entries)
+        index = _encode_entries(self.entries)
         return [memoryview(self.buffer)[: self.size], index, _FOOTER.pack(len(self.entries), INDEX_MAGIC)]
 
 
-def _new_pack_key() -> str:
-    pack_id = uuid.uuid4().hex
+def _pack_key(pack_id: str) -> str:
     return f"{DATA}/{pack_id[:2]}/{pack_id}"
+
+
+def _new_pack_key() -> str:
+    return _pack_key(uuid.uuid4().hex)
 
 
 class PackAssembler:
@@ -344,13 +364,10 @@ def read_pack_index(store: BlobStore, info: BlobInfo) -> list[PackEntry]:
         raise _damaged(store, info.key, f"its index claims {count} chunks, more than the pack can hold")
     if needed > len(data):
         data = store.get(info.key, info.size - needed, needed)
-    index_start = info.size - needed
-    entries = []
-    for digest, offset, length in _ENTRY.iter_unpack(data[len(data) - needed : len(data) - _FOOTER.size]):
-        if offset < len(PACK_HEADER) or offset + length > index_start:
-            raise _damaged(store, info.key, f"its index points outside the pack ({offset}+{length})")
-        entries.append(PackEntry(digest.hex(), offset, length))
-    return entries
+    try:
+        return _decode_entries(data[len(data) - needed : len(data) - _FOOTER.size], info.size - needed)
+    except _OutsidePack as outside:
+        raise _damaged(store, info.key, f"its index points outside the pack ({outside})") from None
 
 
 def list_packs(store: BlobStore) -> Iterator[BlobInfo]:

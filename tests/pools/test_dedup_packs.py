@@ -8,7 +8,7 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +21,7 @@ from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back,
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools import create_pool_in, dedup, open_pool, open_pool_in, packs
+from bingobackup.pools.base import BlobInfo
 from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.errors import PoolFullError
 from bingobackup.pools.localdir import LocalDirBlobStore
@@ -141,6 +142,17 @@ def reopened(store: Store, where: dict[str, str]) -> Store:
     return store
 
 
+def pool_with_its_index_blob_rewritten(
+    root: Path, monkeypatch: pytest.MonkeyPatch, rewrite: Callable[[bytes], bytes]
+) -> tuple[BlobInfo, dict[str, str]]:
+    """A one-disk pool whose index blob `rewrite` replaced; (that blob, chunk id → location)."""
+    _, where = pool_of_many_packs(root, monkeypatch, disks=1)
+    blob = next(list_index_blobs(LocalDirBlobStore(root, "pool")))
+    path = root / blob.key
+    path.write_bytes(rewrite(path.read_bytes()))
+    return blob, where
+
+
 def test_each_commit_writes_an_index_blob_and_a_new_process_reads_no_pack_for_the_index(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,12 +207,10 @@ def test_a_load_merges_many_index_blobs_into_one_unless_the_storage_keeps_every_
 def test_a_damaged_index_blob_is_named_and_its_packs_are_read_from_their_tails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, where = pool_of_many_packs(tmp_path / "pool", monkeypatch, disks=1)
-    blob = next(list_index_blobs(LocalDirBlobStore(tmp_path / "pool", "pool")))
-    path = tmp_path / "pool" / blob.key
-    damaged = bytearray(path.read_bytes())
-    damaged[20] ^= 0x01  # a pack id's bit: the checksum no longer matches
-    path.write_bytes(bytes(damaged))
+    def flip_a_pack_id_bit(data: bytes) -> bytes:  # the checksum no longer matches
+        return data[:20] + bytes([data[20] ^ 0x01]) + data[21:]
+
+    blob, where = pool_with_its_index_blob_rewritten(tmp_path / "pool", monkeypatch, flip_a_pack_id_bit)
 
     with caplog.at_level(logging.WARNING, logger="bingobackup.pools"):
         store = reopened(ReadRecordingStore(tmp_path / "pool"), where)
@@ -212,11 +222,11 @@ def test_a_damaged_index_blob_is_named_and_its_packs_are_read_from_their_tails(
 def test_an_index_blob_of_a_newer_version_is_not_guessed_at_and_says_to_upgrade(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _, where = pool_of_many_packs(tmp_path / "pool", monkeypatch, disks=1)
-    blob = next(list_index_blobs(LocalDirBlobStore(tmp_path / "pool", "pool")))
-    path = tmp_path / "pool" / blob.key
-    body = b"BBINDX" + (2).to_bytes(2, "big") + path.read_bytes()[8:-32]
-    path.write_bytes(body + blake3.blake3(body).digest())
+    def as_version_2(data: bytes) -> bytes:  # with a valid checksum
+        body = b"BBINDX" + (2).to_bytes(2, "big") + data[8:-32]
+        return body + blake3.blake3(body).digest()
+
+    blob, where = pool_with_its_index_blob_rewritten(tmp_path / "pool", monkeypatch, as_version_2)
 
     with caplog.at_level(logging.WARNING, logger="bingobackup.pools"):
         store = reopened(ReadRecordingStore(tmp_path / "pool"), where)
