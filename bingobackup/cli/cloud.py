@@ -6,6 +6,7 @@ import typer
 from rich.table import Table
 
 from bingobackup.cli.common import authorize_command, console, parse_pairs, registry
+from bingobackup.cloud.signing import mask_key
 
 app = typer.Typer(help="Register and manage BingoClouds (V7 and V9).", no_args_is_help=True)
 
@@ -58,7 +59,7 @@ def list_() -> None:
         table.add_row(
             c.name,
             c.endpoint,
-            c.access_key,
+            mask_key(c.access_key),
             c.backup_host,
             ", ".join(c.groups),
             ", ".join(f"{k}={v}" for k, v in c.tags.items()),

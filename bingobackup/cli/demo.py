@@ -96,6 +96,7 @@ def demo(
         console.print(f"Stopped: {', '.join(stopped) or 'nothing was running'}.")
         return
     from bingobackup.cloud.client import BingoCloudClient
+    from bingobackup.cloud.signing import mask_key
     from bingobackup.resources.discovery import CloudTree
     from bingobackup.resources.hosts import authorize
     from bingobackup.resources.simulated import BACKUP_HOST_PREFIX, register_simulated_cloud
@@ -127,7 +128,7 @@ def demo(
         )
         console.print(
             f"[3/9] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
-            f"Access Key {DEMO_ACCESS_KEY}, keys checked against the API"
+            f"Access Key {mask_key(DEMO_ACCESS_KEY)}, keys checked against the API"
         )
         for cluster, host in sorted(hosts.items()):
             console.print(

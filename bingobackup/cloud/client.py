@@ -43,7 +43,7 @@ from bingobackup.cloud.models import (
     VolumeAttachment,
     Vpc,
 )
-from bingobackup.cloud.signing import signed_params
+from bingobackup.cloud.signing import mask_key, signed_params
 from bingobackup.cloud.transport import Endpoint, make_ssl_context, post_form
 
 log = logging.getLogger("bingobackup.cloud")
@@ -100,7 +100,7 @@ class BingoCloudClient:
         self._random = random.Random()
 
     def __repr__(self) -> str:
-        return f"BingoCloudClient(endpoint={self.endpoint!r}, access_key={self.access_key!r})"
+        return f"BingoCloudClient(endpoint={self.endpoint!r}, access_key={mask_key(self.access_key)!r})"
 
     def __getstate__(self) -> dict[str, Any]:
         # SSL contexts do not pickle; rebuilt on unpickling from verify/ca_file.

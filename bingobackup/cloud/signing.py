@@ -19,6 +19,14 @@ SIGNATURE_VERSION = "2"
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
+def mask_key(key: str) -> str:
+    """A key as messages, tables and reprs show it: its first and last four characters, enough
+    for an operator to tell two keys apart, too few to use one. Short keys show two."""
+    if len(key) < 12:
+        return f"{key[:2]}…" if key else "''"
+    return f"{key[:4]}…{key[-4:]}"
+
+
 def _encode(value: str) -> str:
     # RFC 3986: only unreserved characters stay literal; space becomes %20, never '+'.
     return quote(value.encode("utf-8"), safe="-_.~")

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 
 from bingobackup.cloud.errors import CloudAuthError, CloudError, CloudNotFoundError, CloudUnreachableError
+from bingobackup.cloud.signing import mask_key
 from bingobackup.resources.access import find_cloud, may_use, require_admin, require_authorized
 from bingobackup.resources.errors import CloudInUse, RegistrationError
 from bingobackup.resources.models import CloudRegistration, User, check_slug, default_port
@@ -73,9 +74,9 @@ def _unreachable_reason(exc: CloudUnreachableError) -> str:
 
 def _auth_refusal(cloud: CloudRegistration, code: str, where: str) -> str:
     if code == "SignatureDoesNotMatch":
-        reason = f"the Secret Key does not match Access Key '{cloud.access_key}'"
+        reason = f"the Secret Key does not match Access Key '{mask_key(cloud.access_key)}'"
     elif code == "AuthFailure":
-        reason = f"the Access Key '{cloud.access_key}' is not known to this cloud"
+        reason = f"the Access Key '{mask_key(cloud.access_key)}' is not known to this cloud"
     elif code == "RequestExpired":
         reason = "the request time is outside the cloud's clock window (check the clocks)"
     else:

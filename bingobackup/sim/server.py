@@ -158,7 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
         secret_key = self.server.keys.get(access_key or "")
         if secret_key is None:
             raise SimApiError(
-                "AuthFailure", f"The Access Key '{access_key or ''}' is not known to this cloud.", 401
+                "AuthFailure",
+                f"The Access Key '{signing.mask_key(access_key or '')}' is not known to this cloud.",
+                401,
             )
         params.require("Signature")
         if params.get("SignatureVersion") != signing.SIGNATURE_VERSION:

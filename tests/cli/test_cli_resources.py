@@ -60,6 +60,7 @@ def test_register_browse_and_pool_through_the_cli(
     assert "groups ops" in invoke("cloud", "authorize", name, "--group", "ops")
     listed = invoke("cloud", "list")
     assert name in listed and SECRET_KEY not in listed
+    assert ACCESS_KEY not in listed and "AKTE…0001" in listed  # the key shown only masked
     tree = invoke("resources", "browse", "--cloud", name)
     for expected in ("cluster-a", "cluster-b", "linux_mul_disk", "system disk", "data disk", "backup host"):
         assert expected in tree

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import string
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sim_faults import set_faults
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import (
@@ -25,18 +24,6 @@ from bingobackup.cloud import (
 from bingobackup.cloud.models import Instance
 
 HASHED_PREFIX = 64 << 20  # enough to cover partition tables and file systems of the demo disks
-
-
-def set_faults(sim: Any, faults: dict[str, Any] | None) -> None:
-    url = f"{sim.admin_url.rstrip('/')}/faults"
-    if faults is None:
-        request = urllib.request.Request(url, method="DELETE")
-    else:
-        request = urllib.request.Request(
-            url, data=json.dumps(faults).encode(), method="PUT", headers={"Content-Type": "application/json"}
-        )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
 
 
 def prefix_digest(path: Path, size: int) -> str:

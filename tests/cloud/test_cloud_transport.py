@@ -216,8 +216,11 @@ def test_paging_follows_next_token_across_three_pages(stub: StubCloud) -> None:
 def test_repr_and_pickled_state_never_show_the_secret(stub: StubCloud) -> None:
     client = client_for(stub)
 
-    assert repr(client) == f"BingoCloudClient(endpoint={stub.endpoint!r}, access_key={ACCESS_KEY!r})"
-    assert SECRET_KEY not in str(vars(client))
+    assert (
+        repr(client)
+        == f"BingoCloudClient(endpoint={stub.endpoint!r}, access_key='{ACCESS_KEY[:4]}…{ACCESS_KEY[-4:]}')"
+    )
+    assert SECRET_KEY not in str(vars(client)) and ACCESS_KEY not in repr(client)
     stub.script(CLUSTERS_ONE)
     revived: BingoCloudClient = pickle.loads(pickle.dumps(client))
     assert [c.cluster_id for c in revived.describe_clusters()] == ["c-1"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-from typing import Any
-
+from sim_faults import injected_faults
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import BingoCloudClient, wait_for_snapshot, wait_for_volume
@@ -15,35 +12,21 @@ MIB = 1 << 20
 CREATE_ACTIONS = ("CreateVolume", "CreateSnapshot", "RegisterImage", "RunInstances")
 
 
-def _faults(sim: RunningSimulator, body: dict[str, Any] | None) -> None:
-    request = urllib.request.Request(
-        f"{sim.admin_url}/faults",
-        data=None if body is None else json.dumps(body).encode(),
-        method="DELETE" if body is None else "PUT",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        assert reply.status == 200
-
-
 def test_each_create_makes_exactly_one_resource_when_most_replies_are_lost(sim: RunningSimulator) -> None:
     # Only the create calls draw from the seeded generator, so the losses are reproducible;
     # a retry window long enough to outlast a run of lost replies at this rate.
     client = BingoCloudClient(sim.endpoint, ACCESS_KEY, SECRET_KEY, retry_window_seconds=60.0)
     storage = next(iter(client.describe_storages())).storage_id
-    _faults(
+    with injected_faults(
         sim,
         {"lost_reply_rate": dict.fromkeys(CREATE_ACTIONS, 0.7), "actions": list(CREATE_ACTIONS), "seed": 14},
-    )
-    try:
+    ):
         volume = client.create_volume(size_bytes=MIB, storage_id=storage, name="lost-reply-volume")
         wait_for_volume(client, volume.volume_id, "available", timeout=30)
         snapshot = client.create_snapshot(volume.volume_id, description="lost-reply-snapshot")
         wait_for_snapshot(client, snapshot.snapshot_id, timeout=30)
         image_id = client.register_image(name="lost-reply-image", root_snapshot_id=snapshot.snapshot_id)
         instance = client.run_instance(image_id=image_id, name="lost-reply-vm")
-    finally:
-        _faults(sim, None)
     stats = sim.stats()
     # A new logical create is a new request: it must not be answered with the old volume.
     second = client.create_volume(size_bytes=MIB, storage_id=storage, name="lost-reply-volume")

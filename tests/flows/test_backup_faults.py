@@ -6,13 +6,11 @@ names what is wrong."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.states import Cancelled, Running
+from sim_faults import injected_faults
 
 from bingobackup.backup.staging import snapshot_volume
 from bingobackup.specs.job import load_job_spec
@@ -33,28 +32,14 @@ from flows.backup import backup, job_tag, run_backup_now, run_tag, summary_rows_
 from tasks.limits import delete_tag_limits
 
 
-def put_faults(registered: Registered, faults: dict) -> None:
-    request = urllib.request.Request(
-        f"{registered.sim.admin_url}/faults",
-        data=json.dumps(faults).encode(),
-        method="PUT",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-
-
 def committed_sets(registered: Registered) -> list[str]:
     with Catalog.open(str(registered.pool_dir), pool=registered.pool) as cat:
         return list(cat.list_sets()["set_id"])
 
 
 def test_dropped_connections_are_retried_and_the_backup_succeeds(registered: Registered) -> None:
-    put_faults(registered, {"drop_rate": 0.3, "throttle_rate": 0.1, "seed": 7})
-    try:
+    with injected_faults(registered.sim, {"drop_rate": 0.3, "throttle_rate": 0.1, "seed": 7}):
         state = run_backup_now(load_job_spec(registered.spec(content=[{"vm": "linux_local"}])))
-    finally:
-        put_faults(registered, {})
     assert state.is_completed(), state.message
     assert len(committed_sets(registered)) == 1
     assert sum(registered.sim.stats().requests.values()) > 0

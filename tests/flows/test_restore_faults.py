@@ -4,31 +4,19 @@ for a while are ridden out, and the restored disk is byte-identical."""
 from __future__ import annotations
 
 import errno
-import json
 import os
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flow_support import Registered
 from restore_support import back_up, sha256
+from sim_faults import injected_faults
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.resources.models import CloudRegistration
 from flows.restore import restore_disk
-
-
-def _faults(registered: Registered, method: str, body: dict[str, Any] | None = None) -> None:
-    request = urllib.request.Request(
-        f"{registered.sim.admin_url}/faults",
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
 
 
 def test_lost_cloud_and_pool_links_inside_the_reconnect_time_do_not_fail_the_restore(
@@ -57,12 +45,10 @@ def test_lost_cloud_and_pool_links_inside_the_reconnect_time_do_not_fail_the_res
 
     monkeypatch.setattr(LocalDirBlobStore, "get", link_down_for_a_while)
     monkeypatch.setattr(CloudRegistration, "client", recording_client)
-    _faults(
-        registered,
-        "PUT",
+    with injected_faults(
+        registered.sim,
         {"drop_rate": 0.3, "seed": 5, "actions": ["DescribeVolumes", "CreateVolume", "AttachVolume"]},
-    )
-    try:
+    ):
         state, result = backed_up.run(
             restore_disk,
             name="restore-through-outages",
@@ -70,8 +56,6 @@ def test_lost_cloud_and_pool_links_inside_the_reconnect_time_do_not_fail_the_res
             target={"disks": [{"volume": backed_up.data_volume, "name": "data-after-outage"}]},
             options={"reconnect_minutes": 2},
         )
-    finally:
-        _faults(registered, "DELETE")
 
     assert state.is_completed(), state.message
     assert failures[0] == 4  # the pool really was unreachable for a while

@@ -4,14 +4,13 @@ no temporary snapshot or volume behind."""
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from flow_support import Registered
 from restore_support import add_vm, back_up, sha256
+from sim_faults import injected_faults
 
 from bingobackup.specs.job import load_job_spec
 from flows.backup import run_backup_now
@@ -25,22 +24,8 @@ def replies_lost(registered: Registered, actions: Sequence[str], seed: int) -> I
     """The simulator carries out `actions` but drops the connection before replying, at RATE.
     Only these actions draw from the seeded generator, so the losses do not depend on polling."""
     body = {"lost_reply_rate": dict.fromkeys(actions, RATE), "actions": list(actions), "seed": seed}
-
-    def send(method: str, data: bytes | None) -> None:
-        request = urllib.request.Request(
-            f"{registered.sim.admin_url}/faults",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            assert reply.status == 200
-
-    send("PUT", json.dumps(body).encode())
-    try:
+    with injected_faults(registered.sim, body):
         yield
-    finally:
-        send("DELETE", None)
 
 
 def test_backup_with_lost_create_replies_leaves_no_temporary_snapshot_or_volume(

@@ -46,10 +46,12 @@ def test_wrong_secret_key_is_refused_and_nothing_saved(
 def test_unknown_access_key_is_refused(
     store: InMemoryRegistryStore, admin: User, registration: CloudRegistration, cloud_keys: CloudKeys
 ) -> None:
-    bad = changed(registration, access_key="AKUNKNOWN")
-    with pytest.raises(RegistrationError, match="Access Key 'AKUNKNOWN' is not known") as caught:
+    bad = changed(registration, access_key="AKUNKNOWN0000042")
+    # Enough of the key to tell which one was refused, too little to use it.
+    with pytest.raises(RegistrationError, match="Access Key 'AKUN…0042' is not known") as caught:
         register_cloud(store, admin, bad, retry_window_seconds=2.0)
     assert_secret_hidden(caught.value, cloud_keys.secret_key)
+    assert_secret_hidden(caught.value, bad.access_key)
     assert store.list_clouds() == []
 
 
