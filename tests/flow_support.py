@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,10 +17,24 @@ from bingobackup.resources.simulated import register_simulated_cloud
 from bingobackup.resources.users import LOCAL_ADMIN
 
 if TYPE_CHECKING:
+    import pytest
+
     from bingobackup.resources.store import RegistryStore
     from bingobackup.sim.server import RunningSimulator
 
 POOL_PASSPHRASE = "pool passphrase for tests"
+
+
+@contextmanager
+def run_log_into(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """caplog also gets the Prefect loggers' records (the flow and task runs' logs the UI shows,
+    and Prefect's own): Prefect's loggers do not propagate to the root logger caplog listens on."""
+    logger = logging.getLogger("prefect")
+    logger.addHandler(caplog.handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(caplog.handler)
 
 
 @dataclass

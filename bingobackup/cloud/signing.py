@@ -21,9 +21,12 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 def mask_key(key: str) -> str:
     """A key as messages, tables and reprs show it: its first and last four characters, enough
-    for an operator to tell two keys apart, too few to use one. Short keys show two."""
+    for an operator to tell two keys apart, too few to use one. Short keys show two; an absent
+    key shows as nothing."""
+    if not key:
+        return ""
     if len(key) < 12:
-        return f"{key[:2]}…" if key else "''"
+        return f"{key[:2]}…"
     return f"{key[:4]}…{key[-4:]}"
 
 

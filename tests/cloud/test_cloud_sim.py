@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim_faults import set_faults
+from sim_admin import set_faults
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import (

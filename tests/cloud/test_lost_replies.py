@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sim_faults import injected_faults
+from sim_admin import injected_faults
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import BingoCloudClient, wait_for_snapshot, wait_for_volume

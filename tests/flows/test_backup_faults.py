@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.states import Cancelled, Running
-from sim_faults import injected_faults
+from sim_admin import injected_faults
 
 from bingobackup.backup.staging import snapshot_volume
 from bingobackup.specs.job import load_job_spec

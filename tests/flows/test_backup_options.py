@@ -7,17 +7,16 @@ that should abort does not, a limit that should pace does not, …)."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flow_support import Registered
 from prefect.states import State
+from sim_admin import injected_faults, sim_admin
 
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.resources.pools import create_registered_pool
@@ -29,17 +28,6 @@ from flows.backup import job_tag, job_tag_limits, node_tag, run_backup_now, vm_t
 from tasks.backup import prepare_backup
 
 MIB = 1 << 20
-
-
-def sim_admin(registered: Registered, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(
-        f"{registered.sim.admin_url}/{path}",
-        data=json.dumps(body or {}).encode(),
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def run(registered: Registered, **overrides: Any) -> tuple[State, dict[str, Any]]:
@@ -76,9 +64,9 @@ def test_low_datastore_space_skips_the_vm_before_its_snapshot_and_reports_the_fr
     registered: Registered,
 ) -> None:
     vm = vm_named(registered, "linux_local")
-    measured = sim_admin(registered, "PUT", f"storages/{vm.storage_id}", {"reserved_used": 0})
+    measured = sim_admin(registered.sim, "PUT", f"storages/{vm.storage_id}", {"reserved_used": 0})
     reserved = int(measured["space_max"] * 0.91) - measured["space_used"]
-    sim_admin(registered, "PUT", f"storages/{vm.storage_id}", {"reserved_used": reserved})  # 9 % free
+    sim_admin(registered.sim, "PUT", f"storages/{vm.storage_id}", {"reserved_used": reserved})  # 9 % free
 
     state, summary = run(
         registered,
@@ -265,11 +253,8 @@ def test_a_pool_outage_and_dropped_cloud_connections_inside_the_reconnect_time_r
         real_write(self, fd, parts)
 
     monkeypatch.setattr(LocalDirBlobStore, "_write_all", link_down_for_a_while)
-    sim_admin(registered, "PUT", "faults", {"drop_rate": 0.2, "seed": 3, "actions": ["DescribeVolumes"]})
-    try:
+    with injected_faults(registered.sim, {"drop_rate": 0.2, "seed": 3, "actions": ["DescribeVolumes"]}):
         state, summary = run(registered, content=[{"vm": "linux_local"}], options={"reconnect_minutes": 1})
-    finally:
-        sim_admin(registered, "DELETE", "faults")
 
     assert state.is_completed(), state.message
     assert failures[0] == 5

@@ -9,9 +9,7 @@ on a virtual clock, so no test waits for the window it proves.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import logging
 import os
 import threading
 import time
@@ -21,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import Registered
-from test_backup_options import MIB, job_runs, run, sim_admin, snapshots_taken, vm_named
+from flow_support import Registered, run_log_into
+from sim_admin import injected_faults, sim_admin
+from test_backup_options import MIB, job_runs, run, snapshots_taken, vm_named
 
 import bingobackup.cloud.client
 import flows.backup
@@ -165,13 +164,10 @@ def test_cloud_outage_longer_than_the_reconnect_time_fails_the_vm_after_that_win
     clock = VirtualClock()
     virtual_time = types.SimpleNamespace(monotonic=clock, sleep=clock.sleep)
     monkeypatch.setattr(bingobackup.cloud.client, "time", virtual_time)
-    sim_admin(
-        registered, "PUT", "faults", {"error_rate": {"CreateSnapshot": 1.0}, "actions": ["CreateSnapshot"]}
-    )
-    try:
+    with injected_faults(
+        registered.sim, {"error_rate": {"CreateSnapshot": 1.0}, "actions": ["CreateSnapshot"]}
+    ):
         state, summary = run(registered, content=[{"vm": "linux_local"}], options={"reconnect_minutes": 2})
-    finally:
-        sim_admin(registered, "DELETE", "faults")
 
     assert state.is_failed()
     status = _vm_row(summary, "linux_local")["status"]
@@ -211,18 +207,6 @@ def test_a_vm_that_always_fails_is_tried_count_plus_one_times_interval_apart(
 
 
 # -- hooks ------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def run_log_into(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """caplog also gets the Prefect task-run loggers' records (what the run's log in the UI
-    shows): Prefect's loggers do not propagate to the root logger caplog listens on."""
-    logger = logging.getLogger("prefect.task_runs")
-    logger.addHandler(caplog.handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(caplog.handler)
 
 
 def test_post_script_after_a_failed_vm_is_told_why_and_hook_output_reaches_the_run_log(
@@ -266,9 +250,9 @@ def test_a_full_datastore_holding_only_a_data_disk_skips_the_vm_before_its_snaps
     wait_for_volume(client, data.volume_id, "available", timeout=30)
     client.attach_volume(data.volume_id, vm.instance_id, "/dev/vdb")
     wait_for_volume(client, data.volume_id, "in-use", timeout=30)
-    measured = sim_admin(registered, "PUT", f"storages/{full}", {"reserved_used": 0})
+    measured = sim_admin(registered.sim, "PUT", f"storages/{full}", {"reserved_used": 0})
     reserved = int(measured["space_max"] * 0.95) - measured["space_used"]
-    sim_admin(registered, "PUT", f"storages/{full}", {"reserved_used": reserved})  # 5 % free
+    sim_admin(registered.sim, "PUT", f"storages/{full}", {"reserved_used": reserved})  # 5 % free
 
     state, summary = run(
         registered,

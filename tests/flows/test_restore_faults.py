@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from flow_support import Registered
 from restore_support import back_up, sha256
-from sim_faults import injected_faults
+from sim_admin import injected_faults
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.pools.localdir import LocalDirBlobStore

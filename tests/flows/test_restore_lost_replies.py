@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flow_support import Registered
 from restore_support import add_vm, back_up, sha256
-from sim_faults import injected_faults
+from sim_admin import injected_faults
 
 from bingobackup.specs.job import load_job_spec
 from flows.backup import run_backup_now

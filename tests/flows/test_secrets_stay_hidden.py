@@ -5,14 +5,13 @@ pool's files, also on a run whose requests are dropped and retried and whose VMs
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered
+from flow_support import POOL_PASSPHRASE, Registered, run_log_into
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from sim_faults import injected_faults
+from sim_admin import injected_faults
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.specs.job import load_job_spec
@@ -21,40 +20,22 @@ from flows.backup import run_backup_now
 SECRETS = {"Access Key": ACCESS_KEY, "Secret Key": SECRET_KEY, "pool passphrase": POOL_PASSPHRASE}
 
 
-class Recorder(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
-@pytest.fixture
-def every_log_line() -> Iterator[list[str]]:
-    recorder = Recorder()
-    # Prefect's loggers do not propagate to the root logger: listen on both.
-    loggers = [logging.getLogger(), logging.getLogger("prefect")]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.addHandler(recorder)
-        logger.setLevel(logging.DEBUG)
-    yield recorder.lines
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.removeHandler(recorder)
-        logger.setLevel(level)
-
-
 def leaks(where: str, text: str) -> list[str]:
     return [f"the {name} is in {where}" for name, value in SECRETS.items() if value in text]
 
 
 def test_no_key_or_passphrase_reaches_logs_artifacts_catalog_or_pool_files(
-    registered: Registered, every_log_line: list[str], capfd: pytest.CaptureFixture[str]
+    registered: Registered, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    # Every level: a key in a debug line is as leaked as one in an error.
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="prefect")
     # Dropped and throttled requests make the client retry and log each failed attempt;
     # cluster-a's raw-disk VM is skipped without power_off, so the run also writes a reason.
-    with injected_faults(registered.sim, {"drop_rate": 0.2, "throttle_rate": 0.1, "seed": 11}):
+    with (
+        run_log_into(caplog),
+        injected_faults(registered.sim, {"drop_rate": 0.2, "throttle_rate": 0.1, "seed": 11}),
+    ):
         state = run_backup_now(
             load_job_spec(registered.spec(options={"retry": {"count": 1, "interval_minutes": 0}}))
         )
@@ -62,7 +43,7 @@ def test_no_key_or_passphrase_reaches_logs_artifacts_catalog_or_pool_files(
     assert isinstance(result, dict) and result["set_id"], state.message
     statuses = [str(row["status"]).split(":")[0] for row in result["rows"]]
     assert "ok" in statuses and set(statuses) != {"ok"}, statuses  # both paths were exercised
-    assert any("failed (attempt 1)" in line for line in every_log_line)  # the retries were logged
+    assert "failed (attempt 1)" in caplog.text  # the retries were logged
 
     flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
@@ -71,7 +52,7 @@ def test_no_key_or_passphrase_reaches_logs_artifacts_catalog_or_pool_files(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
         )
     assert artifacts, "the run made no artifacts to check"
-    found = leaks("the logs", "\n".join(every_log_line))
+    found = leaks("the logs", caplog.text)
     captured = capfd.readouterr()
     found += leaks("the console output", captured.out + captured.err)
     found += leaks("the state message", str(state.message))
