@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.client.schemas.objects import State
 from prefect.context import SyncClientContext, get_run_context
+from prefect.futures import PrefectFuture
 from prefect.settings import get_current_settings
 from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -37,6 +39,7 @@ from bingobackup.hooks import HookFailed, HookName, hook_env
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.resources.discovery import Disk, ResolvedVm
 from bingobackup.specs.job import BackupJobSpec
+from flows.admission import run_admitted
 from tasks.backup import (
     dedup,
     prepare_backup,
@@ -57,6 +60,12 @@ T = TypeVar("T")
 # server for a default storage at each run's start, three requests and two more API clients
 # (≈ 20 ms before the first step; measured with a request log).
 RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
+
+# No fixed cap on a run's threads: `run_admitted` submits only what the job's limits admit, so
+# a run uses at most parallel VMs × (1 + parallel disks × 4) threads (a VM task, and per disk
+# its task and its three stage tasks), started as needed. A fixed cap below that is what let a
+# VM's disk tasks starve for threads (the 50-VM hang).
+RUN_THREADS = sys.maxsize
 
 
 def unvisited(value: T) -> T:
@@ -141,6 +150,7 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
             read_limiter=job.read_limiter,
             send_limiter=job.send_limiter,
             progress=(lambda done, _total: progress.update(disk.volume_id, done)) if progress else None,
+            cancel=job.watchdog.cancel,
         )
         read = read_disk_chunks.submit(pipeline)
         hashed = dedup.submit(pipeline)
@@ -191,18 +201,22 @@ def back_up_vm(
         )
         with stopped:
             snapshot(unvisited(job), todo, client, taken)
-        disk_tags = limits.tags(vm_tag(job.spec.name, vm.instance_id))
-        futures = [
-            back_up_disk.with_options(tags=disk_tags).submit(unvisited(job), vm, disk, taken[disk.volume_id])
-            for disk in todo.disks
-        ]
+        tag = vm_tag(job.spec.name, vm.instance_id)
+        disk_task = back_up_disk.with_options(tags=limits.tags(tag))
         errors = []
-        for disk, future in zip(todo.disks, futures, strict=True):
-            try:
-                disks[disk.volume_id] = future.result()
-            except Exception as exc:
-                errors.append(f"disk {disk.volume_id}: {exc}")
-                disks[disk.volume_id] = DiskOutcome(disk=disk, error=str(exc))
+        for end in run_admitted(
+            todo.disks,
+            limits=limits.limits,
+            keys=lambda _disk: (tag,),
+            submit=lambda disk: disk_task.submit(unvisited(job), vm, disk, taken[disk.volume_id]),
+            describe=lambda disk: f"disk {disk.volume_id} of VM {vm.name}",
+            watchdog=job.watchdog,
+        ):
+            if end.error is None and end.result is not None:
+                disks[end.item.volume_id] = end.result
+            else:
+                errors.append(f"disk {end.item.volume_id}: {end.error}")
+                disks[end.item.volume_id] = DiskOutcome(disk=end.item, error=str(end.error))
         status, error = ("failed", "; ".join(errors)) if errors else ("ok", "")
     except Exception as exc:
         status, error = "failed", str(exc)
@@ -256,7 +270,7 @@ def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
 @flow(
     name="bingobackup-backup",
     flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=RUN_THREADS),  # type: ignore[arg-type]
     validate_parameters=True,
     persist_result=False,
     result_storage=RESULT_STORAGE,
@@ -359,7 +373,7 @@ def _back_up(
     limits = job_tag_limits(job)
     ensure_tag_limits(limits.limits, spec.name)
     description = f"{spec.name}: bytes read of {len(job.vms)} VMs"
-    with progress_artifact("backup-progress", description, job.total_bytes) as progress:
+    with progress_artifact("backup-progress", description, job.total_bytes, job.watchdog) as progress:
         job.progress = progress
         outcomes, attempt = _back_up_vms(job, limits)
         progress.finish()
@@ -382,6 +396,8 @@ def _back_up(
         return summary, None
     reasons = "; ".join(f"{o.vm.name}: {o.error}" for o in failed)
     message = f"{len(failed)} of {len(ordered)} VM(s) failed after {attempt} attempt(s): {reasons}"
+    if job.watchdog.tripped:
+        message = f"{job.watchdog.tripped} {message}"
     logger.error(message)
     return summary, message
 
@@ -396,21 +412,28 @@ def _back_up_vms(job: BackupJob, limits: JobTagLimits) -> tuple[dict[str, VmOutc
     outcomes: dict[str, VmOutcome] = {}
     pending = list(job.vms)
     attempt = 0
+    name = job.spec.name
     while pending:
         attempt += 1
-        futures = [
-            back_up_vm.with_options(
-                tags=limits.tags(job_tag(job.spec.name), node_tag(job.spec.name, vm.node_id))
-            ).submit(
-                unvisited(job), vm, attempt, unvisited(_backed_up_disks(outcomes.get(vm.instance_id))), limits
-            )
-            for vm in pending
-        ]
-        for future in futures:
-            outcome = future.result()
+
+        def submit(vm: ResolvedVm, attempt: int = attempt) -> PrefectFuture[VmOutcome]:
+            earlier = _backed_up_disks(outcomes.get(vm.instance_id))
+            return back_up_vm.with_options(
+                tags=limits.tags(job_tag(name), node_tag(name, vm.node_id))
+            ).submit(unvisited(job), vm, attempt, unvisited(earlier), limits)
+
+        for end in run_admitted(
+            pending,
+            limits=limits.limits,
+            keys=lambda vm: (job_tag(name), node_tag(name, vm.node_id)),
+            submit=submit,
+            describe=lambda vm: f"VM {vm.name} ({vm.instance_id})",
+            watchdog=job.watchdog,
+        ):
+            outcome = end.result if end.result is not None else _never_ran(end.item, attempt, end.error)
             outcomes[outcome.vm.instance_id] = outcome.after(outcomes.get(outcome.vm.instance_id))
         pending = [o.vm for o in outcomes.values() if o.status == "failed"]
-        if not pending or attempt > job.spec.options.retry.count:
+        if not pending or attempt > job.spec.options.retry.count or job.watchdog.tripped:
             break
         logger.warning(
             "retrying %d failed VM(s) in %g s: %s",
@@ -420,6 +443,14 @@ def _back_up_vms(job: BackupJob, limits: JobTagLimits) -> tuple[dict[str, VmOutc
         )
         time.sleep(job.spec.options.retry.interval_minutes * 60)
     return outcomes, attempt
+
+
+def _never_ran(vm: ResolvedVm, attempt: int, error: BaseException | None) -> VmOutcome:
+    """A VM whose task did not give an outcome: never started (the watchdog stopped the run)."""
+    now = datetime.now(UTC)
+    return VmOutcome(
+        vm=vm, status="failed", error=str(error), started_at=now, finished_at=now, attempts=attempt
+    )
 
 
 def summary_rows_from_state(state: State) -> tuple[str, list[dict[str, object]]]:

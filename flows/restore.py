@@ -30,7 +30,8 @@ from bingobackup.restore.plan import VmPlan
 from bingobackup.restore.steps import RestoredDisk, hand_over
 from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
-from flows.backup import RESULT_STORAGE, job_tag, node_tag, unvisited, vm_tag
+from flows.admission import run_admitted
+from flows.backup import RESULT_STORAGE, RUN_THREADS, job_tag, node_tag, unvisited, vm_tag
 from tasks.backup import run_job_hook
 from tasks.limits import ensure_tag_limits
 from tasks.progress import progress_artifact
@@ -51,13 +52,15 @@ def limits_name(job_name: str) -> str:
     return f"restore-{job_name}"
 
 
-def _ensure_limits(job: RestoreJob) -> None:
+def _ensure_limits(job: RestoreJob) -> dict[str, int]:
+    """The run's tag limits, set on the server; returned for `run_admitted` to keep to."""
     options, name = job.spec.options, limits_name(job.spec.name)
     limits = {job_tag(name): options.parallel_vms}
     for vm in job.plan.to_restore:
         limits[node_tag(name, vm.node_key)] = options.parallel_vms_per_node
         limits[vm_tag(name, vm.source.vm_id)] = options.parallel_disks_per_vm
     ensure_tag_limits(limits, job.spec.name)
+    return limits
 
 
 def _plan_rows(job: RestoreJob) -> list[dict[str, object]]:
@@ -110,31 +113,22 @@ def await_verification(spec: RestoreSpec, confirm: str | None, timeout_seconds: 
         problem = f"The code typed ({typed.code!r}) is wrong; nothing was created. "
 
 
-def _gather(futures: list[Any]) -> tuple[list[Any], list[str]]:
-    """Every future's result, waiting for all of them even when one fails."""
-    for future in futures:
-        future.wait()
-    results, errors = [], []
-    for future in futures:
-        try:
-            results.append(future.result())
-        except Exception as exc:
-            errors.append(str(exc))
-    return results, errors
-
-
 def _write_disks(job: RestoreJob, ledger: Ledger, vm: VmPlan) -> list[RestoredDisk]:
+    """Every disk of the VM, waiting for all of them even when one fails."""
     tag = vm_tag(limits_name(job.spec.name), vm.source.vm_id)
-    futures = [
-        write_disk_task.with_options(tags=[tag]).submit(
-            unvisited(job), unvisited(ledger), unvisited(vm), disk
-        )
-        for disk in vm.disks
-    ]
-    disks, errors = _gather(futures)
+    disk_task = write_disk_task.with_options(tags=[tag])
+    ends = run_admitted(
+        vm.disks,
+        limits={tag: job.spec.options.parallel_disks_per_vm},
+        keys=lambda _disk: (tag,),
+        submit=lambda disk: disk_task.submit(unvisited(job), unvisited(ledger), unvisited(vm), disk),
+        describe=lambda disk: f"disk {disk.source.volume_id} of VM {vm.source.label}",
+        watchdog=job.watchdog,
+    )
+    errors = [str(end.error) for end in ends if end.error is not None]
     if errors:
         raise BingoBackupError("; ".join(errors))
-    return disks
+    return [end.result for end in ends if end.result is not None]
 
 
 def _outcome(vm: VmPlan, started: float, **fields: Any) -> VmRestoreOutcome:
@@ -267,28 +261,41 @@ def run_restore(
     return summary
 
 
-def _restore_vms(job: RestoreJob) -> list[VmRestoreOutcome]:
+def _restore_vms(job: RestoreJob, limits: dict[str, int]) -> list[VmRestoreOutcome]:
     """Every planned VM under the job's limits; skipped ones reported with their reason."""
     name = limits_name(job.spec.name)
-    futures = {
-        index: restore_one.with_options(tags=[job_tag(name), node_tag(name, vm.node_key)]).submit(
-            unvisited(job), unvisited(vm)
+    ends = iter(
+        run_admitted(
+            job.plan.to_restore,
+            limits=limits,
+            keys=lambda vm: (job_tag(name), node_tag(name, vm.node_key)),
+            submit=lambda vm: restore_one.with_options(
+                tags=[job_tag(name), node_tag(name, vm.node_key)]
+            ).submit(unvisited(job), unvisited(vm)),
+            describe=lambda vm: f"VM {vm.source.label}",
+            watchdog=job.watchdog,
         )
-        for index, vm in enumerate(job.plan.vms)
-        if not vm.skip_reason
-    }
-    return [
-        futures[index].result()
-        if index in futures
-        else VmRestoreOutcome(
-            source_vm=vm.source.name,
-            set_id=vm.source.set_id,
-            target=vm.name,
-            status="skipped",
-            error=vm.skip_reason,
+    )
+    outcomes = []
+    for vm in job.plan.vms:
+        if vm.skip_reason:
+            outcomes.append(
+                VmRestoreOutcome(
+                    source_vm=vm.source.name,
+                    set_id=vm.source.set_id,
+                    target=vm.name,
+                    status="skipped",
+                    error=vm.skip_reason,
+                )
+            )
+            continue
+        end = next(ends)
+        outcomes.append(
+            end.result
+            if end.result is not None
+            else _outcome(vm, time.monotonic(), status="failed", error=str(end.error))
         )
-        for index, vm in enumerate(job.plan.vms)
-    ]
+    return outcomes
 
 
 def _restore(
@@ -310,12 +317,12 @@ def _restore(
     if refusal:
         logger.error(refusal)
         return {"status": "not started", "rows": [], "outcomes": []}, refusal
-    _ensure_limits(job)
+    limits = _ensure_limits(job)
     with progress_artifact(
-        "restore-progress", f"{spec.name}: bytes written", job.plan.total_bytes
+        "restore-progress", f"{spec.name}: bytes written", job.plan.total_bytes, job.watchdog
     ) as progress:
         job.progress = progress
-        outcomes = _restore_vms(job)
+        outcomes = _restore_vms(job, limits)
         progress.finish()
         rows = _summary_rows(outcomes)
         failed = [o for o in outcomes if o.status == "failed"]
@@ -336,6 +343,8 @@ def _restore(
         reasons = "; ".join(f"{o.source_vm}: {o.error}" for o in failed)
         leftovers = [item for o in failed for item in o.leftovers]
         message = f"{len(failed)} of {len(outcomes)} VM(s) failed: {reasons}"
+        if job.watchdog.tripped:
+            message = f"{job.watchdog.tripped} {message}"
         if leftovers:
             message += f". Left behind (remove by hand): {'; '.join(leftovers)}"
         logger.error(message)
@@ -346,7 +355,7 @@ def _restore(
 @flow(
     name="bingobackup-restore-vm",
     flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=RUN_THREADS),  # type: ignore[arg-type]
     validate_parameters=True,
     persist_result=False,
     result_storage=RESULT_STORAGE,
@@ -364,7 +373,7 @@ def restore_vm(
 @flow(
     name="bingobackup-restore-disk",
     flow_run_name=_run_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=64),  # type: ignore[arg-type]
+    task_runner=ThreadPoolTaskRunner(max_workers=RUN_THREADS),  # type: ignore[arg-type]
     validate_parameters=True,
     persist_result=False,
     result_storage=RESULT_STORAGE,

@@ -22,6 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from bingobackup.backup.job import ProgressTracker
+from bingobackup.watchdog import Watchdog
 
 log = logging.getLogger("bingobackup.progress")
 
@@ -94,13 +95,16 @@ class ArtifactPublisher:
 
 
 @contextmanager
-def progress_artifact(key: str, description: str, total_bytes: int) -> Iterator[ProgressTracker]:
-    """A `ProgressTracker` whose reports go to a new progress artifact `key` of this run.
+def progress_artifact(
+    key: str, description: str, total_bytes: int, watchdog: Watchdog
+) -> Iterator[ProgressTracker]:
+    """A `ProgressTracker` whose reports go to a new progress artifact `key` of this run, and
+    whose every update tells the run's watchdog that bytes move.
 
     Leaving the block waits for the last update to be sent: end it after the run's other
     closing calls, so that wait is already over."""
     publisher = ArtifactPublisher(key, description)
     try:
-        yield ProgressTracker(total_bytes, publisher.publish)
+        yield ProgressTracker(total_bytes, publisher.publish, watchdog=watchdog)
     finally:
         publisher.close()

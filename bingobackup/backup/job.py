@@ -33,6 +33,7 @@ from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegi
 from bingobackup.resources.pools import check_backup_host_sees_pool, open_registered_pool, pool_for
 from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.job import BackupJobSpec
+from bingobackup.watchdog import Watchdog
 
 
 class BackupJobError(BingoBackupError):
@@ -55,9 +56,14 @@ class ProgressTracker:
     """Bytes done over bytes to do across every disk of a run, reported at most every `interval`."""
 
     def __init__(
-        self, total_bytes: int, report: Callable[[float], None] | None, interval: float = 1.0
+        self,
+        total_bytes: int,
+        report: Callable[[float], None] | None,
+        interval: float = 1.0,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.total_bytes = max(total_bytes, 1)
+        self.watchdog = watchdog
         self._report = report
         self._interval = interval
         self._done: dict[str, int] = {}
@@ -65,6 +71,8 @@ class ProgressTracker:
         self._last = 0.0
 
     def update(self, key: str, done_bytes: int) -> None:
+        if self.watchdog is not None:
+            self.watchdog.beat()
         with self._lock:
             self._done[key] = done_bytes
             done = sum(self._done.values())
@@ -103,9 +111,11 @@ class BackupJob:
     # One limiter per run: the guide's limits are for the job as a whole, across its channels.
     read_limiter: RateLimiter | None = field(init=False)
     send_limiter: RateLimiter | None = field(init=False)
+    watchdog: Watchdog = field(init=False)
 
     def __post_init__(self) -> None:
         options = self.spec.options
+        self.watchdog = Watchdog(options.stall_minutes * 60.0)
         self.read_limiter = RateLimiter(options.read_limits) if options.read_limits.root else None
         self.send_limiter = RateLimiter(options.transfer_limits) if options.transfer_limits.root else None
 

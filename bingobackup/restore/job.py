@@ -33,6 +33,7 @@ from bingobackup.restore.plan import RestorePlan, plan_restore
 from bingobackup.restore.resume import ResumingSource
 from bingobackup.restore.source import BackupCatalog
 from bingobackup.specs.restore import RestoreOptions, RestoreSpec
+from bingobackup.watchdog import Watchdog
 
 
 class RestoreJobError(BingoBackupError):
@@ -76,9 +77,11 @@ class RestoreJob:
     # One limiter of each kind per run: the guide's limits are for the job as a whole.
     write_limiter: RateLimiter | None = field(init=False)
     transfer_limiter: RateLimiter | None = field(init=False)
+    watchdog: Watchdog = field(init=False)
 
     def __post_init__(self) -> None:
         options = self.spec.options
+        self.watchdog = Watchdog(options.stall_minutes * 60.0)
         self.write_limiter = RateLimiter(options.write_limits) if options.write_limits.root else None
         self.transfer_limiter = RateLimiter(options.transfer_limits) if options.transfer_limits.root else None
 

@@ -77,6 +77,7 @@ def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> R
             write_limiter=job.write_limiter,
             progress=(lambda done, _total: progress.update(volume.volume_id, done)) if progress else None,
             label=label,
+            cancel=job.watchdog.cancel,
         )
     finally:
         with contextlib.suppress(Exception):  # the ledger's cleanup detaches by force if this fails

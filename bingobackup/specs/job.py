@@ -21,6 +21,9 @@ from bingobackup.specs.schedule import ManualSchedule, Schedule
 from bingobackup.specs.versioning import Migration, SpecVersioning, VersionedSpec, version_field
 
 JOB_SPEC_VERSION = 1
+# A run that stands still this long is stopped (bingobackup/watchdog.py): longer than the
+# longest cloud wait's own time-out (an hour for a snapshot or a volume), so those report first.
+STALL_MINUTES = 90.0
 JOB_MIGRATIONS: dict[int, Migration] = {}  # version n → n+1
 
 _UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
@@ -102,6 +105,13 @@ class BackupOptions(_Spec):
     pre_script: Hook | None = None
     post_script: Hook | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    stall_minutes: float = Field(
+        default=STALL_MINUTES,
+        gt=0,
+        le=10080,
+        description="a run in which no byte moves and no VM or disk finishes for this long is "
+        "stopped and fails, naming what it waited on",
+    )
 
 
 class BackupJobSpec(VersionedSpec):
