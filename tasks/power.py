@@ -100,7 +100,9 @@ def start_vms_left_stopped(job_name: str, user_name: str | None) -> list[LeftSto
 
     @functools.cache
     def client_for(cloud: str) -> BingoCloudClient:
-        store = PrefectRegistryStore()
+        # A snapshot: one round trip, and no Block.load, which inside a flow run would return
+        # a coroutine (the flow is async).
+        store = PrefectRegistryStore().snapshot()
         return cloud_for(store, resolve_user(store, user_name), cloud).client()
 
     return start_left_stopped(PrefectStoppedVmLedger(), job_name, client_for, timeout=DEFAULT_POWER_TIMEOUT)
