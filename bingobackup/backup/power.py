@@ -145,6 +145,7 @@ def start_left_stopped(
         since = f"run {vm.run} stopped it for its snapshot at {vm.stopped_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
         try:
             client = client_for(vm.cloud)
+            state: str
             try:
                 state = client.get_instance(vm.instance_id).state.name
             except CloudNotFoundError:
