@@ -59,7 +59,10 @@ def test_vm_is_stopped_inside_and_running_again_after_and_in_the_ledger_meanwhil
 
 def test_vm_is_started_again_when_the_snapshot_step_fails(cloud_client: BingoCloudClient) -> None:
     vm, ledger = _stop(cloud_client, "linux_local"), Ledger()
-    with pytest.raises(RuntimeError, match="snapshot broke"), powered_off(cloud_client, vm, ledger, timeout=30):
+    with (
+        pytest.raises(RuntimeError, match="snapshot broke"),
+        powered_off(cloud_client, vm, ledger, timeout=30),
+    ):
         raise RuntimeError("snapshot broke")
     assert _state(cloud_client, vm) == "running"
     assert ledger.of_job("nightly") == []
@@ -80,9 +83,11 @@ def test_a_vm_is_not_stopped_when_the_ledger_cannot_record_it(cloud_client: Bing
             raise ConnectionError("Prefect server unreachable")
 
     vm = _stop(cloud_client, "linux_local")
-    with pytest.raises(PowerError, match=r"linux_local .* was not stopped.*Prefect server unreachable"):
-        with powered_off(cloud_client, vm, Unreachable(), timeout=30):
-            pytest.fail("the snapshot step ran although the stop was not recorded")
+    with (
+        pytest.raises(PowerError, match=r"linux_local .* was not stopped.*Prefect server unreachable"),
+        powered_off(cloud_client, vm, Unreachable(), timeout=30),
+    ):
+        pytest.fail("the snapshot step ran although the stop was not recorded")
     assert _state(cloud_client, vm) == "running"
 
 
