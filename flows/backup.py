@@ -31,7 +31,7 @@ from prefect.utilities.annotations import quote
 
 from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome
-from bingobackup.backup.power import powered_off
+from bingobackup.backup.power import LeftStopped, powered_off
 from bingobackup.backup.resume import LinkRetry, ResumingSink
 from bingobackup.backup.staging import delete_snapshot, staged_volume
 from bingobackup.cloud.models import Snapshot
@@ -50,6 +50,7 @@ from tasks.backup import (
     write_to_pool,
 )
 from tasks.limits import JobAlreadyRunningError, crash_dead_runs, ensure_tag_limits, sole_run
+from tasks.power import PrefectStoppedVmLedger, start_vms_left_stopped, stop_of_this_run
 from tasks.progress import progress_artifact
 
 T = TypeVar("T")
@@ -193,9 +194,12 @@ def back_up_vm(
                 attempts=attempt,
             )
         # Power off (guide table 2): stopped for the snapshot only, started again once the
-        # disks are captured, whatever happens to the snapshot.
+        # disks are captured, whatever happens to the snapshot; the ledger entry made before
+        # the stop gets the VM started again should this process die in between.
         stopped = (
-            powered_off(client, vm.instance_id, timeout=job.timeouts.attach)
+            powered_off(
+                client, stop_of_this_run(job, vm), PrefectStoppedVmLedger(), timeout=job.timeouts.attach
+            )
             if job.spec.options.power_off
             else contextlib.nullcontext(False)
         )
@@ -299,7 +303,11 @@ def _run_job_with_one_client(spec: BackupJobSpec, user: str | None) -> dict[str,
                     get_run_logger().warning(
                         "marked Crashed, their process being gone: %s", ", ".join(crashed)
                     )
-                return _run_job(spec, user)
+                # Before any hook can end the run: a dead run's VMs must not stay down.
+                left_stopped = start_vms_left_stopped(spec.name, user)
+                for left in left_stopped:
+                    get_run_logger().warning("%s %s", left.vm.describe(), left.note)
+                return _run_job(spec, user, left_stopped)
         except JobAlreadyRunningError as exc:  # before any hook, cloud call or pool write
             get_run_logger().warning(str(exc))
             return Cancelled(message=str(exc))
@@ -310,7 +318,9 @@ def run_backup_now(spec: BackupJobSpec, user: str | None = None) -> State:
     return cast(State, asyncio.run(backup(spec=spec, user=user, return_state=True)))  # type: ignore[arg-type]
 
 
-def _run_job(spec: BackupJobSpec, user: str | None) -> dict[str, object] | State:
+def _run_job(
+    spec: BackupJobSpec, user: str | None, left_stopped: list[LeftStopped]
+) -> dict[str, object] | State:
     logger = get_run_logger()
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     options = spec.options
@@ -330,7 +340,7 @@ def _run_job(spec: BackupJobSpec, user: str | None) -> dict[str, object] | State
             return Failed(message=message)
     vms: list[str] = []
     try:
-        summary, failure = _back_up(spec, user, run_id, vms)
+        summary, failure = _back_up(spec, user, run_id, vms, left_stopped)
     except BaseException as exc:
         _post_script(spec, run_id, "failed", vms, "", str(exc))
         raise
@@ -362,9 +372,10 @@ def _post_script(
 
 
 def _back_up(
-    spec: BackupJobSpec, user: str | None, run_id: str, vm_names: list[str]
+    spec: BackupJobSpec, user: str | None, run_id: str, vm_names: list[str], left_stopped: list[LeftStopped]
 ) -> tuple[dict[str, object], str | None]:
-    """The job proper: (summary, failure message or None). Fills `vm_names` as soon as known."""
+    """The job proper: (summary, failure message or None). Fills `vm_names` as soon as known.
+    The summary also has a row for each VM a dead run had left stopped (`left_stopped`)."""
     logger = get_run_logger()
     job = prepare_backup(spec, user)
     vm_names.extend(vm.name for vm in job.vms)
@@ -380,6 +391,14 @@ def _back_up(
         ordered = [outcomes[vm.instance_id] for vm in job.vms]
         status = register_backup_set(unvisited(job), unvisited(ordered), run_id, attempt)
         rows = _summary_rows(ordered)
+        rows += [
+            {
+                **dict.fromkeys(rows[0]),
+                "VM": f"{left.vm.vm_name} ({left.vm.instance_id})",
+                "status": left.note,
+            }
+            for left in left_stopped
+        ]
         create_table_artifact(
             table=rows,
             key="backup-summary",

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from testkeys import SECRET_KEY
 
 from bingobackup.cloud.client import BingoCloudClient
@@ -35,6 +41,46 @@ def run_log_into(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(caplog.handler)
+
+
+def bingobackup_command(*args: str) -> list[str]:
+    """The installed `bingobackup` command line, as an operator types it."""
+    return [str(Path(sys.executable).with_name("bingobackup")), *args]
+
+
+@contextmanager
+def backup_process(
+    spec: dict[str, Any], tmp_path: Path, api_url: str
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """`bingobackup backup run` of `spec` in a session of its own (a SIGKILL of its group takes
+    all of it, as a killed backup host would), and the environment for the commands after it."""
+    spec_file = tmp_path / "job.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "PREFECT_API_URL": api_url, "BINGOBACKUP_HOME": str(tmp_path / "home")}
+    process = subprocess.Popen(
+        bingobackup_command("backup", "run", str(spec_file)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield process, env
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def kill_when(process: subprocess.Popen[bytes], ready: Callable[[], bool], what: str) -> None:
+    """SIGKILL `process` and its group as soon as the state it works on shows `ready()`."""
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert process.poll() is None, f"the backup ended before {what}"
+        assert time.monotonic() < deadline, f"the backup never got to {what}"
+        time.sleep(0.1)  # the pace of looking at the simulator's state, not a wait for an event
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 @dataclass

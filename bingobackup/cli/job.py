@@ -240,15 +240,23 @@ def start(
 
 @app.command("free-slots")
 def free_slots(name: str = typer.Argument(..., help="Job (or spec name) whose runs' slots to free")) -> None:
-    """Free the concurrency slots a killed run of the job still holds, so the next run starts at once.
+    """Free the concurrency slots a killed run of the job still holds, so the next run starts at once,
+    and start again the VMs a killed `power_off` run of it left stopped.
 
     Prefect frees them by itself about 75 s after the run died; use this only when no run of
-    the job is going (a live run keeps working, but no longer counts against the limits).
+    the job is going (a live run keeps working, but no longer counts against the limits, and
+    a VM it stopped for its snapshot is started again).
     """
     with prefect_api():
         from deployments.jobs import free_job_slots
+        from tasks.power import start_vms_left_stopped
 
         held, holders = free_job_slots(name)
+        left_stopped = start_vms_left_stopped(name, acting_user_name())
+    for left in left_stopped:
+        console.print(
+            f"{left.vm.describe()} {left.note}", style="red" if left.still_stopped else "yellow", markup=False
+        )
     if not held:
         console.print(f"No task of job {name} held a slot; its limits (and its run slot) were reset.")
         return

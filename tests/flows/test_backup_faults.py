@@ -6,17 +6,12 @@ names what is wrong."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
-from flow_support import Registered
+from flow_support import Registered, backup_process, bingobackup_command, kill_when
 from pool_files import stored_chunk_ids
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
@@ -52,36 +47,16 @@ def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
         content=[{"vm": "linux_mul_disk"}],
         options={"read_limits": [{"rate": "8MiB/s"}], "retry": {"count": 0, "interval_minutes": 0}},
     )
-    spec_file = tmp_path / "job.yaml"
-    spec_file.write_text(yaml.safe_dump(spec))
-    env = {**os.environ, "PREFECT_API_URL": prefect_server.url, "BINGOBACKUP_HOME": str(tmp_path / "home")}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("bingobackup")), "backup", "run", str(spec_file)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        # Kill it once it is reading a disk: a temporary volume is attached to the backup host.
-        while time.monotonic() < deadline:
-            staged = [
-                v
-                for v in registered.client.describe_volumes()
-                if v.name.startswith("bingobackup-tmp") and v.attachments
-            ]
-            if staged and len(stored_chunk_ids(registered.pool_dir)) >= 3:
-                break
-            assert process.poll() is None, "the backup ended before it could be killed"
-            time.sleep(0.1)
-        else:
-            pytest.fail("the backup never started reading a disk")
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+
+    def reading_a_disk() -> bool:  # a temporary volume is attached to the backup host
+        staged = any(
+            v.name.startswith("bingobackup-tmp") and v.attachments
+            for v in registered.client.describe_volumes()
+        )
+        return staged and len(stored_chunk_ids(registered.pool_dir)) >= 3
+
+    with backup_process(spec, tmp_path, prefect_server.url) as (process, env):
+        kill_when(process, reading_a_disk, "reading a disk")
     assert committed_sets(registered) == []  # nothing half-written is visible
     stored_before = stored_chunk_ids(registered.pool_dir)
     assert [s for s in registered.client.describe_snapshots()]  # the dead run left its snapshots
@@ -89,7 +64,7 @@ def test_killed_backup_leaves_no_set_and_the_rerun_cleans_up_and_resends_little(
     # The dead run's task runs still hold their concurrency slots (Prefect frees them ~75 s
     # later); the operator frees them, as the rerun's warning says.
     freed = subprocess.run(
-        [str(Path(sys.executable).with_name("bingobackup")), "job", "free-slots", spec["name"]],
+        bingobackup_command("job", "free-slots", spec["name"]),
         env=env,
         capture_output=True,
         text=True,
