@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import struct
 import threading
@@ -37,6 +38,7 @@ TAG = struct.Struct(">cI")
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the host filesystem under a medium's files is full
 HEADER, CHUNK, TRAILER, POOL_CONFIG, CATALOG = b"H", b"C", b"T", b"P", b"K"
 _DIGEST_BYTES = 32
+log = logging.getLogger("bingobackup.pools")
 
 
 def record(tag: bytes, payload: Buffer) -> bytes:
@@ -137,8 +139,16 @@ def scan_streams(pool: Pool, files: Iterable[bytes], media: int = 0) -> MediaSca
                 fields = json.loads(payload)
                 ours, set_id = fields.get("pool_id") == pool.config.pool_id, str(fields.get("set_id", ""))
             elif tag == TRAILER and ours:
-                manifest = DiskManifest.model_validate_json(payload)
+                manifest, sealed = pool.open_manifest(payload, f"the trailer of a stream of set {set_id}")
                 if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
+                    if not sealed:  # written before the pool's format sealed manifests
+                        log.warning(
+                            "pool %s: the manifest of disk %s in set %s on the media has no seal "
+                            "(written before format version 3); it is sealed as found",
+                            pool.name,
+                            manifest.volume_id,
+                            manifest.set_id,
+                        )
                     pool.save_manifest(manifest)
                     found.manifests_restored += 1
                 found.disks.append((manifest.set_id, manifest.volume_id))
@@ -223,6 +233,6 @@ class StreamDiskWriter(DiskWriter):
                 chunk_size=self.chunk_size,
                 chunks=tuple(self._refs[o] for o in sorted(self._refs)),
             )
-            self._write(record(TRAILER, manifest.model_dump_json().encode()))
+            self._write(record(TRAILER, self.pool.sealed_manifest_json(manifest)))
             self._end_file()
         self._release()
