@@ -96,7 +96,9 @@ def create_pool_in(
         master_key = new_master_key()
         config = config.model_copy(
             update={
-                "key": wrap_master_key(master_key, passphrase, config.pool_id, config.format_version, scrypt_n)
+                "key": wrap_master_key(
+                    master_key, passphrase, config.pool_id, config.format_version, scrypt_n
+                )
             }
         )
     store.put(CONFIG_NAME, config.to_json())
@@ -160,7 +162,11 @@ def change_passphrase(path: Path | str, old: str, new: str) -> None:
     if master_key is None:
         raise ValueError(f"pool {store.name} is not encrypted; it has no passphrase to change")
     rewrapped = wrap_master_key(
-        master_key, new, config.pool_id, config.format_version, config.key.kdf.n if config.key else DEFAULT_SCRYPT_N
+        master_key,
+        new,
+        config.pool_id,
+        config.format_version,
+        config.key.kdf.n if config.key else DEFAULT_SCRYPT_N,
     )
     store.put(CONFIG_NAME, config.model_copy(update={"key": rewrapped}).to_json())
 
@@ -192,6 +198,8 @@ def upgrade_pool(store: BlobStore, passphrase: str | None = None) -> tuple[int, 
     update: dict[str, object] = {"format_version": FORMAT_VERSION}
     if master_key is not None and config.key is not None:
         assert passphrase is not None  # _master_key asked for it
-        update["key"] = wrap_master_key(master_key, passphrase, config.pool_id, FORMAT_VERSION, config.key.kdf.n)
+        update["key"] = wrap_master_key(
+            master_key, passphrase, config.pool_id, FORMAT_VERSION, config.key.kdf.n
+        )
     store.put(CONFIG_NAME, config.model_copy(update=update).to_json())
     return config.format_version, sealed

@@ -118,7 +118,9 @@ class Pool(ABC):
         return sealed_json(manifest, self.manifest_seal(manifest))
 
     def save_manifest(self, manifest: DiskManifest) -> None:
-        self.store.put(self.manifest_key(manifest.set_id, manifest.volume_id), self.sealed_manifest_json(manifest))
+        self.store.put(
+            self.manifest_key(manifest.set_id, manifest.volume_id), self.sealed_manifest_json(manifest)
+        )
 
     def open_manifest(self, data: bytes, where: str) -> tuple[DiskManifest, bool]:
         """(the manifest in `data`, whether it carries a seal). A seal that does not match

@@ -5,7 +5,8 @@ A stream is records (tag u8, payload length u32 big-endian, payload):
     H  header   JSON {set_id, volume_id, pool_id, part}; first in every medium file
     P  pool     the pool's config.json (only the passphrase-wrapped key), right after H
     C  chunk    disk offset u64, envelope length u32, chunk id 32 bytes, the envelope
-    T  trailer  the disk's manifest (JSON), only at the end of the last part
+    T  trailer  the disk's manifest (JSON, sealed from format version 3), only at the end of the
+                last part
     K  catalog  chunk id 32 bytes + the envelope of the set's catalog rows (catalog/set_copy.py),
                 alone in its own file after H and P (the header's volume_id is empty)
 
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bingobackup.format.config import CONFIG_NAME, PoolConfig
+from bingobackup.format.errors import ManifestError
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools.base import BlobStore, Buffer
 from bingobackup.pools.errors import PoolError
@@ -139,7 +141,11 @@ def scan_streams(pool: Pool, files: Iterable[bytes], media: int = 0) -> MediaSca
                 fields = json.loads(payload)
                 ours, set_id = fields.get("pool_id") == pool.config.pool_id, str(fields.get("set_id", ""))
             elif tag == TRAILER and ours:
-                manifest, sealed = pool.open_manifest(payload, f"the trailer of a stream of set {set_id}")
+                try:
+                    manifest, sealed = pool.open_manifest(payload, f"the trailer of a stream of set {set_id}")
+                except ManifestError as error:  # that disk is not restored; the others are
+                    log.warning("%s", error)
+                    continue
                 if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
                     if not sealed:  # written before the pool's format sealed manifests
                         log.warning(

@@ -161,7 +161,9 @@ class DedupV1Case(BlobCase):
         update: dict[str, Any] = {"format_version": 1}
         if config.key is not None:  # version 1 wrapped the key without binding it to a version
             passphrase = self.variant.passphrase or ""
-            master = unwrap_master_key(config.key, passphrase, config.pool_id, POOL_NAME, config.format_version)
+            master = unwrap_master_key(
+                config.key, passphrase, config.pool_id, POOL_NAME, config.format_version
+            )
             update["key"] = wrap_master_key(master, passphrase, config.pool_id, 1, FAST_SCRYPT_N)
         self.store.write_raw(CONFIG_NAME, config.model_copy(update=update).to_json())  # as version 1 wrote it
         return open_pool_in(self.store.store, self.variant.passphrase)
