@@ -283,13 +283,14 @@ def upgrade(
     pool key, so a chunk cannot be moved to another place unnoticed). Run it while no backup
     writes to the pool; running it again is harmless."""
     from bingobackup.format.config import FORMAT_VERSION
-    from bingobackup.pools import LocalDirBlobStore, upgrade_pool
+    from bingobackup.pools import BlobStore, LocalDirBlobStore, upgrade_pool
     from bingobackup.resources.pools import pool_store
 
     ref = pool_ref(name)
     registration = ref.registration() if ref.kind is not None else None
     if passphrase is None and registration is not None and registration.passphrase is not None:
         passphrase = registration.passphrase.get_secret_value()
+    store: BlobStore
     if ref.is_directory:
         store = LocalDirBlobStore(Path(ref.location), ref.name)
     else:

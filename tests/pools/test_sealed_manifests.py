@@ -45,7 +45,7 @@ def backed_up(root: Path, kind: str, encrypted: bool) -> tuple[Pool, DiskManifes
     )
     disk = make_disk()
     manifest = write_disk(pool.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
-    record_set(PoolRegistration(name=root.name, kind=kind, location=str(root)), manifest)  # type: ignore[arg-type]
+    record_set(PoolRegistration(name=root.name, kind=kind, location=str(root)), manifest)
     return pool, manifest, disk.sha256
 
 
