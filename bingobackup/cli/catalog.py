@@ -177,12 +177,13 @@ def export_disk(
     ),
     sha256: bool = typer.Option(False, "--sha256", help="Print the SHA-256 of the image written"),
 ) -> None:
-    """Write a backed-up disk as a sparse raw image (every chunk verified as it is read)."""
+    """Write a backed-up disk as a sparse raw image (every chunk verified as it is read; the
+    chunks placed as the pool's sealed manifest says, which the catalog must agree with)."""
     from bingobackup.mover.restore import restore_disk
 
     ref = pool_ref(pool)
     with open_catalog([pool]) as cat:
-        manifest = cat.disk_manifest(set_id, volume)
+        indexed = cat.disk_manifest(set_id, volume)
         owner = cat.query(
             "SELECT v.vm_name FROM disk_backups d JOIN vm_backups v USING (pool, set_id, vm_id) "
             "WHERE d.set_id = $set_id AND d.volume_id = $volume",
@@ -190,7 +191,9 @@ def export_disk(
         )
     vm_name = str(owner["vm_name"][0]) if len(owner) else "?"
     opened = ref.open(passphrase)
-    result = restore_disk(opened, manifest, output, label=f"VM {vm_name} disk {volume} (set {set_id})")
+    label = f"VM {vm_name} disk {volume} (set {set_id})"
+    manifest = opened.checked_manifest(indexed, label)
+    result = restore_disk(opened, manifest, output, label=label)
     console.print(
         f"Wrote {output} ({manifest.size_bytes} bytes, {len(manifest.chunks)} chunks) in {result.seconds:.1f} s"
     )

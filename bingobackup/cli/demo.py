@@ -252,9 +252,10 @@ def _verify_exports(demo_dir: Path, pool_dir: Path, endpoint: str, secret_key: s
                 f"AND vm_id = '{vm.vm_id}' ORDER BY is_root DESC, volume_id LIMIT 1"
             )
             for disk in disks.itertuples(index=False):
-                manifest = cat.disk_manifest(vm.set_id, disk.volume_id)
+                label = f"VM {vm.vm_name} disk {disk.volume_id}"
+                manifest = pool.checked_manifest(cat.disk_manifest(vm.set_id, disk.volume_id), label)
                 output = out_dir / f"{disk.volume_id}.raw"
-                restore_disk(pool, manifest, output, label=f"VM {vm.vm_name} disk {disk.volume_id}")
+                restore_disk(pool, manifest, output, label=label)
                 source_path = demo_dir / "sim-state" / "volumes" / f"{disk.volume_id}.raw"
                 # hashlib releases the GIL on large blocks: hash both images on both cores.
                 with ThreadPoolExecutor(2) as hashers:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from bingobackup.cli.common import authorize_command, console, registry
-from bingobackup.cli.pools_index import remember
+from bingobackup.cli.pools_index import pool_ref, remember
 
 if TYPE_CHECKING:
     from bingobackup.pools.s3config import S3Settings
@@ -268,6 +268,41 @@ def scan(
     for reason in rebuilt.skipped:
         console.print(f"[yellow]not rebuilt[/]: {reason}")
     remember(name, registration.location, registration.kind)  # `sets list --pool NAME` finds it
+
+
+@app.command()
+def upgrade(
+    name: str = typer.Argument(..., help="Pool name or directory"),
+    passphrase: str = typer.Option(
+        None,
+        envvar="BINGOBACKUP_POOL_PASSPHRASE",
+        help="Passphrase of an encrypted pool (default: the registration's)",
+    ),
+) -> None:
+    """Move a pool to this bingobackup's on-pool format (3: every disk manifest sealed with the
+    pool key, so a chunk cannot be moved to another place unnoticed). Run it while no backup
+    writes to the pool; running it again is harmless."""
+    from bingobackup.format.config import FORMAT_VERSION
+    from bingobackup.pools import BlobStore, LocalDirBlobStore, upgrade_pool
+    from bingobackup.resources.pools import pool_store
+
+    ref = pool_ref(name)
+    registration = ref.registration() if ref.kind is not None else None
+    if passphrase is None and registration is not None and registration.passphrase is not None:
+        passphrase = registration.passphrase.get_secret_value()
+    store: BlobStore
+    if ref.is_directory:
+        store = LocalDirBlobStore(Path(ref.location), ref.name)
+    else:
+        assert registration is not None  # only registered pools live outside a directory
+        store = pool_store(registration)
+    before, sealed = upgrade_pool(store, passphrase)
+    if before >= FORMAT_VERSION:
+        console.print(f"Pool [bold]{ref.name}[/] already has format version {before}; nothing to do")
+        return
+    console.print(
+        f"Pool [bold]{ref.name}[/]: format version {before} -> {FORMAT_VERSION}, {sealed} manifest(s) sealed"
+    )
 
 
 @app.command("close-disc")

@@ -20,7 +20,7 @@ from bingobackup.format.digest import DigestId
 from bingobackup.format.errors import FormatError, UnsupportedFormatError
 
 POOL_MAGIC = "BINGOBACKUP-POOL"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: sealed manifests (docs/format.md)
 CONFIG_NAME = "config.json"
 MIN_CHUNK_SIZE = 64 << 10
 MAX_CHUNK_SIZE = 64 << 20

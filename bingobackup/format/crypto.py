@@ -6,7 +6,10 @@
   wraps the master key with AES-256-GCM; the pool id is the associated data, so a wrapped key
   copied into another pool's config does not open.
 - Subkeys come from the master key by HKDF-SHA256 with distinct `info` labels: one keys the
-  chunk ids (keyed BLAKE3), one encrypts chunks (AES-256-GCM). A key is never used for two jobs.
+  chunk ids (keyed BLAKE3), one encrypts chunks (AES-256-GCM), one seals the disk manifests
+  (keyed BLAKE3, format version 3). A key is never used for two jobs.
+- From format version 3 on, the wrap's associated data also says "version 3 or later", so a
+  config.json edited back to an older version (to skip the manifest seals) no longer opens.
 
 Cipher identifiers (recorded in the config and in every chunk envelope, never reused):
 0 none, 1 AES-256-GCM.
@@ -27,16 +30,21 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import BaseModel, ConfigDict, Field
 
-from bingobackup.format.errors import UnsupportedFormatError, WrongPassphraseError
+from bingobackup.format.errors import FormatError, UnsupportedFormatError, WrongPassphraseError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
 # ~80 ms and 32 MiB per open on a current core: cheap for an operator, dear for guessing.
 DEFAULT_SCRYPT_N = 2**15
 
+# The first pool format whose manifests are sealed and whose wrapped key is bound to that.
+SEALED_FORMAT = 3
+
 _WRAP_LABEL = b"BINGOBACKUP-POOL master key v1\x00"
+_WRAP_LABEL_SEALED = b"BINGOBACKUP-POOL master key v3\x00"
 _CHUNK_ID_INFO = b"bingobackup v1 chunk-id key"
 _CHUNK_AEAD_INFO = b"bingobackup v1 chunk-aead key"
+_MANIFEST_SEAL_INFO = b"bingobackup v3 manifest-seal key"
 
 
 class CipherId(IntEnum):
@@ -75,11 +83,12 @@ class WrappedKey(BaseModel):
 class PoolKeys:
     """Subkeys of one pool's master key. Never printed."""
 
-    __slots__ = ("chunk_aead", "chunk_id_key")
+    __slots__ = ("chunk_aead", "chunk_id_key", "manifest_seal_key")
 
     def __init__(self, master_key: bytes) -> None:
         self.chunk_id_key = _hkdf(master_key, _CHUNK_ID_INFO)
         self.chunk_aead = AESGCM(_hkdf(master_key, _CHUNK_AEAD_INFO))
+        self.manifest_seal_key = _hkdf(master_key, _MANIFEST_SEAL_INFO)
 
     def __repr__(self) -> str:
         return "PoolKeys(<hidden>)"
@@ -99,8 +108,9 @@ def _kek(passphrase: str, params: ScryptParams) -> AESGCM:
     return AESGCM(key)
 
 
-def _wrap_aad(pool_id: str) -> bytes:
-    return _WRAP_LABEL + pool_id.encode("utf-8")
+def _wrap_aad(pool_id: str, format_version: int) -> bytes:
+    label = _WRAP_LABEL_SEALED if format_version >= SEALED_FORMAT else _WRAP_LABEL
+    return label + pool_id.encode("utf-8")
 
 
 def new_master_key() -> bytes:
@@ -108,23 +118,38 @@ def new_master_key() -> bytes:
 
 
 def wrap_master_key(
-    master_key: bytes, passphrase: str, pool_id: str, scrypt_n: int = DEFAULT_SCRYPT_N
+    master_key: bytes, passphrase: str, pool_id: str, format_version: int, scrypt_n: int = DEFAULT_SCRYPT_N
 ) -> WrappedKey:
     if not passphrase:
         raise ValueError("an encrypted pool needs a non-empty passphrase")
     params = ScryptParams(n=scrypt_n, salt=b64encode(os.urandom(16)))
     nonce = os.urandom(NONCE_BYTES)
-    sealed = _kek(passphrase, params).encrypt(nonce, master_key, _wrap_aad(pool_id))
+    sealed = _kek(passphrase, params).encrypt(nonce, master_key, _wrap_aad(pool_id, format_version))
     return WrappedKey(kdf=params, nonce=b64encode(nonce), ciphertext=b64encode(sealed))
 
 
-def unwrap_master_key(wrapped: WrappedKey, passphrase: str, pool_id: str, pool_name: str) -> bytes:
-    """The master key; raises WrongPassphraseError (naming `pool_name`) when it does not open."""
+def unwrap_master_key(
+    wrapped: WrappedKey, passphrase: str, pool_id: str, pool_name: str, format_version: int
+) -> bytes:
+    """The master key; raises WrongPassphraseError (naming `pool_name`) when it does not open,
+    and FormatError when it opens only as the key of a later format (a rolled-back config)."""
+    kek = _kek(passphrase, wrapped.kdf)
+    nonce, ciphertext = b64decode(wrapped.nonce), b64decode(wrapped.ciphertext)
     try:
-        master_key = _kek(passphrase, wrapped.kdf).decrypt(
-            b64decode(wrapped.nonce), b64decode(wrapped.ciphertext), _wrap_aad(pool_id)
-        )
+        master_key = kek.decrypt(nonce, ciphertext, _wrap_aad(pool_id, format_version))
     except InvalidTag:
+        if format_version < SEALED_FORMAT:
+            try:
+                kek.decrypt(nonce, ciphertext, _wrap_aad(pool_id, SEALED_FORMAT))
+            except InvalidTag:
+                pass
+            else:
+                raise FormatError(
+                    f"the config.json of pool {pool_name} says format version {format_version}, but its "
+                    f"key was wrapped by format version {SEALED_FORMAT} or later: the file was edited back "
+                    "(which would skip the manifest seals). Nothing was read or written; restore "
+                    "config.json from a copy of the pool"
+                ) from None
         raise WrongPassphraseError(pool_name) from None
     if len(master_key) != KEY_BYTES:
         raise WrongPassphraseError(pool_name)

@@ -94,12 +94,20 @@ class SealedChunk:
 
 
 class EnvelopeCodec:
-    """Seals and opens the chunks of one pool. Thread-safe; holds no lock."""
+    """Seals and opens the chunks of one pool. Thread-safe; holds no lock. It also carries the
+    pool's manifest-seal key (None when unencrypted), so a pool's keys travel together."""
 
-    def __init__(self, digester: ChunkDigester, compression: CompressionSetting, aead: AESGCM | None) -> None:
+    def __init__(
+        self,
+        digester: ChunkDigester,
+        compression: CompressionSetting,
+        aead: AESGCM | None,
+        manifest_key: bytes | None = None,
+    ) -> None:
         self.digester = digester
         self.compression: CompressionSetting = compression
         self._aead = aead
+        self.manifest_key = manifest_key
 
     @property
     def cipher(self) -> CipherId:

@@ -48,3 +48,15 @@ class PassphraseRequiredError(FormatError):
             f"pool {pool} is encrypted and no passphrase was given; nothing was read or written. "
             "Pass the pool's passphrase"
         )
+
+
+class ManifestError(FormatError):
+    """A disk's manifest cannot be trusted (its seal fails, it is missing one, or it sits under
+    another disk's name), or an index of it (the catalog) disagrees with it. Names the disk,
+    and the disk offset where one is concerned."""
+
+    def __init__(self, message: str, set_id: str, volume_id: str, offset: int | None = None) -> None:
+        self.set_id = set_id
+        self.volume_id = volume_id
+        self.offset = offset
+        super().__init__(message)

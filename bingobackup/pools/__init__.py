@@ -11,7 +11,14 @@ from bingobackup.pools.errors import (
     PoolNotFoundError,
 )
 from bingobackup.pools.localdir import LocalDirBlobStore
-from bingobackup.pools.open import change_passphrase, create_pool, create_pool_in, open_pool, open_pool_in
+from bingobackup.pools.open import (
+    change_passphrase,
+    create_pool,
+    create_pool_in,
+    open_pool,
+    open_pool_in,
+    upgrade_pool,
+)
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DedupMode, DiskWriter, WriterStats
 
@@ -34,4 +41,5 @@ __all__ = [
     "create_pool_in",
     "open_pool",
     "open_pool_in",
+    "upgrade_pool",
 ]

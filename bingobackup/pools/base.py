@@ -113,6 +113,12 @@ class BlobStore(ABC):
         """True where the storage refuses deletes (S3 Object Lock): nothing is deleted to tidy up."""
         return False
 
+    @property
+    def replaces_blobs(self) -> bool:
+        """False where a put never replaces a blob with other bytes (write-once object storage),
+        so a pool there cannot rewrite its config.json or manifests (`pool upgrade`)."""
+        return True
+
     @abstractmethod
     def put(self, key: str, data: BlobData) -> None: ...
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from bingobackup.format.compression import CompressionSetting
-from bingobackup.format.config import CONFIG_NAME, DEFAULT_CHUNK_SIZE, PoolConfig, PoolKind, check_chunk_size
+from bingobackup.format.config import (
+    CONFIG_NAME,
+    DEFAULT_CHUNK_SIZE,
+    FORMAT_VERSION,
+    PoolConfig,
+    PoolKind,
+    check_chunk_size,
+)
 from bingobackup.format.crypto import (
     DEFAULT_SCRYPT_N,
     CipherId,
@@ -19,7 +26,7 @@ from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import PassphraseRequiredError
 from bingobackup.pools.base import BlobStore
 from bingobackup.pools.dedup import DedupPool
-from bingobackup.pools.errors import BlobNotFoundError, PoolExistsError, PoolNotFoundError
+from bingobackup.pools.errors import BlobNotFoundError, PoolError, PoolExistsError, PoolNotFoundError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import StandardPool
@@ -88,7 +95,11 @@ def create_pool_in(
         assert passphrase is not None
         master_key = new_master_key()
         config = config.model_copy(
-            update={"key": wrap_master_key(master_key, passphrase, config.pool_id, scrypt_n)}
+            update={
+                "key": wrap_master_key(
+                    master_key, passphrase, config.pool_id, config.format_version, scrypt_n
+                )
+            }
         )
     store.put(CONFIG_NAME, config.to_json())
     return _assemble(store, config, master_key)
@@ -126,7 +137,7 @@ def _master_key(store: BlobStore, config: PoolConfig, passphrase: str | None) ->
         return None
     if not passphrase:
         raise PassphraseRequiredError(store.name)
-    return unwrap_master_key(config.key, passphrase, config.pool_id, store.name)
+    return unwrap_master_key(config.key, passphrase, config.pool_id, store.name, config.format_version)
 
 
 def _assemble(store: BlobStore, config: PoolConfig, master_key: bytes | None) -> Pool:
@@ -135,7 +146,10 @@ def _assemble(store: BlobStore, config: PoolConfig, master_key: bytes | None) ->
     else:
         keys = PoolKeys(master_key)
         codec = EnvelopeCodec(
-            ChunkDigester(config.digest, keys.chunk_id_key), config.compression, keys.chunk_aead
+            ChunkDigester(config.digest, keys.chunk_id_key),
+            config.compression,
+            keys.chunk_aead,
+            keys.manifest_seal_key,
         )
     return POOL_KINDS[config.kind](store, config, codec)
 
@@ -148,6 +162,44 @@ def change_passphrase(path: Path | str, old: str, new: str) -> None:
     if master_key is None:
         raise ValueError(f"pool {store.name} is not encrypted; it has no passphrase to change")
     rewrapped = wrap_master_key(
-        master_key, new, config.pool_id, config.key.kdf.n if config.key else DEFAULT_SCRYPT_N
+        master_key,
+        new,
+        config.pool_id,
+        config.format_version,
+        config.key.kdf.n if config.key else DEFAULT_SCRYPT_N,
     )
     store.put(CONFIG_NAME, config.model_copy(update={"key": rewrapped}).to_json())
+
+
+def upgrade_pool(store: BlobStore, passphrase: str | None = None) -> tuple[int, int]:
+    """Moves the pool in `store` to this bingobackup's format version: (the version it had,
+    manifests sealed). Every manifest without a seal gets one (as it stands: the upgrade vouches
+    for what the manifests say now), then config.json says the new version, its key rewrapped
+    for it; a crash before that leaves the old version, and running it again finishes the job.
+    Write-once storage (an object pool) cannot replace config.json and is refused."""
+    config = read_config(store)
+    if config.format_version >= FORMAT_VERSION:
+        return config.format_version, 0
+    if not store.replaces_blobs:
+        raise PoolError(
+            f"pool {store.name} is on write-once storage, where config.json and the manifests cannot "
+            f"be replaced, so it stays at format version {config.format_version}: readable, its "
+            "manifests not sealed. For sealed manifests, create a new pool and back up into it"
+        )
+    master_key = _master_key(store, config, passphrase)
+    pool = _assemble(store, config, master_key)
+    sealed = 0
+    for set_id, volume_id in list(pool.list_manifests()):
+        key = pool.manifest_key(set_id, volume_id)
+        manifest, has_seal = pool.open_manifest(store.get(key), f"{store.name}:{key}")
+        if not has_seal:
+            pool.save_manifest(manifest)
+            sealed += 1
+    update: dict[str, object] = {"format_version": FORMAT_VERSION}
+    if master_key is not None and config.key is not None:
+        assert passphrase is not None  # _master_key asked for it
+        update["key"] = wrap_master_key(
+            master_key, passphrase, config.pool_id, FORMAT_VERSION, config.key.kdf.n
+        )
+    store.put(CONFIG_NAME, config.model_copy(update=update).to_json())
+    return config.format_version, sealed

@@ -7,20 +7,35 @@ backups (dedup.py), or one pack per disk backup (standard.py).
 
 from __future__ import annotations
 
+import hmac
+import json
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import ClassVar
 
+from pydantic import ValidationError
+
 from bingobackup.format.config import PoolConfig
+from bingobackup.format.crypto import SEALED_FORMAT
 from bingobackup.format.envelope import EnvelopeCodec
-from bingobackup.format.manifest import ChunkRef, DiskManifest
+from bingobackup.format.errors import ManifestError
+from bingobackup.format.manifest import (
+    SEAL_FIELD,
+    ChunkRef,
+    DiskManifest,
+    first_difference,
+    manifest_seal,
+    sealed_json,
+)
 from bingobackup.format.zero import is_zero
 from bingobackup.pools.base import BlobStore
 from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.writer import ZERO_LOCATION, DiskWriter
 
 MANIFESTS = "manifests"
+log = logging.getLogger("bingobackup.pools")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
 
 
@@ -37,9 +52,12 @@ class Pool(ABC):
     kind: ClassVar[str]
 
     def __init__(self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec) -> None:
+        if config.encrypted and codec.manifest_key is None:
+            raise ValueError("an encrypted pool's codec needs the manifest-seal key")
         self.store = store
         self.config = config
         self.codec = codec
+        self._warned_unsealed = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, encrypted={self.config.encrypted})"
@@ -92,20 +110,112 @@ class Pool(ABC):
     def manifest_key(set_id: str, volume_id: str) -> str:
         return f"{MANIFESTS}/{check_name('set id', set_id)}/{check_name('volume id', volume_id)}.json"
 
+    def manifest_seal(self, manifest: DiskManifest) -> str:
+        return manifest_seal(manifest, self.config.pool_id, self.codec.manifest_key)
+
+    def sealed_manifest_json(self, manifest: DiskManifest) -> bytes:
+        """The manifest as stored: in `manifests/` and as a media stream's trailer."""
+        return sealed_json(manifest, self.manifest_seal(manifest))
+
     def save_manifest(self, manifest: DiskManifest) -> None:
         self.store.put(
-            self.manifest_key(manifest.set_id, manifest.volume_id), manifest.model_dump_json().encode()
+            self.manifest_key(manifest.set_id, manifest.volume_id), self.sealed_manifest_json(manifest)
         )
 
-    def load_manifest(self, set_id: str, volume_id: str) -> DiskManifest:
+    def open_manifest(self, data: bytes, where: str) -> tuple[DiskManifest, bool]:
+        """(the manifest in `data`, whether it carries a seal). A seal that does not match
+        raises ManifestError: where the chunks belong was altered or damaged."""
         try:
-            data = self.store.get(self.manifest_key(set_id, volume_id))
+            raw = json.loads(data)
+            seal = raw.pop(SEAL_FIELD, None) if isinstance(raw, dict) else None
+            manifest = DiskManifest.model_validate(raw)
+        except (ValueError, ValidationError) as error:
+            raise ManifestError(
+                f"{where} is not a readable disk manifest ({type(error).__name__}); restore it from "
+                "another copy of the pool, or restore this disk from another backup set",
+                "",
+                "",
+            ) from None
+        if seal is None:
+            return manifest, False
+        if not isinstance(seal, str) or not hmac.compare_digest(seal, self.manifest_seal(manifest)):
+            raise ManifestError(
+                f"the manifest of disk {manifest.volume_id} in backup set {manifest.set_id} on pool "
+                f"{self.name} ({where}) fails its seal check: it was altered or damaged after the "
+                "backup, so where its chunks belong cannot be trusted. Nothing was read from it; "
+                "restore this disk from another backup set or another copy of the pool, and check "
+                "who can write to the pool's storage",
+                manifest.set_id,
+                manifest.volume_id,
+            )
+        return manifest, True
+
+    def load_manifest(self, set_id: str, volume_id: str) -> DiskManifest:
+        """The disk's manifest, its seal checked: what exports and restores follow. A pool of
+        format version 3 or later refuses one without a seal; an older pool's is read with a
+        warning that it is not authenticated (`bingobackup pool upgrade` seals them)."""
+        key = self.manifest_key(set_id, volume_id)
+        try:
+            data = self.store.get(key)
         except BlobNotFoundError:
             raise PoolError(
                 f"pool {self.name} holds no backup of volume {volume_id} in set {set_id}; "
                 "list what it holds with `bingobackup catalog query`"
             ) from None
-        return DiskManifest.model_validate_json(data)
+        manifest, sealed = self.open_manifest(data, f"{self.name}:{key}")
+        if (manifest.set_id, manifest.volume_id) != (set_id, volume_id):
+            raise ManifestError(
+                f"the manifest stored as disk {volume_id} of backup set {set_id} on pool {self.name} "
+                f"describes disk {manifest.volume_id} of set {manifest.set_id}: it was moved or "
+                "copied over another. Nothing was read from it; restore this disk from another "
+                "backup set or another copy of the pool",
+                set_id,
+                volume_id,
+            )
+        if not sealed:
+            self._unsealed(manifest, key)
+        return manifest
+
+    def _unsealed(self, manifest: DiskManifest, key: str) -> None:
+        if self.config.format_version >= SEALED_FORMAT:
+            raise ManifestError(
+                f"the manifest of disk {manifest.volume_id} in backup set {manifest.set_id} on pool "
+                f"{self.name} ({key}) has no seal, although the pool's format version "
+                f"{self.config.format_version} seals every manifest: it was replaced or altered. "
+                "Nothing was read from it; restore this disk from another backup set or another "
+                "copy of the pool",
+                manifest.set_id,
+                manifest.volume_id,
+            )
+        if not self._warned_unsealed:
+            self._warned_unsealed = True
+            log.warning(
+                "pool %s has format version %d: its manifests are not sealed, so a changed chunk "
+                "offset in them would go unnoticed; run `bingobackup pool upgrade %s` to seal them",
+                self.name,
+                self.config.format_version,
+                self.name,
+            )
+
+    def checked_manifest(self, indexed: DiskManifest, label: str = "") -> DiskManifest:
+        """The sealed manifest of the disk `indexed` (the catalog's rows) describes, once the
+        two agree on every chunk's place; ManifestError naming the disk and offset otherwise.
+        The catalog only finds a disk: what is written follows the sealed manifest."""
+        manifest = self.load_manifest(indexed.set_id, indexed.volume_id)
+        difference = first_difference(manifest, indexed)
+        if difference is None:
+            return manifest
+        offset, what = difference
+        where = f" at disk offset {offset}" if offset is not None else ""
+        disk = label or f"disk {indexed.volume_id} (set {indexed.set_id})"
+        raise ManifestError(
+            f"{disk}: the catalog of pool {self.name} disagrees with the pool's sealed manifest{where}: "
+            f"{what}. Nothing was written. The catalog was altered or damaged; rebuild it from the "
+            f"pool's manifests (`bingobackup catalog rebuild --pool {self.name}`) and try again",
+            indexed.set_id,
+            indexed.volume_id,
+            offset,
+        )
 
     def list_manifests(self) -> Iterator[tuple[str, str]]:
         """(set_id, volume_id) of every committed disk backup."""

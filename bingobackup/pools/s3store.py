@@ -81,6 +81,10 @@ class S3BlobStore(BlobStore):
     def keeps_every_blob(self) -> bool:
         return self.settings.object_lock_mode is not None
 
+    @property
+    def replaces_blobs(self) -> bool:
+        return False  # every write is If-None-Match: * (or looked up first)
+
     def __repr__(self) -> str:
         return f"S3BlobStore({self.settings.location!r}, endpoint={self.settings.endpoint_url!r})"
 

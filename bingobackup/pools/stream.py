@@ -5,7 +5,8 @@ A stream is records (tag u8, payload length u32 big-endian, payload):
     H  header   JSON {set_id, volume_id, pool_id, part}; first in every medium file
     P  pool     the pool's config.json (only the passphrase-wrapped key), right after H
     C  chunk    disk offset u64, envelope length u32, chunk id 32 bytes, the envelope
-    T  trailer  the disk's manifest (JSON), only at the end of the last part
+    T  trailer  the disk's manifest (JSON, sealed from format version 3), only at the end of the
+                last part
     K  catalog  chunk id 32 bytes + the envelope of the set's catalog rows (catalog/set_copy.py),
                 alone in its own file after H and P (the header's volume_id is empty)
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import struct
 import threading
@@ -26,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bingobackup.format.config import CONFIG_NAME, PoolConfig
+from bingobackup.format.errors import ManifestError
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools.base import BlobStore, Buffer
 from bingobackup.pools.errors import PoolError
@@ -37,6 +40,7 @@ TAG = struct.Struct(">cI")
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the host filesystem under a medium's files is full
 HEADER, CHUNK, TRAILER, POOL_CONFIG, CATALOG = b"H", b"C", b"T", b"P", b"K"
 _DIGEST_BYTES = 32
+log = logging.getLogger("bingobackup.pools")
 
 
 def record(tag: bytes, payload: Buffer) -> bytes:
@@ -137,8 +141,20 @@ def scan_streams(pool: Pool, files: Iterable[bytes], media: int = 0) -> MediaSca
                 fields = json.loads(payload)
                 ours, set_id = fields.get("pool_id") == pool.config.pool_id, str(fields.get("set_id", ""))
             elif tag == TRAILER and ours:
-                manifest = DiskManifest.model_validate_json(payload)
+                try:
+                    manifest, sealed = pool.open_manifest(payload, f"the trailer of a stream of set {set_id}")
+                except ManifestError as error:  # that disk is not restored; the others are
+                    log.warning("%s", error)
+                    continue
                 if not pool.store.exists(pool.manifest_key(manifest.set_id, manifest.volume_id)):
+                    if not sealed:  # written before the pool's format sealed manifests
+                        log.warning(
+                            "pool %s: the manifest of disk %s in set %s on the media has no seal "
+                            "(written before format version 3); it is sealed as found",
+                            pool.name,
+                            manifest.volume_id,
+                            manifest.set_id,
+                        )
                     pool.save_manifest(manifest)
                     found.manifests_restored += 1
                 found.disks.append((manifest.set_id, manifest.volume_id))
@@ -223,6 +239,6 @@ class StreamDiskWriter(DiskWriter):
                 chunk_size=self.chunk_size,
                 chunks=tuple(self._refs[o] for o in sorted(self._refs)),
             )
-            self._write(record(TRAILER, manifest.model_dump_json().encode()))
+            self._write(record(TRAILER, self.pool.sealed_manifest_json(manifest)))
             self._end_file()
         self._release()

@@ -17,6 +17,7 @@ from bingobackup.backup.staging import attach_lock, free_device
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
+from bingobackup.format.errors import ManifestError
 from bingobackup.mover.restore import DiskRestoreResult, restore_disk
 from bingobackup.restore.job import RestoreJob
 from bingobackup.restore.ledger import Ledger, ResourceKind
@@ -58,12 +59,22 @@ def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> R
     """A new volume on the disk's storage holding the backed-up bytes, detached and available."""
     client, timeouts = job.client(), job.timeouts
     label = f"VM {vm.source.name} disk {disk.source.volume_id} (set {vm.source.set_id})"
+    # The sealed manifest is what is written; the catalog only said the disk's size.
+    manifest = job.pool.load_manifest(vm.source.set_id, disk.source.volume_id)
+    if manifest.size_bytes != disk.source.size_bytes:
+        raise ManifestError(
+            f"{label}: the catalog says the disk holds {disk.source.size_bytes} bytes, the pool's "
+            f"sealed manifest {manifest.size_bytes}. Nothing was created. The catalog was altered or "
+            f"damaged; rebuild it from the pool's manifests (`bingobackup catalog rebuild --pool "
+            f"{job.pool.name}`) and try again",
+            vm.source.set_id,
+            disk.source.volume_id,
+        )
     volume = client.create_volume(
         size_bytes=disk.source.size_bytes, storage_id=disk.storage_id, name=disk.name, node_id=vm.node_id
     )
     ledger.add("volume", volume.volume_id, f"disk {disk.name} restored from {disk.source.volume_id}")
     volume = wait_for_volume(client, volume.volume_id, "available", timeout=timeouts.volume)
-    manifest = job.pool.load_manifest(vm.source.set_id, disk.source.volume_id)
     _attach(client, volume.volume_id, job.host.instance_id, None, timeouts.attach)
     try:
         # resolve(): the by-id link names the device; the data goes to what it points at.

@@ -12,6 +12,7 @@ from pool_files import damage_chunk
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app
+from bingobackup.format.config import FORMAT_VERSION
 from bingobackup.pools import open_pool
 
 runner = CliRunner()
@@ -40,7 +41,7 @@ def test_backup_run_then_list_query_and_export_byte_identical(
     volume = rows[0]["volume_id"]
     query = "SELECT format_version FROM backup_sets"
     assert json.loads(invoke("catalog", "query", query, "--pool", pool, "--format", "json")) == [
-        {"format_version": 2}  # the set records the pool format it was written in
+        {"format_version": FORMAT_VERSION}  # the set records the pool format it was written in
     ]
     image = tmp_path / "disk.raw"
     out = invoke(

@@ -173,3 +173,37 @@ def test_injected_failure_mid_restore_removes_everything_or_names_each_leftover(
     assert f"image {image.image_id}" in (state.message or "")
     assert f"snapshot {snapshot.snapshot_id}" in result["outcomes"][0]["leftovers"][1]
     assert _volume_ids(client) == volumes_before
+
+
+def test_a_catalog_disk_size_unlike_the_sealed_manifest_stops_the_restore_before_any_volume(
+    backed_up: BackedUp,
+) -> None:
+    """The catalog sizes the new volume, but the pool's sealed manifest says what the disk is:
+    a catalog edited to disagree stops the disk before anything is created, naming it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    client = backed_up.registered.client
+    volumes_before = _volume_ids(client)
+    (path,) = (backed_up.registered.pool_dir / "catalog" / "disk_backups").rglob("*.parquet")
+    table = pq.read_table(path)
+    sizes = [
+        size + (1 << 20) if volume == backed_up.data_volume else size
+        for size, volume in zip(
+            table.column("size_bytes").to_pylist(), table.column("volume_id").to_pylist(), strict=True
+        )
+    ]
+    column = table.schema.get_field_index("size_bytes")
+    field = table.schema.field(column)
+    pq.write_table(table.set_column(column, field, pa.array(sizes, field.type)), path)
+
+    state, _ = backed_up.run(
+        restore_disk, kind="disk", target={"disks": [{"volume": backed_up.data_volume, "name": "data-again"}]}
+    )
+    assert state.is_failed()
+    message = state.message or ""
+    assert (
+        f"disk {backed_up.data_volume} (set {backed_up.set_id}): the catalog says the disk holds" in message
+    )
+    assert "the pool's sealed manifest" in message and "Nothing was created" in message
+    assert _volume_ids(client) == volumes_before

@@ -25,6 +25,7 @@ from pool_support import CHUNK, FAST_SCRYPT_N, Variant, temp_files, tree_snapsho
 from pydantic import SecretStr
 
 from bingobackup.format.config import CONFIG_NAME
+from bingobackup.format.crypto import unwrap_master_key, wrap_master_key
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools import Pool, create_pool_in, open_pool_in
 from bingobackup.pools.discs import SECTOR, OpticalSettings, file_name
@@ -156,9 +157,15 @@ class DedupV1Case(BlobCase):
     written in that layout, so an older bingobackup still reads them."""
 
     def create(self) -> Pool:
-        created = super().create()
-        config = created.config.model_copy(update={"format_version": 1})
-        self.store.write_raw(CONFIG_NAME, config.to_json())  # as version 1 wrote it
+        config = super().create().config
+        update: dict[str, Any] = {"format_version": 1}
+        if config.key is not None:  # version 1 wrapped the key without binding it to a version
+            passphrase = self.variant.passphrase or ""
+            master = unwrap_master_key(
+                config.key, passphrase, config.pool_id, POOL_NAME, config.format_version
+            )
+            update["key"] = wrap_master_key(master, passphrase, config.pool_id, 1, FAST_SCRYPT_N)
+        self.store.write_raw(CONFIG_NAME, config.model_copy(update=update).to_json())  # as version 1 wrote it
         return open_pool_in(self.store.store, self.variant.passphrase)
 
 

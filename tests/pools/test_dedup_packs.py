@@ -41,7 +41,7 @@ def dedup_pool(store: FaultyBlobStore) -> DedupPool:
     pool = create_pool_in(
         store, "dedup", chunk_size=CHUNK, encrypted=True, passphrase=PASSPHRASE, scrypt_n=FAST_SCRYPT_N
     )
-    assert isinstance(pool, DedupPool) and pool.config.format_version == 2
+    assert isinstance(pool, DedupPool) and pool.config.format_version >= dedup.PACKED_FORMAT
     return pool
 
 
