@@ -69,7 +69,9 @@ def _console_without_tracebacks() -> None:
 
     ensure_logging_setup()  # else Prefect sets its handlers up when the flow is imported
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, _WithoutTraceback):
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+            handler.formatter, _WithoutTraceback
+        ):
             handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
