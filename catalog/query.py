@@ -272,7 +272,10 @@ class Catalog:
     def explain_unreadable_chunk(self, error: RestoreChunkError, pool: str) -> RestoreChunkError:
         """`error` naming the backup sets that hold the same chunk: another set restores the
         disk only if it is not one of them."""
-        sets = self.sets_sharing_chunk(error.digest, pool)
+        try:
+            sets = self.sets_sharing_chunk(error.digest, pool)
+        except CatalogError:  # the chunk's own error matters more than this note
+            return error
         if len(sets) <= 1:
             note = "No other backup set in the pool holds this chunk."
         else:
@@ -283,7 +286,7 @@ class Catalog:
                 f"{len(sets)} backup sets hold this chunk and cannot restore this region either: {shown} "
                 f"(list them: SELECT DISTINCT set_id FROM chunks WHERE digest = '{error.digest}')."
             )
-        return RestoreChunkError(f"{error}. {note}", error.offset, error.digest)
+        return RestoreChunkError(f"{str(error).rstrip('.')}. {note}", error.offset, error.digest)
 
     # -- analyst helpers (SQL in catalog.analytics) -------------------------------------------
 
