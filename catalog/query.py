@@ -13,6 +13,7 @@ import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict
 
 from bingobackup.format.manifest import ChunkRef, DiskManifest
+from bingobackup.mover.errors import RestoreChunkError
 from catalog import analytics
 from catalog.location import CatalogError, CatalogLocation
 from catalog.schema import (
@@ -22,6 +23,9 @@ from catalog.schema import (
     row_to_record,
 )
 from catalog.views import VIEW_NAMES, define_views, describe_views
+
+# How many of the backup sets sharing a damaged chunk its error names.
+_SETS_SHOWN = 10
 
 
 class CatalogQueryError(CatalogError):
@@ -253,6 +257,36 @@ class Catalog:
             chunk_size=disks[0]["chunk_size"],
             chunks=tuple(ChunkRef.model_validate(row) for row in chunks.to_pylist()),
         )
+
+    def sets_sharing_chunk(self, digest: str, pool: str) -> list[str]:
+        """The committed sets of `pool` whose disks hold chunk `digest`, oldest first: a damaged
+        chunk is damaged in each of them, so none of them can restore that region."""
+        rows = self._rows(
+            "SELECT s.set_id FROM backup_sets s WHERE s.pool = $pool AND EXISTS ("
+            "SELECT 1 FROM chunks c WHERE c.pool = s.pool AND c.set_id = s.set_id AND c.digest = $digest) "
+            "ORDER BY s.started_at, s.set_id",
+            {"pool": pool, "digest": digest},
+        )
+        return [row["set_id"] for row in rows]
+
+    def explain_unreadable_chunk(self, error: RestoreChunkError, pool: str) -> RestoreChunkError:
+        """`error` naming the backup sets that hold the same chunk: another set restores the
+        disk only if it is not one of them."""
+        try:
+            sets = self.sets_sharing_chunk(error.digest, pool)
+        except CatalogError:  # the chunk's own error matters more than this note
+            return error
+        if len(sets) <= 1:
+            note = "No other backup set in the pool holds this chunk."
+        else:
+            shown = ", ".join(sets[:_SETS_SHOWN]) + (
+                f" and {len(sets) - _SETS_SHOWN} more" if len(sets) > _SETS_SHOWN else ""
+            )
+            note = (
+                f"{len(sets)} backup sets hold this chunk and cannot restore this region either: {shown} "
+                f"(list them: SELECT DISTINCT set_id FROM chunks WHERE digest = '{error.digest}')."
+            )
+        return RestoreChunkError(f"{str(error).rstrip('.')}. {note}", error.offset, error.digest)
 
     # -- analyst helpers (SQL in catalog.analytics) -------------------------------------------
 

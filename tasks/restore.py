@@ -12,6 +12,7 @@ from prefect.cache_policies import NONE
 
 from bingobackup.cloud.models import Instance
 from bingobackup.errors import BingoBackupError
+from bingobackup.mover.errors import RestoreChunkError
 from bingobackup.resources.models import PoolRegistration
 from bingobackup.resources.pools import pool_catalog_root
 from bingobackup.resources.users import resolve_user
@@ -70,9 +71,16 @@ class PoolCatalog:
     def __init__(self, registration: PoolRegistration) -> None:
         self.registration = registration
 
-    def find_vm(self, vm: str, set_id: str) -> BackedUpVm:
+    def _open(self) -> Catalog:
         root, filesystem = pool_catalog_root(self.registration)  # an object pool: its bucket
-        with Catalog.open(root, pool=self.registration.name, filesystem=filesystem) as cat:
+        return Catalog.open(root, pool=self.registration.name, filesystem=filesystem)
+
+    def explain_unreadable_chunk(self, error: RestoreChunkError) -> RestoreChunkError:
+        with self._open() as cat:
+            return cat.explain_unreadable_chunk(error, self.registration.name)
+
+    def find_vm(self, vm: str, set_id: str) -> BackedUpVm:
+        with self._open() as cat:
             if set_id == "latest":
                 latest = cat.latest_set(vm)
                 if latest is None:
@@ -92,7 +100,10 @@ def prepare_restore(spec: RestoreSpec, user_name: str | None) -> RestoreJob:
 
 @task(name="create volume and write disk", cache_policy=NONE)
 def write_disk_task(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> RestoredDisk:
-    return write_disk(job, ledger, vm, disk)
+    try:
+        return write_disk(job, ledger, vm, disk)
+    except RestoreChunkError as exc:  # which other sets share the chunk is the catalog's to say
+        raise PoolCatalog(job.pool_registration).explain_unreadable_chunk(exc) from exc
 
 
 @task(name="create VM", cache_policy=NONE)

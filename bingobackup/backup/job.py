@@ -145,12 +145,24 @@ def check_dedup_mode(spec: BackupJobSpec, pool: PoolRegistration) -> None:
         )
 
 
-def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) -> BackupJob:
-    """Check every resource the spec names, open the pool, clean leftovers, resolve the VMs.
+@dataclass(frozen=True)
+class CheckedJob:
+    """What a job spec names, found and usable: the result of `check_backup_job`."""
 
-    Refuses before anything is touched: unknown cloud/pool/host, a host that is not
-    activated or not in the cloud, server-side dedup on a pool that does not dedup, a wrong
-    pool passphrase, a resume buffer smaller than a chunk, a selection naming unknown VMs.
+    cloud: CloudRegistration
+    host: BackupHost
+    pool_registration: PoolRegistration
+    vms: list[ResolvedVm]
+    client: BingoCloudClient
+
+
+def check_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) -> CheckedJob:
+    """Every check of a job spec that only reads: the CLI runs it before starting the flow,
+    so a wrong spec gets one line instead of a failed run, and the run repeats it (things change).
+
+    Refuses an unknown cloud/pool/host, a host that is not activated or not in the cloud, a
+    host that cannot reach the pool, server-side dedup on a pool that does not dedup, a
+    selection naming unknown VMs or none at all, or VMs of another cluster than the host's.
     """
     cloud = cloud_for(store, user, spec.cloud)
     host = backup_host_for(store, user, spec.backup_host)
@@ -162,14 +174,7 @@ def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) ->
     pool_registration = pool_for(store, user, spec.pool)
     check_backup_host_sees_pool(pool_registration, host.instance_id)
     check_dedup_mode(spec, pool_registration)
-    pool = open_registered_pool(pool_registration)
-    check_resume_buffer(spec.options.resume_buffer_mib, pool.chunk_size)
-    # The job's compression option (guide table 2) wins over the pool's default for the
-    # chunks this run writes: each envelope names its own compression, so readers need
-    # nothing, and this Pool object is this run's own.
-    pool.codec.compression = spec.options.compression
     client = job_client(cloud, spec)
-    removed = clean_leftovers(client, spec.name)
     vms = resolve_selection(
         client, spec.content, spec.filters, backup_host_ids=registered_backup_host_ids(store, cloud.name)
     )
@@ -187,14 +192,33 @@ def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) ->
             f"{', '.join(c.describe() for c in spec.content)}; filters: include {spec.filters.include}, "
             f"exclude {spec.filters.exclude}). Check the content and filters with `bingobackup resources search`."
         )
+    return CheckedJob(cloud=cloud, host=host, pool_registration=pool_registration, vms=vms, client=client)
+
+
+def prepare_backup_job(store: RegistryStore, user: User, spec: BackupJobSpec) -> BackupJob:
+    """Check every resource the spec names, open the pool, clean leftovers, resolve the VMs.
+
+    Refuses before anything is touched: whatever `check_backup_job` refuses, a wrong pool
+    passphrase, a resume buffer smaller than a chunk.
+    """
+    checked = check_backup_job(store, user, spec)
+    pool = open_registered_pool(checked.pool_registration)
+    check_resume_buffer(spec.options.resume_buffer_mib, pool.chunk_size)
+    # The job's compression option (guide table 2) wins over the pool's default for the
+    # chunks this run writes: each envelope names its own compression, so readers need
+    # nothing, and this Pool object is this run's own.
+    pool.codec.compression = spec.options.compression
+    # Leftovers are temporary volumes on the backup host and snapshots: never part of the
+    # selection resolved above (backup hosts are never selected).
+    removed = clean_leftovers(checked.client, spec.name)
     started = datetime.now(UTC)
     return BackupJob(
         spec=spec,
-        cloud=cloud,
-        host=host,
-        pool_registration=pool_registration,
+        cloud=checked.cloud,
+        host=checked.host,
+        pool_registration=checked.pool_registration,
         pool=pool,
-        vms=vms,
+        vms=checked.vms,
         set_id=new_set_id(spec.name, started),
         started_at=started,
         leftovers_removed=removed,

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bingobackup.cli.common import acting_user_name, byte_progress, console, prefect_api
+from bingobackup.cli.common import acting_user_name, byte_progress, console, prefect_api, registry
 
 app = typer.Typer(help="Run backup jobs.", no_args_is_help=True)
 
@@ -24,6 +24,12 @@ def run_backup(spec_path: Path, *, quiet: bool = False) -> tuple[str, list[dict[
     from bingobackup.specs.job import load_job_spec
 
     spec = load_job_spec(spec_path)
+    # The run's own checks, before it starts: an unknown cloud, host, pool or VM is one line
+    # here, not a failed run (the run checks again: things change).
+    from bingobackup.backup.job import check_backup_job
+
+    with registry() as (store, user):
+        check_backup_job(store, user, spec)
     with prefect_api() as server:
         from flows.backup import run_backup_now, summary_rows_from_state
 

@@ -6,6 +6,7 @@ this machine knows (see `pools_index`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -167,20 +168,53 @@ def _job_tree(jobs: Sequence[JobEntry]) -> Tree:
     return root
 
 
+def _checked_output(output: Path, volume: str, force: bool) -> None:
+    """Refuse, before anything is read or written, an output the export cannot or must not replace."""
+    from bingobackup.errors import BingoBackupError
+
+    if output.is_dir():
+        raise BingoBackupError(
+            f"--output {output} is a directory: give the image's file name, e.g. --output {output / volume}.raw"
+        )
+    parent = output.parent
+    if not parent.is_dir():
+        problem = "is not a directory" if parent.exists() else "does not exist"
+        raise BingoBackupError(
+            f"The directory of --output {output}, {parent}, {problem}: create it or choose another path."
+        )
+    if output.exists() and not force:
+        raise BingoBackupError(
+            f"{output} already exists: pass --force to overwrite it, or choose another path."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BingoBackupError(
+            f"Cannot write in {parent} (the directory of --output {output}): choose another path."
+        )
+
+
 def export_disk(
     pool: str = typer.Option(..., help="Pool name or directory"),
     set_id: str = typer.Option(..., "--set", help="Backup set id"),
     volume: str = typer.Option(..., help="Volume id of the backed-up disk"),
-    output: Path = typer.Option(..., help="Raw image to write (sparse)"),
+    output: Path = typer.Option(
+        ..., help="Raw image to write (sparse); refused if it exists, unless --force"
+    ),
     passphrase: str = typer.Option(
         None, envvar="BINGOBACKUP_POOL_PASSPHRASE", help="Passphrase of an encrypted pool"
     ),
     sha256: bool = typer.Option(False, "--sha256", help="Print the SHA-256 of the image written"),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite --output if it exists (file or block device)"
+    ),
 ) -> None:
     """Write a backed-up disk as a sparse raw image (every chunk verified as it is read; the
     chunks placed as the pool's sealed manifest says, which the catalog must agree with)."""
+    from bingobackup.errors import BingoBackupError
+    from bingobackup.format.errors import PassphraseRequiredError
+    from bingobackup.mover import RestoreChunkError
     from bingobackup.mover.restore import restore_disk
 
+    _checked_output(output, volume, force)
     ref = pool_ref(pool)
     with open_catalog([pool]) as cat:
         indexed = cat.disk_manifest(set_id, volume)
@@ -190,10 +224,19 @@ def export_disk(
             {"set_id": set_id, "volume": volume},
         )
     vm_name = str(owner["vm_name"][0]) if len(owner) else "?"
-    opened = ref.open(passphrase)
+    try:
+        opened = ref.open(passphrase)
+    except PassphraseRequiredError as exc:
+        raise BingoBackupError(
+            f"{exc} with --passphrase or the environment variable BINGOBACKUP_POOL_PASSPHRASE."
+        ) from None
     label = f"VM {vm_name} disk {volume} (set {set_id})"
     manifest = opened.checked_manifest(indexed, label)
-    result = restore_disk(opened, manifest, output, label=label)
+    try:
+        result = restore_disk(opened, manifest, output, label=label)
+    except RestoreChunkError as exc:
+        with open_catalog([pool]) as cat:
+            raise cat.explain_unreadable_chunk(exc, ref.name) from None
     console.print(
         f"Wrote {output} ({manifest.size_bytes} bytes, {len(manifest.chunks)} chunks) in {result.seconds:.1f} s"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -34,8 +35,44 @@ def prefect_api() -> Iterator[ServerInfo]:
     info = ensure_server()
     from prefect.settings import temporary_settings
 
+    _console_without_tracebacks()
     with temporary_settings(updates=client_settings(info)):
         yield info
+
+
+class _WithoutTraceback(logging.Formatter):
+    """A console formatter's line without the record's traceback.
+
+    Prefect logs a failed task or flow run with its traceback; the command reports the failure
+    itself, in one line. The record stays whole for the run's log in the Prefect API, whose
+    handler formats it too (the copy keeps its cached traceback text out of this line).
+    """
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            bare = {"exc_info": None, "exc_text": None, "stack_info": None}
+            record = logging.makeLogRecord({**record.__dict__, **bare})
+        return self.inner.format(record)
+
+
+def _console_without_tracebacks() -> None:
+    """Prefect's console log of the flows this command runs, without tracebacks unless
+    BINGOBACKUP_DEBUG is set (as for the command's own errors, `bingobackup.cli.main`)."""
+    if os.environ.get("BINGOBACKUP_DEBUG"):
+        return
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()  # else Prefect sets its handlers up when the flow is imported
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(
+            handler.formatter, _WithoutTraceback
+        ):
+            handler.setFormatter(_WithoutTraceback(handler.formatter))
 
 
 @contextmanager

@@ -79,7 +79,9 @@ def main() -> None:
             raise
         from rich.markup import escape
 
-        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+        # soft_wrap: the message stays whole on one line (the terminal wraps it), so it can be
+        # read, copied and searched for in a log without line breaks rich would insert.
+        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

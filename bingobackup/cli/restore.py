@@ -1,7 +1,8 @@
 """`bingobackup restore vm SPEC.yaml`, `bingobackup restore disk SPEC.yaml`: run a restore now.
 
-The command shows the verification code and asks for it (or takes `--confirm CODE` for
-scripts); a wrong code ends the command before anything is created.
+The command plans the restore (a wrong spec is refused here), then shows the verification
+code and asks for it (or takes `--confirm CODE` for scripts); a wrong code ends the command
+before anything is created.
 """
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ def run_restore_command(spec_path: Path, kind: str, confirm: str | None, quiet: 
         raise BingoBackupError(
             f"{spec_path} is a {spec.kind} restore: run `bingobackup restore {spec.kind} {spec_path}`."
         )
-    code = _confirmed(spec.name, verification_code(spec), confirm)
     with prefect_api() as server:
+        from tasks.restore import prepare_restore
+
+        # The run's own planning, before the code is asked for: an unknown VM, set or target
+        # is refused now, not after the operator typed the code (the run plans again).
+        prepare_restore.fn(spec, acting_user_name())
+        code = _confirmed(spec.name, verification_code(spec), confirm)
         from flows.restore import restore_disk, restore_vm
 
         flow = restore_vm if kind == "vm" else restore_disk

@@ -113,7 +113,10 @@ def _gaps(manifest: DiskManifest) -> list[tuple[int, int]]:
     return gaps
 
 
-_ADVICE = "restore this disk from another backup set, and check the pool's storage for errors"
+_ADVICE = (
+    "restore this disk from a backup set that does not hold this chunk, and check the pool's storage "
+    "for errors"
+)
 
 
 def _chunk_error(

@@ -37,9 +37,16 @@ def read_yaml(source: str | Path) -> dict[str, Any]:
     """A YAML mapping from a file path or from YAML text."""
     if isinstance(source, Path):
         try:
-            text = source.read_text()
+            text = source.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise SpecError(f"Spec file {source} does not exist.") from None
+        except UnicodeDecodeError as exc:
+            line = source.read_bytes()[: exc.start].count(b"\n") + 1
+            raise SpecError(
+                f"Spec file {source} is not UTF-8 text (byte offset {exc.start}, line {line}): save it as UTF-8."
+            ) from None
+        except OSError as exc:  # a directory, no permission, an I/O error
+            raise SpecError(f"Spec file {source} cannot be read: {exc.strerror or exc}.") from None
         label = str(source)
     else:
         text, label = source, "spec"

@@ -85,6 +85,7 @@ def test_a_damaged_chunk_fails_its_vm_naming_vm_disk_and_offset_and_leaves_no_vo
     error = outcome["error"]
     assert backed_up.instance.name in error and backed_up.data_volume in error, error
     assert f"offset {damaged.offset}" in error and damaged.digest in error, error
+    assert "No other backup set in the pool holds this chunk." in error  # looked up in the catalog
     assert POOL_PASSPHRASE not in error
     assert _cloud_ids(client) == before, "the failed VM's volumes (and VM) were removed"
 

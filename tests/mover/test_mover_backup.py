@@ -202,7 +202,7 @@ def test_a_corrupt_chunk_on_restore_names_the_disk_offset_and_digest(
     message = str(raised.value)
     assert "VM linux_local disk vol-test" in message
     assert f"offset {damaged.offset}" in message and damaged.digest in message
-    assert "another backup set" in message
+    assert "a backup set that does not hold this chunk" in message
     assert not output.exists() and not list(tmp_path.glob(".restored.raw.partial-*"))
 
 
