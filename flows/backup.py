@@ -393,7 +393,7 @@ def _back_up(
         rows = _summary_rows(ordered)
         rows += [
             {
-                **dict.fromkeys(rows[0]),
+                **dict.fromkeys(rows[0] if rows else ()),
                 "VM": f"{left.vm.vm_name} ({left.vm.instance_id})",
                 "status": left.note,
             }
