@@ -151,11 +151,11 @@ def check_catalog(location: CatalogLocation) -> CatalogCheck:
                     MissingFile(table, set_id, commit_id, "the set's commit record names it; it is gone")
                 )
     for run in found.runs:
-        if run.status in FINAL_WITH_SET and run.set_id:
-            if run.set_id not in found.committed and run.set_id not in damaged_sets:
-                why = f"job run {run.run_id} recorded that it committed this set; its commit record is gone"
-                if all(m.set_id != run.set_id for m in found.missing):
-                    found.missing.append(MissingFile("backup_sets", run.set_id, "", why))
+        known = run.set_id in found.committed or run.set_id in damaged_sets
+        reported = any(m.set_id == run.set_id for m in found.missing)
+        if run.status in FINAL_WITH_SET and run.set_id and not known and not reported:
+            why = f"job run {run.run_id} recorded that it committed this set; its commit record is gone"
+            found.missing.append(MissingFile("backup_sets", run.set_id, "", why))
     return found
 
 

@@ -200,7 +200,9 @@ class Catalog:
             raise CatalogQueryError("The catalog query returned no result set; run a SELECT over the views.")
         return relation
 
-    def _run(self, sql: str, params: dict[str, Any] | None, fetch: Callable[[duckdb.DuckDBPyRelation], T]) -> T:
+    def _run(
+        self, sql: str, params: dict[str, Any] | None, fetch: Callable[[duckdb.DuckDBPyRelation], T]
+    ) -> T:
         self._check_read_only(sql)
         try:
             return fetch(self._relation(sql, params))
@@ -313,6 +315,11 @@ class Catalog:
             "ORDER BY is_root DESC, device_name, volume_id",
             {"pool": backup_set.pool, "set_id": set_id, "vm_id": record.vm_id},
         )
+        if record.status == "ok" and not disks:
+            raise CatalogError(
+                f"VM {vm} of set {set_id} has no disk rows in the catalog: a catalog file is damaged or "
+                f"missing. Run `bingobackup catalog check --pool {backup_set.pool}`, then `catalog rebuild`."
+            )
         return VmBackup(
             pool=backup_set.pool,
             backup_set=backup_set,
