@@ -50,10 +50,7 @@ _LOCKDOWN = (
     "SET lock_configuration = true",
 )
 
-_READ_ONLY_HINT = (
-    "The catalog is read-only: run one SELECT over the views (WITH, FROM, DESCRIBE, SHOW and "
-    "SUMMARIZE read too)"
-)
+_RUN_A_SELECT = "Run one SELECT over the views (WITH, FROM, DESCRIBE, SHOW and SUMMARIZE read too)."
 
 
 def warn_damaged(pool: str, damaged: DamagedFile) -> None:
@@ -181,10 +178,15 @@ class Catalog:
         except duckdb.Error as exc:
             raise CatalogQueryError(f"The catalog query is not valid SQL: {exc}") from exc
         if len(statements) != 1:
-            raise CatalogQueryError(f"{_READ_ONLY_HINT}; this text holds {len(statements)} statements.")
+            raise CatalogQueryError(
+                f"The catalog is read-only and runs one statement at a time; this text holds "
+                f"{len(statements)}. {_RUN_A_SELECT}"
+            )
         kind = statements[0].type
         if kind != duckdb.StatementType.SELECT:
-            raise CatalogQueryError(f"{_READ_ONLY_HINT}; {kind.name} statements are refused.")
+            raise CatalogQueryError(
+                f"The catalog is read-only: {kind.name} statements are refused. {_RUN_A_SELECT}"
+            )
 
     def _relation(self, sql: str, params: dict[str, Any] | None) -> duckdb.DuckDBPyRelation:
         try:
@@ -382,6 +384,6 @@ class Catalog:
 
 def _outside_the_catalog(exc: duckdb.Error) -> CatalogQueryError:
     return CatalogQueryError(
-        f"The catalog query may read only the catalog's views, not files, databases, extensions or "
-        f"URLs of this host ({exc}). {_READ_ONLY_HINT}."
+        f"The catalog is read-only and a query may read only its views, not files, databases, "
+        f"extensions or URLs of this host ({exc}). {_RUN_A_SELECT}"
     )
