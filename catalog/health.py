@@ -81,6 +81,8 @@ class CatalogCheck:
     committed: dict[str, tuple[str, BackupSetRecord]] = field(default_factory=dict)
     runs: list[JobRunRecord] = field(default_factory=list)
     names: dict[str, set[str]] = field(default_factory=dict)  # table → readable file names
+    # Runs committed sets name that have no record at all (a lost file, or sets `pool scan` rebuilt).
+    unrecorded_runs: dict[str, str] = field(default_factory=dict)  # run id → set id
 
     @property
     def ok(self) -> bool:
@@ -156,6 +158,10 @@ def check_catalog(location: CatalogLocation) -> CatalogCheck:
         if run.status in FINAL_WITH_SET and run.set_id and not known and not reported:
             why = f"job run {run.run_id} recorded that it committed this set; its commit record is gone"
             found.missing.append(MissingFile("backup_sets", run.set_id, "", why))
+    recorded = {run.run_id for run in found.runs} | {d.key for d in found.damaged if d.table == "job_runs"}
+    for set_id, (_, record) in sorted(found.committed.items()):
+        if record.run_id and record.run_id not in recorded:
+            found.unrecorded_runs[record.run_id] = set_id
     return found
 
 

@@ -98,9 +98,10 @@ def rebuild_catalog(writer: CatalogWriter, pool: PoolManifests, *, format_versio
             _rebuild_set(writer, pool, found, set_id, sorted(volumes.get(set_id, [])), format_version, done)
         except (BingoBackupError, DamagedFileError, OSError) as error:
             done.not_rebuilt.append(f"set {set_id}: {error}")
-    for damaged in found.damaged:
-        if damaged.table == "job_runs" and damaged.path not in unmoved:
-            _rebuild_run(writer, found, damaged, done)
+    runs = dict(split_name(d.path) for d in found.damaged if d.table == "job_runs" and d.path not in unmoved)
+    runs.update({run_id: uuid.uuid4().hex for run_id in found.unrecorded_runs})
+    for run_id, commit_id in sorted(runs.items()):
+        _rebuild_run(writer, found, run_id, commit_id, done)
     return done
 
 
@@ -240,15 +241,17 @@ def _set_record(
     )
 
 
-def _rebuild_run(writer: CatalogWriter, found: CatalogCheck, damaged: DamagedFile, done: Rebuilt) -> None:
-    """A damaged job run record, written again from the set the run committed (if any)."""
-    run_id, commit_id = split_name(damaged.path)
+def _rebuild_run(
+    writer: CatalogWriter, found: CatalogCheck, run_id: str, commit_id: str, done: Rebuilt
+) -> None:
+    """A lost job run record, written again from the set the run committed (if any)."""
     made = [record for record in (r for _, r in found.committed.values()) if record.run_id == run_id]
     if any(r.run_id == run_id and r.status != "running" for r in found.runs):
         return  # a later (or other) record of the run survives and states how it ended
     if not made:
         done.not_rebuilt.append(
-            f"job run {run_id}: nothing else in the pool records it (it committed no set)"
+            f"job run {run_id}: nothing else in the pool records it (it committed no set); "
+            "its damaged record stays in the catalog's damaged/ directory"
         )
         return
     backup_set = made[0]

@@ -48,6 +48,7 @@ def _warn_damaged(pool: str, damaged: DamagedFile) -> None:
         f"[yellow]Warning:[/] pool {escape(pool)}: skipped the damaged catalog file {escape(str(damaged))}. "
         f"Check and rebuild it with `bingobackup catalog check --pool {escape(pool)}` and `catalog rebuild`.",
         highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -97,6 +98,13 @@ def check(pool: str = typer.Option(..., "--pool", help="Pool name or directory")
         console.print(f"[red]damaged[/] {escape(str(damaged))}", highlight=False, soft_wrap=True)
     for missing in found.missing:
         console.print(f"[red]missing[/] {escape(str(missing))}", highlight=False, soft_wrap=True)
+    for run_id, set_id in sorted(found.unrecorded_runs.items()):
+        console.print(
+            f"note: set {escape(set_id)} names job run {escape(run_id)}, which has no record (lost, or the "
+            "set was rebuilt by `pool scan`); `catalog rebuild` writes one from the set",
+            highlight=False,
+            soft_wrap=True,
+        )
     if not found.ok:
         console.print(
             f"Readers skip these files. Rebuild them from the pool with `bingobackup catalog rebuild --pool {pool}`."

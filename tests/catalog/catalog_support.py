@@ -156,7 +156,8 @@ def back_up_sets(pool_dir: Path, vm_names: tuple[str, ...] = ("web", "db")) -> l
     for n, vm_name in enumerate(vm_names):
         parts = make_set(f"set-{vm_name}", pool=pool_dir.name, vms=(vm_name,), started=T0 + timedelta(days=n))
         data = os.urandom(2 * SMALL_CHUNK) + bytes(SMALL_CHUNK) + os.urandom(100)
-        source = pool_dir.parent / f"{vm_name}.raw"
+        source = pool_dir.parent / "sources" / f"{vm_name}.raw"
+        source.parent.mkdir(exist_ok=True)
         source.write_bytes(data)
         root = parts.disks[0]
         result = backup_disk(
