@@ -85,13 +85,15 @@ def test_overwriting_a_commit_record_is_refused_and_the_set_stays(pool_dir: Path
     ],
 )
 def test_the_api_refuses_every_statement_that_is_not_a_read_of_the_views(
-    pool_dir: Path, sql: str, message: str
+    pool_dir: Path, sql: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # relative paths above: nothing may appear here
     with Catalog.open(str(pool_dir)) as cat:
         with pytest.raises(CatalogQueryError, match=message) as refusal:
             cat.query(sql)
         assert "read-only" in str(refusal.value)
         assert cat.query("SELECT count(*) AS n FROM chunks")["n"][0] == 6  # the views still read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pool", "sources"]
 
 
 def test_reads_still_work(pool_dir: Path) -> None:
