@@ -49,8 +49,10 @@ from catalog.schema import (
     BackupSetRecord,
     DiskBackupRecord,
     JobRunRecord,
+    R,
     VmBackupRecord,
     records_to_table,
+    row_to_record,
 )
 from catalog.writer import CatalogWriter, manifest_table
 
@@ -143,9 +145,10 @@ def _rebuild_set(
             )
         commit_id = _surviving_commit(location, set_id) or uuid.uuid4().hex
     name = f"{set_id}.{commit_id}"
-    rows = {table: _rows(location, table, name) for table in SET_TABLES if table != "backup_sets"}
-    if rows["disk_backups"] is not None:
-        volumes = sorted(d["volume_id"] for d in rows["disk_backups"])
+    vms = _records(location, "vm_backups", name, VmBackupRecord)
+    disks = _records(location, "disk_backups", name, DiskBackupRecord)
+    if disks is not None:
+        volumes = sorted(d.volume_id for d in disks)
     if not volumes:
         raise CatalogError("the pool holds no manifest of it, so its disks cannot be rebuilt")
     manifests: dict[str, DiskManifest] = {}
@@ -156,34 +159,34 @@ def _rebuild_set(
         return manifests[volume_id]
 
     tables: list[tuple[str, pa.Table]] = []
-    if rows["chunks"] is None:
+    if not location.exists(location.file_path("chunks", name)):
         chunk_tables = [manifest_table(manifest(v), commit_id) for v in volumes]
         tables.append(("chunks", pa.concat_tables(chunk_tables)))
-    if rows["disk_backups"] is None:
-        vm_ids = {v["vm_id"] for v in rows["vm_backups"] or []}
-        owner = vm_ids.pop() if len(vm_ids) == 1 else ""
+    if disks is None:
+        vm_ids = {vm.vm_id for vm in vms or []}
+        owner = vm_ids.pop() if len(vm_ids) == 1 else ""  # only a one-VM set says whose disks they are
         disks = [_disk_record(manifest(v), owner) for v in volumes]
-        rows["disk_backups"] = [d.model_dump() for d in disks]
         tables.append(("disk_backups", records_to_table(list(disks), DISK_BACKUPS, commit_id)))
-    if rows["vm_backups"] is None:
-        vm_ids = sorted({d["vm_id"] for d in rows["disk_backups"] if d["vm_id"]})
+    if vms is None:
         vms = [
             VmBackupRecord(set_id=set_id, vm_id=v, vm_name=v, status=REBUILT_VM_STATUS, error=_LOST_VM)
-            for v in vm_ids
+            for v in sorted({d.vm_id for d in disks if d.vm_id})
         ]
-        rows["vm_backups"] = [vm.model_dump() for vm in vms]
         tables.append(("vm_backups", records_to_table(list(vms), VM_BACKUPS, commit_id)))
     if set_record is None and run is not None:
-        record = _set_record(run, rows["vm_backups"], rows["disk_backups"], format_version)
+        record = _set_record(run, vms, disks, format_version)
         tables.append(("backup_sets", records_to_table([record], BACKUP_SETS, commit_id)))
     for table, data in tables:  # in commit order: the commit record last
         writer._write_new(table, name, data)
         done.written.append(location.file_path(table, name))
 
 
-def _rows(location: CatalogLocation, table: str, name: str) -> list[dict[str, object]] | None:
+def _records(location: CatalogLocation, table: str, name: str, model: type[R]) -> list[R] | None:
+    """The rows of `<table>/<name>.parquet` (read verified), or None when there is no such file."""
     path = location.file_path(table, name)
-    return read_file(location, table, path).to_pylist() if location.exists(path) else None
+    if not location.exists(path):
+        return None
+    return [row_to_record(model, row) for row in read_file(location, table, path).to_pylist()]
 
 
 def _committing_run(runs: Iterable[JobRunRecord], set_id: str) -> JobRunRecord | None:
@@ -216,10 +219,7 @@ def _disk_record(manifest: DiskManifest, vm_id: str) -> DiskBackupRecord:
 
 
 def _set_record(
-    run: JobRunRecord,
-    vms: list[dict[str, object]],
-    disks: list[dict[str, object]],
-    format_version: int,
+    run: JobRunRecord, vms: list[VmBackupRecord], disks: list[DiskBackupRecord], format_version: int
 ) -> BackupSetRecord:
     return BackupSetRecord(
         set_id=run.set_id,
@@ -234,7 +234,7 @@ def _set_record(
         bytes_read=run.bytes_read,
         bytes_sent=run.bytes_sent,
         bytes_stored=run.bytes_stored,
-        logical_bytes=sum(int(str(d["size_bytes"])) for d in disks),
+        logical_bytes=sum(d.size_bytes for d in disks),
         format_version=format_version,
         run_id=run.run_id,
         committed_at=datetime.now(UTC),
