@@ -122,6 +122,7 @@ class Catalog:
         self._pools = [(r.pool, CatalogLocation(r.root, r.filesystem)) for r in self.roots]
         self._on_damage = on_damage
         self.damaged: dict[str, DamagedFile] = {}  # path → why it is skipped
+        self._checked = False  # every file read once since the views were defined
         self._con = self._connect()
 
     @classmethod
@@ -143,12 +144,15 @@ class Catalog:
 
     def refresh(self) -> None:
         """See files written (or rebuilt) since the catalog was opened."""
-        self.damaged = {}
+        self.damaged, self._checked = {}, False
         old, self._con = self._con, self._connect()
         old.close()
 
     def _skip_damaged(self) -> bool:
         """Find every damaged file of the pools, stop reading them; whether any was new."""
+        if self._checked:  # a failing query of the analyst's own need not read the catalog each time
+            return False
+        self._checked = True
         new = False
         for pool, location in self._pools:
             for damaged in check_catalog(location).damaged:
