@@ -90,8 +90,8 @@ def rebuild_catalog(writer: CatalogWriter, pool: PoolManifests, *, format_versio
             done.moved.append((damaged.path, move_aside(location, damaged)))
         except (OSError, CatalogError) as error:
             done.not_rebuilt.append(f"{damaged.path}: could not move it aside ({error}); it stays skipped")
-    unmoved = {path for path, _ in done.moved} ^ {d.path for d in found.damaged}
-    set_ids = {d.key for d in found.damaged if d.table != "job_runs"} | {m.set_id for m in found.missing}
+    moved = [d for d in found.damaged if d.path in {path for path, _ in done.moved}]
+    set_ids = {d.key for d in moved if d.table != "job_runs"} | {m.set_id for m in found.missing}
     volumes: dict[str, list[str]] = {}
     for set_id, volume_id in pool.list_manifests():
         volumes.setdefault(set_id, []).append(volume_id)
@@ -100,7 +100,7 @@ def rebuild_catalog(writer: CatalogWriter, pool: PoolManifests, *, format_versio
             _rebuild_set(writer, pool, found, set_id, sorted(volumes.get(set_id, [])), format_version, done)
         except (BingoBackupError, DamagedFileError, OSError) as error:
             done.not_rebuilt.append(f"set {set_id}: {error}")
-    runs = dict(split_name(d.path) for d in found.damaged if d.table == "job_runs" and d.path not in unmoved)
+    runs = dict(split_name(d.path) for d in moved if d.table == "job_runs")
     runs.update({run_id: uuid.uuid4().hex for run_id in found.unrecorded_runs})
     for run_id, commit_id in sorted(runs.items()):
         _rebuild_run(writer, found, run_id, commit_id, done)
@@ -116,8 +116,13 @@ def move_aside(location: CatalogLocation, damaged: DamagedFile) -> str:
     if location.is_local:
         os.makedirs(directory, exist_ok=True)
         os.rename(damaged.path, target)
-        fsync_path(directory)
-        fsync_path(posixpath.dirname(damaged.path))
+        for changed in (
+            directory,
+            posixpath.dirname(directory),
+            location.path,
+            posixpath.dirname(damaged.path),
+        ):
+            fsync_path(changed)
     else:  # object stores rename by copy and delete
         filesystem.copy_file(damaged.path, target)
         filesystem.delete_file(damaged.path)
