@@ -37,19 +37,22 @@ def open_catalog(pools: list[str]):  # type: ignore[no-untyped-def]
         from bingobackup.errors import BingoBackupError
 
         raise BingoBackupError("No pool known on this machine: pass --pool NAME_OR_DIR (repeatable).")
-    return Catalog([pool_ref(n).catalog_root() for n in names], on_damage=_warn_damaged)
+    roots = [pool_ref(n).catalog_root() for n in names]
+    typed = {root[0]: name for root, name in zip(roots, names, strict=True)}  # the pool as the user named it
 
+    def warn_damaged(pool: str, damaged: DamagedFile) -> None:
+        # stderr: `--format csv|json` output stays parseable.
+        from rich.markup import escape
 
-def _warn_damaged(pool: str, damaged: DamagedFile) -> None:
-    # stderr: `--format csv|json` output stays parseable.
-    from rich.markup import escape
+        err_console.print(
+            f"[yellow]Warning:[/] pool {escape(pool)}: skipped the damaged catalog file {escape(str(damaged))}. "
+            f"Check and rebuild it with `bingobackup catalog check --pool {escape(typed[pool])}` and "
+            "`catalog rebuild`.",
+            highlight=False,
+            soft_wrap=True,
+        )
 
-    err_console.print(
-        f"[yellow]Warning:[/] pool {escape(pool)}: skipped the damaged catalog file {escape(str(damaged))}. "
-        f"Check and rebuild it with `bingobackup catalog check --pool {escape(pool)}` and `catalog rebuild`.",
-        highlight=False,
-        soft_wrap=True,
-    )
+    return Catalog(roots, on_damage=warn_damaged)
 
 
 def _frame_table(frame, title: str = "") -> Table:  # type: ignore[no-untyped-def]

@@ -88,7 +88,7 @@ def test_one_damaged_file_spares_the_pool_and_rebuild_restores_it(
     out = invoke("catalog", "query", "--pool", str(pool_dir), f"SELECT count(*) AS n FROM {table}")
     if damage != "delete":
         assert f"skipped the damaged catalog file {victim}" in out
-        assert "catalog check --pool" in out
+        assert f"catalog check --pool {pool_dir}`" in out  # as the pool was named
     assert export(pool_dir, db, tmp_path / "db.raw") == db.sha256
     with warnings.catch_warnings(record=True) as caught:  # the API warns as the CLI does
         warnings.simplefilter("always")
