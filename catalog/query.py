@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pandas as pd
@@ -15,8 +16,10 @@ from pydantic import BaseModel, ConfigDict
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.mover.errors import RestoreChunkError
 from catalog import analytics
+from catalog.health import DamagedFile, check_catalog
 from catalog.location import CatalogError, CatalogLocation
 from catalog.schema import (
+    REBUILT_VM_STATUS,
     BackupSetRecord,
     DiskBackupRecord,
     VmBackupRecord,
@@ -27,6 +30,8 @@ from catalog.views import VIEW_NAMES, define_views, describe_views
 # How many of the backup sets sharing a damaged chunk its error names.
 _SETS_SHOWN = 10
 
+T = TypeVar("T")
+
 
 class CatalogQueryError(CatalogError):
     pass
@@ -34,6 +39,31 @@ class CatalogQueryError(CatalogError):
 
 class CatalogNotFoundError(CatalogError):
     pass
+
+
+class CatalogDamageWarning(UserWarning):
+    """A damaged catalog file was skipped; the rest of the pool reads on."""
+
+
+# Set once the pool's files are registered: from then on DuckDB reads nothing but them —
+# no files, databases, extensions or URLs of the host — and no query can undo that.
+_LOCKDOWN = (
+    "SET enable_external_access = false",
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET lock_configuration = true",
+)
+
+_RUN_A_SELECT = "Run one SELECT over the views (WITH, FROM, DESCRIBE, SHOW and SUMMARIZE read too)."
+
+
+def warn_damaged(pool: str, damaged: DamagedFile) -> None:
+    warnings.warn(
+        f"Pool {pool}: skipped the damaged catalog file {damaged}. The other sets read on; check and "
+        f"rebuild the catalog with `bingobackup catalog check --pool {pool}` and `catalog rebuild`.",
+        CatalogDamageWarning,
+        stacklevel=4,
+    )
 
 
 class CatalogRoot(BaseModel):
@@ -78,16 +108,26 @@ class Catalog:
     """An in-memory DuckDB over the catalogs of one or more pools.
 
     The views show the files present when the catalog was opened (or last `refresh()`ed).
+    Queries only read: DuckDB is locked down once the pool's files are registered, and every
+    statement but a SELECT is refused. A query that trips over a damaged file finds every
+    damaged file of the pools, reports each to `on_damage` (default: a CatalogDamageWarning)
+    and runs again without them, so one bad file never blocks the rest of a pool.
     """
 
-    def __init__(self, roots: Sequence[RootLike]) -> None:
+    def __init__(
+        self,
+        roots: Sequence[RootLike],
+        on_damage: Callable[[str, DamagedFile], None] = warn_damaged,
+    ) -> None:
         self.roots = [_as_root(r) for r in roots]
         names = [r.pool for r in self.roots]
         if len(set(names)) != len(names):
             raise CatalogError(f"Pool names must be unique to tell their sets apart; got {names}.")
         self._pools = [(r.pool, CatalogLocation(r.root, r.filesystem)) for r in self.roots]
-        self._con = duckdb.connect(":memory:")
-        self.refresh()
+        self._on_damage = on_damage
+        self.damaged: dict[str, DamagedFile] = {}  # path → why it is skipped
+        self._checked = False  # every file read once since the views were defined
+        self._con = self._connect()
 
     @classmethod
     def open(cls, root: str, pool: str | None = None, filesystem: pafs.FileSystem | None = None) -> Catalog:
@@ -95,9 +135,39 @@ class Catalog:
         name = pool or root.rstrip("/").rsplit("/", 1)[-1] or "pool"
         return cls([CatalogRoot(pool=name, root=root, filesystem=filesystem)])
 
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:")
+        try:
+            define_views(con, self._pools, skip=self.damaged)
+            for setting in _LOCKDOWN:
+                con.execute(setting)
+        except BaseException:
+            con.close()
+            raise
+        return con
+
     def refresh(self) -> None:
-        """See files written since the catalog was opened."""
-        define_views(self._con, self._pools)
+        """See files written (or rebuilt) since the catalog was opened."""
+        self.damaged, self._checked = {}, False
+        old, self._con = self._con, self._connect()
+        old.close()
+
+    def _skip_damaged(self) -> bool:
+        """Find every damaged file of the pools, stop reading them; whether any was new."""
+        if self._checked:  # a failing query of the analyst's own need not read the catalog each time
+            return False
+        self._checked = True
+        new = False
+        for pool, location in self._pools:
+            for damaged in check_catalog(location).damaged:
+                if damaged.path not in self.damaged:
+                    self.damaged[damaged.path] = damaged
+                    self._on_damage(pool, damaged)
+                    new = True
+        if new:
+            old, self._con = self._con, self._connect()
+            old.close()
+        return new
 
     def close(self) -> None:
         self._con.close()
@@ -110,9 +180,27 @@ class Catalog:
 
     # -- SQL ---------------------------------------------------------------------------------
 
+    def _check_read_only(self, sql: str) -> None:
+        try:
+            statements = self._con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise CatalogQueryError(f"The catalog query is not valid SQL: {exc}") from exc
+        if len(statements) != 1:
+            raise CatalogQueryError(
+                f"The catalog is read-only and runs one statement at a time; this text holds "
+                f"{len(statements)}. {_RUN_A_SELECT}"
+            )
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise CatalogQueryError(
+                f"The catalog is read-only: {kind.name} statements are refused. {_RUN_A_SELECT}"
+            )
+
     def _relation(self, sql: str, params: dict[str, Any] | None) -> duckdb.DuckDBPyRelation:
         try:
             relation = self._con.sql(sql, params=params)
+        except duckdb.PermissionException as exc:
+            raise _outside_the_catalog(exc) from exc
         except duckdb.Error as exc:
             raise CatalogQueryError(
                 f"The catalog query failed: {exc}\nQuery the views (columns in brackets):\n"
@@ -122,18 +210,25 @@ class Catalog:
             raise CatalogQueryError("The catalog query returned no result set; run a SELECT over the views.")
         return relation
 
-    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Run SQL over the views (`$name` placeholders take `params`)."""
+    def _run(
+        self, sql: str, params: dict[str, Any] | None, fetch: Callable[[duckdb.DuckDBPyRelation], T]
+    ) -> T:
+        self._check_read_only(sql)
         try:
-            return self._relation(sql, params).df()
-        except duckdb.Error as exc:  # errors found only while running, e.g. a failed cast
+            return fetch(self._relation(sql, params))
+        except duckdb.PermissionException as exc:
+            raise _outside_the_catalog(exc) from exc
+        except duckdb.Error as exc:  # errors found only while running: a failed cast, or a damaged file
+            if self._skip_damaged():
+                return self._run(sql, params, fetch)
             raise CatalogQueryError(f"The catalog query failed while running: {exc}") from exc
 
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """Run one SELECT over the views (`$name` placeholders take `params`)."""
+        return self._run(sql, params, lambda relation: relation.df())
+
     def query_arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
-        try:
-            return self._relation(sql, params).to_arrow_table()
-        except duckdb.Error as exc:
-            raise CatalogQueryError(f"The catalog query failed while running: {exc}") from exc
+        return self._run(sql, params, lambda relation: relation.to_arrow_table())
 
     def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return self.query_arrow(sql, params).to_pylist()
@@ -219,11 +314,22 @@ class Catalog:
                 f"Several VMs of set {set_id} are named {vm!r} ({[v['vm_id'] for v in vms]}); use the VM id."
             )
         record = row_to_record(VmBackupRecord, vms[0])
+        if record.status == REBUILT_VM_STATUS:
+            raise CatalogError(
+                f"VM {vm} of set {set_id} was rebuilt from the pool without its configuration (the "
+                f"catalog file that held it was damaged): it cannot be restored as a VM. Write its "
+                f"disks with `bingobackup export-disk --set {set_id} --volume VOLUME_ID`."
+            )
         disks = self._rows(
             "SELECT * FROM disk_backups WHERE pool = $pool AND set_id = $set_id AND vm_id = $vm_id "
             "ORDER BY is_root DESC, device_name, volume_id",
             {"pool": backup_set.pool, "set_id": set_id, "vm_id": record.vm_id},
         )
+        if record.status == "ok" and not disks:
+            raise CatalogError(
+                f"VM {vm} of set {set_id} has no disk rows in the catalog: a catalog file is damaged or "
+                f"missing. Run `bingobackup catalog check --pool {backup_set.pool}`, then `catalog rebuild`."
+            )
         return VmBackup(
             pool=backup_set.pool,
             backup_set=backup_set,
@@ -236,7 +342,7 @@ class Catalog:
         backup_set = self.backup_set(set_id, pool)
         params = {"pool": backup_set.pool, "set_id": set_id, "volume_id": volume_id}
         disks = self._rows(
-            "SELECT size_bytes, chunk_size FROM disk_backups "
+            "SELECT size_bytes, chunk_size, chunk_count FROM disk_backups "
             "WHERE pool = $pool AND set_id = $set_id AND volume_id = $volume_id",
             params,
         )
@@ -250,6 +356,13 @@ class Catalog:
             'WHERE pool = $pool AND set_id = $set_id AND volume_id = $volume_id ORDER BY "offset"',
             params,
         )
+        expected = disks[0]["chunk_count"]
+        if expected is not None and chunks.num_rows != expected:
+            raise CatalogError(
+                f"The catalog holds {chunks.num_rows} of the {expected} chunk rows of disk {volume_id} "
+                f"of set {set_id} in pool {backup_set.pool}: a catalog file is damaged or missing. "
+                f"Run `bingobackup catalog check --pool {backup_set.pool}`, then `catalog rebuild`."
+            )
         return DiskManifest(
             set_id=set_id,
             volume_id=volume_id,
@@ -305,3 +418,10 @@ class Catalog:
 
     def success_rate_by_job(self) -> pd.DataFrame:
         return self.query(analytics.SUCCESS_RATE_BY_JOB)
+
+
+def _outside_the_catalog(exc: duckdb.Error) -> CatalogQueryError:
+    return CatalogQueryError(
+        f"The catalog is read-only and a query may read only its views, not files, databases, "
+        f"extensions or URLs of this host ({exc}). {_RUN_A_SELECT}"
+    )

@@ -19,6 +19,10 @@ from bingobackup.cloud.models import Instance, Volume
 
 SCHEMA_VERSION = 1
 
+# `vm_backups.status` of a VM row `catalog rebuild` wrote after its file was lost: the VM was
+# in the set (its disks say so), its configuration is gone, so it cannot be restored as a VM.
+REBUILT_VM_STATUS = "unknown"
+
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 

@@ -1,17 +1,18 @@
 """The DuckDB views over one or more pools' catalog files.
 
 Each pool's table is a pyarrow dataset projected onto the current schema (older files read
-new columns as NULL), registered in DuckDB; `_all_<table>` unions the pools with the reader's
+new columns as NULL, page checksums verified), registered in DuckDB; `_all_<table>` unions the pools with the reader's
 pool name, and the public views keep only committed rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import duckdb
 import pyarrow.dataset as ds
 
+from catalog.health import PARQUET
 from catalog.location import CatalogLocation
 from catalog.schema import TABLES
 
@@ -41,13 +42,17 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def define_views(con: duckdb.DuckDBPyConnection, pools: Sequence[tuple[str, CatalogLocation]]) -> None:
-    """(Re)create every view from the files present now; call again to see newer files."""
+def define_views(
+    con: duckdb.DuckDBPyConnection,
+    pools: Sequence[tuple[str, CatalogLocation]],
+    skip: Collection[str] = (),
+) -> None:
+    """(Re)create every view from the files present now, but those in `skip` (damaged ones)."""
     for table, schema in TABLES.items():
         selects = []
         for index, (pool, location) in enumerate(pools):
-            files = location.list_files(table)
-            dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=location.filesystem)
+            files = [path for path in location.list_files(table) if path not in skip]
+            dataset = ds.dataset(files, schema=schema, format=PARQUET, filesystem=location.filesystem)
             raw = f"_raw_{table}_{index}"
             con.register(raw, dataset)
             # The reader's name for the pool wins over the one the writer stored.

@@ -15,6 +15,7 @@ import posixpath
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -193,7 +194,7 @@ class CatalogWriter:
                 # An object store makes an upload visible whole or not at all when the stream closes.
                 self._ensure_dir(table)
                 with self.location.filesystem.open_output_stream(path) as out:
-                    pq.write_table(data, out, compression="zstd")
+                    _write_parquet(data, out)
         except OSError as exc:
             raise CatalogWriteError(
                 f"Could not write catalog file {path}: {exc}. Check free space and permissions of the pool; "
@@ -218,6 +219,11 @@ def _check_key(what: str, key: str) -> None:
         )
 
 
+def _write_parquet(data: pa.Table, out: Any) -> None:
+    # Page checksums let readers tell a flipped byte from data (`catalog.health`).
+    pq.write_table(data, out, compression="zstd", write_page_checksum=True)
+
+
 def _write_local_durably(path: str, data: pa.Table) -> None:
     """Temp file, fsync, rename, fsync the directory: a crash leaves the old state or the new file."""
     directory = os.path.dirname(path)
@@ -229,7 +235,7 @@ def _write_local_durably(path: str, data: pa.Table) -> None:
     temp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(temp, "xb") as out:
-            pq.write_table(data, out, compression="zstd")
+            _write_parquet(data, out)
             out.flush()
             os.fsync(out.fileno())
         os.rename(temp, path)

@@ -1,4 +1,4 @@
-"""`bingobackup catalog query`, `bingobackup sets list`, `bingobackup export-disk`.
+"""`bingobackup catalog query|check|rebuild`, `bingobackup sets list`, `bingobackup export-disk`.
 
 They read pools directly (no Prefect server needed): a pool is named by a path or by a name
 this machine knows (see `pools_index`).
@@ -17,11 +17,12 @@ from rich.table import Table
 from rich.tree import Tree
 
 from bingobackup.checksums import file_sha256
-from bingobackup.cli.common import console
+from bingobackup.cli.common import console, err_console
 from bingobackup.cli.pools_index import known_pools, pool_ref
 
 if TYPE_CHECKING:  # the catalog (DuckDB, pandas) is imported only by the commands that read it
     from catalog import CloudEntry, JobEntry
+    from catalog.health import DamagedFile
 
 catalog_app = typer.Typer(
     help="Query the backup history (Parquet catalog, DuckDB SQL).", no_args_is_help=True
@@ -37,7 +38,22 @@ def open_catalog(pools: list[str]):  # type: ignore[no-untyped-def]
         from bingobackup.errors import BingoBackupError
 
         raise BingoBackupError("No pool known on this machine: pass --pool NAME_OR_DIR (repeatable).")
-    return Catalog([pool_ref(n).catalog_root() for n in names])
+    roots = [pool_ref(n).catalog_root() for n in names]
+    typed = {root[0]: name for root, name in zip(roots, names, strict=True)}  # the pool as the user named it
+
+    def warn_damaged(pool: str, damaged: DamagedFile) -> None:
+        # stderr: `--format csv|json` output stays parseable.
+        from rich.markup import escape
+
+        err_console.print(
+            f"[yellow]Warning:[/] pool {escape(pool)}: skipped the damaged catalog file {escape(str(damaged))}. "
+            f"Check and rebuild it with `bingobackup catalog check --pool {escape(typed[pool])}` and "
+            "`catalog rebuild`.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    return Catalog(roots, on_damage=warn_damaged)
 
 
 def _frame_table(frame, title: str = "") -> Table:  # type: ignore[no-untyped-def]
@@ -56,7 +72,7 @@ def query(
     pool: list[str] = typer.Option([], "--pool", help="Pool name or directory (default: every known pool)"),
     output: str = typer.Option("table", "--format", help="table | csv | json"),
 ) -> None:
-    """Run SQL over the views backup_sets, vm_backups, disk_backups, chunks, job_runs."""
+    """Run one read-only SELECT over the views backup_sets, vm_backups, disk_backups, chunks, job_runs."""
     with open_catalog(pool) as cat:
         frame = cat.query(sql)
     if output == "csv":
@@ -65,6 +81,73 @@ def query(
         typer.echo(frame.to_json(orient="records", date_format="iso"))
     else:
         console.print(_frame_table(frame))
+
+
+@catalog_app.command("check")
+def check(pool: str = typer.Option(..., "--pool", help="Pool name or directory")) -> None:
+    """Read every catalog file of a pool; list the damaged ones and those a set lacks (exit 1 if any)."""
+    from rich.markup import escape
+
+    from catalog.health import check_catalog
+    from catalog.location import CatalogLocation
+
+    name, root, filesystem = pool_ref(pool).catalog_root()
+    found = check_catalog(CatalogLocation(root, filesystem))
+    console.print(
+        f"Pool [bold]{name}[/]: {found.files} catalog file(s) read, {len(found.committed)} committed set(s); "
+        f"{len(found.damaged)} damaged, {len(found.missing)} missing",
+        highlight=False,
+    )
+    for damaged in found.damaged:
+        console.print(f"[red]damaged[/] {escape(str(damaged))}", highlight=False, soft_wrap=True)
+    for missing in found.missing:
+        console.print(f"[red]missing[/] {escape(str(missing))}", highlight=False, soft_wrap=True)
+    for run_id, set_id in sorted(found.unrecorded_runs.items()):
+        console.print(
+            f"note: set {escape(set_id)} names job run {escape(run_id)}, which has no record (lost, or the "
+            "set was rebuilt by `pool scan`); `catalog rebuild` writes one from the set",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not found.ok:
+        console.print(
+            f"Readers skip these files. Rebuild them from the pool with `bingobackup catalog rebuild --pool {pool}`."
+        )
+        raise typer.Exit(1)
+
+
+@catalog_app.command("rebuild")
+def rebuild(
+    pool: str = typer.Option(..., "--pool", help="Pool name or directory"),
+    passphrase: str = typer.Option(
+        None, envvar="BINGOBACKUP_POOL_PASSPHRASE", help="Passphrase of an encrypted pool"
+    ),
+) -> None:
+    """Move damaged catalog files aside and write again what they held, from the pool's manifests."""
+    from rich.markup import escape
+
+    from catalog import CatalogWriter
+    from catalog.rebuild import rebuild_catalog
+
+    ref = pool_ref(pool)
+    opened = ref.open(passphrase)
+    name, root, filesystem = ref.catalog_root()
+    done = rebuild_catalog(
+        CatalogWriter(root, filesystem), opened, format_version=opened.config.format_version
+    )
+    for path, target in done.moved:
+        console.print(f"moved aside {path} -> {target}", highlight=False, soft_wrap=True)
+    for path in done.written:
+        console.print(f"rebuilt {path}", highlight=False, soft_wrap=True)
+    for reason in done.not_rebuilt:
+        console.print(f"[red]not rebuilt[/] {escape(reason)}", highlight=False, soft_wrap=True)
+    console.print(
+        f"Pool [bold]{name}[/]: {len(done.moved)} damaged file(s) moved aside, {len(done.written)} file(s) "
+        f"rebuilt, {len(done.not_rebuilt)} not rebuilt",
+        highlight=False,
+    )
+    if done.not_rebuilt:
+        raise typer.Exit(1)
 
 
 @sets_app.command("list")

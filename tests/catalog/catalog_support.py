@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bingobackup.format.manifest import ChunkRef, DiskManifest
+from bingobackup.mover.backup import backup_disk
+from bingobackup.pools.open import create_pool
+from catalog import CatalogWriter
 from catalog.schema import (
     BackupSetRecord,
     DiskBackupRecord,
+    JobRunRecord,
     NicRecord,
     SecurityGroupEntry,
     VmBackupRecord,
 )
 
 CHUNK = 4 << 20
+SMALL_CHUNK = 64 << 10
 T0 = datetime(2025, 3, 1, 2, 0, tzinfo=UTC)
 
 
@@ -130,3 +137,51 @@ def make_set(
         run_id=f"run-{set_id}",
     )
     return SetParts(backup_set, vm_records, disks, manifests)
+
+
+@dataclass
+class BackedUpSet:
+    set_id: str
+    vm_name: str
+    volume_id: str
+    sha256: str
+
+
+def back_up_sets(pool_dir: Path, vm_names: tuple[str, ...] = ("web", "db")) -> list[BackedUpSet]:
+    """A real dedup pool in `pool_dir` with one set per VM (one 3-chunk disk each, random data),
+    committed to its catalog with the job run that made it, as the backup flow does."""
+    pool = create_pool(pool_dir, "dedup", name=pool_dir.name, chunk_size=SMALL_CHUNK)
+    writer = CatalogWriter(str(pool_dir))
+    backed_up = []
+    for n, vm_name in enumerate(vm_names):
+        parts = make_set(f"set-{vm_name}", pool=pool_dir.name, vms=(vm_name,), started=T0 + timedelta(days=n))
+        data = os.urandom(2 * SMALL_CHUNK) + bytes(SMALL_CHUNK) + os.urandom(100)
+        source = pool_dir.parent / "sources" / f"{vm_name}.raw"
+        source.parent.mkdir(exist_ok=True)
+        source.write_bytes(data)
+        root = parts.disks[0]
+        result = backup_disk(
+            source,
+            pool.open_disk_writer(parts.backup_set.set_id, root.volume_id, len(data)),
+            size_bytes=len(data),
+            chunk_size=SMALL_CHUNK,
+        )
+        disk = root.model_copy(update={"size_bytes": len(data)})
+        committed = writer.write_backup_set(parts.backup_set, parts.vms, [disk], [result.manifest])
+        writer.write_job_run(
+            JobRunRecord(
+                run_id=committed.run_id,
+                job_name=committed.job_name,
+                pool=committed.pool,
+                cloud=committed.cloud,
+                set_id=committed.set_id,
+                status="completed",
+                started_at=committed.started_at,
+                ended_at=committed.finished_at,
+                vms_ok=1,
+            )
+        )
+        backed_up.append(
+            BackedUpSet(committed.set_id, vm_name, root.volume_id, hashlib.sha256(data).hexdigest())
+        )
+    return backed_up
