@@ -1,7 +1,7 @@
 """The simulated cloud's state: pydantic records, persisted as one JSON file.
 
 `STATE/state.json` holds every record; volume and snapshot bytes live next to it as sparse
-files. Writes are atomic (temp file, fsync, rename) so a crash never leaves half a state.
+files, shared copy-on-write by hard link (layers.py). Writes are atomic (temp file, fsync, rename) so a crash never leaves half a state.
 One re-entrant lock guards the records; every API call and background copy takes it.
 """
 
@@ -165,6 +165,7 @@ class SnapshotRec(Record):
     snapshot_id: str
     volume_id: str
     status: Literal["pending", "completed", "error"] = "pending"
+    transition: Transition | None = None  # pending → completed or error
     start_time: float
     volume_size_bytes: int
     storage_id: str

@@ -193,9 +193,7 @@ def test_storage_space_follows_writes_and_limits_new_volumes(demo: RunningSimula
     volume = ok(demo.endpoint, "CreateVolume", {"SizeBytes": str(GIB), "StorageId": "sto-b-local"}).text(
         "volumeId"
     )
-    with (demo.state_dir / "volumes" / f"{volume}.raw").open("r+b") as f:
-        f.write(os.urandom(4 * MIB))
-        os.fsync(f.fileno())
+    demo.write_volume(volume, 0, os.urandom(4 * MIB))
     after_write = used()
     status, _ = admin(f"{demo.admin_url}/storages/sto-b-local", "PUT", {"space_max": after_write + GIB // 2})
     too_big = call(demo.endpoint, "CreateVolume", {"SizeBytes": str(GIB), "StorageId": "sto-b-local"})
