@@ -53,7 +53,7 @@ def _space_used(sim: RunningSimulator) -> int:
 
 def test_a_write_after_a_snapshot_changes_the_volume_only(empty: RunningSimulator, tmp_path: Path) -> None:
     image = write_sparse_image(
-        tmp_path / "disk.raw", 256 * MIB, {0: os.urandom(8 * MIB), 200 * MIB: os.urandom(8 * MIB)}
+        tmp_path / "disk.raw", 64 * MIB, {0: os.urandom(4 * MIB), 48 * MIB: os.urandom(8 * MIB)}
     )
     volume = _vm_with_disk(empty, image)
     volumes, snapshots = empty.state_dir / "volumes", empty.state_dir / "snapshots"
@@ -74,14 +74,14 @@ def test_a_write_after_a_snapshot_changes_the_volume_only(empty: RunningSimulato
     status, body = admin(
         f"{empty.admin_url}/volumes/{volume}/write",
         "POST",
-        {"offset": 201 * MIB, "source": str(tmp_path / "new.raw")},
+        {"offset": 49 * MIB, "source": str(tmp_path / "new.raw")},
     )
     assert (status, body["written"]) == (200, len(new_bytes))
 
     expected = tmp_path / "expected.raw"
     shutil.copyfile(image, expected)
     with expected.open("r+b") as f:
-        f.seek(201 * MIB)
+        f.seek(49 * MIB)
         f.write(new_bytes)
     assert sha256(volumes / f"{volume}.raw") == sha256(expected)
     assert sha256(snapshots / f"{snap}.raw") == sha256(image)
