@@ -1,10 +1,10 @@
-"""The running simulated cloud: state, timed transitions, background copies, space accounting.
+"""The running simulated cloud: state, timed transitions, copy-on-write files, space accounting.
 
 Transitions (pending → running, attaching → attached, …) are stored with a due time and
 applied under the lock, both lazily before every API call and by a ticker thread, so a
 device link appears on time even when nobody polls the API. Snapshots and volumes from
 snapshots share their files copy-on-write (layers.py): made under the lock in O(metadata),
-they become completed / available after the same short delay as every other transition.
+they are completed / available at the next look.
 """
 
 from __future__ import annotations
@@ -74,9 +74,10 @@ class SimCloud:
         with self.lock:
             self.store.save()
 
-    def transition(self, to: str) -> Transition:
+    def transition(self, to: str, delay: float | None = None) -> Transition:
+        """`to` after `delay` seconds (default: the simulator's transition delay)."""
         self._wake.set()
-        return Transition(to=to, due=time.time() + self.transition_delay)
+        return Transition(to=to, due=time.time() + (self.transition_delay if delay is None else delay))
 
     def _tick_loop(self) -> None:
         while not self._stopping.is_set():
@@ -194,16 +195,19 @@ class SimCloud:
 
     # ------------------------------------------------------------------ copy-on-write files
 
+    # The file operations take no time, so a snapshot is pending, and a volume from it creating,
+    # only until the next look, as with a copy-on-write cloud and a small disk.
+
     def take_snapshot(self, snap: SnapshotRec) -> None:
-        """Freeze the volume's file as the snapshot's (caller holds the lock): completed after the
-        usual delay, or in error if the volume has no file."""
+        """Freeze the volume's file as the snapshot's (caller holds the lock): completed, or in
+        error if the volume has no file."""
         try:
             freeze(self.store.volume_path(snap.volume_id), self.store.snapshot_path(snap.snapshot_id))
             outcome = "completed"
         except OSError:
             log.exception("simulator: snapshot %s of %s failed", snap.snapshot_id, snap.volume_id)
             outcome = "error"
-        snap.transition = self.transition(outcome)
+        snap.transition = self.transition(outcome, delay=0)
 
     def fill_from_snapshot(self, volume: VolumeRec) -> None:
         """Give a new volume its snapshot's bytes (caller holds the lock): the snapshot's file
@@ -220,4 +224,4 @@ class SimCloud:
         except OSError:
             log.exception("simulator: volume %s from %s failed", volume.volume_id, volume.snapshot_id)
             outcome = "error"
-        volume.transition = self.transition(outcome)
+        volume.transition = self.transition(outcome, delay=0)
