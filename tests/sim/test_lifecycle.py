@@ -69,7 +69,9 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         second.stop()
 
 
-def test_snapshot_of_a_large_sparse_volume_keeps_its_bytes_and_holes(empty: RunningSimulator, tmp_path: Path) -> None:
+def test_snapshot_of_a_large_sparse_volume_keeps_its_bytes_and_holes(
+    empty: RunningSimulator, tmp_path: Path
+) -> None:
     image = write_sparse_image(
         tmp_path / "big.raw", 8 * GIB, {0: os.urandom(2 * MIB), 6 * GIB: os.urandom(2 * MIB)}
     )
