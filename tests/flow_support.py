@@ -106,6 +106,7 @@ class Registered:
         }
 
     def volume_file(self, volume_id: str) -> Path:
+        """For reading: a volume's file may be shared with snapshots; write with sim.write_volume."""
         return self.sim.state_dir / "volumes" / f"{volume_id}.raw"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -63,3 +64,43 @@ def add_vm(
 
         instance_id = add(state, name, cluster, images)
     console.print(f"Added VM [bold]{name}[/] ({instance_id}) with {len(images)} disk(s) to {cluster}.")
+
+
+@app.command("write-volume")
+def write_volume(
+    volume: str = typer.Argument(..., help="Volume id, e.g. vol-3F9A12BC"),
+    source: Path = typer.Option(..., "--from", help="File whose bytes are written into the volume"),
+    offset: int = typer.Option(0, min=0, help="Byte offset in the volume"),
+    state: Path = typer.Option(None, help="State directory of a stopped simulator"),
+    endpoint: str = typer.Option(None, help="Or: URL of a running simulator (http://127.0.0.1:PORT/)"),
+) -> None:
+    """Write a file's bytes into a volume, as a VM writes its disk: snapshots taken before keep
+    their bytes. The only right way to change a volume (its file may be shared with snapshots)."""
+    source = source.resolve()
+    if not source.is_file():
+        raise typer.BadParameter(f"no such file: {source}", param_hint="--from")
+    if (state is None) == (endpoint is None):
+        raise typer.BadParameter(
+            "give exactly one of --state (stopped simulator) or --endpoint (running one)"
+        )
+    if endpoint:
+        body = json.dumps({"offset": offset, "source": str(source)}).encode()
+        request = urllib.request.Request(
+            endpoint.rstrip("/") + f"/_sim/volumes/{volume}/write",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                written = json.loads(response.read())["written"]
+        except urllib.error.HTTPError as error:
+            from bingobackup.sim.errors import SimulatorError
+
+            message = json.loads(error.read()).get("error", error.reason)
+            raise SimulatorError(f"cannot write volume {volume}: {message}") from None
+    else:
+        from bingobackup.sim.layers import write_volume_offline
+
+        written = write_volume_offline(state, volume, offset, source)
+    console.print(f"Wrote {written} bytes into {volume} at offset {offset}.")

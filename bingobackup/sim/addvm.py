@@ -72,8 +72,8 @@ def exclusive_state_dir(state_dir: Path) -> Iterator[int]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SimulatorError(
-                f"a simulator is running on {state_dir}; add the VM through it instead "
-                "(bingobackup sim add-vm --endpoint http://127.0.0.1:PORT/ …) or stop it first"
+                f"a simulator is running on {state_dir}; go through it instead "
+                "(bingobackup sim add-vm or write-volume --endpoint http://127.0.0.1:PORT/ …) or stop it first"
             ) from None
         yield fd
     finally:

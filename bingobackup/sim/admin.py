@@ -1,12 +1,14 @@
 """`/_sim/…`: the simulator's own JSON administration (not part of BingoCloud).
 
-Health, fault injection, statistics, adding VMs from raw images and setting a datastore's
-size, as listed in docs/cloud-api.md. Loopback only, no signature.
+Health, fault injection, statistics, adding VMs from raw images, writing into a volume (the
+way writers must change a volume's bytes, see layers.py) and setting a datastore's size, as
+listed in docs/cloud-api.md. Loopback only, no signature.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,6 +17,7 @@ from bingobackup.sim.addvm import AddVmRequest, add_vm_to_store
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError
 from bingobackup.sim.faults import FaultConfig, FaultInjector
+from bingobackup.sim.layers import write_volume
 
 PREFIX = "/_sim"
 
@@ -24,6 +27,13 @@ class StorageUpdate(BaseModel):
 
     space_max: int | None = Field(None, ge=0)
     reserved_used: int | None = Field(None, ge=0)
+
+
+class VolumeWrite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    offset: int = Field(0, ge=0, description="byte offset in the volume")
+    source: Path = Field(description="a file on this machine whose bytes are written there")
 
 
 class AdminResult(BaseModel):
@@ -72,6 +82,14 @@ def _route(cloud: SimCloud, faults: FaultInjector, method: str, route: str, raw:
         with cloud.lock:
             instance_id = add_vm_to_store(cloud.store, request)
         return AdminResult(status=201, body={"instance_id": instance_id})
+    if route.startswith("volumes/") and route.endswith("/write") and method == "POST":
+        volume_id = route.removeprefix("volumes/").removesuffix("/write")
+        write = _parse(VolumeWrite, raw)
+        with cloud.lock:
+            written = write_volume(cloud.store, volume_id, write.offset, write.source)
+        return AdminResult(
+            status=200, body={"volume_id": volume_id, "offset": write.offset, "written": written}
+        )
     if route.startswith("storages/") and method == "PUT":
         storage_id = route.split("/", 1)[1]
         update = _parse(StorageUpdate, raw)

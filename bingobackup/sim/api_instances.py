@@ -8,12 +8,12 @@ from bingobackup.sim.builder import device_name, new_instance, new_volume, resol
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError, incorrect_state, invalid, not_found
 from bingobackup.sim.idempotency import idempotent
+from bingobackup.sim.layers import freeze
 from bingobackup.sim.network import make_nic, subnets_of_cluster
 from bingobackup.sim.query import Params, matches, page, select_ids
 from bingobackup.sim.state import STATE_CODES, InstanceRec, NicRec, link_device
 from bingobackup.sim.types import Handler
 from bingobackup.sim.xml import iso_time
-from bingobackup.sparse import copy_sparse
 
 INSTANCE_FILTERS = ["instance-id", "node-id", "cluster-id", "instance-state-name", "name"]
 
@@ -203,7 +203,7 @@ def _nics(cloud: SimCloud, params: Params, cluster_id: str) -> list[NicRec]:
 
 
 def run_instances(cloud: SimCloud, params: Params) -> dict[str, Any]:
-    """Launch one VM whose root volume is a sparse copy of the image's snapshot."""
+    """Launch one VM whose root volume is the image's snapshot, shared copy-on-write."""
     state = cloud.state
     image_id = params.require("ImageId")
     for name in ("MinCount", "MaxCount"):
@@ -270,8 +270,7 @@ def run_instances(cloud: SimCloud, params: Params) -> dict[str, Any]:
         device=instance.root_device_name,
         volume_format=source_vm.format if source_vm else "qcow2",
     )
-    # The launch is synchronous in the simulator: the root disk is a (reflinked or sparse) copy.
-    copy_sparse(cloud.store.snapshot_path(snapshot.snapshot_id), cloud.store.volume_path(root.volume_id))
+    freeze(cloud.store.snapshot_path(snapshot.snapshot_id), cloud.store.volume_path(root.volume_id))
     link_device(cloud.store, root)
     return _reservation(cloud, instance)
 

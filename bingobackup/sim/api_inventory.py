@@ -7,11 +7,11 @@ from typing import Any
 
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError, incorrect_state, not_found
+from bingobackup.sim.layers import allocated_once
 from bingobackup.sim.network import used_ips
 from bingobackup.sim.query import Params, matches, page, select_ids
 from bingobackup.sim.state import ImageRec
 from bingobackup.sim.types import Handler
-from bingobackup.sparse import allocated_bytes
 
 
 def _paged(params: Params, set_name: str, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -43,10 +43,8 @@ def describe_nodes(cloud: SimCloud, params: Params) -> dict[str, Any]:
             for i in state.instances.values()
             if i.node_id == node.node_id and i.state in ("pending", "running")
         ]
-        disk_used = sum(
-            allocated_bytes(cloud.store.volume_path(v.volume_id))
-            for v in state.volumes.values()
-            if v.node_id == node.node_id and cloud.store.volume_path(v.volume_id).exists()
+        disk_used = allocated_once(
+            cloud.store.volume_path(v.volume_id) for v in state.volumes.values() if v.node_id == node.node_id
         )
         items.append(
             {

@@ -1,4 +1,4 @@
-"""Volumes and snapshots: sparse files under STATE/volumes and STATE/snapshots."""
+"""Volumes and snapshots: sparse files under STATE/volumes and STATE/snapshots, shared copy-on-write."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def create_volume(cloud: SimCloud, params: Params) -> dict[str, Any]:
     if snapshot is not None:
         volume.source_instance_id = snapshot.source_instance_id
         volume.source_node_id = snapshot.source_node_id
-        cloud.start_volume_from_snapshot(volume)
+        cloud.fill_from_snapshot(volume)
     else:
         create_sparse_file(cloud.store.volume_path(volume.volume_id), size)
         volume.transition = cloud.transition("available")
@@ -153,8 +153,7 @@ def delete_volume(cloud: SimCloud, params: Params) -> dict[str, Any]:
             f"The volume '{volume.volume_id}' is attached to {volume.attachment.instance_id}; detach it first.",
         )
     del cloud.state.volumes[volume.volume_id]
-    if volume.status != "creating":  # a copy still running deletes its file when it ends
-        cloud.delete_volume_files(volume.volume_id)
+    cloud.delete_volume_files(volume.volume_id)
     return {"return": True}
 
 
@@ -251,7 +250,7 @@ def create_snapshot(cloud: SimCloud, params: Params) -> dict[str, Any]:
     )
     state.snapshots[snapshot.snapshot_id] = snapshot
     cloud.stats.snapshotted(volume.volume_id, owner.state if owner else "")
-    cloud.start_snapshot(snapshot.snapshot_id)
+    cloud.take_snapshot(snapshot)
     return snapshot_item(snapshot)
 
 
@@ -268,8 +267,7 @@ def delete_snapshot(cloud: SimCloud, params: Params) -> dict[str, Any]:
     if users:
         raise incorrect_state(f"The snapshot '{snapshot_id}' is in use by {', '.join(users)}.")
     del state.snapshots[snapshot_id]
-    if snapshot.status != "pending":  # a copy still running deletes its file when it ends
-        cloud.store.snapshot_path(snapshot_id).unlink(missing_ok=True)
+    cloud.store.snapshot_path(snapshot_id).unlink(missing_ok=True)
     return {"return": True}
 
 

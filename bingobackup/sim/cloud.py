@@ -1,9 +1,10 @@
-"""The running simulated cloud: state, timed transitions, background copies, space accounting.
+"""The running simulated cloud: state, timed transitions, copy-on-write files, space accounting.
 
 Transitions (pending → running, attaching → attached, …) are stored with a due time and
 applied under the lock, both lazily before every API call and by a ticker thread, so a
-device link appears on time even when nobody polls the API. Sparse copies (snapshots,
-volumes from snapshots) run in a small thread pool, outside the lock.
+device link appears on time even when nobody polls the API. Snapshots and volumes from
+snapshots share their files copy-on-write (layers.py): made under the lock in O(metadata),
+they are completed / available at the next look.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from bingobackup.sim.errors import SimApiError
+from bingobackup.sim.layers import allocated_once, freeze
 from bingobackup.sim.state import (
     InstanceRec,
+    SnapshotRec,
     StateStore,
     Transition,
     VolumeRec,
@@ -26,7 +26,7 @@ from bingobackup.sim.state import (
     unlink_device,
 )
 from bingobackup.sim.stats import StatsRecorder
-from bingobackup.sparse import allocated_bytes, copy_sparse
+from bingobackup.sparse import copy_sparse
 
 log = logging.getLogger("bingobackup.sim")
 
@@ -34,11 +34,10 @@ _TICK_MAX = 1.0
 
 
 class SimCloud:
-    def __init__(self, store: StateStore, transition_delay: float = 0.2, *, copy_workers: int = 4) -> None:
+    def __init__(self, store: StateStore, transition_delay: float = 0.2) -> None:
         self.store = store
         self.transition_delay = transition_delay
         self.stats = StatsRecorder()
-        self._copies = ThreadPoolExecutor(copy_workers, thread_name_prefix="sim-copy")
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._ticker = threading.Thread(target=self._tick_loop, name="sim-ticker", daemon=True)
@@ -60,11 +59,11 @@ class SimCloud:
             for volume in self.state.volumes.values():
                 if volume.attachment is not None and volume.attachment.status == "attached":
                     link_device(self.store, volume)
-                if volume.status == "creating" and volume.transition is None:
-                    self._copy_into_volume(volume)
+                if volume.status == "creating" and volume.transition is None:  # left by a copying version
+                    self.fill_from_snapshot(volume)
             for snap in self.state.snapshots.values():
-                if snap.status == "pending":
-                    self._copy_snapshot(snap.snapshot_id, snap.volume_id)
+                if snap.status == "pending" and snap.transition is None:
+                    self.take_snapshot(snap)
         self._ticker.start()
 
     def stop(self) -> None:
@@ -72,13 +71,13 @@ class SimCloud:
         self._wake.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout=5)
-        self._copies.shutdown(wait=True, cancel_futures=False)
         with self.lock:
             self.store.save()
 
-    def transition(self, to: str) -> Transition:
+    def transition(self, to: str, delay: float | None = None) -> Transition:
+        """`to` after `delay` seconds (default: the simulator's transition delay)."""
         self._wake.set()
-        return Transition(to=to, due=time.time() + self.transition_delay)
+        return Transition(to=to, due=time.time() + (self.transition_delay if delay is None else delay))
 
     def _tick_loop(self) -> None:
         while not self._stopping.is_set():
@@ -91,6 +90,7 @@ class SimCloud:
 
     def _next_due(self) -> float | None:
         dues = [i.transition.due for i in self.state.instances.values() if i.transition]
+        dues += [s.transition.due for s in self.state.snapshots.values() if s.transition]
         for volume in self.state.volumes.values():
             if volume.transition:
                 dues.append(volume.transition.due)
@@ -124,6 +124,11 @@ class SimCloud:
                     link_device(self.store, volume)
                 else:
                     self._finish_detach(volume)
+                changed = True
+        for snap in self.state.snapshots.values():
+            if snap.transition and snap.transition.due <= now:
+                snap.status = "completed" if snap.transition.to == "completed" else "error"
+                snap.transition = None
                 changed = True
         if changed:
             self.store.save()
@@ -164,8 +169,8 @@ class SimCloud:
         self.store.volume_path(volume_id).unlink(missing_ok=True)
 
     def storage_used(self, storage_id: str) -> int:
+        """Reserved space plus the files' allocated bytes, a file shared copy-on-write counted once."""
         storage = self.state.storages[storage_id]
-        used = storage.reserved_used
         paths = [
             self.store.volume_path(v.volume_id)
             for v in self.state.volumes.values()
@@ -176,7 +181,7 @@ class SimCloud:
             for s in self.state.snapshots.values()
             if s.storage_id == storage_id
         ]
-        return used + sum(_allocated(p) for p in paths)
+        return storage.reserved_used + allocated_once(paths)
 
     def check_space(self, storage_id: str, size_bytes: int) -> None:
         storage = self.state.storages[storage_id]
@@ -188,59 +193,35 @@ class SimCloud:
                 f"{size_bytes} bytes; choose another storage or free space",
             )
 
-    # ------------------------------------------------------------------ background copies
+    # ------------------------------------------------------------------ copy-on-write files
 
-    def _submit_copy(self, src: Path, dst: Path, done: Callable[[bool], None]) -> None:
-        def run() -> None:
-            try:
-                copy_sparse(src, dst)
-                ok = True
-            except OSError:
-                log.exception("simulator: copying %s to %s failed", src, dst)
-                ok = False
-            with self.lock:
-                done(ok)
-                self.store.save()
+    # The file operations take no time, so a snapshot is pending, and a volume from it creating,
+    # only until the next look, as with a copy-on-write cloud and a small disk.
 
-        self._copies.submit(run)
+    def take_snapshot(self, snap: SnapshotRec) -> None:
+        """Freeze the volume's file as the snapshot's (caller holds the lock): completed, or in
+        error if the volume has no file."""
+        try:
+            freeze(self.store.volume_path(snap.volume_id), self.store.snapshot_path(snap.snapshot_id))
+            outcome = "completed"
+        except OSError:
+            log.exception("simulator: snapshot %s of %s failed", snap.snapshot_id, snap.volume_id)
+            outcome = "error"
+        snap.transition = self.transition(outcome, delay=0)
 
-    def _copy_snapshot(self, snapshot_id: str, volume_id: str) -> None:
-        def done(ok: bool) -> None:
-            snap = self.state.snapshots.get(snapshot_id)
-            if snap is None:  # deleted while copying
-                self.store.snapshot_path(snapshot_id).unlink(missing_ok=True)
-                return
-            snap.status = "completed" if ok else "error"
-
-        self._submit_copy(self.store.volume_path(volume_id), self.store.snapshot_path(snapshot_id), done)
-
-    def start_snapshot(self, snapshot_id: str) -> None:
-        snap = self.state.snapshots[snapshot_id]
-        self._copy_snapshot(snap.snapshot_id, snap.volume_id)
-
-    def _copy_into_volume(self, volume: VolumeRec) -> None:
-        volume_id = volume.volume_id
-
-        def done(ok: bool) -> None:
-            current = self.state.volumes.get(volume_id)
-            if current is None:
-                self.delete_volume_files(volume_id)
-                return
-            current.status = "available" if ok else "error"
-            path = self.store.volume_path(volume_id)
-            if ok and path.stat().st_size < current.size_bytes:  # a volume larger than its snapshot
-                os.truncate(path, current.size_bytes)
-
-        self._submit_copy(
-            self.store.snapshot_path(volume.snapshot_id), self.store.volume_path(volume_id), done
-        )
-
-    def start_volume_from_snapshot(self, volume: VolumeRec) -> None:
-        self._copy_into_volume(volume)
-
-
-def _allocated(path: Path) -> int:
-    try:
-        return allocated_bytes(path)
-    except FileNotFoundError:
-        return 0
+    def fill_from_snapshot(self, volume: VolumeRec) -> None:
+        """Give a new volume its snapshot's bytes (caller holds the lock): the snapshot's file
+        itself when the sizes match, a sparse copy grown to size when the volume is larger."""
+        source = self.store.snapshot_path(volume.snapshot_id)
+        path = self.store.volume_path(volume.volume_id)
+        try:
+            if source.stat().st_size == volume.size_bytes:
+                freeze(source, path)
+            else:  # growing a shared file would grow the snapshot too
+                copy_sparse(source, path)
+                os.truncate(path, volume.size_bytes)
+            outcome = "available"
+        except OSError:
+            log.exception("simulator: volume %s from %s failed", volume.volume_id, volume.snapshot_id)
+            outcome = "error"
+        volume.transition = self.transition(outcome, delay=0)

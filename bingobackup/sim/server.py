@@ -28,6 +28,7 @@ from bingobackup.sim.admin import PREFIX, handle_admin
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError
 from bingobackup.sim.faults import Fault, FaultInjector
+from bingobackup.sim.layers import write_volume
 from bingobackup.sim.query import Params
 from bingobackup.sim.scenarios import create_scenario
 from bingobackup.sim.state import StateStore
@@ -231,6 +232,11 @@ class RunningSimulator:
 
     def stats(self) -> SimStats:
         return self.cloud.stats.snapshot()
+
+    def write_volume(self, volume_id: str, offset: int, data: bytes) -> None:
+        """Write into a volume as `POST /_sim/volumes/<id>/write` does (snapshots keep their bytes)."""
+        with self.cloud.lock:
+            write_volume(self.cloud.store, volume_id, offset, data)
 
     def stop(self) -> None:
         if not self._thread.is_alive():

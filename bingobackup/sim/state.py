@@ -1,8 +1,9 @@
 """The simulated cloud's state: pydantic records, persisted as one JSON file.
 
 `STATE/state.json` holds every record; volume and snapshot bytes live next to it as sparse
-files. Writes are atomic (temp file, fsync, rename) so a crash never leaves half a state.
-One re-entrant lock guards the records; every API call and background copy takes it.
+files, shared copy-on-write by hard link (layers.py). Writes are atomic (temp file, fsync,
+rename) so a crash never leaves half a state. One re-entrant lock guards the records; every
+API call, change made through the admin endpoint and transition takes it.
 """
 
 from __future__ import annotations
@@ -165,6 +166,7 @@ class SnapshotRec(Record):
     snapshot_id: str
     volume_id: str
     status: Literal["pending", "completed", "error"] = "pending"
+    transition: Transition | None = None  # pending → completed or error
     start_time: float
     volume_size_bytes: int
     storage_id: str

@@ -69,7 +69,9 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         second.stop()
 
 
-def test_snapshot_of_a_large_sparse_volume_copies_only_data(empty: RunningSimulator, tmp_path: Path) -> None:
+def test_snapshot_of_a_large_sparse_volume_keeps_its_bytes_and_holes(
+    empty: RunningSimulator, tmp_path: Path
+) -> None:
     image = write_sparse_image(
         tmp_path / "big.raw", 8 * GIB, {0: os.urandom(2 * MIB), 6 * GIB: os.urandom(2 * MIB)}
     )
@@ -193,9 +195,7 @@ def test_storage_space_follows_writes_and_limits_new_volumes(demo: RunningSimula
     volume = ok(demo.endpoint, "CreateVolume", {"SizeBytes": str(GIB), "StorageId": "sto-b-local"}).text(
         "volumeId"
     )
-    with (demo.state_dir / "volumes" / f"{volume}.raw").open("r+b") as f:
-        f.write(os.urandom(4 * MIB))
-        os.fsync(f.fileno())
+    demo.write_volume(volume, 0, os.urandom(4 * MIB))
     after_write = used()
     status, _ = admin(f"{demo.admin_url}/storages/sto-b-local", "PUT", {"space_max": after_write + GIB // 2})
     too_big = call(demo.endpoint, "CreateVolume", {"SizeBytes": str(GIB), "StorageId": "sto-b-local"})
