@@ -123,7 +123,9 @@ def job_tag_limits(job: BackupJob) -> JobTagLimits:
     return JobTagLimits(limits, frozenset(tag for tag, count in contenders.items() if count > limits[tag]))
 
 
-@task(name="back up disk", cache_policy=NONE)
+@task(
+    name="back up disk", task_run_name="back up {disk.volume_id} ({vm.name}, {disk.role})", cache_policy=NONE
+)
 def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> DiskOutcome:
     """Stage the snapshot on the backup host and stream it through read → dedup → write."""
     client = job.client()
@@ -152,6 +154,7 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
             send_limiter=job.send_limiter,
             progress=(lambda done, _total: progress.update(disk.volume_id, done)) if progress else None,
             cancel=job.watchdog.cancel,
+            label=f"{disk.volume_id} ({vm.name}, {disk.role})",
         )
         read = read_disk_chunks.submit(pipeline)
         hashed = dedup.submit(pipeline)
@@ -162,7 +165,7 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
     return DiskOutcome(disk=disk, snapshot_id=snap.snapshot_id, result=result)
 
 
-@task(name="back up VM", cache_policy=NONE)
+@task(name="back up VM", task_run_name="back up {vm.name}", cache_policy=NONE)
 def back_up_vm(
     job: BackupJob, vm: ResolvedVm, attempt: int, done: list[DiskOutcome], limits: JobTagLimits
 ) -> VmOutcome:

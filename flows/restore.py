@@ -142,7 +142,7 @@ def _outcome(vm: VmPlan, started: float, **fields: Any) -> VmRestoreOutcome:
     )
 
 
-@task(name="restore VM", cache_policy=NONE)
+@task(name="restore VM", task_run_name="restore {vm.source.name} → {vm.name}", cache_policy=NONE)
 def restore_one(job: RestoreJob, vm: VmPlan) -> VmRestoreOutcome:
     """One VM (or one VM's disks). Never raises: a failure cleans up and becomes an outcome."""
     started = time.monotonic()

@@ -41,7 +41,7 @@ def run_job_hook(name: HookName, hook: Hook, env: dict[str, str]) -> HookResult:
     return run_hook(name, hook, env, get_run_logger())
 
 
-@task(name="snapshot", cache_policy=NONE)
+@task(name="snapshot", task_run_name="snapshot {vm.name}", cache_policy=NONE)
 def snapshot(
     job: BackupJob, vm: ResolvedVm, client: BingoCloudClient, taken: dict[str, Snapshot]
 ) -> list[str]:
@@ -49,17 +49,17 @@ def snapshot(
     return [s.snapshot_id for s in taken.values()]
 
 
-@task(name="read disk chunks", cache_policy=NONE)
+@task(name="read disk chunks", task_run_name="read {pipeline.label}", cache_policy=NONE)
 def read_disk_chunks(pipeline: DiskPipeline) -> int:
     return pipeline.read()
 
 
-@task(name="dedup", cache_policy=NONE)
+@task(name="dedup", task_run_name="dedup {pipeline.label}", cache_policy=NONE)
 def dedup(pipeline: DiskPipeline) -> int:
     return pipeline.dedup()
 
 
-@task(name="write to pool", cache_policy=NONE)
+@task(name="write to pool", task_run_name="write {pipeline.label} to the pool", cache_policy=NONE)
 def write_to_pool(pipeline: DiskPipeline) -> DiskBackupResult:
     return pipeline.write()
 

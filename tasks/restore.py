@@ -98,7 +98,11 @@ def prepare_restore(spec: RestoreSpec, user_name: str | None) -> RestoreJob:
     return prepare_restore_job(store, resolve_user(store, user_name), spec, PoolCatalog)
 
 
-@task(name="create volume and write disk", cache_policy=NONE)
+@task(
+    name="create volume and write disk",
+    task_run_name="write {disk.source.volume_id} → {disk.name} ({vm.name})",
+    cache_policy=NONE,
+)
 def write_disk_task(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> RestoredDisk:
     try:
         return write_disk(job, ledger, vm, disk)
@@ -106,12 +110,12 @@ def write_disk_task(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan)
         raise PoolCatalog(job.pool_registration).explain_unreadable_chunk(exc) from exc
 
 
-@task(name="create VM", cache_policy=NONE)
+@task(name="create VM", task_run_name="create VM {vm.name}", cache_policy=NONE)
 def create_vm_task(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredDisk]) -> Instance:
     return create_vm(job, ledger, vm, disks)
 
 
-@task(name="attach disk", cache_policy=NONE)
+@task(name="attach disk", task_run_name="attach {disk.volume_id} to {vm.attach_to}", cache_policy=NONE)
 def attach_disk_task(job: RestoreJob, vm: VmPlan, disk: RestoredDisk) -> RestoredDisk:
     return attach_restored(job, vm, disk)
 

@@ -57,10 +57,13 @@ class DiskPipeline:
         send_limiter: RateLimiter | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancel: threading.Event | None = None,
+        label: str = "",
     ) -> None:
         if channels < 1 or chunk_size <= 0:
             raise ValueError("channels must be ≥ 1 and chunk_size positive")
         self.device = Path(device_path)
+        # What the disk is to people (`vol-… (web-01, system)`): the stage tasks are named by it.
+        self.label = label or self.device.name
         self.sink = sink
         self.size_bytes = size_bytes
         self.chunk_size = chunk_size

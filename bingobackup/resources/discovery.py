@@ -35,6 +35,10 @@ class Disk(_Frozen):
     storage_id: str = ""
     format: str = ""
 
+    @property
+    def role(self) -> str:
+        return "system" if self.system else "data"
+
 
 class VmEntry(_Frozen):
     """A VM as the cloud describes it, with its disks (system disk first)."""

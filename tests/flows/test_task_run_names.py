@@ -1,0 +1,52 @@
+"""Task runs are named by what they work on, so an operator reading a run in the Prefect UI
+sees `back up web-multi` and `read vol-… (web-multi, system)`, not `back up VM-078`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+from flow_support import Registered
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from restore_support import back_up
+
+from bingobackup.restore.verification import verification_code
+from bingobackup.specs.restore import load_restore_spec
+from flows.restore import restore_vm
+
+
+def _task_run_names(flow_run_id: UUID) -> set[str]:
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {run.name for run in runs}
+
+
+def test_backup_and_restore_task_runs_name_their_vm_and_disks(registered: Registered, tmp_path: Path) -> None:
+    backed_up = back_up(registered, tmp_path, name="web-multi")
+    instance = backed_up.instance
+    [root] = [b.volume_id for b in instance.block_devices if b.device_name == instance.root_device_name]
+    [data] = [b.volume_id for b in instance.block_devices if b.volume_id != root]
+    with get_client(sync_client=True) as client:
+        [backup_run] = [
+            run for run in client.read_flow_runs() if run.parameters["spec"]["name"] == "job-web-multi"
+        ]
+    names = _task_run_names(backup_run.id)
+    assert {
+        "snapshot web-multi",
+        "back up web-multi",
+        f"back up {root} (web-multi, system)",
+        f"back up {data} (web-multi, data)",
+        f"read {root} (web-multi, system)",
+        f"dedup {data} (web-multi, data)",
+        f"write {data} (web-multi, data) to the pool",
+    } <= names
+
+    nics = [{"index": i, "ip": "auto", "mac": "auto"} for i in (0, 1)]  # the source VM still runs
+    spec = load_restore_spec(backed_up.spec(target={"name": "web-multi-restored", "nics": nics}))
+    state = restore_vm(spec=spec, confirm=verification_code(spec), return_state=True)
+    assert state.is_completed(), state.message
+    names = _task_run_names(state.state_details.flow_run_id)
+    assert "restore web-multi → web-multi-restored" in names
+    assert "create VM web-multi-restored" in names
+    assert any(name.startswith(f"write {root} → ") for name in names)
