@@ -175,7 +175,7 @@ def test_timezone_through_the_cli_and_a_registration_saved_without_one(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import BlockDocumentUpdate
 
-    from tasks.blocks import BingoCloudBlock, PrefectRegistryStore, block_document_name
+    from tasks.blocks import PrefectRegistryStore, block_document_name
 
     monkeypatch.setenv("BINGOBACKUP_HOME", str(tmp_path / "home"))
     runner = CliRunner()
@@ -214,4 +214,5 @@ def test_timezone_through_the_cli_and_a_registration_saved_without_one(
     loaded = PrefectRegistryStore().get_cloud(name)
     assert loaded is not None and loaded.timezone == "Asia/Shanghai"
     assert loaded.secret_key.get_secret_value() == SECRET_KEY
-    assert BingoCloudBlock.load(block_document_name(name)).timezone == "Asia/Shanghai"
+    listed = runner.invoke(app, ["cloud", "list"], catch_exceptions=False).output
+    assert re.search(rf"{name}\s.*\sAsia/Shanghai\s", listed), listed
