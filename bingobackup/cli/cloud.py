@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from bingobackup.cli.common import authorize_command, console, parse_pairs, registry
-from bingobackup.cloud.signing import mask_key
+from bingobackup.cloud.signing import DEFAULT_TIMEZONE, mask_key
 
 app = typer.Typer(help="Register and manage BingoClouds (V7 and V9).", no_args_is_help=True)
 
@@ -24,6 +24,9 @@ def register(
     backup_host: str = typer.Option(..., help="Instance id of an activated backup host in this cloud"),
     ca_file: str = typer.Option(None, help="CA bundle for a cloud with a private certificate authority"),
     no_verify_tls: bool = typer.Option(False, help="Do not verify the TLS certificate (not recommended)"),
+    timezone: str = typer.Option(
+        DEFAULT_TIMEZONE, help="IANA zone of the cloud's clock; request timestamps are written in it"
+    ),
 ) -> None:
     """Register a cloud; its keys are verified against the API before anything is saved."""
     from bingobackup.resources.clouds import register_cloud
@@ -42,9 +45,13 @@ def register(
                 "backup_host": backup_host,
                 "ca_file": ca_file,
                 "verify_tls": not no_verify_tls,
+                "timezone": timezone,
             },
         )
-    console.print(f"Registered cloud [bold]{cloud.name}[/] at {cloud.describe_connection()}; keys verified.")
+    console.print(
+        f"Registered cloud [bold]{cloud.name}[/] at {cloud.describe_connection()}, clock in "
+        f"{cloud.timezone}; keys verified."
+    )
 
 
 @app.command("list")
@@ -54,11 +61,14 @@ def list_() -> None:
 
     with registry() as (store, user):
         clouds = list_clouds(store, user)
-    table = Table("name", "endpoint", "access key", "backup host", "groups", "tags", "data network")
+    table = Table(
+        "name", "endpoint", "timezone", "access key", "backup host", "groups", "tags", "data network"
+    )
     for c in clouds:
         table.add_row(
             c.name,
             c.endpoint,
+            c.timezone,
             mask_key(c.access_key),
             c.backup_host,
             ", ".join(c.groups),
@@ -92,8 +102,10 @@ def settings(
     secret_key: str = typer.Option(None, envvar="BINGOBACKUP_SECRET_KEY"),
     backup_host: str = typer.Option(None),
     ca_file: str = typer.Option(None),
+    timezone: str = typer.Option(None, help="IANA zone of the cloud's clock, e.g. Asia/Shanghai or UTC"),
 ) -> None:
-    """Update how a cloud is reached (address, port, SSL, keys); re-verified before saving."""
+    """Update how a cloud is reached (address, port, SSL, keys, clock's timezone); re-verified
+    before saving."""
     from bingobackup.resources.clouds import UNSET, update_cloud_settings
 
     with registry() as (store, user):
@@ -107,9 +119,13 @@ def settings(
             access_key=access_key,
             secret_key=secret_key,
             backup_host=backup_host,
+            timezone=timezone,
             ca_file=ca_file if ca_file is not None else UNSET,
         )
-    console.print(f"Cloud [bold]{cloud.name}[/] now at {cloud.describe_connection()}; keys verified.")
+    console.print(
+        f"Cloud [bold]{cloud.name}[/] now at {cloud.describe_connection()}, clock in {cloud.timezone}; "
+        "keys verified."
+    )
 
 
 @app.command()

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from bingobackup.cli.common import console
+from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone
 
 app = typer.Typer(
     help="The simulated BingoCloud: a real HTTP server speaking the BingoCloud API.", no_args_is_help=True
@@ -25,11 +26,25 @@ def serve(
         ..., help="Secret Key the simulator accepts", envvar="BINGOBACKUP_SIM_SECRET_KEY"
     ),
     scenario: str = typer.Option("demo", help="demo | scale: what a new state directory holds"),
+    timezone: str = typer.Option(
+        DEFAULT_TIMEZONE, help="IANA zone the cloud reads request timestamps in (its clock's zone)"
+    ),
 ) -> None:
     """Serve in the foreground on 127.0.0.1 until SIGTERM/SIGINT; the state survives a restart."""
     from bingobackup.sim.server import serve_forever
 
-    serve_forever(state_dir=state, port=port, access_key=access_key, secret_key=secret_key, scenario=scenario)
+    try:
+        cloud_zone(timezone)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--timezone") from None
+    serve_forever(
+        state_dir=state,
+        port=port,
+        access_key=access_key,
+        secret_key=secret_key,
+        scenario=scenario,
+        timezone=timezone,
+    )
 
 
 @app.command("add-vm")

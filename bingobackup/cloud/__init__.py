@@ -5,6 +5,7 @@ from __future__ import annotations
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.errors import (
     CloudAuthError,
+    CloudClockError,
     CloudError,
     CloudInvalidRequest,
     CloudNotFoundError,
@@ -18,6 +19,7 @@ from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait
 __all__ = [
     "BingoCloudClient",
     "CloudAuthError",
+    "CloudClockError",
     "CloudError",
     "CloudInvalidRequest",
     "CloudNotFoundError",

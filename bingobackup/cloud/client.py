@@ -43,7 +43,7 @@ from bingobackup.cloud.models import (
     VolumeAttachment,
     Vpc,
 )
-from bingobackup.cloud.signing import mask_key, signed_params
+from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone, mask_key, signed_params
 from bingobackup.cloud.transport import Endpoint, make_ssl_context, post_form
 
 log = logging.getLogger("bingobackup.cloud")
@@ -68,7 +68,8 @@ class BingoCloudClient:
     throttling, 5xx and dropped connections are retried (backoff with jitter) before the
     last error is raised. `verify` (default True) checks TLS certificates; `ca_file` adds a
     CA bundle. The secret key is never put in a log line, repr or exception.
-    `page_size` is the `MaxRecords` sent by the Describe* iterators.
+    `page_size` is the `MaxRecords` sent by the Describe* iterators. `timezone` is the IANA
+    zone of the cloud's clock: every `Timestamp` is this host's clock written in that zone.
     """
 
     def __init__(
@@ -82,9 +83,11 @@ class BingoCloudClient:
         timeout_seconds: float = 30.0,
         retry_window_seconds: float = 60.0,
         page_size: int = 100,
+        timezone: str = DEFAULT_TIMEZONE,
     ) -> None:
         if not 1 <= page_size <= 1000:
             raise ValueError(f"page_size must be between 1 and 1000 (MaxRecords), not {page_size}")
+        cloud_zone(timezone)
         self._endpoint = Endpoint.parse(endpoint)
         self.endpoint = self._endpoint.url
         self.access_key = access_key
@@ -94,6 +97,7 @@ class BingoCloudClient:
         self.timeout_seconds = timeout_seconds
         self.retry_window_seconds = retry_window_seconds
         self.page_size = page_size
+        self.timezone = timezone
         self._ssl_context: ssl.SSLContext | None = (
             make_ssl_context(verify, ca_file) if self._endpoint.scheme == "https" else None
         )
@@ -123,6 +127,7 @@ class BingoCloudClient:
             self._secret_key.get_secret_value(),
             self._endpoint.host_header,
             self._endpoint.path,
+            self.timezone,
         )
         status, body = post_form(
             self._endpoint,
@@ -132,7 +137,9 @@ class BingoCloudClient:
             ssl_context=self._ssl_context,
         )
         if status != 200:
-            raise error_from_response(status, body, action)
+            raise error_from_response(
+                status, body, action, timestamp=signed["Timestamp"], timezone=self.timezone
+            )
         try:
             return parse(body)
         except ET.ParseError as exc:

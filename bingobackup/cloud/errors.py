@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from bingobackup.cloud._xml import parse
+from bingobackup.cloud.signing import DEFAULT_TIMEZONE
 from bingobackup.errors import BingoBackupError
 
 AUTH_CODES = frozenset({"AuthFailure", "SignatureDoesNotMatch", "RequestExpired"})
@@ -91,6 +92,23 @@ class CloudAuthError(CloudError):
     hint = "Check the Access Key and Secret Key (and the cluster clock) with `bingobackup cloud settings`"
 
 
+class CloudClockError(CloudAuthError):
+    """The cloud refused the request's `Timestamp`: this host's clock is off, or the registered
+    cloud's timezone is not the one its clock runs in (the stamp is wall time in that zone)."""
+
+    def __init__(self, message: str, *, timezone: str, timestamp: str, **kwargs: Any) -> None:
+        self.timezone = timezone
+        self.timestamp = timestamp
+        self.hint = (
+            f"The request was stamped {timestamp or '(unknown)'}: this host's clock as wall time in "
+            f"{timezone}, the timezone setting of the registered cloud. If the cloud's clock runs in "
+            "another zone, change the setting with `bingobackup cloud settings CLOUD --timezone ZONE` "
+            "(an IANA name such as Asia/Shanghai or UTC); if the zone is right, correct this host's "
+            "clock (NTP)"
+        )
+        super().__init__(message, **kwargs)
+
+
 class CloudNotFoundError(CloudError):
     pass
 
@@ -142,6 +160,11 @@ def _find_text(root: ET.Element, name: str) -> str:
     return ""
 
 
+def _refuses_timestamp(code: str, message: str) -> bool:
+    # EC2 says RequestExpired; a cloud that words it otherwise still names the Timestamp.
+    return code == "RequestExpired" or (bool(code) and "timestamp" in message.lower())
+
+
 def _error_class(status: int, code: str) -> type[CloudError]:
     if code in AUTH_CODES:
         return CloudAuthError
@@ -154,8 +177,19 @@ def _error_class(status: int, code: str) -> type[CloudError]:
     return CloudError
 
 
-def error_from_response(status: int, body: bytes | str, action: str) -> CloudError:
-    """The typed error for a non-success response `Response/Errors/Error{Code, ErrorNo?, Message}`."""
+def error_from_response(
+    status: int,
+    body: bytes | str,
+    action: str,
+    *,
+    timestamp: str = "",
+    timezone: str = DEFAULT_TIMEZONE,
+) -> CloudError:
+    """The typed error for a non-success response `Response/Errors/Error{Code, ErrorNo?, Message}`.
+
+    `timestamp` and `timezone` are what the request was stamped with, named by a
+    `CloudClockError` when the cloud refuses the time.
+    """
     raw = body.encode("utf-8") if isinstance(body, str) else body
     code = message = request_id = ""
     try:
@@ -169,6 +203,16 @@ def error_from_response(status: int, body: bytes | str, action: str) -> CloudErr
     if not message:
         excerpt = " ".join(raw.decode("utf-8", "replace").split())[:_BODY_EXCERPT]
         message = f"unexpected response: {excerpt}" if excerpt else "empty response"
+    if _refuses_timestamp(code, message):
+        return CloudClockError(
+            message,
+            timezone=timezone,
+            timestamp=timestamp,
+            code=code,
+            request_id=request_id,
+            http_status=status,
+            action=action,
+        )
     return _error_class(status, code)(
         message, code=code, request_id=request_id, http_status=status, action=action
     )

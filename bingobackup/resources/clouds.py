@@ -11,7 +11,13 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from bingobackup.cloud.errors import CloudAuthError, CloudError, CloudNotFoundError, CloudUnreachableError
+from bingobackup.cloud.errors import (
+    CloudAuthError,
+    CloudClockError,
+    CloudError,
+    CloudNotFoundError,
+    CloudUnreachableError,
+)
 from bingobackup.cloud.signing import mask_key
 from bingobackup.resources.access import find_cloud, may_use, require_admin, require_authorized
 from bingobackup.resources.errors import CloudInUse, RegistrationError
@@ -48,6 +54,14 @@ def verify_cloud(
                 "check that the Access Key belongs to an account that can see the clusters."
             )
         client.get_instance(cloud.backup_host)
+    except CloudClockError as exc:
+        raise RegistrationError(
+            f"BingoCloud at {where} refused the request time: {exc.message} The request was stamped "
+            f"{exc.timestamp}, this host's clock written as wall time in the cloud's timezone "
+            f"{cloud.timezone}. If the cloud's clock runs in another zone, give it with --timezone ZONE "
+            "(an IANA name such as Asia/Shanghai or UTC); if the zone is right, correct this host's "
+            "clock (NTP). Nothing was saved."
+        ) from None
     except CloudAuthError as exc:
         raise RegistrationError(_auth_refusal(cloud, exc.code, where)) from None
     except CloudUnreachableError as exc:
@@ -77,8 +91,6 @@ def _auth_refusal(cloud: CloudRegistration, code: str, where: str) -> str:
         reason = f"the Secret Key does not match Access Key '{mask_key(cloud.access_key)}'"
     elif code == "AuthFailure":
         reason = f"the Access Key '{mask_key(cloud.access_key)}' is not known to this cloud"
-    elif code == "RequestExpired":
-        reason = "the request time is outside the cloud's clock window (check the clocks)"
     else:
         reason = f"the Access Key / Secret Key was refused ({code})"
     return (
@@ -187,9 +199,11 @@ def update_cloud_settings(
     ca_file: str | None = UNSET,
     verify_tls: bool | None = None,
     backup_host: str | None = None,
+    timezone: str | None = None,
     retry_window_seconds: float = VERIFY_RETRY_WINDOW_SECONDS,
 ) -> CloudRegistration:
-    """Admin only: change how the cloud is reached; the result is re-verified before saving."""
+    """Admin only: change how the cloud is reached (and the zone its clock runs in); the result
+    is re-verified before saving."""
     require_admin(user, f"change the settings of cloud '{name}'")
     current = find_cloud(store, name)
     data = current.model_dump()
@@ -201,6 +215,7 @@ def update_cloud_settings(
         "secret_key": secret_key,
         "verify_tls": verify_tls,
         "backup_host": backup_host,
+        "timezone": timezone,
     }
     data.update({k: v for k, v in changes.items() if v is not None})
     if ca_file is not UNSET:

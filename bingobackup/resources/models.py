@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone
 from bingobackup.pools.s3config import S3Settings
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -64,6 +65,11 @@ class CloudRegistration(ResourceModel):
     tags: dict[str, str] = Field(default_factory=dict)
     groups: list[str] = Field(default_factory=list, description="User groups authorized to use it")
     backup_host: str = Field(min_length=1, description="Instance id of the backup host used to register")
+    # Registrations saved before this field load with the default, the zone BingoCloud ships with.
+    timezone: str = Field(
+        default=DEFAULT_TIMEZONE,
+        description="IANA zone of the cloud's clock; request timestamps are written in it",
+    )
 
     @field_validator("name")
     @classmethod
@@ -79,6 +85,12 @@ class CloudRegistration(ResourceModel):
                 f"address {value!r} must be a host name or IP address only "
                 "(no scheme, path or port: use --port and --ssl for those)"
             )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        cloud_zone(value)
         return value
 
     @field_validator("secret_key")
@@ -118,6 +130,7 @@ class CloudRegistration(ResourceModel):
             self.secret_key.get_secret_value(),
             verify=self.verify_tls,
             ca_file=self.ca_file,
+            timezone=self.timezone,
             **kwargs,
         )
 

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
@@ -47,11 +47,14 @@ class _SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, cloud: SimCloud, keys: dict[str, str], faults: FaultInjector) -> None:
+    def __init__(
+        self, port: int, cloud: SimCloud, keys: dict[str, str], faults: FaultInjector, timezone: str
+    ) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.cloud = cloud
         self.keys = keys
         self.faults = faults
+        self.timezone = timezone
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -177,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "Check your Secret Key and signing method.",
                 403,
             )
-        self._check_timestamp(params.require("Timestamp"))
+        self._check_timestamp(params.require("Timestamp"), self.server.timezone)
         version = params.require("Version")
         if version != signing.API_VERSION:
             raise SimApiError(
@@ -190,18 +193,19 @@ class _Handler(BaseHTTPRequestHandler):
         return handler
 
     @staticmethod
-    def _check_timestamp(raw: str) -> None:
+    def _check_timestamp(raw: str, timezone: str) -> None:
+        # The stamp is wall time in the cloud's zone (the 'Z' is not UTC there), compared with
+        # the true instant, so the zone of the machine running the simulator plays no part.
         try:
-            stamp = datetime.strptime(raw, signing.TIMESTAMP_FORMAT)
-        except ValueError:
-            raise SimApiError(
-                "InvalidParameterValue", f"Timestamp {raw!r} is not of the form YYYY-MM-DDTHH:MM:SSZ"
-            ) from None
-        # BingoCloud compares against its local time (the 'Z' is not UTC there).
-        if abs(datetime.now() - stamp) > MAX_SKEW:
+            skew = signing.timestamp_skew(raw, timezone)
+        except ValueError as exc:
+            raise SimApiError("InvalidParameterValue", str(exc)) from None
+        if abs(skew) > MAX_SKEW:
             raise SimApiError(
                 "RequestExpired",
-                f"Request has expired: timestamp {raw} is more than 15 minutes from the cloud's clock.",
+                f"Request has expired: timestamp {raw}, read in the cloud's timezone {timezone}, is "
+                f"{abs(skew).total_seconds() / 60:.0f} minutes {'ahead of' if skew > timedelta() else 'behind'} "
+                "the cloud's clock (at most 15 allowed).",
             )
 
 
@@ -254,12 +258,15 @@ def start_simulator(
     scenario: str | None = "demo",
     port: int = 0,
     transition_delay: float = 0.2,
+    timezone: str = signing.DEFAULT_TIMEZONE,
 ) -> RunningSimulator:
     """Serve a simulated BingoCloud on 127.0.0.1:`port` (0: any free port); returns when ready.
 
     A state directory without state gets `scenario` (None: an empty cloud); an existing
-    state is loaded as it was left.
+    state is loaded as it was left. `timezone` is the zone the cloud reads request
+    timestamps in (an IANA name; ValueError if unknown).
     """
+    signing.cloud_zone(timezone)
     state_dir = Path(state_dir)
     with ExitStack() as resources:
         resources.enter_context(exclusive_state_dir(state_dir))
@@ -271,7 +278,7 @@ def start_simulator(
         cloud = SimCloud(store, transition_delay)
         cloud.start()
         resources.callback(cloud.stop)
-        server = _SimHTTPServer(port, cloud, {access_key: secret_key}, FaultInjector())
+        server = _SimHTTPServer(port, cloud, {access_key: secret_key}, FaultInjector(), timezone)
         # From here the running simulator owns the lock and the cloud: stop() releases both.
         owned = resources.pop_all()
     thread = threading.Thread(
@@ -288,6 +295,7 @@ def serve_forever(
     secret_key: str,
     scenario: str | None = "demo",
     transition_delay: float = 0.2,
+    timezone: str = signing.DEFAULT_TIMEZONE,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT (`bingobackup sim serve`)."""
     stopping = threading.Event()
@@ -297,9 +305,13 @@ def serve_forever(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        running = start_simulator(state_dir, access_key, secret_key, scenario, port, transition_delay)
+        running = start_simulator(
+            state_dir, access_key, secret_key, scenario, port, transition_delay, timezone
+        )
         print(
-            f"Simulated BingoCloud at {running.endpoint} (state in {state_dir}); Ctrl-C stops it", flush=True
+            f"Simulated BingoCloud at {running.endpoint} (state in {state_dir}, timestamps read in "
+            f"{timezone}); Ctrl-C stops it",
+            flush=True,
         )
         try:
             stopping.wait()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import pickle
 import socket
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -20,7 +20,6 @@ from bingobackup.cloud import (
     CloudRetryableError,
     CloudUnreachableError,
 )
-from bingobackup.cloud.signing import TIMESTAMP_FORMAT
 
 CLUSTERS_ONE = ok(
     "DescribeClusters",
@@ -54,9 +53,11 @@ def test_requests_are_signed_posts_the_server_can_verify(stub: StubCloud) -> Non
     assert params["SignatureVersion"] == "2"
     assert params["AWSAccessKeyId"] == ACCESS_KEY
     assert params["ClusterId.1"] == "c-1"
-    # BingoCloud expects the cluster's local time followed by a literal Z.
-    sent = datetime.strptime(params["Timestamp"], TIMESTAMP_FORMAT)
-    assert abs((sent - datetime.now()).total_seconds()) < 120
+    # The public client's form: wall time in the cloud's zone (default Asia/Shanghai, UTC+8 all
+    # year), with milliseconds and a literal Z.
+    sent = datetime.strptime(params["Timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    shanghai_now = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=8)
+    assert abs((sent - shanghai_now).total_seconds()) < 120
 
 
 def test_ids_and_filters_become_numbered_parameters(stub: StubCloud) -> None:
