@@ -45,6 +45,12 @@ class HookResult(BaseModel):
     def ok(self) -> bool:
         return self.exit_code == 0
 
+    @property
+    def said_no(self) -> bool:
+        """The command ran and answered "no" (exit 1–125). 126/127 (the shell could not run or
+        find it), a signal or a time-out are faults to fix, not answers."""
+        return self.exit_code is not None and 1 <= self.exit_code <= 125
+
     def describe(self) -> str:
         what = self.name.replace("_", "-")
         if self.timed_out:

@@ -13,7 +13,8 @@ can say neither "every 3 days", "every 2 weeks" nor "last Friday of the month", 
 - hourly: the run times of one day inside the window, grouped into `FREQ=DAILY` rules
   (`BYHOUR × BYMINUTE`) — one rule when the step divides an hour, a few otherwise;
 - daily / weekly / monthly: `FREQ=DAILY;INTERVAL=n`, `FREQ=WEEKLY;INTERVAL=n;BYDAY=…`,
-  `FREQ=MONTHLY;BYMONTH=…;BYMONTHDAY=…` (`last` = -1) or `BYDAY=+1MO,-1FR`.
+  `FREQ=MONTHLY;BYMONTH=…;BYMONTHDAY=…` (`last` = -1) or `BYDAY=+1MO,-1FR`; every N months
+  adds `INTERVAL=n`, counted from the month of DTSTART (the job's creation).
 
 A date such as 31 is skipped in months without it (RFC 5545), never moved to another day;
 `last` is the way to say "the last day of every month".
@@ -92,7 +93,9 @@ def _monthly_rule(schedule: MonthlySchedule) -> str:
             position, weekday = spec.split()
             positions.append(f"{_POSITION[position]:+d}{_BYDAY[weekday]}")
         which = "BYDAY=" + ",".join(positions)
-    return f"RRULE:FREQ=MONTHLY;BYMONTH={months};{which};{_hour_minute(schedule.at)}"
+    # INTERVAL=1 is left out so every stored monthly job keeps its exact rule.
+    interval = f"INTERVAL={schedule.every};" if schedule.every > 1 else ""
+    return f"RRULE:FREQ=MONTHLY;{interval}BYMONTH={months};{which};{_hour_minute(schedule.at)}"
 
 
 def schedule_rrule(schedule: Schedule, anchor: datetime) -> str | None:
@@ -147,9 +150,14 @@ def describe_schedule(schedule: Schedule) -> str:
             return f"daily: every {every} day(s) at {at} {zone}"
         case WeeklySchedule(every=every, weekdays=weekdays, at=at):
             return f"weekly: every {every} week(s) on {', '.join(weekdays)} at {at} {zone}"
-        case MonthlySchedule(months=months, dates=dates, weekdays=weekdays, at=at):
+        case MonthlySchedule(every=every, months=months, dates=dates, weekdays=weekdays, at=at):
             which = ", ".join(str(d) for d in dates) if dates else ", ".join(weekdays)
-            in_months = "every month" if sorted(months) == list(range(1, 13)) else f"months {months}"
+            if every > 1:
+                in_months = f"every {every} months"
+            elif sorted(months) == list(range(1, 13)):
+                in_months = "every month"
+            else:
+                in_months = f"months {months}"
             return f"monthly: {in_months} on {which} at {at} {zone}"
     raise AssertionError(f"unknown schedule kind {schedule!r}")
 

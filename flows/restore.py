@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import State
 from prefect.context import get_run_context
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
-from prefect.states import Failed
+from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from bingobackup.errors import BingoBackupError
@@ -38,6 +38,8 @@ from tasks.progress import progress_artifact
 from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
 
 PAUSE_POLL_SECONDS = 2
+# A run whose precondition answered no: a Cancelled state of this name, and the summary's status.
+IDLE = "idle"
 
 
 class VerificationCode(RunInput):
@@ -217,8 +219,11 @@ def _hook_env(
     )
 
 
-def _first_hooks(spec: RestoreSpec, vms: list[str]) -> str | None:
-    """Precondition, then pre-script: why the restore must not start, or None."""
+def _first_hooks(spec: RestoreSpec, vms: list[str]) -> tuple[str, str] | None:
+    """Precondition, then pre-script: (status, why) when the restore must not start, or None.
+
+    A precondition that answers no leaves the restore idle (guide table 5), not failed.
+    """
     steps: tuple[tuple[HookName, str], ...] = (
         ("precondition", "the restore did not start: nothing was created"),
         ("pre_script", "the restore was aborted before creating anything"),
@@ -227,8 +232,13 @@ def _first_hooks(spec: RestoreSpec, vms: list[str]) -> str | None:
         hook = getattr(spec.options, name)
         if hook is not None:
             result = run_job_hook(name, hook, _hook_env(spec, name, vms))
+            if name == "precondition" and result.said_no:
+                return IDLE, (
+                    f"{result.describe()}: the precondition does not hold, so restore {spec.name} is "
+                    "idle and created nothing. Start it again when the condition holds."
+                )
             if not result.ok:
-                return str(HookFailed(result, consequence))
+                return "not started", str(HookFailed(result, consequence))
     return None
 
 
@@ -254,6 +264,8 @@ def run_restore(
         _post_script(spec, vms, "failed", str(exc))
         raise
     _post_script(spec, vms, str(summary["status"]), failure or "")
+    if summary["status"] == IDLE:
+        return Cancelled(name="Idle", message=failure, data=summary)
     if failure and summary["status"] == "not started":
         return Failed(message=failure)
     if failure:
@@ -315,8 +327,9 @@ def _restore(
     # After the code: a pre-script may act (stop an application...), so only once the operator agreed.
     refusal = _first_hooks(spec, vms)
     if refusal:
-        logger.error(refusal)
-        return {"status": "not started", "rows": [], "outcomes": []}, refusal
+        status, why = refusal
+        (logger.warning if status == IDLE else logger.error)(why)
+        return {"status": status, "rows": [], "outcomes": []}, why
     limits = _ensure_limits(job)
     with progress_artifact(
         "restore-progress", f"{spec.name}: bytes written", job.plan.total_bytes, job.watchdog

@@ -59,11 +59,13 @@ def run_restore_command(spec_path: Path, kind: str, confirm: str | None, quiet: 
     result = state.result(raise_on_failure=False)
     if not isinstance(result, dict):
         raise BingoBackupError(f"Restore {spec.name} failed before restoring any VM: {state.message}")
-    console.print(
-        outcome_table(list(result.get("rows", [])), f"Restore {spec.name} ({result.get('status')})")
-    )
+    if result.get("rows"):  # an idle restore has none
+        console.print(
+            outcome_table(list(result.get("rows", [])), f"Restore {spec.name} ({result.get('status')})")
+        )
     if not state.is_completed():
-        console.print(f"[red]{state.message}[/]")
+        # Idle (the precondition said no) is no failure, but nothing was restored either: exit 1.
+        console.print(f"[{'yellow' if state.name == 'Idle' else 'red'}]{state.message}[/]")
         raise typer.Exit(1)
 
 

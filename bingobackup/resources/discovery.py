@@ -1,4 +1,5 @@
-"""Discovery: browse clusters → nodes → VMs → disks, search, filter, and resolve a job's content.
+"""Discovery: browse clusters → nodes → VMs → disks (or storages → VMs → disks), search,
+filter, and resolve a job's content.
 
 A job's content is resolved against the live cloud at run time, so selecting a cluster or
 node means "every VM in it now", including VMs created after the job.
@@ -7,13 +8,13 @@ node means "every VM in it now", including VMs created after the job.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.cloud.models import Cluster, Instance, Node, Volume
+from bingobackup.cloud.models import Cluster, Instance, Node, Storage, Volume
 from bingobackup.resources.access import not_found
 from bingobackup.resources.errors import SelectionError, UnknownSelection
 
@@ -173,6 +174,43 @@ class CloudTree(_Frozen):
             )
         known = [vm.name for vm in vms] + [vm.instance_id for vm in vms]
         raise not_found("VM", ref, known, _BROWSE, UnknownSelection)
+
+
+class StorageEntry(_Frozen):
+    """A storage (datastore) and the VMs with a disk on it, each listing only those disks."""
+
+    storage: Storage
+    vms: tuple[VmEntry, ...] = ()
+
+
+def by_storage(tree: CloudTree, storages: Iterable[Storage]) -> list[StorageEntry]:
+    """The guide's storage view: every storage, with the VMs whose disks live on it.
+
+    A VM with disks on two storages appears under both; a storage holding no VM disk is listed
+    too (its free space is what an operator browses for). Storages in cluster, then name order.
+    """
+    known = {s.storage_id: s for s in storages}
+    vms_on: dict[str, list[VmEntry]] = {}
+    for vm in tree.iter_vms():
+        for storage_id in dict.fromkeys(d.storage_id for d in vm.disks):
+            disks = tuple(d for d in vm.disks if d.storage_id == storage_id)
+            vms_on.setdefault(storage_id, []).append(vm.model_copy(update={"disks": disks}))
+    for storage_id, vms in vms_on.items():
+        # A disk on a storage DescribeStorages did not list still shows, under what is known of it.
+        if storage_id not in known:
+            known[storage_id] = Storage(
+                storage_id=storage_id,
+                name=storage_id or "(unknown storage)",
+                cluster_id=vms[0].cluster_id,
+                space_max_bytes=0,
+                space_used_bytes=0,
+                status="not listed by DescribeStorages",
+            )
+    cluster_names = {c.cluster.cluster_id: c.cluster.name for c in tree.clusters}
+    ordered = sorted(
+        known.values(), key=lambda s: (cluster_names.get(s.cluster_id, s.cluster_id), s.name, s.storage_id)
+    )
+    return [StorageEntry(storage=s, vms=tuple(vms_on.get(s.storage_id, ()))) for s in ordered]
 
 
 def _attached_devices(instances: list[Instance], volumes: dict[str, Volume]) -> dict[str, dict[str, str]]:

@@ -136,7 +136,7 @@ def _disks(
         plans.append(
             DiskPlan(
                 source=disk,
-                name=own.name or default_name,
+                name=own.name or batch.disk_name_for(vm_name, default_name, n) or default_name,
                 storage_id=_storage(cluster, vm, disk, own.storage, target.storage, batch.storage),
                 device_name=disk.device_name,
             )

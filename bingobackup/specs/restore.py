@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -32,6 +33,7 @@ RESTORE_MIGRATIONS: dict[int, Migration] = {}  # version n → n+1
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 _RESTORE_SCHEDULE_KINDS = ("immediate", "once", "manual")
+_DISK_NAME_FIELDS = ("vm", "disk", "n")
 RestoreSchedule = Annotated[ImmediateSchedule | OnceSchedule | ManualSchedule, Field(discriminator="kind")]
 
 
@@ -132,6 +134,40 @@ class BatchTarget(_Spec):
     ip: Literal["keep", "auto"] | None = None
     mac: Literal["keep", "auto"] | None = None
     attach_to: str | None = None
+    disk_name: str | None = Field(
+        default=None,
+        description="new name of every restored disk not named in target.disks: a pattern of {vm} "
+        "(the new VM's name; the backed-up VM's in a disk restore), {disk} (the backed-up disk's "
+        "name) and {n} (its place among the VM's disks, 0 = system disk), e.g. 'dr-{disk}'",
+    )
+
+    @field_validator("disk_name")
+    @classmethod
+    def _disk_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+            unknown = fields - set(_DISK_NAME_FIELDS)
+            if unknown:
+                raise ValueError(
+                    f"unknown placeholder(s) {', '.join('{' + f + '}' for f in sorted(unknown))}"
+                )
+            value.format(vm="vm", disk="disk", n=0)
+        except (ValueError, IndexError) as error:
+            raise ValueError(
+                f"disk_name {value!r} is not a pattern of {{vm}}, {{disk}} and {{n}}: {error}"
+            ) from None
+        if not fields & {"disk", "n"}:
+            # Without one of them every disk of a VM would get the same name.
+            raise ValueError(
+                f"disk_name {value!r} needs {{disk}} or {{n}} so a VM's disks get different names"
+            )
+        return value
+
+    def disk_name_for(self, vm: str, disk: str, n: int) -> str | None:
+        """The batch name of a VM's disk `n` (named `disk`), or None without a batch rule."""
+        return self.disk_name.format(vm=vm, disk=disk, n=n) if self.disk_name else None
 
 
 class VmRestore(_Spec):

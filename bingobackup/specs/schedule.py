@@ -128,11 +128,18 @@ class WeeklySchedule(_AtTime):
 _POSITION = re.compile(r"^(first|second|third|fourth|last) (mon|tue|wed|thu|fri|sat|sun)$")
 
 
+_ALL_MONTHS = list(range(1, 13))
+
+
 class MonthlySchedule(_AtTime):
-    """In the chosen months, on chosen dates (1–31, `last`) or weekdays (`first mon`, `last fri`)."""
+    """In the chosen months, or every N months, on chosen dates (1–31, `last`) or weekdays
+    (`first mon`, `last fri`)."""
 
     kind: Literal["monthly"] = "monthly"
-    months: list[int] = Field(default_factory=lambda: list(range(1, 13)))
+    every: int = Field(
+        default=1, description="months between runs, 1–12, counted from the month the job was created"
+    )
+    months: list[int] = Field(default_factory=lambda: list(_ALL_MONTHS))
     dates: list[int | Literal["last"]] = Field(default_factory=list)
     weekdays: list[str] = Field(default_factory=list, description="e.g. 'first mon', 'last fri'")
 
@@ -140,6 +147,14 @@ class MonthlySchedule(_AtTime):
     def _ranges(self) -> MonthlySchedule:
         if not self.months or any(not 1 <= m <= 12 for m in self.months):
             raise ValueError(f"monthly 'months' must be 1–12 (at least one), got {self.months}")
+        if not 1 <= self.every <= 12:
+            raise ValueError(f"monthly 'every' must be 1–12 months, got {self.every}")
+        if self.every > 1 and sorted(set(self.months)) != _ALL_MONTHS:
+            # Both together would run only in the chosen months that the N-month step happens
+            # to land on, which depends on the creation month: say so instead of surprising.
+            raise ValueError(
+                "monthly takes either 'every' (every N months) or 'months' (chosen months), not both"
+            )
         if bool(self.dates) == bool(self.weekdays):
             raise ValueError(
                 "monthly needs exactly one of 'dates' (1–31 or last) or 'weekdays' (e.g. 'first mon')"

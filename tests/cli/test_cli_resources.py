@@ -64,6 +64,11 @@ def test_register_browse_and_pool_through_the_cli(
     tree = invoke("resources", "browse", "--cloud", name)
     for expected in ("cluster-a", "cluster-b", "linux_mul_disk", "system disk", "data disk", "backup host"):
         assert expected in tree
+    by_storage = invoke("resources", "browse", "--cloud", name, "--by", "storage")
+    ceph = by_storage.split("storage local-a")[0]  # ceph-a comes first: only linux_mul_disk is on it
+    assert "storage ceph-a (sto-a-ceph) ceph, cluster-a" in ceph and "free of 8 TiB" in ceph
+    assert "linux_mul_disk" in ceph and "linux_local" not in ceph and ceph.count("sto-a-ceph") == 4
+    assert "storage local-b (sto-b-local)" in by_storage and "web-b-01" in by_storage
     found = invoke("resources", "search", "linux", "--cloud", name, "--exclude", "*nic*")
     assert "linux_local" in found and "linux_mul_nic" not in found
     out = invoke(

@@ -8,10 +8,13 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from dateutil.rrule import rrulestr
 from prefect.client.orchestration import get_client
 
+from bingobackup.specs.schedule import MonthlySchedule
 from deployments.jobs import JobInfo
 from deployments.runs import upcoming_runs
+from deployments.schedules import describe_schedule, schedule_rrule
 
 MakeJob = Callable[..., JobInfo]
 
@@ -134,3 +137,36 @@ def test_monthly_last_day_of_february_follows_leap_years(make_job: MakeJob) -> N
     for run in runs:
         leap = run.year % 4 == 0 and (run.year % 100 != 0 or run.year % 400 == 0)
         assert run.day == (29 if leap else 28)
+
+
+def test_monthly_every_two_months_is_an_rrule_interval_counted_from_creation() -> None:
+    schedule = MonthlySchedule(every=2, dates=[1, "last"], at="03:00")
+    rule = schedule_rrule(schedule, datetime(2025, 1, 15, 9, 0, tzinfo=UTC))
+    assert rule == (
+        "DTSTART:20250115T000000\nRRULE:FREQ=MONTHLY;INTERVAL=2;BYMONTH=1,2,3,4,5,6,7,8,9,10,11,12;"
+        "BYMONTHDAY=-1,1;BYHOUR=3;BYMINUTE=0;BYSECOND=0"
+    )
+    assert rule is not None
+    dates = [d.date() for d in itertools.islice(rrulestr(rule), 5)]
+    # January (the creation month, its 1st already past), March, May: never February or April.
+    assert dates == [
+        date(2025, 1, 31),
+        date(2025, 3, 1),
+        date(2025, 3, 31),
+        date(2025, 5, 1),
+        date(2025, 5, 31),
+    ]
+    assert describe_schedule(schedule) == "monthly: every 2 months on 1, last at 03:00 (UTC)"
+
+
+def test_monthly_every_three_months_on_the_first(make_job: MakeJob) -> None:
+    job = make_job({"kind": "monthly", "every": 3, "dates": [1], "at": "02:00"})
+    runs = next_runs(job, 4)
+    assert all(r.day == 1 and r.time() == time(2, 0) for r in runs)
+    months = [r.year * 12 + r.month for r in runs]
+    assert [b - a for a, b in itertools.pairwise(months)] == [3, 3, 3]
+    assert job.created is not None
+    created = job.created.astimezone(UTC)
+    # Counted from the month the job was created, so its first run is at most three months out.
+    assert (months[0] - (created.year * 12 + created.month)) % 3 == 0
+    assert 0 <= months[0] - (created.year * 12 + created.month) <= 3

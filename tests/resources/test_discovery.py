@@ -11,10 +11,12 @@ import pytest
 from pydantic import ValidationError
 
 from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.waiters import wait_for_volume
 from bingobackup.resources.discovery import (
     CloudTree,
     ContentSelection,
     SelectionFilters,
+    by_storage,
     filter_vms,
     resolve_selection,
     search_vms,
@@ -59,6 +61,33 @@ def test_tree_has_clusters_nodes_vms_and_disks(tree: CloudTree, cloud_client: Bi
     assert len(multi.disks) == 3
     assert multi.size_bytes == sum(cloud_client.get_volume(d.volume_id).size_bytes for d in multi.disks)
     assert tree.find_vm(multi.instance_id) == multi
+
+
+def test_storage_view_lists_each_storage_with_the_vm_disks_on_it(cloud_client: BingoCloudClient) -> None:
+    """linux_local's system disk is on local-a; a data disk added on ceph-a puts it under both."""
+    vm = CloudTree.from_client(cloud_client).find_vm("linux_local")
+    data = cloud_client.create_volume(size_bytes=64 << 20, storage_id="sto-a-ceph", name="linux_local-data")
+    wait_for_volume(cloud_client, data.volume_id, "available", timeout=30)
+    cloud_client.attach_volume(data.volume_id, vm.instance_id, "/dev/vdb")
+    wait_for_volume(cloud_client, data.volume_id, "in-use", timeout=30)
+    tree = CloudTree.from_client(cloud_client)
+
+    view = {e.storage.storage_id: e for e in by_storage(tree, cloud_client.describe_storages())}
+    assert list(view) == ["sto-a-ceph", "sto-a-local", "sto-b-local"]  # cluster, then storage name
+    disks_on = {
+        sid: {vm.name: [d.volume_id for d in vm.disks] for vm in entry.vms} for sid, entry in view.items()
+    }
+    local_vm = tree.find_vm("linux_local")
+    assert disks_on["sto-a-local"]["linux_local"] == [local_vm.disks[0].volume_id]
+    assert disks_on["sto-a-ceph"]["linux_local"] == [data.volume_id]
+    assert disks_on["sto-a-ceph"]["linux_mul_disk"] == [
+        d.volume_id for d in tree.find_vm("linux_mul_disk").disks
+    ]
+    assert {"web-b-01", "db-b-01", "debian-tools"} <= set(disks_on["sto-b-local"])
+    # Every disk of every VM is under exactly its own storage, once.
+    listed = sorted((d.volume_id, sid) for sid, entry in view.items() for vm in entry.vms for d in vm.disks)
+    assert listed == sorted((d.volume_id, d.storage_id) for vm in tree.iter_vms() for d in vm.disks)
+    assert view["sto-a-ceph"].storage.space_max_bytes == 8 << 40
 
 
 def test_keyword_search_is_case_insensitive(tree: CloudTree) -> None:

@@ -203,6 +203,45 @@ def test_batch_settings_apply_to_every_vm_and_a_vms_own_target_wins(cloud_client
     assert plan.to_restore == [batch_only, overridden]
 
 
+def test_batch_disk_name_renames_every_disk_of_every_vm_and_a_disks_own_name_wins(
+    cloud_client: BingoCloudClient,
+) -> None:
+    nic_vm, disk_vm = backed_up(cloud_client, "linux_mul_nic"), backed_up(cloud_client, "linux_mul_disk")
+    data2 = disk_vm.disks[2]
+    the_spec = spec(
+        vms=[
+            {"source": {"vm": nic_vm.name}, "target": {"nics": AUTO}},
+            {
+                "source": {"vm": disk_vm.name},
+                "target": {"disks": [{"volume": data2.volume_id, "name": "mine"}]},
+            },
+        ],
+        batch={"name_prefix": "dr-", "disk_name": "{vm}-{n}-{disk}", "ip": "auto", "mac": "auto"},
+    )
+    plan = plan_restore(cloud_client, the_spec, [nic_vm, disk_vm], "cc01")
+    names = {vm.name: [d.name for d in vm.disks] for vm in plan.vms}
+    # {disk} is the backed-up disk's name: the cloud's "<vm>-root" style or the data disk's own.
+    assert all(d.name for d in nic_vm.disks + disk_vm.disks)
+    assert names == {
+        "dr-linux_mul_nic": [f"dr-linux_mul_nic-0-{nic_vm.disks[0].name}"],
+        "dr-linux_mul_disk": [
+            f"dr-linux_mul_disk-0-{disk_vm.disks[0].name}",
+            "dr-linux_mul_disk-1-linux_mul_disk-data1",
+            "mine",
+        ],
+    }
+
+    # A disk restore names the new volumes by the same rule, with the backed-up VM's name as {vm}.
+    disk_spec = spec(
+        kind="disk",
+        source={"vm": disk_vm.name},
+        target={"disks": [{"volume": disk_vm.disks[1].volume_id}]},
+        batch={"disk_name": "restored-{disk}"},
+    )
+    [disk_plan] = plan_restore(cloud_client, disk_spec, [disk_vm], "cc01").vms
+    assert [d.name for d in disk_plan.disks] == ["restored-linux_mul_disk-data1"]
+
+
 def test_a_lost_vms_ip_and_mac_are_kept(cloud_client: BingoCloudClient) -> None:
     vm = backed_up(cloud_client)
     # The VM is gone (the reason to restore it), so its addresses are free again.

@@ -57,6 +57,13 @@ def test_round_trips_through_json_as_a_flow_parameter() -> None:
     assert BackupJobSpec.model_validate_json(spec.model_dump_json(by_alias=True)) == spec
 
 
+def test_monthly_every_n_months_survives_a_round_trip() -> None:
+    # The stored form lists all twelve months next to `every`; reading it back is no conflict.
+    spec = load_job_spec({**MINIMAL, "schedule": {"kind": "monthly", "every": 3, "dates": [1]}})
+    assert BackupJobSpec.model_validate_json(spec.model_dump_json(by_alias=True)) == spec
+    assert load_job_spec({**MINIMAL, "schedule": {"kind": "monthly", "dates": [1]}}).schedule.every == 1
+
+
 @pytest.mark.parametrize(
     ("schedule", "needle"),
     [
@@ -64,6 +71,8 @@ def test_round_trips_through_json_as_a_flow_parameter() -> None:
         ({"kind": "daily", "every": 6, "at": "01:00"}, "1–5"),
         ({"kind": "weekly", "weekdays": [], "at": "01:00"}, "at least one day"),
         ({"kind": "monthly", "months": [2], "dates": [31]}, "never occurs"),
+        ({"kind": "monthly", "every": 13, "dates": [1]}, "1–12 months"),
+        ({"kind": "monthly", "every": 2, "months": [1, 7], "dates": [1]}, "not both"),
         ({"kind": "daily", "at": "25:00"}, "HH:MM"),
         ({"kind": "weekly", "weekdays": ["sat"], "timezone": "Mars/Base"}, "IANA"),
         ({"kind": "fortnightly"}, "kind"),

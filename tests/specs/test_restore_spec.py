@@ -53,6 +53,9 @@ def test_defaults_leave_every_target_field_to_the_backed_up_vm() -> None:
         ({"options": {"reconnect_minutes": 61}}, "reconnect_minutes"),
         ({"name": "bad name"}, "must start with a letter or digit"),
         ({"vms": [{"source": {"vm": "x"}}]}, "either source/target"),
+        ({"batch": {"disk_name": "{vm}-{size}"}}, r"unknown placeholder\(s\) \{size\}"),
+        ({"batch": {"disk_name": "{vm}-{"}}, "not a pattern of"),
+        ({"batch": {"disk_name": "{vm}-data"}}, "needs {disk} or {n}"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(fields: dict[str, object], message: str) -> None:
