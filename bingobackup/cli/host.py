@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import shlex
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from bingobackup.cli.common import acting_user_name, authorize_command, console, err_console, registry
 
@@ -79,19 +78,19 @@ def list_() -> None:
         hosts = [h for h in store.list_hosts() if may_use(user, h.groups)]
         with get_client(sync_client=True) as client:
             polls = {h.instance_id: queue_last_polled(client, pool, h.instance_id) for h in hosts}
+    # The state columns never wrap: a narrow terminal shortens the names instead.
     table = Table(
-        "instance",
+        Column("instance", no_wrap=True),
         "name",
         "cloud",
         "cluster",
         "node",
         "OS",
         "activated",
-        "worker",
-        "last heartbeat",
+        Column("worker", no_wrap=True),
+        Column("last heartbeat", no_wrap=True),
         "groups",
     )
-    now = datetime.now(UTC)
     for h in hosts:
         last = polls[h.instance_id]
         table.add_row(
@@ -103,9 +102,7 @@ def list_() -> None:
             f"{h.os_name} {h.os_version} {h.architecture}",
             "yes" if h.activated else "no",
             "online" if polled_recently(last) else "offline",
-            f"{last.astimezone():%Y-%m-%d %H:%M:%S %Z} ({int((now - last).total_seconds())} s ago)"
-            if last
-            else "never",
+            f"{last.astimezone():%Y-%m-%d %H:%M:%S}" if last else "never",
             ", ".join(h.groups),
         )
     console.print(table)
