@@ -126,22 +126,22 @@ def install_command(
     from importlib.metadata import version
 
     from bingobackup.cli.prefect_server import status
-    from bingobackup.cli.worker import unit_name
+    from bingobackup.cli.worker import checked_api_url, unit_name
     from bingobackup.resources.access import backup_host_for
     from deployments.workpool import work_pool_name
 
     with registry() as (store, user):
         host = backup_host_for(store, user, instance_id)
         server = status()
-    api_url = (api_url or (server.url if server else "")).rstrip("/")
+    api_url = checked_api_url(api_url or (server.url if server else ""))
     if urlsplit(api_url).hostname in ("127.0.0.1", "localhost", "::1"):
         err_console.print(
             f"[yellow]{api_url} is this machine's loopback address: the backup host cannot reach it. "
             "Pass --api-url with an address of the Prefect server the host can reach.[/]"
         )
     environment = {"PREFECT_API_URL": api_url}
-    if acting_user_name():
-        environment["BINGOBACKUP_USER"] = acting_user_name() or ""
+    if user_name := acting_user_name():
+        environment["BINGOBACKUP_USER"] = user_name
     setting = " ".join(shlex.quote(f"{k}={v}") for k, v in environment.items())
     bin_dir = shlex.quote(f"{venv}/bin")
     print(

@@ -94,21 +94,20 @@ def service_unit(host: str, pool: str, api_url: str, user: str | None, env_file:
     return "\n".join(lines)
 
 
-def _api_url() -> str:
-    """PREFECT_API_URL, checked to carry no credentials (the unit file is readable by all)."""
-    url = os.environ.get("PREFECT_API_URL", "").rstrip("/")
-    if not url:
-        raise BingoBackupError(
-            "Set PREFECT_API_URL to the Prefect server this worker reports to (as printed by "
-            "`bingobackup host install-command ID`), then run the command again."
-        )
+def checked_api_url(url: str) -> str:
+    """A Prefect API URL for a unit or script, refused if it carries credentials (a unit file
+    is readable by every user of the host)."""
+    url = url.rstrip("/")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BingoBackupError(f"PREFECT_API_URL '{url}' is not an http(s) URL like http://server:4200/api.")
+    # Checked first: the other message repeats the URL.
     if parts.username or parts.password:
         raise BingoBackupError(
-            "PREFECT_API_URL carries credentials, which would be written to a world-readable unit "
-            f"file. Remove them from the URL and put PREFECT_API_AUTH_STRING in {DEFAULT_ENV_FILE}."
+            "The Prefect API URL carries credentials, which would be written to a world-readable "
+            f"unit file. Remove them from the URL and put PREFECT_API_AUTH_STRING in {DEFAULT_ENV_FILE}."
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BingoBackupError(
+            f"The Prefect API URL '{url}' is not an http(s) URL like http://server:4200/api."
         )
     return url
 
@@ -126,7 +125,12 @@ def install_service(
     """Write a systemd unit that runs `worker start --host ID` against PREFECT_API_URL (root)."""
     from bingobackup.resources.access import backup_host_for
 
-    api_url = _api_url()
+    if not os.environ.get("PREFECT_API_URL"):
+        raise BingoBackupError(
+            "Set PREFECT_API_URL to the Prefect server this worker reports to (as printed by "
+            "`bingobackup host install-command ID`), then run the command again."
+        )
+    api_url = checked_api_url(os.environ["PREFECT_API_URL"])
     # The service would otherwise restart forever on a host the server does not know.
     with registry() as (store, user):
         backup_host_for(store, user, host)

@@ -103,6 +103,9 @@ def test_install_command_prints_the_agent_install_script(
         "PREFECT_API_URL=http://prefect.example:4200/api /srv/bb/bin/bingobackup worker install-service"
         in other
     )
+    assert "credentials" in refused(
+        "host", "install-command", host, "--api-url", "http://u:pw@prefect.example/api"
+    )
     assert "i-NOSUCH" in refused("host", "install-command", "i-NOSUCH")
 
 
