@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from prefect.client.orchestration import SyncPrefectClient
 
 DEFAULT_WORK_POOL = "bingobackup"
-# A worker polls its queue every PREFECT_WORKER_QUERY_SECONDS (10 s by default).
-_WORKER_SILENCE = timedelta(seconds=60)
+# A worker polls its queue every PREFECT_WORKER_QUERY_SECONDS (10 s by default) and Prefect
+# itself calls a worker offline after 3 missed heartbeats of 30 s: the same 90 s here.
+WORKER_SILENCE = timedelta(seconds=90)
 
 
 def work_pool_name() -> str:
@@ -49,14 +50,29 @@ def ensure_work_pool(client: SyncPrefectClient, name: str) -> None:
         )
 
 
-def queue_is_served(client: SyncPrefectClient, pool: str, queue: str) -> bool:
-    """True when a worker polled `queue` of `pool` in the last minute."""
+def ensure_work_queue(client: SyncPrefectClient, pool: str, queue: str) -> None:
+    """Create `queue` in `pool` when missing: Prefect records a worker's polls only on a queue
+    that exists, and a backup host has none before its first job (it would show offline)."""
+    with contextlib.suppress(ObjectAlreadyExists):
+        client.create_work_queue(name=queue, work_pool_name=pool)
+
+
+def queue_last_polled(client: SyncPrefectClient, pool: str, queue: str) -> datetime | None:
+    """When a worker last polled `queue` of `pool` (its heartbeat); None if never or no such queue."""
     try:
-        work_queue = client.read_work_queue_by_name(name=queue, work_pool_name=pool)
+        return client.read_work_queue_by_name(name=queue, work_pool_name=pool).last_polled
     except ObjectNotFound:
-        return False
-    last = work_queue.last_polled
-    return last is not None and datetime.now(UTC) - last < _WORKER_SILENCE
+        return None
+
+
+def polled_recently(last_polled: datetime | None) -> bool:
+    """True when that poll is within WORKER_SILENCE: a worker serves the queue (it is online)."""
+    return last_polled is not None and datetime.now(UTC) - last_polled < WORKER_SILENCE
+
+
+def queue_is_served(client: SyncPrefectClient, pool: str, queue: str) -> bool:
+    """True when a worker polled `queue` of `pool` recently (see WORKER_SILENCE)."""
+    return polled_recently(queue_last_polled(client, pool, queue))
 
 
 def worker_command(python: str, pool: str, host: str, name: str) -> list[str]:

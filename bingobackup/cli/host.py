@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import typer
-from rich.table import Table
+import shlex
+from urllib.parse import urlsplit
 
-from bingobackup.cli.common import authorize_command, console, registry
+import typer
+from rich.table import Column, Table
+
+from bingobackup.cli.common import acting_user_name, authorize_command, console, err_console, registry
 
 app = typer.Typer(help="Backup hosts: VMs in the cloud that run the agent.", no_args_is_help=True)
 
@@ -64,13 +67,32 @@ def deregister(instance_id: str) -> None:
 
 @app.command("list")
 def list_() -> None:
-    """Backup hosts you may use."""
-    from bingobackup.resources.access import may_use
+    """Backup hosts you may use, with their worker's online state and last heartbeat."""
+    from prefect.client.orchestration import get_client
 
+    from bingobackup.resources.access import may_use
+    from deployments.workpool import WORKER_SILENCE, polled_recently, queue_last_polled, work_pool_name
+
+    pool = work_pool_name()
     with registry() as (store, user):
         hosts = [h for h in store.list_hosts() if may_use(user, h.groups)]
-    table = Table("instance", "name", "cloud", "cluster", "node", "OS", "activated", "groups")
+        with get_client(sync_client=True) as client:
+            polls = {h.instance_id: queue_last_polled(client, pool, h.instance_id) for h in hosts}
+    # The state columns never wrap: a narrow terminal shortens the names instead.
+    table = Table(
+        Column("instance", no_wrap=True),
+        "name",
+        "cloud",
+        "cluster",
+        "node",
+        "OS",
+        "activated",
+        Column("worker", no_wrap=True),
+        Column("last heartbeat", no_wrap=True),
+        "groups",
+    )
     for h in hosts:
+        last = polls[h.instance_id]
         table.add_row(
             h.instance_id,
             h.name,
@@ -79,6 +101,57 @@ def list_() -> None:
             h.node_id,
             f"{h.os_name} {h.os_version} {h.architecture}",
             "yes" if h.activated else "no",
+            "online" if polled_recently(last) else "offline",
+            f"{last.astimezone():%Y-%m-%d %H:%M:%S}" if last else "never",
             ", ".join(h.groups),
         )
     console.print(table)
+    console.print(
+        f"online: the worker polled its work queue in pool {pool} within the last "
+        f"{int(WORKER_SILENCE.total_seconds())} s."
+    )
+
+
+@app.command("install-command")
+def install_command(
+    instance_id: str = typer.Argument(..., help="Instance id of the backup host"),
+    api_url: str = typer.Option(
+        None,
+        "--api-url",
+        help="Prefect API URL as the backup host reaches it (default: the server this command uses)",
+    ),
+    venv: str = typer.Option("/opt/bingobackup", "--venv", help="Where the agent's venv goes on the host"),
+) -> None:
+    """Print the script that installs the agent on a backup host (run it there as root; docs/agent.md)."""
+    from importlib.metadata import version
+
+    from bingobackup.cli.prefect_server import status
+    from bingobackup.cli.worker import checked_api_url, unit_name
+    from bingobackup.resources.access import backup_host_for
+    from deployments.workpool import work_pool_name
+
+    with registry() as (store, user):
+        host = backup_host_for(store, user, instance_id)
+        server = status()
+    api_url = checked_api_url(api_url or (server.url if server else ""))
+    if urlsplit(api_url).hostname in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            f"[yellow]{api_url} is this machine's loopback address: the backup host cannot reach it. "
+            "Pass --api-url with an address of the Prefect server the host can reach.[/]"
+        )
+    environment = {"PREFECT_API_URL": api_url}
+    if user_name := acting_user_name():
+        environment["BINGOBACKUP_USER"] = user_name
+    setting = " ".join(shlex.quote(f"{k}={v}") for k, v in environment.items())
+    bin_dir = shlex.quote(f"{venv}/bin")
+    print(
+        f"""# bingobackup agent of backup host {host.instance_id} ({host.name}, {host.os_name} {host.os_version}).
+# Run as root on that host. Python 3.11 or newer first: see docs/agent.md (PYTHON= picks one).
+set -e
+PY="${{PYTHON:-$(command -v python3.13 || command -v python3.12 || command -v python3.11 || true)}}"
+[ -n "$PY" ] || {{ echo "bingobackup needs Python 3.11 or newer: install it first (docs/agent.md)" >&2; exit 1; }}
+"$PY" -m venv {shlex.quote(venv)}
+{bin_dir}/pip install {shlex.quote(f"bingobackup=={version('bingobackup')}")}
+{setting} {bin_dir}/bingobackup worker install-service --host {shlex.quote(host.instance_id)} --pool {shlex.quote(work_pool_name())}
+systemctl daemon-reload && systemctl enable --now {unit_name(host.instance_id)}"""
+    )

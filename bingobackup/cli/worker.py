@@ -2,28 +2,37 @@
 
 It serves the host's work queue in the jobs' process work pool, so scheduled and started
 runs of the jobs on that host execute here (each in its own process).
+`bingobackup worker install-service --host ID` makes systemd run it (docs/agent.md).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import typer
 
-from bingobackup.cli.common import console, prefect_api, registry
+from bingobackup.cli.common import acting_user_name, console, err_console, prefect_api, registry
 from bingobackup.cli.prefect_server import client_environment
+from bingobackup.errors import BingoBackupError
 
 app = typer.Typer(help="The Prefect worker that runs jobs on a backup host.", no_args_is_help=True)
+
+_POOL_OPTION = typer.Option(
+    None, "--pool", help="Work pool (default: BINGOBACKUP_WORK_POOL or 'bingobackup')"
+)
+DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
+DEFAULT_ENV_FILE = Path("/etc/bingobackup/worker.env")
 
 
 @app.command()
 def start(
     host: str = typer.Option(..., "--host", help="Instance id of this backup host (its jobs' work queue)"),
-    pool: str = typer.Option(
-        None, "--pool", help="Work pool (default: BINGOBACKUP_WORK_POOL or 'bingobackup')"
-    ),
+    pool: str = _POOL_OPTION,
 ) -> None:
     """Run the jobs of one backup host until stopped (Ctrl-C or SIGTERM)."""
     from bingobackup.resources.access import backup_host_for
@@ -33,11 +42,12 @@ def start(
     with prefect_api() as server:
         from prefect.client.orchestration import get_client
 
-        from deployments.workpool import ensure_work_pool, work_pool_name, worker_command
+        from deployments.workpool import ensure_work_pool, ensure_work_queue, work_pool_name, worker_command
 
         pool = pool or work_pool_name()
         with get_client(sync_client=True) as client:
             ensure_work_pool(client, pool)
+            ensure_work_queue(client, pool, host)
         console.print(f"Worker for backup host [bold]{host}[/] on work pool {pool} ({server.ui_url})")
         # The flow runs it starts inherit this: the same client settings as this command's.
         env = {**os.environ, **client_environment(server)}
@@ -45,3 +55,100 @@ def start(
     sys.stdout.flush()
     # Replace this process: signals (Ctrl-C, SIGTERM from a service manager) reach the worker itself.
     os.execvpe(command[0], command, env)
+
+
+def unit_name(host: str) -> str:
+    return f"bingobackup-worker-{host}.service"
+
+
+def service_unit(host: str, pool: str, api_url: str, user: str | None, env_file: Path) -> str:
+    """The systemd unit that keeps `worker start` running for `host`, with this interpreter.
+
+    Only non-secret settings are written here (units are world-readable); secrets such as
+    PREFECT_API_AUTH_STRING belong in `env_file`, which may be absent.
+    """
+    environment = {"PREFECT_API_URL": api_url, "BINGOBACKUP_WORK_POOL": pool}
+    if user:
+        environment["BINGOBACKUP_USER"] = user
+    # `python -m`, not the console script: the same interpreter and package as this command.
+    command = [sys.executable, "-m", "bingobackup.cli.main", "worker", "start", "--host", host]
+    lines = [
+        "[Unit]",
+        f"Description=bingobackup worker of backup host {host}",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        # One line of assignments: systemd takes several, and the unit stays one key per name.
+        "Environment=" + " ".join(shlex.quote(f"{k}={v}") for k, v in environment.items()),
+        f"EnvironmentFile=-{env_file}",
+        f"ExecStart={shlex.join(command)}",
+        "Restart=always",
+        "RestartSec=10",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def checked_api_url(url: str) -> str:
+    """A Prefect API URL for a unit or script, refused if it carries credentials (a unit file
+    is readable by every user of the host)."""
+    url = url.rstrip("/")
+    parts = urlsplit(url)
+    # Checked first: the other message repeats the URL.
+    if parts.username or parts.password:
+        raise BingoBackupError(
+            "The Prefect API URL carries credentials, which would be written to a world-readable "
+            f"unit file. Remove them from the URL and put PREFECT_API_AUTH_STRING in {DEFAULT_ENV_FILE}."
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BingoBackupError(
+            f"The Prefect API URL '{url}' is not an http(s) URL like http://server:4200/api."
+        )
+    return url
+
+
+@app.command("install-service")
+def install_service(
+    host: str = typer.Option(..., "--host", help="Instance id of this backup host (its jobs' work queue)"),
+    pool: str = _POOL_OPTION,
+    unit_dir: Path = typer.Option(DEFAULT_UNIT_DIR, "--unit-dir", help="Where to write the systemd unit"),
+    env_file: Path = typer.Option(
+        DEFAULT_ENV_FILE, "--env-file", help="Optional file of secrets (KEY=VALUE lines) the unit reads"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the unit; write nothing"),
+) -> None:
+    """Write a systemd unit that runs `worker start --host ID` against PREFECT_API_URL (root)."""
+    from bingobackup.resources.access import backup_host_for
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise BingoBackupError(
+            "Set PREFECT_API_URL to the Prefect server this worker reports to (as printed by "
+            "`bingobackup host install-command ID`), then run the command again."
+        )
+    api_url = checked_api_url(os.environ["PREFECT_API_URL"])
+    # The service would otherwise restart forever on a host the server does not know.
+    with registry() as (store, user):
+        backup_host_for(store, user, host)
+    from deployments.workpool import work_pool_name
+
+    unit = service_unit(host, pool or work_pool_name(), api_url, acting_user_name(), env_file)
+    path = unit_dir / unit_name(host)
+    if dry_run:
+        err_console.print(f"[bold]{path}[/] (not written: --dry-run)", highlight=False)
+        print(unit, end="")
+        return
+    if not unit_dir.is_dir():
+        raise BingoBackupError(
+            f"Unit directory {unit_dir} does not exist: is this a systemd host? Pass --unit-dir."
+        )
+    try:
+        path.write_text(unit)
+    except PermissionError:
+        raise BingoBackupError(f"Cannot write {path}: run the command as root (sudo).") from None
+    console.print(f"Wrote [bold]{path}[/]. Start it now and at every boot with:", highlight=False)
+    print(f"systemctl daemon-reload && systemctl enable --now {unit_name(host)}")
