@@ -102,6 +102,16 @@ class BlobWriter(ABC):
     def abort(self) -> None:
         """Discards everything written; safe to call twice or after a failed write."""
 
+    def sync(self) -> None:  # noqa: B027 - stores without an acknowledgment point do nothing
+        """Makes every byte written so far durable, still invisible until `commit`: what a
+        resuming writer need no longer keep (the pool's acknowledgment)."""
+
+    def rewind(self, size: int) -> None:
+        """After a failed `write` (a lost link), drops every byte after `size` — no less than
+        what the last `sync` made durable — so writing can go on from there. Stores that
+        cannot (the bytes already went to a multipart upload or a tape) raise."""
+        raise NotImplementedError(f"{type(self).__name__} cannot go back to byte {size} of its blob")
+
 
 class BlobStore(ABC):
     """Where a pool keeps its bytes. See the module docstring for the rules."""

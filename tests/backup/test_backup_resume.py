@@ -46,6 +46,7 @@ class OutageStore(FaultyBlobStore):
         super().__init__(root, "outage")
         self.healthy_writes, self.code = healthy_writes, code
         self.good_writes = 0
+        self.written_bytes = 0  # what reached the storage, re-sent bytes included
         self.link_back: Callable[[], bool] = lambda: True
         self._count_lock = threading.Lock()
 
@@ -59,6 +60,8 @@ class OutageStore(FaultyBlobStore):
         if failing:
             fail_midway(fd, parts, self.code)
         LocalDirBlobStore._write_all(self, fd, parts)
+        with self._count_lock:
+            self.written_bytes += sum(len(memoryview(part).cast("B")) for part in parts)
 
 
 def disk_image(path: Path) -> bytes:
@@ -99,6 +102,41 @@ def test_a_pool_outage_inside_the_window_resumes_without_reading_anything_twice(
     assert CHUNK <= sink.peak_held_bytes <= CHANNELS * CHUNK <= CHANNELS * sink.buffer_bytes
     restored = b"".join(plain for _, plain in pool.iter_disk(result.manifest))  # type: ignore[attr-defined]
     assert hashlib.sha256(restored).digest() == hashlib.sha256(data).digest()
+
+
+def test_a_standard_pack_resends_only_its_unacknowledged_records_after_a_lost_link(tmp_path: Path) -> None:
+    """One pack per disk: before, a write that failed ended the pack and the disk had to be
+    read again from its first byte (the VM's retry)."""
+    data = disk_image(tmp_path / "disk.raw")
+    # Down from the pack's 13th record: kept records 11 and 12 (acknowledged up to 10).
+    store = OutageStore(tmp_path / "pool", healthy_writes=13)
+    store.fail_with(None)
+    pool = create_pool_in(store, "standard", chunk_size=CHUNK)
+    before = {info.key: info.size for info in store.list()}
+    store.written_bytes = store.good_writes = 0
+    buffer = 2 * CHUNK  # resume_buffer_mib, per channel
+    sink = ResumingSink(
+        pool.open_disk_writer("set-1", "vol-1", len(data)),
+        LinkRetry(window_seconds=30, what="disk", first_pause=0.01),
+        buffer_bytes=buffer,
+        channels=CHANNELS,
+    )
+    store.link_back = lambda: sink.retry.failed_attempts >= 2
+    result = run_disk(pool, tmp_path / "disk.raw", sink)
+
+    assert store.failures >= 2 and sink.retry.reconnects >= 1  # down mid-disk for a while
+    assert result.bytes_read == len(data)  # nothing read twice
+    new_blobs = sum(info.size for info in store.list() if info.key not in before)
+    resent = store.written_bytes - new_blobs
+    # Re-sent: the records written since the pack was last made durable, within the buffer.
+    assert 0 < resent <= CHANNELS * buffer
+    restored = b"".join(plain for _, plain in pool.iter_disk(result.manifest))  # type: ignore[attr-defined]
+    assert hashlib.sha256(restored).digest() == hashlib.sha256(data).digest()
+    reopened = b"".join(  # the pack rebuilds the same disk on its own (no leftover bytes in it)
+        plain
+        for _, plain in pool.iter_disk(pool.load_manifest("set-1", "vol-1"))  # type: ignore[attr-defined]
+    )
+    assert reopened == restored
 
 
 class FakeClock:
