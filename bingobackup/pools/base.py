@@ -106,10 +106,11 @@ class BlobWriter(ABC):
         """Makes every byte written so far durable, still invisible until `commit`: what a
         resuming writer need no longer keep (the pool's acknowledgment)."""
 
-    def rewind(self, size: int) -> None:
-        """After a failed `write` (a lost link), drops every byte after `size` — no less than
-        what the last `sync` made durable — so writing can go on from there. Stores that
-        cannot (the bytes already went to a multipart upload or a tape) raise."""
+    def rewind(self, size: int) -> int:
+        """After a failed `write` (a lost link), drops the bytes after `size` — no less than
+        what the last `sync` made durable — so writing can go on; returns where it goes on
+        from, later than `size` where bytes already left for good (an uploaded part). Stores
+        that cannot go back at all raise."""
         raise NotImplementedError(f"{type(self).__name__} cannot go back to byte {size} of its blob")
 
 

@@ -267,13 +267,14 @@ class _LocalBlobWriter(BlobWriter):
         self._store._sync_file(self._open_fd())
         self._durable = self._size
 
-    def rewind(self, size: int) -> None:
+    def rewind(self, size: int) -> int:
         if not self._durable <= size <= self._size:
             raise ValueError(f"cannot rewind {self._final.name} to byte {size}: {self._durable} are durable")
         fd = self._open_fd()
         os.ftruncate(fd, size)  # the failed write's partial bytes go too
         os.lseek(fd, size, os.SEEK_SET)
         self._size = size
+        return size
 
     def commit(self) -> None:
         fd = self._open_fd()

@@ -29,7 +29,7 @@ import threading
 from bingobackup.format.envelope import SealedChunk
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools.base import BlobWriter, Buffer
-from bingobackup.pools.errors import PoolError
+from bingobackup.pools.errors import PoolError, StoreIOError
 from bingobackup.pools.packs import PACK_MAGIC, pack_location
 from bingobackup.pools.pool import Pool, check_name
 from bingobackup.pools.writer import DiskWriter
@@ -58,7 +58,7 @@ class StandardDiskWriter(DiskWriter):
         self._kept_bytes = len(PACK_HEADER)
         self._durable = 0
         self._broken = False
-        self.resent_bytes = 0  # written again after a lost link
+        self.resends: list[int] = []  # bytes written again, per try after a lost link
         self._pack.write(PACK_HEADER)
 
     def keep_unacknowledged(self, limit_bytes: int) -> None:
@@ -87,7 +87,8 @@ class StandardDiskWriter(DiskWriter):
         try:
             return self._pack.write(blob)
         except OSError as error:
-            self._broken = self._keep_limit is not None and not isinstance(error, PoolError)
+            lost_link = isinstance(error, StoreIOError) or not isinstance(error, PoolError)
+            self._broken = self._keep_limit is not None and lost_link
             raise
 
     def _acknowledge(self) -> None:
@@ -101,10 +102,20 @@ class StandardDiskWriter(DiskWriter):
         self._kept, self._kept_bytes = [], 0
 
     def _resend_kept(self) -> None:
-        self._pack.rewind(self._durable)
+        # The kept records lie back to back from the durable end; a store may have kept some
+        # of them (an S3 part already uploaded) and goes on from further on.
+        position = self._durable
+        resume_at = self._pack.rewind(position)
+        self.resends.append(0)
         for blob in self._kept:
+            size = sum(len(memoryview(part).cast("B")) for part in blob)
+            skip, position = resume_at - position, position + size
+            if skip >= size:
+                continue
+            if skip > 0:
+                blob = (b"".join(blob)[skip:],)
             self._write(blob)
-            self.resent_bytes += sum(len(memoryview(part).cast("B")) for part in blob)
+            self.resends[-1] += size - max(skip, 0)
         self._broken = False
 
     def settle(self) -> None:
