@@ -141,6 +141,7 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
                 window_seconds=options.reconnect_minutes * 60.0, what=f"disk {disk.volume_id} of {vm.name}"
             ),
             buffer_bytes=options.resume_buffer_mib << 20,
+            channels=options.channels,
         )
         progress = job.progress
         pipeline = DiskPipeline(

@@ -136,13 +136,20 @@ def job_client(cloud: CloudRegistration, spec: BackupJobSpec) -> BingoCloudClien
 
 
 def check_dedup_mode(spec: BackupJobSpec, pool: PoolRegistration) -> None:
-    """Server-side dedup needs a pool that deduplicates (guide table 2: dedup pools only)."""
-    if spec.options.dedup_mode == "server" and pool.on_pool_format != "dedup":
-        raise BackupJobError(
-            f"Job '{spec.name}' asks for server-side dedup, but pool '{pool.name}' is a {pool.kind} pool "
-            "in standard format, which does not deduplicate. Set options.dedup_mode: agent, or pick "
-            "a dedup pool (bingobackup pool list)."
-        )
+    """Server-side dedup needs a pool with an index to look chunks up in (guide table 2: dedup
+    pools only). No kind runs a server process: "server" is the pool writer on the backup host
+    (docs/pools.md, "Dedup mode")."""
+    if spec.options.dedup_mode != "server" or pool.on_pool_format == "dedup":
+        return
+    why = (
+        "writes each disk as a self-contained stream on its media, with no index of chunks to dedup against"
+        if pool.kind in ("tape", "optical")
+        else "is in standard format, which keeps every chunk of every backup and has no index to dedup against"
+    )
+    raise BackupJobError(
+        f"Job '{spec.name}' asks for server-side dedup, but pool '{pool.name}' is a {pool.kind} pool and "
+        f"{why}. Set options.dedup_mode: agent, or pick a dedup pool (bingobackup pool list)."
+    )
 
 
 @dataclass(frozen=True)

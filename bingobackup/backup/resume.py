@@ -1,16 +1,17 @@
 """Reconnect and resume on the pool side (guide table 3: reconnect time, resume buffer).
 
 `ResumingSink` wraps a pool's disk writer. When storing a chunk fails because the link to
-the pool is down (an I/O or connection error, not a full pool), the channel keeps that one
-unacknowledged chunk and tries again with growing pauses until the reconnect window ends.
-Meanwhile the other stages block on their bounded queues, so nothing new is read and the
-job's memory stays bounded. Once the pool answers again the disk continues with that chunk:
-every chunk acknowledged before the outage stays acknowledged and is neither re-read nor
-re-sent. When the window ends the disk fails with the cause and the window named.
+the pool is down (an I/O or connection error, not a full pool), the channel keeps that
+chunk and tries again with growing pauses until the reconnect window ends. Meanwhile the
+other stages block on their bounded queues, so nothing new is read and the job's memory
+stays bounded. When the window ends the disk fails with the cause and the window named.
 
-The resume buffer bounds what a channel holds while the link is down; a channel holds one
-chunk at a time, so the buffer must hold at least one chunk of the pool (checked at job
-preparation, `check_resume_buffer`).
+What was sent but not yet acknowledged (durable on the pool) is kept by the pool writer and
+sent again once the pool answers, so the disk goes on from there and is never read again:
+a standard pack keeps up to `channels` × the resume buffer of its latest records
+(`DiskWriter.keep_unacknowledged`, pools/standard.py); a dedup pool's blob store keeps each
+pack until it is durable (rule 9 of pools/base.py). The buffer must hold at least one chunk
+of the pool (checked at job preparation, `check_resume_buffer`).
 """
 
 from __future__ import annotations
@@ -140,10 +141,12 @@ class ResumingSink:
     """A `ChunkSink` whose `put_chunk` (and the last writes of `commit`) ride out a lost link to
     the pool with `retry`."""
 
-    def __init__(self, sink: DiskWriter, retry: LinkRetry, *, buffer_bytes: int) -> None:
+    def __init__(self, sink: DiskWriter, retry: LinkRetry, *, buffer_bytes: int, channels: int = 1) -> None:
         self._sink = sink
         self.retry = retry
         self.buffer_bytes = buffer_bytes
+        # The guide's buffer is per channel; the channels share one pool writer.
+        sink.keep_unacknowledged(buffer_bytes * channels)
         self._lock = threading.Lock()
         self._held = 0
         self.peak_held_bytes = 0

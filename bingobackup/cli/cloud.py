@@ -61,9 +61,7 @@ def list_() -> None:
 
     with registry() as (store, user):
         clouds = list_clouds(store, user)
-    table = Table(
-        "name", "endpoint", "timezone", "access key", "backup host", "groups", "tags", "data network"
-    )
+    table = Table("name", "endpoint", "timezone", "access key", "backup host", "groups", "tags")
     for c in clouds:
         table.add_row(
             c.name,
@@ -73,7 +71,6 @@ def list_() -> None:
             c.backup_host,
             ", ".join(c.groups),
             ", ".join(f"{k}={v}" for k, v in c.tags.items()),
-            c.data_network or "",
         )
     console.print(table)
 
@@ -82,9 +79,12 @@ def list_() -> None:
 def modify(
     name: str,
     new_name: str = typer.Option(None, help="Rename the cloud"),
-    data_network: str = typer.Option(None, help="Network used for backup data"),
+    data_network: str = typer.Option(
+        None,
+        help="Refused (says why): pool traffic follows the backup host's routing; '' clears an old value",
+    ),
 ) -> None:
-    """Change a cloud's name or data network."""
+    """Rename a cloud."""
     from bingobackup.resources.clouds import modify_cloud
 
     with registry() as (store, user):

@@ -83,6 +83,8 @@ class DiskPipeline:
         self._to_dedup: queue.Queue[_Chunk | None] = queue.Queue(maxsize=channels)
         self._to_write: queue.Queue[tuple[_Chunk, str | None] | None] = queue.Queue(maxsize=self.slots)
         self._throttle = ProgressThrottle(progress, size_bytes, time.monotonic)
+        self._paced_lock = threading.Lock()
+        self._paced = 0  # the pool's bytes_stored already counted by the transfer limit
         keep_freed_buffers()
         self._started = time.monotonic()
 
@@ -252,8 +254,6 @@ class DiskPipeline:
             crew.working_on(chunk.offset)
             length = len(chunk.data)
             try:
-                if self.send_limiter is not None:
-                    self.send_limiter.acquire(length, should_stop=crew.should_stop)
                 sink.put_chunk(chunk.offset, chunk.data, digest=digest, mode=self.dedup_mode)
                 with counters.lock:
                     counters.bytes_sent += length
@@ -261,3 +261,16 @@ class DiskPipeline:
             finally:
                 del chunk
                 self._done(length)
+            self._pace_transfer()
+
+    def _pace_transfer(self) -> None:
+        """The transfer limit counts what goes to the pool's storage: the envelopes it newly
+        keeps, after compression and encryption (a duplicate the pool drops costs nothing).
+        Taken after the chunk is stored, since only the pool knows its envelope's size: the
+        bucket goes into debt and the next chunk of any channel waits it off."""
+        if self.send_limiter is None:
+            return
+        with self._paced_lock:
+            stored = self.sink.bytes_stored
+            new, self._paced = stored - self._paced, stored
+        self.send_limiter.acquire(new, should_stop=self.crew.should_stop)

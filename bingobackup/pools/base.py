@@ -102,6 +102,17 @@ class BlobWriter(ABC):
     def abort(self) -> None:
         """Discards everything written; safe to call twice or after a failed write."""
 
+    def sync(self) -> None:  # noqa: B027 - stores without an acknowledgment point do nothing
+        """Makes every byte written so far durable, still invisible until `commit`: what a
+        resuming writer need no longer keep (the pool's acknowledgment)."""
+
+    def rewind(self, size: int) -> int:
+        """After a failed `write` (a lost link), drops the bytes after `size` — no less than
+        what the last `sync` made durable — so writing can go on; returns where it goes on
+        from, later than `size` where bytes already left for good (an uploaded part). Stores
+        that cannot go back at all raise."""
+        raise NotImplementedError(f"{type(self).__name__} cannot go back to byte {size} of its blob")
+
 
 class BlobStore(ABC):
     """Where a pool keeps its bytes. See the module docstring for the rules."""

@@ -236,6 +236,7 @@ class _LocalBlobWriter(BlobWriter):
         self._temp = store._temp_path(final)
         self._fd: int | None = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._size = 0
+        self._durable = 0
 
     @property
     def size(self) -> int:
@@ -254,10 +255,26 @@ class _LocalBlobWriter(BlobWriter):
         try:
             self._store._write_all(fd, parts)
         except OSError as error:
-            self.abort()
+            # A full pool ends the blob; after another error (a lost link) the owner may
+            # `rewind` and go on, or abort.
+            if error.errno in _FULL_ERRNOS:
+                self.abort()
             self._store._full_or_raise(error, length)
         self._size += length
         return offset
+
+    def sync(self) -> None:
+        self._store._sync_file(self._open_fd())
+        self._durable = self._size
+
+    def rewind(self, size: int) -> int:
+        if not self._durable <= size <= self._size:
+            raise ValueError(f"cannot rewind {self._final.name} to byte {size}: {self._durable} are durable")
+        fd = self._open_fd()
+        os.ftruncate(fd, size)  # the failed write's partial bytes go too
+        os.lseek(fd, size, os.SEEK_SET)
+        self._size = size
+        return size
 
     def commit(self) -> None:
         fd = self._open_fd()

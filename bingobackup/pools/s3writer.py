@@ -13,6 +13,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bingobackup.pools.base import BlobData, BlobWriter, as_parts
+from bingobackup.pools.errors import StoreIOError
 from bingobackup.pools.s3store import EXISTS_CODES, S3BlobStore, Written, error_code, md5_of
 
 
@@ -75,9 +76,24 @@ class S3BlobWriter(BlobWriter):
                 **md5,
             )
         except (ClientError, BotoCoreError) as error:
-            raise self._fail(error, "write", len(body)) from None
+            translated = self._store._translate(error, "write", self._key, len(body))
+            if not isinstance(translated, StoreIOError):
+                self.abort()
+            # A lost link keeps the upload and the unsent bytes: the owner may `rewind`.
+            raise translated from None
         self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
         self._md5s.append(digest)
+
+    def rewind(self, size: int) -> int:
+        """Parts already uploaded stay (S3 acknowledged them); the buffer is cut back."""
+        self._check_open()
+        uploaded = self._size - len(self._buffer)
+        if size > self._size:
+            raise ValueError(f"cannot rewind {self._key} to byte {size}: only {self._size} were written")
+        keep = max(size, uploaded)
+        del self._buffer[keep - uploaded :]
+        self._size = keep
+        return keep
 
     def commit(self) -> None:
         self._check_open()

@@ -78,6 +78,11 @@ class DiskWriter(ABC):
     def _discard(self) -> None:
         """Removes what this writer wrote that nothing else uses."""
 
+    def keep_unacknowledged(self, limit_bytes: int) -> None:  # noqa: B027 - see StandardDiskWriter
+        """Keep up to `limit_bytes` of what was sent but is not yet durable, so that after a
+        lost link the writer re-sends it and goes on (the job's resume buffer). Pools whose
+        blob store already keeps every blob until it is durable (dedup packs) need nothing."""
+
     def settle(self) -> None:  # noqa: B027 - only pools that hold chunks back have work here
         """Makes every chunk stored so far durable without committing; may be called again
         after it raised (a lost link), so a resuming sink can retry it before `commit`."""

@@ -152,6 +152,19 @@ def list_clouds(store: RegistryStore, user: User) -> list[CloudRegistration]:
     return [c for c in store.list_clouds() if may_use(user, c.groups)]
 
 
+# Pool traffic never had a network of its own: bingobackup opens no connection to a
+# directory pool (the kernel's NFS/CIFS/SAN mount does), and the host's routing table
+# chooses the interface of every connection it does open (S3). An option that only
+# validated would promise a separation nothing enforces.
+DATA_NETWORK_REFUSED = (
+    "A data network is no longer set in bingobackup: pool traffic goes out of the interface the "
+    "backup host's routing table picks for the pool's address, and bingobackup cannot pick "
+    "another (directory and LAN-free pools are mounted by the host's kernel). To keep backup "
+    "data on a network, give the backup host an interface on it and mount the pool, or route "
+    "the object store's address, through that interface."
+)
+
+
 def modify_cloud(
     store: RegistryStore,
     user: User,
@@ -160,11 +173,14 @@ def modify_cloud(
     new_name: str | None = None,
     data_network: str | None = UNSET,
 ) -> CloudRegistration:
-    """Admin only: rename (refused while jobs use the old name) and/or set the data network."""
+    """Admin only: rename (refused while jobs use the old name). A data network is refused
+    (`DATA_NETWORK_REFUSED`); an empty one clears what an older version stored."""
     require_admin(user, f"modify cloud '{name}'")
     cloud = find_cloud(store, name)
     if data_network is not UNSET:
-        cloud.data_network = data_network or None
+        if data_network:
+            raise RegistrationError(DATA_NETWORK_REFUSED)
+        cloud.data_network = None
     if new_name is not None and new_name != name:
         try:
             check_slug(new_name, "Cloud name")

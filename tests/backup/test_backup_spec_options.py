@@ -71,3 +71,49 @@ def test_the_limit_in_force_follows_the_spec_windows_during_a_backup() -> None:
     clock.elapsed = 62.0  # 08:01:00, the window has closed
     limiter.acquire(100 * MIB)
     assert clock.elapsed == pytest.approx(62.0, abs=0.3)
+
+
+def _registration(kind: str, pool_format: str | None = None) -> Any:
+    from bingobackup.pools.s3config import S3Settings
+    from bingobackup.resources.models import PoolRegistration
+
+    return PoolRegistration(
+        name=f"{kind}-pool",
+        kind=kind,  # type: ignore[arg-type]
+        location="/pools/x",
+        format=pool_format,  # type: ignore[arg-type]
+        s3=S3Settings(bucket="backups") if kind == "object" else None,
+        backup_hosts=["i-00000001"] if kind == "lanfree" else [],
+        library="/tapes" if kind == "tape" else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "pool_format", "reason"),
+    [
+        ("standard", None, "in standard format, which keeps every chunk of every backup"),
+        ("object", "standard", "in standard format, which keeps every chunk of every backup"),
+        ("lanfree", "standard", "in standard format, which keeps every chunk of every backup"),
+        ("tape", None, "self-contained stream on its media"),
+        ("optical", None, "self-contained stream on its media"),
+    ],
+)
+def test_server_side_dedup_is_refused_where_the_pool_has_no_index_saying_why(
+    kind: str, pool_format: str | None, reason: str
+) -> None:
+    from bingobackup.backup.job import BackupJobError, check_dedup_mode
+
+    server = load_job_spec(spec(options={"dedup_mode": "server"}))
+    with pytest.raises(BackupJobError) as raised:
+        check_dedup_mode(server, _registration(kind, pool_format))
+    message = str(raised.value)
+    assert f"pool '{kind}-pool' is a {kind} pool" in message and reason in message
+    assert "options.dedup_mode: agent" in message
+    check_dedup_mode(load_job_spec(spec()), _registration(kind, pool_format))  # agent-side: fine
+
+
+@pytest.mark.parametrize(("kind", "pool_format"), [("dedup", None), ("object", None), ("lanfree", "dedup")])
+def test_server_side_dedup_is_accepted_on_every_dedup_format_pool(kind: str, pool_format: str | None) -> None:
+    from bingobackup.backup.job import check_dedup_mode
+
+    check_dedup_mode(load_job_spec(spec(options={"dedup_mode": "server"})), _registration(kind, pool_format))

@@ -167,6 +167,32 @@ def test_streamed_blob_is_invisible_until_commit(case: StoreCase, store: BlobSto
     assert set(keys(store)) == {"packs/s1/v1.pack"} and case.leftovers() == []
 
 
+def test_streamed_blob_goes_on_after_a_lost_link_from_where_the_store_rewinds_to(
+    case: StoreCase, store: BlobStore
+) -> None:
+    """What a standard pack's resume buffer relies on (pools/standard.py): after a failed
+    write, `rewind` to the last `sync` cuts the blob back (an uploaded S3 part stays: it says
+    where writing goes on), and the kept bytes written again from there make the whole blob."""
+    mib = 1 << 20
+    first, second, third = os.urandom(3 * mib), os.urandom(3 * mib), os.urandom(5 * mib)
+    writer = store.open_append("packs/s1/v1.pack")
+    writer.write(first)
+    writer.sync()
+    durable = writer.size
+    writer.write(second)  # S3: its first 5 MiB part goes up here
+    case.fail_with(errno.EIO)
+    with pytest.raises(OSError):
+        writer.write(third)  # a local file fails midway; S3 fails uploading the next part
+    case.fail_with(None)
+    kept = second + third
+    at = writer.rewind(durable)
+    assert durable <= at <= durable + len(kept)
+    writer.write(kept[at - durable :])
+    writer.commit()
+    assert store.get("packs/s1/v1.pack") == first + second + third
+    assert case.leftovers() == []
+
+
 def test_streamed_blob_out_of_space_cleans_up(case: StoreCase, store: BlobStore) -> None:
     writer = store.open_append("packs/s1/v1.pack")
     writer.write(b"head")

@@ -137,12 +137,45 @@ def test_settings_are_reverified_before_saving(
     assert store.get_cloud("demo") == updated
 
 
-def test_modify_renames_and_sets_the_data_network(
+def test_a_data_network_is_refused_saying_what_carries_pool_traffic_and_an_old_one_is_cleared(
     store: InMemoryRegistryStore, admin: User, registered: CloudRegistration
 ) -> None:
+    with pytest.raises(RegistrationError, match=r"routing table picks.*give the backup host an interface"):
+        modify_cloud(store, admin, "demo", data_network="subnet-data")
+    assert store.get_cloud("demo") == registered  # nothing saved
+    registered.data_network = "subnet-data"  # what an older version let an admin store
+    store.save_cloud(registered)
+    cleared = modify_cloud(store, admin, "demo", data_network="")
+    assert cleared.data_network is None and store.get_cloud("demo") == cleared
+
+
+def test_cloud_modify_data_network_on_the_cli_fails_with_the_reason(
+    store: InMemoryRegistryStore, admin: User, registered: CloudRegistration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collections.abc import Iterator
+    from contextlib import contextmanager
+
+    from typer.testing import CliRunner
+
+    import bingobackup.cli.cloud as cloud_cli
+    from bingobackup.cli.main import _is_operator_error, app
+
+    @contextmanager
+    def in_memory() -> Iterator[tuple[InMemoryRegistryStore, User]]:
+        yield store, admin
+
+    monkeypatch.setattr(cloud_cli, "registry", in_memory)
+    result = CliRunner().invoke(app, ["cloud", "modify", "demo", "--data-network", "subnet-data"])
+    # main() prints an operator error's text as `Error: …` and exits 2.
+    assert result.exit_code != 0 and _is_operator_error(result.exception)  # type: ignore[arg-type]
+    assert "pool traffic goes out of the interface" in str(result.exception)
+    assert "data network" not in CliRunner().invoke(app, ["cloud", "list"]).output
+
+
+def test_modify_renames(store: InMemoryRegistryStore, admin: User, registered: CloudRegistration) -> None:
     store.save_host(BackupHost(instance_id=registered.backup_host, cloud="demo", cluster_id="c", node_id="n"))
-    renamed = modify_cloud(store, admin, "demo", new_name="lab", data_network="subnet-data")
-    assert renamed.name == "lab" and renamed.data_network == "subnet-data"
+    renamed = modify_cloud(store, admin, "demo", new_name="lab")
+    assert renamed.name == "lab"
     assert store.get_cloud("demo") is None and store.get_cloud("lab") == renamed
     host = store.get_host(registered.backup_host)
     assert host is not None and host.cloud == "lab"
