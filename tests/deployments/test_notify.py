@@ -1,4 +1,4 @@
-"""`bingobackup notify set --webhook URL`: a job run that fails is reported by the Prefect
+"""`bingobackup notify set --webhook URL`: a job run that fails (here partly: one VM of two) is reported by the Prefect
 server to the webhook (a receiver on 127.0.0.1 here), naming the job, the run and its state,
 without secrets; `job edit` keeps the job's automation and `job delete` removes it."""
 
@@ -67,11 +67,11 @@ def test_a_failed_run_is_posted_to_the_webhook_and_the_automation_follows_the_jo
     url, received = webhook
     name = f"notify-{registered.cloud}"
     spec_file = tmp_path / "job.yaml"
+    # A partial backup: linux_local is backed up, centos6-legacy fails (its disk is gone).
+    broken = next(i for i in registered.client.describe_instances() if i.name == "centos6-legacy")
+    registered.volume_file(broken.block_devices[0].volume_id).unlink()
     spec = registered.spec(
-        name=name,
-        content=[{"vm": "linux_local"}],
-        schedule={"kind": "manual"},
-        options={"precondition": "exit 3"},
+        name=name, content=[{"vm": "linux_local"}, {"vm": "centos6-legacy"}], schedule={"kind": "manual"}
     )
     spec_file.write_text(yaml.safe_dump(spec))
 
@@ -90,7 +90,7 @@ def test_a_failed_run_is_posted_to_the_webhook_and_the_automation_follows_the_jo
     text = json.dumps(posted)
     assert posted["subject"] == f"bingobackup: job {name} run Failed", posted
     assert f"Job {name}: run {name} " in posted["text"] and f"({run_id}) ended Failed" in posted["text"]
-    assert "precondition" in posted["text"]  # the run's failure message says why
+    assert "1 of 2 VM(s) failed" in posted["text"] and "centos6-legacy" in posted["text"]  # why
     assert f"/runs/flow-run/{run_id}" in posted["text"]  # a link to the run in the Prefect UI
     for secret in (ACCESS_KEY, SECRET_KEY, POOL_PASSPHRASE):
         assert secret not in text
