@@ -16,7 +16,9 @@ the three flows, so `job start NAME` is never ambiguous.
 
 Editing upserts the same deployment (Prefect keeps its id and its run history, replaces the
 schedules and drops the runs the old schedules had planned); deleting removes only the
-deployment and the job's concurrency limits — backup sets stay in their pools.
+deployment, its notification automation and the job's concurrency limits — backup sets stay
+in their pools. When a webhook is configured (`notify.py`), each job's deployment owns an
+automation that reports its failed runs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.job import BackupJobSpec
 from bingobackup.specs.schedule import ImmediateSchedule
 from deployments.kinds import BACKUP, JOB_KINDS, JobKind, JobSpec, job_kind, load_any_spec
+from deployments.notify import drop_job_automation, sync_job_automation
 from deployments.runs import JobRun, drop_stale_runs, schedule_upcoming
 from deployments.schedules import describe_schedule, once_in_past, prefect_schedules
 from deployments.workpool import ensure_work_pool, work_pool_name
@@ -174,6 +177,7 @@ def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: d
     )
     drop_stale_runs(client, deployment_id, parameters)  # an edit's: see there
     schedule_upcoming(client, deployment_id, _PLANNED_RUNS)
+    sync_job_automation(client, spec.name, deployment_id)
     return deployment_id
 
 
@@ -231,8 +235,16 @@ def delete_job(name: str) -> None:
     with get_client(sync_client=True) as client:
         deployment = _existing(client, name)
         tag = _to_info(deployment).kind.limit_tag(name)
+        drop_job_automation(client, deployment.id)
         client.delete_deployment(deployment.id)
     delete_tag_limits(tag)
+
+
+def sync_notifications() -> list[str]:
+    """After the webhook was set or cleared: every job's automation in step with it. The names
+    of the jobs that now notify."""
+    with get_client(sync_client=True) as client:
+        return [job.name for job in list_jobs() if sync_job_automation(client, job.name, job.deployment_id)]
 
 
 def free_job_slots(name: str) -> tuple[list[HeldSlots], dict[str, FlowRun | None]]:

@@ -15,6 +15,7 @@ from bingobackup.cli import (
     demo,
     host,
     job,
+    notify,
     pool,
     resources,
     restore,
@@ -39,6 +40,7 @@ app.add_typer(user.app, name="user")
 app.add_typer(pool.app, name="pool")
 app.add_typer(backup.app, name="backup")
 app.add_typer(job.app, name="job")
+app.add_typer(notify.app, name="notify")
 app.add_typer(worker.app, name="worker")
 app.add_typer(restore.app, name="restore")
 app.add_typer(catalog.catalog_app, name="catalog")

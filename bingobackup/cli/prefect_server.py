@@ -147,6 +147,7 @@ def ensure_server(port: int | None = None) -> ServerInfo:
     port = port or free_port(DEFAULT_PORT)
     for _ in range(_START_TRIES):
         url = f"http://127.0.0.1:{port}/api"
+        env["PREFECT_UI_URL"] = url.removesuffix("/api")  # for the links in notifications
         # Prefect's `server start`, with SQLite write transactions made IMMEDIATE (see prefect_serve).
         command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", "127.0.0.1", str(port)]
         try:

@@ -1,0 +1,109 @@
+"""`bingobackup notify set --webhook URL`: a job run that fails (here partly: one VM of two) is reported by the Prefect
+server to the webhook (a receiver on 127.0.0.1 here), naming the job, the run and its state,
+without secrets; `job edit` keeps the job's automation and `job delete` removes it."""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from flow_support import POOL_PASSPHRASE, Registered
+from prefect.client.orchestration import get_client
+from test_cli_and_worker import invoke, refused, runner, worker  # noqa: F401  (worker: a fixture)
+from testkeys import ACCESS_KEY, SECRET_KEY
+
+from bingobackup.cli.main import app
+from deployments.jobs import read_job
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, queue.Queue[dict[str, Any]]]]:
+    """A webhook receiver on 127.0.0.1: (its URL, the JSON bodies POSTed to it)."""
+    received: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.put(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        invoke("notify", "clear")
+
+
+def job_automations(name: str) -> int:
+    with get_client(sync_client=True) as client:
+        return len(
+            client.read_resource_related_automations(f"prefect.deployment.{read_job(name).deployment_id}")
+        )
+
+
+def test_a_failed_run_is_posted_to_the_webhook_and_the_automation_follows_the_job(
+    registered: Registered,
+    worker: subprocess.Popen[bytes],  # noqa: F811
+    webhook: tuple[str, queue.Queue[dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BINGOBACKUP_POOL_PASSPHRASE", POOL_PASSPHRASE)
+    url, received = webhook
+    name = f"notify-{registered.cloud}"
+    spec_file = tmp_path / "job.yaml"
+    # A partial backup: linux_local is backed up, centos6-legacy fails (its disk is gone).
+    broken = next(i for i in registered.client.describe_instances() if i.name == "centos6-legacy")
+    registered.volume_file(broken.block_devices[0].volume_id).unlink()
+    spec = registered.spec(
+        name=name, content=[{"vm": "linux_local"}, {"vm": "centos6-legacy"}], schedule={"kind": "manual"}
+    )
+    spec_file.write_text(yaml.safe_dump(spec))
+
+    assert url in invoke("notify", "set", "--webhook", url)
+    assert url in invoke("notify", "show")
+    invoke("job", "create", str(spec_file))
+    assert job_automations(name) == 1
+    invoke("job", "edit", name, str(spec_file))
+    assert job_automations(name) == 1  # replaced, not doubled
+
+    result = runner.invoke(app, ["job", "start", name, "--wait", "--timeout", "240"])
+    assert result.exit_code == 1 and ": Failed" in result.output, result.output
+    run_id = result.output.split("/runs/flow-run/")[1].split()[0]
+
+    posted = received.get(timeout=60)  # the server's triggers and actions services send it
+    text = json.dumps(posted)
+    assert posted["subject"] == f"bingobackup: job {name} run Failed", posted
+    assert f"Job {name}: run {name} " in posted["text"] and f"({run_id}) ended Failed" in posted["text"]
+    assert "1 of 2 VM(s) failed" in posted["text"] and "centos6-legacy" in posted["text"]  # why
+    assert f"/runs/flow-run/{run_id}" in posted["text"]  # a link to the run in the Prefect UI
+    for secret in (ACCESS_KEY, SECRET_KEY, POOL_PASSPHRASE):
+        assert secret not in text
+
+    deployment_id = read_job(name).deployment_id
+    invoke("job", "delete", name, "--yes")
+    with get_client(sync_client=True) as client:
+        assert client.read_resource_related_automations(f"prefect.deployment.{deployment_id}") == []
+
+
+def test_notify_set_refuses_a_url_with_a_password_or_without_http(prefect_server: object) -> None:
+    assert "user name or password" in refused(
+        "notify", "set", "--webhook", "https://ops:pw@hooks.example.com/x"
+    )
+    assert "not an http(s) URL" in refused("notify", "set", "--webhook", "hooks.example.com/x")
+    assert "No notifications" in invoke("notify", "show")
