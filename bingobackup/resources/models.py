@@ -133,6 +133,10 @@ class BackupHost(ResourceModel):
     os_name: str = ""
     os_version: str = ""
     architecture: str = ""
+    os_source: str = Field(
+        default="cloud",
+        description="Who said which OS it runs: 'cloud' (the instance), 'image <id>', or 'admin' (host register --os)",
+    )
     activated: bool = False
     groups: list[str] = Field(default_factory=list)
     device_root: str = Field(
