@@ -24,6 +24,11 @@ def register(
     backup_host: str = typer.Option(..., help="Instance id of an activated backup host in this cloud"),
     ca_file: str = typer.Option(None, help="CA bundle for a cloud with a private certificate authority"),
     no_verify_tls: bool = typer.Option(False, help="Do not verify the TLS certificate (not recommended)"),
+    version: int = typer.Option(
+        None,
+        "--version",
+        help="BingoCloud major version, 7 or 9 (the API does not tell; default: taken as 9)",
+    ),
 ) -> None:
     """Register a cloud; its keys are verified against the API before anything is saved."""
     from bingobackup.resources.clouds import register_cloud
@@ -42,9 +47,13 @@ def register(
                 "backup_host": backup_host,
                 "ca_file": ca_file,
                 "verify_tls": not no_verify_tls,
+                "version": version,
             },
         )
-    console.print(f"Registered cloud [bold]{cloud.name}[/] at {cloud.describe_connection()}; keys verified.")
+    console.print(
+        f"Registered cloud [bold]{cloud.name}[/] ({cloud.version_text}) at {cloud.describe_connection()}; "
+        "keys verified."
+    )
 
 
 @app.command("list")
@@ -54,11 +63,14 @@ def list_() -> None:
 
     with registry() as (store, user):
         clouds = list_clouds(store, user)
-    table = Table("name", "endpoint", "access key", "backup host", "groups", "tags", "data network")
+    table = Table(
+        "name", "endpoint", "version", "access key", "backup host", "groups", "tags", "data network"
+    )
     for c in clouds:
         table.add_row(
             c.name,
             c.endpoint,
+            c.version_text,
             mask_key(c.access_key),
             c.backup_host,
             ", ".join(c.groups),

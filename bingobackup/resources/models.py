@@ -64,6 +64,10 @@ class CloudRegistration(ResourceModel):
     tags: dict[str, str] = Field(default_factory=dict)
     groups: list[str] = Field(default_factory=list, description="User groups authorized to use it")
     backup_host: str = Field(min_length=1, description="Instance id of the backup host used to register")
+    # No response field tells V7 from V9 (none in the public client, cloudmux), so the admin says.
+    version: Literal[7, 9] | None = Field(
+        default=None, description="BingoCloud major version (7 or 9); None: not given, taken as 9"
+    )
 
     @field_validator("name")
     @classmethod
@@ -99,6 +103,11 @@ class CloudRegistration(ResourceModel):
             # object.__setattr__: validate_assignment would re-enter this validator.
             object.__setattr__(self, "port", default_port(self.ssl))
         return self
+
+    @property
+    def version_text(self) -> str:
+        """V7 or V9, or "V9 (assumed)" when the admin did not say."""
+        return f"V{self.version}" if self.version else "V9 (assumed)"
 
     @property
     def endpoint(self) -> str:
