@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from bingobackup.cloud._xml import (
+    GIB,
     child,
     first_text,
     gib_or_bytes,
@@ -113,8 +114,18 @@ def node(item: ET.Element) -> Node:
     )
 
 
+def _space(value: int | None, space_max: int | None) -> int | None:
+    # We read spaceMax/spaceUsed as bytes; cloudmux storage.go reads them as GiB
+    # (GetCapacityMB = SpaceMax * 1024). No datastore is under 1 MiB, so a spaceMax that small
+    # is taken as GiB, and spaceUsed with it.
+    if value is None or space_max is None or space_max >= 1 << 20:
+        return value
+    return value * GIB
+
+
 @_reads(Storage)
 def storage(item: ET.Element) -> Storage:
+    space_max = to_int(text(item, "spaceMax"))
     return build(
         Storage,
         {
@@ -122,8 +133,8 @@ def storage(item: ET.Element) -> Storage:
             "name": text(item, "storageName"),
             "type": first_text(item, "type", "storageType"),
             "cluster_id": text(item, "clusterId"),
-            "space_max_bytes": to_int(text(item, "spaceMax")),
-            "space_used_bytes": to_int(text(item, "spaceUsed")),
+            "space_max_bytes": _space(space_max, space_max),
+            "space_used_bytes": _space(to_int(text(item, "spaceUsed")), space_max),
             "status": text(item, "status"),
         },
     )

@@ -200,6 +200,22 @@ def test_instance_in_public_client_shape_reads_cpu_memory_and_cluster() -> None:
     assert (vm.cpu, vm.memory_mib, vm.cluster_id, vm.os_name, vm.os_version) == (2, 2048, "c-1", "", "")
 
 
+def test_storage_space_in_gib_as_the_public_client_reads_it() -> None:
+    """cloudmux storage.go takes spaceMax/spaceUsed as GiB; a value no datastore could have in
+    bytes is read that way, a byte count is left alone."""
+    body = ok(
+        "DescribeStorages",
+        "<storageSet><item><storageId>st-g</storageId><storageName>g</storageName><clusterId>c</clusterId>"
+        "<spaceMax>2048</spaceMax><spaceUsed>512</spaceUsed></item><item><storageId>st-b</storageId>"
+        "<storageName>b</storageName><clusterId>c</clusterId><spaceMax>2199023255552</spaceMax>"
+        "<spaceUsed>512</spaceUsed></item></storageSet>",
+    )[1].encode()
+    with mock.patch("bingobackup.cloud.client.post_form", return_value=(200, body)):
+        in_gib, in_bytes = _client().describe_storages()
+    assert (in_gib.space_max_bytes, in_gib.space_used_bytes) == (2048 << 30, 512 << 30)
+    assert (in_bytes.space_max_bytes, in_bytes.space_used_bytes) == (2 << 40, 512)
+
+
 def test_a_repeated_next_token_stops_paging_with_a_typed_error() -> None:
     body = ok("DescribeClusters", "<clusterSet/><nextToken>same</nextToken>")[1].encode()
     with pytest.raises(CloudError, match="nextToken it had already sent"):
