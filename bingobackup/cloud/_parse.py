@@ -1,6 +1,6 @@
 """XML items of docs/cloud-api.md → the typed models of `bingobackup.cloud.models`.
 
-Absent elements are left out so the model's default applies; an item missing a required
+Absent and empty elements are left out so the model's default applies; an item missing a required
 element, or holding a value that is no number or time, becomes a `CloudError` naming the
 model, instead of a bare pydantic trace or ValueError. Where the public BingoCloud client
 (yunionio/cloudmux) reads another element name than ours, both are read: see
@@ -54,7 +54,8 @@ M = TypeVar("M", bound=CloudModel)
 
 def build(model: type[M], fields: dict[str, Any]) -> M:
     try:
-        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+        # Empty is absent (cloudmux bingo.go drops "" values too): the default applies.
+        return model.model_validate({k: v for k, v in fields.items() if v is not None and v != ""})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise CloudError(
