@@ -104,7 +104,8 @@ def staged_volume(
             client.attach_volume(volume.volume_id, backup_host, device)
         try:
             wait_for_volume(client, volume.volume_id, "in-use", timeout=timeouts.attach)
-            yield locator.wait_for(volume.serial, timeout=timeouts.device)
+            # A cloud that sends no `serial`: the hypervisor's serial is the volume id (devices.py).
+            yield locator.wait_for(volume.serial or volume.volume_id, timeout=timeouts.device)
         finally:
             _detach(client, volume.volume_id, timeouts)
     finally:

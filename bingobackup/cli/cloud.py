@@ -27,6 +27,11 @@ def register(
     timezone: str = typer.Option(
         DEFAULT_TIMEZONE, help="IANA zone of the cloud's clock; request timestamps are written in it"
     ),
+    version: int = typer.Option(
+        None,
+        "--version",
+        help="BingoCloud major version, 7 or 9 (the API does not tell; default: taken as 9)",
+    ),
 ) -> None:
     """Register a cloud; its keys are verified against the API before anything is saved."""
     from bingobackup.resources.clouds import register_cloud
@@ -46,11 +51,12 @@ def register(
                 "ca_file": ca_file,
                 "verify_tls": not no_verify_tls,
                 "timezone": timezone,
+                "version": version,
             },
         )
     console.print(
-        f"Registered cloud [bold]{cloud.name}[/] at {cloud.describe_connection()}, clock in "
-        f"{cloud.timezone}; keys verified."
+        f"Registered cloud [bold]{cloud.name}[/] ({cloud.version_text}) at {cloud.describe_connection()}, "
+        f"clock in {cloud.timezone}; keys verified."
     )
 
 
@@ -61,11 +67,12 @@ def list_() -> None:
 
     with registry() as (store, user):
         clouds = list_clouds(store, user)
-    table = Table("name", "endpoint", "timezone", "access key", "backup host", "groups", "tags")
+    table = Table("name", "endpoint", "version", "timezone", "access key", "backup host", "groups", "tags")
     for c in clouds:
         table.add_row(
             c.name,
             c.endpoint,
+            c.version_text,
             c.timezone,
             mask_key(c.access_key),
             c.backup_host,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import typer
@@ -10,7 +11,18 @@ from rich.table import Column, Table
 
 from bingobackup.cli.common import acting_user_name, authorize_command, console, err_console, registry
 
+if TYPE_CHECKING:
+    from bingobackup.resources.models import BackupHost
+
 app = typer.Typer(help="Backup hosts: VMs in the cloud that run the agent.", no_args_is_help=True)
+
+
+def _os_text(host: BackupHost) -> str:
+    """The OS and, unless the cloud said it, who did: the admin's word is checked only on the host."""
+    text = f"{host.os_name} {host.os_version} {host.architecture}"
+    if host.os_source == "admin":
+        return f"{text} (confirmed by admin)"
+    return f"{text} (from {host.os_source})" if host.os_source != "cloud" else text
 
 
 @app.command()
@@ -22,13 +34,19 @@ def register(
         "/",
         help="Where the agent sees the host's /dev/disk/by-id ('/' on the host; STATE/hosts/ID for the simulator)",
     ),
+    os: str = typer.Option(
+        None,
+        "--os",
+        help='The OS the VMs run, e.g. "Ubuntu 20.04", when BingoCloud does not say (neither the instance '
+        "nor its image names it); the worker checks it when it starts on the host",
+    ),
 ) -> None:
     """Register VMs as backup hosts after checking their OS against the compatibility list (admin)."""
     from bingobackup.resources.hosts import activate_backup_host, register_backup_host
 
     with registry() as (store, user):
         for instance_id in instance_ids:
-            host = register_backup_host(store, user, cloud, instance_id)
+            host = register_backup_host(store, user, cloud, instance_id, confirmed_os=os)
             if device_root != "/":
                 host.device_root = device_root
                 store.save_host(host)
@@ -36,7 +54,7 @@ def register(
                 host = activate_backup_host(store, user, instance_id)
             state = "activated" if host.activated else "registered (activate it next)"
             console.print(
-                f"Backup host [bold]{host.instance_id}[/] ({host.name}, {host.os_name} {host.os_version}, "
+                f"Backup host [bold]{host.instance_id}[/] ({host.name}, {_os_text(host)}, "
                 f"cluster {host.cluster_id}) {state}."
             )
 
@@ -99,7 +117,7 @@ def list_() -> None:
             h.cloud,
             h.cluster_id,
             h.node_id,
-            f"{h.os_name} {h.os_version} {h.architecture}",
+            _os_text(h),
             "yes" if h.activated else "no",
             "online" if polled_recently(last) else "offline",
             f"{last.astimezone():%Y-%m-%d %H:%M:%S}" if last else "never",

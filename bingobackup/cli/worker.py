@@ -1,7 +1,11 @@
 """`bingobackup worker start --host ID`: the agent's Prefect worker on a backup host.
 
 It serves the host's work queue in the jobs' process work pool, so scheduled and started
-runs of the jobs on that host execute here (each in its own process).
+runs of the jobs on that host execute here (each in its own process). It first checks that
+this machine runs an OS on the backup-host list (/etc/os-release, architecture), since the
+cloud may not have said which OS the VM runs. A host registered with a `--device-root`
+other than `/` is a simulator's: its worker runs beside the simulator, not inside the VM,
+so there is no VM OS to check here.
 `bingobackup worker install-service --host ID` makes systemd run it (docs/agent.md).
 """
 
@@ -36,9 +40,15 @@ def start(
 ) -> None:
     """Run the jobs of one backup host until stopped (Ctrl-C or SIGTERM)."""
     from bingobackup.resources.access import backup_host_for
+    from bingobackup.resources.hosts import read_local_os
 
     with registry() as (store, user):
-        backup_host_for(store, user, host)
+        registered = backup_host_for(store, user, host)
+    if registered.device_root == "/":
+        local_os = read_local_os()
+        console.print(f"This machine runs {local_os}, a supported backup-host OS.")
+    else:
+        console.print(f"Simulated backup host (device root {registered.device_root}): OS check skipped.")
     with prefect_api() as server:
         from prefect.client.orchestration import get_client
 

@@ -1,17 +1,32 @@
 """XML items of docs/cloud-api.md → the typed models of `bingobackup.cloud.models`.
 
-Absent elements are left out so the model's default applies; an item missing a required
-element becomes a `CloudError` naming the model, instead of a bare pydantic trace.
+Absent and empty elements are left out so the model's default applies; an item missing a required
+element, or holding a value that is no number or time, becomes a `CloudError` naming the
+model, instead of a bare pydantic trace or ValueError. Where the public BingoCloud client
+(yunionio/cloudmux) reads another element name than ours, both are read: see
+docs/cloud-api.md, "Where each field comes from".
 """
 
 from __future__ import annotations
 
+import functools
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from bingobackup.cloud._xml import child, gib_or_bytes, items, text, to_bool, to_datetime, to_int
+from bingobackup.cloud._xml import (
+    GIB,
+    child,
+    first_text,
+    gib_or_bytes,
+    items,
+    text,
+    to_bool,
+    to_datetime,
+    to_int,
+)
 from bingobackup.cloud.errors import CloudError
 from bingobackup.cloud.models import (
     BlockDeviceMapping,
@@ -39,7 +54,8 @@ M = TypeVar("M", bound=CloudModel)
 
 def build(model: type[M], fields: dict[str, Any]) -> M:
     try:
-        return model.model_validate({k: v for k, v in fields.items() if v is not None})
+        # Empty is absent (cloudmux bingo.go drops "" values too): the default applies.
+        return model.model_validate({k: v for k, v in fields.items() if v is not None and v != ""})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise CloudError(
@@ -48,6 +64,26 @@ def build(model: type[M], fields: dict[str, Any]) -> M:
         ) from None
 
 
+def _reads(model: type[M]) -> Callable[[Callable[[ET.Element], M]], Callable[[ET.Element], M]]:
+    """A parser of one `model` item whose unreadable values raise `CloudError`, never ValueError."""
+
+    def wrap(parse_item: Callable[[ET.Element], M]) -> Callable[[ET.Element], M]:
+        @functools.wraps(parse_item)
+        def parse_checked(item: ET.Element) -> M:
+            try:
+                return parse_item(item)
+            except ValueError as exc:
+                raise CloudError(
+                    f"BingoCloud sent a {model.__name__} the client cannot read ({exc})",
+                    code="MalformedResponse",
+                ) from None
+
+        return parse_checked
+
+    return wrap
+
+
+@_reads(Cluster)
 def cluster(item: ET.Element) -> Cluster:
     return build(
         Cluster,
@@ -60,6 +96,7 @@ def cluster(item: ET.Element) -> Cluster:
     )
 
 
+@_reads(Node)
 def node(item: ET.Element) -> Node:
     return build(
         Node,
@@ -67,31 +104,44 @@ def node(item: ET.Element) -> Node:
             "node_id": text(item, "nodeId"),
             "cluster_id": text(item, "clusterId"),
             "status": text(item, "status"),
-            "cpu_total": to_int(text(item, "cpuTotal")),
+            # cloudmux node.go reads CpuMax/MemoryMax/DiskMax where we expect *Total.
+            "cpu_total": to_int(first_text(item, "cpuTotal", "cpuMax")),
             "cpu_used": to_int(text(item, "cpuUsed")),
-            "memory_total_mib": to_int(text(item, "memoryTotal")),
+            "memory_total_mib": to_int(first_text(item, "memoryTotal", "memoryMax")),
             "memory_used_mib": to_int(text(item, "memoryUsed")),
-            "disk_total_bytes": to_int(text(item, "diskTotal")),
+            "disk_total_bytes": to_int(first_text(item, "diskTotal", "diskMax")),
             "disk_used_bytes": to_int(text(item, "diskUsed")),
         },
     )
 
 
+def _space(value: int | None, space_max: int | None) -> int | None:
+    # We read spaceMax/spaceUsed as bytes; cloudmux storage.go reads them as GiB
+    # (GetCapacityMB = SpaceMax * 1024). No datastore is under 1 MiB, so a spaceMax that small
+    # is taken as GiB, and spaceUsed with it.
+    if value is None or space_max is None or space_max >= 1 << 20:
+        return value
+    return value * GIB
+
+
+@_reads(Storage)
 def storage(item: ET.Element) -> Storage:
+    space_max = to_int(text(item, "spaceMax"))
     return build(
         Storage,
         {
             "storage_id": text(item, "storageId"),
             "name": text(item, "storageName"),
-            "type": text(item, "type"),
+            "type": first_text(item, "type", "storageType"),
             "cluster_id": text(item, "clusterId"),
-            "space_max_bytes": to_int(text(item, "spaceMax")),
-            "space_used_bytes": to_int(text(item, "spaceUsed")),
+            "space_max_bytes": _space(space_max, space_max),
+            "space_used_bytes": _space(to_int(text(item, "spaceUsed")), space_max),
             "status": text(item, "status"),
         },
     )
 
 
+@_reads(InstanceType)
 def instance_type(item: ET.Element) -> InstanceType:
     return build(
         InstanceType,
@@ -141,6 +191,7 @@ def _block_device(item: ET.Element) -> BlockDeviceMapping:
     )
 
 
+@_reads(Instance)
 def instance(item: ET.Element) -> Instance:
     return build(
         Instance,
@@ -150,9 +201,11 @@ def instance(item: ET.Element) -> Instance:
             "image_id": text(item, "imageId"),
             "state": _state(child(item, "instanceState")),
             "instance_type": text(item, "instanceType"),
-            "cpu": to_int(text(item, "cpu")),
-            "memory_mib": to_int(text(item, "memory")),
-            "cluster_id": text(item, "clusterId"),
+            # cloudmux instance.go reads vmtype_cpu/vmtype_mem, and no clusterId: its zones
+            # are the clusters (cluster.go), so the placement's zone stands in for it.
+            "cpu": to_int(first_text(item, "cpu", "vmtype_cpu")),
+            "memory_mib": to_int(first_text(item, "memory", "vmtype_mem")),
+            "cluster_id": first_text(item, "clusterId", "placement/availabilityZone"),
             "node_id": text(item, "hostAddress"),
             "storage_id": text(item, "storageId"),
             "launch_time": to_datetime(text(item, "launchTime")),
@@ -172,6 +225,7 @@ def instances_of_reservations(root: ET.Element) -> list[Instance]:
     return [instance(i) for r in items(root, "reservationSet") for i in items(r, "instancesSet")]
 
 
+@_reads(VolumeAttachment)
 def attachment(item: ET.Element) -> VolumeAttachment:
     return build(
         VolumeAttachment,
@@ -185,6 +239,7 @@ def attachment(item: ET.Element) -> VolumeAttachment:
     )
 
 
+@_reads(Volume)
 def volume(item: ET.Element) -> Volume:
     return build(
         Volume,
@@ -206,6 +261,7 @@ def volume(item: ET.Element) -> Volume:
     )
 
 
+@_reads(Snapshot)
 def snapshot(item: ET.Element) -> Snapshot:
     return build(
         Snapshot,
@@ -222,6 +278,7 @@ def snapshot(item: ET.Element) -> Snapshot:
     )
 
 
+@_reads(Image)
 def image(item: ET.Element) -> Image:
     root_device = text(item, "rootDeviceName") or None
     mappings = items(item, "blockDeviceMapping")
@@ -237,10 +294,14 @@ def image(item: ET.Element) -> Image:
             "root_device_name": root_device,
             "root_snapshot_id": text(root_mapping, "ebs/snapshotId"),
             "description": text(item, "description"),
+            "platform": text(item, "platform") or None,
+            "os_name": text(item, "osName"),
+            "architecture": text(item, "architecture"),
         },
     )
 
 
+@_reads(Vpc)
 def vpc(item: ET.Element) -> Vpc:
     return build(
         Vpc,
@@ -254,6 +315,7 @@ def vpc(item: ET.Element) -> Vpc:
     )
 
 
+@_reads(Subnet)
 def subnet(item: ET.Element) -> Subnet:
     return build(
         Subnet,
@@ -268,6 +330,7 @@ def subnet(item: ET.Element) -> Subnet:
     )
 
 
+@_reads(SecurityGroup)
 def security_group(item: ET.Element) -> SecurityGroup:
     return build(
         SecurityGroup,
@@ -280,6 +343,7 @@ def security_group(item: ET.Element) -> SecurityGroup:
     )
 
 
+@_reads(StateChange)
 def state_change(item: ET.Element) -> StateChange:
     return build(
         StateChange,

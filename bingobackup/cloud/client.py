@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from bingobackup.cloud import _parse
 from bingobackup.cloud._query import FilterValues, filter_params, list_params, optional_params
-from bingobackup.cloud._xml import items, parse, text
+from bingobackup.cloud._xml import items, next_token, parse, text
 from bingobackup.cloud.errors import (
     CloudError,
     CloudInvalidRequest,
@@ -193,6 +193,7 @@ class BingoCloudClient:
     ) -> Iterator[T]:
         """Every item of a Describe* action, following `nextToken` page by page."""
         token: str | None = None
+        sent: set[str] = set()
         while True:
             page_params = dict(params)
             if paged:
@@ -201,9 +202,17 @@ class BingoCloudClient:
                 page_params["NextToken"] = token
             root = self._call(action, page_params)
             yield from extract(root)
-            token = text(root, "nextToken")
+            token = next_token(root)
             if not token:
                 return
+            if token in sent:
+                # A cloud that hands back a token already followed would page forever.
+                raise CloudError(
+                    "BingoCloud sent a nextToken it had already sent; stopped paging",
+                    code="MalformedResponse",
+                    action=action,
+                )
+            sent.add(token)
 
     def _describe(
         self,

@@ -164,6 +164,9 @@ class Image(CloudModel):
     root_device_name: str = "/dev/vda"
     root_snapshot_id: str = ""
     description: str = ""
+    platform: str = ""  # linux | windows, when the cloud says
+    os_name: str = ""  # BingoCloud's free text, e.g. "Ubuntu 20.04 64bit"
+    architecture: str = ""
 
 
 class Vpc(CloudModel):

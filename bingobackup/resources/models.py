@@ -70,6 +70,10 @@ class CloudRegistration(ResourceModel):
         default=DEFAULT_TIMEZONE,
         description="IANA zone of the cloud's clock; request timestamps are written in it",
     )
+    # No response field tells V7 from V9 (none in the public client, cloudmux), so the admin says.
+    version: Literal[7, 9] | None = Field(
+        default=None, description="BingoCloud major version (7 or 9); None: not given, taken as 9"
+    )
 
     @field_validator("name")
     @classmethod
@@ -113,6 +117,11 @@ class CloudRegistration(ResourceModel):
         return self
 
     @property
+    def version_text(self) -> str:
+        """V7 or V9, or "V9 (assumed)" when the admin did not say."""
+        return f"V{self.version}" if self.version else "V9 (assumed)"
+
+    @property
     def endpoint(self) -> str:
         scheme = "https" if self.ssl else "http"
         host = f"[{self.address}]" if ":" in self.address else self.address
@@ -146,6 +155,10 @@ class BackupHost(ResourceModel):
     os_name: str = ""
     os_version: str = ""
     architecture: str = ""
+    os_source: str = Field(
+        default="cloud",
+        description="Who said which OS it runs: 'cloud' (the instance), 'image <id>', or 'admin' (host register --os)",
+    )
     activated: bool = False
     groups: list[str] = Field(default_factory=list)
     device_root: str = Field(

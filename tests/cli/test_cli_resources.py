@@ -51,15 +51,18 @@ def test_register_browse_and_pool_through_the_cli(
         SECRET_KEY,
         "--backup-host",
         host_a,
+        "--version",
+        "7",
     )
-    assert "keys verified" in out and SECRET_KEY not in out
+    assert "keys verified" in out and "(V7)" in out and SECRET_KEY not in out
     out = invoke("host", "register", *hosts.values(), "--cloud", name, "--activate")
     assert out.count("activated") == 2
+    assert "Ubuntu 20.04 x86_64" in invoke("host", "list")
     out = invoke("host", "authorize", *hosts.values(), "--group", "ops")
     assert out.count("groups ops") == 2
     assert "groups ops" in invoke("cloud", "authorize", name, "--group", "ops")
     listed = invoke("cloud", "list")
-    assert name in listed and SECRET_KEY not in listed
+    assert name in listed and "V7" in listed and SECRET_KEY not in listed
     assert ACCESS_KEY not in listed and "AKTE…0001" in listed  # the key shown only masked
     tree = invoke("resources", "browse", "--cloud", name)
     for expected in ("cluster-a", "cluster-b", "linux_mul_disk", "system disk", "data disk", "backup host"):

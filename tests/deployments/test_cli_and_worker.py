@@ -4,6 +4,7 @@ worker, and deleting the job keeps its backup set."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -163,3 +164,36 @@ def test_worker_and_its_flow_runs_get_the_commands_client_settings(
     assert env["PREFECT_API_URL"] == prefect_server.url
     assert env["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "False"
     assert Path(env["PREFECT_API_SSL_CERT_FILE"]).is_file()
+
+
+def test_worker_on_a_machine_off_the_backup_host_list_refuses_to_start(
+    registered: Registered, prefect_server: ServerInfo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A host registered as a real one (device root `/`): the worker reads this machine's
+    /etc/os-release (here a Debian one under tmp_path) and refuses before starting Prefect's."""
+    from bingobackup.resources import hosts
+    from bingobackup.resources.errors import IncompatibleBackupHost
+    from tasks.blocks import PrefectRegistryStore
+
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "os-release").write_text(
+        'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+    )
+    monkeypatch.setattr(hosts, "read_local_os", functools.partial(hosts.read_local_os, tmp_path))
+    started: list[object] = []
+    monkeypatch.setattr(worker_cli.os, "execvpe", lambda *args: started.append(args))
+    store = PrefectRegistryStore()
+    host = store.get_host(registered.hosts["cluster-a"])
+    assert host is not None
+    simulated_root = host.device_root
+    host.device_root = "/"
+    store.save_host(host)
+    try:
+        result = runner.invoke(app, ["worker", "start", "--host", host.instance_id])
+    finally:
+        host.device_root = simulated_root
+        store.save_host(host)
+    assert isinstance(result.exception, IncompatibleBackupHost) and not started
+    message = str(result.exception)
+    assert "This machine runs Debian GNU/Linux 12 (bookworm) on" in message
+    assert "Supported: Ubuntu 18.04, Ubuntu 20.04, Ubuntu 22.04, CentOS 7.6, openEuler 20.03" in message

@@ -30,6 +30,16 @@ def test_register_saves_a_verified_cloud(
     assert [c.name for c in store.list_clouds()] == ["demo"]
 
 
+def test_version_is_recorded_as_given_or_shown_as_assumed(
+    store: InMemoryRegistryStore, admin: User, registration: CloudRegistration
+) -> None:
+    assert registration.version is None and registration.version_text == "V9 (assumed)"
+    saved = register_cloud(store, admin, changed(registration, version=7), retry_window_seconds=2.0)
+    assert store.get_cloud("demo") == saved and saved.version_text == "V7"
+    with pytest.raises(RegistrationError, match=r"version: Input should be 7 or 9"):
+        parse_cloud_registration({**registration.model_dump(), "secret_key": "x", "version": 8})
+
+
 def test_wrong_secret_key_is_refused_and_nothing_saved(
     store: InMemoryRegistryStore, admin: User, registration: CloudRegistration, cloud_keys: CloudKeys
 ) -> None:
