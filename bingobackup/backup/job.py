@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,9 +24,9 @@ from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
 from bingobackup.errors import BingoBackupError
 from bingobackup.mover.backup import DiskBackupResult
+from bingobackup.mover.chunks import human_bytes
 from bingobackup.mover.devices import DeviceLocator
 from bingobackup.mover.ratelimit import RateLimiter
-from bingobackup.mover.chunks import human_bytes
 from bingobackup.mover.stages import transfer_summary
 from bingobackup.pools import Pool
 from bingobackup.resources.access import backup_host_for, cloud_for
@@ -290,7 +290,7 @@ def _who(vm: ResolvedVm) -> str:
     return f"VM {vm.name} ({vm.instance_id})"
 
 
-def log_vm_started(vm: ResolvedVm, attempt: int, disks: list[Disk]) -> None:
+def log_vm_started(vm: ResolvedVm, attempt: int, disks: Sequence[Disk]) -> None:
     """The VM's first line in the run's log: which disks this attempt backs up."""
     names = ", ".join(f"{d.volume_id} ({d.role}, {human_bytes(d.size_bytes)})" for d in disks)
     log.info("%s started (attempt %d): %d disk(s): %s", _who(vm), attempt, len(disks), names or "none")

@@ -17,7 +17,9 @@ from typing import Any
 POLL_SECONDS = 0.05
 
 
-def thread_in_context(target: Callable[..., object], *args: object, name: str | None = None) -> threading.Thread:
+def thread_in_context(
+    target: Callable[..., object], *args: object, name: str | None = None
+) -> threading.Thread:
     """A daemon thread (not started) that runs `target` in a copy of the caller's context
     variables: its log lines then belong to the run the caller works for (a Prefect run's
     log is found through them), as the caller's own lines do."""

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from flow_support import Registered, bingobackup_command, run_log_messages
+from flow_support import POOL_PASSPHRASE, Registered, bingobackup_command, run_log_messages
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from testkeys import ACCESS_KEY, SECRET_KEY
@@ -52,7 +52,9 @@ def test_backup_run_from_the_cli_logs_each_vm_disk_and_snapshot_to_the_api(
 
     assert f"{ok_vm} started (attempt 1): {len(ok.block_devices)} disk(s)" in log, log
     finished = next(m for m in messages if m.startswith(f"{ok_vm} finished: "))
-    assert re.search(r"read [\d.]+ \w+, sent [\d.]+ \w+, stored [\d.]+ \w+ in [\d.]+ s \([\d.]+ MB/s\)", finished)
+    assert re.search(
+        r"read [\d.]+ \w+, sent [\d.]+ \w+, stored [\d.]+ \w+ in [\d.]+ s \([\d.]+ MB/s\)", finished
+    )
     for device in ok.block_devices:
         disk = device.volume_id
         assert re.search(rf"disk {disk} \(linux_local, \w+\) backed up: read ", log), log
@@ -67,5 +69,5 @@ def test_backup_run_from_the_cli_logs_each_vm_disk_and_snapshot_to_the_api(
     failure = next(m for m in messages if m.startswith(f"{failed_vm} failed (attempt 1) after "))
     assert "went to state 'error'" in failure and "Check the snapshot" in failure, failure
     assert re.search(rf"snapshot \S+ of disk {broken_disk} created", log), log
-    for secret in (ACCESS_KEY, SECRET_KEY):
+    for secret in (ACCESS_KEY, SECRET_KEY, POOL_PASSPHRASE):
         assert secret not in log
