@@ -30,7 +30,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
 from bingobackup.backup.conditions import skip_reason
-from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome
+from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome, log_vm_started
 from bingobackup.backup.power import LeftStopped, powered_off
 from bingobackup.backup.resume import LinkRetry, ResumingSink
 from bingobackup.backup.staging import delete_snapshot, staged_volume
@@ -197,6 +197,7 @@ def back_up_vm(
                 finished_at=datetime.now(UTC),
                 attempts=attempt,
             )
+        log_vm_started(vm, attempt, todo.disks)
         # Power off (guide table 2): stopped for the snapshot only, started again once the
         # disks are captured, whatever happens to the snapshot; the ledger entry made before
         # the stop gets the VM started again should this process die in between.
@@ -234,7 +235,7 @@ def back_up_vm(
                 delete_snapshot(client, snap.snapshot_id)
             except Exception as exc:  # report, never hide: the next run's cleanup removes it
                 get_run_logger().warning("could not delete snapshot %s: %s", snap.snapshot_id, exc)
-    return VmOutcome(
+    outcome = VmOutcome(
         vm=vm,
         status=status,
         error=error,
@@ -243,6 +244,8 @@ def back_up_vm(
         attempts=attempt,
         disks=[disks[d.volume_id] for d in vm.disks if d.volume_id in disks],
     )
+    outcome.log_finished()
+    return outcome
 
 
 def _run_name() -> str:

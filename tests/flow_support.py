@@ -43,6 +43,23 @@ def run_log_into(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         logger.removeHandler(caplog.handler)
 
 
+def run_log_messages(flow_run_id: uuid.UUID | str, until: str) -> list[str]:
+    """The messages of a flow run's log as the Prefect API (the UI's Logs tab) has them, read
+    again until one contains `until`: a run's process ships its log in batches, the last
+    ones possibly after the run's final state is set."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[uuid.UUID(str(flow_run_id))]))
+    deadline = time.monotonic() + 60
+    with get_client(sync_client=True) as client:
+        while True:
+            messages = [log.message for log in client.read_logs(log_filter=log_filter, limit=200)]
+            if any(until in m for m in messages) or time.monotonic() > deadline:
+                return messages
+            time.sleep(0.5)  # the pace of reading the API, not a wait for an event
+
+
 def bingobackup_command(*args: str) -> list[str]:
     """The installed `bingobackup` command line, as an operator types it."""
     return [str(Path(sys.executable).with_name("bingobackup")), *args]

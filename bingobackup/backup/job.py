@@ -6,10 +6,11 @@ Plain engine code: the Prefect tasks in `tasks/backup.py` wrap these calls, and 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +24,10 @@ from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
 from bingobackup.errors import BingoBackupError
 from bingobackup.mover.backup import DiskBackupResult
+from bingobackup.mover.chunks import human_bytes
 from bingobackup.mover.devices import DeviceLocator
 from bingobackup.mover.ratelimit import RateLimiter
+from bingobackup.mover.stages import transfer_summary
 from bingobackup.pools import Pool
 from bingobackup.resources.access import backup_host_for, cloud_for
 from bingobackup.resources.discovery import Disk, ResolvedVm, resolve_selection
@@ -34,6 +37,8 @@ from bingobackup.resources.pools import check_backup_host_sees_pool, open_regist
 from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.job import BackupJobSpec
 from bingobackup.watchdog import Watchdog
+
+log = logging.getLogger("bingobackup.backup")
 
 
 class BackupJobError(BingoBackupError):
@@ -268,6 +273,17 @@ class VmOutcome(BaseModel):
     def total(self, counter: Literal["bytes_read", "bytes_sent", "bytes_stored"]) -> int:
         return sum(getattr(d.result, counter) for d in self.disks if d.result is not None)
 
+    def log_finished(self) -> None:
+        """The VM's last line in the run's log: its bytes and speed, and why it failed."""
+        seconds = (self.finished_at - self.started_at).total_seconds()
+        done = transfer_summary(
+            self.total("bytes_read"), self.total("bytes_sent"), self.total("bytes_stored"), seconds
+        )
+        if self.status == "failed":
+            log.error("%s failed (attempt %d) after %s: %s", _who(self.vm), self.attempts, done, self.error)
+        else:
+            log.info("%s finished: %s", _who(self.vm), done)
+
     def after(self, earlier: VmOutcome | None) -> VmOutcome:
         """This attempt's outcome with the history of the earlier ones in front of it."""
         previous = earlier.history if earlier is not None else []
@@ -275,6 +291,16 @@ class VmOutcome(BaseModel):
             attempt=self.attempts, status=self.status, error=self.error, finished_at=self.finished_at
         )
         return self.model_copy(update={"history": [*previous, this]})
+
+
+def _who(vm: ResolvedVm) -> str:
+    return f"VM {vm.name} ({vm.instance_id})"
+
+
+def log_vm_started(vm: ResolvedVm, attempt: int, disks: Sequence[Disk]) -> None:
+    """The VM's first line in the run's log: which disks this attempt backs up."""
+    names = ", ".join(f"{d.volume_id} ({d.role}, {human_bytes(d.size_bytes)})" for d in disks)
+    log.info("%s started (attempt %d): %d disk(s): %s", _who(vm), attempt, len(disks), names or "none")
 
 
 def snapshot_disks(

@@ -57,6 +57,7 @@ def snapshot_volume(
     """A completed point-in-time snapshot of one disk, recorded in `taken` as soon as it
     exists, so the caller deletes it even when it never completes."""
     taken[volume_id] = client.create_snapshot(volume_id, description=temp_name(job_name, volume_id))
+    log.info("snapshot %s of disk %s created", taken[volume_id].snapshot_id, volume_id)
     taken[volume_id] = wait_for_snapshot(client, taken[volume_id].snapshot_id, timeout=timeouts.snapshot)
     return taken[volume_id]
 
@@ -97,11 +98,18 @@ def staged_volume(
         storage_id=storage_id or snapshot.storage_id or None,
         name=temp_name(job_name, snapshot.volume_id),
     )
+    log.info(
+        "volume %s created from snapshot %s of disk %s",
+        volume.volume_id,
+        snapshot.snapshot_id,
+        snapshot.volume_id,
+    )
     try:
         volume = wait_for_volume(client, volume.volume_id, "available", timeout=timeouts.volume)
         with attach_lock:
             device = free_device(client, backup_host)
             client.attach_volume(volume.volume_id, backup_host, device)
+        log.info("volume %s attached to backup host %s as %s", volume.volume_id, backup_host, device)
         try:
             wait_for_volume(client, volume.volume_id, "in-use", timeout=timeouts.attach)
             # A cloud that sends no `serial`: the hypervisor's serial is the volume id (devices.py).
@@ -123,11 +131,13 @@ def _detach(client: BingoCloudClient, volume_id: str, timeouts: StepTimeouts) ->
 def _delete_volume(client: BingoCloudClient, volume_id: str) -> None:
     with contextlib.suppress(CloudNotFoundError):
         client.delete_volume(volume_id)
+    log.info("volume %s removed", volume_id)
 
 
 def delete_snapshot(client: BingoCloudClient, snapshot_id: str) -> None:
     with contextlib.suppress(CloudNotFoundError):
         client.delete_snapshot(snapshot_id)
+    log.info("snapshot %s removed", snapshot_id)
 
 
 def clean_leftovers(

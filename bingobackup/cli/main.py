@@ -72,8 +72,11 @@ def _is_operator_error(exc: BaseException) -> bool:
 
 
 def main() -> None:
-    # Task-by-task INFO lines belong in the Prefect UI; the terminal shows progress and tables.
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # INFO lines belong in the run's log in the Prefect UI; the terminal shows progress and tables.
+    from bingobackup.cli.prefect_server import LOGGING_ENVIRONMENT
+
+    for name, value in LOGGING_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     try:
         app()
     except Exception as exc:

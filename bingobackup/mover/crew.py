@@ -7,6 +7,7 @@ them is a short timed wait on `should_stop()`, so a failure in one thread, or th
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable
@@ -14,6 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 POLL_SECONDS = 0.05
+
+
+def thread_in_context(
+    target: Callable[..., object], *args: object, name: str | None = None
+) -> threading.Thread:
+    """A daemon thread (not started) that runs `target` in a copy of the caller's context
+    variables: its log lines then belong to the run the caller works for (a Prefect run's
+    log is found through them), as the caller's own lines do."""
+    return threading.Thread(
+        target=contextvars.copy_context().run, args=(target, *args), name=name, daemon=True
+    )
 
 
 @dataclass
@@ -56,7 +68,7 @@ class Crew:
             except BaseException as error:  # any failure must stop the others and reach the caller
                 self.fail(error, self._offsets.get(threading.get_ident()))
 
-        thread = threading.Thread(target=run, name=f"{self._name}-{role}", daemon=True)
+        thread = thread_in_context(run, name=f"{self._name}-{role}")
         self._threads.append(thread)
         thread.start()
 

@@ -16,6 +16,7 @@ pool writer is aborted, and `write()` raises the error with the disk offset name
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -35,11 +36,23 @@ from bingobackup.mover.backup import (
     _pread_exact,
     _raise_stopped,
 )
-from bingobackup.mover.chunks import ProgressThrottle
-from bingobackup.mover.crew import Crew
+from bingobackup.mover.chunks import ProgressThrottle, human_bytes
+from bingobackup.mover.crew import Crew, thread_in_context
 from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.mover.ratelimit import RateLimiter
 from bingobackup.sparse import data_extents
+
+log = logging.getLogger("bingobackup.backup")
+
+
+def transfer_summary(read: int, sent: int, stored: int, seconds: float) -> str:
+    """`read 2 GiB, sent 1.2 GiB, stored 800 MiB in 12.5 s (171.8 MB/s)`: a disk's or a VM's
+    bytes in a run's log (MB/s of bytes read, as the run's summary table counts them)."""
+    rate = f"{read / 1e6 / seconds:.1f} MB/s" if seconds > 0 else "- MB/s"
+    return (
+        f"read {human_bytes(read)}, sent {human_bytes(sent)}, stored {human_bytes(stored)} "
+        f"in {seconds:.1f} s ({rate})"
+    )
 
 
 class DiskPipeline:
@@ -109,7 +122,7 @@ class DiskPipeline:
         manifest = self.sink.commit()
         self._throttle.report(self.size_bytes, final=True)
         c = self.counters
-        return DiskBackupResult(
+        result = DiskBackupResult(
             manifest=manifest,
             bytes_read=c.bytes_read,
             bytes_sent=c.bytes_sent,
@@ -120,13 +133,16 @@ class DiskPipeline:
             chunks_known=c.chunks_known,
             seconds=time.monotonic() - self._started,
         )
+        log.info(
+            "disk %s backed up: %s",
+            self.label,
+            transfer_summary(result.bytes_read, result.bytes_sent, result.bytes_stored, result.seconds),
+        )
+        return result
 
     def run(self) -> DiskBackupResult:
         """All three stages in threads of this process (what the flow does with tasks)."""
-        threads = [
-            threading.Thread(target=self.read, daemon=True),
-            threading.Thread(target=self.dedup, daemon=True),
-        ]
+        threads = [thread_in_context(self.read), thread_in_context(self.dedup)]
         for thread in threads:
             thread.start()
         try:
@@ -151,10 +167,7 @@ class DiskPipeline:
         downstream: queue.Queue[Any] | None,
         downstream_workers: int,
     ) -> None:
-        workers = [
-            threading.Thread(target=self._stage, args=(f"{role}-{i}", target), daemon=True)
-            for i in range(count)
-        ]
+        workers = [thread_in_context(self._stage, f"{role}-{i}", target) for i in range(count)]
         for worker in workers:
             worker.start()
         for worker in workers:

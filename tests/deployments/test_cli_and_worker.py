@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flow_support import POOL_PASSPHRASE, Registered
+from flow_support import POOL_PASSPHRASE, Registered, run_log_messages
 from typer.testing import CliRunner
 
 from bingobackup.cli import worker as worker_cli
@@ -122,6 +122,15 @@ def test_job_from_cli_runs_on_the_hosts_worker_and_delete_keeps_the_backup_set(
     assert ": Completed" in out, out
     assert worker.poll() is None
     assert backup_set_count(registered.pool_dir) == 1
+    # The run's Logs tab (the API's log of the run the worker's process ran) has the VM's lines.
+    run_id = out.split("/runs/flow-run/")[1].split()[0]
+    vm = next(i for i in registered.client.describe_instances() if i.name == "linux_local")
+    messages = run_log_messages(run_id, until=f"VM linux_local ({vm.instance_id}) finished")
+    log = "\n".join(messages)
+    assert f"VM linux_local ({vm.instance_id}) started (attempt 1)" in log, log
+    assert any(
+        m.startswith(f"VM linux_local ({vm.instance_id}) finished: read ") and "MB/s" in m for m in messages
+    ), log
 
     listed = invoke("job", "list")
     assert "Completed" in next(line for line in listed.splitlines() if name in line)

@@ -10,11 +10,13 @@ on a virtual clock, so no test waits for the window it proves.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
 import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +131,12 @@ def test_pool_link_down_longer_than_the_reconnect_time_fails_the_vm_naming_it(
     monkeypatch.setattr(flows.backup, "LinkRetry", link_retry)
     monkeypatch.setattr(flows.backup, "ResumingSink", RecordedSink)
     channels, buffer_mib = 2, 5
-    state, summary = run(
-        registered,
-        content=[{"vm": "linux_local"}],
-        options={"reconnect_minutes": 1, "channels": channels, "resume_buffer_mib": buffer_mib},
-    )
+    with engine_lines_shipped() as shipped:
+        state, summary = run(
+            registered,
+            content=[{"vm": "linux_local"}],
+            options={"reconnect_minutes": 1, "channels": channels, "resume_buffer_mib": buffer_mib},
+        )
 
     assert state.is_failed()
     status = _vm_row(summary, "linux_local")["status"]
@@ -145,6 +148,35 @@ def test_pool_link_down_longer_than_the_reconnect_time_fails_the_vm_naming_it(
     (sink,) = sinks
     assert sink.buffer_bytes == buffer_mib * MIB
     assert 0 < sink.peak_held_bytes <= channels * DEFAULT_CHUNK_SIZE <= channels * sink.buffer_bytes
+    # The channels' lines about the lost link, logged in the pipeline's own threads, join the
+    # run's log (the UI's Logs tab) like the run's other lines.
+    lost = [run_id for message, run_id in shipped if "link to the pool lost" in message]
+    assert lost and set(lost) == {str(state.state_details.flow_run_id)}, shipped
+
+
+@contextmanager
+def engine_lines_shipped() -> Iterator[list[tuple[str, str | None]]]:
+    """(message, flow run id) of each engine (`bingobackup.*`) line as Prefect's API log handler
+    would ship it (this session keeps run logs local); None for a line it finds no run for."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging.handlers import APILogHandler
+
+    shipped: list[tuple[str, str | None]] = []
+
+    class Shipped(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                run_id = APILogHandler().prepare(record)["flow_run_id"]
+            except MissingContextError:
+                run_id = None
+            shipped.append((record.getMessage(), run_id))
+
+    engine, handler = logging.getLogger("bingobackup"), Shipped()
+    engine.addHandler(handler)
+    try:
+        yield shipped
+    finally:
+        engine.removeHandler(handler)
 
 
 def test_resume_buffer_smaller_than_a_chunk_is_refused_before_any_snapshot(registered: Registered) -> None:

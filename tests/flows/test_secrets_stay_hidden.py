@@ -30,6 +30,7 @@ def test_no_key_or_passphrase_reaches_logs_artifacts_catalog_or_pool_files(
     # Every level: a key in a debug line is as leaked as one in an error.
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="prefect")
+    caplog.set_level(logging.DEBUG, logger="bingobackup")  # the engine's lines of the run's log
     # Dropped and throttled requests make the client retry and log each failed attempt;
     # cluster-a's raw-disk VM is skipped without power_off, so the run also writes a reason.
     with (
@@ -44,6 +45,10 @@ def test_no_key_or_passphrase_reaches_logs_artifacts_catalog_or_pool_files(
     statuses = [str(row["status"]).split(":")[0] for row in result["rows"]]
     assert "ok" in statuses and set(statuses) != {"ok"}, statuses  # both paths were exercised
     assert "failed (attempt 1)" in caplog.text  # the retries were logged
+    # So were the engine's lines for each VM, disk, snapshot and volume (the run's Logs tab).
+    for line in ("started (attempt 1)", "finished: read", "backed up: read", "created from snapshot"):
+        assert line in caplog.text, line
+    assert "snapshot snap-" in caplog.text and "removed" in caplog.text
 
     flow_run_id = state.state_details.flow_run_id
     with get_client(sync_client=True) as client:
