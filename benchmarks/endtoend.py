@@ -181,7 +181,7 @@ def measure_end_to_end(image: Path, work: Path, rounds: int) -> dict[str, Any]:
         )  # fmt: skip
         restic = Restic(work) if Restic.available() else None
         ours: list[dict[str, float]] = []
-        theirs: list[float] = []
+        theirs: list[dict[str, float]] = []
         for round_ in range(rounds):
             pool = f"e2e-pool-{round_}"
             new_pool(env, pool, work / pool)
@@ -211,7 +211,10 @@ def measure_end_to_end(image: Path, work: Path, rounds: int) -> dict[str, Any]:
                 if restic is None:
                     return
                 restic.reset()  # a first backup, as ours into a fresh pool
-                theirs.append(float(restic.backup(image, f"e2e-{round_}")["wall_seconds"]))
+                measured = restic.backup(image, f"e2e-{round_}")
+                theirs.append(
+                    {"wall": float(measured["wall_seconds"]), "cpu": float(measured["cpu_seconds"])}
+                )
 
             # The order flips every round: the second inherits the first one's tail.
             for step in (run_ours, run_restic) if round_ % 2 == 0 else (run_restic, run_ours):
@@ -234,8 +237,10 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
         "ours_median": {c: statistics.median(r[c] for r in ours) for c in columns},
     }
     if raw["restic"]:
-        result["restic_min"] = min(raw["restic"])
-        result["restic_median"] = statistics.median(raw["restic"])
+        walls = [r["wall"] for r in raw["restic"]]
+        result["restic_min"] = min(walls)
+        result["restic_median"] = statistics.median(walls)
+        result["restic_cpu_median"] = statistics.median(r["cpu"] for r in raw["restic"])
         result["ratio_min"] = result["restic_min"] / result["ours_min"]["wall"]
         result["ratio_median"] = result["restic_median"] / result["ours_median"]["wall"]
     return result

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,10 @@ class Block:
         return "\n\n".join([self.heading, "\n".join(self.method), *tables]) + "\n"
 
 
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.1f} (1 min), {five:.1f} (5 min)"
@@ -54,14 +59,29 @@ def end_to_end_block(image: Path, work: Path, log: Callable[[str], None]) -> Blo
     parts = endtoend.PARTS
     table = Table(
         f"One VM, one {raw['image_bytes'] >> 20} MiB disk: wall seconds",
-        ["round", "ours", "ours CPU s", *parts, "restic"],
+        ["round", "ours", "ours CPU s", *parts, "restic", "restic CPU s"],
     )
     for index, ours in enumerate(raw["ours"]):
-        restic = raw["restic"][index] if index < len(raw["restic"]) else None
-        table.add(str(index + 1), ours["wall"], ours["cpu"], *(ours[p] for p in parts), restic)
+        restic = raw["restic"][index] if index < len(raw["restic"]) else {}
+        table.add(
+            str(index + 1),
+            ours["wall"],
+            ours["cpu"],
+            *(ours[p] for p in parts),
+            restic.get("wall"),
+            restic.get("cpu"),
+        )
     for label in ("min", "median"):
         row = summary[f"ours_{label}"]
-        table.add(label, row["wall"], row["cpu"], *(row[p] for p in parts), summary.get(f"restic_{label}"))
+        restic_cpu = summary.get("restic_cpu_median") if label == "median" else None
+        table.add(
+            label,
+            row["wall"],
+            row["cpu"],
+            *(row[p] for p in parts),
+            summary.get(f"restic_{label}"),
+            restic_cpu,
+        )
     ratio = summary.get("ratio_median")
     targets = targets_table(
         [
@@ -75,7 +95,7 @@ def end_to_end_block(image: Path, work: Path, log: Callable[[str], None]) -> Blo
         ]
     )
     method = [
-        f"`python -m benchmarks --e2e-only` (`make bench-e2e`). {E2E_ROUNDS} rounds, alternated "
+        f"Run {_now()}, `python -m benchmarks --e2e-only` (`make bench-e2e`). {E2E_ROUNDS} rounds, alternated "
         "(ours then restic, restic then ours): one real `bingobackup backup run SPEC.yaml` process "
         "backing up a VM whose only disk is the benchmark image (added with `bingobackup sim add-vm`) "
         "into a fresh encrypted dedup pool, and `restic backup` of the same image into a fresh "
@@ -136,7 +156,8 @@ def scheduler_block(work: Path, limit: int, log: Callable[[str], None]) -> Block
         ]
     )
     method = [
-        "`python -m benchmarks --scheduler-only` (`make bench-scheduler`). The simulator's `scale` "
+        f"Run {_now()}, `python -m benchmarks --scheduler-only` (`make bench-scheduler`). The "
+        "simulator's `scale` "
         "scenario (100 VMs of four 20 GiB disks holding 192 KiB each, half in each of two "
         "clusters); one backup job per VM created as `bingobackup job create` does, each with a "
         "`once` schedule at the same whole minute, all into one encrypted dedup pool; then "
