@@ -53,7 +53,7 @@ def _load() -> str:
 
 def end_to_end_block(image: Path, work: Path, log: Callable[[str], None]) -> Block:
     log(f"end to end: {E2E_ROUNDS} rounds of `bingobackup backup run` and `restic backup`, alternated")
-    load_before = _load()
+    load_before, started = _load(), _now()
     raw = run_step("e2e", {"image": str(image), "work": str(work / "e2e"), "rounds": E2E_ROUNDS})
     summary = endtoend.summarise(raw)
     parts = endtoend.PARTS
@@ -95,7 +95,7 @@ def end_to_end_block(image: Path, work: Path, log: Callable[[str], None]) -> Blo
         ]
     )
     method = [
-        f"Run {_now()}, `python -m benchmarks --e2e-only` (`make bench-e2e`). {E2E_ROUNDS} rounds, alternated "
+        f"Run {started}, `python -m benchmarks --e2e-only` (`make bench-e2e`). {E2E_ROUNDS} rounds, alternated "
         "(ours then restic, restic then ours): one real `bingobackup backup run SPEC.yaml` process "
         "backing up a VM whose only disk is the benchmark image (added with `bingobackup sim add-vm`) "
         "into a fresh encrypted dedup pool, and `restic backup` of the same image into a fresh "
@@ -121,7 +121,7 @@ def end_to_end_block(image: Path, work: Path, log: Callable[[str], None]) -> Blo
 
 def scheduler_block(work: Path, limit: int, log: Callable[[str], None]) -> Block:
     log(f"scheduler: {SCHEDULER_JOBS} jobs due at one minute, one worker per backup host (limit {limit})")
-    load_before = _load()
+    load_before, started = _load(), _now()
     raw = run_step("scheduler", {"work": str(work / "scheduler"), "jobs": SCHEDULER_JOBS, "limit": limit})
     s = scheduler.summarise(raw)
     table = Table(
@@ -156,7 +156,8 @@ def scheduler_block(work: Path, limit: int, log: Callable[[str], None]) -> Block
         ]
     )
     method = [
-        f"Run {_now()}, `python -m benchmarks --scheduler-only` (`make bench-scheduler`). The "
+        f"Run {started}, `python -m benchmarks --scheduler-only --scheduler-limit {limit}` "
+        "(`make bench-scheduler`). The "
         "simulator's `scale` "
         "scenario (100 VMs of four 20 GiB disks holding 192 KiB each, half in each of two "
         "clusters); one backup job per VM created as `bingobackup job create` does, each with a "
