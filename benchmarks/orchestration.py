@@ -141,6 +141,7 @@ def scheduler_block(work: Path, limit: int, log: Callable[[str], None]) -> Block
         ("pick-up lag median s", s["picked_up_lag_median"]),
         ("pick-up lag max s", s["picked_up_lag_max"]),
         ("completed", s["completed"]),
+        ("failed or crashed (their messages: the run's logs)", s["failed"]),
         ("run time median s (Running → end)", s["run_seconds_median"]),
     ]
     for label, value in rows:

@@ -209,6 +209,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     return {
         "runs": len(rows),
         "completed": sum(r["state"] == "COMPLETED" for r in rows),
+        "failed": sum(r["state"] in ("FAILED", "CRASHED") for r in rows),
         "started": len(started),
         "started_within_60s": sum(lag <= 60 for lag in started),
         "start_lag_median": statistics.median(started) if started else None,
