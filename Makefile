@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-e2e bench-scheduler restic install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,8 +26,19 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP)
+bench: $(STAMP) restic
 	$(BIN)/python -m benchmarks
+
+bench-e2e: $(STAMP) restic
+	$(BIN)/python -m benchmarks --e2e-only
+
+bench-scheduler: $(STAMP)
+	$(BIN)/python -m benchmarks --scheduler-only
+
+# restic (Debian package) for the side-by-side rows; without root or apt they are skipped.
+restic:
+	@command -v restic >/dev/null || { apt-get update && apt-get install -y restic; } \
+		|| echo "restic could not be installed: the bench skips its rows"
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,6 +16,7 @@ from rich.console import Console
 from benchmarks.image import DATA_FRACTION, build_image
 from benchmarks.machine import machine_info, probe
 from benchmarks.measure import REPO_ROOT
+from benchmarks.orchestration import end_to_end_block, only_rows, scale_section, scheduler_block
 from benchmarks.report import print_tables, write_markdown
 from benchmarks.runner import BenchRun, file_digest
 from benchmarks.tables import method_lines, tables_for
@@ -46,7 +47,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         "--quick", action="store_true", help="256 MiB, no restic/borg, no flow, docs untouched"
     )
     parser.add_argument("--skip-external", action="store_true", help="do not run restic or borg")
-    parser.add_argument("--skip-flow", action="store_true", help="do not run the Prefect flow step")
+    parser.add_argument(
+        "--skip-flow", action="store_true", help="no Prefect steps (flow, end to end, scheduler)"
+    )
+    parser.add_argument("--e2e-only", action="store_true", help="only `backup run` end to end vs restic")
+    parser.add_argument("--scheduler-only", action="store_true", help="only 100 jobs due at one minute")
+    parser.add_argument("--scheduler-limit", type=int, default=10, help="work queue limit per host (0: none)")
     parser.add_argument(
         "--channels", type=int, default=2, help="engine channels (default 2, the job default)"
     )
@@ -71,6 +77,8 @@ def main(argv: list[str]) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bingobackup-bench-", dir=args.workdir))
     try:
+        if args.e2e_only or args.scheduler_only:
+            return only_rows(args, work, log, console)
         log(f"building a {args.size // MIB} MiB image ({DATA_FRACTION:.0%} data) in {work}")
         image = build_image(work / "disk.raw", args.size)
         log(f"non-zero data: {image.nonzero_bytes / MIB:.0f} MiB; probing the machine's limits")
@@ -86,8 +94,13 @@ def main(argv: list[str]) -> int:
         original = file_digest(image.path)
         run.engine_backup("first")
         run.external_backup("first")
+        blocks = []
         if not args.skip_flow:
             run.flow_backup()
+            blocks = [
+                end_to_end_block(image.path, work, log),
+                scheduler_block(work, args.scheduler_limit, log),
+            ]
         run.churn()
         churned = file_digest(image.path)
         if churned == original:
@@ -99,11 +112,12 @@ def main(argv: list[str]) -> int:
 
         tables = tables_for(run, run.limits, args)
         console.print()
-        print_tables(console, tables)
+        print_tables(console, tables + [table for block in blocks for table in block.tables])
         if not args.no_docs:
             command = "python -m benchmarks " + shlex.join(argv) if argv else "make bench"
             when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-            write_markdown(args.docs, command.strip(), info, method_lines(run, skipped), tables, when)
+            with scale_section(args.docs, blocks):
+                write_markdown(args.docs, command.strip(), info, method_lines(run, skipped), tables, when)
             log(f"wrote {args.docs}")
         log("done")
         return 0

@@ -40,12 +40,22 @@ def _run(operation: str, args: dict[str, Any]) -> dict[str, Any]:
         from benchmarks.flowrun import run_flow_backup  # imports Prefect: only in this step
 
         return run_flow_backup(Path(args["image"]), Path(args["work"]))
-    raise SystemExit(f"unknown operation {operation!r}; choose backup, export, flow or exec")
+    if operation == "e2e":
+        from benchmarks.endtoend import measure_end_to_end
+
+        return measure_end_to_end(Path(args["image"]), Path(args["work"]), args["rounds"])
+    if operation == "scheduler":
+        from benchmarks.scheduler import measure_scheduler
+
+        return measure_scheduler(Path(args["work"]), args["jobs"], args["limit"])
+    raise SystemExit(f"unknown operation {operation!r}; choose backup, export, flow, e2e, scheduler or exec")
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
-        raise SystemExit("usage: python -m benchmarks.one backup|export|flow|exec JSON_ARGUMENTS")
+        raise SystemExit(
+            "usage: python -m benchmarks.one backup|export|flow|e2e|scheduler|exec JSON_ARGUMENTS"
+        )
     result = _run(argv[0], json.loads(argv[1]))
     print(RESULT_MARK + json.dumps(result), flush=True)
 
