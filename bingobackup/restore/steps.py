@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from bingobackup.backup.staging import attach_lock, free_device
+from bingobackup.backup.staging import attach_at_free_device
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
@@ -42,10 +42,7 @@ def _attach(
     client: BingoCloudClient, volume_id: str, instance_id: str, device: str | None, timeout: float
 ) -> str:
     """Attach at `device`, or at the first free /dev/vdX when None or taken; returns the device."""
-    with attach_lock:
-        used = {bd.device_name for bd in client.get_instance(instance_id).block_devices}
-        chosen = device if device and device not in used else free_device(client, instance_id)
-        client.attach_volume(volume_id, instance_id, chosen)
+    chosen = attach_at_free_device(client, volume_id, instance_id, device)
     wait_for_volume(client, volume_id, "in-use", timeout=timeout)
     return chosen
 
