@@ -29,10 +29,8 @@ def start(
     """Start the local Prefect server in the background (reused by later commands)."""
     running = prefect_server.status()
     wanted_auth = not prefect_server.is_loopback(host) if auth is None else auth
-    if running and running.pid is not None and (running.host, running.auth_string is not None) != (
-        host,
-        wanted_auth,
-    ):
+    asked = (host, wanted_auth)
+    if running and running.pid is not None and (running.host, running.auth_string is not None) != asked:
         protection = "with" if running.auth_string is not None else "without"
         raise BingoBackupError(
             f"The local Prefect server already runs on {running.host} {protection} an auth string. "

@@ -21,9 +21,7 @@ runner = CliRunner()
 
 
 def api_status(url: str, auth_string: str | None) -> int:
-    request = urllib.request.Request(
-        f"{url}/deployments/filter", data=json.dumps({}).encode(), method="POST"
-    )
+    request = urllib.request.Request(f"{url}/deployments/filter", data=json.dumps({}).encode(), method="POST")
     request.add_header("Content-Type", "application/json")
     if auth_string is not None:
         request.add_header("Authorization", "Basic " + base64.b64encode(auth_string.encode()).decode())
@@ -66,7 +64,8 @@ def test_a_server_with_an_auth_string_refuses_anonymous_requests_and_serves_the_
         assert "listens on 127.0.0.1; the API requires its auth string" in shown.output
 
         again = runner.invoke(app, ["server", "start"])  # asked without auth: not silently reused
-        assert again.exit_code != 0 and "already runs on 127.0.0.1 with an auth string" in str(again.exception)
+        assert again.exit_code != 0
+        assert "already runs on 127.0.0.1 with an auth string" in str(again.exception)
     finally:
         prefect_server.stop_server()
 
