@@ -8,14 +8,15 @@ import threading
 from pathlib import Path
 
 
-def replace_file(target: Path, data: bytes) -> None:
+def replace_file(target: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to a temp file beside `target`, fsync it, then rename it over `target`.
 
     The temp name is this process's and thread's own, so commands (or threads) replacing the
-    same file at once each rename a whole file of their own; the last rename wins.
+    same file at once each rename a whole file of their own; the last rename wins. A secret
+    gets `mode=0o600`: the file is never readable by others, not even for a moment.
     """
     temp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         try:
             view = memoryview(data)

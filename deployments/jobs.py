@@ -2,8 +2,10 @@
 
 A job is one deployment of the `bingobackup-backup` flow (or, for a restore spec, of
 `bingobackup-restore-vm` / `bingobackup-restore-disk`: see `kinds.py`), named after the job,
-whose parameters are the job spec (typed, so the Prefect UI shows a form and refuses bad input)
-and the user it runs as. Its schedule is the spec's schedule mapped by `schedules.py`; it
+whose parameter is the job spec (typed, so the Prefect UI shows a form and refuses bad input).
+The user its runs act as is not a parameter (the UI lets anybody change those): it is the
+owner recorded with the job by whoever created or last edited it, checked against that
+user's authorizations then (`tasks.owner`). Its schedule is the spec's schedule mapped by `schedules.py`; it
 sits on the work queue of its backup host in the `bingobackup` process work pool.
 
 The flow is registered from source by module entrypoint (`flows.backup.backup`): every
@@ -49,6 +51,7 @@ from deployments.runs import JobRun, drop_stale_runs, schedule_upcoming
 from deployments.schedules import describe_schedule, once_in_past, prefect_schedules
 from deployments.workpool import ensure_work_pool, work_pool_name
 from tasks.limits import HeldSlots, crash_holders, delete_tag_limits
+from tasks.owner import forget_owner, record_owner, recorded_owner
 from tasks.paging import read_all
 
 BACKUP_FLOW_NAME = BACKUP.flow_name
@@ -68,7 +71,7 @@ class JobInfo(BaseModel):
     name: str
     deployment_id: UUID
     spec: JobSpec
-    user: str | None
+    user: str | None  # the recorded owner its runs act as; None: the local admin
     work_pool: str | None
     work_queue: str | None
     tags: list[str]
@@ -104,7 +107,7 @@ def check_job_resources(store: RegistryStore, user: User, spec: JobSpec) -> None
         check_dedup_mode(spec, pool)  # server-side dedup needs a pool that deduplicates
 
 
-def _to_info(deployment: DeploymentResponse) -> JobInfo:
+def _to_info(client: SyncPrefectClient, deployment: DeploymentResponse) -> JobInfo:
     parameters: dict[str, Any] = dict(deployment.parameters or {})
     if "spec" not in parameters:
         raise JobError(
@@ -117,7 +120,7 @@ def _to_info(deployment: DeploymentResponse) -> JobInfo:
         name=deployment.name,
         deployment_id=deployment.id,
         spec=spec,
-        user=parameters.get("user"),
+        user=recorded_owner(client, deployment.id)[1],
         work_pool=deployment.work_pool_name,
         work_queue=deployment.work_queue_name,
         tags=list(deployment.tags or []),
@@ -155,12 +158,18 @@ def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: d
     kind = job_kind(spec)
     ensure_work_pool(client, pool)
     flow_id = client.create_flow_from_name(kind.flow_name)
-    parameters: dict[str, object] = {"spec": spec.model_dump(mode="json", by_alias=True), "user": user}
+    parameters: dict[str, object] = {"spec": spec.model_dump(mode="json", by_alias=True)}
+    schema = parameter_schema(kind.flow).model_dump(exclude_unset=True)
+    # Not offered in the UI's run form: a run acts as the recorded owner whatever it is given.
+    schema["properties"].pop("user")
     deployment_id = client.create_deployment(
         flow_id=flow_id,
         name=spec.name,
         version=f"job spec v{spec.version}",
-        description=f"{kind.label.capitalize()} job {spec.name}: {describe_schedule(spec.schedule)}",
+        description=(
+            f"{kind.label.capitalize()} job {spec.name}: {describe_schedule(spec.schedule)}; "
+            f"runs as {user or 'the local admin'}"
+        ),
         schedules=prefect_schedules(spec.schedule, anchor),
         parameters=parameters,
         work_pool_name=pool,
@@ -168,9 +177,10 @@ def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: d
         tags=job_tags(spec),
         entrypoint=kind.entrypoint,
         pull_steps=[],
-        parameter_openapi_schema=parameter_schema(kind.flow).model_dump(exclude_unset=True),
+        parameter_openapi_schema=schema,
         enforce_parameter_schema=True,
     )
+    record_owner(client, deployment_id, spec.name, user)
     # The run refreshes this and adds the per-node and per-VM limits once it knows the VMs.
     client.create_concurrency_limit(
         tag=kind.limit_tag(spec.name), concurrency_limit=spec.options.parallel_vms
@@ -182,7 +192,8 @@ def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: d
 
 
 def create_job(spec: JobSpec, user: str | None, *, work_pool: str | None = None) -> JobInfo:
-    """A new job; an `immediate` job also gets a run now. Refuses a name already in use."""
+    """A new job owned by `user` (checked against the spec already: `check_job_resources`); an
+    `immediate` job also gets a run now. Refuses a name already in use."""
     _refuse_past_once(spec)
     with get_client(sync_client=True) as client:
         if _read(client, spec.name) is not None:
@@ -193,11 +204,12 @@ def create_job(spec: JobSpec, user: str | None, *, work_pool: str | None = None)
         deployment_id = _apply(client, spec, user, datetime.now(UTC), work_pool or work_pool_name())
         if isinstance(spec.schedule, ImmediateSchedule):
             client.create_flow_run_from_deployment(deployment_id)
-        return _to_info(client.read_deployment(deployment_id))
+        return _to_info(client, client.read_deployment(deployment_id))
 
 
 def edit_job(name: str, spec: JobSpec, user: str | None) -> JobInfo:
-    """Replace a job's spec: same deployment (id and run history kept), new schedule and parameters."""
+    """Replace a job's spec: same deployment (id and run history kept), new schedule and
+    parameters, and `user` (checked against the spec already) its new owner."""
     if spec.name != name:
         raise JobError(
             f"The spec is named '{spec.name}', not '{name}'. A job keeps its name: use "
@@ -206,7 +218,7 @@ def edit_job(name: str, spec: JobSpec, user: str | None) -> JobInfo:
     _refuse_past_once(spec)
     with get_client(sync_client=True) as client:
         existing = _existing(client, name)
-        was = _to_info(existing).kind
+        was = _to_info(client, existing).kind
         if was != job_kind(spec):
             raise JobError(
                 f"Job '{name}' is a {was.label} job and the spec is a {job_kind(spec).label} spec: a job "
@@ -216,7 +228,7 @@ def edit_job(name: str, spec: JobSpec, user: str | None) -> JobInfo:
         anchor = existing.created or datetime.now(UTC)
         pool = existing.work_pool_name or work_pool_name()
         deployment_id = _apply(client, spec, user, anchor, pool)
-        return _to_info(client.read_deployment(deployment_id))
+        return _to_info(client, client.read_deployment(deployment_id))
 
 
 def clone_job(name: str, new_name: str, user: str | None) -> JobInfo:
@@ -234,9 +246,10 @@ def delete_job(name: str) -> None:
     """
     with get_client(sync_client=True) as client:
         deployment = _existing(client, name)
-        tag = _to_info(deployment).kind.limit_tag(name)
+        tag = _to_info(client, deployment).kind.limit_tag(name)
         drop_job_automation(client, deployment.id)
         client.delete_deployment(deployment.id)
+        forget_owner(client, deployment.id)
     delete_tag_limits(tag)
 
 
@@ -269,14 +282,14 @@ def start_job(name: str) -> JobRun:
 
 def read_job(name: str) -> JobInfo:
     with get_client(sync_client=True) as client:
-        return _to_info(_existing(client, name))
+        return _to_info(client, _existing(client, name))
 
 
 def list_jobs() -> list[JobInfo]:
     """Every job (deployment of a backup or restore flow tagged as a job), by name."""
     with get_client(sync_client=True) as client:
         jobs = [
-            _to_info(deployment)
+            _to_info(client, deployment)
             for deployment in read_all(
                 lambda offset, limit: client.read_deployments(
                     flow_filter=FlowFilter(name=FlowFilterName(any_=[kind.flow_name for kind in JOB_KINDS])),

@@ -30,11 +30,15 @@ def _local(moment: datetime | None, zone: str) -> str:
 
 def _checked_spec(spec_path: Path) -> JobSpec:
     """The spec file (backup or restore, told by its shape), validated, with its cloud, backup
-    host and pool usable by the acting user."""
-    from deployments.jobs import check_job_resources
+    host and pool usable by the acting user, whom the job records as the owner its runs act as."""
     from deployments.kinds import load_any_spec
 
-    spec = load_any_spec(spec_path)
+    return _checked(load_any_spec(spec_path))
+
+
+def _checked(spec: JobSpec) -> JobSpec:
+    from deployments.jobs import check_job_resources
+
     with registry() as (store, user):
         check_job_resources(store, user, spec)
     return spec
@@ -76,7 +80,10 @@ def _code_notice(job: JobInfo) -> None:
 
 @app.command()
 def create(spec: Path = typer.Argument(..., help="Backup or restore job spec (YAML)")) -> None:
-    """Validate a backup or restore spec and create its deployment (an `immediate` job also starts now)."""
+    """Validate a backup or restore spec and create its deployment (an `immediate` job also starts now).
+
+    The job records you (BINGOBACKUP_USER) as its owner: its runs act as you, whatever user a
+    run started in the Prefect UI names."""
     job_spec = _checked_spec(spec)
     with prefect_api() as server:
         from deployments.jobs import create_job
@@ -92,7 +99,8 @@ def edit(
         ..., help="The job's new spec (YAML); `job show NAME --spec` prints the current"
     ),
 ) -> None:
-    """Replace a job's spec and schedule; the deployment and its run history stay."""
+    """Replace a job's spec and schedule; the deployment and its run history stay. You become the
+    job's owner: its runs act as you from now on."""
     job_spec = _checked_spec(spec)
     with prefect_api() as server:
         from deployments.jobs import edit_job
@@ -106,10 +114,11 @@ def clone(
     name: str = typer.Argument(..., help="Job to copy"),
     new_name: str = typer.Option(..., "--name", help="Name of the new job"),
 ) -> None:
-    """Create a new job with the spec and schedule of an existing one."""
+    """Create a new job with the spec and schedule of an existing one, owned by you."""
     with prefect_api() as server:
-        from deployments.jobs import clone_job
+        from deployments.jobs import clone_job, read_job
 
+        _checked(read_job(name).spec)  # the copy acts as you: only with what you may use
         job = clone_job(name, new_name, acting_user_name())
         _report(job, f"created as a copy of {name}", server.ui_url)
 
@@ -195,7 +204,10 @@ def show(
     console.print(f"{job.kind.label.capitalize()} job [bold]{job.name}[/]: {job.schedule_description}")
     _code_notice(job)
     console.print(f"  cloud {job.spec.cloud}, backup host {job.spec.backup_host}, pool {job.spec.pool}")
-    console.print(f"  runs as {job.user or 'the local admin'}; tags {', '.join(job.tags)}")
+    console.print(
+        f"  runs as {job.user or 'the local admin'} (its recorded owner: who created or last edited it); "
+        f"tags {', '.join(job.tags)}"
+    )
     console.print(f"  deployment {job.deployment_id} (work pool {job.work_pool}, queue {job.work_queue})")
     for rule in job.schedules:
         console.print(f"  Prefect schedule: {rule.replace(chr(10), ' ')}", highlight=False)

@@ -5,16 +5,25 @@ a CLI called many times. So the first command that needs the Prefect API starts
 `prefect server start` in the background (127.0.0.1, database under BINGOBACKUP_HOME) and
 later commands reuse it. `PREFECT_API_URL`, when set, selects a team's server instead and
 nothing is started.
+
+`bingobackup server start --host ADDRESS` makes it listen beyond this machine; then it
+requires Prefect's basic-auth string (`PREFECT_SERVER_API_AUTH_STRING`), which Prefect OSS
+checks on every API request but `/health` and `/ready`. The string is kept under
+BINGOBACKUP_HOME (mode 0600) and handed to this home's commands and the processes they start
+(`PREFECT_API_AUTH_STRING`); anybody who has it can do anything (docs/security.md).
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import ipaddress
 import json
 import os
+import secrets
 import sys
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +38,7 @@ from bingobackup.cli.background import (
 from bingobackup.files import replace_file
 
 DEFAULT_PORT = 4200
+LOOPBACK = "127.0.0.1"
 _START_TRIES = 3
 _SERVICE = BackgroundService(name="prefect-server", health_path="/health")
 
@@ -38,6 +48,9 @@ class ServerInfo:
     url: str  # the API URL, ".../api"
     pid: int | None  # None when the server is not ours (PREFECT_API_URL)
     log_path: Path | None
+    host: str = LOOPBACK  # the address ours listens on
+    # Ours when it requires basic auth; for PREFECT_API_URL, Prefect reads PREFECT_API_AUTH_STRING.
+    auth_string: str | None = field(default=None, repr=False)
 
     @property
     def ui_url(self) -> str:
@@ -67,12 +80,15 @@ LOGGING_ENVIRONMENT = {
 def client_settings(info: ServerInfo) -> dict[Any, Any]:
     """Prefect client settings for talking to `info`'s server (for `temporary_settings`)."""
     from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
         PREFECT_API_SSL_CERT_FILE,
         PREFECT_API_URL,
         PREFECT_CLIENT_CSRF_SUPPORT_ENABLED,
     )
 
     updates: dict[Any, Any] = {PREFECT_API_URL: info.url}
+    if info.auth_string is not None:
+        updates[PREFECT_API_AUTH_STRING] = info.auth_string
     if info.pid is not None:
         # Our server runs without CSRF protection (see ensure_server): a client that supports
         # it first fetches a token, one round trip per new API client, for nothing.
@@ -131,11 +147,63 @@ def status() -> ServerInfo | None:
     if external:
         return ServerInfo(url=external.rstrip("/"), pid=None, log_path=None)
     running = _SERVICE.status()
-    return ServerInfo(running.url, running.pid, running.log_path) if running else None
+    if running is None:
+        return None
+    host = running.extra.get("host", LOOPBACK)
+    auth = _stored_auth_string() if running.extra.get("auth") else None
+    return ServerInfo(running.url, running.pid, running.log_path, host, auth)
 
 
-def ensure_server(port: int | None = None) -> ServerInfo:
-    """Return a healthy server, starting ours in the background when needed."""
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def auth_string_file() -> Path:
+    return bingobackup_home() / "prefect-api-auth-string"
+
+
+def _stored_auth_string() -> str:
+    try:
+        return auth_string_file().read_text().strip()
+    except FileNotFoundError:
+        raise PrefectServerError(
+            f"The local Prefect server requires an auth string, but {auth_string_file()} is gone. "
+            "Restart it: `bingobackup server stop`, then `bingobackup server start --auth`."
+        ) from None
+
+
+def _auth_string_to_use() -> str:
+    """PREFECT_SERVER_API_AUTH_STRING when set, else the one stored before, else a new random one;
+    stored (0600) for this home's later commands."""
+    given = os.environ.get("PREFECT_SERVER_API_AUTH_STRING")
+    path = auth_string_file()
+    if given:
+        replace_file(path, given.encode(), mode=0o600)
+        return given
+    if path.exists():
+        return _stored_auth_string()
+    generated = secrets.token_urlsafe(32)
+    replace_file(path, generated.encode(), mode=0o600)
+    return generated
+
+
+def ensure_server(port: int | None = None, host: str = LOOPBACK, auth: bool | None = None) -> ServerInfo:
+    """Return a healthy server, starting ours in the background when needed: on `host`, with a
+    basic-auth string when `auth` (by default: when `host` is not a loopback address; a
+    non-loopback host without one is refused). A running server is reused as it is."""
+    auth = not is_loopback(host) if auth is None else auth
+    if not auth and not is_loopback(host):
+        raise PrefectServerError(
+            f"Refusing to serve the Prefect API on {host} without an auth string: Prefect OSS has no "
+            "users, so anybody who reaches it could run, change or delete every job. Drop --no-auth "
+            "(a random auth string is generated and kept under BINGOBACKUP_HOME), or keep the "
+            f"default host {LOOPBACK}."
+        )
     current = status()
     if current and current.pid is None:
         if not http_ok(f"{current.url}/health", timeout=5.0):
@@ -147,11 +215,13 @@ def ensure_server(port: int | None = None) -> ServerInfo:
     if current:
         return current
     prefect_home = _prefect_home()
+    auth_string = _auth_string_to_use() if auth else None
     env = {
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        # Bound to 127.0.0.1 for this machine's user: no browser from elsewhere reaches it.
+        # Either bound to 127.0.0.1 for this machine's user, or every API request must carry
+        # the auth string in a header, which a page of another site cannot add.
         "PREFECT_SERVER_CSRF_PROTECTION_ENABLED": "false",
         # Task-run states written in batches, every second, not each in its own transaction:
         # measured 30 → 8 ms of server CPU per task run, and a backup run makes eight of them
@@ -160,22 +230,33 @@ def ensure_server(port: int | None = None) -> ServerInfo:
         "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
     }
     env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
+    if auth_string is not None:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+    # The address clients of this machine use: a wildcard address serves loopback too.
+    client_host = LOOPBACK if host in ("0.0.0.0", "::") else host
+    client_host = f"[{client_host}]" if ":" in client_host else client_host
+    extra = {"host": host, **({"auth": "basic"} if auth_string is not None else {})}
     port = port or free_port(DEFAULT_PORT)
     for _ in range(_START_TRIES):
-        url = f"http://127.0.0.1:{port}/api"
+        url = f"http://{client_host}:{port}/api"
         env["PREFECT_UI_URL"] = url.removesuffix("/api")  # for the links in notifications
         # Prefect's `server start`, with SQLite write transactions made IMMEDIATE (see prefect_serve).
-        command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", "127.0.0.1", str(port)]
+        command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", host, str(port)]
         try:
             running = _SERVICE.ensure(
-                command, url, env=env, is_ours=functools.partial(_serves_home, url, prefect_home)
+                command,
+                url,
+                env=env,
+                extra=extra,
+                is_ours=functools.partial(_serves_home, url, prefect_home, auth_string),
             )
         except PortTakenError:
             port = free_port(0)  # taken since we found it free: any other port will do
             continue
         except ServiceError as exc:
             raise PrefectServerError(f"Cannot start the local Prefect server: {exc}") from None
-        return ServerInfo(running.url, running.pid, running.log_path)
+        return ServerInfo(running.url, running.pid, running.log_path, host, auth_string)
     raise PrefectServerError(
         f"Cannot start the local Prefect server: {_START_TRIES} ports in a row were taken by other "
         "servers while it started. Run the command again, or point PREFECT_API_URL at a server"
@@ -189,10 +270,14 @@ def _prefect_home() -> Path:
     return home
 
 
-def _serves_home(url: str, prefect_home: Path) -> bool:
+def _serves_home(url: str, prefect_home: Path, auth_string: str | None) -> bool:
     """True when the Prefect server at `url` keeps its data in `prefect_home` (it is ours)."""
+    request = urllib.request.Request(f"{url}/admin/settings")
+    if auth_string is not None:
+        token = base64.b64encode(auth_string.encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(f"{url}/admin/settings", timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return bool(json.loads(response.read()).get("home") == str(prefect_home))
     except (OSError, ValueError):
         return False

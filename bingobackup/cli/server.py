@@ -6,15 +6,44 @@ import typer
 
 from bingobackup.cli import prefect_server
 from bingobackup.cli.common import console
+from bingobackup.errors import BingoBackupError
 
 app = typer.Typer(help="The local Prefect server that holds jobs, registrations and run history.")
 
 
 @app.command()
-def start() -> None:
+def start(
+    host: str = typer.Option(
+        prefect_server.LOOPBACK,
+        help="Address to listen on; beyond loopback (e.g. 0.0.0.0 for the backup hosts' workers) "
+        "the API requires a basic-auth string",
+    ),
+    auth: bool | None = typer.Option(
+        None,
+        "--auth/--no-auth",
+        help="Require Prefect's basic-auth string (PREFECT_SERVER_API_AUTH_STRING, else a random one "
+        "kept in BINGOBACKUP_HOME/prefect-api-auth-string); on by default beyond loopback, where "
+        "--no-auth is refused",
+    ),
+) -> None:
     """Start the local Prefect server in the background (reused by later commands)."""
-    info = prefect_server.ensure_server()
+    running = prefect_server.status()
+    wanted_auth = not prefect_server.is_loopback(host) if auth is None else auth
+    asked = (host, wanted_auth)
+    if running and running.pid is not None and (running.host, running.auth_string is not None) != asked:
+        protection = "with" if running.auth_string is not None else "without"
+        raise BingoBackupError(
+            f"The local Prefect server already runs on {running.host} {protection} an auth string. "
+            "Stop it with `bingobackup server stop`, then start it again with the options you want."
+        )
+    info = prefect_server.ensure_server(host=host, auth=auth)
     console.print(f"Prefect server ready: API {info.url}  UI {info.ui_url}")
+    if info.pid is not None and info.auth_string is not None:
+        console.print(
+            f"The API requires its auth string, kept in {prefect_server.auth_string_file()} (readable "
+            "only by you): this home's commands send it; give it to remote workers as "
+            "PREFECT_API_AUTH_STRING, and type it in the UI's login page."
+        )
 
 
 @app.command()
@@ -26,6 +55,9 @@ def status() -> None:
         raise typer.Exit(1)
     owner = "local, started by bingobackup" if info.pid else "PREFECT_API_URL"
     console.print(f"Prefect server ({owner}): API {info.url}  UI {info.ui_url}")
+    if info.pid:
+        protection = "requires its auth string" if info.auth_string is not None else "has no auth string"
+        console.print(f"  listens on {info.host}; the API {protection}")
 
 
 @app.command()

@@ -37,7 +37,7 @@ def test_runs_scheduled_from_an_earlier_version_of_the_job_are_dropped_and_curre
     """Prefect's scheduler may insert runs of the old schedule while an edit replaces it; they
     carry the old spec, and `drop_stale_runs` (called by every edit) removes exactly those."""
     job = make_job(WEEKLY)
-    current = {"spec": job.spec.model_dump(mode="json", by_alias=True), "user": None}
+    current = {"spec": job.spec.model_dump(mode="json", by_alias=True)}  # no `user`: see tasks.owner
     with get_client(sync_client=True) as client:
         planned = len(upcoming_runs(client, job.deployment_id, 3))
         assert planned == 3

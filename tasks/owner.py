@@ -1,0 +1,83 @@
+"""Who a job's runs act as: the owner recorded with the job, never a run parameter.
+
+Prefect OSS has no users: anybody who reaches the UI can start a *Custom run* of a deployment
+with any parameters. So the user a run of a job acts as (whose authorizations decide which
+clouds, backup hosts and pools it may use) is not the run's `user` parameter but the owner
+`bingobackup job create|edit|clone` recorded, after checking the job's resources against that
+user's authorizations: one Prefect variable per deployment, keyed by its id, so a deployment
+made again under the same name (by the UI or `prefect deploy`) has no owner until
+`bingobackup job edit` records one. A run outside a deployment (the CLI's `backup run`,
+`restore vm|disk`) acts as the `user` its caller passed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.context import FlowRunContext, SyncClientContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+OWNER_TAG = "bingobackup-job-owner"
+
+
+def owner_variable(deployment_id: UUID) -> str:
+    return f"bingobackup-job-owner-{deployment_id}"
+
+
+def record_owner(client: SyncPrefectClient, deployment_id: UUID, job: str, owner: str | None) -> None:
+    """Record `owner` (None: the local admin of an install without users) as the user runs of
+    the job's deployment act as; the caller checked the job against `owner`'s authorizations."""
+    name, value = owner_variable(deployment_id), {"job": job, "owner": owner}
+    tags = [OWNER_TAG, f"job:{job}"]
+    try:
+        client.create_variable(VariableCreate(name=name, value=value, tags=tags))
+    except ObjectAlreadyExists:  # an edit: the last user who saved the job owns it
+        client.update_variable(VariableUpdate(name=name, value=value, tags=tags))
+
+
+def forget_owner(client: SyncPrefectClient, deployment_id: UUID) -> None:
+    with contextlib.suppress(ObjectNotFound):
+        client.delete_variable_by_name(owner_variable(deployment_id))
+
+
+def recorded_owner(client: SyncPrefectClient, deployment_id: UUID) -> tuple[bool, str | None]:
+    """(whether an owner is recorded, the owner)."""
+    variable = client.read_variable_by_name(owner_variable(deployment_id))
+    if variable is None or not isinstance(variable.value, dict):
+        return False, None
+    owner = variable.value.get("owner")
+    return True, owner if isinstance(owner, str) else None
+
+
+def run_user(user: str | None) -> str | None:
+    """The user this flow run acts as: its deployment's recorded owner when it runs a job,
+    else `user` (the CLI's in-process runs). A `user` parameter that differs from the owner
+    is ignored, with a warning in the run's log."""
+    context = FlowRunContext.get()
+    deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
+    if deployment_id is None:
+        return user
+    with SyncClientContext.get_or_create() as client_context:
+        known, owner = recorded_owner(client_context.client, deployment_id)
+    logger = get_run_logger()
+    if not known:
+        logger.warning(
+            "This deployment has no recorded owner (it was not saved by `bingobackup job create|edit`), so "
+            "its runs act as the local admin, which works only while no user is registered. Record one "
+            "with `BINGOBACKUP_USER=NAME bingobackup job edit JOB SPEC.yaml`."
+        )
+    if user is not None and user != owner:
+        logger.warning(
+            "The run's `user` parameter (%r) is ignored: runs of a job act as the owner recorded when the "
+            "job was created or edited, %s. To run it as another user, that user edits the job "
+            "(`bingobackup job edit`).",
+            user,
+            repr(owner) if owner else "the local admin",
+        )
+    if known:
+        logger.info("acting as %s, the job's recorded owner", repr(owner) if owner else "the local admin")
+    return owner
