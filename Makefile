@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench bench-scale install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Only the scale rows of `make bench` (orchestration on the simulator's scale scenario, CLI start cost).
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks --scale-only
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -40,12 +40,16 @@ def _run(operation: str, args: dict[str, Any]) -> dict[str, Any]:
         from benchmarks.flowrun import run_flow_backup  # imports Prefect: only in this step
 
         return run_flow_backup(Path(args["image"]), Path(args["work"]))
-    raise SystemExit(f"unknown operation {operation!r}; choose backup, export, flow or exec")
+    if operation == "scale":
+        from benchmarks.scale import run_scale  # imports Prefect: only in this step
+
+        return run_scale(Path(args["work"]), args["vms"], args["transition_delay"], args["cli_runs"])
+    raise SystemExit(f"unknown operation {operation!r}; choose backup, export, flow, scale or exec")
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
-        raise SystemExit("usage: python -m benchmarks.one backup|export|flow|exec JSON_ARGUMENTS")
+        raise SystemExit("usage: python -m benchmarks.one backup|export|flow|scale|exec JSON_ARGUMENTS")
     result = _run(argv[0], json.loads(argv[1]))
     print(RESULT_MARK + json.dumps(result), flush=True)
 
