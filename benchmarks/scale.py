@@ -4,8 +4,9 @@ On the simulator's `scale` scenario (two clusters of 50 VMs, each VM 4 sparse 20
 holding 192 KiB of data, a backup host per cluster), for each number of VMs asked for:
 
 - the flow: `run_backup_now` of one job per cluster used (the first VMs of cluster-a, then of
-  cluster-b; two jobs run at once, each on its own backup host), with the issue's limits
-  (4 VMs, 4 per node, 4 disks per VM), each into a fresh registered pool;
+  cluster-b, each job on its cluster's backup host), with the issue's limits (4 VMs, 4 per
+  node, 4 disks per VM), each into a fresh registered pool; two jobs run one after the other,
+  and again both at once;
 - the engine: `backup_disk` of the same volumes' files (STATE/volumes/<id>.raw) into a fresh
   pool, as many disks at once as the jobs' limits allow, no cloud and no Prefect: what the
   same bytes cost on their own.
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 POOL_PASSPHRASE = "benchmark pool passphrase"
 # The limits of the job that hung in issue 22: 16 disks at once on each backup host.
 LIMITS = {"parallel_vms": 4, "parallel_vms_per_node": 4, "parallel_disks_per_vm": 4}
+PER_HOST = LIMITS["parallel_vms"] * LIMITS["parallel_disks_per_vm"]  # disks at once per backup host
 CLUSTERS = ("cluster-a", "cluster-b")
 CLI_COMMANDS = {
     "bingobackup --help": ["--help"],
@@ -68,16 +70,18 @@ def _jobs_for(count: int, vms: dict[str, list[Instance]]) -> list[tuple[str, lis
     return [(CLUSTERS[0], vms[CLUSTERS[0]][:half]), (CLUSTERS[1], vms[CLUSTERS[1]][: count - half])]
 
 
-def _engine_seconds(sim: RunningSimulator, jobs: list[tuple[str, list[Instance]]], pool_dir: Path) -> float:
+def _engine_seconds(
+    sim: RunningSimulator, jobs: list[tuple[str, list[Instance]]], pool_dir: Path, at_once: bool
+) -> float:
     """Seconds to back up every disk of the jobs' VMs with the engine alone, from the volumes'
-    files, at the jobs' concurrency (each job's VMs × disks per VM at once)."""
+    files, at the jobs' concurrency: each job's VMs × disks per VM at once, the jobs together
+    or one after the other as the flow runs them."""
     from benchmarks.engine import new_pool
     from bingobackup.mover.backup import backup_disk
     from bingobackup.pools import open_pool
 
     new_pool(pool_dir, POOL_PASSPHRASE)
     pool = open_pool(pool_dir, POOL_PASSPHRASE)
-    volumes = [b.volume_id for _, vms in jobs for vm in vms for b in vm.block_devices]
 
     def one(volume_id: str) -> None:
         path = sim.state_dir / "volumes" / f"{volume_id}.raw"
@@ -85,10 +89,12 @@ def _engine_seconds(sim: RunningSimulator, jobs: list[tuple[str, list[Instance]]
         writer = pool.open_disk_writer("engine", volume_id, size)
         backup_disk(path, writer, size_bytes=size, chunk_size=pool.chunk_size)
 
-    at_once = len(jobs) * LIMITS["parallel_vms"] * LIMITS["parallel_disks_per_vm"]
+    groups = [jobs] if at_once else [[job] for job in jobs]
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=at_once) as executor:
-        list(executor.map(one, volumes))
+    for group in groups:
+        volumes = [b.volume_id for _, vms in group for vm in vms for b in vm.block_devices]
+        with ThreadPoolExecutor(max_workers=len(group) * PER_HOST) as executor:
+            list(executor.map(one, volumes))
     return time.perf_counter() - started
 
 
@@ -99,9 +105,10 @@ def _flow_seconds(
     jobs: list[tuple[str, list[Instance]]],
     work: Path,
     label: str,
+    at_once: bool,
 ) -> float:
-    """Wall seconds of the jobs' `run_backup_now`, started together (one thread each); every
-    job must end ok with every VM backed up."""
+    """Wall seconds of the jobs' `run_backup_now`, a thread each, started together or one after
+    the other; every job must end ok with every VM backed up."""
     from bingobackup.resources.pools import create_registered_pool
     from bingobackup.resources.users import LOCAL_ADMIN
     from bingobackup.specs.job import load_job_spec
@@ -149,10 +156,11 @@ def _flow_seconds(
         for spec, (_, vms) in zip(specs, jobs, strict=True)
     ]
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for group in [threads] if at_once else [[thread] for thread in threads]:
+        for thread in group:
+            thread.start()
+        for thread in group:
+            thread.join()
     seconds = time.perf_counter() - started
     if failures:
         raise RuntimeError("a scale backup did not succeed: " + "; ".join(failures))
@@ -202,20 +210,25 @@ def run_scale(work: Path, counts: list[int], transition_delay: float, cli_runs: 
             with clock.counting():
                 for count in counts:
                     jobs = _jobs_for(count, vms)
-                    engine = _engine_seconds(sim, jobs, work / f"engine-pool-{count}")
-                    retire(work / f"engine-pool-{count}")
-                    clock.take()
-                    flow = _flow_seconds(store, cloud.name, host_ids, jobs, work, str(count))
-                    points.append(
-                        {
-                            "vms": count,
-                            "disks": sum(len(b.block_devices) for _, vms_ in jobs for b in vms_),
-                            "hosts": len(jobs),
-                            "flow_seconds": flow,
-                            "engine_seconds": engine,
-                            "cloud_wait_seconds": clock.take(),
-                        }
-                    )
+                    # Jobs of two hosts run one after the other (as on two machines, each job
+                    # alone on its host) and, beside that, both at once in this one process.
+                    for at_once in [False, True] if len(jobs) > 1 else [False]:
+                        label = f"{count}-{'together' if at_once else 'apart'}"
+                        engine = _engine_seconds(sim, jobs, work / f"engine-pool-{label}", at_once)
+                        retire(work / f"engine-pool-{label}")
+                        clock.take()
+                        flow = _flow_seconds(store, cloud.name, host_ids, jobs, work, label, at_once)
+                        points.append(
+                            {
+                                "vms": count,
+                                "disks": sum(len(vm.block_devices) for _, group in jobs for vm in group),
+                                "hosts": len(jobs),
+                                "at_once": at_once,
+                                "flow_seconds": flow,
+                                "engine_seconds": engine,
+                                "cloud_wait_seconds": clock.take(),
+                            }
+                        )
             return {
                 "transition_delay": transition_delay,
                 "limits": LIMITS,
