@@ -279,7 +279,9 @@ def section(run: ScaleRun, command: str, when: str, counts: list[int], tables: l
     parts = [
         SECTION,
         "",
-        f"Command: `{command}` — run {when}. Written by the benchmark, like the Results above.",
+        f"Command: `{command}` — run {when}. Written by the benchmark, like the Results above; "
+        "`make bench-scale` (`python -m benchmarks --scale-only`, `--scale-vms 10,25` for fewer sizes) "
+        "measures these rows alone and rewrites only this section.",
         "",
         *method_lines(run, counts),
         "",
