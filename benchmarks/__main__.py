@@ -72,6 +72,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         default=0.02,
         help="the simulator's seconds per state change in the scale rows (default 0.02; its own default is 0.2)",
     )
+    parser.add_argument(
+        "--scale-rounds",
+        type=int,
+        default=2,
+        help="times every size is measured, the fastest kept (default 2)",
+    )
     parser.add_argument("--cli-runs", type=int, default=7, help="runs of each CLI command timed (default 7)")
     parser.add_argument("--docs", type=Path, default=REPO_ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
@@ -99,7 +105,9 @@ def run_scale(args: argparse.Namespace, argv: list[str], work: Path, console: Co
     """The scale rows: measured, printed and, unless --no-docs, written as the Scale section
     of the docs with its plot beside them."""
     log(f"scale: backing up {', '.join(map(str, args.scale_vms))} VMs of the scale scenario; CLI start cost")
-    run = scale_report.measure(work / "scale", args.scale_vms, args.scale_delay, args.cli_runs)
+    run = scale_report.measure(
+        work / "scale", args.scale_vms, args.scale_delay, args.cli_runs, args.scale_rounds
+    )
     tables = scale_report.scale_tables(run)
     console.print()
     print_tables(console, tables)

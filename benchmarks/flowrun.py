@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from benchmarks.measure import peak_rss_bytes, retire
 
 if TYPE_CHECKING:
+    from bingobackup.cli.prefect_server import ServerInfo
     from bingobackup.cloud.models import Snapshot
     from bingobackup.sim.server import RunningSimulator
     from bingobackup.specs.job import BackupJobSpec
@@ -166,7 +167,7 @@ def _engine_job(sim: RunningSimulator, secret_key: str, pool_dir: Path, spec: Ba
 
 
 @contextlib.contextmanager
-def local_server(work: Path) -> Iterator[None]:
+def local_server(work: Path) -> Iterator[ServerInfo]:
     """Our local Prefect server, started as the CLI starts it under BINGOBACKUP_HOME=`work`/home,
     and this process's Prefect client pointed at it; stopped on the way out."""
     os.environ["BINGOBACKUP_HOME"] = str(work / "home")
@@ -179,7 +180,7 @@ def local_server(work: Path) -> Iterator[None]:
     os.environ["PREFECT_API_URL"] = server.url
     try:
         with temporary_settings(updates=prefect_server.client_settings(server)):
-            yield
+            yield server
     finally:
         from prefect.logging.handlers import APILogWorker
 

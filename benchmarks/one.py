@@ -43,7 +43,9 @@ def _run(operation: str, args: dict[str, Any]) -> dict[str, Any]:
     if operation == "scale":
         from benchmarks.scale import run_scale  # imports Prefect: only in this step
 
-        return run_scale(Path(args["work"]), args["vms"], args["transition_delay"], args["cli_runs"])
+        return run_scale(
+            Path(args["work"]), args["vms"], args["transition_delay"], args["cli_runs"], args["rounds"]
+        )
     raise SystemExit(f"unknown operation {operation!r}; choose backup, export, flow, scale or exec")
 
 

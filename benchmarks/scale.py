@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import resource
 import secrets
 import sys
 import threading
@@ -169,11 +170,14 @@ def _flow_seconds(
     return seconds
 
 
-def run_scale(work: Path, counts: list[int], transition_delay: float, cli_runs: int) -> dict[str, Any]:
-    """Every measured figure of the scale rows (see the module's docstring)."""
+def run_scale(
+    work: Path, counts: list[int], transition_delay: float, cli_runs: int, rounds: int
+) -> dict[str, Any]:
+    """Every measured figure of the scale rows (see the module's docstring): every size in turn,
+    `rounds` times over, so each size meets the host at more than one moment."""
     from benchmarks.flowrun import CloudWaitClock, local_server
 
-    with local_server(work):
+    with local_server(work) as server:
         from bingobackup.cloud.client import BingoCloudClient
         from bingobackup.resources.simulated import register_simulated_cloud
         from bingobackup.resources.users import LOCAL_ADMIN
@@ -208,27 +212,35 @@ def run_scale(work: Path, counts: list[int], transition_delay: float, cli_runs: 
             clock = CloudWaitClock()
             host_ids = {cluster: host.instance_id for cluster, host in hosts.items()}
             with clock.counting():
-                for count in counts:
-                    jobs = _jobs_for(count, vms)
-                    # Jobs of two hosts run one after the other (as on two machines, each job
-                    # alone on its host) and, beside that, both at once in this one process.
-                    for at_once in [False, True] if len(jobs) > 1 else [False]:
-                        label = f"{count}-{'together' if at_once else 'apart'}"
-                        engine = _engine_seconds(sim, jobs, work / f"engine-pool-{label}", at_once)
-                        retire(work / f"engine-pool-{label}")
-                        clock.take()
-                        flow = _flow_seconds(store, cloud.name, host_ids, jobs, work, label, at_once)
-                        points.append(
-                            {
-                                "vms": count,
-                                "disks": sum(len(vm.block_devices) for _, group in jobs for vm in group),
-                                "hosts": len(jobs),
-                                "at_once": at_once,
-                                "flow_seconds": flow,
-                                "engine_seconds": engine,
-                                "cloud_wait_seconds": clock.take(),
-                            }
-                        )
+                for round_ in range(rounds):
+                    for count in counts:
+                        jobs = _jobs_for(count, vms)
+                        # Jobs of two hosts run one after the other (as on two machines, each job
+                        # alone on its host) and, beside that, both at once in this one process.
+                        for at_once in [False, True] if len(jobs) > 1 else [False]:
+                            label = f"{count}-{'together' if at_once else 'apart'}-{round_}"
+                            engine = _engine_seconds(sim, jobs, work / f"engine-pool-{label}", at_once)
+                            retire(work / f"engine-pool-{label}")
+                            clock.take()
+                            load = os.getloadavg()[0]
+                            cpu, server_cpu = _cpu_seconds(), _cpu_seconds(server.pid)
+                            flow = _flow_seconds(store, cloud.name, host_ids, jobs, work, label, at_once)
+                            cpu, server_cpu = _cpu_seconds() - cpu, _cpu_seconds(server.pid) - server_cpu
+                            points.append(
+                                {
+                                    "vms": count,
+                                    "round": round_,
+                                    "disks": sum(len(vm.block_devices) for _, group in jobs for vm in group),
+                                    "hosts": len(jobs),
+                                    "at_once": at_once,
+                                    "flow_seconds": flow,
+                                    "engine_seconds": engine,
+                                    "cloud_wait_seconds": clock.take(),
+                                    "cpu_seconds": cpu,
+                                    "server_cpu_seconds": server_cpu,
+                                    "load_average": load,
+                                }
+                            )
             return {
                 "transition_delay": transition_delay,
                 "limits": LIMITS,
@@ -238,6 +250,15 @@ def run_scale(work: Path, counts: list[int], transition_delay: float, cli_runs: 
             }
         finally:
             sim.stop()
+
+
+def _cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds (user and system) used so far by this process, or by process `pid`."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime … cstime
 
 
 def _data_bytes(sim: RunningSimulator, vm: Instance) -> int:
