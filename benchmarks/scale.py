@@ -208,39 +208,41 @@ def run_scale(
             # A user's shell: the server found under BINGOBACKUP_HOME, as the CLI finds it.
             cli_env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
             cli = cli_start_cost(cli_runs, cli_env)
-            points = []
             clock = CloudWaitClock()
             host_ids = {cluster: host.instance_id for cluster, host in hosts.items()}
+
+            def point(count: int, round_: int, at_once: bool) -> dict[str, Any]:
+                jobs = _jobs_for(count, vms)
+                label = f"{count}-{'together' if at_once else 'apart'}-{round_}"
+                engine = _engine_seconds(sim, jobs, work / f"engine-pool-{label}", at_once)
+                retire(work / f"engine-pool-{label}")
+                clock.take()
+                load = os.getloadavg()[0]
+                cpu, server_cpu = _cpu_seconds(), _cpu_seconds(server.pid)
+                flow = _flow_seconds(store, cloud.name, host_ids, jobs, work, label, at_once)
+                return {
+                    "vms": count,
+                    "round": round_,
+                    "disks": sum(len(vm.block_devices) for _, group in jobs for vm in group),
+                    "hosts": len(jobs),
+                    "at_once": at_once,
+                    "flow_seconds": flow,
+                    "engine_seconds": engine,
+                    "cloud_wait_seconds": clock.take(),
+                    "cpu_seconds": _cpu_seconds() - cpu,
+                    "server_cpu_seconds": _cpu_seconds(server.pid) - server_cpu,
+                    "load_average": load,
+                }
+
+            # Jobs of two hosts run one after the other (as on two machines, each job alone on
+            # its host) and, beside that, both at once in this one process.
             with clock.counting():
-                for round_ in range(rounds):
-                    for count in counts:
-                        jobs = _jobs_for(count, vms)
-                        # Jobs of two hosts run one after the other (as on two machines, each job
-                        # alone on its host) and, beside that, both at once in this one process.
-                        for at_once in [False, True] if len(jobs) > 1 else [False]:
-                            label = f"{count}-{'together' if at_once else 'apart'}-{round_}"
-                            engine = _engine_seconds(sim, jobs, work / f"engine-pool-{label}", at_once)
-                            retire(work / f"engine-pool-{label}")
-                            clock.take()
-                            load = os.getloadavg()[0]
-                            cpu, server_cpu = _cpu_seconds(), _cpu_seconds(server.pid)
-                            flow = _flow_seconds(store, cloud.name, host_ids, jobs, work, label, at_once)
-                            cpu, server_cpu = _cpu_seconds() - cpu, _cpu_seconds(server.pid) - server_cpu
-                            points.append(
-                                {
-                                    "vms": count,
-                                    "round": round_,
-                                    "disks": sum(len(vm.block_devices) for _, group in jobs for vm in group),
-                                    "hosts": len(jobs),
-                                    "at_once": at_once,
-                                    "flow_seconds": flow,
-                                    "engine_seconds": engine,
-                                    "cloud_wait_seconds": clock.take(),
-                                    "cpu_seconds": cpu,
-                                    "server_cpu_seconds": server_cpu,
-                                    "load_average": load,
-                                }
-                            )
+                points = [
+                    point(count, round_, at_once)
+                    for round_ in range(rounds)
+                    for count in counts
+                    for at_once in ([False, True] if count > len(vms[CLUSTERS[0]]) else [False])
+                ]
             return {
                 "transition_delay": transition_delay,
                 "limits": LIMITS,

@@ -65,9 +65,9 @@ class ScaleRun(BaseModel):
                 fastest[key] = p
         return [fastest[key] for key in sorted(fastest)]
 
-    def rounds_of(self, point: ScalePoint) -> list[float]:
-        """The flow's wall seconds of every round of `point`'s size and way of running."""
-        return [p.flow_seconds for p in self.points if (p.vms, p.at_once) == (point.vms, point.at_once)]
+    def rounds_of(self, point: ScalePoint) -> list[ScalePoint]:
+        """Every round of `point`'s size and way of running."""
+        return [p for p in self.points if (p.vms, p.at_once) == (point.vms, point.at_once)]
 
     @property
     def series(self) -> list[ScalePoint]:
@@ -158,7 +158,7 @@ def scale_table(run: ScaleRun) -> Table:
             "cloud waits s per disk (summed over threads)",
             "CPU s per disk: flow process (with the simulator) / server",
             "host load (1 min) at start",
-            "flow wall s of each round",
+            "each round: flow wall s (CPU s per disk, flow process + server; host load)",
         ],
     )
     marginals = dict(zip((p.vms for p in run.series), marginal_seconds(run.series), strict=True))
@@ -178,7 +178,10 @@ def scale_table(run: ScaleRun) -> Table:
             f"{p.cloud_wait_seconds / p.disks:.3f}",
             f"{p.cpu_seconds / p.disks:.3f} / {p.server_cpu_seconds / p.disks:.3f}",
             f"{p.load_average:.1f}",
-            ", ".join(f"{seconds:.1f}" for seconds in run.rounds_of(p)),
+            ", ".join(
+                f"{r.flow_seconds:.1f} ({(r.cpu_seconds + r.server_cpu_seconds) / r.disks:.2f}; {r.load_average:.1f})"
+                for r in run.rounds_of(p)
+            ),
         )
     return table
 
