@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-e2e bench-scheduler restic install clean
+.PHONY: demo test lint bench bench-e2e bench-scheduler bench-scale restic install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-scheduler: $(STAMP)
 restic:
 	@command -v restic >/dev/null || { apt-get update && apt-get install -y restic; } \
 		|| echo "restic could not be installed: the bench skips its rows"
+
+# Only the scale rows of `make bench` (orchestration on the simulator's scale scenario, CLI start cost).
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks --scale-only
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from benchmarks.measure import peak_rss_bytes, retire
 
 if TYPE_CHECKING:
+    from bingobackup.cli.prefect_server import ServerInfo
     from bingobackup.cloud.models import Snapshot
     from bingobackup.sim.server import RunningSimulator
     from bingobackup.specs.job import BackupJobSpec
@@ -165,7 +166,10 @@ def _engine_job(sim: RunningSimulator, secret_key: str, pool_dir: Path, spec: Ba
     return time.perf_counter() - started
 
 
-def run_flow_backup(image: Path, work: Path) -> dict[str, Any]:
+@contextlib.contextmanager
+def local_server(work: Path) -> Iterator[ServerInfo]:
+    """Our local Prefect server, started as the CLI starts it under BINGOBACKUP_HOME=`work`/home,
+    and this process's Prefect client pointed at it; stopped on the way out."""
     os.environ["BINGOBACKUP_HOME"] = str(work / "home")
     os.environ.pop("PREFECT_API_URL", None)
     from prefect.settings import temporary_settings
@@ -176,12 +180,17 @@ def run_flow_backup(image: Path, work: Path) -> dict[str, Any]:
     os.environ["PREFECT_API_URL"] = server.url
     try:
         with temporary_settings(updates=prefect_server.client_settings(server)):
-            return _with_server(image, work)
+            yield server
     finally:
         from prefect.logging.handlers import APILogWorker
 
         APILogWorker.drain_all(timeout=10)  # the runs' last log lines, before their server goes
         prefect_server.stop_server()
+
+
+def run_flow_backup(image: Path, work: Path) -> dict[str, Any]:
+    with local_server(work):
+        return _with_server(image, work)
 
 
 def _with_server(image: Path, work: Path) -> dict[str, Any]:

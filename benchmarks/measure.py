@@ -67,7 +67,9 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def spawn_measured(command: Sequence[str], cwd: str | None = None) -> dict[str, Any]:
+def spawn_measured(
+    command: Sequence[str], cwd: str | None = None, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Run `command` to the end and return its stdout, wall and CPU seconds and peak RSS.
 
     Called inside a small fresh interpreter (`benchmarks.one exec`), so the peak RSS that
@@ -77,7 +79,7 @@ def spawn_measured(command: Sequence[str], cwd: str | None = None) -> dict[str, 
     """
     with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
         started = time.perf_counter()
-        process = subprocess.Popen(list(command), stdout=stdout, stderr=stderr, cwd=cwd)
+        process = subprocess.Popen(list(command), stdout=stdout, stderr=stderr, cwd=cwd, env=env)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         wall = time.perf_counter() - started

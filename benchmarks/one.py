@@ -48,13 +48,21 @@ def _run(operation: str, args: dict[str, Any]) -> dict[str, Any]:
         from benchmarks.scheduler import measure_scheduler
 
         return measure_scheduler(Path(args["work"]), args["jobs"], args["limit"])
-    raise SystemExit(f"unknown operation {operation!r}; choose backup, export, flow, e2e, scheduler or exec")
+    if operation == "scale":
+        from benchmarks.scale import run_scale  # imports Prefect: only in this step
+
+        return run_scale(
+            Path(args["work"]), args["vms"], args["transition_delay"], args["cli_runs"], args["rounds"]
+        )
+    raise SystemExit(
+        f"unknown operation {operation!r}; choose backup, export, flow, e2e, scheduler, scale or exec"
+    )
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise SystemExit(
-            "usage: python -m benchmarks.one backup|export|flow|e2e|scheduler|exec JSON_ARGUMENTS"
+            "usage: python -m benchmarks.one backup|export|flow|e2e|scheduler|scale|exec JSON_ARGUMENTS"
         )
     result = _run(argv[0], json.loads(argv[1]))
     print(RESULT_MARK + json.dumps(result), flush=True)

@@ -130,14 +130,44 @@ def machine_lines(info: MachineInfo) -> list[str]:
     ]
 
 
+def _section(text: str, heading: str) -> re.Match[str] | None:
+    """The section `heading` of a markdown text, up to the next `## ` heading or the end."""
+    return re.search(rf"^{re.escape(heading)}$.*?(?=^## |\Z)", text, flags=re.M | re.S)
+
+
+def write_section(path: Path, heading: str, body: str) -> None:
+    """Put `body` (starting with its `heading` line) in place of that section of the file, or
+    before the Notes when the file has none yet; the rest of the file is left as it is."""
+    text = path.read_text() if path.exists() else ""
+    body = body.rstrip() + "\n\n"
+    current = _section(text, heading)
+    if current:
+        text = text[: current.start()] + body + text[current.end() :]
+    else:
+        notes = re.search(rf"^{NOTES_HEADING}$", text, flags=re.M)
+        at = notes.start() if notes else len(text)
+        text = text[:at] + ("\n" if at and not text[:at].endswith("\n\n") else "") + body + text[at:]
+    path.write_text(text.rstrip() + "\n")
+
+
 def write_markdown(
-    path: Path, command: str, info: MachineInfo, preamble: list[str], tables: list[Table], when: str
+    path: Path,
+    command: str,
+    info: MachineInfo,
+    preamble: list[str],
+    tables: list[Table],
+    when: str,
+    kept: tuple[str, ...] = (),
 ) -> None:
-    """Write the report; a `## Notes` section already in the file is kept (hand-written analysis)."""
+    """Write the report; a `## Notes` section already in the file is kept (hand-written analysis),
+    and so is each section headed as in `kept` (the rows of another run, e.g. `--scale-only`)."""
     notes = ""
+    sections = []
     if path.exists():
-        match = re.search(rf"^{NOTES_HEADING}$.*", path.read_text(), flags=re.M | re.S)
+        text = path.read_text()
+        match = re.search(rf"^{NOTES_HEADING}$.*", text, flags=re.M | re.S)
         notes = match.group(0).rstrip() + "\n" if match else ""
+        sections = [m.group(0).rstrip() + "\n" for m in (_section(text, h) for h in kept) if m]
     parts = [
         "# Benchmarks",
         "",
@@ -158,5 +188,5 @@ def write_markdown(
     ]
     for table in tables:
         parts += [table.to_markdown(), ""]
-    text = "\n".join(parts) + ("\n" + notes if notes else "")
-    path.write_text(text)
+    text = "\n".join(parts) + "".join("\n" + kept_section for kept_section in sections)
+    path.write_text(text + ("\n" + notes if notes else ""))

@@ -10,9 +10,11 @@ import pytest
 
 from benchmarks.engine import new_pool
 from benchmarks.image import build_image, churn, scan_nonzero
-from benchmarks.machine import probe, remeasured
+from benchmarks.machine import MachineInfo, probe, remeasured
 from benchmarks.measure import directory_bytes, retire, run_step
+from benchmarks.report import write_markdown, write_section
 from benchmarks.runner import FlowRun, file_digest
+from benchmarks.scale_report import ScalePoint, growth_exponent, growth_verdict, marginal_seconds
 from benchmarks.tables import best_against_best, flow_added, flow_added_seconds
 
 SIZE = 24 << 20
@@ -116,3 +118,54 @@ def test_what_the_flow_adds_leaves_out_the_time_both_jobs_waited_for_the_cloud()
     )
     assert flow_added_seconds(flow) == pytest.approx(0.2)
     assert flow_added(flow) == pytest.approx(0.2 / (1.2 + 1.3))  # the job's median round, waits included
+
+
+def _point(vms: int, flow: float, engine: float = 0.0, hosts: int = 1, at_once: bool = False) -> ScalePoint:
+    return ScalePoint(
+        vms=vms,
+        disks=vms * 4,
+        hosts=hosts,
+        at_once=at_once,
+        flow_seconds=flow,
+        engine_seconds=engine,
+        cloud_wait_seconds=0.0,
+    )
+
+
+def test_scale_figures_are_per_disk_per_host_and_growth_is_read_from_added_disks() -> None:
+    together = _point(100, flow=40.0, engine=8.0, hosts=2, at_once=True)
+    assert together.overhead_per_disk == pytest.approx((40 - 8) / 400)
+    assert together.disks_per_second_per_host == pytest.approx(400 / 40 / 2)  # both hosts busy
+    # One job after the other: one host busy at a time.
+    assert _point(100, flow=40.0, hosts=2).disks_per_second_per_host == pytest.approx(400 / 40)
+
+    # A fixed 3 s per run, then 0.1 s per disk: linear, though a power-law fit says 0.8.
+    linear = [_point(n, flow=3 + 0.4 * n) for n in (10, 25, 50)]
+    assert marginal_seconds(linear) == [None, pytest.approx(0.1), pytest.approx(0.1)]
+    exponent = growth_exponent(linear)
+    assert exponent is not None and exponent < 0.9
+    assert growth_verdict(linear)[1] is True
+    # Each added disk dearer than the last: worse than linear, whatever the fixed cost hides.
+    worse = [_point(10, flow=7.0), _point(25, flow=13.0), _point(50, flow=40.0)]
+    verdict, passed = growth_verdict(worse)
+    assert passed is False and verdict.startswith("worse than linear")
+    assert growth_verdict(linear[:1]) == ("not measured (one size only)", None)
+
+
+def test_scale_section_is_replaced_in_place_and_kept_by_a_full_run(tmp_path: Path) -> None:
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\n## Results\n\nold results\n\n## Notes\n\nhand-written\n")
+
+    write_section(docs, "## Scale", "## Scale\n\nfirst scale rows\n")
+    write_section(docs, "## Scale", "## Scale\n\nsecond scale rows\n")
+    text = docs.read_text()
+    assert text.count("## Scale") == 1 and "second scale rows" in text and "first scale rows" not in text
+    assert text.index("## Results") < text.index("## Scale") < text.index("## Notes")
+    assert "old results" in text and "hand-written" in text
+
+    info = MachineInfo(cpu_model="cpu", cores=2, python="3.11", libraries={})
+    write_markdown(docs, "make bench", info, ["- method"], [], "now", kept=("## Scale",))
+    text = docs.read_text()
+    assert "old results" not in text  # the full run's own part is rewritten
+    assert "second scale rows" in text and "hand-written" in text
+    assert text.index("## Method") < text.index("## Scale") < text.index("## Notes")
