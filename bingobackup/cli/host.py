@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -23,6 +24,20 @@ def _os_text(host: BackupHost) -> str:
     if host.os_source == "admin":
         return f"{text} (confirmed by admin)"
     return f"{text} (from {host.os_source})" if host.os_source != "cloud" else text
+
+
+def _age(moment: datetime | None) -> str:
+    """How long ago, short enough for the table: '12 s ago', '5 min ago', '3 h ago', a date."""
+    if moment is None:
+        return "never"
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 48 * 3600:
+        return f"{seconds // 3600} h ago"
+    return f"{moment.astimezone():%Y-%m-%d %H:%M}"
 
 
 @app.command()
@@ -103,7 +118,7 @@ def list_() -> None:
         "cloud",
         "cluster",
         "node",
-        "OS",
+        Column("OS", no_wrap=True),
         "activated",
         Column("worker", no_wrap=True),
         Column("last heartbeat", no_wrap=True),
@@ -120,7 +135,7 @@ def list_() -> None:
             _os_text(h),
             "yes" if h.activated else "no",
             "online" if polled_recently(last) else "offline",
-            f"{last.astimezone():%Y-%m-%d %H:%M:%S}" if last else "never",
+            _age(last),
             ", ".join(h.groups),
         )
     console.print(table)
