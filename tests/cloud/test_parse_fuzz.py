@@ -120,7 +120,13 @@ def _call(method: str, status: int, body: bytes) -> None:
         list(getattr(_client(), method)())
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(method=st.sampled_from(sorted(RESPONSES)), data=st.data())
 def test_mutated_responses_give_models_or_typed_errors(method: str, data: st.DataObject) -> None:
     action, inner = RESPONSES[method]
@@ -135,7 +141,13 @@ def test_mutated_responses_give_models_or_typed_errors(method: str, data: st.Dat
         assert str(exc)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     status=st.sampled_from([400, 401, 403, 404, 500, 503]),
     code=ODD_TEXT,

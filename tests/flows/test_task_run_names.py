@@ -1,5 +1,5 @@
 """Task runs are named by what they work on, so an operator reading a run in the Prefect UI
-sees `back up web-multi` and `read vol-… (web-multi, system)`, not `back up VM-078`."""
+sees `back up web-01` and `read vol-… (web-01, system)`, not `back up VM-078`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from uuid import UUID
 
 from flow_support import Registered
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
 from restore_support import back_up
 
 from bingobackup.restore.verification import verification_code
@@ -23,30 +23,34 @@ def _task_run_names(flow_run_id: UUID) -> set[str]:
 
 
 def test_backup_and_restore_task_runs_name_their_vm_and_disks(registered: Registered, tmp_path: Path) -> None:
-    backed_up = back_up(registered, tmp_path, name="web-multi")
+    backed_up = back_up(registered, tmp_path, name="named-vm")  # no other test backs up this name
     instance = backed_up.instance
     [root] = [b.volume_id for b in instance.block_devices if b.device_name == instance.root_device_name]
     [data] = [b.volume_id for b in instance.block_devices if b.volume_id != root]
     with get_client(sync_client=True) as client:
         [backup_run] = [
-            run for run in client.read_flow_runs() if run.parameters["spec"]["name"] == "job-web-multi"
+            run
+            for run in client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["bingobackup-backup"]))
+            )
+            if run.parameters["spec"]["name"] == "job-named-vm"
         ]
     names = _task_run_names(backup_run.id)
     assert {
-        "snapshot web-multi",
-        "back up web-multi",
-        f"back up {root} (web-multi, system)",
-        f"back up {data} (web-multi, data)",
-        f"read {root} (web-multi, system)",
-        f"dedup {data} (web-multi, data)",
-        f"write {data} (web-multi, data) to the pool",
+        "snapshot named-vm",
+        "back up named-vm",
+        f"back up {root} (named-vm, system)",
+        f"back up {data} (named-vm, data)",
+        f"read {root} (named-vm, system)",
+        f"dedup {data} (named-vm, data)",
+        f"write {data} (named-vm, data) to the pool",
     } <= names
 
     nics = [{"index": i, "ip": "auto", "mac": "auto"} for i in (0, 1)]  # the source VM still runs
-    spec = load_restore_spec(backed_up.spec(target={"name": "web-multi-restored", "nics": nics}))
+    spec = load_restore_spec(backed_up.spec(target={"name": "named-vm-restored", "nics": nics}))
     state = restore_vm(spec=spec, confirm=verification_code(spec), return_state=True)
     assert state.is_completed(), state.message
     names = _task_run_names(state.state_details.flow_run_id)
-    assert "restore web-multi → web-multi-restored" in names
-    assert "create VM web-multi-restored" in names
+    assert "restore named-vm → named-vm-restored" in names
+    assert "create VM named-vm-restored" in names
     assert any(name.startswith(f"write {root} → ") for name in names)
