@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,6 +24,16 @@ JOB_SPEC_VERSION = 1
 # A run that stands still this long is stopped (bingobackup/watchdog.py): longer than the
 # longest cloud wait's own time-out (an hour for a snapshot or a volume), so those report first.
 STALL_MINUTES = 90.0
+# Backup and restore options share it.
+StallMinutes = Annotated[
+    float,
+    Field(
+        gt=0,
+        le=10080,
+        description="a run in which no byte moves and no VM or disk finishes for this long is "
+        "stopped and fails, naming what it waited on",
+    ),
+]
 JOB_MIGRATIONS: dict[int, Migration] = {}  # version n → n+1
 
 _UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
@@ -105,13 +115,7 @@ class BackupOptions(_Spec):
     pre_script: Hook | None = None
     post_script: Hook | None = None
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
-    stall_minutes: float = Field(
-        default=STALL_MINUTES,
-        gt=0,
-        le=10080,
-        description="a run in which no byte moves and no VM or disk finishes for this long is "
-        "stopped and fails, naming what it waited on",
-    )
+    stall_minutes: StallMinutes = STALL_MINUTES
 
 
 class BackupJobSpec(VersionedSpec):

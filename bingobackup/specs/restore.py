@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bingobackup.mover.ratelimit import RateSchedule
-from bingobackup.specs.job import STALL_MINUTES, Hook
+from bingobackup.specs.job import STALL_MINUTES, Hook, StallMinutes
 from bingobackup.specs.loading import checked_job_name, load_spec
 from bingobackup.specs.schedule import ImmediateSchedule, ManualSchedule, OnceSchedule
 from bingobackup.specs.versioning import Migration, SpecVersioning, VersionedSpec, version_field
@@ -189,13 +189,7 @@ class RestoreOptions(_Spec):
     precondition: Hook | None = None
     pre_script: Hook | None = None
     post_script: Hook | None = None
-    stall_minutes: float = Field(
-        default=STALL_MINUTES,
-        gt=0,
-        le=10080,
-        description="a run in which no byte moves and no VM or disk finishes for this long is "
-        "stopped and fails, naming what it waited on",
-    )
+    stall_minutes: StallMinutes = STALL_MINUTES
     disc_images: str | None = Field(
         default=None,
         description="optical pool: one more directory holding disc images (ISO files read back from the discs)",
