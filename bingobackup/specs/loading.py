@@ -24,10 +24,17 @@ class SpecError(BingoBackupError):
     """A job or restore spec that cannot be used; the message lists every problem."""
 
 
+def _printable(part: object) -> str:
+    """A field name as typed, or quoted with escapes when it holds control characters (which
+    would otherwise break the one-problem-per-line message, or hide in a terminal)."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
+
+
 def describe_validation_error(exc: ValidationError, what: str) -> str:
     lines = [f"{what} is not valid:"]
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        where = ".".join(_printable(part) for part in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"  - {where}: {message}")
     return "\n".join(lines)
@@ -55,7 +62,9 @@ def read_yaml(source: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(f"{label} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+        # A reader error (a control character) has no `problem` and a two-line text: one line.
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise SpecError(f"{label} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{label} must be a YAML mapping (key: value lines), not {type(data).__name__}.")
     return data
