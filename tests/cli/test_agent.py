@@ -5,14 +5,11 @@ that reports to the session's Prefect server, and `host list` shows it online.""
 from __future__ import annotations
 
 import configparser
-import contextlib
 import os
 import re
 import shlex
-import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
@@ -20,10 +17,11 @@ from pathlib import Path
 import pytest
 from flow_support import POOL_PASSPHRASE, Registered
 from typer.testing import CliRunner
+from worker_support import process_group, wait_until_polling
 
 from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo
-from deployments.workpool import WORKER_SILENCE, polled_recently, queue_last_polled
+from deployments.workpool import WORKER_SILENCE, polled_recently
 
 runner = CliRunner()
 
@@ -57,23 +55,6 @@ def read_unit(path: Path) -> configparser.ConfigParser:
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
     unit.read_string(path.read_text())
     return unit
-
-
-@contextlib.contextmanager
-def started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        try:
-            yield process
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def test_install_command_prints_the_agent_install_script(
@@ -165,19 +146,9 @@ def test_service_unit_starts_a_worker_that_host_list_shows_online(
         "BINGOBACKUP_HOME": str(tmp_path / "home"),
         **environment,
     }
-    from prefect.client.orchestration import get_client
-
-    with (
-        started(shlex.split(service["ExecStart"]), env, tmp_path / "worker.log") as worker,
-        get_client(sync_client=True) as client,
-    ):
-        # Synchronised on the API: the worker's first poll of its queue, which it makes at start.
-        deadline = datetime.now(UTC) + timedelta(seconds=120)
-        while queue_last_polled(client, work_pool, host) is None:
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            assert datetime.now(UTC) < deadline, (tmp_path / "worker.log").read_text()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(timeout=0.5)  # a pause that also notices the worker exiting
+    log = tmp_path / "worker.log"
+    with process_group(shlex.split(service["ExecStart"]), env, log) as worker:
+        wait_until_polling(worker, work_pool, host, log)
         listing = invoke("host", "list")
     row = host_row(listing, host)
     assert "online" in row and "offline" not in row and re.search(r"\b\d+ s ago\b", row)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_support import invoke, refused, runner
 from flow_support import POOL_PASSPHRASE, Registered
 from prefect.client.orchestration import get_client
-from test_cli_and_worker import invoke, refused, runner, worker  # noqa: F401  (worker: a fixture)
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cli.main import app
@@ -58,7 +58,7 @@ def job_automations(name: str) -> int:
 
 def test_a_failed_run_is_posted_to_the_webhook_and_the_automation_follows_the_job(
     registered: Registered,
-    worker: subprocess.Popen[bytes],  # noqa: F811
+    worker: subprocess.Popen[bytes],
     webhook: tuple[str, queue.Queue[dict[str, Any]]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
