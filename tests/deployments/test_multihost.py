@@ -71,13 +71,13 @@ def _run_id(started: str) -> UUID:
 
 def _submitting_worker(client: SyncPrefectClient, run_id: UUID) -> str:
     """The name of the worker that submitted the run, from its event (persisted a moment later)."""
-    event_filter = EventFilter(
-        event=EventNameFilter(name=["prefect.worker.submitted-flow-run"]),
-        related=EventRelatedFilter(id=[f"prefect.flow-run.{run_id}"]),
-    )
     deadline = time.monotonic() + 60
     while True:
-        events = client.read_events(filter=event_filter).events
+        event_filter = EventFilter(  # made anew each time: its window ends when it is made
+            event=EventNameFilter(name=["prefect.worker.submitted-flow-run"]),
+            related=EventRelatedFilter(id=[f"prefect.flow-run.{run_id}"]),
+        )
+        events = client.read_events(filter=event_filter, limit=10).events
         if events or time.monotonic() > deadline:
             assert len(events) == 1, events
             return str(events[0].resource.name)
