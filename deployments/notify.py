@@ -1,17 +1,21 @@
-"""Notifications: a failed or crashed job run is reported to the operator's webhook.
+"""Notifications: a failed or crashed job run is reported to the operator's webhook and/or
+e-mail address.
 
 The webhook is one Prefect block document (`CustomWebhookNotificationBlock`, in Prefect core)
-named `bingobackup-notify`; every job's deployment owns one automation that sends to it when a
-run of that deployment ends Failed or Crashed. The Prefect server sends it (its triggers and
+named `bingobackup-notify`, the e-mail one `SmtpEmailNotification` (deployments/mail.py) named
+`bingobackup-notify-email`; every job's deployment owns one automation that sends to each of
+them when a run of that deployment ends Failed or Crashed. The Prefect server sends it (its triggers and
 actions services, on by default), so a notification goes out even when the worker's host died
 with the run. A backup where some VMs failed ends Failed (flows/backup.py), so it is covered.
 
-Changing the webhook updates the block in place: the automations keep pointing at it.
+Changing the webhook or the e-mail settings updates its block in place: the automations keep
+pointing at it. Setting one channel leaves the other as it is; the automations are rewritten
+to send to every configured one.
 """
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -22,8 +26,10 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.exceptions import ObjectNotFound
 
 from bingobackup.errors import BingoBackupError
+from deployments.mail import SmtpEmailNotification
 
 BLOCK_NAME = "bingobackup-notify"
+EMAIL_BLOCK_NAME = "bingobackup-notify-email"
 NOTIFIED_EVENTS = frozenset({"prefect.flow-run.Failed", "prefect.flow-run.Crashed"})
 
 # Rendered by the Prefect server (Jinja). Names, state and message only, never the run's
@@ -85,6 +91,47 @@ def webhook_block_id(client: SyncPrefectClient) -> UUID | None:
     return document.id
 
 
+def set_email(block: SmtpEmailNotification) -> UUID:
+    """Save (or replace in place) the e-mail block (`deployments.mail.email_block`); its id."""
+    return cast(UUID, block.save(EMAIL_BLOCK_NAME, overwrite=True))
+
+
+def email_block_id(client: SyncPrefectClient) -> UUID | None:
+    """The e-mail block's id, or None when no e-mail address is configured."""
+    document = _email_document(client)
+    return None if document is None else document.id
+
+
+def email_summary(client: SyncPrefectClient) -> str | None:
+    """Where the mails go and through which server (no password), or None."""
+    document = _email_document(client)
+    if document is None:
+        return None
+    data = document.data  # read without secrets: the password is masked anyway
+    login = f", logging in as {data['smtp_user']}" if data.get("smtp_user") else ""
+    return f"{data['to']} (from {data['sender']}, via {data['smtp_host']}:{data['smtp_port']} {data['security']}{login})"
+
+
+def _email_document(client: SyncPrefectClient) -> Any:
+    try:
+        return client.read_block_document_by_name(
+            EMAIL_BLOCK_NAME,
+            block_type_slug=str(SmtpEmailNotification.get_block_type_slug()),
+            include_secrets=False,
+        )
+    except ObjectNotFound:
+        return None
+
+
+def clear_email(client: SyncPrefectClient) -> bool:
+    """Delete the e-mail block; False when there was none. The caller drops the automations."""
+    block_id = email_block_id(client)
+    if block_id is None:
+        return False
+    client.delete_block_document(block_id)
+    return True
+
+
 def webhook_url(client: SyncPrefectClient) -> str | None:
     try:
         document = client.read_block_document_by_name(BLOCK_NAME, block_type_slug=_block_slug())
@@ -107,12 +154,12 @@ def _block_slug() -> str:
 
 
 def sync_job_automation(client: SyncPrefectClient, job: str, deployment_id: UUID) -> bool:
-    """Make the job's automation match the configured webhook: replaced when there is one (an
-    edit changes nothing it names, but replacing is simpler than comparing), removed when there
-    is none. True when the job now notifies."""
+    """Make the job's automation match the configured webhook and e-mail: replaced when there
+    is one (an edit changes nothing it names, but replacing is simpler than comparing), removed
+    when there is none. True when the job now notifies."""
     drop_job_automation(client, deployment_id)
-    block_id = webhook_block_id(client)
-    if block_id is None:
+    block_ids = [b for b in (webhook_block_id(client), email_block_id(client)) if b is not None]
+    if not block_ids:
         return False
     client.create_automation(
         AutomationCore(
@@ -124,7 +171,10 @@ def sync_job_automation(client: SyncPrefectClient, job: str, deployment_id: UUID
                 posture=Posture.Reactive,
                 threshold=1,
             ),
-            actions=[SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY)],
+            actions=[
+                SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY)
+                for block_id in block_ids
+            ],
             owner_resource=_owner(deployment_id),
         )
     )

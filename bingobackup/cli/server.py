@@ -46,7 +46,9 @@ def start(
             "Stop it with `bingobackup server stop`, then start it again with the options you want."
         )
     if running and running.pid is not None and database is not None:
-        wanted = prefect_server.database_label(None if database == prefect_server.LOCAL_DATABASE else database)
+        wanted = prefect_server.database_label(
+            None if database == prefect_server.LOCAL_DATABASE else database
+        )
         if running.database != wanted:
             raise BingoBackupError(
                 f"The local Prefect server already runs on the database {running.database}. Stop it with "
