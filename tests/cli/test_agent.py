@@ -8,6 +8,7 @@ import configparser
 import os
 import re
 import shlex
+import stat
 import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -91,6 +92,20 @@ def test_install_command_prints_the_agent_install_script(
     assert "i-NOSUCH" in refused("host", "install-command", "i-NOSUCH")
 
 
+def test_install_command_for_a_server_with_basic_auth_asks_for_the_string_and_prints_none(
+    registered: Registered, prefect_server: ServerInfo, work_pool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "PREFECT_API_AUTH_STRING", "auth string for tests"
+    )  # how this shell reaches the server
+    result = runner.invoke(app, ["host", "install-command", registered.hosts["cluster-a"]])
+    assert result.exit_code == 0, result.output
+    assert ': "${PREFECT_API_AUTH_STRING:?set PREFECT_API_AUTH_STRING' in result.stdout
+    assert "export PREFECT_API_AUTH_STRING\n" in result.stdout
+    assert "requires its basic-auth string" in result.stderr
+    assert "auth string for tests" not in result.output
+
+
 def test_install_service_refuses_a_missing_api_url_and_one_with_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -104,7 +119,11 @@ def test_install_service_refuses_a_missing_api_url_and_one_with_credentials(
 
 
 def test_service_unit_starts_a_worker_that_host_list_shows_online(
-    registered: Registered, prefect_server: ServerInfo, work_pool: str, tmp_path: Path
+    registered: Registered,
+    prefect_server: ServerInfo,
+    work_pool: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     host, idle_host = registered.hosts["cluster-a"], registered.hosts["cluster-b"]
     listing = invoke("host", "list")
@@ -123,6 +142,8 @@ def test_service_unit_starts_a_worker_that_host_list_shows_online(
         "--env-file",
         str(env_file),
     )
+    # This shell reaches the server with an auth string: the unit's environment file keeps it.
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "auth string for tests")
     dry = invoke(*install, "--dry-run")
     assert "ExecStart=" in dry and list(unit_dir.iterdir()) == []
     out = invoke(*install)
@@ -136,6 +157,9 @@ def test_service_unit_starts_a_worker_that_host_list_shows_online(
     environment = dict(item.split("=", 1) for item in shlex.split(service["Environment"]))
     assert environment == {"PREFECT_API_URL": prefect_server.url, "BINGOBACKUP_WORK_POOL": work_pool}
     assert POOL_PASSPHRASE not in unit_path.read_text()
+    assert "auth string for tests" not in unit_path.read_text() + out
+    assert env_file.read_text() == "PREFECT_API_AUTH_STRING=auth string for tests\n"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
     # As systemd runs it: the unit's environment, not the test's (the import path aside, so the
     # worker runs this checkout's code), and a home of its own.
