@@ -15,7 +15,6 @@ in a message, log line or exception here.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -24,6 +23,7 @@ from typing import Literal
 from prefect.blocks.abstract import NotificationBlock, NotificationError
 from pydantic import Field, SecretStr
 
+from bingobackup.addresses import is_loopback
 from bingobackup.errors import BingoBackupError
 
 SmtpSecurity = Literal["starttls", "ssl", "plain"]
@@ -32,15 +32,6 @@ SMTP_TIMEOUT_SECONDS = 30
 
 class MailSettingsError(BingoBackupError):
     """E-mail settings that cannot be used."""
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class SmtpEmailNotification(NotificationBlock):
@@ -117,7 +108,7 @@ def email_block(
             "Give --smtp-user together with its password (BINGOBACKUP_SMTP_PASSWORD, or typed when asked), "
             "or neither for a relay that takes mail without logging in."
         )
-    if security == "plain" and smtp_password and not _is_loopback(smtp_host):
+    if security == "plain" and smtp_password and not is_loopback(smtp_host):
         raise MailSettingsError(
             f"Refusing to send the SMTP password to {smtp_host} unencrypted: use --smtp-security starttls "
             "(port 587) or ssl (port 465); plain is for a relay on this host."

@@ -15,12 +15,13 @@ to send to every configured one.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 from urllib.parse import urlsplit
 from uuid import UUID
 
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.objects import BlockDocument
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
@@ -82,13 +83,18 @@ def set_webhook(url: str) -> UUID:
     return cast(UUID, block.save(BLOCK_NAME, overwrite=True))
 
 
-def webhook_block_id(client: SyncPrefectClient) -> UUID | None:
-    """The notification block's id, or None when no webhook is configured."""
+def _document(client: SyncPrefectClient, name: str, slug: str) -> BlockDocument | None:
+    """The block document, read without its secrets, or None when there is none."""
     try:
-        document = client.read_block_document_by_name(BLOCK_NAME, block_type_slug=_block_slug())
+        return client.read_block_document_by_name(name, block_type_slug=slug, include_secrets=False)
     except ObjectNotFound:
         return None
-    return document.id
+
+
+def webhook_block_id(client: SyncPrefectClient) -> UUID | None:
+    """The notification block's id, or None when no webhook is configured."""
+    document = _document(client, BLOCK_NAME, _block_slug())
+    return None if document is None else document.id
 
 
 def set_email(block: SmtpEmailNotification) -> UUID:
@@ -112,20 +118,16 @@ def email_summary(client: SyncPrefectClient) -> str | None:
     return f"{data['to']} (from {data['sender']}, via {data['smtp_host']}:{data['smtp_port']} {data['security']}{login})"
 
 
-def _email_document(client: SyncPrefectClient) -> Any:
-    try:
-        return client.read_block_document_by_name(
-            EMAIL_BLOCK_NAME,
-            block_type_slug=str(SmtpEmailNotification.get_block_type_slug()),
-            include_secrets=False,
-        )
-    except ObjectNotFound:
-        return None
+def _email_document(client: SyncPrefectClient) -> BlockDocument | None:
+    return _document(client, EMAIL_BLOCK_NAME, str(SmtpEmailNotification.get_block_type_slug()))
 
 
 def clear_email(client: SyncPrefectClient) -> bool:
     """Delete the e-mail block; False when there was none. The caller drops the automations."""
-    block_id = email_block_id(client)
+    return _delete(client, email_block_id(client))
+
+
+def _delete(client: SyncPrefectClient, block_id: UUID | None) -> bool:
     if block_id is None:
         return False
     client.delete_block_document(block_id)
@@ -133,20 +135,13 @@ def clear_email(client: SyncPrefectClient) -> bool:
 
 
 def webhook_url(client: SyncPrefectClient) -> str | None:
-    try:
-        document = client.read_block_document_by_name(BLOCK_NAME, block_type_slug=_block_slug())
-    except ObjectNotFound:
-        return None
-    return str(document.data.get("url"))
+    document = _document(client, BLOCK_NAME, _block_slug())
+    return None if document is None else str(document.data.get("url"))
 
 
 def clear_webhook(client: SyncPrefectClient) -> bool:
     """Delete the notification block; False when there was none. The caller drops the automations."""
-    block_id = webhook_block_id(client)
-    if block_id is None:
-        return False
-    client.delete_block_document(block_id)
-    return True
+    return _delete(client, webhook_block_id(client))
 
 
 def _block_slug() -> str:

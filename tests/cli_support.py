@@ -15,6 +15,13 @@ def invoke(*args: str) -> str:
     return result.output
 
 
+def invoke_stdout(*args: str) -> str:
+    """`invoke`, but only what the command wrote to stdout (its notes on stderr left out)."""
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def refused(*args: str) -> str:
     """The operator error a command stops with (`main()` prints it and exits 2)."""
     result = runner.invoke(app, list(args))

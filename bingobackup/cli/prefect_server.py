@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import ipaddress
 import json
 import os
 import secrets
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bingobackup.addresses import is_loopback
 from bingobackup.cli.background import (
     BackgroundService,
     PortTakenError,
@@ -224,15 +224,6 @@ def configured_database() -> str | None:
     except FileNotFoundError:
         pass
     return next((os.environ[name] for name in _DATABASE_SETTINGS if os.environ.get(name)), None)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 def auth_string_file() -> Path:

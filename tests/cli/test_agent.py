@@ -16,27 +16,14 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from cli_support import invoke_stdout as invoke
+from cli_support import refused, runner
 from flow_support import POOL_PASSPHRASE, Registered
-from typer.testing import CliRunner
 from worker_support import process_group, wait_until_polling
 
 from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo
 from deployments.workpool import WORKER_SILENCE, polled_recently
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def refused(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code != 0 and result.exception is not None, result.output
-    return str(result.exception)
 
 
 def host_row(listing: str, instance_id: str) -> str:
