@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-e2e bench-scheduler bench-scale restic install clean
+.PHONY: demo test lint bench bench-e2e bench-scheduler bench-scale restic postgresql install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bingobackup demo
 
-test: $(STAMP)
+test: $(STAMP) postgresql
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -39,6 +39,15 @@ bench-scheduler: $(STAMP)
 restic:
 	@command -v restic >/dev/null || { apt-get update && apt-get install -y restic; } \
 		|| echo "restic could not be installed: the bench skips its rows"
+
+# PostgreSQL (Debian package) for the multi-host test, which runs a Prefect server on it (the
+# test starts its own cluster in a temporary folder with initdb/pg_ctl; the package's own
+# cluster is not used). Not the pip `pgserver`: its binaries lack pg_trgm, which Prefect's
+# schema needs.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
+		|| { apt-get update && apt-get install -y --no-install-recommends postgresql; } \
+		|| echo "PostgreSQL could not be installed: the multi-host test will fail saying so"
 
 # Only the scale rows of `make bench` (orchestration on the simulator's scale scenario, CLI start cost).
 bench-scale: $(STAMP)

@@ -1,12 +1,16 @@
-"""Notifications: a failed or crashed job run is reported to the operator's webhook.
+"""Notifications: a failed or crashed job run is reported to the operator's webhook and/or
+e-mail address.
 
 The webhook is one Prefect block document (`CustomWebhookNotificationBlock`, in Prefect core)
-named `bingobackup-notify`; every job's deployment owns one automation that sends to it when a
-run of that deployment ends Failed or Crashed. The Prefect server sends it (its triggers and
+named `bingobackup-notify`, the e-mail one `SmtpEmailNotification` (deployments/mail.py) named
+`bingobackup-notify-email`; every job's deployment owns one automation that sends to each of
+them when a run of that deployment ends Failed or Crashed. The Prefect server sends it (its triggers and
 actions services, on by default), so a notification goes out even when the worker's host died
 with the run. A backup where some VMs failed ends Failed (flows/backup.py), so it is covered.
 
-Changing the webhook updates the block in place: the automations keep pointing at it.
+Changing the webhook or the e-mail settings updates its block in place: the automations keep
+pointing at it. Setting one channel leaves the other as it is; the automations are rewritten
+to send to every configured one.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from uuid import UUID
 
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.objects import BlockDocument
 from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.exceptions import ObjectNotFound
 
 from bingobackup.errors import BingoBackupError
+from deployments.mail import SmtpEmailNotification
 
 BLOCK_NAME = "bingobackup-notify"
+EMAIL_BLOCK_NAME = "bingobackup-notify-email"
 NOTIFIED_EVENTS = frozenset({"prefect.flow-run.Failed", "prefect.flow-run.Crashed"})
 
 # Rendered by the Prefect server (Jinja). Names, state and message only, never the run's
@@ -76,30 +83,65 @@ def set_webhook(url: str) -> UUID:
     return cast(UUID, block.save(BLOCK_NAME, overwrite=True))
 
 
+def _document(client: SyncPrefectClient, name: str, slug: str) -> BlockDocument | None:
+    """The block document, read without its secrets, or None when there is none."""
+    try:
+        return client.read_block_document_by_name(name, block_type_slug=slug, include_secrets=False)
+    except ObjectNotFound:
+        return None
+
+
 def webhook_block_id(client: SyncPrefectClient) -> UUID | None:
     """The notification block's id, or None when no webhook is configured."""
-    try:
-        document = client.read_block_document_by_name(BLOCK_NAME, block_type_slug=_block_slug())
-    except ObjectNotFound:
+    document = _document(client, BLOCK_NAME, _block_slug())
+    return None if document is None else document.id
+
+
+def set_email(block: SmtpEmailNotification) -> UUID:
+    """Save (or replace in place) the e-mail block (`deployments.mail.email_block`); its id."""
+    return cast(UUID, block.save(EMAIL_BLOCK_NAME, overwrite=True))
+
+
+def email_block_id(client: SyncPrefectClient) -> UUID | None:
+    """The e-mail block's id, or None when no e-mail address is configured."""
+    document = _email_document(client)
+    return None if document is None else document.id
+
+
+def email_summary(client: SyncPrefectClient) -> str | None:
+    """Where the mails go and through which server (no password), or None."""
+    document = _email_document(client)
+    if document is None:
         return None
-    return document.id
+    data = document.data  # read without secrets: the password is masked anyway
+    login = f", logging in as {data['smtp_user']}" if data.get("smtp_user") else ""
+    return f"{data['to']} (from {data['sender']}, via {data['smtp_host']}:{data['smtp_port']} {data['security']}{login})"
 
 
-def webhook_url(client: SyncPrefectClient) -> str | None:
-    try:
-        document = client.read_block_document_by_name(BLOCK_NAME, block_type_slug=_block_slug())
-    except ObjectNotFound:
-        return None
-    return str(document.data.get("url"))
+def _email_document(client: SyncPrefectClient) -> BlockDocument | None:
+    return _document(client, EMAIL_BLOCK_NAME, str(SmtpEmailNotification.get_block_type_slug()))
 
 
-def clear_webhook(client: SyncPrefectClient) -> bool:
-    """Delete the notification block; False when there was none. The caller drops the automations."""
-    block_id = webhook_block_id(client)
+def clear_email(client: SyncPrefectClient) -> bool:
+    """Delete the e-mail block; False when there was none. The caller drops the automations."""
+    return _delete(client, email_block_id(client))
+
+
+def _delete(client: SyncPrefectClient, block_id: UUID | None) -> bool:
     if block_id is None:
         return False
     client.delete_block_document(block_id)
     return True
+
+
+def webhook_url(client: SyncPrefectClient) -> str | None:
+    document = _document(client, BLOCK_NAME, _block_slug())
+    return None if document is None else str(document.data.get("url"))
+
+
+def clear_webhook(client: SyncPrefectClient) -> bool:
+    """Delete the notification block; False when there was none. The caller drops the automations."""
+    return _delete(client, webhook_block_id(client))
 
 
 def _block_slug() -> str:
@@ -107,12 +149,12 @@ def _block_slug() -> str:
 
 
 def sync_job_automation(client: SyncPrefectClient, job: str, deployment_id: UUID) -> bool:
-    """Make the job's automation match the configured webhook: replaced when there is one (an
-    edit changes nothing it names, but replacing is simpler than comparing), removed when there
-    is none. True when the job now notifies."""
+    """Make the job's automation match the configured webhook and e-mail: replaced when there
+    is one (an edit changes nothing it names, but replacing is simpler than comparing), removed
+    when there is none. True when the job now notifies."""
     drop_job_automation(client, deployment_id)
-    block_id = webhook_block_id(client)
-    if block_id is None:
+    block_ids = [b for b in (webhook_block_id(client), email_block_id(client)) if b is not None]
+    if not block_ids:
         return False
     client.create_automation(
         AutomationCore(
@@ -124,7 +166,10 @@ def sync_job_automation(client: SyncPrefectClient, job: str, deployment_id: UUID
                 posture=Posture.Reactive,
                 threshold=1,
             ),
-            actions=[SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY)],
+            actions=[
+                SendNotification(block_document_id=block_id, subject=SUBJECT, body=BODY)
+                for block_id in block_ids
+            ],
             owner_resource=_owner(deployment_id),
         )
     )

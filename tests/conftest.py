@@ -15,14 +15,11 @@ import pytest
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.resources.pools import create_registered_pool
-from bingobackup.resources.users import LOCAL_ADMIN
 
 if TYPE_CHECKING:
-    from bingobackup.resources.store import RegistryStore
     from bingobackup.sim.server import RunningSimulator
 
-from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
+from flow_support import Registered, local_dedup_pool, register_cloud_and_pool
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY"]
@@ -129,17 +126,4 @@ def registered(
     prefect_server: ServerInfo, sim: RunningSimulator, cloud_client: BingoCloudClient, tmp_path: Path
 ) -> Registered:
     pool_dir = tmp_path / "pool"
-
-    def local_pool(store: RegistryStore, suffix: str) -> str:
-        create_registered_pool(
-            store,
-            LOCAL_ADMIN,
-            name=f"pool-{suffix}",
-            kind="dedup",
-            location=pool_dir,
-            encrypted=True,
-            passphrase=POOL_PASSPHRASE,
-        )
-        return f"pool-{suffix}"
-
-    return register_cloud_and_pool(sim, cloud_client, pool_dir, local_pool)
+    return register_cloud_and_pool(sim, cloud_client, pool_dir, local_dedup_pool(pool_dir))

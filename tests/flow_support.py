@@ -127,6 +127,25 @@ class Registered:
         return self.sim.state_dir / "volumes" / f"{volume_id}.raw"
 
 
+def local_dedup_pool(pool_dir: Path) -> Callable[[RegistryStore, str], str]:
+    """For `register_cloud_and_pool`: an encrypted dedup pool in `pool_dir`, named `pool-<suffix>`."""
+    from bingobackup.resources.pools import create_registered_pool
+
+    def create(store: RegistryStore, suffix: str) -> str:
+        create_registered_pool(
+            store,
+            LOCAL_ADMIN,
+            name=f"pool-{suffix}",
+            kind="dedup",
+            location=pool_dir,
+            encrypted=True,
+            passphrase=POOL_PASSPHRASE,
+        )
+        return f"pool-{suffix}"
+
+    return create
+
+
 def register_cloud_and_pool(
     sim: RunningSimulator,
     client: BingoCloudClient,

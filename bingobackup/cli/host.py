@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -158,7 +159,7 @@ def install_command(
     """Print the script that installs the agent on a backup host (run it there as root; docs/agent.md)."""
     from importlib.metadata import version
 
-    from bingobackup.cli.prefect_server import status
+    from bingobackup.cli.prefect_server import auth_string_file, status
     from bingobackup.cli.worker import checked_api_url, unit_name
     from bingobackup.resources.access import backup_host_for
     from deployments.workpool import work_pool_name
@@ -176,12 +177,29 @@ def install_command(
     if user_name := acting_user_name():
         environment["BINGOBACKUP_USER"] = user_name
     setting = " ".join(shlex.quote(f"{k}={v}") for k, v in environment.items())
+    # A server with basic auth: the script takes the string from the admin's environment (never
+    # printed here) and `worker install-service` writes it to the unit's 0600 environment file.
+    needs_auth = bool((server and server.auth_string) or os.environ.get("PREFECT_API_AUTH_STRING"))
+    auth_lines = ""
+    if needs_auth:
+        where = auth_string_file() if server and server.auth_string else "the server's admin"
+        err_console.print(
+            "The Prefect server requires its basic-auth string: run the script with "
+            f"PREFECT_API_AUTH_STRING set to it (kept in {where}).",
+            highlight=False,
+        )
+        auth_lines = (
+            "# The Prefect server requires its basic-auth string: run this script with PREFECT_API_AUTH_STRING set;\n"
+            "# worker install-service keeps it in the unit's environment file (mode 0600).\n"
+            ': "${PREFECT_API_AUTH_STRING:?set PREFECT_API_AUTH_STRING to the Prefect server\'s auth string}"\n'
+            "export PREFECT_API_AUTH_STRING\n"
+        )
     bin_dir = shlex.quote(f"{venv}/bin")
     print(
         f"""# bingobackup agent of backup host {host.instance_id} ({host.name}, {host.os_name} {host.os_version}).
 # Run as root on that host. Python 3.11 or newer first: see docs/agent.md (PYTHON= picks one).
 set -e
-PY="${{PYTHON:-$(command -v python3.13 || command -v python3.12 || command -v python3.11 || true)}}"
+{auth_lines}PY="${{PYTHON:-$(command -v python3.13 || command -v python3.12 || command -v python3.11 || true)}}"
 [ -n "$PY" ] || {{ echo "bingobackup needs Python 3.11 or newer: install it first (docs/agent.md)" >&2; exit 1; }}
 "$PY" -m venv {shlex.quote(venv)}
 {bin_dir}/pip install {shlex.quote(f"bingobackup=={version('bingobackup')}")}

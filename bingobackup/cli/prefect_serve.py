@@ -12,6 +12,10 @@ waits on SQLite's busy timeout (milliseconds here) instead of failing. Prefect i
 IMMEDIATE for the transactions it knows are contended (`with_for_update`); we use it for all
 of them. Team servers on PostgreSQL are not affected and not touched.
 
+It also imports bingobackup's own notification block (deployments/mail.py, e-mail through
+SMTP): the server's actions service sends notifications, and it can load a block only when
+its class was imported in this process.
+
 The server also runs at a lower CPU priority than backups (`NICENESS`): it shares the backup
 host's cores with the data path, and its work during a run (recording task-run states and
 events, its services' loops) can wait; a backup's compressing and encrypting cannot.
@@ -53,6 +57,8 @@ def main(argv: list[str]) -> int:
     os.nice(NICENESS)  # before any thread starts: threads inherit it
     _immediate_sqlite_transactions()
     from prefect.cli import app
+
+    import deployments.mail  # noqa: F401  (registers the e-mail block type for the actions service)
 
     sys.argv = ["prefect", "server", "start", "--host", host, "--port", port]
     app()

@@ -11,13 +11,19 @@ requires Prefect's basic-auth string (`PREFECT_SERVER_API_AUTH_STRING`), which P
 checks on every API request but `/health` and `/ready`. The string is kept under
 BINGOBACKUP_HOME (mode 0600) and handed to this home's commands and the processes they start
 (`PREFECT_API_AUTH_STRING`); anybody who has it can do anything (docs/security.md).
+
+`bingobackup server start --database postgresql+asyncpg://…` keeps the server's data in a
+PostgreSQL database instead of the SQLite file, as a team server shared by several backup
+hosts should (docs/deploy.md). The URL is kept under BINGOBACKUP_HOME (mode 0600), so every
+later start of this home's server uses the same database, and it reaches the server through
+its environment (`PREFECT_API_DATABASE_CONNECTION_URL`), never its command line; whatever
+we print shows it with the password masked.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import ipaddress
 import json
 import os
 import secrets
@@ -26,7 +32,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from bingobackup.addresses import is_loopback
 from bingobackup.cli.background import (
     BackgroundService,
     PortTakenError,
@@ -51,6 +59,7 @@ class ServerInfo:
     host: str = LOOPBACK  # the address ours listens on
     # Ours when it requires basic auth; for PREFECT_API_URL, Prefect reads PREFECT_API_AUTH_STRING.
     auth_string: str | None = field(default=None, repr=False)
+    database: str = "local SQLite"  # ours: where it keeps its data, the password masked
 
     @property
     def ui_url(self) -> str:
@@ -151,16 +160,70 @@ def status() -> ServerInfo | None:
         return None
     host = running.extra.get("host", LOOPBACK)
     auth = _stored_auth_string() if running.extra.get("auth") else None
-    return ServerInfo(running.url, running.pid, running.log_path, host, auth)
+    database = running.extra.get("database", LOCAL_DATABASE_LABEL)
+    return ServerInfo(running.url, running.pid, running.log_path, host, auth, database)
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+LOCAL_DATABASE = "local"  # `--database local`: the SQLite file under BINGOBACKUP_HOME
+LOCAL_DATABASE_LABEL = "local SQLite"
+_DATABASE_SCHEME = "postgresql+asyncpg"
+# Prefect's own settings for the server's database, which an operator may have set instead.
+_DATABASE_SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+
+
+def masked_database_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ***, for anything shown or logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, _, host = parts.netloc.rpartition("@")
+    user = user_info.split(":", 1)[0]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def checked_database_url(url: str) -> str:
+    """A PostgreSQL URL Prefect's server can use, or LOCAL_DATABASE; refused with one line otherwise."""
+    if url == LOCAL_DATABASE:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme != _DATABASE_SCHEME or not (parts.hostname or "host=" in parts.query):
+        driver_hint = (
+            f" Prefect's server talks to PostgreSQL through asyncpg: write {_DATABASE_SCHEME}://…"
+            if parts.scheme in ("postgresql", "postgres", "postgresql+psycopg2")
+            else ""
+        )
+        raise PrefectServerError(
+            f"--database '{masked_database_url(url)}' is not a PostgreSQL URL like "
+            f"{_DATABASE_SCHEME}://USER:PASSWORD@HOST:5432/DATABASE (or '{LOCAL_DATABASE}' for the SQLite "
+            f"file under BINGOBACKUP_HOME).{driver_hint}"
+        )
+    return url
+
+
+def database_url_file() -> Path:
+    return bingobackup_home() / "prefect-database-url"
+
+
+def remember_database(url: str) -> None:
+    """Make `url` (checked) the database of every later start of this home's server."""
+    if checked_database_url(url) == LOCAL_DATABASE:
+        database_url_file().unlink(missing_ok=True)
+    else:
+        replace_file(database_url_file(), url.encode(), mode=0o600)
+
+
+def database_label(url: str | None) -> str:
+    return LOCAL_DATABASE_LABEL if url is None else masked_database_url(url)
+
+
+def configured_database() -> str | None:
+    """The database URL our server is to use (remembered, else Prefect's own setting in the
+    environment), or None for the local SQLite file."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
+        return database_url_file().read_text().strip()
+    except FileNotFoundError:
+        pass
+    return next((os.environ[name] for name in _DATABASE_SETTINGS if os.environ.get(name)), None)
 
 
 def auth_string_file() -> Path:
@@ -216,6 +279,7 @@ def ensure_server(port: int | None = None, host: str = LOOPBACK, auth: bool | No
         return current
     prefect_home = _prefect_home()
     auth_string = _auth_string_to_use() if auth else None
+    database = configured_database()
     env = {
         **os.environ,
         "PREFECT_HOME": str(prefect_home),
@@ -233,10 +297,18 @@ def ensure_server(port: int | None = None, host: str = LOOPBACK, auth: bool | No
     env.pop("PREFECT_SERVER_API_AUTH_STRING", None)
     if auth_string is not None:
         env["PREFECT_SERVER_API_AUTH_STRING"] = auth_string
+    for name in _DATABASE_SETTINGS:
+        env.pop(name, None)
+    if database is not None:
+        env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
     # The address clients of this machine use: a wildcard address serves loopback too.
     client_host = LOOPBACK if host in ("0.0.0.0", "::") else host
     client_host = f"[{client_host}]" if ":" in client_host else client_host
-    extra = {"host": host, **({"auth": "basic"} if auth_string is not None else {})}
+    extra = {
+        "host": host,
+        "database": database_label(database),
+        **({"auth": "basic"} if auth_string is not None else {}),
+    }
     port = port or free_port(DEFAULT_PORT)
     for _ in range(_START_TRIES):
         url = f"http://{client_host}:{port}/api"
@@ -256,7 +328,9 @@ def ensure_server(port: int | None = None, host: str = LOOPBACK, auth: bool | No
             continue
         except ServiceError as exc:
             raise PrefectServerError(f"Cannot start the local Prefect server: {exc}") from None
-        return ServerInfo(running.url, running.pid, running.log_path, host, auth_string)
+        return ServerInfo(
+            running.url, running.pid, running.log_path, host, auth_string, database_label(database)
+        )
     raise PrefectServerError(
         f"Cannot start the local Prefect server: {_START_TRIES} ports in a row were taken by other "
         "servers while it started. Run the command again, or point PREFECT_API_URL at a server"

@@ -25,19 +25,41 @@ def start(
         "kept in BINGOBACKUP_HOME/prefect-api-auth-string); on by default beyond loopback, where "
         "--no-auth is refused",
     ),
+    database: str | None = typer.Option(
+        None,
+        "--database",
+        help="Keep the server's data in PostgreSQL: postgresql+asyncpg://USER:PASSWORD@HOST:5432/DB "
+        "(remembered for later starts; 'local' goes back to the SQLite file under BINGOBACKUP_HOME). "
+        "Default: the database of the previous start",
+    ),
 ) -> None:
     """Start the local Prefect server in the background (reused by later commands)."""
     running = prefect_server.status()
     wanted_auth = not prefect_server.is_loopback(host) if auth is None else auth
     asked = (host, wanted_auth)
+    if database is not None:
+        prefect_server.checked_database_url(database)
     if running and running.pid is not None and (running.host, running.auth_string is not None) != asked:
         protection = "with" if running.auth_string is not None else "without"
         raise BingoBackupError(
             f"The local Prefect server already runs on {running.host} {protection} an auth string. "
             "Stop it with `bingobackup server stop`, then start it again with the options you want."
         )
+    if running and running.pid is not None and database is not None:
+        wanted = prefect_server.database_label(
+            None if database == prefect_server.LOCAL_DATABASE else database
+        )
+        if running.database != wanted:
+            raise BingoBackupError(
+                f"The local Prefect server already runs on the database {running.database}. Stop it with "
+                "`bingobackup server stop`, then start it again with --database."
+            )
+    if database is not None:
+        prefect_server.remember_database(database)
     info = prefect_server.ensure_server(host=host, auth=auth)
-    console.print(f"Prefect server ready: API {info.url}  UI {info.ui_url}")
+    console.print(f"Prefect server ready: API {info.url}  UI {info.ui_url}", highlight=False)
+    if info.pid is not None:
+        console.print(f"  its data: {info.database}", highlight=False)
     if info.pid is not None and info.auth_string is not None:
         console.print(
             f"The API requires its auth string, kept in {prefect_server.auth_string_file()} (readable "
@@ -58,6 +80,7 @@ def status() -> None:
     if info.pid:
         protection = "requires its auth string" if info.auth_string is not None else "has no auth string"
         console.print(f"  listens on {info.host}; the API {protection}")
+        console.print(f"  its data: {info.database}", highlight=False)
 
 
 @app.command()

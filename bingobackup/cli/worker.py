@@ -11,10 +11,13 @@ so there is no VM OS to check here.
 
 from __future__ import annotations
 
+import base64
 import os
 import shlex
 import socket
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,6 +26,7 @@ import typer
 from bingobackup.cli.common import acting_user_name, console, err_console, prefect_api, registry
 from bingobackup.cli.prefect_server import client_environment
 from bingobackup.errors import BingoBackupError
+from bingobackup.files import replace_file
 
 app = typer.Typer(help="The Prefect worker that runs jobs on a backup host.", no_args_is_help=True)
 
@@ -122,6 +126,35 @@ def checked_api_url(url: str) -> str:
     return url
 
 
+def api_refuses_without_auth(api_url: str, auth_string: str | None) -> bool:
+    """True when the Prefect server at `api_url` refuses a request for want of (the right)
+    basic-auth string. Prefect checks it on every route but /health and /ready."""
+    request = urllib.request.Request(f"{api_url}/admin/version")
+    if auth_string:
+        token = base64.b64encode(auth_string.encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return False
+    except urllib.error.HTTPError as error:
+        return error.code == 401
+    except OSError:
+        return False  # unreachable: the registry look-up that follows says so
+
+
+def write_auth_string(env_file: Path, auth_string: str) -> None:
+    """Keep PREFECT_API_AUTH_STRING in the unit's environment file (mode 0600), other lines kept."""
+    try:
+        lines = env_file.read_text().splitlines()
+    except FileNotFoundError:
+        lines = []
+    kept = [line for line in lines if not line.startswith("PREFECT_API_AUTH_STRING=")]
+    env_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    replace_file(
+        env_file, "\n".join([*kept, f"PREFECT_API_AUTH_STRING={auth_string}", ""]).encode(), mode=0o600
+    )
+
+
 @app.command("install-service")
 def install_service(
     host: str = typer.Option(..., "--host", help="Instance id of this backup host (its jobs' work queue)"),
@@ -141,6 +174,14 @@ def install_service(
             "`bingobackup host install-command ID`), then run the command again."
         )
     api_url = checked_api_url(os.environ["PREFECT_API_URL"])
+    auth_string = os.environ.get("PREFECT_API_AUTH_STRING") or None
+    if api_refuses_without_auth(api_url, auth_string):
+        refused = " and refused the one given" if auth_string else ""
+        raise BingoBackupError(
+            f"The Prefect server at {api_url} requires its basic-auth string{refused}. Set "
+            "PREFECT_API_AUTH_STRING to it (`bingobackup server start` said where the server keeps it) and "
+            f"run again: it is written to {env_file} (mode 0600), which the unit reads."
+        )
     # The service would otherwise restart forever on a host the server does not know.
     with registry() as (store, user):
         backup_host_for(store, user, host)
@@ -150,12 +191,22 @@ def install_service(
     path = unit_dir / unit_name(host)
     if dry_run:
         err_console.print(f"[bold]{path}[/] (not written: --dry-run)", highlight=False)
+        if auth_string:
+            err_console.print(
+                f"PREFECT_API_AUTH_STRING would be kept in {env_file} (mode 0600)", highlight=False
+            )
         print(unit, end="")
         return
     if not unit_dir.is_dir():
         raise BingoBackupError(
             f"Unit directory {unit_dir} does not exist: is this a systemd host? Pass --unit-dir."
         )
+    if auth_string:  # first: the unit never runs without it
+        try:
+            write_auth_string(env_file, auth_string)
+        except PermissionError:
+            raise BingoBackupError(f"Cannot write {env_file}: run the command as root (sudo).") from None
+        console.print(f"Kept PREFECT_API_AUTH_STRING in [bold]{env_file}[/] (mode 0600).", highlight=False)
     try:
         path.write_text(unit)
     except PermissionError:

@@ -5,39 +5,25 @@ that reports to the session's Prefect server, and `host list` shows it online.""
 from __future__ import annotations
 
 import configparser
-import contextlib
 import os
 import re
 import shlex
-import signal
+import stat
 import subprocess
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from cli_support import invoke_stdout as invoke
+from cli_support import refused, runner
 from flow_support import POOL_PASSPHRASE, Registered
-from typer.testing import CliRunner
+from worker_support import process_group, wait_until_polling
 
 from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo
-from deployments.workpool import WORKER_SILENCE, polled_recently, queue_last_polled
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def refused(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code != 0 and result.exception is not None, result.output
-    return str(result.exception)
+from deployments.workpool import WORKER_SILENCE, polled_recently
 
 
 def host_row(listing: str, instance_id: str) -> str:
@@ -57,23 +43,6 @@ def read_unit(path: Path) -> configparser.ConfigParser:
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
     unit.read_string(path.read_text())
     return unit
-
-
-@contextlib.contextmanager
-def started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        try:
-            yield process
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
 
 def test_install_command_prints_the_agent_install_script(
@@ -110,6 +79,20 @@ def test_install_command_prints_the_agent_install_script(
     assert "i-NOSUCH" in refused("host", "install-command", "i-NOSUCH")
 
 
+def test_install_command_for_a_server_with_basic_auth_asks_for_the_string_and_prints_none(
+    registered: Registered, prefect_server: ServerInfo, work_pool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "PREFECT_API_AUTH_STRING", "auth string for tests"
+    )  # how this shell reaches the server
+    result = runner.invoke(app, ["host", "install-command", registered.hosts["cluster-a"]])
+    assert result.exit_code == 0, result.output
+    assert ': "${PREFECT_API_AUTH_STRING:?set PREFECT_API_AUTH_STRING' in result.stdout
+    assert "export PREFECT_API_AUTH_STRING\n" in result.stdout
+    assert "requires its basic-auth string" in result.stderr
+    assert "auth string for tests" not in result.output
+
+
 def test_install_service_refuses_a_missing_api_url_and_one_with_credentials(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -123,7 +106,11 @@ def test_install_service_refuses_a_missing_api_url_and_one_with_credentials(
 
 
 def test_service_unit_starts_a_worker_that_host_list_shows_online(
-    registered: Registered, prefect_server: ServerInfo, work_pool: str, tmp_path: Path
+    registered: Registered,
+    prefect_server: ServerInfo,
+    work_pool: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     host, idle_host = registered.hosts["cluster-a"], registered.hosts["cluster-b"]
     listing = invoke("host", "list")
@@ -142,6 +129,8 @@ def test_service_unit_starts_a_worker_that_host_list_shows_online(
         "--env-file",
         str(env_file),
     )
+    # This shell reaches the server with an auth string: the unit's environment file keeps it.
+    monkeypatch.setenv("PREFECT_API_AUTH_STRING", "auth string for tests")
     dry = invoke(*install, "--dry-run")
     assert "ExecStart=" in dry and list(unit_dir.iterdir()) == []
     out = invoke(*install)
@@ -155,6 +144,9 @@ def test_service_unit_starts_a_worker_that_host_list_shows_online(
     environment = dict(item.split("=", 1) for item in shlex.split(service["Environment"]))
     assert environment == {"PREFECT_API_URL": prefect_server.url, "BINGOBACKUP_WORK_POOL": work_pool}
     assert POOL_PASSPHRASE not in unit_path.read_text()
+    assert "auth string for tests" not in unit_path.read_text() + out
+    assert env_file.read_text() == "PREFECT_API_AUTH_STRING=auth string for tests\n"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
 
     # As systemd runs it: the unit's environment, not the test's (the import path aside, so the
     # worker runs this checkout's code), and a home of its own.
@@ -165,19 +157,9 @@ def test_service_unit_starts_a_worker_that_host_list_shows_online(
         "BINGOBACKUP_HOME": str(tmp_path / "home"),
         **environment,
     }
-    from prefect.client.orchestration import get_client
-
-    with (
-        started(shlex.split(service["ExecStart"]), env, tmp_path / "worker.log") as worker,
-        get_client(sync_client=True) as client,
-    ):
-        # Synchronised on the API: the worker's first poll of its queue, which it makes at start.
-        deadline = datetime.now(UTC) + timedelta(seconds=120)
-        while queue_last_polled(client, work_pool, host) is None:
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
-            assert datetime.now(UTC) < deadline, (tmp_path / "worker.log").read_text()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(timeout=0.5)  # a pause that also notices the worker exiting
+    log = tmp_path / "worker.log"
+    with process_group(shlex.split(service["ExecStart"]), env, log) as worker:
+        wait_until_polling(worker, work_pool, host, log)
         listing = invoke("host", "list")
     row = host_row(listing, host)
     assert "online" in row and "offline" not in row and re.search(r"\b\d+ s ago\b", row)

@@ -146,3 +146,28 @@ def test_clients_of_our_plain_http_server_load_a_one_certificate_ca_file(
 
     team = ServerInfo(url="https://prefect.example/api", pid=None, log_path=None)
     assert PREFECT_API_SSL_CERT_FILE not in manager.client_settings(team)  # a team's server: untouched
+
+
+def test_a_database_url_is_shown_masked_and_one_prefect_cannot_use_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bingobackup.cli.main import app
+
+    assert (
+        manager.masked_database_url("postgresql+asyncpg://prefect:p%40ss@db.example:5432/prefect")
+        == "postgresql+asyncpg://prefect:***@db.example:5432/prefect"
+    )
+    assert manager.masked_database_url("postgresql+asyncpg://prefect@db/prefect").endswith(
+        "prefect@db/prefect"
+    )
+    monkeypatch.setenv("BINGOBACKUP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = CliRunner().invoke(
+        app, ["server", "start", "--database", "postgresql://prefect:pw-xyz@db/prefect"]
+    )
+    error = str(result.exception)
+    assert result.exit_code != 0 and "is not a PostgreSQL URL like postgresql+asyncpg://" in error
+    assert "through asyncpg" in error and "pw-xyz" not in error and "prefect:***@db" in error
+    assert manager.status() is None and not manager.database_url_file().exists()  # nothing started or kept

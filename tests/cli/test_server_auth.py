@@ -41,7 +41,9 @@ def own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-def test_a_server_with_an_auth_string_refuses_anonymous_requests_and_serves_the_cli(own_home: Path) -> None:
+def test_a_server_with_an_auth_string_refuses_anonymous_requests_and_serves_the_cli(
+    own_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     try:
         result = runner.invoke(app, ["server", "start", "--auth"])
         assert result.exit_code == 0, result.output
@@ -66,6 +68,20 @@ def test_a_server_with_an_auth_string_refuses_anonymous_requests_and_serves_the_
         again = runner.invoke(app, ["server", "start"])  # asked without auth: not silently reused
         assert again.exit_code != 0
         assert "already runs on 127.0.0.1 with an auth string" in str(again.exception)
+
+        # On a backup host (the server by PREFECT_API_URL): install-service says the string is needed.
+        monkeypatch.setenv("PREFECT_API_URL", info.url)
+        unit_dir = own_home / "units"
+        unit_dir.mkdir()
+        install = ["worker", "install-service", "--host", "i-NOSUCH", "--unit-dir", str(unit_dir)]
+        needed = runner.invoke(app, install)
+        assert "requires its basic-auth string. Set PREFECT_API_AUTH_STRING" in str(needed.exception)
+        monkeypatch.setenv("PREFECT_API_AUTH_STRING", "not the string")
+        assert "refused the one given" in str(runner.invoke(app, install).exception)
+        monkeypatch.setenv("PREFECT_API_AUTH_STRING", secret)
+        past_auth = runner.invoke(app, install)  # the server answered: the host is what is wrong now
+        assert "i-NOSUCH" in str(past_auth.exception) and "auth" not in str(past_auth.exception)
+        assert list(unit_dir.iterdir()) == []
     finally:
         prefect_server.stop_server()
 

@@ -1,14 +1,18 @@
 """Fixtures for job tests: jobs created through `deployments.jobs` on the session's Prefect
-server, on a work pool of their own, deleted afterwards."""
+server, on a work pool of their own, deleted afterwards; the cluster-a backup host's worker."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flow_support import Registered
 from job_support import job_spec
+from worker_support import running_worker, worker_environment
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.specs.job import load_job_spec
@@ -42,3 +46,11 @@ def make_job(job_pool: str) -> Iterator[Callable[..., JobInfo]]:
     for job in list_jobs():
         if any(job.name.startswith(name) for name in made):
             delete_job(job.name)
+
+
+@pytest.fixture
+def worker(registered: Registered, job_pool: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`bingobackup worker start` for the cluster-a backup host, polling every second."""
+    env = worker_environment(job_pool)
+    with running_worker(registered.hosts["cluster-a"], env, tmp_path / "worker.log") as process:
+        yield process

@@ -7,62 +7,17 @@ from __future__ import annotations
 import functools
 import json
 import os
-import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_support import invoke, refused, runner
 from flow_support import POOL_PASSPHRASE, Registered, run_log_messages
-from typer.testing import CliRunner
 
 from bingobackup.cli import worker as worker_cli
 from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo, client_environment
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-def refused(*args: str) -> str:
-    """The operator error a command stops with (`main()` prints it and exits 2)."""
-    result = runner.invoke(app, list(args))
-    assert result.exit_code != 0 and result.exception is not None, result.output
-    return str(result.exception)
-
-
-@pytest.fixture
-def worker(registered: Registered, job_pool: str, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`bingobackup worker start` for the cluster-a backup host, polling every second."""
-    host = registered.hosts["cluster-a"]
-    env = {**os.environ, "BINGOBACKUP_WORK_POOL": job_pool, "PREFECT_WORKER_QUERY_SECONDS": "1"}
-    # As on a backup host: the command finds the local server of its BINGOBACKUP_HOME itself.
-    env.pop("PREFECT_API_URL", None)
-    log = (tmp_path / "worker.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bingobackup.cli.main", "worker", "start", "--host", host],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 def backup_set_count(pool_dir: Path) -> int:

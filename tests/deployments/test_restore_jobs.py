@@ -16,6 +16,7 @@ from uuid import UUID
 
 import pytest
 import yaml
+from cli_support import invoke, refused
 from flow_support import Registered
 from job_support import job_spec
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -28,7 +29,6 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import resume_flow_run
 from restore_support import back_up, sha256
-from test_cli_and_worker import invoke, refused, worker  # noqa: F401  (worker is a fixture)
 
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.job import load_job_spec
@@ -66,7 +66,7 @@ def _paused_run(
 
 def test_job_start_on_a_restore_job_pauses_on_the_hosts_worker_until_the_right_code(
     registered: Registered,
-    worker: subprocess.Popen[bytes],  # noqa: F811
+    worker: subprocess.Popen[bytes],
     tmp_path: Path,
 ) -> None:
     backed_up = back_up(registered, tmp_path)

@@ -14,13 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
+from flow_support import Registered, local_dedup_pool, register_cloud_and_pool
 from testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.resources.pools import create_registered_pool
-from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.restore.verification import verification_code
 from bingobackup.sim.server import RunningSimulator, start_simulator
 from bingobackup.sparse import data_extents
@@ -52,20 +50,8 @@ def scale(prefect_server: ServerInfo, tmp_path_factory: pytest.TempPathFactory) 
     )
     client = BingoCloudClient(sim.endpoint, ACCESS_KEY, SECRET_KEY, retry_window_seconds=5.0)
 
-    def pool(store: Any, suffix: str) -> str:
-        create_registered_pool(
-            store,
-            LOCAL_ADMIN,
-            name=f"pool-{suffix}",
-            kind="dedup",
-            location=base / "pool",
-            encrypted=True,
-            passphrase=POOL_PASSPHRASE,
-        )
-        return f"pool-{suffix}"
-
     try:
-        yield register_cloud_and_pool(sim, client, base / "pool", pool)
+        yield register_cloud_and_pool(sim, client, base / "pool", local_dedup_pool(base / "pool"))
     finally:
         sim.stop()
 
