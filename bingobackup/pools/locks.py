@@ -4,8 +4,8 @@ A lock is a small JSON blob `locks/<lock id>.<refresh number>` that a backup wri
 deletion or a garbage collection puts when it starts, renews every `REFRESH_SECONDS` (a new
 blob with the next number, then the previous one deleted: object storage cannot replace a
 blob) and deletes when it ends. One whose newest blob was refreshed more than
-`STALE_SECONDS` ago belongs to a process that died (kill -9, a lost host) and is ignored
-(restic's stale locks). Works on every store with put/list/delete: local directories and
+`STALE_SECONDS` ago, or whose process on this very host no longer runs, belongs to a
+process that died (kill -9, a lost host) and is ignored (restic's stale locks). Works on every store with put/list/delete: local directories and
 object storage alike, where nothing can be touched in place.
 
 How garbage collection uses them (docs/format.md, "Garbage collection"): blobs it may delete
@@ -83,16 +83,33 @@ def read_locks(store: BlobStore) -> list[LockRecord]:
     return list(newest.values())
 
 
+def _process_gone(lock: LockRecord) -> bool:
+    """True for a lock of a process on this host that no longer runs (as restic checks)."""
+    if lock.host != socket.gethostname():
+        return False
+    try:
+        os.kill(lock.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # another user's process: alive
+    return False
+
+
+def is_stale(lock: LockRecord, now: float) -> bool:
+    return now - lock.refreshed_at >= STALE_SECONDS or _process_gone(lock)
+
+
 def live_locks(store: BlobStore, now: float | None = None) -> list[LockRecord]:
-    """Locks refreshed within STALE_SECONDS."""
+    """Locks refreshed within STALE_SECONDS whose process, when on this host, still runs."""
     now = time.time() if now is None else now
-    return [lock for lock in read_locks(store) if now - lock.refreshed_at < STALE_SECONDS]
+    return [lock for lock in read_locks(store) if not is_stale(lock, now)]
 
 
 def remove_stale_locks(store: BlobStore, now: float | None = None) -> int:
     """Deletes the blobs of locks no process refreshes any more; returns how many."""
     now = time.time() if now is None else now
-    stale = {lock.lock_id for lock in read_locks(store) if now - lock.refreshed_at >= STALE_SECONDS}
+    stale = {lock.lock_id for lock in read_locks(store) if is_stale(lock, now)}
     removed = 0
     for info in list(store.list(f"{LOCKS}/")):
         if info.key.removeprefix(f"{LOCKS}/").rpartition(".")[0] in stale:
