@@ -3,6 +3,8 @@ or a live set needs does, and a rerun after kill -9 finishes the work."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -231,3 +233,30 @@ def test_a_gc_killed_anywhere_leaves_the_pool_readable_and_a_rerun_finishes(tmp_
     for set_id, disk in kept.items():
         assert read_back(final, final.load_manifest(set_id, "vol-a")) == disk.data
     assert collect_garbage(final).packs_repacked == 0  # nothing sparse left
+
+
+def test_backups_deletions_reads_and_gcs_in_separate_processes_lose_nothing(tmp_path: Path) -> None:
+    pool = local_pool(tmp_path / "pool")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    actors = Path(__file__).with_name("gc_actors.py")
+    roles = ("backup", "delete", "gc", "read")
+    running = {
+        role: subprocess.Popen([sys.executable, str(actors), role, str(tmp_path / "pool"), str(work)], env=env)
+        for role in roles
+    }
+    assert {role: process.wait(timeout=120) for role, process in running.items()} == dict.fromkeys(roles, 0)
+    done = {role: json.loads((work / f"{role}.json").read_text()) for role in roles}
+    assert done["delete"]["deleted"] >= 1 and done["gc"]["runs"] >= 1 and done["read"]["checked"] >= 1
+
+    final = collect_garbage(reopen(pool), repack_threshold=0.9)
+    assert final.waiting_for == [] and final.deferred_bytes == 0
+    assert set(data_blobs(pool)) == referenced(pool)
+    recorded = dict(json.loads(line) for line in (work / "sets.jsonl").read_text().splitlines())
+    remaining = sorted(pool.list_manifests())
+    assert len(remaining) >= 2 and all(set_id in recorded for set_id, _ in remaining)
+    restored = reopen(pool)
+    for set_id, volume_id in remaining:
+        data = read_back(restored, restored.load_manifest(set_id, volume_id))
+        assert hashlib.sha256(data).hexdigest() == recorded[set_id], set_id
