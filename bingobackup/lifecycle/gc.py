@@ -72,6 +72,27 @@ class GcReport(BaseModel):
     notes: list[str] = []
 
 
+def report_rows(report: GcReport) -> list[tuple[str, str]]:
+    """(figure, value) rows of a report: the CLI's table and the flow's artifact."""
+    from bingobackup.mover.chunks import human_bytes
+
+    would = "would be " if report.dry_run else ""
+    rows = [
+        (f"blobs {would}freed", f"{report.blobs_freed} ({report.packs_freed} packs)"),
+        (f"bytes {would}freed", human_bytes(report.bytes_freed)),
+        (f"packs {would}repacked", str(report.packs_repacked)),
+        (f"bytes {would}rewritten", human_bytes(report.bytes_rewritten)),
+        ("manifests rewritten", str(report.manifests_rewritten)),
+        ("live bytes", human_bytes(report.live_bytes)),
+        ("stored bytes after", human_bytes(report.stored_bytes)),
+    ]
+    if report.deferred_bytes or report.waiting_for:
+        rows.append(("deferred (next run)", human_bytes(report.deferred_bytes)))
+        rows.append(("waiting for", "; ".join(report.waiting_for)))
+    rows += [("note", note) for note in report.notes]
+    return rows
+
+
 @dataclass
 class _Mark:
     """What the manifests reference: blob keys, and per pack the envelope offsets in use."""
