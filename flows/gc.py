@@ -21,7 +21,9 @@ def collect_garbage(
 ) -> dict[str, object]:
     """Collects the garbage of `pool`; `repack_threshold` is the % live below which a dedup
     pack is rewritten. Returns the report as a dict."""
-    report = collect_pool_garbage(pool, repack=repack, repack_threshold=repack_threshold / 100, dry_run=dry_run)
+    report = collect_pool_garbage(
+        pool, repack=repack, repack_threshold=repack_threshold / 100, dry_run=dry_run
+    )
     create_table_artifact(
         table=[{"figure": figure, "value": value} for figure, value in report_rows(report)],
         key="gc-summary",

@@ -112,7 +112,9 @@ def collect_garbage(
     """Frees what no backup set of `pool` references; see the module docstring."""
     _check_pool(pool)
     if not 0.0 <= repack_threshold <= 1.0:
-        raise ValueError(f"the repack threshold {repack_threshold} must lie between 0 and 1 (a fraction live)")
+        raise ValueError(
+            f"the repack threshold {repack_threshold} must lie between 0 and 1 (a fraction live)"
+        )
     report = GcReport(pool=pool.name, kind=pool.kind, dry_run=dry_run)
     if dry_run:
         _dry_run(pool, report, repack, repack_threshold)
@@ -245,10 +247,10 @@ def _sweep(pool: Pool, report: GcReport, lists: list[CondemnedList]) -> _Mark:
     """Deletes the condemned blobs that a fresh mark finds unreferenced, then the lists."""
     mark = _mark(pool)  # after the awaited locks are gone: every manifest they wrote is seen
     sizes = {info.key: info.size for info in _data_blobs(pool)}
-    condemned: set[str] = set()
+    doomed: set[str] = set()
     for each in lists:
-        condemned |= each.keys
-    for key in sorted(condemned - mark.blobs):
+        doomed |= each.keys
+    for key in sorted(doomed - mark.blobs):
         if key not in sizes:
             continue  # deleted by an earlier run that died before removing its list
         try:
@@ -287,7 +289,9 @@ def _condemn_and_sweep(pool: Pool, report: GcReport, own: str) -> _Mark:
 
 
 # -- repack -------------------------------------------------------------------------------
-def _repack_candidates(pool: DedupPool, mark: _Mark, threshold: float) -> dict[str, list[tuple[int, str, int]]]:
+def _repack_candidates(
+    pool: DedupPool, mark: _Mark, threshold: float
+) -> dict[str, list[tuple[int, str, int]]]:
     """Referenced packs below `threshold` live: pack key -> live (offset, chunk id, length)."""
     described = describe_packs(pool)
     candidates = {}

@@ -249,7 +249,9 @@ class PackBuilder:
         return [*self._parts, _encode_entries(self.entries), _FOOTER.pack(len(self.entries), INDEX_MAGIC)]
 
     def record(self) -> PackRecord:
-        return PackRecord(self.key, self.size + len(self.entries) * _ENTRY.size + _FOOTER.size, tuple(self.entries))
+        return PackRecord(
+            self.key, self.size + len(self.entries) * _ENTRY.size + _FOOTER.size, tuple(self.entries)
+        )
 
 
 def _pack_key(pack_id: str) -> str:

@@ -30,7 +30,9 @@ def data_bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in (root / "data").rglob("*") if p.is_file())
 
 
-def test_gc_through_the_cli_and_the_flow(prefect_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gc_through_the_cli_and_the_flow(
+    prefect_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
@@ -63,7 +65,9 @@ def test_gc_through_the_cli_and_the_flow(prefect_server: ServerInfo, tmp_path: P
     assert b"".join(plaintext for _, plaintext in again.iter_disk(manifest)) == kept
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
         )
     summary = next(a for a in artifacts if a.key == "gc-summary")
     assert "bytes freed" in str(summary.data) and name in (summary.description or "")

@@ -116,9 +116,13 @@ def test_dry_run_reports_what_a_run_frees_and_changes_nothing(tmp_path: Path) ->
     planned = collect_garbage(pool, dry_run=True)
     assert data_blobs(pool) == before and list(pool.store.list("gc/")) == []
     done = collect_garbage(pool)
-    assert (planned.packs_repacked, planned.bytes_rewritten) == (done.packs_repacked, done.bytes_rewritten) == (
-        1,
-        kept.chunks[0].stored_size,
+    assert (
+        (planned.packs_repacked, planned.bytes_rewritten)
+        == (done.packs_repacked, done.bytes_rewritten)
+        == (
+            1,
+            kept.chunks[0].stored_size,
+        )
     )
     # The dry run counts the live bytes a repack copies as not freed; the run frees the whole
     # old pack and writes a new one.
@@ -156,7 +160,9 @@ def test_repack_moves_the_live_chunks_of_a_sparse_pack_and_rewrites_the_manifest
     assert read_back(reopen(pool), kept) == newer.data
 
 
-def test_a_running_backup_keeps_its_chunks_and_a_later_one_never_reuses_condemned_ones(tmp_path: Path) -> None:
+def test_a_running_backup_keeps_its_chunks_and_a_later_one_never_reuses_condemned_ones(
+    tmp_path: Path,
+) -> None:
     pool = local_pool(tmp_path / "pool")
     disk = five_chunk_disk()
     backup(pool, "set-1", disk)
@@ -188,11 +194,13 @@ def test_a_running_backup_keeps_its_chunks_and_a_later_one_never_reuses_condemne
 
 def test_gc_refuses_storage_that_keeps_every_blob(moto_s3: str) -> None:
     store = S3BlobStore(
-        s3_settings(moto_s3, new_bucket(moto_s3, object_lock=True), object_lock_mode="governance", retention_days=1),
+        s3_settings(
+            moto_s3, new_bucket(moto_s3, object_lock=True), object_lock_mode="governance", retention_days=1
+        ),
         "locked",
     )
     pool = create_pool_in(store, "dedup", chunk_size=CHUNK)
-    with pytest.raises(PoolError, match="keeps every blob.*cannot delete anything"):
+    with pytest.raises(PoolError, match=r"keeps every blob.*cannot delete anything"):
         collect_garbage(pool)
 
 
@@ -205,8 +213,12 @@ collect_garbage(open_pool_in(LocalDirBlobStore(Path(sys.argv[1]), "pool")))
 """
 
 
-@pytest.mark.parametrize("point", ["repack-packs", "repack-index", "repack-manifests", "condemned", "sweeping"])
-def test_a_gc_killed_anywhere_leaves_the_pool_readable_and_a_rerun_finishes(tmp_path: Path, point: str) -> None:
+@pytest.mark.parametrize(
+    "point", ["repack-packs", "repack-index", "repack-manifests", "condemned", "sweeping"]
+)
+def test_a_gc_killed_anywhere_leaves_the_pool_readable_and_a_rerun_finishes(
+    tmp_path: Path, point: str
+) -> None:
     pool = local_pool(tmp_path / "pool")
     disks = [five_chunk_disk() for _ in range(2)]
     for number, disk in enumerate(disks):
@@ -219,7 +231,9 @@ def test_a_gc_killed_anywhere_leaves_the_pool_readable_and_a_rerun_finishes(tmp_
         pool.delete_set(set_id)
 
     env = {**os.environ, CRASH_POINT_ENV: point, "PYTHONPATH": str(ROOT)}
-    killed = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(tmp_path / "pool")], env=env, check=False)
+    killed = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path / "pool")], env=env, check=False
+    )
     assert killed.returncode == -9
 
     after_crash = reopen(pool)
@@ -243,7 +257,9 @@ def test_backups_deletions_reads_and_gcs_in_separate_processes_lose_nothing(tmp_
     actors = Path(__file__).with_name("gc_actors.py")
     roles = ("backup", "delete", "gc", "read")
     running = {
-        role: subprocess.Popen([sys.executable, str(actors), role, str(tmp_path / "pool"), str(work)], env=env)
+        role: subprocess.Popen(
+            [sys.executable, str(actors), role, str(tmp_path / "pool"), str(work)], env=env
+        )
         for role in roles
     }
     assert {role: process.wait(timeout=120) for role, process in running.items()} == dict.fromkeys(roles, 0)

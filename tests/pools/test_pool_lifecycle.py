@@ -132,7 +132,9 @@ def test_collect_garbage_frees_the_chunk_files_of_a_version_1_pool(tmp_path: Pat
     pool.delete_set("set-1")
     # A bingobackup of version 1 writes without a pool lock: collecting needs the upgrade first.
     assert isinstance(pool, DedupPool)
-    with pytest.raises(PoolError, match="format version 1.*Nothing was deleted; run `bingobackup pool upgrade"):
+    with pytest.raises(
+        PoolError, match=r"format version 1.*Nothing was deleted; run `bingobackup pool upgrade"
+    ):
         pool.collect_garbage()
     assert len(list(pool.store.list("chunks/"))) == 7
     upgrade_pool(pool.store)
