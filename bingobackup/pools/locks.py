@@ -48,6 +48,7 @@ class LockRecord:
     started_at: float
     refreshed_at: float
     key: str
+    process_space: str = ""  # where `pid` means something (_process_space)
 
     def describe(self) -> str:
         return f"{self.kind} on {self.host} (pid {self.pid})"
@@ -71,6 +72,7 @@ def read_locks(store: BlobStore) -> list[LockRecord]:
                 started_at=float(raw["started_at"]),
                 refreshed_at=float(raw["refreshed_at"]),
                 key=info.key,
+                process_space=str(raw.get("process_space", "")),
             )
         except BlobNotFoundError:
             continue  # refreshed or released while we listed
@@ -83,9 +85,20 @@ def read_locks(store: BlobStore) -> list[LockRecord]:
     return list(newest.values())
 
 
+def _process_space() -> str:
+    """This host name and PID namespace: two containers sharing a host name (host networking)
+    each have their own process ids, so a pid is only checked within its own namespace."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = "no-namespace"
+    return f"{socket.gethostname()}/{namespace}"
+
+
 def _process_gone(lock: LockRecord) -> bool:
-    """True for a lock of a process on this host that no longer runs (as restic checks)."""
-    if lock.host != socket.gethostname():
+    """True for a lock of a process in this host's process space that no longer runs (as
+    restic checks on the same host)."""
+    if not lock.process_space or lock.process_space != _process_space():
         return False
     try:
         os.kill(lock.pid, 0)
@@ -149,6 +162,7 @@ class PoolLock:
                 "kind": self.kind,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
+                "process_space": _process_space(),
                 "started_at": self._started_at,
                 "refreshed_at": now,
             }

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,9 @@ from bingobackup.format.manifest import DiskManifest
 from bingobackup.lifecycle.gc import CRASH_POINT_ENV, collect_garbage
 from bingobackup.pools import LocalDirBlobStore, Pool, PoolError, create_pool_in, open_pool_in
 from bingobackup.pools.base import BlobStore
+from bingobackup.pools import locks
 from bingobackup.pools.dedup import DedupPool
+from bingobackup.pools.locks import PoolLock, live_locks, read_locks, remove_stale_locks
 from bingobackup.pools.s3store import S3BlobStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -276,3 +279,50 @@ def test_backups_deletions_reads_and_gcs_in_separate_processes_lose_nothing(tmp_
     for set_id, volume_id in remaining:
         data = read_back(restored, restored.load_manifest(set_id, volume_id))
         assert hashlib.sha256(data).hexdigest() == recorded[set_id], set_id
+
+
+def test_locks_are_renewed_and_dead_or_silent_ones_are_stale(tmp_path: Path) -> None:
+    store = LocalDirBlobStore(tmp_path / "pool", "pool")
+    lock = PoolLock(store, "backup").acquire()
+    first = [info.key for info in store.list("locks/")]
+    lock.refresh()  # object storage cannot replace a blob: the next number, the old one deleted
+    assert [info.key for info in store.list("locks/")] != first and len(list(store.list("locks/"))) == 1
+    assert [live.lock_id for live in live_locks(store)] == [lock.lock_id]
+    # One hour later without a refresh (its host lost, say), the lock no longer counts.
+    assert (
+        live_locks(store, now=time.time() + 3600) == [] and remove_stale_locks(store, time.time() + 3600) == 1
+    )
+    assert list(store.list("locks/")) == []
+    lock.release()
+
+    # A process killed on this host leaves a lock that is stale at once.
+    dead = subprocess.run(
+        [sys.executable, "-c", LOCK_AND_DIE, str(tmp_path / "pool")],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert dead.returncode == -9 and len(read_locks(store)) == 1 and live_locks(store) == []
+
+
+LOCK_AND_DIE = """
+import os, signal, sys
+from pathlib import Path
+from bingobackup.pools import LocalDirBlobStore
+from bingobackup.pools.locks import PoolLock
+PoolLock(LocalDirBlobStore(Path(sys.argv[1]), "pool"), "backup").acquire()
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_backup_whose_lock_went_stale_commits_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = local_pool(tmp_path / "pool")
+    disk = make_disk()
+    writer = pool.open_disk_writer("set-1", "vol-a", len(disk.data))
+    for offset, data in disk.chunks():
+        writer.put_chunk(offset, data)
+    monkeypatch.setattr(locks, "STALE_SECONDS", 0.0)  # as if the storage refused every renewal
+    with pytest.raises(PoolError, match="lock was last renewed .* nothing was committed"):
+        writer.commit()
+    assert list(pool.list_manifests()) == [] and list(pool.store.list("locks/")) == []
