@@ -17,9 +17,8 @@ from s3_support import new_bucket, s3_settings
 
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.lifecycle.gc import CRASH_POINT_ENV, collect_garbage
-from bingobackup.pools import LocalDirBlobStore, Pool, PoolError, create_pool_in, open_pool_in
+from bingobackup.pools import LocalDirBlobStore, Pool, PoolError, create_pool_in, locks, open_pool_in
 from bingobackup.pools.base import BlobStore
-from bingobackup.pools import locks
 from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.locks import PoolLock, live_locks, read_locks, remove_stale_locks
 from bingobackup.pools.s3store import S3BlobStore
@@ -323,6 +322,6 @@ def test_a_backup_whose_lock_went_stale_commits_nothing(
     for offset, data in disk.chunks():
         writer.put_chunk(offset, data)
     monkeypatch.setattr(locks, "STALE_SECONDS", 0.0)  # as if the storage refused every renewal
-    with pytest.raises(PoolError, match="lock was last renewed .* nothing was committed"):
+    with pytest.raises(PoolError, match=r"lock was last renewed .* nothing was committed"):
         writer.commit()
     assert list(pool.list_manifests()) == [] and list(pool.store.list("locks/")) == []
