@@ -20,6 +20,7 @@ A kill -9 anywhere leaves every manifest naming durable chunks, and a rerun fini
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
@@ -227,7 +228,10 @@ def _carry_out_ready(pool: Pool, report: GcReport, own: str) -> None:
     for condemned in lists:
         waits = condemned.waits_for
         if waits is None:  # its collection died before writing it: wait for whoever runs now
-            write_waits(pool.store, condemned.list_id, sorted(others))
+            # Any lock listing made after the list was written will do; on write-once storage
+            # another collection may have written its own first (ours is then refused).
+            with contextlib.suppress(PoolError):
+                write_waits(pool.store, condemned.list_id, sorted(others))
             waits = frozenset(others)
         if waits & others.keys():
             _defer(pool, report, condemned.keys, {others[i] for i in waits & others.keys()})
