@@ -13,6 +13,7 @@ from bingobackup.cli import (
     catalog,
     cloud,
     demo,
+    gc,
     host,
     job,
     notify,
@@ -48,6 +49,7 @@ app.add_typer(catalog.sets_app, name="sets")
 app.command("export-disk")(catalog.export_disk)
 app.add_typer(resources.app, name="resources")
 app.command("demo")(demo.demo)
+app.command("gc")(gc.gc)
 
 
 @app.callback()

@@ -22,12 +22,14 @@ import contextlib
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from bingobackup.format.config import PoolConfig
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools.base import CHUNKS, BlobInfo, BlobStore
+from bingobackup.pools.condemned import condemned_keys
 from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.packs import (
     PackAssembler,
@@ -59,13 +61,70 @@ def chunk_key(digest: str) -> str:
     return f"{CHUNKS}/{digest[:2]}/{digest}"
 
 
+@dataclass
+class DescribedPacks:
+    """What every listed pack holds, from the index blobs and the tails of packs none describes."""
+
+    packs: dict[str, BlobInfo]  # in listing order
+    entries: dict[str, tuple[PackEntry, ...]]
+    read_blobs: list[str]  # the index blobs that were read and used
+    unindexed: int  # packs read from their own tails
+
+    def records(self) -> list[PackRecord]:
+        return [PackRecord(key, info.size, self.entries[key]) for key, info in self.packs.items()]
+
+
+def describe_packs(pool: DedupPool) -> DescribedPacks:
+    store = pool.store
+    packs = {info.key: info for info in list_packs(store)}
+    blobs = list(list_index_blobs(store))
+    described: dict[str, tuple[PackEntry, ...]] = {}
+    read_blobs = []
+
+    def read_index_blob(blob: BlobInfo) -> list[PackRecord] | None:
+        try:
+            return decode_index_blob(store, blob.key, store.get(blob.key))
+        except BlobNotFoundError:
+            return None  # merged away by another process while we listed
+        except FormatError as error:  # the packs it describes are read from their own tails
+            log.warning("%s", error)
+            return None
+
+    with ThreadPoolExecutor(max(1, min(INDEX_READERS, max(len(packs), len(blobs)))), "pack-index") as readers:
+        for blob, records in zip(blobs, readers.map(read_index_blob, blobs), strict=True):
+            if records is None:
+                continue
+            read_blobs.append(blob.key)
+            for record in records:
+                listed = packs.get(record.key)
+                # A pack garbage collection deleted since is no longer listed: ignored.
+                if listed is not None and listed.size == record.size:
+                    described.setdefault(record.key, record.entries)
+        rest = [info for key, info in packs.items() if key not in described]
+        tails = readers.map(lambda info: _pack_tail(store, info), rest)
+        for info, entries in zip(rest, tails, strict=True):
+            if entries is None:
+                del packs[info.key]  # deleted by garbage collection while we listed
+                continue
+            described[info.key] = tuple(entries)
+    return DescribedPacks(packs, described, read_blobs, len(rest))
+
+
+def _pack_tail(store: BlobStore, info: BlobInfo) -> list[PackEntry] | None:
+    try:
+        return read_pack_index(store, info)
+    except BlobNotFoundError:
+        return None
+
+
 class ChunkIndex:
     """Which chunks the pool holds, and where. Lookups are a dict probe; each new id is written
     once even when several channels meet it at the same moment (the first claims it, the rest
     wait)."""
 
-    def __init__(self, pool: DedupPool) -> None:
+    def __init__(self, pool: DedupPool, *, avoid_condemned: bool = True) -> None:
         self._pool = pool
+        self._avoid_condemned = avoid_condemned
         self._stored: dict[str, tuple[int, str]] | None = None
         self._inflight: dict[str, threading.Event] = {}
         self._lock = threading.RLock()
@@ -80,46 +139,34 @@ class ChunkIndex:
     def _load(self) -> dict[str, tuple[int, str]]:
         store = self._pool.store
         stored = {info.key.rsplit("/", 1)[1]: (info.size, info.key) for info in store.list(f"{CHUNKS}/")}
-        packs = {info.key: info for info in list_packs(store)}
-        blobs = list(list_index_blobs(store))
-        described: dict[str, tuple[PackEntry, ...]] = {}
-        read_blobs = []
-        with ThreadPoolExecutor(
-            max(1, min(INDEX_READERS, max(len(packs), len(blobs)))), "pack-index"
-        ) as readers:
-            for blob, records in zip(blobs, readers.map(self._read_index_blob, blobs), strict=True):
-                if records is None:
-                    continue
-                read_blobs.append(blob.key)
-                for record in records:
-                    listed = packs.get(record.key)
-                    # A pack garbage collection deleted since is no longer listed: ignored.
-                    if listed is not None and listed.size == record.size:
-                        described.setdefault(record.key, record.entries)
-            rest = [info for key, info in packs.items() if key not in described]
-            for info, entries in zip(
-                rest, readers.map(lambda i: read_pack_index(store, i), rest), strict=True
-            ):
-                described[info.key] = tuple(entries)
+        described = describe_packs(self._pool)
         # In listing order: a chunk two packs hold (two hosts stored it at once) is found in
         # the same pack however the index was read.
-        for key in packs:
-            for entry in described[key]:
+        for key in described.packs:
+            for entry in described.entries[key]:
                 stored[entry.digest] = (entry.length, pack_location(key, entry.offset))
-        if len(rest) > MAX_UNINDEXED_PACKS or (
-            len(read_blobs) > MAX_INDEX_BLOBS and not store.keeps_every_blob
+        if self._avoid_condemned:
+            self._forget_condemned(stored, described)
+        if described.unindexed > MAX_UNINDEXED_PACKS or (
+            len(described.read_blobs) > MAX_INDEX_BLOBS and not store.keeps_every_blob
         ):
-            records = [PackRecord(key, packs[key].size, described[key]) for key in packs]
-            self._pool.merge_index_blobs(records, replaces=read_blobs)
+            self._pool.merge_index_blobs(described.records(), replaces=described.read_blobs)
         return stored
 
-    def _read_index_blob(self, blob: BlobInfo) -> list[PackRecord] | None:
-        store = self._pool.store
-        try:
-            return decode_index_blob(store, blob.key, store.get(blob.key))
-        except FormatError as error:  # the packs it describes are read from their own tails
-            log.warning("%s", error)
-            return None
+    def _forget_condemned(self, stored: dict[str, tuple[int, str]], described: DescribedPacks) -> None:
+        """Drops chunks only blobs that garbage collection condemned hold (condemned.py): a
+        writer stores such a chunk again rather than name a blob about to be deleted."""
+        condemned = condemned_keys(self._pool.store)
+        if not condemned:
+            return
+        for digest, (_, location) in list(stored.items()):
+            if location.partition("@")[0] in condemned:
+                del stored[digest]
+        for key in described.packs:  # a copy in a pack not condemned (a repacked chunk) is used
+            if key in condemned:
+                continue
+            for entry in described.entries[key]:
+                stored.setdefault(entry.digest, (entry.length, pack_location(key, entry.offset)))
 
     def lookup(self, digest: str) -> tuple[int, str] | None:
         """(stored size, location) of a chunk the pool holds."""
@@ -210,16 +257,23 @@ class DedupDiskWriter(DiskWriter):
 
 class DedupPool(Pool):
     kind = "dedup"
+    collects_garbage = True
 
     def __init__(self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec) -> None:
         super().__init__(store, config, codec)
         self.index = ChunkIndex(self)
+        self._relocations: ChunkIndex | None = None  # where moved chunks are now (_read_envelope)
         packed = config.format_version >= PACKED_FORMAT
         self.packs = PackAssembler(store, codec, config.chunk_size) if packed else None
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> DedupDiskWriter:
         self.manifest_key(set_id, volume_id)  # validates both ids before any work
-        return DedupDiskWriter(self, set_id, volume_id, size_bytes)
+        return self._registered(lambda: DedupDiskWriter(self, set_id, volume_id, size_bytes))
+
+    def _writing_started(self) -> None:
+        # The index is read again now the backup lock is held: one read before it could name
+        # packs a garbage collection condemned (and deleted) meanwhile (docs/format.md).
+        self.index = ChunkIndex(self)
 
     def write_index_blob(self) -> None:
         """An index blob of the packs made durable since the last one. Best effort: the packs
@@ -265,23 +319,33 @@ class DedupPool(Pool):
             self.store.flush()
 
     def _read_envelope(self, ref: ChunkRef) -> bytes:
-        if "@" in ref.location:
+        if "@" not in ref.location:
+            return self.store.get(ref.location or chunk_key(ref.digest))
+        try:
             return self._read_packed(ref)
-        return self.store.get(ref.location or chunk_key(ref.digest))
+        except BlobNotFoundError:
+            # A repack moved the chunk after this reader loaded its manifest (the manifest
+            # now names the new pack): any copy of the chunk id serves, the digest is checked.
+            for fresh in (False, True):
+                moved = self._relocated(ref, fresh=fresh)
+                if moved is None:
+                    continue
+                with contextlib.suppress(BlobNotFoundError):
+                    return self._read_packed(moved)
+            raise
+
+    def _relocated(self, ref: ChunkRef, *, fresh: bool) -> ChunkRef | None:
+        """`ref` at another copy of its chunk, from an index read once for all moved chunks
+        (again when `fresh`); None when the pool holds no other copy."""
+        if fresh or self._relocations is None:
+            self._relocations = ChunkIndex(self, avoid_condemned=False)
+        known = self._relocations.lookup(ref.digest)
+        if known is None or known[1] == ref.location or "@" not in known[1]:
+            return None
+        return ref.model_copy(update={"stored_size": known[0], "location": known[1]})
 
     def collect_garbage(self) -> int:
-        """Deletes chunk blobs and packs no manifest references; returns bytes freed. A pack
-        goes once none of its chunks is used (a partly used one is kept whole: manifests name
-        pack offsets). Run it only while no backup writes to this pool (a running backup's
-        chunks have no manifest yet)."""
-        referenced: set[str] = set()
-        for set_id, volume_id in list(self.list_manifests()):
-            for ref in self.load_manifest(set_id, volume_id).chunks:
-                referenced.add(ref.location.partition("@")[0] or chunk_key(ref.digest))
-        freed = 0
-        for info in [*self.store.list(f"{CHUNKS}/"), *list_packs(self.store)]:
-            if info.key not in referenced:
-                self.store.delete(info.key)
-                freed += info.size
-        self.index = ChunkIndex(self)  # reloaded when next needed
-        return freed
+        """Garbage collection without repack (bingobackup/lifecycle/gc.py); returns bytes freed."""
+        from bingobackup.lifecycle.gc import collect_garbage
+
+        return collect_garbage(self, repack=False).bytes_freed

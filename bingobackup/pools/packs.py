@@ -229,6 +229,31 @@ class _OpenPack:
         return [memoryview(self.buffer)[: self.size], index, _FOOTER.pack(len(self.entries), INDEX_MAGIC)]
 
 
+class PackBuilder:
+    """A dedup pack assembled from envelopes already sealed (a repack copies them as they are)."""
+
+    def __init__(self) -> None:
+        self.key = _new_pack_key()
+        self._parts: list[bytes] = [PACK_HEADER]
+        self.entries: list[PackEntry] = []
+        self.size = len(PACK_HEADER)
+
+    def add(self, digest: str, envelope: bytes) -> str:
+        """Appends one envelope; its location in this pack."""
+        self.entries.append(PackEntry(digest, self.size, len(envelope)))
+        self._parts.append(envelope)
+        self.size += len(envelope)
+        return pack_location(self.key, self.size - len(envelope))
+
+    def blob(self) -> list[bytes]:
+        return [*self._parts, _encode_entries(self.entries), _FOOTER.pack(len(self.entries), INDEX_MAGIC)]
+
+    def record(self) -> PackRecord:
+        return PackRecord(
+            self.key, self.size + len(self.entries) * _ENTRY.size + _FOOTER.size, tuple(self.entries)
+        )
+
+
 def _pack_key(pack_id: str) -> str:
     return f"{DATA}/{pack_id[:2]}/{pack_id}"
 

@@ -7,13 +7,16 @@ backups (dedup.py), or one pack per disk backup (standard.py).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
 import re
+import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Callable, Iterator
+from typing import ClassVar, TypeVar
 
 from pydantic import ValidationError
 
@@ -32,11 +35,15 @@ from bingobackup.format.manifest import (
 from bingobackup.format.zero import is_zero
 from bingobackup.pools.base import BlobStore
 from bingobackup.pools.errors import BlobNotFoundError, PoolError
+from bingobackup.pools.locks import STALE_SECONDS, PoolLock, live_locks
 from bingobackup.pools.writer import ZERO_LOCATION, DiskWriter
 
 MANIFESTS = "manifests"
+W = TypeVar("W", bound=DiskWriter)
 log = logging.getLogger("bingobackup.pools")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
+# How often a set deletion looks again whether a repack still rewrites manifests.
+REPACK_POLL_SECONDS = 0.5
 
 
 def check_name(what: str, value: str) -> str:
@@ -50,6 +57,9 @@ class Pool(ABC):
     """An open pool. Thread-safe. Secrets (the keys inside `codec`) never show in repr."""
 
     kind: ClassVar[str]
+    # Kinds whose unreferenced data garbage collection removes (bingobackup/lifecycle/gc.py):
+    # their writers and set deletions hold a lock in the pool while they run (locks.py).
+    collects_garbage: ClassVar[bool] = False
 
     def __init__(self, store: BlobStore, config: PoolConfig, codec: EnvelopeCodec) -> None:
         if config.encrypted and codec.manifest_key is None:
@@ -58,6 +68,9 @@ class Pool(ABC):
         self.config = config
         self.codec = codec
         self._warned_unsealed = False
+        self._writer_lock: PoolLock | None = None
+        self._writers = 0
+        self._writers_guard = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, encrypted={self.config.encrypted})"
@@ -81,6 +94,49 @@ class Pool(ABC):
     # -- writing -------------------------------------------------------------------------
     @abstractmethod
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> DiskWriter: ...
+
+    @property
+    def registers_writers(self) -> bool:
+        """Whether writers hold a lock here: where garbage collection can run (not on storage
+        that keeps every blob, where it deletes nothing)."""
+        return self.collects_garbage and not self.store.keeps_every_blob
+
+    def _registered(self, open_writer: Callable[[], W]) -> W:
+        """`open_writer()`'s writer, counted in this process's backup lock (one lock blob for
+        all of a process's writers; the first takes it, the last one done releases it)."""
+        if not self.registers_writers:
+            return open_writer()
+        with self._writers_guard:
+            if self._writers == 0:
+                self._writer_lock = PoolLock(self.store, "backup").acquire()
+                self._writing_started()
+            self._writers += 1
+        try:
+            writer = open_writer()
+        except BaseException:
+            self.writer_ended()
+            raise
+        writer.holds_pool_lock = True
+        return writer
+
+    def _writing_started(self) -> None:  # noqa: B027 - only the dedup kind has an index to reload
+        """Called once this process's backup lock is held, before its writers look at the pool."""
+
+    def writer_ended(self) -> None:
+        with self._writers_guard:
+            if self._writers == 0:
+                return
+            self._writers -= 1
+            if self._writers or self._writer_lock is None:
+                return
+            lock, self._writer_lock = self._writer_lock, None
+        lock.release()
+
+    def check_writer_lock(self) -> None:
+        """Raises when this process's backup lock went stale: what it wrote may be collected."""
+        lock = self._writer_lock
+        if lock is not None:
+            lock.check_fresh()
 
     # -- reading -------------------------------------------------------------------------
     @abstractmethod
@@ -225,12 +281,37 @@ class Pool(ABC):
                 yield set_id, file_name.removesuffix(".json")
 
     def delete_set(self, set_id: str) -> int:
-        """Removes a backup set's manifests (and the data only it uses); returns blobs removed."""
-        removed = 0
-        for info in list(self.store.list(f"{MANIFESTS}/{check_name('set id', set_id)}/")):
-            self.store.delete(info.key)
-            removed += 1
-        return removed + self._delete_set_data(set_id)
+        """Removes a backup set's manifests (and the data only it uses); returns blobs removed.
+        Holds a `delete` lock meanwhile, and waits while a repack rewrites manifests (it would
+        write back a manifest deleted under it)."""
+        prefix = f"{MANIFESTS}/{check_name('set id', set_id)}/"
+        with self._deletion_lock():
+            removed = 0
+            for info in list(self.store.list(prefix)):
+                with contextlib.suppress(BlobNotFoundError):  # another deletion of the same set
+                    self.store.delete(info.key)
+                    removed += 1
+            return removed + self._delete_set_data(set_id)
+
+    @contextlib.contextmanager
+    def _deletion_lock(self) -> Iterator[None]:
+        if not self.registers_writers:
+            yield
+            return
+        lock = PoolLock(self.store, "delete").acquire()
+        try:
+            # The lock is visible before we look: a repack that starts later sees it and skips.
+            waited_since = time.monotonic()
+            while any(other.kind == "repack" for other in live_locks(self.store)):
+                if time.monotonic() - waited_since > STALE_SECONDS:
+                    raise PoolError(
+                        f"pool {self.name}: a repack has held the pool for {STALE_SECONDS:.0f} s; "
+                        "nothing was deleted. Try again when garbage collection has finished"
+                    )
+                lock.stop_event.wait(REPACK_POLL_SECONDS)
+            yield
+        finally:
+            lock.release()
 
     def _delete_set_data(self, set_id: str) -> int:
         return 0

@@ -142,9 +142,10 @@ class StandardDiskWriter(DiskWriter):
 
 class StandardPool(Pool):
     kind = "standard"
+    collects_garbage = True
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> StandardDiskWriter:
-        return StandardDiskWriter(self, set_id, volume_id, size_bytes)
+        return self._registered(lambda: StandardDiskWriter(self, set_id, volume_id, size_bytes))
 
     def _read_envelope(self, ref: ChunkRef) -> bytes:
         return self._read_packed(ref)

@@ -56,6 +56,7 @@ class DiskWriter(ABC):
         self._state: Literal["open", "committed", "aborted"] = "open"
         self._read = self._sent = self._stored = self._zero = 0
         self._chunks_stored = self._chunks_duplicate = 0
+        self.holds_pool_lock = False  # set by the pool that counted it in its backup lock
 
     # -- what the pool kinds implement ---------------------------------------------------
     @abstractmethod
@@ -152,10 +153,13 @@ class DiskWriter(ABC):
                 chunk_size=self.chunk_size,
                 chunks=chunks,
             )
+            self.pool.check_writer_lock()
             self.pool.save_manifest(manifest)
         except BaseException:
             self._discard()
             raise
+        finally:
+            self._release_pool_lock()
         return manifest
 
     def abort(self) -> None:
@@ -163,7 +167,15 @@ class DiskWriter(ABC):
             if self._state != "open":
                 return
             self._state = "aborted"
-        self._discard()
+        try:
+            self._discard()
+        finally:
+            self._release_pool_lock()
+
+    def _release_pool_lock(self) -> None:
+        if self.holds_pool_lock:
+            self.holds_pool_lock = False
+            self.pool.writer_ended()
 
     # -- counters ------------------------------------------------------------------------
     @property

@@ -18,6 +18,7 @@ from bingobackup.pools import (
     change_passphrase,
     create_pool,
     open_pool,
+    upgrade_pool,
 )
 from bingobackup.pools.dedup import DedupPool
 
@@ -129,6 +130,15 @@ def test_collect_garbage_frees_the_chunk_files_of_a_version_1_pool(tmp_path: Pat
     kept = write_disk(pool.open_disk_writer("set-2", "vol-a", len(other.data)), other)
     assert list(pool.store.list("data/")) == [] and len(list(pool.store.list("chunks/"))) == 7
     pool.delete_set("set-1")
+    # A bingobackup of version 1 writes without a pool lock: collecting needs the upgrade first.
+    assert isinstance(pool, DedupPool)
+    with pytest.raises(
+        PoolError, match=r"format version 1.*Nothing was deleted; run `bingobackup pool upgrade"
+    ):
+        pool.collect_garbage()
+    assert len(list(pool.store.list("chunks/"))) == 7
+    upgrade_pool(pool.store)
+    pool = open_pool(tmp_path / "pool")
     assert isinstance(pool, DedupPool) and pool.collect_garbage() > 0
     assert len(list(pool.store.list("chunks/"))) == 4  # set-1's own three chunks went
     assert read_back(pool, kept) == other.data
