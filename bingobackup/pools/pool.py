@@ -7,6 +7,7 @@ backups (dedup.py), or one pack per disk backup (standard.py).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -224,13 +225,25 @@ class Pool(ABC):
             if file_name.endswith(".json"):
                 yield set_id, file_name.removesuffix(".json")
 
-    def delete_set(self, set_id: str) -> int:
-        """Removes a backup set's manifests (and the data only it uses); returns blobs removed."""
-        removed = 0
-        for info in list(self.store.list(f"{MANIFESTS}/{check_name('set id', set_id)}/")):
-            self.store.delete(info.key)
-            removed += 1
-        return removed + self._delete_set_data(set_id)
+    def set_keys(self, set_id: str) -> list[str]:
+        """The blobs `delete_set` removes: the set's manifests, then the data only it uses."""
+        manifests = [info.key for info in self.store.list(f"{MANIFESTS}/{check_name('set id', set_id)}/")]
+        return manifests + self._set_data_keys(set_id)
 
-    def _delete_set_data(self, set_id: str) -> int:
-        return 0
+    def delete_set(self, set_id: str) -> int:
+        """Removes a backup set's manifests, then the data only it uses; returns blobs removed.
+
+        Crash-safe: the manifests go first, so a set interrupted halfway is already gone for a
+        restore (which follows the manifests) and a rerun removes the rest. Shared chunks of a
+        dedup pool stay for garbage collection. A blob another deletion removed meanwhile is
+        no error."""
+        removed = 0
+        for key in self.set_keys(set_id):
+            with contextlib.suppress(BlobNotFoundError):
+                self.store.delete(key)
+                removed += 1
+        return removed
+
+    def _set_data_keys(self, set_id: str) -> list[str]:
+        """The data blobs only this set uses (a standard pool's packs); none in a shared store."""
+        return []
