@@ -214,3 +214,60 @@ def retention_lookup(
         return JobRetention(None, known.timezone if known else "UTC", "none")
 
     return retention_of
+
+
+def plan_rows(plan: PrunePlan) -> list[dict[str, str]]:
+    """The prune simulator's table: per job and VM, every set newest first, what happens to
+    it and the rules that keep it (times in the job's time zone)."""
+    from zoneinfo import ZoneInfo
+
+    rows = []
+    for vm in plan.vms:
+        zone = ZoneInfo(vm.retention.timezone)
+        for verdict in vm.verdicts:
+            set_plan = plan.sets[verdict.set_id]
+            if verdict.keep:
+                action = "keep"
+            elif set_plan.keep:
+                action = "keep (another VM)"  # this VM lets it go, a VM sharing the set does not
+            else:
+                action = "remove"
+            rows.append(
+                {
+                    "job": vm.job_name,
+                    "vm": vm.vm_name,
+                    "set": verdict.set_id,
+                    "started": f"{verdict.point.time.astimezone(zone):%Y-%m-%d %H:%M %Z}",
+                    "backup": "good" if verdict.point.good else "failed",
+                    "action": action,
+                    "why": ", ".join(verdict.reasons),
+                }
+            )
+    return rows
+
+
+def summary_markdown(plan: PrunePlan, report: DeletionReport | None, dry_run: bool) -> str:
+    """The prune run's summary (the flow's artifact): what was (or would be) removed, per VM."""
+    removed = plan.to_remove
+    head = "Dry run: nothing was deleted." if dry_run else f"{len(report.deleted) if report else 0} set(s) deleted."
+    lines = [
+        f"# Prune of pool {plan.pool}",
+        "",
+        f"{head} {len(plan.sets) - len(removed)} set(s) kept, {len(removed)} to remove.",
+        "",
+    ]
+    if plan.unmanaged_jobs:
+        lines += [f"Jobs without retention (every set kept): {', '.join(plan.unmanaged_jobs)}", ""]
+    if report is not None:
+        lines += [f"- {o.message}" for o in report.refused]
+        if report.released_media:
+            lines.append(f"- media every set of which is expired, free for reuse: {', '.join(report.released_media)}")
+        if report.frees_by_gc and report.deleted:
+            lines.append(f"- the chunks only deleted sets used are freed by `bingobackup gc --pool {plan.pool}`")
+        lines.append("")
+    rows = plan_rows(plan)
+    if rows:
+        columns = list(rows[0])
+        lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from bingobackup.cli import (
     job,
     notify,
     pool,
+    prune,
     resources,
     restore,
     server,
@@ -48,6 +49,7 @@ app.add_typer(catalog.sets_app, name="sets")
 app.command("export-disk")(catalog.export_disk)
 app.add_typer(resources.app, name="resources")
 app.command("demo")(demo.demo)
+prune.register(app, sets=catalog.sets_app, pools=pool.app)
 
 
 @app.callback()
