@@ -80,14 +80,15 @@ def plan_prune(
     plan = PrunePlan(pool)
     rows = catalog.query_arrow(_POINTS, {"pool": pool, "job": job}).to_pylist()
     set_rows = catalog.query_arrow(
-        "SELECT * FROM backup_sets WHERE pool = $pool AND ($job IS NULL OR job_name = $job)", {"pool": pool, "job": job}
+        "SELECT * FROM backup_sets WHERE pool = $pool AND ($job IS NULL OR job_name = $job)",
+        {"pool": pool, "job": job},
     ).to_pylist()
     plan.records = {r["set_id"]: row_to_record(BackupSetRecord, r) for r in set_rows}
     groups: dict[tuple[str, str], tuple[str, list[SetPoint]]] = {}
     for row in rows:
         vm_id = row["vm_id"] or NO_VM
         good = row["vm_status"] == "ok" and row["set_status"] != "failed"
-        name, points = groups.setdefault((row["job_name"], vm_id), (row["vm_name"] or vm_id, []))
+        _name, points = groups.setdefault((row["job_name"], vm_id), (row["vm_name"] or vm_id, []))
         points.append(SetPoint(row["set_id"], row["started_at"], good))
     verdicts: dict[str, list[Verdict]] = {}
     retentions: dict[str, JobRetention] = {}
@@ -95,7 +96,10 @@ def plan_prune(
         retention = retentions.setdefault(job_name, retention_of(job_name))
         if retention.policy is None:
             # No retention anywhere: every set of the job stays, and nothing is shown as removed.
-            group_verdicts = [Verdict(p, True, ("no retention policy",)) for p in sorted(points, key=lambda p: p.time, reverse=True)]
+            group_verdicts = [
+                Verdict(p, True, ("no retention policy",))
+                for p in sorted(points, key=lambda p: p.time, reverse=True)
+            ]
         else:
             group_verdicts = apply_policy(points, retention.policy, retention.timezone, now)
         verdicts[f"{job_name}/{vm_id}"] = group_verdicts
@@ -164,7 +168,11 @@ def delete_sets(
                 bytes_stored=record.bytes_stored,
             )
         )
-        what = "deleted" if deleted.data_removed else "expired (its data stays on the media until they are reused)"
+        what = (
+            "deleted"
+            if deleted.data_removed
+            else "expired (its data stays on the media until they are reused)"
+        )
         report.outcomes.append(DeletionOutcome(record.set_id, True, f"backup set {record.set_id} {what}"))
     return report
 
@@ -249,7 +257,11 @@ def plan_rows(plan: PrunePlan) -> list[dict[str, str]]:
 def summary_markdown(plan: PrunePlan, report: DeletionReport | None, dry_run: bool) -> str:
     """The prune run's summary (the flow's artifact): what was (or would be) removed, per VM."""
     removed = plan.to_remove
-    head = "Dry run: nothing was deleted." if dry_run else f"{len(report.deleted) if report else 0} set(s) deleted."
+    head = (
+        "Dry run: nothing was deleted."
+        if dry_run
+        else f"{len(report.deleted) if report else 0} set(s) deleted."
+    )
     lines = [
         f"# Prune of pool {plan.pool}",
         "",
@@ -261,9 +273,13 @@ def summary_markdown(plan: PrunePlan, report: DeletionReport | None, dry_run: bo
     if report is not None:
         lines += [f"- {o.message}" for o in report.refused]
         if report.released_media:
-            lines.append(f"- media every set of which is expired, free for reuse: {', '.join(report.released_media)}")
+            lines.append(
+                f"- media every set of which is expired, free for reuse: {', '.join(report.released_media)}"
+            )
         if report.frees_by_gc and report.deleted:
-            lines.append(f"- the chunks only deleted sets used are freed by `bingobackup gc --pool {plan.pool}`")
+            lines.append(
+                f"- the chunks only deleted sets used are freed by `bingobackup gc --pool {plan.pool}`"
+            )
         lines.append("")
     rows = plan_rows(plan)
     if rows:

@@ -37,7 +37,10 @@ def prune(pool: str | None = None, job: str | None = None, dry_run: bool = False
     )
     deleted = report.deleted if report else []
     logger.info(
-        "pool %s: %d set(s) kept, %d %s", plan.pool, len(plan.sets) - len(plan.to_remove), len(plan.to_remove),
+        "pool %s: %d set(s) kept, %d %s",
+        plan.pool,
+        len(plan.sets) - len(plan.to_remove),
+        len(plan.to_remove),
         "would be removed (dry run)" if dry_run else f"to remove, {len(deleted)} deleted",
     )
     return {

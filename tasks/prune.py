@@ -63,7 +63,9 @@ def resolve_prune_target(pool: str | None, job: str | None) -> PruneTarget:
     if job is not None:
         if job not in specs:
             known = ", ".join(sorted(specs)) or "none"
-            raise BingoBackupError(f"no backup job named {job!r} (backup jobs: {known}); see `bingobackup job list`")
+            raise BingoBackupError(
+                f"no backup job named {job!r} (backup jobs: {known}); see `bingobackup job list`"
+            )
         pool = specs[job].pool
     assert pool is not None
     registration = find_pool(PrefectRegistryStore(), pool)
@@ -97,7 +99,13 @@ def apply_plan(target: PruneTarget, plan: PrunePlan, deleted_by: str, now: datet
     for set_id in plan.to_remove:
         record = plan.records[set_id]
         one = delete_sets(
-            pool, writer, [record], now=now, reason="retention", deleted_by=deleted_by, rule=rules.get(record.job_name, "")
+            pool,
+            writer,
+            [record],
+            now=now,
+            reason="retention",
+            deleted_by=deleted_by,
+            rule=rules.get(record.job_name, ""),
         )
         report.outcomes += one.outcomes
         report.frees_by_gc = one.frees_by_gc

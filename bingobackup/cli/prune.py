@@ -26,7 +26,9 @@ def _plan_table(plan: PrunePlan) -> Table:
     from catalog.lifecycle import plan_rows
 
     rows = plan_rows(plan)
-    table = Table("job", "vm", "set", "started", "backup", "action", "why", title=f"Prune of pool {plan.pool}")
+    table = Table(
+        "job", "vm", "set", "started", "backup", "action", "why", title=f"Prune of pool {plan.pool}"
+    )
     previous = None
     for row in rows:
         group = (row["job"], row["vm"])
@@ -84,10 +86,14 @@ def prune(
     if plan.unmanaged_jobs:
         console.print(f"No retention (every set kept): {', '.join(plan.unmanaged_jobs)}", highlight=False)
     removing = plan.to_remove
-    console.print(f"{len(plan.sets) - len(removing)} set(s) kept, {len(removing)} to remove.", highlight=False)
+    console.print(
+        f"{len(plan.sets) - len(removing)} set(s) kept, {len(removing)} to remove.", highlight=False
+    )
     if not acting:
         if removing:
-            console.print("Dry run: nothing was deleted. Run again with --yes to delete them.", highlight=False)
+            console.print(
+                "Dry run: nothing was deleted. Run again with --yes to delete them.", highlight=False
+            )
         return
     if not removing:
         return
@@ -98,7 +104,9 @@ def prune(
         result = prune_flow(pool=None if job else target.registration.name, job=job, dry_run=False)
     for message in result["refused"]:
         console.print(f"[red]{escape(message)}[/]", highlight=False, soft_wrap=True)
-    console.print(f"{len(result['deleted'])} set(s) deleted: {', '.join(result['deleted']) or 'none'}", highlight=False)
+    console.print(
+        f"{len(result['deleted'])} set(s) deleted: {', '.join(result['deleted']) or 'none'}", highlight=False
+    )
     if result["released_media"]:
         console.print(
             f"Every set on {', '.join(result['released_media'])} is expired: these media may be erased and reused.",
@@ -134,7 +142,13 @@ def delete_sets(
         records = sets_to_delete(catalog, registration.name, set_ids)
     table = Table("set", "job", "started", "status", "VMs", title=f"Backup sets to delete from pool {pool}")
     for record in records:
-        table.add_row(record.set_id, record.job_name, f"{record.started_at:%Y-%m-%d %H:%M %Z}", record.status, str(record.vm_count))
+        table.add_row(
+            record.set_id,
+            record.job_name,
+            f"{record.started_at:%Y-%m-%d %H:%M %Z}",
+            record.status,
+            str(record.vm_count),
+        )
     console.print(table)
     if not yes:
         console.print("Nothing was deleted. Run again with --yes to delete them.", highlight=False)
@@ -163,9 +177,13 @@ def set_retention(
     keep_weekly: int = typer.Option(None, help="… of the last N ISO weeks"),
     keep_monthly: int = typer.Option(None, help="… of the last N months"),
     keep_yearly: int = typer.Option(None, help="… of the last N years"),
-    keep_within: str = typer.Option(None, help="every set within this long of the newest: 30d, 2w, 6m, 1y, 12h"),
+    keep_within: str = typer.Option(
+        None, help="every set within this long of the newest: 30d, 2w, 6m, 1y, 12h"
+    ),
     keep_min: int = typer.Option(1, help="never fewer than the newest N good sets per VM"),
-    keep_failed_days: int = typer.Option(None, help="failed/partial backups go after this many days (default 7)"),
+    keep_failed_days: int = typer.Option(
+        None, help="failed/partial backups go after this many days (default 7)"
+    ),
     clear: bool = typer.Option(False, "--clear", help="Remove the pool's default retention"),
 ) -> None:
     """Set the default retention of a pool: jobs writing there without their own use it (admin)."""
@@ -183,7 +201,9 @@ def set_retention(
         "keep_min": keep_min,
         "keep_failed_days": keep_failed_days,
     }
-    policy = None if clear else RetentionPolicy.model_validate({k: v for k, v in fields.items() if v is not None})
+    policy = (
+        None if clear else RetentionPolicy.model_validate({k: v for k, v in fields.items() if v is not None})
+    )
     if policy is not None and not policy.has_keep_rule:
         raise typer.BadParameter("give at least one --keep-* rule (or --clear)", param_hint="--keep-daily")
     with registry() as (store, user):

@@ -37,7 +37,9 @@ class WithinDuration(BaseModel):
         amounts = {"y": 0, "m": 0, "w": 0, "d": 0, "h": 0}
         for number, unit in _WITHIN_PART.findall(value):
             amounts[unit] += int(number)
-        return cls(years=amounts["y"], months=amounts["m"], days=amounts["d"] + 7 * amounts["w"], hours=amounts["h"])
+        return cls(
+            years=amounts["y"], months=amounts["m"], days=amounts["d"] + 7 * amounts["w"], hours=amounts["h"]
+        )
 
     def before(self, moment: datetime) -> datetime:
         """`moment` minus this duration, years and months by the calendar (a day past the end of
@@ -61,17 +63,33 @@ class RetentionPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     keep_last: int | None = Field(default=None, ge=1, le=100000, description="the newest N sets")
-    keep_hourly: int | None = Field(default=None, ge=1, le=100000, description="the newest set of each of the last N hours with sets")
-    keep_daily: int | None = Field(default=None, ge=1, le=100000, description="the newest set of each of the last N days with sets")
-    keep_weekly: int | None = Field(default=None, ge=1, le=100000, description="… of the last N ISO weeks with sets")
-    keep_monthly: int | None = Field(default=None, ge=1, le=100000, description="… of the last N months with sets")
-    keep_yearly: int | None = Field(default=None, ge=1, le=100000, description="… of the last N years with sets")
-    keep_within: str | None = Field(
-        default=None, description="every set within this long of the VM's newest good set: '30d', '2w', '6m', '1y', '12h'"
+    keep_hourly: int | None = Field(
+        default=None, ge=1, le=100000, description="the newest set of each of the last N hours with sets"
     )
-    keep_min: int = Field(default=1, ge=1, le=100000, description="never fewer than the newest N good sets per VM")
+    keep_daily: int | None = Field(
+        default=None, ge=1, le=100000, description="the newest set of each of the last N days with sets"
+    )
+    keep_weekly: int | None = Field(
+        default=None, ge=1, le=100000, description="… of the last N ISO weeks with sets"
+    )
+    keep_monthly: int | None = Field(
+        default=None, ge=1, le=100000, description="… of the last N months with sets"
+    )
+    keep_yearly: int | None = Field(
+        default=None, ge=1, le=100000, description="… of the last N years with sets"
+    )
+    keep_within: str | None = Field(
+        default=None,
+        description="every set within this long of the VM's newest good set: '30d', '2w', '6m', '1y', '12h'",
+    )
+    keep_min: int = Field(
+        default=1, ge=1, le=100000, description="never fewer than the newest N good sets per VM"
+    )
     keep_failed_days: int = Field(
-        default=DEFAULT_KEEP_FAILED_DAYS, ge=0, le=36500, description="failed and partial backups are removed once this many days old"
+        default=DEFAULT_KEEP_FAILED_DAYS,
+        ge=0,
+        le=36500,
+        description="failed and partial backups are removed once this many days old",
     )
 
     @field_validator("keep_within")
@@ -87,7 +105,14 @@ class RetentionPolicy(BaseModel):
 
     @property
     def has_keep_rule(self) -> bool:
-        counts = (self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly, self.keep_monthly, self.keep_yearly)
+        counts = (
+            self.keep_last,
+            self.keep_hourly,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+            self.keep_yearly,
+        )
         return any(count is not None for count in counts) or self.keep_within is not None
 
     def describe(self) -> str:

@@ -38,15 +38,28 @@ class Calendar:
             source.write_bytes(data)
             volume = f"vol-{name}"
             result = backup_disk(
-                source, self.pool.open_disk_writer(set_id, volume, len(data)), size_bytes=len(data), chunk_size=CHUNK
+                source,
+                self.pool.open_disk_writer(set_id, volume, len(data)),
+                size_bytes=len(data),
+                chunk_size=CHUNK,
             )
             manifests.append(result.manifest)
-            disk_rows.append(DiskBackupRecord(set_id=set_id, vm_id=vm_id, volume_id=volume, size_bytes=len(data), is_root=True))
+            disk_rows.append(
+                DiskBackupRecord(
+                    set_id=set_id, vm_id=vm_id, volume_id=volume, size_bytes=len(data), is_root=True
+                )
+            )
             self.disks.setdefault(set_id, {})[name] = hashlib.sha256(data).hexdigest()
         status = "ok" if all(s == "ok" for s in vms.values()) else ("failed" if not disk_rows else "partial")
         record = BackupSetRecord(
-            set_id=set_id, job_name=job, pool=self.pool.name, cloud="demo", started_at=started,
-            finished_at=started, status=status, bytes_stored=len(vm_rows) * CHUNK,
+            set_id=set_id,
+            job_name=job,
+            pool=self.pool.name,
+            cloud="demo",
+            started_at=started,
+            finished_at=started,
+            status=status,
+            bytes_stored=len(vm_rows) * CHUNK,
         )
         self.writer.write_backup_set(record, vm_rows, disk_rows, manifests)
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from lifecycle_support import CHUNK, Calendar
+from s3_support import new_bucket, s3_settings
 
 from bingobackup.lifecycle.deletion import released_media
 from bingobackup.pools.open import create_pool, create_pool_in
@@ -25,8 +27,6 @@ from catalog.lifecycle import (
     retention_lookup,
     sets_to_delete,
 )
-from lifecycle_support import CHUNK, Calendar
-from s3_support import new_bucket, s3_settings
 
 DAY0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 NOW = DAY0 + timedelta(days=30)
@@ -63,8 +63,13 @@ def test_prune_removes_what_the_policy_lets_go_and_the_kept_sets_restore(tmp_pat
     ]
 
     report = delete_sets(
-        cal.pool, cal.writer, [plan.records[s] for s in plan.to_remove], now=NOW, reason="retention",
-        deleted_by="admin", rule="keep_last=2",
+        cal.pool,
+        cal.writer,
+        [plan.records[s] for s in plan.to_remove],
+        now=NOW,
+        reason="retention",
+        deleted_by="admin",
+        rule="keep_last=2",
     )
     assert report.deleted == ["set-0", "set-1", "set-2"] and not report.refused
     assert report.frees_by_gc == (kind == "dedup")
@@ -76,11 +81,19 @@ def test_prune_removes_what_the_policy_lets_go_and_the_kept_sets_restore(tmp_pat
         assert shown <= {"set-5", "set-4", "set-3"}, view
     with pytest.raises(CatalogNotFoundError, match="No committed backup set set-1"):
         catalog.vm_backup("set-1", "web")
-    tombstones = catalog.query("SELECT set_id, reason, rule, deleted_by, data_removed FROM set_deletions ORDER BY set_id")
-    assert tombstones.values.tolist() == [[f"set-{n}", "retention", "keep_last=2", "admin", True] for n in range(3)]
+    tombstones = catalog.query(
+        "SELECT set_id, reason, rule, deleted_by, data_removed FROM set_deletions ORDER BY set_id"
+    )
+    assert tombstones.values.tolist() == [
+        [f"set-{n}", "retention", "keep_last=2", "admin", True] for n in range(3)
+    ]
     assert {s for s, _ in cal.pool.list_manifests()} == {"set-5", "set-4", "set-3"}
     if kind == "standard":
-        assert {info.key.split("/")[1] for info in cal.pool.store.list("packs/")} == {"set-5", "set-4", "set-3"}
+        assert {info.key.split("/")[1] for info in cal.pool.store.list("packs/")} == {
+            "set-5",
+            "set-4",
+            "set-3",
+        }
     for set_id in ("set-5", "set-4", "set-3"):
         for vm, sha in cal.disks[set_id].items():
             assert cal.restored_sha256(set_id, vm) == sha
@@ -111,15 +124,26 @@ def test_deleting_an_unknown_or_deleted_set_is_refused_before_anything_goes(tmp_
     catalog = Catalog.open(str(tmp_path / "pool"), "p")
     with pytest.raises(Exception, match=r"pool p holds no backup set nope; nothing was deleted"):
         sets_to_delete(catalog, "p", ["s1", "nope"])
-    delete_sets(cal.pool, cal.writer, sets_to_delete(catalog, "p", ["s1"]), now=NOW, reason="manual", deleted_by="admin")
+    delete_sets(
+        cal.pool,
+        cal.writer,
+        sets_to_delete(catalog, "p", ["s1"]),
+        now=NOW,
+        reason="manual",
+        deleted_by="admin",
+    )
     catalog.refresh()
     with pytest.raises(Exception, match=r"pool p holds no backup set s1 \(s1 already deleted\)"):
         sets_to_delete(catalog, "p", ["s1"])
     assert cal.restored_sha256("s2", "web") == cal.disks["s2"]["web"]
 
 
-def test_a_set_under_object_lock_is_kept_and_the_refusal_says_until_when(tmp_path: Path, moto_s3: str) -> None:
-    settings = s3_settings(moto_s3, new_bucket(moto_s3, object_lock=True), object_lock_mode="governance", retention_days=3)
+def test_a_set_under_object_lock_is_kept_and_the_refusal_says_until_when(
+    tmp_path: Path, moto_s3: str
+) -> None:
+    settings = s3_settings(
+        moto_s3, new_bucket(moto_s3, object_lock=True), object_lock_mode="governance", retention_days=3
+    )
     pool = create_pool_in(S3BlobStore(settings, "locked"), "dedup", chunk_size=CHUNK)
     (tmp_path / "work").mkdir()
     cal = Calendar(pool, CatalogWriter(str(tmp_path / "catalog")), tmp_path / "work")
@@ -127,7 +151,14 @@ def test_a_set_under_object_lock_is_kept_and_the_refusal_says_until_when(tmp_pat
     catalog = Catalog.open(str(tmp_path / "catalog"), "locked")
     now = datetime.now(UTC)
 
-    report = delete_sets(pool, cal.writer, sets_to_delete(catalog, "locked", ["s1"]), now=now, reason="manual", deleted_by="admin")
+    report = delete_sets(
+        pool,
+        cal.writer,
+        sets_to_delete(catalog, "locked", ["s1"]),
+        now=now,
+        reason="manual",
+        deleted_by="admin",
+    )
 
     [refused] = report.refused
     until = (now + timedelta(days=3)).strftime("%Y-%m-%d")
@@ -137,12 +168,21 @@ def test_a_set_under_object_lock_is_kept_and_the_refusal_says_until_when(tmp_pat
     assert list(catalog.list_sets()["set_id"]) == ["s1"] and expired_sets(catalog, "locked") == set()
     assert cal.restored_sha256("s1", "web") == cal.disks["s1"]["web"]
     # Once the lock has ended the same set goes.
-    later = delete_sets(pool, cal.writer, sets_to_delete(catalog, "locked", ["s1"]), now=now + timedelta(days=4), reason="manual", deleted_by="admin")
+    later = delete_sets(
+        pool,
+        cal.writer,
+        sets_to_delete(catalog, "locked", ["s1"]),
+        now=now + timedelta(days=4),
+        reason="manual",
+        deleted_by="admin",
+    )
     assert later.deleted == ["s1"]
 
 
 def test_tape_sets_expire_and_a_cartridge_is_released_only_when_every_set_on_it_is(tmp_path: Path) -> None:
-    library = TapeLibrary.create(tmp_path / "library", LibrarySettings(block_size=16 << 10, capacity_bytes=8 << 20), ["T001", "T002"])
+    library = TapeLibrary.create(
+        tmp_path / "library", LibrarySettings(block_size=16 << 10, capacity_bytes=8 << 20), ["T001", "T002"]
+    )
     pool = create_tape_pool(tmp_path / "home", library, chunk_size=CHUNK)
     (tmp_path / "work").mkdir()
     cal = Calendar(pool, CatalogWriter(str(tmp_path / "home")), tmp_path / "work")
@@ -151,15 +191,25 @@ def test_tape_sets_expire_and_a_cartridge_is_released_only_when_every_set_on_it_
     tape = (tmp_path / "library" / "cartridges" / "T001.tape").read_bytes()
     catalog = Catalog.open(str(tmp_path / "home"), "p")
 
-    first = delete_sets(pool, cal.writer, sets_to_delete(catalog, "p", ["s1"]), now=NOW, reason="manual", deleted_by="admin")
+    first = delete_sets(
+        pool, cal.writer, sets_to_delete(catalog, "p", ["s1"]), now=NOW, reason="manual", deleted_by="admin"
+    )
     catalog.refresh()
-    assert first.outcomes[0].message == "backup set s1 expired (its data stays on the media until they are reused)"
+    assert (
+        first.outcomes[0].message
+        == "backup set s1 expired (its data stays on the media until they are reused)"
+    )
     assert released_media(pool, expired_sets(catalog, "p")) == []  # s2 is on T001 too
     assert list(catalog.list_sets()["set_id"]) == ["s2"]
     assert catalog.query("SELECT data_removed FROM set_deletions")["data_removed"].tolist() == [False]
 
-    delete_sets(pool, cal.writer, sets_to_delete(catalog, "p", ["s2"]), now=NOW, reason="manual", deleted_by="admin")
+    delete_sets(
+        pool, cal.writer, sets_to_delete(catalog, "p", ["s2"]), now=NOW, reason="manual", deleted_by="admin"
+    )
     catalog.refresh()
     assert released_media(pool, expired_sets(catalog, "p")) == ["T001"]  # T002 holds nothing
     # Nothing on the cartridge was overwritten.
-    assert hashlib.sha256((tmp_path / "library" / "cartridges" / "T001.tape").read_bytes()).digest() == hashlib.sha256(tape).digest()
+    assert (
+        hashlib.sha256((tmp_path / "library" / "cartridges" / "T001.tape").read_bytes()).digest()
+        == hashlib.sha256(tape).digest()
+    )

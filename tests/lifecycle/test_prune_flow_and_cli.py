@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lifecycle_support import CHUNK, Calendar
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from typer.testing import CliRunner
@@ -24,7 +25,6 @@ from bingobackup.specs.job import load_job_spec
 from catalog import Catalog, CatalogWriter
 from deployments.jobs import create_job, delete_job
 from flows.prune import prune
-from lifecycle_support import CHUNK, Calendar
 from tasks.blocks import PrefectRegistryStore
 
 runner = CliRunner()
@@ -121,17 +121,31 @@ def test_sets_delete_needs_yes_and_refuses_unknown_sets(setup: Setup) -> None:
 def test_an_operator_may_only_simulate(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
     import bingobackup.resources.users as users
 
-    monkeypatch.setattr(users, "resolve_user", lambda store, name: User(name="olga", role="operator", groups=[]))
+    monkeypatch.setattr(
+        users, "resolve_user", lambda store, name: User(name="olga", role="operator", groups=[])
+    )
     invoke("prune", "--pool", setup.pool)  # the simulator is for everyone
-    for args in (["prune", "--pool", setup.pool, "--yes"], ["sets", "delete", "set-0", "--pool", setup.pool, "--yes"]):
+    for args in (
+        ["prune", "--pool", setup.pool, "--yes"],
+        ["sets", "delete", "set-0", "--pool", setup.pool, "--yes"],
+    ):
         result = runner.invoke(app, args)
-        assert "User 'olga' (role operator) may not" in str(result.exception) and "only admins may" in str(result.exception)
+        assert "User 'olga' (role operator) may not" in str(result.exception) and "only admins may" in str(
+            result.exception
+        )
     assert setup.listed() == ["set-3", "set-2", "set-1", "set-0"]
 
 
 def test_the_pool_default_retention_applies_to_a_job_without_one(setup: Setup) -> None:
     spec = load_job_spec(
-        {"version": 2, "name": f"{setup.job}-b", "cloud": "demo", "backup_host": "i-PRUNE", "pool": setup.pool, "content": [{"vm": "db"}]}
+        {
+            "version": 2,
+            "name": f"{setup.job}-b",
+            "cloud": "demo",
+            "backup_host": "i-PRUNE",
+            "pool": setup.pool,
+            "content": [{"vm": "db"}],
+        }
     )
     create_job(spec, None)
     try:

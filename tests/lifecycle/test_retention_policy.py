@@ -42,8 +42,17 @@ def test_daily_weekly_monthly_yearly_over_two_years() -> None:
     # daily); W51 ends Sun 20; W50 ends Sun 13.
     weeks = ids("2026-12-20", "2026-12-13")
     month_ends = ids(
-        "2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31", "2026-06-30",
-        "2026-07-31", "2026-08-31", "2026-09-30", "2026-10-31", "2026-11-30",
+        "2026-01-31",
+        "2026-02-28",
+        "2026-03-31",
+        "2026-04-30",
+        "2026-05-31",
+        "2026-06-30",
+        "2026-07-31",
+        "2026-08-31",
+        "2026-09-30",
+        "2026-10-31",
+        "2026-11-30",
     )  # December's newest is the 31st, a daily already
     years = ids("2025-12-31")  # 2026's is the 31st; only two years have sets
     assert result == last_week | weeks | month_ends | years
@@ -51,7 +60,9 @@ def test_daily_weekly_monthly_yearly_over_two_years() -> None:
 
 
 def test_the_reasons_name_every_rule_that_kept_a_set() -> None:
-    verdicts = apply_policy(daily_calendar(), RetentionPolicy(keep_daily=7, keep_monthly=2, keep_yearly=2), "UTC", NOW)
+    verdicts = apply_policy(
+        daily_calendar(), RetentionPolicy(keep_daily=7, keep_monthly=2, keep_yearly=2), "UTC", NOW
+    )
     by_id = {v.set_id: v for v in verdicts}
     assert by_id["2026-12-31T02"].reasons == ("daily", "monthly", "yearly")
     assert by_id["2026-11-30T02"].reasons == ("monthly",)
@@ -73,8 +84,11 @@ def test_keep_last_and_keep_within() -> None:
 
 def test_buckets_are_in_the_jobs_time_zone() -> None:
     # Two sets a day, 10:00 and 20:00 UTC: in Shanghai (UTC+8) the 20:00 set is 04:00 next day.
-    points = [p for d in (date(2026, 12, 30), date(2026, 12, 31)) for p in (
-        SetPoint(f"{d}T10", at(d, 10), True), SetPoint(f"{d}T20", at(d, 20), True))]
+    points = [
+        p
+        for d in (date(2026, 12, 30), date(2026, 12, 31))
+        for p in (SetPoint(f"{d}T10", at(d, 10), True), SetPoint(f"{d}T20", at(d, 20), True))
+    ]
     assert kept(points, "UTC", keep_daily=2) == {"2026-12-31T20", "2026-12-30T20"}
     assert kept(points, "Asia/Shanghai", keep_daily=2) == {"2026-12-31T20", "2026-12-31T10"}
 
@@ -103,7 +117,7 @@ def test_keep_min_holds_whatever_else_says() -> None:
 
 
 def test_no_keep_rule_keeps_every_good_set() -> None:
-    calendar = daily_calendar()[-10:] + [SetPoint("failed-old", at(date(2026, 1, 1)), False)]
+    calendar = [*daily_calendar()[-10:], SetPoint("failed-old", at(date(2026, 1, 1)), False)]
     assert kept(calendar) == {p.set_id for p in calendar if p.good}
 
 
@@ -112,14 +126,22 @@ def test_a_set_goes_only_when_no_vm_in_it_keeps_it() -> None:
     web = [SetPoint("s1", at(day, 1), True), SetPoint("s2", at(day, 2), True)]
     db = [SetPoint("s1", at(day, 1), True), SetPoint("s2", at(day, 2), False)]  # failed in s2
     policy = RetentionPolicy(keep_last=1, keep_failed_days=0)
-    plans = plan_sets({"web": apply_policy(web, policy, "UTC", NOW), "db": apply_policy(db, policy, "UTC", NOW)})
+    plans = plan_sets(
+        {"web": apply_policy(web, policy, "UTC", NOW), "db": apply_policy(db, policy, "UTC", NOW)}
+    )
     assert (plans["s2"].keep, plans["s2"].kept_for) == (True, ("web",))
     assert (plans["s1"].keep, plans["s1"].kept_for) == (True, ("db",))
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("30d", (0, 0, 30, 0)), ("2w", (0, 0, 14, 0)), ("6m", (0, 6, 0, 0)), ("1y6m", (1, 6, 0, 0)), ("12h", (0, 0, 0, 12))],
+    [
+        ("30d", (0, 0, 30, 0)),
+        ("2w", (0, 0, 14, 0)),
+        ("6m", (0, 6, 0, 0)),
+        ("1y6m", (1, 6, 0, 0)),
+        ("12h", (0, 0, 0, 12)),
+    ],
 )
 def test_keep_within_durations(text: str, expected: tuple[int, int, int, int]) -> None:
     d = WithinDuration.parse(text)
@@ -135,8 +157,13 @@ def test_a_bad_keep_within_is_refused_naming_the_forms() -> None:
 
 _START = datetime(2025, 1, 1, tzinfo=UTC)
 points_strategy = st.lists(
-    st.tuples(st.integers(0, 2 * 365 * 24 * 60), st.booleans()), min_size=0, max_size=60, unique_by=lambda t: t[0]
-).map(lambda rows: [SetPoint(f"s{minute}", _START + timedelta(minutes=minute), good) for minute, good in rows])
+    st.tuples(st.integers(0, 2 * 365 * 24 * 60), st.booleans()),
+    min_size=0,
+    max_size=60,
+    unique_by=lambda t: t[0],
+).map(
+    lambda rows: [SetPoint(f"s{minute}", _START + timedelta(minutes=minute), good) for minute, good in rows]
+)
 counts = st.none() | st.integers(1, 12)
 policy_strategy = st.builds(
     RetentionPolicy,
