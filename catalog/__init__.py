@@ -16,6 +16,7 @@ from catalog.schema import (
     NicRecord,
     RunError,
     SecurityGroupEntry,
+    SetDeletionRecord,
     VmBackupRecord,
 )
 from catalog.writer import CatalogWriteError, CatalogWriter
@@ -37,6 +38,7 @@ __all__ = [
     "NicRecord",
     "RunError",
     "SecurityGroupEntry",
+    "SetDeletionRecord",
     "VmBackup",
     "VmBackupRecord",
     "browse_by_host",

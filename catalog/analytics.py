@@ -86,3 +86,11 @@ WHERE location LIKE 'tape:%' OR location LIKE 'optical:%'
 GROUP BY ALL
 ORDER BY pool, medium, set_id, volume_id
 """
+
+# What prune and `sets delete` removed: one row per tombstone (docs/lifecycle.md), newest first.
+REMOVED_SETS = """
+SELECT pool, set_id, job_name, started_at, deleted_at, reason, rule, deleted_by, data_removed,
+       logical_bytes, bytes_stored
+FROM set_deletions
+ORDER BY deleted_at DESC, pool, set_id
+"""

@@ -419,6 +419,10 @@ class Catalog:
     def success_rate_by_job(self) -> pd.DataFrame:
         return self.query(analytics.SUCCESS_RATE_BY_JOB)
 
+    def removed_sets(self) -> pd.DataFrame:
+        """What retention (and `sets delete`) removed: the tombstones, newest first."""
+        return self.query(analytics.REMOVED_SETS)
+
 
 def _outside_the_catalog(exc: duckdb.Error) -> CatalogQueryError:
     return CatalogQueryError(

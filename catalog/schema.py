@@ -354,6 +354,46 @@ JOB_RUNS = pa.schema(
     ]
 )
 
+# -- set deletions (docs/lifecycle.md): tombstones, written after a set's data is gone --------
+
+
+class SetDeletionRecord(CatalogRecord):
+    """A backup set deleted (or, on tape and optical media, expired): the views hide it.
+
+    Written only once the set's manifests (and a standard pool's packs) are gone from the pool,
+    so no reader is ever shown a set that cannot be restored; written once per deletion, never
+    changed (a set deleted twice keeps its first record in the view)."""
+
+    set_id: str
+    job_name: str = ""
+    started_at: AwareDatetime | None = Field(default=None, description="when the deleted set started")
+    reason: Literal["retention", "manual"] | str = "manual"
+    rule: str = Field(default="", description="the retention policy that let it go (prune), or ''")
+    deleted_by: str = Field(default="", description="the bingobackup user who pruned or deleted it")
+    data_removed: bool = Field(
+        default=True, description="False on tape/optical: the set is expired, its data stays on the media"
+    )
+    logical_bytes: int = Field(default=0, ge=0, description="the set's disk sizes, as its commit record said")
+    bytes_stored: int = Field(default=0, ge=0, description="bytes the set newly wrote to the pool")
+    deleted_at: AwareDatetime | None = Field(default=None, description="stamped by the writer")
+
+
+SET_DELETIONS = pa.schema(
+    [
+        *_COMMON,
+        ("set_id", pa.string()),
+        ("job_name", pa.string()),
+        ("started_at", TIMESTAMP),
+        ("reason", pa.string()),
+        ("rule", pa.string()),
+        ("deleted_by", pa.string()),
+        ("data_removed", pa.bool_()),
+        ("logical_bytes", pa.int64()),
+        ("bytes_stored", pa.int64()),
+        ("deleted_at", TIMESTAMP),
+    ]
+)
+
 R = TypeVar("R", bound=CatalogRecord)
 
 # Table name (= directory under `<pool>/catalog/` = DuckDB view name) → schema.
@@ -363,6 +403,7 @@ TABLES: dict[str, pa.Schema] = {
     "disk_backups": DISK_BACKUPS,
     "chunks": CHUNKS,
     "job_runs": JOB_RUNS,
+    "set_deletions": SET_DELETIONS,
 }
 
 

@@ -27,7 +27,10 @@ _COMMITTED = (
 # rows under an earlier commit id that no backup_sets row names: those stay invisible.
 _PUBLIC_VIEWS = {
     # If a set id were ever committed twice, the first commit is the set.
-    "backup_sets": "SELECT * FROM _all_backup_sets "
+    # A set with a tombstone (`set_deletions`) is gone for every reader, and with it its rows
+    # in the views below, which show only rows of sets this view shows.
+    "backup_sets": "SELECT * FROM _all_backup_sets b "
+    "WHERE NOT EXISTS (SELECT 1 FROM _all_set_deletions d WHERE d.pool = b.pool AND d.set_id = b.set_id) "
     "QUALIFY row_number() OVER (PARTITION BY pool, set_id ORDER BY committed_at, commit_id) = 1",
     "vm_backups": f"SELECT t.* FROM _all_vm_backups t WHERE {_COMMITTED}",
     "disk_backups": f"SELECT t.* FROM _all_disk_backups t WHERE {_COMMITTED}",
@@ -35,6 +38,9 @@ _PUBLIC_VIEWS = {
     # A run is recorded again as it progresses; its newest record is its state.
     "job_runs": "SELECT * FROM _all_job_runs "
     "QUALIFY row_number() OVER (PARTITION BY pool, run_id ORDER BY recorded_at DESC, commit_id DESC) = 1",
+    # A set deleted twice (two prunes at once, or a retry) keeps its first tombstone.
+    "set_deletions": "SELECT * FROM _all_set_deletions "
+    "QUALIFY row_number() OVER (PARTITION BY pool, set_id ORDER BY deleted_at, commit_id) = 1",
 }
 
 

@@ -30,10 +30,12 @@ from catalog.schema import (
     DISK_BACKUPS,
     JOB_RUNS,
     SCHEMA_VERSION,
+    SET_DELETIONS,
     VM_BACKUPS,
     BackupSetRecord,
     DiskBackupRecord,
     JobRunRecord,
+    SetDeletionRecord,
     VmBackupRecord,
     records_to_table,
 )
@@ -178,6 +180,21 @@ class CatalogWriter:
         commit_id = uuid.uuid4().hex
         self._write_new(
             "job_runs", f"{record.run_id}.{commit_id}", records_to_table([stamped], JOB_RUNS, commit_id)
+        )
+        return stamped
+
+    # -- set deletions ---------------------------------------------------------------------
+
+    def write_set_deletion(self, record: SetDeletionRecord) -> SetDeletionRecord:
+        """The tombstone of a set whose data is already gone from the pool: from now on no view
+        shows the set. A new file, like every catalog write."""
+        _check_key("Backup set id", record.set_id)
+        stamped = record.model_copy(update={"deleted_at": datetime.now(UTC)})
+        commit_id = uuid.uuid4().hex
+        self._write_new(
+            "set_deletions",
+            f"{record.set_id}.{commit_id}",
+            records_to_table([stamped], SET_DELETIONS, commit_id),
         )
         return stamped
 

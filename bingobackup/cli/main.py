@@ -18,6 +18,7 @@ from bingobackup.cli import (
     job,
     notify,
     pool,
+    prune,
     resources,
     restore,
     server,
@@ -50,6 +51,7 @@ app.command("export-disk")(catalog.export_disk)
 app.add_typer(resources.app, name="resources")
 app.command("demo")(demo.demo)
 app.command("gc")(gc.gc)
+prune.register(app, sets=catalog.sets_app, pools=pool.app)
 
 
 @app.callback()

@@ -43,6 +43,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 Buffer = bytes | bytearray | memoryview
@@ -123,6 +124,10 @@ class BlobStore(ABC):
     def keeps_every_blob(self) -> bool:
         """True where the storage refuses deletes (S3 Object Lock): nothing is deleted to tidy up."""
         return False
+
+    def retained_until(self, key: str) -> datetime | None:
+        """When a retention lock on `key` ends (S3 Object Lock), or None: deletable now."""
+        return None
 
     @property
     def replaces_blobs(self) -> bool:

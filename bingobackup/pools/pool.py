@@ -280,18 +280,26 @@ class Pool(ABC):
             if file_name.endswith(".json"):
                 yield set_id, file_name.removesuffix(".json")
 
+    def set_keys(self, set_id: str) -> list[str]:
+        """The blobs `delete_set` removes: the set's manifests, then the data only it uses."""
+        manifests = [info.key for info in self.store.list(f"{MANIFESTS}/{check_name('set id', set_id)}/")]
+        return manifests + self._set_data_keys(set_id)
+
     def delete_set(self, set_id: str) -> int:
-        """Removes a backup set's manifests (and the data only it uses); returns blobs removed.
-        Holds a `delete` lock meanwhile, and waits while a repack rewrites manifests (it would
-        write back a manifest deleted under it)."""
-        prefix = f"{MANIFESTS}/{check_name('set id', set_id)}/"
+        """Removes a backup set's manifests, then the data only it uses; returns blobs removed.
+
+        Crash-safe: the manifests go first, so a set interrupted halfway is already gone for a
+        restore (which follows the manifests) and a rerun removes the rest. Shared chunks of a
+        dedup pool stay for garbage collection. A blob another deletion removed meanwhile is
+        no error. Holds a `delete` lock meanwhile, and waits while a repack rewrites manifests
+        (it would write back a manifest deleted under it)."""
         with self._deletion_lock():
             removed = 0
-            for info in list(self.store.list(prefix)):
-                with contextlib.suppress(BlobNotFoundError):  # another deletion of the same set
-                    self.store.delete(info.key)
+            for key in self.set_keys(set_id):
+                with contextlib.suppress(BlobNotFoundError):
+                    self.store.delete(key)
                     removed += 1
-            return removed + self._delete_set_data(set_id)
+            return removed
 
     @contextlib.contextmanager
     def _deletion_lock(self) -> Iterator[None]:
@@ -313,5 +321,6 @@ class Pool(ABC):
         finally:
             lock.release()
 
-    def _delete_set_data(self, set_id: str) -> int:
-        return 0
+    def _set_data_keys(self, set_id: str) -> list[str]:
+        """The data blobs only this set uses (a standard pool's packs); none in a shared store."""
+        return []

@@ -289,6 +289,15 @@ class S3BlobStore(BlobStore):
         )
         return BlobInfo(key, int(answer["ContentLength"]))
 
+    def retained_until(self, key: str) -> datetime | None:
+        if not self.settings.object_lock_mode:
+            return None
+        answer = self._call(
+            "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
+        )
+        until = answer.get("ObjectLockRetainUntilDate")
+        return until if isinstance(until, datetime) else None
+
     def list(self, prefix: str = "") -> Iterator[BlobInfo]:
         strip = len(self.settings.key_of(""))
         paginator = self.client.get_paginator("list_objects_v2")

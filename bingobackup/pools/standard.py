@@ -150,9 +150,5 @@ class StandardPool(Pool):
     def _read_envelope(self, ref: ChunkRef) -> bytes:
         return self._read_packed(ref)
 
-    def _delete_set_data(self, set_id: str) -> int:
-        removed = 0
-        for info in list(self.store.list(f"{PACKS}/{check_name('set id', set_id)}/")):
-            self.store.delete(info.key)
-            removed += 1
-        return removed
+    def _set_data_keys(self, set_id: str) -> list[str]:
+        return [info.key for info in self.store.list(f"{PACKS}/{check_name('set id', set_id)}/")]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone
 from bingobackup.pools.s3config import S3Settings
+from bingobackup.specs.retention import RetentionPolicy
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_HTTPS_PORT = 443
@@ -213,6 +214,9 @@ class PoolRegistration(ResourceModel):
         default_factory=list, description="LAN-free pools: ids of the backup hosts that see the storage"
     )
     library: str | None = Field(default=None, description="Tape pools: directory of the tape library")
+    retention: RetentionPolicy | None = Field(
+        default=None, description="Default retention of the jobs writing here that have none of their own"
+    )
 
     @model_validator(mode="after")
     def _kind_has_its_settings(self) -> PoolRegistration:

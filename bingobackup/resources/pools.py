@@ -21,6 +21,7 @@ from bingobackup.resources.access import may_use, not_found, require_admin, requ
 from bingobackup.resources.errors import RegistrationError
 from bingobackup.resources.models import PoolFormatName, PoolKindName, PoolRegistration, User
 from bingobackup.resources.store import RegistryStore
+from bingobackup.specs.retention import RetentionPolicy
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -221,6 +222,17 @@ def pool_for(store: RegistryStore, user: User, name: str) -> PoolRegistration:
     """The pool `user` may use, or a refusal naming the pool and its groups."""
     pool = find_pool(store, name)
     require_authorized(user, "pool", name, pool.groups)
+    return pool
+
+
+def set_pool_retention(
+    store: RegistryStore, user: User, name: str, policy: RetentionPolicy | None
+) -> PoolRegistration:
+    """Admin only: the pool's default retention (None: none, jobs without one keep everything)."""
+    require_admin(user, f"change the retention of pool '{name}'")
+    pool = find_pool(store, name)
+    pool.retention = policy
+    store.save_pool(pool)
     return pool
 
 

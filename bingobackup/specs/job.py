@@ -1,6 +1,7 @@
 """The backup job spec (DESIGN.md §4): the typed parameter of the backup flow.
 
-Version 1 is the current version. When the model changes, bump `JOB_SPEC_VERSION`, add a
+Version 2 is the current version (it added the optional `retention` section; version 1
+specs migrate by getting none). When the model changes, bump `JOB_SPEC_VERSION`, add a
 migration from the previous version to `JOB_MIGRATIONS`, and keep a stored old spec in
 `tests/fixtures/specs/` that must keep loading. The model migrates by itself whenever it is
 validated (`VersionedSpec`), so jobs stored as deployments keep running after an upgrade.
@@ -17,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from bingobackup.mover.ratelimit import RateSchedule
 from bingobackup.resources.discovery import ContentSelection, SelectionFilters
 from bingobackup.specs.loading import checked_job_name, load_spec
+from bingobackup.specs.retention import RetentionPolicy
 from bingobackup.specs.schedule import ManualSchedule, Schedule
 from bingobackup.specs.versioning import Migration, SpecVersioning, VersionedSpec, version_field
 
-JOB_SPEC_VERSION = 1
+JOB_SPEC_VERSION = 2
 # A run that stands still this long is stopped (bingobackup/watchdog.py): longer than the
 # longest cloud wait's own time-out (an hour for a snapshot or a volume), so those report first.
 STALL_MINUTES = 90.0
@@ -34,7 +36,16 @@ StallMinutes = Annotated[
         "stopped and fails, naming what it waited on",
     ),
 ]
-JOB_MIGRATIONS: dict[int, Migration] = {}  # version n → n+1
+
+
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added `retention`; a version-1 job had none (it keeps every set, or the
+    pool's default retention applies)."""
+    data.pop("retention", None)
+    return data
+
+
+JOB_MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}  # version n → n+1
 
 _UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]iB|B)\s*$", re.IGNORECASE)
@@ -130,6 +141,11 @@ class BackupJobSpec(VersionedSpec):
     filters: SelectionFilters = Field(default_factory=SelectionFilters)
     schedule: Schedule = Field(default_factory=ManualSchedule)
     options: BackupOptions = Field(default_factory=BackupOptions)
+    retention: RetentionPolicy | None = Field(
+        default=None,
+        description="which backup sets of each VM `bingobackup prune` keeps (None: the pool's default "
+        "retention, or keep everything); buckets in the schedule's time zone",
+    )
 
     @field_validator("name")
     @classmethod

@@ -2,8 +2,8 @@
 
 A deployment's run validates its *stored* parameters straight into the flow's typed `spec`
 (Prefect's `Flow.validate_parameters`, which the flow engine calls before the run starts),
-without our loaders. Here a release with spec version 2 is simulated (one field renamed,
-one migration) and a version-1 spec as the previous release stored it is validated the
+without our loaders. Here the next release is simulated (one field renamed, one migration
+more) and a spec as today's release stores it is validated the
 way a run validates it: it must arrive migrated.
 """
 
@@ -38,12 +38,17 @@ def _stored_json(spec: VersionedSpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", by_alias=True)
 
 
-def _as_version_2(monkeypatch: pytest.MonkeyPatch, model: type[VersionedSpec], old: str, new: str) -> None:
+def _as_next_version(monkeypatch: pytest.MonkeyPatch, model: type[VersionedSpec], old: str, new: str) -> int:
+    """Today's version becomes the previous release's: the next one renames `old` to `new`."""
+    today = model.versioning
+
     def rename(data: dict[str, Any]) -> dict[str, Any]:
         data[new] = data.pop(old)
         return data
 
-    monkeypatch.setattr(model, "versioning", SpecVersioning(2, {1: rename}, model.versioning.what))
+    migrations = {**today.migrations, today.current: rename}
+    monkeypatch.setattr(model, "versioning", SpecVersioning(today.current + 1, migrations, today.what))
+    return today.current + 1
 
 
 @pytest.mark.parametrize(("flow", "model", "fixture", "old", "new"), CASES)
@@ -61,12 +66,12 @@ def test_a_stored_v1_spec_is_migrated_when_a_run_validates_its_parameters(
     stored = _stored_json(today)
     stored[old] = stored.pop(new)
     kept = dict(stored)
-    _as_version_2(monkeypatch, model, old, new)
+    next_version = _as_next_version(monkeypatch, model, old, new)
 
     spec = flow.validate_parameters({"spec": stored, "user": None})["spec"]
 
     assert isinstance(spec, model)
-    assert spec.version == 2
+    assert spec.version == next_version
     assert spec.model_dump(exclude={"version"}) == today.model_dump(exclude={"version"})
     assert stored == kept, "the deployment's stored parameters are not rewritten by a run"
     # `job list` / `job show` read stored parameters through the same model.
