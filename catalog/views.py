@@ -35,6 +35,8 @@ _PUBLIC_VIEWS = {
     # A run is recorded again as it progresses; its newest record is its state.
     "job_runs": "SELECT * FROM _all_job_runs "
     "QUALIFY row_number() OVER (PARTITION BY pool, run_id ORDER BY recorded_at DESC, commit_id DESC) = 1",
+    # Every verify run's row per set, kept (the history); `Catalog.list_sets` shows the newest.
+    "verifications": "SELECT * FROM _all_verifications",
 }
 
 

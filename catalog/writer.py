@@ -30,10 +30,12 @@ from catalog.schema import (
     DISK_BACKUPS,
     JOB_RUNS,
     SCHEMA_VERSION,
+    VERIFICATIONS,
     VM_BACKUPS,
     BackupSetRecord,
     DiskBackupRecord,
     JobRunRecord,
+    VerificationRecord,
     VmBackupRecord,
     records_to_table,
 )
@@ -180,6 +182,23 @@ class CatalogWriter:
             "job_runs", f"{record.run_id}.{commit_id}", records_to_table([stamped], JOB_RUNS, commit_id)
         )
         return stamped
+
+    # -- verifications --------------------------------------------------------------------
+
+    def write_verifications(self, run_id: str, records: Sequence[VerificationRecord]) -> None:
+        """Record what verify run `run_id` found, one row per set, in one new file (written
+        after the run read everything: a verify that stopped halfway records nothing)."""
+        _check_key("Verify run id", run_id)
+        strays = sorted({r.run_id for r in records} - {run_id})
+        if strays:
+            raise CatalogWriteError(
+                f"Verification rows of runs {strays} were passed with verify run {run_id}; pass only its own."
+            )
+        if not records:
+            return
+        commit_id = uuid.uuid4().hex
+        table = records_to_table(list(records), VERIFICATIONS, commit_id)
+        self._write_new("verifications", f"{run_id}.{commit_id}", table)
 
     # -- files -----------------------------------------------------------------------------
 

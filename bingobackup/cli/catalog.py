@@ -183,7 +183,24 @@ def list_sets(
         )
         if c in frame.columns
     ]
-    console.print(_frame_table(frame[columns], "backup sets"))
+    shown = frame[columns].copy()
+    shown["verified"] = [_verified(row) for row in frame.to_dict("records")]
+    console.print(_frame_table(shown, "backup sets"))
+
+
+def _verified(row: dict[str, object]) -> str:
+    """The set's newest verification: when, its status, and the share read when sampled."""
+    import pandas as pd
+
+    when, status, percent = (
+        row.get("last_verified_at"),
+        row.get("last_verify_status"),
+        row.get("last_verify_sampled_percent"),
+    )
+    if when is None or pd.isna(when):
+        return "never"
+    sample = f", {percent:g}% sample" if isinstance(percent, float) and percent < 100 else ""
+    return f"{status} {pd.Timestamp(when):%Y-%m-%d %H:%M} UTC{sample}"
 
 
 @sets_app.command("tree")
