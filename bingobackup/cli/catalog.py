@@ -184,7 +184,7 @@ def list_sets(
         if c in frame.columns
     ]
     shown = frame[columns].copy()
-    shown["verified"] = [_verified(row) for row in frame.to_dict("records")]
+    shown["verified (UTC)"] = [_verified(row) for row in frame.to_dict("records")]
     console.print(_frame_table(shown, "backup sets"))
 
 
@@ -200,7 +200,7 @@ def _verified(row: dict[str, object]) -> str:
     if when is None or pd.isna(when):
         return "never"
     sample = f", {percent:g}% sample" if isinstance(percent, float) and percent < 100 else ""
-    return f"{status} {pd.Timestamp(when):%Y-%m-%d %H:%M} UTC{sample}"
+    return f"{status} {pd.Timestamp(when):%Y-%m-%d %H:%M}{sample}"
 
 
 @sets_app.command("tree")
