@@ -8,7 +8,8 @@ manifest is checked too (its seal, and that the catalog's rows agree with it): d
 reported as `manifest` or `catalog`.
 
 Chunks are read in storage order (pack by pack, or along a tape or disc file) by a few threads:
-zstd, AES-GCM and BLAKE3 release the GIL, so the threads use every core. Each thread holds one
+zstd, AES-GCM and BLAKE3 release the GIL, so the threads use every core. A tape pool's are read
+by one thread, cartridge by cartridge and file by file, forward: the stream read once, in order. Each thread holds one
 chunk at a time; what grows with the pool is only the list of references (about 100 bytes per
 chunk reference), never their data.
 
@@ -234,6 +235,8 @@ def verify_disks(
         raise ValueError(f"the sample must be more than 0 % and at most 100 %, not {sample_percent}")
     if threads < 1:
         raise ValueError("verify needs at least one thread")
+    if pool.kind == "tape":
+        threads = 1  # a drive reads one place at a time: the chunks in tape order, not seeking between threads
     started = time.monotonic()
     damage: list[Damage] = []
     references: dict[_Stored, list[_Reference]] = {}

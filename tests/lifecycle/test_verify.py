@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 from s3_support import new_bucket, s3_settings
 from typer.testing import CliRunner
-from verify_support import CHUNK, Backups, chunk_at, flip_byte, random_data
+from verify_support import CHUNK, Backups, chunk_at, flip_byte, flip_tape_byte, random_data
 
 from bingobackup.cli.main import app
+from bingobackup.lifecycle.verify import DiskToVerify, verify_disks
 from bingobackup.pools.open import create_pool, create_pool_in
 from bingobackup.pools.s3arrowfs import catalog_filesystem
 from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
+from bingobackup.pools.tapepool import create_tape_pool
 from catalog import Catalog, CatalogWriter
 from catalog.schema import VerificationRecord
 from tasks.verify import VerifySelection, verify_pool
@@ -170,3 +173,42 @@ def test_selection_by_set_vm_and_job(tmp_path: Path) -> None:
     assert [s.set_id for s in verify(backups, job="nightly").sets] == ["set-1", "set-2"]  # type: ignore[attr-defined]
     with pytest.raises(Exception, match="No committed backup set nope"):
         verify(backups, set_id="nope")
+
+
+def test_a_flipped_byte_on_tape_is_named(tmp_path: Path) -> None:
+    library = TapeLibrary.create(
+        tmp_path / "lib", LibrarySettings(block_size=16 << 10, capacity_bytes=1 << 20), ["BB0001L8", "BB0002L8"]
+    )
+    pool = create_tape_pool(tmp_path / "home", library, chunk_size=CHUNK)
+    backups = Backups(pool, (str(tmp_path / "home"), None), tmp_path / "sources")
+    backups.back_up("set-1", "web", random_data(3))
+    backups.back_up("set-2", "web", random_data(3), day=1)
+    assert verify(backups).ok  # type: ignore[attr-defined]
+    flip_tape_byte(pool, chunk_at(backups.manifests[("set-2", "vol-web-root")], 2 * CHUNK))
+
+    report = verify(backups)
+
+    assert damaged_places(report) == [("web", "vol-web-root", "set-2", 2 * CHUNK, "chunk")]
+
+
+def test_a_damaged_manifest_and_a_catalog_that_disagrees_are_told_apart(tmp_path: Path) -> None:
+    backups = local_backups(tmp_path)
+    backups.back_up("set-1", "web", random_data(2))
+    backups.back_up("set-2", "db", random_data(2), day=1)
+    manifest_file = tmp_path / "pool-dedup" / "manifests" / "set-1" / "vol-web-root.json"
+    manifest_file.write_bytes(manifest_file.read_bytes().replace(b'"offset":65536', b'"offset":65537'))
+    db = backups.manifests[("set-2", "vol-db-root")]
+    swapped = db.model_copy(
+        update={"chunks": (db.chunks[0].model_copy(update={"offset": CHUNK}), db.chunks[1].model_copy(update={"offset": 0}))}
+    )
+    disks = [
+        DiskToVerify(set_id="set-1", volume_id="vol-web-root", vm_name="web", indexed=backups.manifests[("set-1", "vol-web-root")]),
+        DiskToVerify(set_id="set-2", volume_id="vol-db-root", vm_name="db", indexed=swapped),
+    ]
+
+    report = verify_disks(backups.pool, disks)
+
+    assert [(d.set_id, d.kind, d.offset) for d in report.damage] == [("set-1", "manifest", None), ("set-2", "catalog", 0)]
+    assert "fails its seal check" in report.damage[0].reason
+    assert report.chunks_read == 4  # set-1's chunks still read, from the catalog's rows
+    assert "catalog rebuild --pool pool-dedup" in report.advice() and "restore the damaged disks" in report.advice()

@@ -97,3 +97,18 @@ def flip_byte(pool: Pool, ref: ChunkRef) -> None:
 
 def random_data(chunks: int) -> bytes:
     return os.urandom(chunks * CHUNK)
+
+
+def flip_tape_byte(pool: Any, ref: ChunkRef) -> None:
+    """One byte of the chunk flipped on its emulated cartridge (blocks framed by 5-byte headers)."""
+    _, barcode, file_number, start = ref.location.split(":")
+    cartridge = pool.library.cartridge(barcode)
+    assert cartridge.files > int(file_number)  # the cartridge's file index is learnt
+    block = cartridge.block_size
+    payload = int(start) + ref.stored_size // 2
+    position = cartridge._starts[int(file_number)] + (payload // block) * (5 + block) + 5 + payload % block
+    with open(cartridge.path, "r+b") as tape:
+        tape.seek(position)
+        byte = tape.read(1)
+        tape.seek(position)
+        tape.write(bytes([byte[0] ^ 0x40]))
