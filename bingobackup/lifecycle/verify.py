@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bingobackup.format.errors import CorruptChunkError, ManifestError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.mover.crew import thread_in_context
+from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.pools.errors import PoolError
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import ZERO_LOCATION
@@ -321,6 +322,7 @@ def _read_all(
     cancel: threading.Event | None,
 ) -> dict[_Stored, str]:
     """Reads and checks every chunk of `chosen` on `threads` threads; {chunk: why it is damaged}."""
+    keep_freed_buffers()  # each chunk's buffers reused by the next, not page-faulted in again
     pending = iter(chosen)
     lock = threading.Lock()
     failed: dict[_Stored, str] = {}
