@@ -461,7 +461,7 @@ class Catalog:
         if not digests:
             return []
         return self._rows(
-            'SELECT c.digest, c.set_id, d.vm_id, coalesce(v.vm_name, d.vm_id) AS vm_name, c.volume_id, '
+            "SELECT c.digest, c.set_id, d.vm_id, coalesce(v.vm_name, d.vm_id) AS vm_name, c.volume_id, "
             'd.name, d.device_name, c."offset" FROM chunks c '
             "JOIN disk_backups d ON d.pool = c.pool AND d.set_id = c.set_id AND d.volume_id = c.volume_id "
             "LEFT JOIN vm_backups v ON v.pool = d.pool AND v.set_id = d.set_id AND v.vm_id = d.vm_id "

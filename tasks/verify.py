@@ -34,7 +34,9 @@ class VerifySelection(BaseModel):
     seed: int | None = None
 
     def check(self) -> VerifySelection:
-        named = [flag for flag, value in (("--set", self.set_id), ("--vm", self.vm), ("--job", self.job)) if value]
+        named = [
+            flag for flag, value in (("--set", self.set_id), ("--vm", self.vm), ("--job", self.job)) if value
+        ]
         if len(named) > 1:
             raise BingoBackupError(f"verify takes one of --set, --vm and --job, not {' and '.join(named)}")
         return self

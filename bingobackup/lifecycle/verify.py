@@ -237,7 +237,9 @@ def verify_disks(
     if threads < 1:
         raise ValueError("verify needs at least one thread")
     if pool.kind == "tape":
-        threads = 1  # a drive reads one place at a time: the chunks in tape order, not seeking between threads
+        threads = (
+            1  # a drive reads one place at a time: the chunks in tape order, not seeking between threads
+        )
     started = time.monotonic()
     damage: list[Damage] = []
     references: dict[_Stored, list[_Reference]] = {}

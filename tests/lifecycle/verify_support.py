@@ -29,7 +29,9 @@ class Backups:
     manifests: dict[tuple[str, str], DiskManifest] = field(default_factory=dict)  # (set, volume) → manifest
     vm_of_volume: dict[str, str] = field(default_factory=dict)
 
-    def back_up(self, set_id: str, vm: str, data: bytes, *, job: str = "nightly", day: int = 0) -> DiskManifest:
+    def back_up(
+        self, set_id: str, vm: str, data: bytes, *, job: str = "nightly", day: int = 0
+    ) -> DiskManifest:
         """One set holding VM `vm` with one disk whose content is `data`."""
         volume = f"vol-{vm}-root"
         self.sources.mkdir(parents=True, exist_ok=True)
