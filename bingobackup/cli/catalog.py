@@ -309,8 +309,6 @@ def export_disk(
 ) -> None:
     """Write a backed-up disk as a sparse raw image (every chunk verified as it is read; the
     chunks placed as the pool's sealed manifest says, which the catalog must agree with)."""
-    from bingobackup.errors import BingoBackupError
-    from bingobackup.format.errors import PassphraseRequiredError
     from bingobackup.mover import RestoreChunkError
     from bingobackup.mover.restore import restore_disk
 
@@ -324,12 +322,7 @@ def export_disk(
             {"set_id": set_id, "volume": volume},
         )
     vm_name = str(owner["vm_name"][0]) if len(owner) else "?"
-    try:
-        opened = ref.open(passphrase)
-    except PassphraseRequiredError as exc:
-        raise BingoBackupError(
-            f"{exc} with --passphrase or the environment variable BINGOBACKUP_POOL_PASSPHRASE."
-        ) from None
+    opened = ref.open_for_reading(passphrase)
     label = f"VM {vm_name} disk {volume} (set {set_id})"
     manifest = opened.checked_manifest(indexed, label)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from bingobackup.cli.common import console, err_console
+from bingobackup.cli.common import byte_bar, console, err_console
 from bingobackup.cli.pools_index import pool_ref
 
 
@@ -42,39 +42,16 @@ def verify(
     """Read back every chunk the pool's backup sets reference (or a random sample), checking
     each one's authentication tag and digest, each disk's sealed manifest and the catalog;
     report damaged chunks by VM, disk, offset and set. Exit code 1 when anything is damaged."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn, TransferSpeedColumn
-
-    from bingobackup.errors import BingoBackupError
-    from bingobackup.format.errors import PassphraseRequiredError
     from tasks.verify import VerifySelection, parse_sample, verify_pool
 
     selection = VerifySelection(
         set_id=set_id, vm=vm, job=job, sample_percent=parse_sample(sample), since_days=since_days, seed=seed
     ).check()
     ref = pool_ref(pool)
-    try:
-        opened = ref.open(passphrase)
-    except PassphraseRequiredError as exc:
-        raise BingoBackupError(
-            f"{exc} with --passphrase or the environment variable BINGOBACKUP_POOL_PASSPHRASE."
-        ) from None
+    opened = ref.open_for_reading(passphrase)
     name, root, filesystem = ref.catalog_root()
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
-    bar = progress.add_task(f"verify {name}", total=None)
-    with progress:
-        report = verify_pool(
-            opened,
-            (root, filesystem),
-            selection,
-            progress=lambda done, total: progress.update(bar, completed=done, total=total),
-        )
+    with byte_bar(f"verify {name}", on=err_console) as progress:
+        report = verify_pool(opened, (root, filesystem), selection, progress=progress)
     if report.sets:
         console.print(_table("backup sets verified", report.summary_rows()))
     console.print(report.headline(), highlight=False, soft_wrap=True)
