@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-e2e bench-scheduler bench-scale restic postgresql install clean
+.PHONY: demo test lint bench bench-e2e bench-scheduler bench-scale bench-verify restic postgresql install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench-e2e: $(STAMP) restic
 
 bench-scheduler: $(STAMP)
 	$(BIN)/python -m benchmarks --scheduler-only
+
+# Only the Verify rows: verify vs export-disk on one backup of the image, and restic check --read-data.
+bench-verify: $(STAMP) restic
+	$(BIN)/python -m benchmarks --verify-only
 
 # restic (Debian package) for the side-by-side rows; without root or apt they are skipped.
 restic:

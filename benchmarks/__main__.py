@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmarks import scale_report
+from benchmarks import verify as verify_rows
 from benchmarks.image import DATA_FRACTION, build_image
 from benchmarks.machine import machine_info, probe
 from benchmarks.measure import REPO_ROOT
@@ -25,7 +26,7 @@ from benchmarks.tables import method_lines, tables_for
 
 MIB = 1 << 20
 Log = Callable[[str], None]
-UNITS = {"": MIB, "m": MIB, "mib": MIB, "g": 1 << 30, "gib": 1 << 30}
+UNITS = {"": MIB, "m": MIB, "mi": MIB, "mib": MIB, "g": 1 << 30, "gi": 1 << 30, "gib": 1 << 30}
 
 
 def parse_size(text: str) -> int:
@@ -55,6 +56,11 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--e2e-only", action="store_true", help="only `backup run` end to end vs restic")
     parser.add_argument("--scheduler-only", action="store_true", help="only 100 jobs due at one minute")
+    parser.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="only verify vs export-disk (and restic check --read-data) on one backup of the image",
+    )
     parser.add_argument("--scheduler-limit", type=int, default=10, help="work queue limit per host (0: none)")
     parser.add_argument(
         "--channels", type=int, default=2, help="engine channels (default 2, the job default)"
@@ -140,6 +146,8 @@ def main(argv: list[str]) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="bingobackup-bench-", dir=args.workdir))
     try:
+        if args.verify_only:
+            return verify_rows.verify_only(args, argv, work, log, console)
         if args.e2e_only or args.scheduler_only:
             return only_rows(args, work, log, console)
         if args.scale_only:
@@ -176,17 +184,28 @@ def main(argv: list[str]) -> int:
         run.external_backup("second")
         run.engine_export("second", churned)
         run.external_restore("second", churned)
+        load_before = verify_rows.load()
+        reads = verify_rows.full_run_reads(run, churned)
+        verify_loads = (load_before, verify_rows.load())
 
         tables = tables_for(run, run.limits, args)
         console.print()
         print_tables(console, tables + [table for block in blocks for table in block.tables])
+        print_tables(console, verify_rows.tables(reads))
         if not args.no_docs:
             command = "python -m benchmarks " + shlex.join(argv) if argv else "make bench"
             lines = method_lines(run, skipped)
             with scale_section(args.docs, blocks):
                 write_markdown(
-                    args.docs, command.strip(), info, lines, tables, _now(), kept=(scale_report.SECTION,)
+                    args.docs,
+                    command.strip(),
+                    info,
+                    lines,
+                    tables,
+                    _now(),
+                    kept=(scale_report.SECTION, verify_rows.SECTION),
                 )
+            verify_rows.write_full_run(args.docs, command.strip(), verify_loads, reads)
             log(f"wrote {args.docs}")
         if not args.skip_scale:
             run_scale(args, argv, work, console, log)

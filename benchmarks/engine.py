@@ -65,3 +65,24 @@ def export(
     result, times = timed(lambda: restore_disk(pool, manifest, output, channels=channels))
     counts = result.model_dump(exclude={"seconds"})
     return {**times, **counts, "peak_rss_bytes": peak_rss_bytes()}
+
+
+def verify(pool_dir: Path, passphrase: str) -> dict[str, Any]:
+    """`bingobackup verify` of every set in the pool, as the engine runs it (the catalog's part,
+    choosing the disks and recording the result, is left out: a few small files)."""
+    from bingobackup.lifecycle.verify import DiskToVerify, verify_disks
+
+    pool = open_pool(pool_dir, passphrase)
+    disks = [DiskToVerify(set_id=s, volume_id=v) for s, v in sorted(pool.list_manifests())]
+    set_stored = {d.set_id: pool.load_manifest(d.set_id, d.volume_id).stored_bytes for d in disks}
+    report, times = timed(lambda: verify_disks(pool, disks))
+    if not report.ok:
+        raise RuntimeError(f"verify found damage in the benchmark's pool: {report.headline()}")
+    return {
+        **times,
+        "bytes_read": report.bytes_read,
+        "logical_bytes": report.logical_bytes,
+        "chunks_read": report.chunks_read,
+        "set_stored_bytes": set_stored,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }

@@ -71,6 +71,10 @@ class Restic(ExternalTool):
     def backup(self, image: Path, label: str) -> dict[str, Any]:
         return run_command(["restic", "backup", "--quiet", "--tag", label, str(image)], self._env())
 
+    def check_read_data(self) -> dict[str, Any]:
+        """`restic check --read-data`: every pack of the repository read and verified."""
+        return run_command(["restic", "check", "--read-data"], self._env())
+
     def restore(self, image: Path, label: str) -> tuple[dict[str, Any], Path]:
         target = self.work / "restore"
         measured = run_command(

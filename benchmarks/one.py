@@ -36,6 +36,8 @@ def _run(operation: str, args: dict[str, Any]) -> dict[str, Any]:
             Path(args["output"]),
             channels=args.get("channels", 2),
         )
+    if operation == "verify":
+        return engine.verify(Path(args["pool"]), args["passphrase"])
     if operation == "flow":
         from benchmarks.flowrun import run_flow_backup  # imports Prefect: only in this step
 
@@ -55,14 +57,14 @@ def _run(operation: str, args: dict[str, Any]) -> dict[str, Any]:
             Path(args["work"]), args["vms"], args["transition_delay"], args["cli_runs"], args["rounds"]
         )
     raise SystemExit(
-        f"unknown operation {operation!r}; choose backup, export, flow, e2e, scheduler, scale or exec"
+        f"unknown operation {operation!r}; choose backup, export, verify, flow, e2e, scheduler, scale or exec"
     )
 
 
 def main(argv: list[str]) -> None:
     if len(argv) != 2:
         raise SystemExit(
-            "usage: python -m benchmarks.one backup|export|flow|e2e|scheduler|scale|exec JSON_ARGUMENTS"
+            "usage: python -m benchmarks.one backup|export|verify|flow|e2e|scheduler|scale|exec JSON_ARGUMENTS"
         )
     result = _run(argv[0], json.loads(argv[1]))
     print(RESULT_MARK + json.dumps(result), flush=True)

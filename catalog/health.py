@@ -25,8 +25,10 @@ PARQUET = ds.ParquetFileFormat(
     default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
 )
 
+# Tables whose files hold one run each (a backup's job run, a verify run), named by its id.
+RUN_TABLES = ("job_runs", "verifications")
 # The column every row of a file shares with the file's name.
-KEY_COLUMN = {table: "run_id" if table == "job_runs" else "set_id" for table in TABLES}
+KEY_COLUMN = {table: "run_id" if table in RUN_TABLES else "set_id" for table in TABLES}
 
 # The tables of a backup set, in commit order: the commit record last.
 SET_TABLES = ("chunks", "disk_backups", "vm_backups", "backup_sets")

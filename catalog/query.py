@@ -251,10 +251,14 @@ class Catalog:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> pd.DataFrame:
-        """Committed sets, newest first; `vm` is a VM name or id, `since` ≤ started_at < `until`."""
+        """Committed sets, newest first; `vm` is a VM name or id, `since` ≤ started_at < `until`.
+        Each row ends with the set's newest verification (`last_verified_at`, `last_verify_status`,
+        `last_verify_sampled_percent`; NULL when never verified)."""
         return self.query(
-            """
-            SELECT * FROM backup_sets s
+            f"""
+            SELECT s.*, v.verified_at AS last_verified_at, v.status AS last_verify_status,
+                   v.sampled_percent AS last_verify_sampled_percent
+            FROM backup_sets s LEFT JOIN ({_NEWEST_VERIFICATION}) v ON v.pool = s.pool AND v.set_id = s.set_id
             WHERE ($pool IS NULL OR s.pool = $pool)
               AND ($job IS NULL OR s.job_name = $job)
               AND ($since IS NULL OR s.started_at >= $since)
@@ -401,6 +405,70 @@ class Catalog:
             )
         return RestoreChunkError(f"{str(error).rstrip('.')}. {note}", error.offset, error.digest)
 
+    # -- verify -------------------------------------------------------------------------------
+
+    def sets_to_verify(
+        self,
+        pool: str,
+        set_id: str | None = None,
+        vm: str | None = None,
+        job: str | None = None,
+        verified_since: datetime | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """(sets to verify, sets skipped) of `pool`, oldest first: every committed set, or the one
+        named, those holding VM `vm` (name or id), or those job `job` made. With `verified_since`,
+        a set whose newest full verification (every chunk read, none damaged) finished at or after
+        it is skipped: PBS's "re-verify after N days"."""
+        rows = self._rows(
+            """
+            SELECT s.set_id, EXISTS (
+                SELECT 1 FROM verifications v
+                WHERE v.pool = s.pool AND v.set_id = s.set_id AND v.status = 'ok'
+                  AND v.sampled_percent >= 100 AND v.verified_at >= $since) AS recent
+            FROM backup_sets s
+            WHERE s.pool = $pool
+              AND ($set_id IS NULL OR s.set_id = $set_id)
+              AND ($job IS NULL OR s.job_name = $job)
+              AND ($vm IS NULL OR EXISTS (
+                    SELECT 1 FROM vm_backups v
+                    WHERE v.pool = s.pool AND v.set_id = s.set_id AND (v.vm_id = $vm OR v.vm_name = $vm)))
+            ORDER BY s.started_at, s.set_id
+            """,
+            {
+                "pool": pool,
+                "set_id": set_id,
+                "vm": vm,
+                "job": job,
+                "since": _utc(verified_since) or datetime.max.replace(tzinfo=UTC),
+            },
+        )
+        if set_id is not None and not rows:
+            self.backup_set(set_id, pool)  # raises, naming the set and how to list them
+        return [r["set_id"] for r in rows if not r["recent"]], [r["set_id"] for r in rows if r["recent"]]
+
+    def disks_of_set(self, set_id: str, pool: str) -> list[dict[str, Any]]:
+        """The disks of a set with their VM: set_id, vm_id, vm_name, volume_id, name, device_name."""
+        return self._rows(
+            "SELECT d.set_id, d.vm_id, coalesce(v.vm_name, d.vm_id) AS vm_name, d.volume_id, d.name, "
+            "d.device_name FROM disk_backups d LEFT JOIN vm_backups v USING (pool, set_id, vm_id) "
+            "WHERE d.pool = $pool AND d.set_id = $set_id ORDER BY d.vm_id, d.is_root DESC, d.device_name",
+            {"pool": pool, "set_id": set_id},
+        )
+
+    def chunk_references(self, digests: Sequence[str], pool: str) -> list[dict[str, Any]]:
+        """Every committed disk that holds one of `digests`: digest, set_id, vm_id, vm_name,
+        volume_id, name, device_name, offset (a damaged chunk is damaged in each of them)."""
+        if not digests:
+            return []
+        return self._rows(
+            "SELECT c.digest, c.set_id, d.vm_id, coalesce(v.vm_name, d.vm_id) AS vm_name, c.volume_id, "
+            'd.name, d.device_name, c."offset" FROM chunks c '
+            "JOIN disk_backups d ON d.pool = c.pool AND d.set_id = c.set_id AND d.volume_id = c.volume_id "
+            "LEFT JOIN vm_backups v ON v.pool = d.pool AND v.set_id = d.set_id AND v.vm_id = d.vm_id "
+            'WHERE c.pool = $pool AND list_contains($digests, c.digest) ORDER BY c.set_id, c.volume_id, c."offset"',
+            {"pool": pool, "digests": list(digests)},
+        )
+
     # -- analyst helpers (SQL in catalog.analytics) -------------------------------------------
 
     def dedup_ratio_by_set(self) -> pd.DataFrame:
@@ -422,6 +490,13 @@ class Catalog:
     def removed_sets(self) -> pd.DataFrame:
         """What retention (and `sets delete`) removed: the tombstones, newest first."""
         return self.query(analytics.REMOVED_SETS)
+
+
+# Each set's newest verification row.
+_NEWEST_VERIFICATION = (
+    "SELECT * FROM verifications "
+    "QUALIFY row_number() OVER (PARTITION BY pool, set_id ORDER BY verified_at DESC, commit_id DESC) = 1"
+)
 
 
 def _outside_the_catalog(exc: duckdb.Error) -> CatalogQueryError:

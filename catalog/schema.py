@@ -220,6 +220,28 @@ class JobRunRecord(CatalogRecord):
     recorded_at: AwareDatetime | None = Field(default=None, description="stamped by the writer")
 
 
+# -- Verifications (`bingobackup verify`) -------------------------------------------------------
+
+
+class VerificationRecord(CatalogRecord):
+    """What one verify run found for one backup set. Write-once like every catalog row: a
+    later verify adds rows, and a set's newest row is its state (the `verifications` view
+    keeps them all; `Catalog.list_sets` shows the newest)."""
+
+    run_id: str = Field(description="the verify run; one file per run holds a row per set it verified")
+    set_id: str
+    pool: str = ""
+    started_at: AwareDatetime
+    verified_at: AwareDatetime = Field(description="when the run finished reading")
+    status: Literal["ok", "damaged"] | str
+    chunks_checked: int = Field(default=0, ge=0, description="distinct chunks of the set read and checked")
+    bytes_checked: int = Field(default=0, ge=0, description="stored bytes of those chunks")
+    damaged_chunks: int = Field(default=0, ge=0, description="damaged chunk references and manifests")
+    sampled_percent: float = Field(default=100.0, gt=0, le=100)
+    sample_seed: int | None = None
+    flow_run_id: str = ""
+
+
 # -- Arrow schemas. The order of fields is the column order of the views. ---------------------
 
 _SECURITY_GROUP = pa.struct([("group_id", pa.string()), ("group_name", pa.string())])
@@ -394,6 +416,24 @@ SET_DELETIONS = pa.schema(
     ]
 )
 
+VERIFICATIONS = pa.schema(
+    [
+        *_COMMON,
+        ("run_id", pa.string()),
+        ("set_id", pa.string()),
+        ("pool", pa.string()),
+        ("started_at", TIMESTAMP),
+        ("verified_at", TIMESTAMP),
+        ("status", pa.string()),
+        ("chunks_checked", pa.int64()),
+        ("bytes_checked", pa.int64()),
+        ("damaged_chunks", pa.int64()),
+        ("sampled_percent", pa.float64()),
+        ("sample_seed", pa.int64()),
+        ("flow_run_id", pa.string()),
+    ]
+)
+
 R = TypeVar("R", bound=CatalogRecord)
 
 # Table name (= directory under `<pool>/catalog/` = DuckDB view name) → schema.
@@ -404,6 +444,7 @@ TABLES: dict[str, pa.Schema] = {
     "chunks": CHUNKS,
     "job_runs": JOB_RUNS,
     "set_deletions": SET_DELETIONS,
+    "verifications": VERIFICATIONS,
 }
 
 

@@ -41,6 +41,8 @@ _PUBLIC_VIEWS = {
     # A set deleted twice (two prunes at once, or a retry) keeps its first tombstone.
     "set_deletions": "SELECT * FROM _all_set_deletions "
     "QUALIFY row_number() OVER (PARTITION BY pool, set_id ORDER BY deleted_at, commit_id) = 1",
+    # Every verify run's row per set, kept (the history); `Catalog.list_sets` shows the newest.
+    "verifications": "SELECT * FROM _all_verifications",
 }
 
 

@@ -31,11 +31,13 @@ from catalog.schema import (
     JOB_RUNS,
     SCHEMA_VERSION,
     SET_DELETIONS,
+    VERIFICATIONS,
     VM_BACKUPS,
     BackupSetRecord,
     DiskBackupRecord,
     JobRunRecord,
     SetDeletionRecord,
+    VerificationRecord,
     VmBackupRecord,
     records_to_table,
 )
@@ -197,6 +199,23 @@ class CatalogWriter:
             records_to_table([stamped], SET_DELETIONS, commit_id),
         )
         return stamped
+
+    # -- verifications --------------------------------------------------------------------
+
+    def write_verifications(self, run_id: str, records: Sequence[VerificationRecord]) -> None:
+        """Record what verify run `run_id` found, one row per set, in one new file (written
+        after the run read everything: a verify that stopped halfway records nothing)."""
+        _check_key("Verify run id", run_id)
+        strays = sorted({r.run_id for r in records} - {run_id})
+        if strays:
+            raise CatalogWriteError(
+                f"Verification rows of runs {strays} were passed with verify run {run_id}; pass only its own."
+            )
+        if not records:
+            return
+        commit_id = uuid.uuid4().hex
+        table = records_to_table(list(records), VERIFICATIONS, commit_id)
+        self._write_new("verifications", f"{run_id}.{commit_id}", table)
 
     # -- files -----------------------------------------------------------------------------
 

@@ -183,7 +183,24 @@ def list_sets(
         )
         if c in frame.columns
     ]
-    console.print(_frame_table(frame[columns], "backup sets"))
+    shown = frame[columns].copy()
+    shown["verified (UTC)"] = [_verified(row) for row in frame.to_dict("records")]
+    console.print(_frame_table(shown, "backup sets"))
+
+
+def _verified(row: dict[str, object]) -> str:
+    """The set's newest verification: when, its status, and the share read when sampled."""
+    import pandas as pd
+
+    when, status, percent = (
+        row.get("last_verified_at"),
+        row.get("last_verify_status"),
+        row.get("last_verify_sampled_percent"),
+    )
+    if when is None or pd.isna(when):
+        return "never"
+    sample = f", {percent:g}% sample" if isinstance(percent, float) and percent < 100 else ""
+    return f"{status} {pd.Timestamp(when):%Y-%m-%d %H:%M}{sample}"
 
 
 @sets_app.command("tree")
@@ -292,8 +309,6 @@ def export_disk(
 ) -> None:
     """Write a backed-up disk as a sparse raw image (every chunk verified as it is read; the
     chunks placed as the pool's sealed manifest says, which the catalog must agree with)."""
-    from bingobackup.errors import BingoBackupError
-    from bingobackup.format.errors import PassphraseRequiredError
     from bingobackup.mover import RestoreChunkError
     from bingobackup.mover.restore import restore_disk
 
@@ -307,12 +322,7 @@ def export_disk(
             {"set_id": set_id, "volume": volume},
         )
     vm_name = str(owner["vm_name"][0]) if len(owner) else "?"
-    try:
-        opened = ref.open(passphrase)
-    except PassphraseRequiredError as exc:
-        raise BingoBackupError(
-            f"{exc} with --passphrase or the environment variable BINGOBACKUP_POOL_PASSPHRASE."
-        ) from None
+    opened = ref.open_for_reading(passphrase)
     label = f"VM {vm_name} disk {volume} (set {set_id})"
     manifest = opened.checked_manifest(indexed, label)
     try:

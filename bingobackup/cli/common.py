@@ -76,11 +76,11 @@ def _console_without_tracebacks() -> None:
 
 
 @contextmanager
-def byte_progress(description: str, *, quiet: bool = False) -> Iterator[None]:
-    """A rich bar fed by the engine's progress listeners while a flow runs in this process."""
+def byte_bar(
+    description: str, *, quiet: bool = False, on: Console = console
+) -> Iterator[Callable[[int, int], None]]:
+    """A rich bar of bytes done (size, rate, time); yields `listener(done, total)` to feed it."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeElapsedColumn, TransferSpeedColumn
-
-    from bingobackup.backup.job import PROGRESS_LISTENERS
 
     progress = Progress(
         "[progress.description]{task.description}",
@@ -88,7 +88,7 @@ def byte_progress(description: str, *, quiet: bool = False) -> Iterator[None]:
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=on,
         disable=quiet,
     )
     bar = progress.add_task(description, total=None)
@@ -96,12 +96,21 @@ def byte_progress(description: str, *, quiet: bool = False) -> Iterator[None]:
     def listener(done: int, total: int) -> None:
         progress.update(bar, completed=done, total=total)
 
-    PROGRESS_LISTENERS.append(listener)
-    try:
-        with progress:
+    with progress:
+        yield listener
+
+
+@contextmanager
+def byte_progress(description: str, *, quiet: bool = False) -> Iterator[None]:
+    """A rich bar fed by the engine's progress listeners while a flow runs in this process."""
+    from bingobackup.backup.job import PROGRESS_LISTENERS
+
+    with byte_bar(description, quiet=quiet) as listener:
+        PROGRESS_LISTENERS.append(listener)
+        try:
             yield
-    finally:
-        PROGRESS_LISTENERS.remove(listener)
+        finally:
+            PROGRESS_LISTENERS.remove(listener)
 
 
 @contextmanager

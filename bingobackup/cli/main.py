@@ -24,6 +24,7 @@ from bingobackup.cli import (
     server,
     sim,
     user,
+    verify,
     worker,
 )
 from bingobackup.cli.common import err_console
@@ -48,6 +49,7 @@ app.add_typer(restore.app, name="restore")
 app.add_typer(catalog.catalog_app, name="catalog")
 app.add_typer(catalog.sets_app, name="sets")
 app.command("export-disk")(catalog.export_disk)
+app.command("verify")(verify.verify)
 app.add_typer(resources.app, name="resources")
 app.command("demo")(demo.demo)
 app.command("gc")(gc.gc)

@@ -63,6 +63,17 @@ class PoolRef:
             registration = registration.model_copy(update={"passphrase": SecretStr(passphrase)})
         return open_registered_pool(registration)
 
+    def open_for_reading(self, passphrase: str | None) -> Pool:
+        """`open`, saying where the passphrase goes when an encrypted pool was given none."""
+        from bingobackup.format.errors import PassphraseRequiredError
+
+        try:
+            return self.open(passphrase)
+        except PassphraseRequiredError as exc:
+            raise BingoBackupError(
+                f"{exc} with --passphrase or the environment variable BINGOBACKUP_POOL_PASSPHRASE."
+            ) from None
+
     def registration(self) -> PoolRegistration:
         from bingobackup.cli.common import registry
         from bingobackup.resources.pools import pool_for

@@ -258,9 +258,15 @@ class Pool(ABC):
         two agree on every chunk's place; ManifestError naming the disk and offset otherwise.
         The catalog only finds a disk: what is written follows the sealed manifest."""
         manifest = self.load_manifest(indexed.set_id, indexed.volume_id)
+        self.check_index(manifest, indexed, label)
+        return manifest
+
+    def check_index(self, manifest: DiskManifest, indexed: DiskManifest, label: str = "") -> None:
+        """ManifestError naming the disk and offset unless the catalog's rows `indexed` place
+        every chunk where the sealed `manifest` does (`verify` reports it as catalog damage)."""
         difference = first_difference(manifest, indexed)
         if difference is None:
-            return manifest
+            return
         offset, what = difference
         where = f" at disk offset {offset}" if offset is not None else ""
         disk = label or f"disk {indexed.volume_id} (set {indexed.set_id})"
