@@ -14,6 +14,7 @@ import pytest
 from lifecycle_support import CHUNK, Calendar
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+from prefect.client.schemas.sorting import ArtifactSort
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app
@@ -79,7 +80,8 @@ def test_the_prune_flow_dry_runs_then_prunes_and_leaves_a_summary(setup: Setup) 
         assert setup.calendar.restored_sha256(set_id, "web") == setup.calendar.disks[set_id]["web"]
     with get_client(sync_client=True) as client:
         [artifact, *_] = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"prune-{setup.pool}"]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"prune-{setup.pool}"])),
+            sort=ArtifactSort.CREATED_DESC,
         )
     assert artifact.type == "markdown"
     assert "2 set(s) deleted" in str(artifact.data) and "| set-0 |" in str(artifact.data)
