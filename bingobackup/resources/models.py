@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone
 from bingobackup.pools.s3config import S3Settings
+from bingobackup.specs.maintenance import PoolMaintenance
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_HTTPS_PORT = 443
@@ -213,6 +214,10 @@ class PoolRegistration(ResourceModel):
         default_factory=list, description="LAN-free pools: ids of the backup hosts that see the storage"
     )
     library: str | None = Field(default=None, description="Tape pools: directory of the tape library")
+    maintenance: PoolMaintenance = Field(
+        default_factory=PoolMaintenance,
+        description="When prune, garbage collection and verify run (Prefect deployments), and on which host",
+    )
 
     @model_validator(mode="after")
     def _kind_has_its_settings(self) -> PoolRegistration:
