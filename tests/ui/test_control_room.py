@@ -24,7 +24,7 @@ from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.restore import load_restore_spec
 from deployments.jobs import create_job, delete_job
 from deployments.kinds import restore_code
-from deployments.runs import recent_runs, wait_for_run
+from deployments.runs import wait_for_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -97,8 +97,6 @@ def test_operator_runs_a_backup_and_resumes_a_restore_in_the_ui(
     )
     try:
         # The Deployments page lists both jobs with the backup job's schedule.
-        page.on("response", lambda r: print("RESP", r.status, r.url) if "/api/" in r.url else None)
-        page.on("console", lambda m: print("CONSOLE", m.text))
         page.goto(f"{ui}/deployments")
         expect(page.get_by_text(backup.name).first).to_be_visible()
         expect(page.get_by_text(restore.name).first).to_be_visible()
@@ -106,19 +104,23 @@ def test_operator_runs_a_backup_and_resumes_a_restore_in_the_ui(
 
         # Run on the backup job: a run the worker completes.
         page.goto(f"{ui}/deployments/deployment/{backup.deployment_id}")
-        page.get_by_role("button", name="Run").first.click()
-        page.get_by_text("Quick run").first.click()
+        page.get_by_role("button", name="Run", exact=True).first.click()
+        page.get_by_role("button", name="Quick run").click()
+        # The run form, with the job's spec as its parameters: its Run creates the run.
+        run_form = page.get_by_role("dialog")
+        expect(run_form.get_by_text("Run Deployment")).to_be_visible()
         _shot(page, tmp_path, "run")
+        run_form.get_by_role("button", name="Run", exact=True).click()
         with get_client(sync_client=True) as client:
             (run,) = _wait_for_first_run(client, backup.deployment_id)
             final = wait_for_run(client, run.id, 240)
         assert final.state_type == "COMPLETED", final
         page.goto(f"{ui}/runs/flow-run/{run.id}")
         expect(page.get_by_text("Completed").first).to_be_visible()
-        page.get_by_role("tab", name="Artifacts").click()
+        page.get_by_role("tablist").get_by_text("Artifacts").click()
         expect(page.get_by_text("summary").first).to_be_visible()
         _shot(page, tmp_path, "flow-run-artifacts")
-        page.get_by_role("tab", name="Logs").click()
+        page.get_by_role("tablist").get_by_text("Logs").click()
         expect(page.get_by_text("VM linux_local").first).to_be_visible()
         _shot(page, tmp_path, "flow-run-logs")
 
@@ -146,8 +148,12 @@ def _wait_for_first_run(client: object, deployment_id: uuid.UUID) -> list[object
     from prefect.client.orchestration import SyncPrefectClient
 
     assert isinstance(client, SyncPrefectClient)
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
     for _ in range(100):
-        runs = recent_runs(client, deployment_id, 1)
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+        )
         if runs:
             return list(runs)
         page_wait(0.2)
