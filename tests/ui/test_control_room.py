@@ -131,7 +131,7 @@ def test_operator_runs_a_backup_and_resumes_a_restore_in_the_ui(
         page.goto(f"{ui}/runs/flow-run/{restore_run.id}")
         page.get_by_role("button", name="Resume").first.click()
         dialog = page.get_by_role("dialog")
-        dialog.locator("input").first.fill(restore_code(restore_spec) or "")
+        dialog.locator("textarea, input[type=text]").first.fill(restore_code(restore_spec) or "")
         _shot(page, tmp_path, "resume")
         dialog.get_by_role("button", name="Submit").click()
         with get_client(sync_client=True) as client:
