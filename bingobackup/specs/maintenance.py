@@ -73,12 +73,12 @@ def _short_schedule(text: str) -> Schedule:
         case "manual" if not items and not at:
             return ManualSchedule()
         case "daily" if not items:
-            return DailySchedule(**timed)  # type: ignore[arg-type]
+            return DailySchedule(**timed)
         case "weekly":
-            return WeeklySchedule(weekdays=items or ["sun"], **timed)  # type: ignore[arg-type]
+            return WeeklySchedule(weekdays=items or ["sun"], **timed)
         case "monthly":
             dates = [d if d == "last" else int(d) for d in items] or [1]
-            return MonthlySchedule(dates=dates, **timed)  # type: ignore[arg-type]
+            return MonthlySchedule(dates=dates, **timed)
         case "hourly" if not at:
             return HourlySchedule(every=int(items[0]) if items else 1)
     raise ValueError(f"{text!r} is not a schedule")
