@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-e2e bench-scheduler bench-scale bench-verify restic postgresql install clean
+.PHONY: demo test ui-screenshots chromium lint bench bench-e2e bench-scheduler bench-scale bench-verify restic postgresql install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,8 +17,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bingobackup demo
 
-test: $(STAMP) postgresql
+test: $(STAMP) postgresql chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the UI test (tests/ui): Playwright drives it, nothing is downloaded.
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; } \
+		|| echo "chromium could not be installed: the UI test fails saying so"
+
+# The UI test's screenshots, copied into docs/ui for the README's "Operating it".
+ui-screenshots: $(STAMP) chromium
+	BINGOBACKUP_UI_SCREENSHOTS=docs/ui $(BIN)/python -m pytest tests/ui -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

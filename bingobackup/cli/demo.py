@@ -38,6 +38,10 @@ DEMO_GROUP = "operators"
 DEMO_POOL = "demo-dedup"
 DEMO_SIM_PORT = 18080
 RESTORE_VM = "linux_mul_disk"  # three disks: a system disk and two data disks
+RESTORED_NAME = f"{RESTORE_VM}-restored"
+RESTORE_JOB = "demo-restore"
+# The demo's backup jobs run daily at this time, in the cloud's zone (UTC here).
+BACKUP_SCHEDULE = {"kind": "daily", "at": "02:00"}
 _SIM = BackgroundService(name="demo-sim", health_path="/_sim/health")
 
 
@@ -87,8 +91,11 @@ def demo(
     """Run the main job end to end on a simulated BingoCloud (no setup needed)."""
     if stop:
         from bingobackup.cli.prefect_server import stop_server
+        from bingobackup.cli.worker import stop_background_workers
 
-        stopped = [
+        # Workers first: they would otherwise log the server's absence until stopped.
+        workers = [f"worker of {host}" for host in stop_background_workers()]
+        stopped = workers + [
             name
             for name, ok in (("simulator", stop_demo_simulator()), ("Prefect server", stop_server()))
             if ok
@@ -105,7 +112,7 @@ def demo(
     demo_dir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]bingobackup demo")
     endpoint, secret_key = start_demo_simulator(demo_dir)
-    console.print(f"[1/9] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
+    console.print(f"[1/10] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
 
     client = BingoCloudClient(endpoint, DEMO_ACCESS_KEY, secret_key)
     tree = CloudTree.from_client(client)
@@ -115,7 +122,7 @@ def demo(
         from bingobackup.cli.prefect_server import status
 
         info = status()
-        console.print(f"[2/9] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
+        console.print(f"[2/10] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
         existed = store.get_cloud(DEMO_CLOUD) is not None
         _, hosts = register_simulated_cloud(
             store,
@@ -127,7 +134,7 @@ def demo(
             state_dir=demo_dir / "sim-state",
         )
         console.print(
-            f"[3/9] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
+            f"[3/10] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
             f"Access Key {mask_key(DEMO_ACCESS_KEY)}, keys checked against the API"
         )
         for cluster, host in sorted(hosts.items()):
@@ -139,43 +146,107 @@ def demo(
         authorize(store, user, "host", sorted(backup_hosts), [DEMO_GROUP])
         console.print(f"      cloud and backup hosts authorized to user group '{DEMO_GROUP}'")
 
-    console.print("[4/9] What the cloud holds:")
+    console.print("[4/10] What the cloud holds:")
     console.print(render_tree(tree, f"cloud {DEMO_CLOUD} ({endpoint})", set(backup_hosts)))
 
     pool_dir = demo_dir / "pools" / DEMO_POOL
     _ensure_demo_pool(demo_dir, pool_dir)
-    console.print(f"[5/9] Encrypted dedup pool '{DEMO_POOL}' at {pool_dir} (AES-256-GCM, zstd, 4 MiB chunks)")
+    console.print(
+        f"[5/10] Encrypted dedup pool '{DEMO_POOL}' at {pool_dir} (AES-256-GCM, zstd, 4 MiB chunks)"
+    )
 
     specs = _write_demo_specs(demo_dir, backup_hosts)
     results: list[tuple[str, str, list[dict[str, object]], bool]] = []
     for round_name in ("first", "second"):
         console.print(
-            f"[{6 if round_name == 'first' else 7}/9] {round_name.capitalize()} full backup of every VM:"
+            f"[{6 if round_name == 'first' else 7}/10] {round_name.capitalize()} full backup of every VM:"
         )
         for spec_path in specs:
             set_id, rows, ok = run_backup(spec_path)
             results.append((round_name, set_id, rows, ok))
             console.print(outcome_table(rows, f"{round_name} backup: set {set_id}"))
-    console.print("[8/9] Export one disk of every VM and compare SHA-256 with the source volume:")
+    console.print("[8/10] Export one disk of every VM and compare SHA-256 with the source volume:")
     checks = _verify_exports(demo_dir, pool_dir, endpoint, secret_key)
     console.print(checks)
     console.print(
-        f"[9/9] Restore VM {RESTORE_VM} from its latest backup set to a new VM, powered on, and compare "
+        f"[9/10] Restore VM {RESTORE_VM} from its latest backup set to a new VM, powered on, and compare "
         "its disks with the source volumes:"
     )
     console.print(_restore_and_verify(demo_dir, client, backup_hosts))
     _print_summary(results)
+    console.print("[10/10] The control room: jobs, pool maintenance and a worker per backup host in Prefect:")
+    jobs, code = _control_room(demo_dir, specs, backup_hosts)
+    console.print(jobs)
     console.rule()
+    ui = info.ui_url if info else "(bingobackup server status)"
+    first_job = f"demo-{sorted(h.cluster_id for h in backup_hosts.values())[0]}"
     console.print(
-        "Next:\n"
-        f"  Prefect UI: {info.ui_url if info else '(bingobackup server status)'} (flow runs with progress and "
-        "summary artifacts; Blocks show the registered cloud, hosts and pool)\n"
+        f"Open the Prefect UI: {ui}\n"
+        f"  Deployments: the jobs with their schedules, and the pool's prune, GC and verify.\n"
+        f"  Press Run (Quick run) on {first_job}: the worker of its backup host runs it; the run's page shows "
+        "progress and summary artifacts, and its Logs tab each VM.\n"
+        f"  Press Run on {RESTORE_JOB}: its run pauses; press Resume on the run's page and type the "
+        f"verification code [bold]{code}[/] to restore {RESTORE_VM} to a new VM.\n"
+        "From the shell:\n"
+        "  bingobackup job list    # the jobs and the pool maintenance with their next runs\n"
         f"  bingobackup sets tree --by host --pool {DEMO_POOL}\n"
         f"  bingobackup restore vm {demo_dir / 'restore-vm.yaml'}    # asks for the verification code\n"
         f'  bingobackup catalog query "SELECT vm_name, status, bytes_read, bytes_stored FROM vm_backups" --pool {DEMO_POOL}\n'
         "  notebook: notebooks/backup_history.ipynb (set BINGOBACKUP_POOL to the pool directory)\n"
-        "  bingobackup demo --stop    # stop the background simulator and Prefect server"
+        "  bingobackup demo --stop    # stop the workers, the simulator and the Prefect server"
     )
+
+
+def _control_room(demo_dir: Path, specs: list[Path], backup_hosts: dict[str, VmEntry]) -> tuple[Table, str]:
+    """The demo's jobs as Prefect deployments (each cluster's backup, daily; the restore of
+    RESTORE_VM, started by hand), the pool's maintenance deployments, and a background worker
+    per backup host, so an operator can work from the Prefect UI. Reruns update them in place.
+    The jobs and their hosts' workers, and the restore job's verification code."""
+    from bingobackup.cli.common import acting_user_name
+    from bingobackup.cli.pool import deploy_maintenance
+    from bingobackup.cli.worker import start_background_worker
+    from deployments.jobs import JobError, JobInfo, check_job_resources, create_job, edit_job, read_job
+    from deployments.kinds import load_any_spec, restore_code
+
+    restore_host = yaml.safe_load((demo_dir / "restore-vm.yaml").read_text())["backup_host"]
+    restore_job = demo_dir / "restore-job.yaml"
+    restore_job.write_text(yaml.safe_dump(restore_spec(restore_host, {"kind": "manual"}), sort_keys=False))
+    owner = acting_user_name()
+    jobs: list[JobInfo] = []
+    with registry() as (store, user):
+        for path in [*specs, restore_job]:
+            spec = load_any_spec(path)
+            check_job_resources(store, user, spec)
+            try:
+                read_job(spec.name)
+            except JobError:
+                jobs.append(create_job(spec, owner))
+            else:
+                jobs.append(edit_job(spec.name, spec, owner))
+        pool = store.get_pool(DEMO_POOL)
+    assert pool is not None  # registered at step 5
+    deploy_maintenance(pool, None)
+    # Both workers start at once: each is a Python process importing Prefect (seconds).
+    with ThreadPoolExecutor(len(backup_hosts)) as starting:
+        workers = dict(
+            zip(
+                sorted(backup_hosts), starting.map(start_background_worker, sorted(backup_hosts)), strict=True
+            )
+        )
+    table = Table("job", "kind", "schedule", "backup host", "worker")
+    for job in jobs:
+        host = backup_hosts[job.spec.backup_host]
+        worker = workers[job.spec.backup_host]
+        table.add_row(
+            job.name,
+            job.kind.label,
+            job.schedule_description,
+            f"{host.name} ({host.instance_id})",
+            f"online, pid {worker.pid} (log {worker.log_path.name})",
+        )
+    code = restore_code(jobs[-1].spec)
+    assert code is not None  # the last job is the restore job
+    return table, code
 
 
 def _ensure_demo_pool(demo_dir: Path, pool_dir: Path) -> None:
@@ -214,7 +285,7 @@ def _write_demo_specs(demo_dir: Path, backup_hosts: dict[str, VmEntry]) -> list[
                     "backup_host": instance_id,
                     "pool": DEMO_POOL,
                     "content": [{"cluster": host.cluster_id}],
-                    "schedule": {"kind": "manual"},
+                    "schedule": BACKUP_SCHEDULE,
                     "options": {
                         "compression": "fast",
                         "parallel_vms": 2,
@@ -277,6 +348,25 @@ def _verify_exports(demo_dir: Path, pool_dir: Path, endpoint: str, secret_key: s
     return table
 
 
+def restore_spec(backup_host: str, schedule: dict[str, object]) -> dict[str, object]:
+    """The demo's restore of RESTORE_VM (from its latest set, to a new VM, powered on) on the
+    backup host of its cluster: run once by the demo, and kept as the manual restore job."""
+    return {
+        "version": 1,
+        "name": RESTORE_JOB,
+        "kind": "vm",
+        "cloud": DEMO_CLOUD,
+        "backup_host": backup_host,
+        "pool": DEMO_POOL,
+        "source": {"vm": RESTORE_VM, "set": "latest"},
+        # the source VM is running: its IP and MAC stay with it
+        "target": {"name": RESTORED_NAME, "nics": [{"index": 0, "ip": "auto", "mac": "auto"}]},
+        "same_name": "suffix",
+        "power_on": True,
+        "schedule": schedule,
+    }
+
+
 def _restore_and_verify(demo_dir: Path, client: BingoCloudClient, backup_hosts: dict[str, VmEntry]) -> Table:
     """Restore RESTORE_VM through the restore flow (the code typed for the operator) and compare
     the new VM's volumes with the source VM's, as multisets of SHA-256."""
@@ -286,26 +376,10 @@ def _restore_and_verify(demo_dir: Path, client: BingoCloudClient, backup_hosts: 
 
     source = next(i for i in client.describe_instances() if i.name == RESTORE_VM)
     host = next(h for h in backup_hosts.values() if h.cluster_id == source.cluster_id)
-    target = f"{RESTORE_VM}-restored"
+    target = RESTORED_NAME
     spec_path = demo_dir / "restore-vm.yaml"
     spec_path.write_text(
-        yaml.safe_dump(
-            {
-                "version": 1,
-                "name": "demo-restore",
-                "kind": "vm",
-                "cloud": DEMO_CLOUD,
-                "backup_host": host.instance_id,
-                "pool": DEMO_POOL,
-                "source": {"vm": RESTORE_VM, "set": "latest"},
-                # the source VM is running: its IP and MAC stay with it
-                "target": {"name": target, "nics": [{"index": 0, "ip": "auto", "mac": "auto"}]},
-                "same_name": "suffix",
-                "power_on": True,
-                "schedule": {"kind": "immediate"},
-            },
-            sort_keys=False,
-        )
+        yaml.safe_dump(restore_spec(host.instance_id, {"kind": "immediate"}), sort_keys=False)
     )
     code = verification_code(load_restore_spec(spec_path))
     console.print(f"      verification code {code} (typed for you here; the command asks for it)")

@@ -154,30 +154,47 @@ def _runs_table(runs: list[JobRun], title: str, zone: str) -> Table:
 
 @app.command("list")
 def list_() -> None:
-    """The jobs: schedule, next run, last run's state, pool."""
+    """The jobs and the pools' maintenance: schedule, next run, last run's state, pool."""
     with prefect_api():
         from prefect.client.orchestration import get_client
 
         from deployments.jobs import list_jobs
+        from deployments.maintenance import list_maintenance
         from deployments.runs import recent_runs, upcoming_runs
 
         jobs = list_jobs()
+        maintenance = list_maintenance()
         table = Table("name", "kind", "schedule", "next run", "last run", "pool", "backup host", title="Jobs")
+        # (name, kind, schedule kind, zone, deployment, pool, host) of every row
+        rows = [
+            (
+                j.name,
+                j.kind.label,
+                j.schedule_kind,
+                j.spec.schedule.timezone,
+                j.deployment_id,
+                j.spec.pool,
+                j.spec.backup_host,
+            )
+            for j in jobs
+        ] + [
+            (m.name, m.label, m.schedule_kind, m.timezone, m.deployment_id, m.pool, m.host or "—")
+            for m in maintenance
+        ]
         with get_client(sync_client=True) as client:
-            for job in jobs:
-                zone = job.spec.schedule.timezone
-                upcoming = upcoming_runs(client, job.deployment_id, 1)
-                last = recent_runs(client, job.deployment_id, 1)
+            for name, kind, schedule_kind, zone, deployment_id, pool, host in rows:
+                upcoming = upcoming_runs(client, deployment_id, 1)
+                last = recent_runs(client, deployment_id, 1)
                 table.add_row(
-                    job.name,
-                    job.kind.label,
-                    job.schedule_kind,
+                    name,
+                    kind,
+                    schedule_kind,
                     _local(upcoming[0].expected_start, zone) if upcoming else "—",
                     f"{last[0].state} ({_local(last[0].expected_start, zone)})" if last else "never ran",
-                    job.spec.pool,
-                    job.spec.backup_host,
+                    pool,
+                    host,
                 )
-    console.print(table if jobs else "No jobs yet: create one with `bingobackup job create SPEC.yaml`.")
+    console.print(table if rows else "No jobs yet: create one with `bingobackup job create SPEC.yaml`.")
 
 
 @app.command()

@@ -13,8 +13,69 @@ from bingobackup.cli.pools_index import pool_ref, remember
 
 if TYPE_CHECKING:
     from bingobackup.pools.s3config import S3Settings
+    from bingobackup.resources.models import PoolRegistration
+    from bingobackup.specs.maintenance import PoolMaintenance
 
 app = typer.Typer(help="Pools: where backup sets are stored.", no_args_is_help=True)
+
+
+_SCHEDULE_HELP = (
+    "daily@HH:MM | weekly:DAY,…@HH:MM | monthly:DATE|last@HH:MM | hourly:N | manual | off | {YAML}"
+)
+_PRUNE_OPTION = typer.Option(None, "--prune", help=f"When prune runs (default daily@01:00): {_SCHEDULE_HELP}")
+_GC_OPTION = typer.Option(None, "--gc", help="When garbage collection runs (default weekly:sun@03:00)")
+_VERIFY_OPTION = typer.Option(None, "--verify", help="When verify runs (default monthly:1@05:00)")
+_HOST_OPTION = typer.Option(
+    None,
+    "--maintenance-host",
+    help="Backup host whose worker runs the maintenance (default: one that reaches the pool)",
+)
+
+
+def _maintenance(
+    current: PoolMaintenance | None, prune: str | None, gc: str | None, verify: str | None, host: str | None
+) -> PoolMaintenance:
+    """`current` (or the defaults) with the schedules given on the command line."""
+    from bingobackup.specs.maintenance import PoolMaintenance, parse_schedule_text
+
+    changes: dict[str, object] = {"host": host} if host else {}
+    for option, text in (("prune", prune), ("gc", gc), ("verify", verify)):
+        if text is not None:
+            try:
+                changes[option] = parse_schedule_text(text, f"--{option}")
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc), param_hint=f"--{option}") from None
+    return (current or PoolMaintenance()).model_copy(update=changes)
+
+
+def deploy_maintenance(registration: PoolRegistration, host: str | None) -> None:
+    """Make the pool's maintenance schedule Prefect deployments on a backup host reaching it,
+    and say what runs when; when no backup host can run them yet, say how to deploy later."""
+    from bingobackup.errors import BingoBackupError
+    from bingobackup.resources.pools import maintenance_host, set_pool_maintenance
+    from bingobackup.specs.maintenance import MAINTENANCE_TASKS
+    from deployments.maintenance import apply_pool_maintenance
+    from deployments.schedules import describe_schedule
+
+    with registry() as (store, user):
+        try:
+            chosen = maintenance_host(store, user, registration, host)
+        except BingoBackupError as exc:
+            if host:
+                raise
+            console.print(f"[yellow]Maintenance schedule recorded, not deployed: {exc}[/]")
+            return
+        if registration.maintenance.host != chosen.instance_id:
+            recorded = registration.maintenance.model_copy(update={"host": chosen.instance_id})
+            registration = set_pool_maintenance(store, user, registration.name, recorded)
+        deployed = apply_pool_maintenance(registration.name, registration.maintenance, chosen.instance_id)
+    for task in MAINTENANCE_TASKS:
+        schedule = registration.maintenance.schedule_of(task)
+        console.print(f"  {task}: {describe_schedule(schedule) if schedule else 'off'}")
+    console.print(
+        f"  {len(deployed)} maintenance deployment(s) on backup host {chosen.name} ({chosen.instance_id}); "
+        "`bingobackup job list` shows their next runs"
+    )
 
 
 def parse_chunk_size(text: str) -> int:
@@ -82,8 +143,13 @@ def create(
     output_dir: Path = typer.Option(None, help="optical: where disc images go (default PATH/images)"),
     burn_command: str = typer.Option(None, help="optical: command run with each closed disc's image path"),
     max_discs: int = typer.Option(None, help="optical: blank discs the pool may use (default: no limit)"),
+    prune: str = _PRUNE_OPTION,
+    gc: str = _GC_OPTION,
+    verify: str = _VERIFY_OPTION,
+    maintenance_host: str = _HOST_OPTION,
 ) -> None:
-    """Create a pool on its storage and register it (admin)."""
+    """Create a pool on its storage and register it (admin), with its maintenance schedule
+    (prune daily, GC weekly, verify monthly unless told otherwise) as Prefect deployments."""
     from bingobackup.resources.pools import create_registered_pool
 
     s3 = None
@@ -130,6 +196,7 @@ def create(
         optical = OpticalOptions(
             disc_bytes=disc_bytes, output_dir=output_dir, burn_command=burn_command, max_discs=max_discs
         )
+    maintenance = _maintenance(None, prune, gc, verify, maintenance_host)
     with registry() as (store, user):
         pool = create_registered_pool(
             store,
@@ -147,12 +214,35 @@ def create(
             backup_hosts=backup_host,
             tape=tape,
             optical=optical,
+            maintenance=maintenance,
         )
     remember(pool.name, pool.location, pool.kind)
     console.print(
         f"Pool [bold]{pool.name}[/] ({pool.kind}, {pool.on_pool_format}"
         f"{', encrypted' if pool.passphrase else ''}) created at {pool.location}"
     )
+    deploy_maintenance(pool, maintenance_host)
+
+
+@app.command("set-maintenance")
+def set_maintenance(
+    name: str = typer.Argument(..., help="Pool name"),
+    prune: str = _PRUNE_OPTION,
+    gc: str = _GC_OPTION,
+    verify: str = _VERIFY_OPTION,
+    maintenance_host: str = _HOST_OPTION,
+) -> None:
+    """Change when a pool's prune, GC and verify run (`off` turns one off); the options not given
+    keep their schedule. Applied at once to the pool's Prefect deployments (admin)."""
+    from bingobackup.resources.pools import find_pool, set_pool_maintenance
+
+    with registry() as (store, user):
+        current = find_pool(store, name)
+        registration = set_pool_maintenance(
+            store, user, name, _maintenance(current.maintenance, prune, gc, verify, maintenance_host)
+        )
+    console.print(f"Pool [bold]{name}[/] maintenance schedule:")
+    deploy_maintenance(registration, maintenance_host)
 
 
 def _s3_settings(**fields: object) -> S3Settings:

@@ -313,6 +313,9 @@ def ensure_server(port: int | None = None, host: str = LOOPBACK, auth: bool | No
     for _ in range(_START_TRIES):
         url = f"http://{client_host}:{port}/api"
         env["PREFECT_UI_URL"] = url.removesuffix("/api")  # for the links in notifications
+        # The UI's pages call this API: Prefect would otherwise point them at port 4200, which
+        # is another server (or none) whenever ours took another port.
+        env["PREFECT_UI_API_URL"] = url
         # Prefect's `server start`, with SQLite write transactions made IMMEDIATE (see prefect_serve).
         command = [sys.executable, "-m", "bingobackup.cli.prefect_serve", host, str(port)]
         try:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import typer
 
+from bingobackup.cli.background import BackgroundService, RunningService, bingobackup_home, free_port
 from bingobackup.cli.common import acting_user_name, console, err_console, prefect_api, registry
 from bingobackup.cli.prefect_server import client_environment
 from bingobackup.errors import BingoBackupError
@@ -41,6 +42,11 @@ DEFAULT_ENV_FILE = Path("/etc/bingobackup/worker.env")
 def start(
     host: str = typer.Option(..., "--host", help="Instance id of this backup host (its jobs' work queue)"),
     pool: str = _POOL_OPTION,
+    healthcheck_port: int = typer.Option(
+        None,
+        "--healthcheck-port",
+        help="Also answer GET http://127.0.0.1:PORT/health (200 while the worker polls its queue)",
+    ),
 ) -> None:
     """Run the jobs of one backup host until stopped (Ctrl-C or SIGTERM)."""
     from bingobackup.resources.access import backup_host_for
@@ -66,9 +72,48 @@ def start(
         # The flow runs it starts inherit this: the same client settings as this command's.
         env = {**os.environ, **client_environment(server)}
     command = worker_command(sys.executable, pool, host, f"{host}@{socket.gethostname()}")
+    if healthcheck_port is not None:
+        # Prefect's worker health server, on loopback only (its default is every address).
+        command.append("--with-healthcheck")
+        env |= {
+            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+            "PREFECT_WORKER_WEBSERVER_PORT": str(healthcheck_port),
+        }
     sys.stdout.flush()
     # Replace this process: signals (Ctrl-C, SIGTERM from a service manager) reach the worker itself.
     os.execvpe(command[0], command, env)
+
+
+_BACKGROUND_PREFIX = "worker-"
+
+
+def _background(host: str) -> BackgroundService:
+    # `host` is an instance id (letters, digits, dashes): safe in a file name.
+    return BackgroundService(name=f"{_BACKGROUND_PREFIX}{host}", health_path="/health")
+
+
+def start_background_worker(host: str, env: dict[str, str] | None = None) -> RunningService:
+    """`worker start --host ID` detached, as the demo's control room runs one per backup host
+    (a real backup host runs it as a service: `install-service`). Reused while it answers its
+    health check; `env` adds settings (e.g. PREFECT_WORKER_QUERY_SECONDS) to this environment."""
+    service = _background(host)
+    running = service.status()
+    if running is not None:
+        return running
+    port = free_port(0)
+    command = [sys.executable, "-m", "bingobackup.cli.main", "worker", "start", "--host", host]
+    command += ["--healthcheck-port", str(port)]
+    return service.ensure(command, f"http://127.0.0.1:{port}", env={**os.environ, **(env or {})})
+
+
+def stop_background_workers() -> list[str]:
+    """Stop every worker `start_background_worker` started under this home; the hosts they served."""
+    stopped = []
+    for state in sorted(bingobackup_home().glob(f"{_BACKGROUND_PREFIX}*.json")):
+        host = state.stem.removeprefix(_BACKGROUND_PREFIX)
+        if _background(host).stop():
+            stopped.append(host)
+    return stopped
 
 
 def unit_name(host: str) -> str:

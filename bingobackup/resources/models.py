@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone
 from bingobackup.pools.s3config import S3Settings
+from bingobackup.specs.maintenance import PoolMaintenance
 from bingobackup.specs.retention import RetentionPolicy
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
@@ -216,6 +217,10 @@ class PoolRegistration(ResourceModel):
     library: str | None = Field(default=None, description="Tape pools: directory of the tape library")
     retention: RetentionPolicy | None = Field(
         default=None, description="Default retention of the jobs writing here that have none of their own"
+    )
+    maintenance: PoolMaintenance = Field(
+        default_factory=PoolMaintenance,
+        description="When prune, garbage collection and verify run (Prefect deployments), and on which host",
     )
 
     @model_validator(mode="after")

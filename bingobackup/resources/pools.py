@@ -17,10 +17,17 @@ from bingobackup.pools.s3store import S3BlobStore
 from bingobackup.pools.stats import PoolStats, optical_media, pool_stats, tape_media
 from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import create_tape_pool, open_tape_pool
-from bingobackup.resources.access import may_use, not_found, require_admin, require_authorized
+from bingobackup.resources.access import (
+    backup_host_for,
+    may_use,
+    not_found,
+    require_admin,
+    require_authorized,
+)
 from bingobackup.resources.errors import RegistrationError
-from bingobackup.resources.models import PoolFormatName, PoolKindName, PoolRegistration, User
+from bingobackup.resources.models import BackupHost, PoolFormatName, PoolKindName, PoolRegistration, User
 from bingobackup.resources.store import RegistryStore
+from bingobackup.specs.maintenance import PoolMaintenance
 from bingobackup.specs.retention import RetentionPolicy
 
 if TYPE_CHECKING:
@@ -92,6 +99,7 @@ def create_registered_pool(
     backup_hosts: list[str] | None = None,
     tape: TapeOptions | None = None,
     optical: OpticalOptions | None = None,
+    maintenance: PoolMaintenance | None = None,
 ) -> PoolRegistration:
     """Admin only: create the pool on its storage, then register it (secrets kept as secrets).
 
@@ -129,6 +137,7 @@ def create_registered_pool(
             s3=s3,
             backup_hosts=backup_hosts or [],
             library=str(Path(where) / "library") if kind == "tape" else None,
+            maintenance=maintenance or PoolMaintenance(),
         )
     except ValueError as error:
         raise RegistrationError(f"Pool '{name}' cannot be created: {error}") from None
@@ -265,3 +274,41 @@ def open_local_pool(
     if kind == "tape":
         return open_tape_pool(home, TapeLibrary(Path(library) if library else home / "library"), passphrase)
     return open_pool_in(LocalDirBlobStore(home, name), passphrase)
+
+
+def set_pool_maintenance(
+    store: RegistryStore, user: User, name: str, maintenance: PoolMaintenance
+) -> PoolRegistration:
+    """Admin only: record a new maintenance schedule with the pool's registration."""
+    require_admin(user, f"change the maintenance schedule of pool '{name}'")
+    registration = find_pool(store, name)
+    registration.maintenance = maintenance
+    store.save_pool(registration)
+    return registration
+
+
+def maintenance_host(
+    store: RegistryStore, user: User, registration: PoolRegistration, requested: str | None = None
+) -> BackupHost:
+    """The backup host whose worker runs the pool's prune, GC and verify: the one asked for, else
+    the one recorded with the pool (either checked: usable by `user` and reaching the pool), else
+    one that reaches it — a LAN-free pool's first host, for other kinds the first activated
+    backup host `user` may use, by instance id (so the choice is the same on every call)."""
+    wanted = requested or registration.maintenance.host
+    if wanted:
+        host = backup_host_for(store, user, wanted)
+        check_backup_host_sees_pool(registration, host.instance_id)
+        return host
+    if registration.kind == "lanfree":
+        candidates = list(registration.backup_hosts)
+    else:
+        candidates = sorted(
+            h.instance_id for h in store.list_hosts() if h.activated and may_use(user, h.groups)
+        )
+    if not candidates:
+        raise RegistrationError(
+            f"No activated backup host you may use can run the maintenance of pool '{registration.name}'. "
+            "Register and activate one (`bingobackup host register`), then run "
+            f"`bingobackup pool set-maintenance {registration.name} --host ID`."
+        )
+    return backup_host_for(store, user, candidates[0])
