@@ -1,0 +1,145 @@
+"""Flow runs of a job, as `bingobackup worker start` starts them: forked from the worker's fork
+server (which imported Prefect and the flows once), their INFO lines in the run's Logs tab,
+cancelled from the API by stopping the forked process; with the fork server gone, a run
+starts the old way (`python -m prefect.engine`) and still completes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from flow_support import POOL_PASSPHRASE, Registered, run_log_messages
+from prefect.client.orchestration import get_client
+from prefect.states import Cancelling
+from sim_admin import injected_faults
+from typer.testing import CliRunner
+
+from bingobackup.cli.main import app
+
+runner = CliRunner()
+
+
+class Worker:
+    """`bingobackup worker start` for the cluster-a backup host and the log it writes (the
+    fork server's lines and the runs' streamed output included)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process = process
+        self.log = log
+
+    def wait_for_line(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.log.read_text(errors="replace"))
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no line matching {pattern!r} in the worker's log:\n{self.log.read_text()}")
+            time.sleep(0.2)  # the pace of reading the log, not a wait for an event
+
+
+@pytest.fixture
+def forked_worker(registered: Registered, job_pool: str, tmp_path: Path) -> Iterator[Worker]:
+    host = registered.hosts["cluster-a"]
+    env = {
+        **os.environ,
+        "BINGOBACKUP_WORK_POOL": job_pool,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "BINGOBACKUP_POOL_PASSPHRASE": POOL_PASSPHRASE,
+    }
+    env.pop("PREFECT_API_URL", None)  # as on a backup host: the local server of its home
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bingobackup.cli.main", "worker", "start", "--host", host],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            yield Worker(process, log)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def start_job(registered: Registered, tmp_path: Path, vm: str, *options: str) -> uuid.UUID:
+    """Create a manual job backing up `vm`, start it; the run's id."""
+    name = f"fork-{uuid.uuid4().hex[:8]}"
+    spec_file = tmp_path / f"{name}.yaml"
+    spec_file.write_text(yaml.safe_dump(registered.spec(name=name, content=[{"vm": vm}])))
+    for command in (["job", "create", str(spec_file)], ["job", "start", name, *options]):
+        result = runner.invoke(app, command, catch_exceptions=False)
+        assert result.exit_code == 0 or "--wait" in options, result.output
+    return uuid.UUID(result.output.split("/runs/flow-run/")[1].split()[0])
+
+
+def final_state(run_id: uuid.UUID, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(run_id).state
+            assert state is not None
+            if state.is_final() or time.monotonic() > deadline:
+                return state.type.value
+            time.sleep(0.5)  # the pace of reading the API
+
+
+def test_a_jobs_run_is_forked_logs_to_the_api_and_is_cancelled_by_stopping_its_process(
+    registered: Registered, forked_worker: Worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BINGOBACKUP_POOL_PASSPHRASE", POOL_PASSPHRASE)
+    forked_worker.wait_for_line(r"fork server: process \d+ ready on ")
+
+    run_id = start_job(registered, tmp_path, "linux_local", "--wait", "--timeout", "240")
+    assert final_state(run_id) == "COMPLETED"
+    pid = forked_worker.wait_for_line(rf"flow run {run_id} started as forked process (\d+)")[1]
+    forked_worker.wait_for_line(rf"flow run {run_id} \(process {pid}\) ended: exit status 0")
+    # The run's INFO lines reached the API: the child re-read the logging settings of the
+    # run's environment (API logging, the bingobackup loggers) after the fork.
+    vm = next(i for i in registered.client.describe_instances() if i.name == "linux_local")
+    messages = run_log_messages(run_id, until=f"VM linux_local ({vm.instance_id}) finished")
+    assert any(m.startswith(f"VM linux_local ({vm.instance_id}) finished: read ") for m in messages), messages
+    assert "no fork server" not in forked_worker.log.read_text()
+
+    # Each snapshot takes 20 s to be asked for: the run is cancelled while it waits.
+    with injected_faults(registered.sim, {"latency_ms": 20_000, "actions": ["CreateSnapshot"]}):
+        run_id = start_job(registered, tmp_path, "linux_local")
+        pid = forked_worker.wait_for_line(rf"flow run {run_id} started as forked process (\d+)")[1]
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 60
+            while (state := client.read_flow_run(run_id).state) is not None and not state.is_running():
+                assert time.monotonic() < deadline, f"run {run_id} never went Running: {state}"
+                time.sleep(0.2)  # the pace of reading the API
+            client.set_flow_run_state(run_id, Cancelling(), force=True)
+        assert final_state(run_id) == "CANCELLED"
+        # The worker signalled the client, which passed it on: the forked process ended.
+        forked_worker.wait_for_line(rf"flow run {run_id} \(process {pid}\) ended: ")
+
+
+def test_with_the_fork_server_killed_a_run_starts_as_before_and_completes(
+    registered: Registered, forked_worker: Worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BINGOBACKUP_POOL_PASSPHRASE", POOL_PASSPHRASE)
+    server = int(forked_worker.wait_for_line(r"fork server: process (\d+) ready on ")[1])
+    os.kill(server, signal.SIGKILL)
+    run_id = start_job(registered, tmp_path, "linux_local", "--wait", "--timeout", "240")
+    assert final_state(run_id) == "COMPLETED"
+    log = forked_worker.log.read_text()
+    assert log.count("no fork server for this flow run") == 1, log
+    assert "starting it with `python -m prefect.engine` instead" in log
+    assert f"flow run {run_id} started as forked process" not in log
