@@ -184,7 +184,7 @@ def _accept(server: _Server) -> FlowRunRequest | None:
 
 
 def _reap(server: _Server, child: _Child) -> None:
-    _, status = os.waitpid(child.pid, 0)
+    _, status, usage = os.wait4(child.pid, 0)
     server.selector.unregister(child.pidfd)
     server.selector.unregister(child.connection)
     os.close(child.pidfd)
@@ -196,7 +196,8 @@ def _reap(server: _Server, child: _Child) -> None:
     del server.children[child.pid]
     code = os.waitstatus_to_exitcode(status)
     ending = f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
-    say(f"flow run {child.run_id} (process {child.pid}) ended: {ending}")
+    cpu = usage.ru_utime + usage.ru_stime
+    say(f"flow run {child.run_id} (process {child.pid}) ended: {ending}, {cpu:.2f} CPU-s after the fork")
 
 
 def _client_event(child: _Child) -> None:
