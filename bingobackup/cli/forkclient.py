@@ -16,6 +16,7 @@ PYTHONPATH and site-packages out on purpose.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -108,10 +109,8 @@ def main() -> None:
     child_fd = os.pidfd_open(child)
 
     def relay(signum: int, _frame: object) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(child_fd, signum)
-        except ProcessLookupError:
-            pass
 
     for signum in RELAYED_SIGNALS:
         signal.signal(signum, relay)
@@ -124,7 +123,9 @@ def main() -> None:
         return
     # The fork server died while the run went on: wait for the run, its status is lost.
     select.select([child_fd], [], [])
-    sys.stderr.write("bingobackup: the fork server stopped during the flow run; its exit status is unknown.\n")
+    sys.stderr.write(
+        "bingobackup: the fork server stopped during the flow run; its exit status is unknown.\n"
+    )
     sys.exit(1)
 
 

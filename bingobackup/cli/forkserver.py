@@ -21,6 +21,7 @@ private socket (the peer's uid is checked too) and is never logged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import selectors
@@ -173,10 +174,9 @@ def _accept(server: _Server) -> FlowRunRequest | None:
     child = _Child(pid, run_id, os.pidfd_open(pid), connection)
     server.children[pid] = child
     connection.setblocking(True)
-    try:
+    # A client gone already reads as EOF below, and its child is killed then.
+    with contextlib.suppress(OSError):
         connection.sendall(f"pid {pid}\n".encode())
-    except OSError:
-        pass  # the client is gone: its connection reads EOF below and the child is killed
     server.selector.register(child.pidfd, selectors.EVENT_READ, ("exited", child))
     server.selector.register(connection, selectors.EVENT_READ, ("client", child))
     say(f"flow run {run_id} started as forked process {pid}")
@@ -188,10 +188,8 @@ def _reap(server: _Server, child: _Child) -> None:
     server.selector.unregister(child.pidfd)
     server.selector.unregister(child.connection)
     os.close(child.pidfd)
-    try:
+    with contextlib.suppress(OSError):
         child.connection.sendall(f"exit {status}\n".encode())
-    except OSError:
-        pass
     child.connection.close()
     del server.children[child.pid]
     code = os.waitstatus_to_exitcode(status)
@@ -209,10 +207,8 @@ def _client_event(child: _Child) -> None:
     except OSError:
         data = b""
     if not data:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _stop_accepting(server: _Server, socket_path: Path) -> None:
@@ -221,10 +217,8 @@ def _stop_accepting(server: _Server, socket_path: Path) -> None:
         server.selector.unregister(server.listener)
         server.listener.close()
         socket_path.unlink(missing_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             socket_path.parent.rmdir()
-        except OSError:
-            pass
 
 
 def serve(server: _Server, socket_path: Path) -> FlowRunRequest | None:
@@ -315,7 +309,9 @@ def main(argv: list[str] | None = None) -> None:
         listener.close()
         args.socket.unlink(missing_ok=True)
         sys.exit(1)
-    say(f"process {os.getpid()} ready on {args.socket} (imports took {time.process_time() - started:.1f} CPU-s)")
+    say(
+        f"process {os.getpid()} ready on {args.socket} (imports took {time.process_time() - started:.1f} CPU-s)"
+    )
     server = _Server(listener, args.lifeline)
     request = serve(server, args.socket)
     if request is None:

@@ -84,7 +84,15 @@ def start_fork_server(env: dict[str, str]) -> dict[str, str]:
     socket_path = forkserver.socket_directory() / "forkserver.sock"
     lifeline_read, lifeline_write = os.pipe()
     subprocess.Popen(
-        [sys.executable, "-m", "bingobackup.cli.forkserver", "--socket", str(socket_path), "--lifeline", str(lifeline_read)],
+        [
+            sys.executable,
+            "-m",
+            "bingobackup.cli.forkserver",
+            "--socket",
+            str(socket_path),
+            "--lifeline",
+            str(lifeline_read),
+        ],
         env=env,
         stdin=subprocess.DEVNULL,
         pass_fds=(lifeline_read,),

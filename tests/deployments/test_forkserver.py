@@ -43,7 +43,9 @@ class Worker:
             if found:
                 return found
             if time.monotonic() > deadline:
-                raise AssertionError(f"no line matching {pattern!r} in the worker's log:\n{self.log.read_text()}")
+                raise AssertionError(
+                    f"no line matching {pattern!r} in the worker's log:\n{self.log.read_text()}"
+                )
             time.sleep(0.2)  # the pace of reading the log, not a wait for an event
 
 
