@@ -1,7 +1,8 @@
 """Flow runs of a job, as `bingobackup worker start` starts them: forked from the worker's fork
 server (which imported Prefect and the flows once), their INFO lines in the run's Logs tab,
 cancelled from the API by stopping the forked process; with the fork server gone, a run
-starts the old way (`python -m prefect.engine`) and still completes."""
+starts the old way (`python -m prefect.engine`) and still completes; a pool made before the
+fork server gets its command."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from pathlib import Path
 import pytest
 import yaml
 from flow_support import POOL_PASSPHRASE, Registered, run_log_messages
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.states import Cancelling
 from sim_admin import injected_faults
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app
+from bingobackup.cli.prefect_server import ServerInfo
 
 runner = CliRunner()
 
@@ -145,3 +147,31 @@ def test_with_the_fork_server_killed_a_run_starts_as_before_and_completes(
     assert log.count("no fork server for this flow run") == 1, log
     assert "starting it with `python -m prefect.engine` instead" in log
     assert f"flow run {run_id} started as forked process" not in log
+
+
+def test_a_pool_made_with_prefects_default_command_gets_the_fork_clients(prefect_server: ServerInfo) -> None:
+    """A pool created before the fork server (Prefect's default job template: no command)
+    gets FLOW_RUN_COMMAND from the next `worker start` or `job create`; a command an admin
+    set stays theirs."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.workers.process import ProcessWorker
+
+    from deployments.workpool import FLOW_RUN_COMMAND, ensure_work_pool
+
+    def command(client: SyncPrefectClient, name: str) -> object:
+        return client.read_work_pool(name).base_job_template["variables"]["properties"]["command"]["default"]
+
+    old, custom = f"bb-old-{uuid.uuid4().hex[:8]}", f"bb-custom-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        for name, default in ((old, None), (custom, "/opt/site/run-flow")):
+            template = ProcessWorker.get_default_base_job_template()
+            template["variables"]["properties"]["command"]["default"] = default
+            client.create_work_pool(WorkPoolCreate(name=name, type="process", base_job_template=template))
+        try:
+            ensure_work_pool(client, old)
+            ensure_work_pool(client, custom)
+            assert command(client, old) == FLOW_RUN_COMMAND
+            assert command(client, custom) == "/opt/site/run-flow"
+        finally:
+            client.delete_work_pool(old)
+            client.delete_work_pool(custom)
