@@ -164,8 +164,9 @@ def scheduler_block(work: Path, limit: int, log: Callable[[str], None]) -> Block
         "clusters); one backup job per VM created as `bingobackup job create` does, each with a "
         "`once` schedule at the same whole minute, all into one encrypted dedup pool; then "
         "`bingobackup worker start --host ID` for each of the two backup hosts (Prefect's "
-        "defaults: polls every 10 s, claims runs due in the next 10 s; each run in its own "
-        "process). **Start lag** = the flow run's `start_time` (its process set it Running) − "
+        "defaults: polls every 10 s, claims runs due in the next 10 s; each run a process "
+        "forked from the worker's fork server, which imported Prefect and the flows once: "
+        "docs/agent.md). **Start lag** = the flow run's `start_time` (its process set it Running) − "
         "its `expected_start_time`; **pick-up lag** = its Pending state (the worker claimed it "
         "and started its process) − `expected_start_time`.",
         "",

@@ -9,8 +9,9 @@ is started for each backup host, with Prefect's defaults (polls every 10 s, take
 the next 10 s). Each flow run's expected start (T) is then compared with:
 
 - picked up: when the worker claimed it (its Pending state);
-- started: its `start_time`, when its own process (`python -m prefect.engine`, started by the
-  worker) set it Running, after importing Prefect and the flow.
+- started: its `start_time`, when its own process set it Running (forked from the worker's
+  fork server, which imported Prefect and the flows once; `python -m prefect.engine`, which
+  imports them itself, when the fork server is unreachable).
 
 `limit` > 0 sets that concurrency limit on each host's work queue (runs over it wait,
 Scheduled, for a free slot): every run is a process of its own, and on a small machine 100 of

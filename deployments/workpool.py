@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 if TYPE_CHECKING:
@@ -22,6 +22,19 @@ DEFAULT_WORK_POOL = "bingobackup"
 # A worker polls its queue every PREFECT_WORKER_QUERY_SECONDS (10 s by default) and Prefect
 # itself calls a worker offline after 3 missed heartbeats of 30 s: the same 90 s here.
 WORKER_SILENCE = timedelta(seconds=90)
+# The command the pool's worker starts for each flow run, instead of Prefect's `python -m
+# prefect.engine`: the fork client (bingobackup/cli/forkclient.py), which has the worker's
+# fork server fork the run's process from one that imported Prefect and the flows already.
+# The pool is shared by every backup host and their interpreters may live in different
+# places, so the paths come from the environment `bingobackup worker start` gives its worker
+# (and so its runs); a worker started otherwise runs the engine as Prefect would.
+FLOW_RUN_COMMAND = (
+    "/bin/sh -c '"
+    'if [ -n "$BINGOBACKUP_FORK_CLIENT" ]; then '
+    'exec "$BINGOBACKUP_FORK_PYTHON" -S -I "$BINGOBACKUP_FORK_CLIENT" "$@"; fi; '
+    'exec python3 -m prefect.engine "$@"'
+    "' prefect.engine"
+)
 
 
 def work_pool_name() -> str:
@@ -29,22 +42,36 @@ def work_pool_name() -> str:
     return os.environ.get("BINGOBACKUP_WORK_POOL") or DEFAULT_WORK_POOL
 
 
+def job_template() -> dict[str, Any]:
+    """Prefect's process job template with FLOW_RUN_COMMAND as the runs' command."""
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    template["variables"]["properties"]["command"]["default"] = FLOW_RUN_COMMAND
+    return template
+
+
 def ensure_work_pool(client: SyncPrefectClient, name: str) -> None:
-    """Create the process work pool `name` with Prefect's default job template when missing."""
+    """Create the process work pool `name` with `job_template()` when missing; give a pool
+    made before the fork server (Prefect's default command) our runs' command."""
     from prefect.workers.process import ProcessWorker
 
     try:
-        client.read_work_pool(name)
-        return
+        existing = client.read_work_pool(name)
     except ObjectNotFound:
-        pass
+        existing = None
+    if existing is not None:
+        command = existing.base_job_template.get("variables", {}).get("properties", {}).get("command", {})
+        if command.get("default") is None and existing.type == ProcessWorker.type:
+            client.update_work_pool(name, WorkPoolUpdate(base_job_template=job_template()))
+        return
     # Another command may create it at the same moment: that is as good.
     with contextlib.suppress(ObjectAlreadyExists):
         client.create_work_pool(
             WorkPoolCreate(
                 name=name,
                 type=ProcessWorker.type,
-                base_job_template=ProcessWorker.get_default_base_job_template(),
+                base_job_template=job_template(),
                 description="bingobackup jobs; one work queue per backup host (its instance id)",
             )
         )

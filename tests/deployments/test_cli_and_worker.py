@@ -121,10 +121,12 @@ def test_worker_and_its_flow_runs_get_the_commands_client_settings(
     environment, so that environment must carry what `client_settings` gives the CLI."""
     started: list[dict[str, str]] = []
     monkeypatch.setattr(worker_cli.os, "execvpe", lambda _file, _args, env: started.append(env))
+    fork_server = {"BINGOBACKUP_FORK_SOCKET": "/run/test/forkserver.sock"}
+    monkeypatch.setattr(worker_cli, "start_fork_server", lambda env: fork_server)
     monkeypatch.delenv("PREFECT_API_URL")  # an operator's shell: our local server, found by home
     invoke("worker", "start", "--host", registered.hosts["cluster-a"])
     (env,) = started
-    assert env == {**os.environ, **client_environment(prefect_server)}
+    assert env == {**os.environ, **client_environment(prefect_server), **fork_server}
     assert env["PREFECT_API_URL"] == prefect_server.url
     assert env["PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"] == "False"
     assert Path(env["PREFECT_API_SSL_CERT_FILE"]).is_file()

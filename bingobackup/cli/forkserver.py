@@ -1,0 +1,323 @@
+"""The fork server of a worker: flow-run processes forked from one that has imported it all.
+
+`python -m prefect.engine`, which a process worker starts for each flow run, spends 2-3
+CPU-seconds importing Prefect, the flows, pandas and DuckDB before the run goes Running: 100
+runs due at one minute on a 2-core backup host took minutes to start. `bingobackup worker
+start` therefore starts this server beside Prefect's worker (as gunicorn --preload and
+multiprocessing's forkserver do). It imports those modules once, then listens on a Unix
+socket in a directory only its user can enter; the work pool's command for a run
+(`forkclient.py`) sends it the run's stdin/stdout/stderr, arguments, working directory and
+environment, and the server forks a child that takes them on and runs what `python -m
+prefect.engine` runs. It reports the child's pid and, after reaping it, its exit status;
+when the client goes away first (the worker killed it hard), the child is killed too.
+
+Fork safety: the server starts no thread, event loop or API client (checked after the
+imports), so each child is a whole copy of a single-threaded process. Settings Prefect read
+at import (its root settings context, the logging configuration) are read again in the
+child from the run's environment. The environment carries secrets: it travels only over the
+private socket (the peer's uid is checked too) and is never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bingobackup.cli.forkclient import HEADER
+
+# What a flow run's process imports before it runs: each module here is one the child does
+# not import again. Import errors are the server's to report (the client falls back).
+PRELOADED = (
+    "prefect",
+    "prefect.engine",
+    "prefect.flow_engine",
+    "prefect.runner",
+    "bingobackup",
+    "catalog",
+    "tasks",
+    "flows.backup",
+    "flows.restore",
+)
+REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
+MAX_PAYLOAD = 16 * 2**20
+_PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+@dataclass
+class FlowRunRequest:
+    """One client's request: the run's process as it would have been started."""
+
+    fds: list[int]
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+
+
+@dataclass
+class _Child:
+    pid: int
+    run_id: str
+    pidfd: int
+    connection: socket.socket
+
+
+@dataclass
+class _Server:
+    listener: socket.socket
+    lifeline: int | None
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+    children: dict[int, _Child] = field(default_factory=dict)  # by pid
+    accepting: bool = True
+
+
+def say(message: str) -> None:
+    """One line to the worker's log (its journal). Never the environment."""
+    sys.stderr.write(f"bingobackup fork server: {message}\n")
+    sys.stderr.flush()
+
+
+def socket_directory() -> Path:
+    """A new directory only this user can enter (mkdtemp makes it 0700), for the socket."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(tempfile.mkdtemp(prefix="bingobackup-fork-", dir=base))
+
+
+def preload() -> None:
+    import importlib
+
+    for module in PRELOADED:
+        importlib.import_module(module)
+    # Fork safety: a fork copies only the calling thread, so a thread started by an import
+    # (a log shipper, an event loop, an API client's pool) would be missing, its locks held
+    # forever, in every child. None of these imports starts one; refuse to serve if that
+    # ever changes rather than fork a broken copy.
+    if threading.active_count() != 1:
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        raise RuntimeError(f"importing the flows started threads ({names}): forking is not safe")
+
+
+def _read_request(connection: socket.socket) -> FlowRunRequest:
+    connection.settimeout(REQUEST_TIMEOUT)
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEER_CREDENTIALS.size)
+    _pid, uid, _gid = _PEER_CREDENTIALS.unpack(credentials)
+    if uid != os.getuid():
+        raise PermissionError(f"a process of uid {uid} connected; only uid {os.getuid()} may")
+    header, fds, _flags, _address = socket.recv_fds(connection, HEADER.size, 3)
+    try:
+        while len(header) < HEADER.size:
+            more = connection.recv(HEADER.size - len(header))
+            if not more:
+                raise ConnectionError("the client closed the connection mid-request")
+            header += more
+        (length,) = HEADER.unpack(header)
+        if len(fds) != 3 or length > MAX_PAYLOAD:
+            raise ValueError("malformed request")
+        payload = bytearray()
+        while len(payload) < length:
+            more = connection.recv(min(length - len(payload), 1 << 20))
+            if not more:
+                raise ConnectionError("the client closed the connection mid-request")
+            payload += more
+        request = json.loads(payload)
+        return FlowRunRequest(fds, list(request["argv"]), str(request["cwd"]), dict(request["env"]))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _close_in_child(server: _Server) -> None:
+    """In a forked child: drop every descriptor of the server's (the listener, the other
+    runs' connections and pidfds, the lifeline), so none outlives the server through it."""
+    server.selector.close()
+    server.listener.close()
+    if server.lifeline is not None:
+        os.close(server.lifeline)
+    for child in server.children.values():
+        os.close(child.pidfd)
+        child.connection.close()
+
+
+def _accept(server: _Server) -> FlowRunRequest | None:
+    """Serve one connection: in the parent None (the child is tracked), in the child its request."""
+    connection, _ = server.listener.accept()
+    try:
+        request = _read_request(connection)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        say(f"refused a request: {type(error).__name__}: {error}")
+        connection.close()
+        return None
+    run_id = request.env.get("PREFECT__FLOW_RUN_ID", "?")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        connection.close()
+        _close_in_child(server)
+        return request
+    for fd in request.fds:
+        os.close(fd)
+    # The child is not reaped until its exit is reported, so the pidfd cannot name another.
+    child = _Child(pid, run_id, os.pidfd_open(pid), connection)
+    server.children[pid] = child
+    connection.setblocking(True)
+    # A client gone already reads as EOF below, and its child is killed then.
+    with contextlib.suppress(OSError):
+        connection.sendall(f"pid {pid}\n".encode())
+    server.selector.register(child.pidfd, selectors.EVENT_READ, ("exited", child))
+    server.selector.register(connection, selectors.EVENT_READ, ("client", child))
+    say(f"flow run {run_id} started as forked process {pid}")
+    return None
+
+
+def _reap(server: _Server, child: _Child) -> None:
+    _, status, usage = os.wait4(child.pid, 0)
+    server.selector.unregister(child.pidfd)
+    server.selector.unregister(child.connection)
+    os.close(child.pidfd)
+    with contextlib.suppress(OSError):
+        child.connection.sendall(f"exit {status}\n".encode())
+    child.connection.close()
+    del server.children[child.pid]
+    code = os.waitstatus_to_exitcode(status)
+    ending = f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
+    cpu = usage.ru_utime + usage.ru_stime
+    say(f"flow run {child.run_id} (process {child.pid}) ended: {ending}, {cpu:.2f} CPU-s after the fork")
+
+
+def _client_event(child: _Child) -> None:
+    """The client's connection is readable: it sends nothing after its request, so this is
+    its end (or an error). Prefect kills a run's process hard when it ignores SIGTERM; the
+    client cannot pass SIGKILL on, so its death takes the child along."""
+    try:
+        data = child.connection.recv(64)
+    except OSError:
+        data = b""
+    if not data:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(child.pidfd, signal.SIGKILL)
+
+
+def _stop_accepting(server: _Server, socket_path: Path) -> None:
+    if server.accepting:
+        server.accepting = False
+        server.selector.unregister(server.listener)
+        server.listener.close()
+        socket_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            socket_path.parent.rmdir()
+
+
+def serve(server: _Server, socket_path: Path) -> FlowRunRequest | None:
+    """Fork a child per request until told to stop and the runs it forked have ended.
+
+    Returns None in the server when done, and the request in each forked child (which then
+    leaves the loop and becomes the run's process).
+    """
+    stop = False
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.selector.register(server.listener, selectors.EVENT_READ, ("listener", None))
+    if server.lifeline is not None:
+        server.selector.register(server.lifeline, selectors.EVENT_READ, ("lifeline", None))
+    while True:
+        if stop:
+            _stop_accepting(server, socket_path)
+        if not server.accepting and not server.children:
+            return None
+        # A short timeout: a stop signal between the checks and select is seen within 1 s.
+        for key, _ in server.selector.select(timeout=1.0):
+            kind, child = key.data
+            if kind == "listener" and server.accepting:
+                request = _accept(server)
+                if request is not None:
+                    return request
+            elif kind == "exited":
+                _reap(server, child)
+            elif kind == "client" and child.pid in server.children:
+                _client_event(child)
+            elif kind == "lifeline":
+                # The worker ended (its end of the pipe closed): no new runs will come.
+                server.selector.unregister(server.lifeline)
+                stop = True
+
+
+def become_flow_run(request: FlowRunRequest) -> None:
+    """In the forked child: take on the run's process state, then run `prefect.engine`."""
+    import runpy
+
+    for target, fd in enumerate(request.fds):
+        if fd != target:
+            os.dup2(fd, target)
+            os.close(fd)
+    os.chdir(request.cwd)
+    os.environ.clear()
+    os.environ.update(request.env)
+    # As a new interpreter has them (the server's own handlers stop its loop).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    # Prefect read its settings and configured logging at import, from the server's
+    # environment: read both again from the run's (its API URL and key, flow run id,
+    # logging levels and extra loggers, API logging switch).
+    import prefect.context
+    import prefect.logging.configuration
+
+    prefect.context.refresh_global_settings_context()
+    prefect.logging.configuration.setup_logging(incremental=False)
+    sys.argv = ["prefect.engine", *request.argv]
+    # The engine's module body runs again as __main__ (as in `python -m`), beside the
+    # imported prefect.engine whose names it shares: runpy's warning about that is moot.
+    warnings.filterwarnings("ignore", "'prefect.engine' found in sys.modules", RuntimeWarning)
+    runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--socket", type=Path, required=True, help="Unix socket path to listen on")
+    parser.add_argument("--lifeline", type=int, help="fd whose EOF means the worker ended")
+    args = parser.parse_args(argv)
+    os.umask(0o077)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Listening before the imports: runs due meanwhile wait in the backlog instead of
+    # falling back to a slow start of their own.
+    listener.bind(str(args.socket))
+    listener.listen(256)
+    started = time.process_time()
+    try:
+        preload()
+    except Exception as error:
+        say(f"cannot preload the flows, flow runs start without it: {type(error).__name__}: {error}")
+        listener.close()
+        args.socket.unlink(missing_ok=True)
+        sys.exit(1)
+    say(
+        f"process {os.getpid()} ready on {args.socket} (imports took {time.process_time() - started:.1f} CPU-s)"
+    )
+    server = _Server(listener, args.lifeline)
+    request = serve(server, args.socket)
+    if request is None:
+        return
+    become_flow_run(request)
+
+
+if __name__ == "__main__":
+    main()
