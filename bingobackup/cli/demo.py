@@ -42,6 +42,8 @@ RESTORED_NAME = f"{RESTORE_VM}-restored"
 RESTORE_JOB = "demo-restore"
 # The demo's backup jobs run daily at this time, in the cloud's zone (UTC here).
 BACKUP_SCHEDULE = {"kind": "daily", "at": "02:00"}
+# Keeps each VM's newest set and one a day for a week: of the demo's two rounds, the first goes.
+DEMO_RETENTION = {"keep_last": 1, "keep_daily": 7}
 _SIM = BackgroundService(name="demo-sim", health_path="/_sim/health")
 
 
@@ -112,7 +114,7 @@ def demo(
     demo_dir.mkdir(parents=True, exist_ok=True)
     console.rule("[bold]bingobackup demo")
     endpoint, secret_key = start_demo_simulator(demo_dir)
-    console.print(f"[1/10] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
+    console.print(f"[1/12] Simulated BingoCloud running at {endpoint} (state in {demo_dir / 'sim-state'})")
 
     client = BingoCloudClient(endpoint, DEMO_ACCESS_KEY, secret_key)
     tree = CloudTree.from_client(client)
@@ -122,7 +124,7 @@ def demo(
         from bingobackup.cli.prefect_server import status
 
         info = status()
-        console.print(f"[2/10] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
+        console.print(f"[2/12] Prefect server at {info.ui_url if info else '?'} holds registrations and runs")
         existed = store.get_cloud(DEMO_CLOUD) is not None
         _, hosts = register_simulated_cloud(
             store,
@@ -134,7 +136,7 @@ def demo(
             state_dir=demo_dir / "sim-state",
         )
         console.print(
-            f"[3/10] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
+            f"[3/12] Cloud '{DEMO_CLOUD}' {'re-verified' if existed else 'registered'}: "
             f"Access Key {mask_key(DEMO_ACCESS_KEY)}, keys checked against the API"
         )
         for cluster, host in sorted(hosts.items()):
@@ -146,37 +148,44 @@ def demo(
         authorize(store, user, "host", sorted(backup_hosts), [DEMO_GROUP])
         console.print(f"      cloud and backup hosts authorized to user group '{DEMO_GROUP}'")
 
-    console.print("[4/10] What the cloud holds:")
+    console.print("[4/12] What the cloud holds:")
     console.print(render_tree(tree, f"cloud {DEMO_CLOUD} ({endpoint})", set(backup_hosts)))
 
     pool_dir = demo_dir / "pools" / DEMO_POOL
     _ensure_demo_pool(demo_dir, pool_dir)
     console.print(
-        f"[5/10] Encrypted dedup pool '{DEMO_POOL}' at {pool_dir} (AES-256-GCM, zstd, 4 MiB chunks)"
+        f"[5/12] Encrypted dedup pool '{DEMO_POOL}' at {pool_dir} (AES-256-GCM, zstd, 4 MiB chunks)"
     )
 
     specs = _write_demo_specs(demo_dir, backup_hosts)
     results: list[tuple[str, str, list[dict[str, object]], bool]] = []
     for round_name in ("first", "second"):
         console.print(
-            f"[{6 if round_name == 'first' else 7}/10] {round_name.capitalize()} full backup of every VM:"
+            f"[{6 if round_name == 'first' else 7}/12] {round_name.capitalize()} full backup of every VM:"
         )
         for spec_path in specs:
             set_id, rows, ok = run_backup(spec_path)
             results.append((round_name, set_id, rows, ok))
             console.print(outcome_table(rows, f"{round_name} backup: set {set_id}"))
-    console.print("[8/10] Export one disk of every VM and compare SHA-256 with the source volume:")
+    console.print("[8/12] Export one disk of every VM and compare SHA-256 with the source volume:")
     checks = _verify_exports(demo_dir, pool_dir, endpoint, secret_key)
     console.print(checks)
     console.print(
-        f"[9/10] Restore VM {RESTORE_VM} from its latest backup set to a new VM, powered on, and compare "
+        f"[9/12] Restore VM {RESTORE_VM} from its latest backup set to a new VM, powered on, and compare "
         "its disks with the source volumes:"
     )
     console.print(_restore_and_verify(demo_dir, client, backup_hosts))
     _print_summary(results)
-    console.print("[10/10] The control room: jobs, pool maintenance and a worker per backup host in Prefect:")
+    console.print("[10/12] The control room: jobs, pool maintenance and a worker per backup host in Prefect:")
     jobs, code = _control_room(demo_dir, specs, backup_hosts)
     console.print(jobs)
+    console.print(
+        f"[11/12] Prune simulator: what the pool's daily prune would remove under the jobs' retention "
+        f"({', '.join(f'{k} {v}' for k, v in DEMO_RETENTION.items())}); nothing is deleted:"
+    )
+    _prune_dry_run()
+    console.print(f"[12/12] Verify pool '{DEMO_POOL}': read back every chunk its backup sets reference:")
+    _verify_pool(demo_dir)
     console.rule()
     ui = info.ui_url if info else "(bingobackup server status)"
     first_job = f"demo-{sorted(h.cluster_id for h in backup_hosts.values())[0]}"
@@ -190,6 +199,8 @@ def demo(
         "From the shell:\n"
         "  bingobackup job list    # the jobs and the pool maintenance with their next runs\n"
         f"  bingobackup sets tree --by host --pool {DEMO_POOL}\n"
+        f"  bingobackup prune --pool {DEMO_POOL}    # the prune simulator; --yes deletes (the pool's daily prune does)\n"
+        f"  bingobackup verify --pool {DEMO_POOL} --sample 10%\n"
         f"  bingobackup restore vm {demo_dir / 'restore-vm.yaml'}    # asks for the verification code\n"
         f'  bingobackup catalog query "SELECT vm_name, status, bytes_read, bytes_stored FROM vm_backups" --pool {DEMO_POOL}\n'
         "  notebook: notebooks/backup_history.ipynb (set BINGOBACKUP_POOL to the pool directory)\n"
@@ -249,6 +260,20 @@ def _control_room(demo_dir: Path, specs: list[Path], backup_hosts: dict[str, VmE
     return table, code
 
 
+def _prune_dry_run() -> None:
+    from bingobackup.cli.prune import prune
+
+    prune(job=None, pool=DEMO_POOL, dry_run=True, yes=False)
+
+
+def _verify_pool(demo_dir: Path) -> None:
+    from bingobackup.cli.verify import verify
+
+    passphrase = (demo_dir / "pool-passphrase").read_text().strip()
+    verify(pool=DEMO_POOL, set_id=None, vm=None, job=None, sample="100%", since_days=None, seed=None,
+           passphrase=passphrase)  # fmt: skip
+
+
 def _ensure_demo_pool(demo_dir: Path, pool_dir: Path) -> None:
     from bingobackup.resources.pools import create_registered_pool
 
@@ -279,7 +304,7 @@ def _write_demo_specs(demo_dir: Path, backup_hosts: dict[str, VmEntry]) -> list[
         path.write_text(
             yaml.safe_dump(
                 {
-                    "version": 1,
+                    "version": 2,
                     "name": f"demo-{host.cluster_id}",
                     "cloud": DEMO_CLOUD,
                     "backup_host": instance_id,
@@ -294,6 +319,8 @@ def _write_demo_specs(demo_dir: Path, backup_hosts: dict[str, VmEntry]) -> list[
                         "power_off": True,
                         "retry": {"count": 1, "interval_minutes": 0},
                     },
+                    # Applied by the pool's daily prune; step 11 shows what it would remove.
+                    "retention": DEMO_RETENTION,
                 },
                 sort_keys=False,
             )

@@ -78,6 +78,36 @@ def _code_notice(job: JobInfo) -> None:
         )
 
 
+def _retention_notice(spec: JobSpec) -> None:
+    """A job with a retention section is pruned by its pool's prune deployment (issue 23): make
+    sure it exists (a pool registered before maintenance schedules has none yet), deployed on
+    the host recorded for the pool's maintenance, else on this job's backup host (it reaches
+    the pool: the job was checked); say so, or say that nothing prunes it."""
+    from bingobackup.resources.pools import find_pool
+    from bingobackup.specs.job import BackupJobSpec
+    from deployments.maintenance import apply_pool_maintenance, list_maintenance
+    from deployments.schedules import describe_schedule
+
+    if not isinstance(spec, BackupJobSpec) or spec.retention is None:
+        return
+    with registry() as (store, _user):
+        registration = find_pool(store, spec.pool)
+    schedule = registration.maintenance.prune
+    if schedule is None:
+        console.print(
+            f"[yellow]Pool {spec.pool}'s prune schedule is off: this job's retention applies only when "
+            f"`bingobackup prune --job {spec.name} --yes` runs. An admin turns it on with "
+            f"`bingobackup pool set-maintenance {spec.pool} --prune daily@01:00`.[/]"
+        )
+        return
+    if not any(m.task == "prune" for m in list_maintenance(spec.pool)):
+        host = registration.maintenance.host or spec.backup_host
+        apply_pool_maintenance(spec.pool, registration.maintenance, host)
+    console.print(
+        f"  retention: pool {spec.pool}'s prune deployment applies it, {describe_schedule(schedule)}"
+    )
+
+
 @app.command()
 def create(spec: Path = typer.Argument(..., help="Backup or restore job spec (YAML)")) -> None:
     """Validate a backup or restore spec and create its deployment (an `immediate` job also starts now).
@@ -90,6 +120,7 @@ def create(spec: Path = typer.Argument(..., help="Backup or restore job spec (YA
 
         job = create_job(job_spec, acting_user_name())
         _report(job, "created", server.ui_url)
+        _retention_notice(job_spec)
 
 
 @app.command()
@@ -107,6 +138,7 @@ def edit(
 
         job = edit_job(name, job_spec, acting_user_name())
         _report(job, "changed", server.ui_url)
+        _retention_notice(job_spec)
 
 
 @app.command()

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 from flow_support import Registered
 from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
@@ -160,3 +161,32 @@ def test_the_maintenance_host_reaches_the_pool() -> None:
     assert maintenance_host(store, LOCAL_ADMIN, lanfree).instance_id == "i-C"
     with pytest.raises(RegistrationError, match="LAN-free storage attached to backup host"):
         maintenance_host(store, LOCAL_ADMIN, lanfree, "i-B")
+
+
+def test_a_job_with_retention_gets_its_pools_prune_deployment(
+    registered: Registered, job_pool: str, tmp_path: Path
+) -> None:
+    """The pool was registered before it had maintenance deployments: `job create` of a job with
+    retention deploys the pool's prune on the job's backup host, so the retention is applied;
+    with the pool's prune turned off it says that nothing prunes the job."""
+    name = f"ret-{uuid.uuid4().hex[:8]}"
+    spec_file = tmp_path / f"{name}.yaml"
+    spec = registered.spec(name=name, version=2, retention={"keep_last": 2, "keep_daily": 7})
+    spec_file.write_text(yaml.safe_dump(spec))
+    assert list_maintenance(registered.pool) == []
+    try:
+        out = invoke("job", "create", str(spec_file))
+        assert f"retention: pool {registered.pool}'s prune deployment applies it, daily" in out, out
+        (prune,) = [m for m in list_maintenance(registered.pool) if m.task == "prune"]
+        assert prune.host == registered.hosts["cluster-a"] and prune.parameters == {"pool": registered.pool}
+        assert prune.work_pool == job_pool
+
+        invoke("pool", "set-maintenance", registered.pool, "--prune", "off")
+        assert [m.task for m in list_maintenance(registered.pool) if m.task == "prune"] == []
+        out = invoke("job", "edit", name, str(spec_file))
+        assert f"Pool {registered.pool}'s prune schedule is off" in " ".join(out.split()), out
+        assert f"bingobackup prune --job {name} --yes" in " ".join(out.split())
+        assert [m.task for m in list_maintenance(registered.pool) if m.task == "prune"] == []
+    finally:
+        invoke("job", "delete", name, "--yes")
+        delete_pool_maintenance(registered.pool)
