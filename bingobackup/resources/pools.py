@@ -238,11 +238,7 @@ def set_pool_retention(
     store: RegistryStore, user: User, name: str, policy: RetentionPolicy | None
 ) -> PoolRegistration:
     """Admin only: the pool's default retention (None: none, jobs without one keep everything)."""
-    require_admin(user, f"change the retention of pool '{name}'")
-    pool = find_pool(store, name)
-    pool.retention = policy
-    store.save_pool(pool)
-    return pool
+    return _change_pool(store, user, name, "retention", retention=policy)
 
 
 def list_pools(store: RegistryStore, user: User) -> list[PoolRegistration]:
@@ -280,9 +276,16 @@ def set_pool_maintenance(
     store: RegistryStore, user: User, name: str, maintenance: PoolMaintenance
 ) -> PoolRegistration:
     """Admin only: record a new maintenance schedule with the pool's registration."""
-    require_admin(user, f"change the maintenance schedule of pool '{name}'")
+    return _change_pool(store, user, name, "maintenance schedule", maintenance=maintenance)
+
+
+def _change_pool(
+    store: RegistryStore, user: User, name: str, what: str, **changes: object
+) -> PoolRegistration:
+    require_admin(user, f"change the {what} of pool '{name}'")
     registration = find_pool(store, name)
-    registration.maintenance = maintenance
+    for field, value in changes.items():
+        setattr(registration, field, value)
     store.save_pool(registration)
     return registration
 

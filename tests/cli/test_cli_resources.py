@@ -11,20 +11,11 @@ import sys
 import uuid
 from pathlib import Path
 
+from cli_support import invoke
 from testkeys import ACCESS_KEY, SECRET_KEY
-from typer.testing import CliRunner
 
-from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
-
-runner = CliRunner()
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_register_browse_and_pool_through_the_cli(

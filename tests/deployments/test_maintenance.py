@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_support import invoke
 from flow_support import Registered
 from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
@@ -29,12 +30,6 @@ from bingobackup.specs.schedule import DailySchedule, MonthlySchedule, WeeklySch
 from deployments.maintenance import MAINTENANCE_TAG, delete_pool_maintenance, list_maintenance
 
 runner = CliRunner()
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_create_and_change_a_pools_maintenance_deployments(

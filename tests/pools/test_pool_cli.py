@@ -7,23 +7,15 @@ import uuid
 from pathlib import Path
 
 import pytest
+from cli_support import invoke
 from pool_support import make_disk, write_disk
 from s3_support import new_bucket
-from typer.testing import CliRunner
 
-from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.resources.errors import RegistrationError
 from bingobackup.resources.pools import open_registered_pool
 
-runner = CliRunner()
 SECRET = "s3-secret-never-printed"
-
-
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 def test_object_and_lanfree_pools_through_the_cli(
