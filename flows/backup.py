@@ -136,11 +136,16 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
         options = job.spec.options
         # A lost link to the pool is ridden out for the reconnect time, resuming at the
         # unacknowledged chunk (guide table 3).
+        link = LinkRetry(
+            window_seconds=options.reconnect_minutes * 60.0, what=f"disk {disk.volume_id} of {vm.name}"
+        )
         writer = ResumingSink(
-            job.pool.open_disk_writer(job.set_id, disk.volume_id, disk.size_bytes),
-            LinkRetry(
-                window_seconds=options.reconnect_minutes * 60.0, what=f"disk {disk.volume_id} of {vm.name}"
+            # Opening writes the pool's writer lock: a link lost then is ridden out too.
+            link.call(
+                lambda: job.pool.open_disk_writer(job.set_id, disk.volume_id, disk.size_bytes),
+                "while opening the disk's writer",
             ),
+            link,
             buffer_bytes=options.resume_buffer_mib << 20,
             channels=options.channels,
         )

@@ -102,6 +102,15 @@ class LinkRetry:
         self.reconnects = 0
         self.failed_attempts = 0
 
+    def call(self, operation: Callable[[], T], where: str) -> T:
+        """`operation`, ridden out with `resume` when it fails with a link error."""
+        try:
+            return operation()
+        except Exception as error:
+            if not is_link_error(error):
+                raise
+            return self.resume(operation, where, error)
+
     def resume(self, operation: Callable[[], T], where: str, first: Exception) -> T:
         """Runs `operation` again after `first` (a link error) until it succeeds or the window ends."""
         deadline = self._clock() + self.window_seconds

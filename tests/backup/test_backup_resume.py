@@ -237,3 +237,23 @@ def test_resume_buffer_must_hold_one_chunk() -> None:
     check_resume_buffer(4, 4 << 20)
     with pytest.raises(ResumeBufferTooSmall, match="resume_buffer_mib to at least 8"):
         check_resume_buffer(4, 8 << 20)
+
+
+def test_a_link_lost_as_the_disk_writer_opens_is_ridden_out(tmp_path: Path) -> None:
+    """Opening a disk's writer writes the pool's writer lock (format 4): a link down at that
+    moment is retried within the reconnect time like a chunk's write, then the backup goes on."""
+    store = OutageStore(tmp_path / "pool", healthy_writes=0)
+    pool = pool_on(store)
+    clock = FakeClock()
+    retry = LinkRetry(window_seconds=60, what="disk vol-1 of db", clock=clock.clock, sleep=clock.sleep)
+    store.link_back = lambda: clock.now >= 5  # down for the first 5 s of the backup
+    writer = retry.call(lambda: pool.open_disk_writer("set-1", "vol-1", CHUNK), "while opening")
+    assert retry.reconnects == 1 and 5 <= clock.now < 60
+    sink = ResumingSink(writer, retry, buffer_bytes=1 << 20)
+    data = os.urandom(CHUNK)
+    sink.put_chunk(0, data)
+    manifest = sink.commit()
+    assert pool.read_chunk(manifest.chunks[0]) == data
+    with pytest.raises(ValueError):  # not a link error: raised at once, nothing retried
+        retry.call(lambda: int("x"), "while parsing")
+    assert retry.reconnects == 1
