@@ -50,6 +50,9 @@ PRELOADED = (
     "tasks",
     "flows.backup",
     "flows.restore",
+    "flows.prune",
+    "flows.gc",
+    "flows.verify",
 )
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
 MAX_PAYLOAD = 16 * 2**20
