@@ -13,7 +13,9 @@ from lifecycle_support import CHUNK, Calendar
 from s3_support import new_bucket, s3_settings
 
 from bingobackup.lifecycle.deletion import released_media
+from bingobackup.pools.discs import OpticalSettings
 from bingobackup.pools.open import create_pool, create_pool_in
+from bingobackup.pools.opticalpool import create_optical_pool
 from bingobackup.pools.s3store import S3BlobStore
 from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import create_tape_pool
@@ -32,8 +34,16 @@ DAY0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
 NOW = DAY0 + timedelta(days=30)
 
 
-def calendar(tmp_path: Path, kind: str) -> Calendar:
-    pool = create_pool(tmp_path / "pool", kind, name="p", chunk_size=CHUNK)  # type: ignore[arg-type]
+def calendar(tmp_path: Path, kind: str, request: pytest.FixtureRequest | None = None) -> Calendar:
+    """A pool of `kind` (`object`: a dedup pool in a bucket of moto's S3 server) whose catalog
+    is in tmp_path/pool."""
+    if kind == "object":
+        assert request is not None
+        endpoint = request.getfixturevalue("moto_s3")
+        store = S3BlobStore(s3_settings(endpoint, new_bucket(endpoint)), "p")
+        pool = create_pool_in(store, "dedup", chunk_size=CHUNK)
+    else:
+        pool = create_pool(tmp_path / "pool", kind, name="p", chunk_size=CHUNK)  # type: ignore[arg-type]
     (tmp_path / "work").mkdir()
     return Calendar(pool, CatalogWriter(str(tmp_path / "pool")), tmp_path / "work")
 
@@ -42,9 +52,11 @@ def keep_last(count: int) -> JobRetention:
     return JobRetention(RetentionPolicy(keep_last=count, keep_failed_days=0))
 
 
-@pytest.mark.parametrize("kind", ["dedup", "standard"])
-def test_prune_removes_what_the_policy_lets_go_and_the_kept_sets_restore(tmp_path: Path, kind: str) -> None:
-    cal = calendar(tmp_path, kind)
+@pytest.mark.parametrize("kind", ["dedup", "standard", "object"])
+def test_prune_removes_what_the_policy_lets_go_and_the_kept_sets_restore(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
+    cal = calendar(tmp_path, kind, request)
     for day in range(6):
         vms = {"web": "ok", "db": "failed" if day == 5 else "ok"}
         cal.back_up(f"set-{day}", DAY0 + timedelta(days=day), vms)
@@ -72,7 +84,7 @@ def test_prune_removes_what_the_policy_lets_go_and_the_kept_sets_restore(tmp_pat
         rule="keep_last=2",
     )
     assert report.deleted == ["set-0", "set-1", "set-2"] and not report.refused
-    assert report.frees_by_gc == (kind == "dedup")
+    assert report.frees_by_gc == (kind != "standard")
 
     catalog.refresh()
     assert list(catalog.list_sets()["set_id"]) == ["set-5", "set-4", "set-3"]
@@ -213,3 +225,36 @@ def test_tape_sets_expire_and_a_cartridge_is_released_only_when_every_set_on_it_
         hashlib.sha256((tmp_path / "library" / "cartridges" / "T001.tape").read_bytes()).digest()
         == hashlib.sha256(tape).digest()
     )
+
+
+def test_optical_sets_expire_and_a_closed_disc_is_released_only_when_every_set_on_it_is(
+    tmp_path: Path,
+) -> None:
+    settings = OpticalSettings.model_validate(
+        {"disc_bytes": 1 << 20, "label_prefix": "OPT_", "output_dir": str(tmp_path / "burned")}
+    )
+    pool = create_optical_pool(tmp_path / "home", settings, chunk_size=CHUNK)
+    (tmp_path / "work").mkdir()
+    cal = Calendar(pool, CatalogWriter(str(tmp_path / "home")), tmp_path / "work")
+    cal.back_up("s1", DAY0, {"web": "ok"})
+    cal.back_up("s2", DAY0 + timedelta(days=1), {"web": "ok"})
+    pool.close_disc()
+    (image,) = (tmp_path / "burned").glob("*.iso")
+    burned = hashlib.sha256(image.read_bytes()).digest()
+    catalog = Catalog.open(str(tmp_path / "home"), "p")
+
+    delete_sets(
+        pool, cal.writer, sets_to_delete(catalog, "p", ["s1"]), now=NOW, reason="manual", deleted_by="a"
+    )
+    catalog.refresh()
+    assert released_media(pool, expired_sets(catalog, "p")) == []  # s2 is on the disc too
+    assert catalog.query("SELECT data_removed FROM set_deletions")["data_removed"].tolist() == [False]
+    assert cal.restored_sha256("s2", "web") == cal.disks["s2"]["web"]
+
+    delete_sets(
+        pool, cal.writer, sets_to_delete(catalog, "p", ["s2"]), now=NOW, reason="manual", deleted_by="a"
+    )
+    catalog.refresh()
+    assert released_media(pool, expired_sets(catalog, "p")) == [image.stem]
+    assert list(catalog.list_sets()["set_id"]) == []
+    assert hashlib.sha256(image.read_bytes()).digest() == burned  # the image is never rewritten

@@ -12,11 +12,13 @@ from typing import Literal
 import pytest
 from s3_support import new_bucket, s3_settings
 from typer.testing import CliRunner
-from verify_support import CHUNK, Backups, chunk_at, flip_byte, flip_tape_byte, random_data
+from verify_support import CHUNK, Backups, chunk_at, flip_byte, flip_optical_byte, flip_tape_byte, random_data
 
 from bingobackup.cli.main import app
 from bingobackup.lifecycle.verify import DiskToVerify, VerifyReport, verify_disks
+from bingobackup.pools.discs import OpticalSettings
 from bingobackup.pools.open import create_pool, create_pool_in
+from bingobackup.pools.opticalpool import create_optical_pool
 from bingobackup.pools.s3arrowfs import catalog_filesystem
 from bingobackup.pools.s3store import S3BlobStore
 from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
@@ -202,6 +204,23 @@ def test_a_flipped_byte_on_tape_is_named(tmp_path: Path) -> None:
     report = verify(backups)
 
     assert damaged_places(report) == [("web", "vol-web-root", "set-2", 2 * CHUNK, "chunk")]
+
+
+def test_a_flipped_byte_on_a_closed_disc_is_named(tmp_path: Path) -> None:
+    settings = OpticalSettings.model_validate(
+        {"disc_bytes": 1 << 20, "label_prefix": "OPT_", "output_dir": str(tmp_path / "burned")}
+    )
+    pool = create_optical_pool(tmp_path / "home", settings, chunk_size=CHUNK)
+    backups = Backups(pool, (str(tmp_path / "home"), None), tmp_path / "sources")
+    backups.back_up("set-1", "web", random_data(3))
+    backups.back_up("set-2", "web", random_data(3), day=1)
+    pool.close_disc()
+    assert verify(backups).ok
+    flip_optical_byte(pool, chunk_at(backups.manifests[("set-1", "vol-web-root")], CHUNK))
+
+    report = verify(backups)
+
+    assert damaged_places(report) == [("web", "vol-web-root", "set-1", CHUNK, "chunk")]
 
 
 def test_a_damaged_manifest_and_a_catalog_that_disagrees_are_told_apart(tmp_path: Path) -> None:

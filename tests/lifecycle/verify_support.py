@@ -114,3 +114,18 @@ def flip_tape_byte(pool: Any, ref: ChunkRef) -> None:
         byte = tape.read(1)
         tape.seek(position)
         tape.write(bytes([byte[0] ^ 0x40]))
+
+
+def flip_optical_byte(pool: Any, ref: ChunkRef) -> None:
+    """One byte of the chunk flipped in its closed disc's ISO image (where the reader finds it)."""
+    from bingobackup.pools.discs import file_name
+
+    _, label, number, start = ref.location.split(":")
+    image = pool.discs.image_of(label)
+    assert image is not None  # the disc was closed: its image is what readers read
+    position = pool.discs._extent(image, file_name(int(number))) + int(start) + ref.stored_size // 2
+    with open(image, "r+b") as disc:
+        disc.seek(position)
+        byte = disc.read(1)
+        disc.seek(position)
+        disc.write(bytes([byte[0] ^ 0x40]))
