@@ -10,20 +10,32 @@ a warning) so the rest of the pool stays usable; `bingobackup catalog check` lis
 
 from __future__ import annotations
 
+import functools
 import posixpath
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from catalog.location import PARQUET_SUFFIX, CatalogLocation
 from catalog.schema import TABLES, BackupSetRecord, JobRunRecord, row_to_record
 
-# Page checksums are verified on every read, so a flipped byte in a page is an error, never a wrong row.
-PARQUET = ds.ParquetFileFormat(
-    default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
-)
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
+
+
+@functools.cache
+def parquet_format() -> ds.ParquetFileFormat:
+    """How every catalog file is read. Page checksums are verified on every read, so a flipped
+    byte in a page is an error, never a wrong row. Imported when first read: pyarrow.dataset
+    imports pandas, which a backup (it only writes the catalog) need not load (0.3-0.5 s)."""
+    import pyarrow.dataset as ds
+
+    return ds.ParquetFileFormat(
+        default_fragment_scan_options=ds.ParquetFragmentScanOptions(page_checksum_verification=True)
+    )
+
 
 # Tables whose files hold one run each (a backup's job run, a verify run), named by its id.
 RUN_TABLES = ("job_runs", "verifications")
@@ -101,8 +113,10 @@ def split_name(path: str) -> tuple[str, str]:
 def read_file(location: CatalogLocation, table: str, path: str) -> pa.Table:
     """One catalog file as the views read it, verified; DamagedFileError says what is wrong."""
     try:
+        import pyarrow.dataset as ds
+
         data = ds.dataset(
-            [path], schema=TABLES[table], format=PARQUET, filesystem=location.filesystem
+            [path], schema=TABLES[table], format=parquet_format(), filesystem=location.filesystem
         ).to_table()
     except (OSError, pa.ArrowException) as exc:
         raise DamagedFileError(DamagedFile(table, path, f"unreadable ({exc})")) from None

@@ -5,10 +5,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict
@@ -18,6 +17,9 @@ from bingobackup.mover.errors import RestoreChunkError
 from catalog import analytics
 from catalog.health import DamagedFile, check_catalog
 from catalog.location import CatalogError, CatalogLocation
+
+if TYPE_CHECKING:
+    import pandas as pd
 from catalog.schema import (
     REBUILT_VM_STATUS,
     BackupSetRecord,

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 import duckdb
-import pyarrow.dataset as ds
 
-from catalog.health import PARQUET
+from catalog.health import parquet_format
 from catalog.location import CatalogLocation
 from catalog.schema import TABLES
 
@@ -56,11 +55,15 @@ def define_views(
     skip: Collection[str] = (),
 ) -> None:
     """(Re)create every view from the files present now, but those in `skip` (damaged ones)."""
+    import pyarrow.dataset as ds  # imports pandas: only when the catalog is read (health.py)
+
     for table, schema in TABLES.items():
         selects = []
         for index, (pool, location) in enumerate(pools):
             files = [path for path in location.list_files(table) if path not in skip]
-            dataset = ds.dataset(files, schema=schema, format=PARQUET, filesystem=location.filesystem)
+            dataset = ds.dataset(
+                files, schema=schema, format=parquet_format(), filesystem=location.filesystem
+            )
             raw = f"_raw_{table}_{index}"
             con.register(raw, dataset)
             # The reader's name for the pool wins over the one the writer stored.
