@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from prefect.blocks.core import Block
-from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel
 
 from bingobackup.resources.models import BackupHost, CloudRegistration, PoolRegistration, User
@@ -137,23 +137,29 @@ class _BlockTable(Generic[M]):
 
     def all(self) -> list[M]:
         with get_client(sync_client=True) as client:
-            try:
-                documents = list(
-                    read_all(
-                        lambda offset, limit: client.read_block_documents_by_type(
-                            self.slug,
-                            offset=offset,
-                            limit=limit,
-                            include_secrets=True,
-                        )
-                    )
-                )
-            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
-                if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
-                    raise
-                return []  # the block type was never registered: nothing saved yet
-        models = [self.model_of(doc.data) for doc in documents]
+            # A block type never registered (nothing saved yet) has no documents: [].
+            documents = list(read_block_documents(client, [self.slug]))
+        models = [self.model_of(doc["data"]) for doc in documents]
         return sorted(models, key=self._key)
+
+
+def read_block_documents(client: SyncPrefectClient, slugs: list[str]) -> Iterator[dict[str, Any]]:
+    """Every block document (as JSON, secrets included) of the block types `slugs`, page by
+    page. Not `read_block_documents_by_type`: its endpoint ignores offset and limit and sends
+    every document each time, so paging it never ends once a type has a page's worth (a
+    registry of 200 backup hosts hung `pool create`). The filter endpoint pages."""
+    return read_all(
+        lambda offset, limit: client.request(
+            "POST",
+            "/block_documents/filter",
+            json={
+                "block_types": {"slug": {"any_": slugs}},
+                "include_secrets": True,
+                "offset": offset,
+                "limit": limit,
+            },
+        ).json()
+    )
 
 
 def _names_cloud(parameters: Any, cloud: str) -> bool:
@@ -250,19 +256,7 @@ class PrefectRegistryStore:
             )
         }
         with get_client(sync_client=True) as client:
-            # The client's read_block_documents cannot filter by block type; the API can.
-            documents = read_all(
-                lambda offset, limit: client.request(
-                    "POST",
-                    "/block_documents/filter",
-                    json={
-                        "block_types": {"slug": {"any_": sorted(tables)}},
-                        "include_secrets": True,
-                        "offset": offset,
-                        "limit": limit,
-                    },
-                ).json()
-            )
+            documents = read_block_documents(client, sorted(tables))
             for document in documents:
                 table, save = tables[document["block_type"]["slug"]]
                 save(table.model_of(document["data"]))

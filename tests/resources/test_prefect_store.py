@@ -118,6 +118,10 @@ def test_a_snapshot_reads_every_registration_with_its_secrets_page_by_page(
         assert snapshot.list_hosts() == hosts
         assert snapshot.list_users() == [user]
         assert snapshot.list_pools() == []
+        # Read one type at a time (the registry's own lists) page by page too: every host
+        # once, over full pages, however many there are.
+        assert prefect_store.list_hosts() == hosts
+        assert [c.name for c in prefect_store.list_clouds()] == [c.name for c in clouds]
 
         snapshot.delete_cloud("snap-2")  # the snapshot is the run's own copy
         assert prefect_store.get_cloud("snap-2") == clouds[2]
