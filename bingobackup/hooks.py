@@ -10,13 +10,15 @@ warning) is the caller's decision.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -24,6 +26,7 @@ from bingobackup.errors import BingoBackupError
 from bingobackup.specs.job import Hook
 
 HookName = Literal["precondition", "pre_script", "post_script"]
+HOOK_NAMES: tuple[HookName, ...] = ("precondition", "pre_script", "post_script")
 ENV_PREFIX = "BINGOBACKUP_"
 # Keep the log readable when a script prints a lot: the rest is summarised as a count.
 MAX_LOGGED_LINES = 200
@@ -156,3 +159,32 @@ def run_hook(
 def _kill_tree(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+class HookedOptions(Protocol):
+    """Backup and restore options: both carry the three hooks."""
+
+    @property
+    def precondition(self) -> Hook | None: ...
+    @property
+    def pre_script(self) -> Hook | None: ...
+    @property
+    def post_script(self) -> Hook | None: ...
+
+
+def hooks_of(options: HookedOptions) -> dict[str, Hook]:
+    """The hooks a job's options set (backup and restore options both carry the three)."""
+    return {name: hook for name in HOOK_NAMES if (hook := getattr(options, name)) is not None}
+
+
+def hooks_digest(options: HookedOptions) -> str | None:
+    """A fingerprint of the commands a job runs on its backup host (None: it runs none), kept
+    with the job when it is saved, so a run whose hooks differ (a Custom run in the UI edits
+    the spec parameter) is refused before anything runs."""
+    hooks = hooks_of(options)
+    if not hooks:
+        return None
+    canonical = json.dumps(
+        {name: hook.model_dump(mode="json") for name, hook in hooks.items()}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -39,7 +39,8 @@ from pydantic import BaseModel
 
 from bingobackup.backup.job import check_dedup_mode
 from bingobackup.errors import BingoBackupError
-from bingobackup.resources.access import backup_host_for, cloud_for
+from bingobackup.hooks import hooks_digest, hooks_of
+from bingobackup.resources.access import backup_host_for, cloud_for, require_admin
 from bingobackup.resources.models import User
 from bingobackup.resources.pools import check_backup_host_sees_pool, pool_for
 from bingobackup.resources.store import RegistryStore
@@ -105,6 +106,11 @@ def check_job_resources(store: RegistryStore, user: User, spec: JobSpec) -> None
     check_backup_host_sees_pool(pool, host.instance_id)
     if isinstance(spec, BackupJobSpec):
         check_dedup_mode(spec, pool)  # server-side dedup needs a pool that deduplicates
+    hooks = hooks_of(spec.options)
+    if hooks:
+        require_admin(
+            user, f"save a job with a {' and a '.join(hooks)} (shell commands run on the backup host)"
+        )
 
 
 def _to_info(client: SyncPrefectClient, deployment: DeploymentResponse) -> JobInfo:
@@ -180,7 +186,7 @@ def _apply(client: SyncPrefectClient, spec: JobSpec, user: str | None, anchor: d
         parameter_openapi_schema=schema,
         enforce_parameter_schema=True,
     )
-    record_owner(client, deployment_id, spec.name, user)
+    record_owner(client, deployment_id, spec.name, user, hooks_digest(spec.options))
     # The run refreshes this and adds the per-node and per-VM limits once it knows the VMs.
     client.create_concurrency_limit(
         tag=kind.limit_tag(spec.name), concurrency_limit=spec.options.parallel_vms

@@ -34,7 +34,7 @@ from flows.admission import run_admitted
 from flows.backup import RESULT_STORAGE, RUN_THREADS, job_tag, node_tag, unvisited, vm_tag
 from tasks.backup import run_job_hook
 from tasks.limits import ensure_tag_limits
-from tasks.owner import run_user
+from tasks.owner import check_run_hooks, run_user
 from tasks.progress import progress_artifact
 from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
 
@@ -259,6 +259,7 @@ def run_restore(
             f"Restore spec {spec.name} has kind: {spec.kind}; run it with `bingobackup restore {spec.kind}`."
         )
     user = run_user(user)  # a job's recorded owner, whatever the run's parameter says
+    check_run_hooks(spec.options)  # the commands saved with the job, or none
     vms = [item.source.vm for item in spec.vms]
     try:
         summary, failure = _restore(spec, confirm, user, verification_timeout_seconds, vms)

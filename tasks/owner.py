@@ -21,6 +21,9 @@ from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.context import FlowRunContext, SyncClientContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
+from bingobackup.errors import BingoBackupError
+from bingobackup.hooks import HookedOptions, hooks_digest
+
 OWNER_TAG = "bingobackup-job-owner"
 
 
@@ -28,10 +31,14 @@ def owner_variable(deployment_id: UUID) -> str:
     return f"bingobackup-job-owner-{deployment_id}"
 
 
-def record_owner(client: SyncPrefectClient, deployment_id: UUID, job: str, owner: str | None) -> None:
+def record_owner(
+    client: SyncPrefectClient, deployment_id: UUID, job: str, owner: str | None, hooks: str | None = None
+) -> None:
     """Record `owner` (None: the local admin of an install without users) as the user runs of
-    the job's deployment act as; the caller checked the job against `owner`'s authorizations."""
-    name, value = owner_variable(deployment_id), {"job": job, "owner": owner}
+    the job's deployment act as, and `hooks`, the digest of the commands the job runs on its
+    backup host (`bingobackup.hooks.hooks_digest`); the caller checked the job against
+    `owner`'s authorizations (hooks: admins only)."""
+    name, value = owner_variable(deployment_id), {"job": job, "owner": owner, "hooks": hooks}
     tags = [OWNER_TAG, f"job:{job}"]
     try:
         client.create_variable(VariableCreate(name=name, value=value, tags=tags))
@@ -51,6 +58,28 @@ def recorded_owner(client: SyncPrefectClient, deployment_id: UUID) -> tuple[bool
         return False, None
     owner = variable.value.get("owner")
     return True, owner if isinstance(owner, str) else None
+
+
+def check_run_hooks(options: HookedOptions) -> None:
+    """Refuse a run of a job whose precondition, pre-script or post-script are not the ones
+    saved with the job (by an admin: `job create|edit`): the spec is a run parameter a *Custom
+    run* in the UI can change, and hooks are shell commands on the backup host. Runs outside
+    a deployment (the CLI's in-process runs) are their caller's own."""
+    context = FlowRunContext.get()
+    deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
+    if deployment_id is None:
+        return
+    with SyncClientContext.get_or_create() as client_context:
+        variable = client_context.client.read_variable_by_name(owner_variable(deployment_id))
+    recorded = (
+        variable.value.get("hooks") if variable is not None and isinstance(variable.value, dict) else None
+    )
+    if hooks_digest(options) != recorded:
+        raise BingoBackupError(
+            "This run's precondition, pre-script or post-script differ from those saved with the job, "
+            "so nothing was run: they are shell commands on the backup host, which only an admin may set "
+            "(`bingobackup job edit JOB SPEC.yaml` as an admin), never from a run's parameters."
+        )
 
 
 def run_user(user: str | None) -> str | None:

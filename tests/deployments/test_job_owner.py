@@ -132,3 +132,44 @@ def test_editing_a_job_checks_the_editor_and_makes_them_the_owner(
     assert edited.user == "boss"
     with get_client(sync_client=True) as client:
         assert "runs as boss" in (client.read_deployment(edited.deployment_id).description or "")
+
+
+def test_only_an_admin_saves_hooks_and_a_run_cannot_change_them(
+    team: Team, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Hooks are shell commands on the backup host: an operator may not save a job with one,
+    and a Custom run of an admin's job whose spec carries another pre-script is refused before
+    any command runs (the spec is a run parameter the UI lets anybody change)."""
+    marker = tmp_path / "forged-ran"
+    hooked = team.registered.spec(
+        name=f"owned-{team.registered.cloud}",
+        content=[{"vm": "linux_local"}],
+        options={"post_script": {"command": f"touch {tmp_path / 'saved-ran'}"}},
+    )
+    team.spec_file.write_text(yaml.safe_dump(hooked))
+    code, output = as_user(monkeypatch, OPERATOR, "job", "create", str(team.spec_file))
+    assert code != 0
+    assert "User 'op-a' (role operator) may not save a job with a post_script" in " ".join(output.split())
+    code, output = as_user(monkeypatch, ADMIN, "job", "create", str(team.spec_file))
+    assert code == 0, output
+    job = read_job(hooked["name"])
+
+    forged_options = {
+        **job.spec.options.model_dump(mode="json"),
+        "pre_script": {"command": f"touch {marker}"},
+    }
+    forged = {"spec": {**job.spec.model_dump(mode="json", by_alias=True), "options": forged_options}}
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(job.deployment_id, parameters=forged)
+    state = cast(State, asyncio.run(run_flow(backup, flow_run=flow_run, return_type="state")))  # type: ignore[arg-type]
+
+    assert state.is_failed()
+    with pytest.raises(Exception, match="pre-script or post-script differ from those saved with the job"):
+        state.result()
+    assert not marker.exists() and not (tmp_path / "saved-ran").exists()
+    # The job as saved runs, its own post-script included.
+    with get_client(sync_client=True) as client:
+        flow_run = client.create_flow_run_from_deployment(job.deployment_id)
+    state = cast(State, asyncio.run(run_flow(backup, flow_run=flow_run, return_type="state")))  # type: ignore[arg-type]
+    assert state.is_completed(), state.message
+    assert (tmp_path / "saved-ran").exists()
