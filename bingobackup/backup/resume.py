@@ -25,9 +25,8 @@ from typing import TypeVar
 
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
-from bingobackup.mover.backup import DedupMode
 from bingobackup.pools.errors import PoolError, StoreIOError
-from bingobackup.pools.writer import DiskWriter
+from bingobackup.pools.writer import DedupMode, DiskWriter
 
 log = logging.getLogger("bingobackup.backup")
 T = TypeVar("T")

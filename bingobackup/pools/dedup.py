@@ -343,9 +343,3 @@ class DedupPool(Pool):
         if known is None or known[1] == ref.location or "@" not in known[1]:
             return None
         return ref.model_copy(update={"stored_size": known[0], "location": known[1]})
-
-    def collect_garbage(self) -> int:
-        """Garbage collection without repack (bingobackup/lifecycle/gc.py); returns bytes freed."""
-        from bingobackup.lifecycle.gc import collect_garbage
-
-        return collect_garbage(self, repack=False).bytes_freed

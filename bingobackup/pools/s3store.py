@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import builtins
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, SSLError
 
+from bingobackup.pools._s3common import EXISTS_CODES, Written, error_code, md5_of
 from bingobackup.pools.base import (
     BackgroundPuts,
     BlobData,
@@ -46,6 +46,7 @@ from bingobackup.pools.errors import (
     StoreIOError,
 )
 from bingobackup.pools.s3config import S3Settings
+from bingobackup.pools.s3writer import S3BlobWriter
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _FULL = {"QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage", "507"}
@@ -53,16 +54,9 @@ _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403",
 # What a service answers to a header it does not implement (If-None-Match before 2024).
 _UNSUPPORTED = {"NotImplemented", "501"}
 _WRITES = {"write", "complete the upload of"}
-EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 # put_soon: uploads in flight at once and blobs waiting for one (their bytes are held).
 UPLOAD_THREADS = 4
 UPLOAD_QUEUE = 4
-
-
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", "")) or str(
-        error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
-    )
 
 
 class S3BlobStore(BlobStore):
@@ -91,7 +85,7 @@ class S3BlobStore(BlobStore):
     # -- checks done once, when a pool is created or opened ---------------------------------
     def verify(self) -> None:
         """The bucket exists and our keys reach it; Object Lock is on when we rely on it."""
-        self._call("reach the bucket", "", self.client.head_bucket, Bucket=self.settings.bucket)
+        self.call_s3("reach the bucket", "", self.client.head_bucket, Bucket=self.settings.bucket)
         if not self.settings.object_lock_mode:
             return
         try:
@@ -99,7 +93,7 @@ class S3BlobStore(BlobStore):
             enabled = answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
         except ClientError as error:
             if error_code(error) not in ("ObjectLockConfigurationNotFoundError", "404", "NotImplemented"):
-                raise self._translate(error, "read the Object Lock configuration", "") from None
+                raise self.translate_error(error, "read the Object Lock configuration", "") from None
             enabled = False
         if not enabled:
             raise PoolError(
@@ -113,7 +107,7 @@ class S3BlobStore(BlobStore):
     def _object(self, key: str) -> str:
         return self.settings.key_of(check_key(key))
 
-    def _translate(self, error: Exception, doing: str, key: str, needed: int = 0) -> Exception:
+    def translate_error(self, error: Exception, doing: str, key: str, needed: int = 0) -> Exception:
         what = f"{key} in pool {self.name}" if key else f"pool {self.name}"
         where = f"{self.settings.location} at {self.settings.endpoint_url or 'AWS'}"
         if isinstance(error, ClientError):
@@ -155,11 +149,11 @@ class S3BlobStore(BlobStore):
             f"tries; check the network path and TLS settings to {where}, then run again"
         )
 
-    def _call(self, doing: str, key: str, method: Any, needed: int = 0, **kwargs: Any) -> Any:
+    def call_s3(self, doing: str, key: str, method: Any, needed: int = 0, **kwargs: Any) -> Any:
         try:
             return method(**kwargs)
         except (ClientError, BotoCoreError) as error:
-            raise self._translate(error, doing, key, needed) from None
+            raise self.translate_error(error, doing, key, needed) from None
 
     def write_options(self, body: bytes | None = None, *, md5: bytes | None = None) -> dict[str, Any]:
         """Headers every new object gets: the retention when locked (with the Content-MD5 S3
@@ -183,23 +177,23 @@ class S3BlobStore(BlobStore):
         if self.settings.conditional_writes:
             return False
         try:
-            self._settle_existing(key, written, None)
+            self.settle_existing(key, written, None)
         except BlobNotFoundError:
             return False
         return True
 
-    def _settle_existing(self, key: str, written: Written, error: ClientError | None) -> None:
+    def settle_existing(self, key: str, written: Written, error: ClientError | None) -> None:
         """A write refused because the object exists: fine when it holds the same bytes (rule 2),
         an error naming the key when it does not (the object keeps its earlier bytes). With no
         `error` (nothing was written yet), a missing object raises BlobNotFoundError."""
         try:
-            head = self._call(
+            head = self.call_s3(
                 "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
             )
         except BlobNotFoundError:
             if error is None:
                 raise
-            raise self._translate(error, "write", key, written.size) from None
+            raise self.translate_error(error, "write", key, written.size) from None
         if is_content_addressed(key):
             return  # a racing writer stored this chunk first: the same content (rule 2)
         existing = int(head["ContentLength"])
@@ -245,11 +239,11 @@ class S3BlobStore(BlobStore):
             self.client.put_object(Bucket=self.settings.bucket, Key=self._object(key), Body=body, **options)
         except ClientError as error:
             if error_code(error) not in EXISTS_CODES:
-                raise self._translate(error, "write", key, size) from None
+                raise self.translate_error(error, "write", key, size) from None
             # The digest only now: computing it for every put would tax the data path for a rare case.
-            self._settle_existing(key, Written.single(body), error)
+            self.settle_existing(key, Written.single(body), error)
         except BotoCoreError as error:
-            raise self._translate(error, "write", key, size) from None
+            raise self.translate_error(error, "write", key, size) from None
 
     def _start_put(self, key: str, data: BlobData, release: Callable[[], None] | None) -> _Upload:
         """The upload runs on a background thread, so the caller seals the next chunk while
@@ -268,13 +262,13 @@ class S3BlobStore(BlobStore):
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             options["Range"] = f"bytes={offset}-{end}"
-        answer = self._call(
+        answer = self.call_s3(
             "read", key, self.client.get_object, Bucket=self.settings.bucket, Key=self._object(key), **options
         )
         try:
             return bytes(answer["Body"].read())
         except (BotoCoreError, OSError) as error:
-            raise self._translate(error, "read", key) from None
+            raise self.translate_error(error, "read", key) from None
 
     def exists(self, key: str) -> bool:
         try:
@@ -284,7 +278,7 @@ class S3BlobStore(BlobStore):
         return True
 
     def stat(self, key: str) -> BlobInfo:
-        answer = self._call(
+        answer = self.call_s3(
             "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
         )
         return BlobInfo(key, int(answer["ContentLength"]))
@@ -292,7 +286,7 @@ class S3BlobStore(BlobStore):
     def retained_until(self, key: str) -> datetime | None:
         if not self.settings.object_lock_mode:
             return None
-        answer = self._call(
+        answer = self.call_s3(
             "look up", key, self.client.head_object, Bucket=self.settings.bucket, Key=self._object(key)
         )
         until = answer.get("ObjectLockRetainUntilDate")
@@ -307,23 +301,21 @@ class S3BlobStore(BlobStore):
                 for item in page.get("Contents", ()):
                     yield BlobInfo(item["Key"][strip:], int(item["Size"]))
         except (ClientError, BotoCoreError) as error:
-            raise self._translate(error, "list", prefix or "/") from None
+            raise self.translate_error(error, "list", prefix or "/") from None
 
     def delete(self, key: str) -> None:
         self.stat(key)  # S3 deletes are idempotent; rule 5 wants a missing blob reported
-        self._call(
+        self.call_s3(
             "delete", key, self.client.delete_object, Bucket=self.settings.bucket, Key=self._object(key)
         )
 
     def open_append(self, key: str) -> BlobWriter:
-        from bingobackup.pools.s3writer import S3BlobWriter
-
         return S3BlobWriter(self, key, self._object(key))
 
     def incomplete_uploads(self) -> builtins.list[str]:
         """Keys of multipart uploads begun and neither completed nor aborted (a crashed writer's
         leftovers; a bucket lifecycle rule AbortIncompleteMultipartUpload removes them)."""
-        answer = self._call(
+        answer = self.call_s3(
             "list uploads of",
             "",
             self.client.list_multipart_uploads,
@@ -331,33 +323,6 @@ class S3BlobStore(BlobStore):
             Prefix=self.settings.key_of(""),
         )
         return [upload["Key"] for upload in answer.get("Uploads", ())]
-
-
-def md5_of(data: bytes | bytearray | memoryview) -> bytes:
-    # MD5 is what S3 puts in ETags and Content-MD5, an integrity check and not a security one.
-    return hashlib.md5(data, usedforsecurity=False).digest()
-
-
-@dataclass(frozen=True)
-class Written:
-    """What a write meant to store: enough to tell whether an existing object holds it."""
-
-    size: int
-    part_size: int
-    part_md5s: tuple[bytes, ...]
-    multipart: bool
-
-    @classmethod
-    def single(cls, body: bytes) -> Written:
-        return cls(len(body), max(len(body), 1), (md5_of(body),), multipart=False)
-
-    @property
-    def etag(self) -> str:
-        """The ETag S3 gives these bytes written this way: the MD5 of a PutObject; for a multipart
-        upload the MD5 of the parts' MD5s, then '-' and the number of parts."""
-        if not self.multipart:
-            return self.part_md5s[0].hex()
-        return f"{hashlib.md5(b''.join(self.part_md5s), usedforsecurity=False).hexdigest()}-{len(self.part_md5s)}"
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bingobackup.pools._s3common import EXISTS_CODES, S3WriteHost, Written, error_code, md5_of
 from bingobackup.pools.base import BlobData, BlobWriter, as_parts
 from bingobackup.pools.errors import StoreIOError
-from bingobackup.pools.s3store import EXISTS_CODES, S3BlobStore, Written, error_code, md5_of
 
 
 class S3BlobWriter(BlobWriter):
-    def __init__(self, store: S3BlobStore, key: str, object_key: str) -> None:
+    def __init__(self, store: S3WriteHost, key: str, object_key: str) -> None:
         self._store = store
         self._key = key
         self._object = object_key
@@ -53,7 +53,7 @@ class S3BlobWriter(BlobWriter):
 
     def _fail(self, error: Exception, doing: str, needed: int) -> Exception:
         self.abort()
-        return self._store._translate(error, doing, self._key, needed)
+        return self._store.translate_error(error, doing, self._key, needed)
 
     def _upload_part(self, body: bytes) -> None:
         store, bucket = self._store, self._store.settings.bucket
@@ -76,7 +76,7 @@ class S3BlobWriter(BlobWriter):
                 **md5,
             )
         except (ClientError, BotoCoreError) as error:
-            translated = self._store._translate(error, "write", self._key, len(body))
+            translated = self._store.translate_error(error, "write", self._key, len(body))
             if not isinstance(translated, StoreIOError):
                 self.abort()
             # A lost link keeps the upload and the unsent bytes: the owner may `rewind`.
@@ -129,7 +129,7 @@ class S3BlobWriter(BlobWriter):
             if error_code(error) not in EXISTS_CODES:
                 raise self._fail(error, "complete the upload of", self._size) from None
             self.abort()
-            store._settle_existing(self._key, written, error)
+            store.settle_existing(self._key, written, error)
         except BotoCoreError as error:
             raise self._fail(error, "complete the upload of", self._size) from None
         self._state = "committed"
@@ -142,7 +142,7 @@ class S3BlobWriter(BlobWriter):
         options = store.write_options()
         if not options:
             return
-        store._call(
+        store.call_s3(
             "set the retention of",
             self._key,
             store.client.put_object_retention,

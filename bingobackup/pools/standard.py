@@ -37,8 +37,8 @@ from bingobackup.pools.writer import DiskWriter
 PACKS = "packs"
 PACK_VERSION = 1
 PACK_HEADER = PACK_MAGIC + struct.pack(">H", PACK_VERSION)
-_RECORD = struct.Struct(">QI32s")
-RECORD_BYTES = _RECORD.size
+CHUNK_RECORD = struct.Struct(">QI32s")  # offset, stored size, digest: one record per chunk (stream.py too)
+RECORD_BYTES = CHUNK_RECORD.size
 
 
 def pack_key(set_id: str, volume_id: str) -> str:
@@ -69,7 +69,7 @@ class StandardDiskWriter(DiskWriter):
 
     def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
         sealed: SealedChunk = self.pool.codec.seal(plaintext)  # outside the lock: channels run in parallel
-        record = _RECORD.pack(offset, sealed.size, bytes.fromhex(digest))
+        record = CHUNK_RECORD.pack(offset, sealed.size, bytes.fromhex(digest))
         blob = (record, *sealed.parts)
         size = RECORD_BYTES + sealed.size
         with self._pack_lock:

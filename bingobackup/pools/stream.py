@@ -33,7 +33,7 @@ from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools.base import BlobStore, Buffer
 from bingobackup.pools.errors import PoolError
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import _RECORD, RECORD_BYTES
+from bingobackup.pools.standard import CHUNK_RECORD, RECORD_BYTES
 from bingobackup.pools.writer import DiskWriter
 
 TAG = struct.Struct(">cI")
@@ -61,7 +61,7 @@ def file_start(pool: Pool, set_id: str, volume_id: str, part: int) -> bytes:
 
 
 def chunk_record(offset: int, stored_size: int, digest: str, parts: tuple[Buffer, ...]) -> bytes:
-    return record(CHUNK, _RECORD.pack(offset, stored_size, bytes.fromhex(digest)) + b"".join(parts))
+    return record(CHUNK, CHUNK_RECORD.pack(offset, stored_size, bytes.fromhex(digest)) + b"".join(parts))
 
 
 def catalog_copy_file(pool: Pool, set_id: str, payload: bytes) -> bytes:
@@ -192,6 +192,7 @@ class StreamDiskWriter(DiskWriter):
     record is appended (moving on to the next cartridge or disc when it does not fit), how a
     chunk's location is named, and how its file ends."""
 
+    pool: MediaPool
     medium = ""  # "tape", "optical": named in errors
 
     def __init__(self, pool: Pool, set_id: str, volume_id: str, size_bytes: int) -> None:

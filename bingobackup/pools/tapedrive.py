@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from bingobackup.pools.errors import PoolError
-from bingobackup.pools.tapelib import CartridgeFullError, LibrarySettings
+from bingobackup.pools.tapemedium import CartridgeFullError, LibrarySettings
 
 # <asm-generic/ioctl.h>: _IOC(dir, type, nr, size) packs nr (8 bits), type (8 bits), size
 # (14 bits) and direction (2 bits) from the low end. This is the generic layout (x86, arm,

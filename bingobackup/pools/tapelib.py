@@ -17,63 +17,18 @@ import os
 import struct
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
-
-from pydantic import BaseModel, Field, field_validator
+from typing import BinaryIO
 
 from bingobackup.pools.errors import PoolError, PoolFullError
 from bingobackup.pools.stream import DISK_FULL, write_fully
+from bingobackup.pools.tapedrive import DriveIO, TapeDrive
+from bingobackup.pools.tapemedium import CartridgeFullError, LibrarySettings, TapeMedium
 
-if TYPE_CHECKING:
-    from bingobackup.pools.tapedrive import DriveIO
+__all__ = ["Cartridge", "CartridgeFullError", "LibrarySettings", "TapeLibrary", "TapeMedium"]
 
 _HEADER = struct.Struct(">cI")
 BLOCK, FILEMARK = b"B", b"M"
 LIBRARY_FILE = "library.json"
-
-
-class LibrarySettings(BaseModel):
-    block_size: int = Field(default=256 << 10, ge=512, le=16 << 20)
-    capacity_bytes: int = Field(ge=1 << 20, description="bytes one cartridge holds")
-    drives: dict[str, str] = Field(
-        default_factory=dict,
-        description="real drives: barcode of the cartridge loaded -> non-rewinding device (/dev/nstN)",
-    )
-
-    @field_validator("drives")
-    @classmethod
-    def _non_rewinding(cls, value: dict[str, str]) -> dict[str, str]:
-        for barcode, device in value.items():
-            if Path(device).name.startswith("st"):
-                raise ValueError(
-                    f"{device} (cartridge {barcode}) rewinds on every close, which would overwrite the "
-                    f"cartridge from the start; use the non-rewinding /dev/n{Path(device).name}"
-                )
-        return value
-
-
-class CartridgeFullError(PoolError):
-    pass
-
-
-class TapeMedium(Protocol):
-    """What the tape pool uses of a cartridge: an emulated one or one in a real drive."""
-
-    barcode: str
-    block_size: int
-    capacity_blocks: int
-    end_of_medium: bool  # past the drive's early warning: finish the file, go on elsewhere
-
-    @property
-    def blocks_used(self) -> int: ...
-    @property
-    def files(self) -> int: ...
-    @property
-    def free_blocks(self) -> int: ...
-    def append(self, payloads: list[bytes], filemark: bool) -> None: ...
-    def read(self, file_number: int, start: int, length: int) -> bytes: ...
-    def read_file(self, file_number: int) -> bytes: ...
-    def read_head(self, file_number: int, length: int) -> bytes: ...
 
 
 class Cartridge:
@@ -276,8 +231,6 @@ class TapeLibrary:
     def _open_drives(self, drive_io: DriveIO | None) -> dict[str, TapeMedium]:
         if not self.settings.drives:
             return {}
-        from bingobackup.pools.tapedrive import TapeDrive  # it builds on this module
-
         return {
             barcode: TapeDrive(device, barcode, self.settings, drive_io)
             for barcode, device in sorted(self.settings.drives.items())

@@ -16,10 +16,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bingobackup.mover.ratelimit import RateSchedule
-from bingobackup.resources.discovery import ContentSelection, SelectionFilters
 from bingobackup.specs.loading import checked_job_name, load_spec
 from bingobackup.specs.retention import RetentionPolicy
 from bingobackup.specs.schedule import ManualSchedule, Schedule
+from bingobackup.specs.selection import ContentSelection, SelectionFilters
 from bingobackup.specs.versioning import Migration, SpecVersioning, VersionedSpec, version_field
 
 JOB_SPEC_VERSION = 2

@@ -31,7 +31,8 @@ from bingobackup.pools import Pool, create_pool_in, open_pool_in
 from bingobackup.pools.discs import SECTOR, OpticalSettings, file_name
 from bingobackup.pools.opticalpool import OpticalPool, create_optical_pool, open_optical_pool
 from bingobackup.pools.packs import list_packs, read_pack_index
-from bingobackup.pools.standard import _RECORD, PACK_HEADER
+from bingobackup.pools.standard import CHUNK_RECORD as STANDARD_RECORD
+from bingobackup.pools.standard import PACK_HEADER
 from bingobackup.pools.stream import CHUNK as CHUNK_RECORD
 from bingobackup.pools.stream import parse_stream
 from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
@@ -310,7 +311,7 @@ def _extent(image: Path, name: str) -> int:
 def _stream_chunk_bytes(stream: bytes) -> int:
     """Envelope bytes of a stream's chunk records (each: offset u64, length u32, id, envelope)."""
     return sum(
-        _RECORD.unpack_from(payload)[1] for tag, _, payload in parse_stream(stream) if tag == CHUNK_RECORD
+        STANDARD_RECORD.unpack_from(payload)[1] for tag, _, payload in parse_stream(stream) if tag == CHUNK_RECORD
     )
 
 
