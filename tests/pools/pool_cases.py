@@ -311,7 +311,9 @@ def _extent(image: Path, name: str) -> int:
 def _stream_chunk_bytes(stream: bytes) -> int:
     """Envelope bytes of a stream's chunk records (each: offset u64, length u32, id, envelope)."""
     return sum(
-        STANDARD_RECORD.unpack_from(payload)[1] for tag, _, payload in parse_stream(stream) if tag == CHUNK_RECORD
+        STANDARD_RECORD.unpack_from(payload)[1]
+        for tag, _, payload in parse_stream(stream)
+        if tag == CHUNK_RECORD
     )
 
 
