@@ -373,7 +373,7 @@ def upgrade(
     pool key, so a chunk cannot be moved to another place unnoticed; 4: every writer holds a
     pool lock, so `bingobackup gc` may run while backups do). Run it while no backup writes to
     the pool, once every backup host runs this bingobackup; running it again is harmless."""
-    from bingobackup.format.config import FORMAT_VERSION
+    from bingobackup.format.constants import FORMAT_VERSION
     from bingobackup.pools import BlobStore, LocalDirBlobStore, upgrade_pool
     from bingobackup.resources.pools import pool_store
 

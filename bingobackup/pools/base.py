@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-Buffer = bytes | bytearray | memoryview
+from bingobackup.format.constants import CHUNKS
 
-CHUNKS = "chunks"  # the content-addressed part of every pool (rule 2)
+Buffer = bytes | bytearray | memoryview
 
 
 def is_content_addressed(key: str) -> bool:

@@ -25,10 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bingobackup.format.config import PoolConfig
+from bingobackup.format.constants import CHUNKS, PACKED_FORMAT
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools.base import CHUNKS, BlobInfo, BlobStore
+from bingobackup.pools.base import BlobInfo, BlobStore
 from bingobackup.pools.condemned import condemned_keys
 from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.packs import (
@@ -45,7 +46,6 @@ from bingobackup.pools.packs import (
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DiskWriter
 
-PACKED_FORMAT = 2  # the first pool format version whose dedup pools write packs
 # Pack indexes read at once when the index loads: on object storage each is a round trip
 # (tens of ms), so a pool of 10,000 packs took minutes one by one.
 INDEX_READERS = 16

@@ -27,13 +27,13 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from bingobackup.files import fsync_path
+from bingobackup.format.constants import DISC_INFO, OPTICAL_FILE
+from bingobackup.format.constants import STREAM_HEADER as HEADER
 from bingobackup.pools.errors import PoolError, PoolFullError
-from bingobackup.pools.stream import DISK_FULL, HEADER, parse_stream, write_fully
+from bingobackup.pools.stream import DISK_FULL, parse_stream, write_fully
 
 SECTOR = 2048
-OPTICAL_FILE = "optical.json"
 STAGING, DISCS = "staging", "discs"
-DISC_INFO = "DISC.JSN"
 # ISO 9660 level 1 keeps a file in one extent (< 4 GiB): a longer stream part continues in a
 # new file on the same disc.
 MAX_FILE_BYTES = 1 << 30

@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bingobackup.format.compression import CompressionSetting
-from bingobackup.format.config import (
-    CONFIG_NAME,
-    DEFAULT_CHUNK_SIZE,
-    FORMAT_VERSION,
-    PoolConfig,
-    PoolKind,
-    check_chunk_size,
-)
+from bingobackup.format.config import DEFAULT_CHUNK_SIZE, PoolConfig, PoolKind, check_chunk_size
+from bingobackup.format.constants import CONFIG_NAME, FORMAT_VERSION
 from bingobackup.format.crypto import (
     DEFAULT_SCRYPT_N,
     CipherId,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bingobackup.format.compression import CompressionSetting
 from bingobackup.format.config import PoolConfig
+from bingobackup.format.constants import STREAM_TAG as TAG
 from bingobackup.format.crypto import DEFAULT_SCRYPT_N
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.manifest import ChunkRef, DiskManifest
@@ -36,7 +37,6 @@ from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
 from bingobackup.pools.stream import (
     DISK_FULL,
-    TAG,
     MediaPool,
     MediaScan,
     StreamDiskWriter,

@@ -12,13 +12,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bingobackup.pools.discs import (
-    OPTICAL_FILE,
-    DiscSet,
-    OpticalSettings,
-    describe_file,
-    read_disc_info,
-)
+from bingobackup.format.constants import OPTICAL_FILE
+from bingobackup.pools.discs import DiscSet, OpticalSettings, describe_file, read_disc_info
 from bingobackup.pools.errors import PoolError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.stream import recover_config

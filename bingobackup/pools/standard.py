@@ -23,21 +23,18 @@ handed out stays right), then goes on.
 
 from __future__ import annotations
 
-import struct
 import threading
 
+from bingobackup.format.constants import CHUNK_RECORD, PACKS
+from bingobackup.format.constants import STANDARD_PACK_HEADER as PACK_HEADER
 from bingobackup.format.envelope import SealedChunk
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools.base import BlobWriter, Buffer
 from bingobackup.pools.errors import PoolError, StoreIOError
-from bingobackup.pools.packs import PACK_MAGIC, pack_location
+from bingobackup.pools.packs import pack_location
 from bingobackup.pools.pool import Pool, check_name
 from bingobackup.pools.writer import DiskWriter
 
-PACKS = "packs"
-PACK_VERSION = 1
-PACK_HEADER = PACK_MAGIC + struct.pack(">H", PACK_VERSION)
-CHUNK_RECORD = struct.Struct(">QI32s")  # offset, stored size, digest: one record per chunk (stream.py too)
 RECORD_BYTES = CHUNK_RECORD.size
 
 

@@ -21,24 +21,28 @@ import errno
 import json
 import logging
 import os
-import struct
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from bingobackup.format.config import CONFIG_NAME, PoolConfig
+from bingobackup.format.config import PoolConfig
+from bingobackup.format.constants import CHUNK_RECORD, CONFIG_NAME
+from bingobackup.format.constants import STREAM_CATALOG as CATALOG
+from bingobackup.format.constants import STREAM_CHUNK as CHUNK
+from bingobackup.format.constants import STREAM_HEADER as HEADER
+from bingobackup.format.constants import STREAM_POOL_CONFIG as POOL_CONFIG
+from bingobackup.format.constants import STREAM_TAG as TAG
+from bingobackup.format.constants import STREAM_TRAILER as TRAILER
 from bingobackup.format.errors import ManifestError
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools.base import BlobStore, Buffer
 from bingobackup.pools.errors import PoolError
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import CHUNK_RECORD, RECORD_BYTES
+from bingobackup.pools.standard import RECORD_BYTES
 from bingobackup.pools.writer import DiskWriter
 
-TAG = struct.Struct(">cI")
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the host filesystem under a medium's files is full
-HEADER, CHUNK, TRAILER, POOL_CONFIG, CATALOG = b"H", b"C", b"T", b"P", b"K"
 _DIGEST_BYTES = 32
 log = logging.getLogger("bingobackup.pools")
 

@@ -14,21 +14,20 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
+from bingobackup.format.constants import TAPE_BLOCK as BLOCK
+from bingobackup.format.constants import TAPE_FILEMARK as FILEMARK
+from bingobackup.format.constants import TAPE_LIBRARY_FILE as LIBRARY_FILE
+from bingobackup.format.constants import TAPE_RECORD as _HEADER
 from bingobackup.pools.errors import PoolError, PoolFullError
 from bingobackup.pools.stream import DISK_FULL, write_fully
 from bingobackup.pools.tapedrive import DriveIO, TapeDrive
 from bingobackup.pools.tapemedium import CartridgeFullError, LibrarySettings, TapeMedium
 
 __all__ = ["Cartridge", "CartridgeFullError", "LibrarySettings", "TapeLibrary", "TapeMedium"]
-
-_HEADER = struct.Struct(">cI")
-BLOCK, FILEMARK = b"B", b"M"
-LIBRARY_FILE = "library.json"
 
 
 class Cartridge:

@@ -8,13 +8,11 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from bingobackup.format.constants import ZERO_LOCATION
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.format.zero import is_zero
 
 DedupMode = Literal["agent", "server"]
-# An all-zero chunk handed to put_chunk is stored as nothing: its ref says so and is never
-# listed in a manifest (a missing chunk reads back as zeros).
-ZERO_LOCATION = "zero:"
 
 
 class WriterPool(Protocol):

@@ -24,16 +24,16 @@ from backends import LocalCase, S3Case, StoreCase
 from pool_support import CHUNK, FAST_SCRYPT_N, Variant, temp_files, tree_snapshot
 from pydantic import SecretStr
 
-from bingobackup.format.config import CONFIG_NAME
+from bingobackup.format.constants import CHUNK_RECORD as STANDARD_RECORD
+from bingobackup.format.constants import CONFIG_NAME
+from bingobackup.format.constants import STANDARD_PACK_HEADER as PACK_HEADER
+from bingobackup.format.constants import STREAM_CHUNK as CHUNK_RECORD
 from bingobackup.format.crypto import unwrap_master_key, wrap_master_key
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.pools import Pool, create_pool_in, open_pool_in
 from bingobackup.pools.discs import SECTOR, OpticalSettings, file_name
 from bingobackup.pools.opticalpool import OpticalPool, create_optical_pool, open_optical_pool
 from bingobackup.pools.packs import list_packs, read_pack_index
-from bingobackup.pools.standard import CHUNK_RECORD as STANDARD_RECORD
-from bingobackup.pools.standard import PACK_HEADER
-from bingobackup.pools.stream import CHUNK as CHUNK_RECORD
 from bingobackup.pools.stream import parse_stream
 from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import TapePool, create_tape_pool, open_tape_pool

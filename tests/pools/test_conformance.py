@@ -26,10 +26,10 @@ from pool_support import (
     write_disk,
 )
 
+from bingobackup.format.constants import ZERO_LOCATION
 from bingobackup.format.envelope import HEADER_BYTES, TAG_BYTES
 from bingobackup.format.errors import CorruptChunkError, PassphraseRequiredError, WrongPassphraseError
 from bingobackup.pools import Pool, PoolFullError
-from bingobackup.pools.writer import ZERO_LOCATION
 
 
 def test_disk_round_trips_through_a_reopened_pool(variant: Variant, pool: Pool, case: PoolCase) -> None:

@@ -18,6 +18,8 @@ import pytest
 from faulty_store import FaultyBlobStore
 from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
 
+from bingobackup.format.constants import DEDUP_PACK_HEADER as PACK_HEADER
+from bingobackup.format.constants import PACKED_FORMAT
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.lifecycle.gc import collect_garbage
@@ -27,7 +29,6 @@ from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.errors import PoolFullError
 from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.packs import (
-    PACK_HEADER,
     PackEntry,
     PackRecord,
     decode_index_blob,
@@ -42,7 +43,7 @@ def dedup_pool(store: FaultyBlobStore) -> DedupPool:
     pool = create_pool_in(
         store, "dedup", chunk_size=CHUNK, encrypted=True, passphrase=PASSPHRASE, scrypt_n=FAST_SCRYPT_N
     )
-    assert isinstance(pool, DedupPool) and pool.config.format_version >= dedup.PACKED_FORMAT
+    assert isinstance(pool, DedupPool) and pool.config.format_version >= PACKED_FORMAT
     return pool
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, Variant, make_disk, read_back, write_disk
 
-from bingobackup.format.config import FORMAT_VERSION
+from bingobackup.format.constants import FORMAT_VERSION
 from bingobackup.format.errors import FormatError, UnsupportedFormatError, WrongPassphraseError
 from bingobackup.lifecycle.gc import collect_garbage
 from bingobackup.pools import (
