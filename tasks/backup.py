@@ -18,12 +18,12 @@ from bingobackup.cloud.models import Snapshot
 from bingobackup.hooks import HookName, HookResult, run_hook
 from bingobackup.mover.backup import DiskBackupResult
 from bingobackup.mover.stages import DiskPipeline
-from bingobackup.pools.errors import PoolError
 from bingobackup.pools.stream import keep_catalog_copy
 from bingobackup.resources.discovery import ResolvedVm
 from bingobackup.resources.pools import pool_catalog_root
 from bingobackup.resources.users import resolve_user
 from bingobackup.specs.job import BackupJobSpec, Hook
+from bingobackup.storage.errors import PoolError
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
 from catalog.set_copy import set_copy_bytes
 from tasks.blocks import PrefectRegistryStore

@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from bingobackup.pools.s3config import MIN_PART_SIZE, S3Settings
+from bingobackup.storage.s3config import MIN_PART_SIZE, S3Settings
 
 MOTO_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 

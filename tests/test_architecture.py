@@ -28,7 +28,7 @@ def test_ruff_is_clean() -> None:
 
 def test_no_module_imports_another_modules_private_names() -> None:
     """A name starting with `_` belongs to its module: a second module needing it means the
-    shared part wants a module of its own (how mover/reading.py and pools/_s3common.py came
+    shared part wants a module of its own (how mover/reading.py and storage/_s3common.py came
     about). Private modules (`_s3common`) are checked by import-linter's package rules."""
     offenders = []
     for path in sorted((ROOT / "bingobackup").rglob("*.py")):

@@ -10,13 +10,12 @@ What was sent but not yet acknowledged (durable on the pool) is kept by the pool
 sent again once the pool answers, so the disk goes on from there and is never read again:
 a standard pack keeps up to `channels` × the resume buffer of its latest records
 (`DiskWriter.keep_unacknowledged`, pools/standard.py); a dedup pool's blob store keeps each
-pack until it is durable (rule 9 of pools/base.py). The buffer must hold at least one chunk
+pack until it is durable (rule 9 of storage/base.py). The buffer must hold at least one chunk
 of the pool (checked at job preparation, `check_resume_buffer`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
 import time
@@ -25,32 +24,11 @@ from typing import TypeVar
 
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
-from bingobackup.pools.errors import PoolError, StoreIOError
 from bingobackup.pools.writer import DedupMode, DiskWriter
+from bingobackup.storage.errors import is_permanent_error
 
 log = logging.getLogger("bingobackup.backup")
 T = TypeVar("T")
-
-# errnos a lost or flaky link to a pool's storage gives (NFS, CIFS, iSCSI, sockets); a full
-# pool, a missing permission or a bad path are not link problems and fail at once.
-LINK_ERRNOS = frozenset(
-    {
-        errno.EIO,
-        errno.ETIMEDOUT,
-        errno.ECONNRESET,
-        errno.ECONNABORTED,
-        errno.ECONNREFUSED,
-        errno.ENETDOWN,
-        errno.ENETUNREACH,
-        errno.ENETRESET,
-        errno.EHOSTDOWN,
-        errno.EHOSTUNREACH,
-        errno.ENOTCONN,
-        errno.EPIPE,
-        errno.ESTALE,
-        errno.EAGAIN,
-    }
-)
 
 
 class PoolLinkLost(BingoBackupError):
@@ -62,11 +40,8 @@ class ResumeBufferTooSmall(BingoBackupError):
 
 
 def is_link_error(error: BaseException) -> bool:
-    if isinstance(error, StoreIOError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(error, PoolError):
-        return False  # pool full, blob missing, …: retrying does not help
-    return isinstance(error, OSError) and error.errno in LINK_ERRNOS
+    """A lost or flaky link to the pool's storage: the store's own word (rule 10 of storage/base.py)."""
+    return not is_permanent_error(error)
 
 
 def check_resume_buffer(resume_buffer_mib: int, chunk_size: int) -> None:

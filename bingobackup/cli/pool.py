@@ -12,9 +12,9 @@ from bingobackup.cli.common import authorize_command, console, registry
 from bingobackup.cli.pools_index import pool_ref, remember
 
 if TYPE_CHECKING:
-    from bingobackup.pools.s3config import S3Settings
     from bingobackup.resources.models import PoolRegistration
     from bingobackup.specs.maintenance import PoolMaintenance
+    from bingobackup.storage.s3config import S3Settings
 
 app = typer.Typer(help="Pools: where backup sets are stored.", no_args_is_help=True)
 
@@ -186,7 +186,7 @@ def create(
         tape = TapeOptions.model_validate(tape_fields)
     optical = None
     if kind == "optical":
-        from bingobackup.pools.discs import parse_disc_size
+        from bingobackup.media.discs import parse_disc_size
         from bingobackup.resources.pools import OpticalOptions
 
         try:
@@ -249,7 +249,7 @@ def _s3_settings(**fields: object) -> S3Settings:
     from pydantic import ValidationError
 
     from bingobackup.errors import BingoBackupError
-    from bingobackup.pools.s3config import S3Settings
+    from bingobackup.storage.s3config import S3Settings
 
     try:
         return S3Settings.model_validate(fields)
@@ -313,10 +313,10 @@ def scan(
 ) -> None:
     """Rebuild a tape or optical pool's home from its media alone: config, manifests and catalog."""
     from bingobackup.errors import BingoBackupError
+    from bingobackup.media.tapelib import TapeLibrary
     from bingobackup.pools.opticalpool import open_optical_pool, scan_discs
     from bingobackup.pools.scan_home import recover_optical_home, recover_tape_home
     from bingobackup.pools.stream import MediaPool, MediaScan
-    from bingobackup.pools.tapelib import TapeLibrary
     from bingobackup.pools.tapepool import open_tape_pool, scan_library
     from bingobackup.resources.pools import pool_catalog_root, pool_for
     from catalog import CatalogWriter

@@ -6,7 +6,7 @@ plain threads. Chunks pass between stages through bounded queues, and every buff
 one of `channels + 2` slots from the moment it is read until it is sealed and handed to the
 pool or dropped, so memory stays at about (channels + 2) × chunk size whatever the disk size
 (plus the few sealed chunks a pool's blob store holds while it finishes them in the
-background, rule 9 of bingobackup/pools/base.py). The write stage runs `channels` threads:
+background, rule 9 of bingobackup/storage/base.py). The write stage runs `channels` threads:
 compressing and encrypting is the work, and the pool's fsyncs and uploads overlap it on the
 blob store's own threads instead of holding a writer.
 

@@ -2,15 +2,6 @@
 
 from __future__ import annotations
 
-from bingobackup.pools.base import BlobInfo, BlobStore, BlobWriter
-from bingobackup.pools.errors import (
-    BlobNotFoundError,
-    PoolError,
-    PoolExistsError,
-    PoolFullError,
-    PoolNotFoundError,
-)
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import (
     change_passphrase,
     create_pool,
@@ -21,6 +12,15 @@ from bingobackup.pools.open import (
 )
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DedupMode, DiskWriter, WriterStats
+from bingobackup.storage.base import BlobInfo, BlobStore, BlobWriter
+from bingobackup.storage.errors import (
+    BlobNotFoundError,
+    PoolError,
+    PoolExistsError,
+    PoolFullError,
+    PoolNotFoundError,
+)
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 __all__ = [
     "BlobInfo",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from bingobackup.format.constants import CONDEMNED_SUFFIX as _CONDEMNED
 from bingobackup.format.constants import GARBAGE
 from bingobackup.format.constants import WAITS_SUFFIX as _WAITS
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.errors import BlobNotFoundError
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import BlobNotFoundError
 
 log = logging.getLogger("bingobackup.pools")
 

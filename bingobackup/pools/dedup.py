@@ -29,9 +29,7 @@ from bingobackup.format.constants import CHUNKS, PACKED_FORMAT
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools.base import BlobInfo, BlobStore
 from bingobackup.pools.condemned import condemned_keys
-from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.packs import (
     PackAssembler,
     PackEntry,
@@ -45,6 +43,8 @@ from bingobackup.pools.packs import (
 )
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DiskWriter
+from bingobackup.storage.base import BlobInfo, BlobStore
+from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
 # Pack indexes read at once when the index loads: on object storage each is a round trip
 # (tens of ms), so a pool of 10,000 packs took minutes one by one.

@@ -18,12 +18,12 @@ from bingobackup.format.crypto import (
 from bingobackup.format.digest import ChunkDigester, DigestId
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import PassphraseRequiredError
-from bingobackup.pools.base import BlobStore
 from bingobackup.pools.dedup import DedupPool
-from bingobackup.pools.errors import BlobNotFoundError, PoolError, PoolExistsError, PoolNotFoundError
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import StandardPool
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import BlobNotFoundError, PoolError, PoolExistsError, PoolNotFoundError
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 POOL_KINDS: dict[str, type[Pool]] = {"dedup": DedupPool, "standard": StandardPool}
 

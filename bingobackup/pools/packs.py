@@ -60,7 +60,7 @@ from bingobackup.format.constants import PACK_INDEX_ENTRY as _ENTRY
 from bingobackup.format.constants import PACK_INDEX_MAGIC as INDEX_MAGIC
 from bingobackup.format.envelope import EnvelopeCodec, max_sealed_size
 from bingobackup.format.errors import FormatError
-from bingobackup.pools.base import BlobInfo, BlobStore, Buffer
+from bingobackup.storage.base import BlobInfo, BlobStore, Buffer
 
 # restic's default pack size: big enough that per-file costs vanish, small enough that the
 # packs held in memory (one per writer, plus those waiting for their fsync) stay modest.

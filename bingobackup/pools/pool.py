@@ -26,10 +26,10 @@ from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import ManifestError
 from bingobackup.format.manifest import ChunkRef, DiskManifest, first_difference, manifest_seal, sealed_json
 from bingobackup.format.zero import is_zero
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.locks import STALE_SECONDS, PoolLock, live_locks
 from bingobackup.pools.writer import DiskWriter
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
 W = TypeVar("W", bound=DiskWriter)
 log = logging.getLogger("bingobackup.pools")

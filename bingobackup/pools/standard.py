@@ -29,11 +29,11 @@ from bingobackup.format.constants import CHUNK_RECORD, PACKS
 from bingobackup.format.constants import STANDARD_PACK_HEADER as PACK_HEADER
 from bingobackup.format.envelope import SealedChunk
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools.base import BlobWriter, Buffer
-from bingobackup.pools.errors import PoolError, StoreIOError
 from bingobackup.pools.packs import pack_location
 from bingobackup.pools.pool import Pool, check_name
 from bingobackup.pools.writer import DiskWriter
+from bingobackup.storage.base import BlobWriter, Buffer
+from bingobackup.storage.errors import PoolError, is_permanent_error
 
 RECORD_BYTES = CHUNK_RECORD.size
 
@@ -84,7 +84,7 @@ class StandardDiskWriter(DiskWriter):
         try:
             return self._pack.write(blob)
         except OSError as error:
-            lost_link = isinstance(error, StoreIOError) or not isinstance(error, PoolError)
+            lost_link = not is_permanent_error(error)
             self._broken = self._keep_limit is not None and lost_link
             raise
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone
-from bingobackup.pools.s3config import S3Settings
 from bingobackup.specs.maintenance import PoolMaintenance
 from bingobackup.specs.retention import RetentionPolicy
+from bingobackup.storage.s3config import S3Settings
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_HTTPS_PORT = 443

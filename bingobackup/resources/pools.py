@@ -8,14 +8,11 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from bingobackup.format.config import DEFAULT_CHUNK_SIZE
+from bingobackup.media.discs import DiscSet, OpticalSettings
+from bingobackup.media.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools import BlobStore, LocalDirBlobStore, Pool, create_pool_in, open_pool_in
-from bingobackup.pools.discs import DiscSet, OpticalSettings
-from bingobackup.pools.errors import PoolNotFoundError
 from bingobackup.pools.opticalpool import create_optical_pool, open_optical_pool
-from bingobackup.pools.s3config import S3Settings
-from bingobackup.pools.s3store import S3BlobStore
 from bingobackup.pools.stats import PoolStats, optical_media, pool_stats, tape_media
-from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import create_tape_pool, open_tape_pool
 from bingobackup.resources.access import (
     backup_host_for,
@@ -29,6 +26,9 @@ from bingobackup.resources.models import BackupHost, PoolFormatName, PoolKindNam
 from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.maintenance import PoolMaintenance
 from bingobackup.specs.retention import RetentionPolicy
+from bingobackup.storage.errors import PoolNotFoundError
+from bingobackup.storage.s3config import S3Settings
+from bingobackup.storage.s3store import S3BlobStore
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -192,7 +192,7 @@ def pool_catalog_root(registration: PoolRegistration) -> tuple[str, pafs.FileSys
     pool's directory, or for an object pool `bucket/prefix` on pyarrow's S3 filesystem (on the
     pool's boto3 client where pyarrow cannot honour its TLS or Object Lock settings)."""
     if registration.s3 is not None:
-        from bingobackup.pools.s3arrowfs import catalog_filesystem  # pyarrow: only when asked
+        from bingobackup.storage.s3arrowfs import catalog_filesystem  # pyarrow: only when asked
 
         return registration.s3.catalog_root, catalog_filesystem(registration.s3, registration.name)
     return registration.location, None

@@ -28,10 +28,10 @@ from bingobackup.backup.resume import (
 )
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.pools import Pool
-from bingobackup.pools.base import Buffer
-from bingobackup.pools.errors import PoolFullError
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in
+from bingobackup.storage.base import Buffer
+from bingobackup.storage.errors import PoolFullError
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 CHUNK = 64 * 1024
 CHUNKS = 24

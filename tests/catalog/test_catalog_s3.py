@@ -21,10 +21,10 @@ from bingobackup.format.manifest import DiskManifest
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import PoolError
-from bingobackup.pools.s3config import S3Settings
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
 from bingobackup.resources.store import InMemoryRegistryStore
+from bingobackup.storage.s3config import S3Settings
 from catalog import Catalog, CatalogQueryError, CatalogWriter, JobRunRecord
 from catalog.health import check_catalog
 from catalog.location import CatalogLocation

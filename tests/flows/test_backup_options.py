@@ -18,11 +18,11 @@ from flow_support import Registered
 from prefect.states import State
 from sim_admin import injected_faults, sim_admin
 
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.resources.pools import create_registered_pool
 from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.sparse import data_extents
 from bingobackup.specs.job import load_job_spec
+from bingobackup.storage.localdir import LocalDirBlobStore
 from catalog import Catalog
 from flows.backup import job_tag, job_tag_limits, node_tag, run_backup_now, vm_tag
 from tasks.backup import prepare_backup

@@ -34,8 +34,8 @@ from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
 from bingobackup.cloud.waiters import wait_for_volume
 from bingobackup.format.config import DEFAULT_CHUNK_SIZE
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.resources.discovery import ResolvedVm
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 BURST = 4 * MIB  # the rate limiter's bucket: one burst is free (mover/ratelimit.py)
 

@@ -14,8 +14,8 @@ from restore_support import back_up, sha256
 from sim_admin import injected_faults
 
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.resources.models import CloudRegistration
+from bingobackup.storage.localdir import LocalDirBlobStore
 from flows.restore import restore_disk
 
 

@@ -15,7 +15,7 @@ from s3_faults import FaultProxy
 from s3_support import moto_client, new_bucket, s3_settings
 
 from bingobackup.pools import BlobStore, LocalDirBlobStore
-from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.storage.s3store import S3BlobStore
 
 
 class StoreCase(ABC):

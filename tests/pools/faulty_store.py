@@ -8,8 +8,8 @@ import os
 import threading
 from typing import NoReturn
 
-from bingobackup.pools.base import Buffer
-from bingobackup.pools.localdir import DIRECT_IO_ALIGNMENT, LocalDirBlobStore
+from bingobackup.storage.base import Buffer
+from bingobackup.storage.localdir import DIRECT_IO_ALIGNMENT, LocalDirBlobStore
 
 
 class FaultyBlobStore(LocalDirBlobStore):

@@ -30,12 +30,12 @@ from bingobackup.format.constants import STANDARD_PACK_HEADER as PACK_HEADER
 from bingobackup.format.constants import STREAM_CHUNK as CHUNK_RECORD
 from bingobackup.format.crypto import unwrap_master_key, wrap_master_key
 from bingobackup.format.manifest import ChunkRef
+from bingobackup.media.discs import SECTOR, OpticalSettings, file_name
+from bingobackup.media.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools import Pool, create_pool_in, open_pool_in
-from bingobackup.pools.discs import SECTOR, OpticalSettings, file_name
 from bingobackup.pools.opticalpool import OpticalPool, create_optical_pool, open_optical_pool
 from bingobackup.pools.packs import list_packs, read_pack_index
 from bingobackup.pools.stream import parse_stream
-from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import TapePool, create_tape_pool, open_tape_pool
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool

@@ -1,4 +1,4 @@
-"""The blob-store rules of bingobackup/pools/base.py, run against every blob store kind.
+"""The blob-store rules of bingobackup/storage/base.py, run against every blob store kind.
 
 Each kind adds a factory to STORES (backends.py gives it the test handles) and must pass
 unchanged. The S3 store runs against moto's S3 server behind a fault-injecting proxy.

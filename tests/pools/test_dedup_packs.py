@@ -24,10 +24,7 @@ from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.lifecycle.gc import collect_garbage
 from bingobackup.pools import create_pool_in, dedup, open_pool, open_pool_in, packs
-from bingobackup.pools.base import BlobInfo
 from bingobackup.pools.dedup import DedupPool
-from bingobackup.pools.errors import PoolFullError
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.packs import (
     PackEntry,
     PackRecord,
@@ -37,6 +34,9 @@ from bingobackup.pools.packs import (
     list_packs,
     read_pack_index,
 )
+from bingobackup.storage.base import BlobInfo
+from bingobackup.storage.errors import PoolFullError
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 
 def dedup_pool(store: FaultyBlobStore) -> DedupPool:

@@ -18,10 +18,10 @@ from s3_support import new_bucket, s3_settings
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.lifecycle.gc import CRASH_POINT_ENV, collect_garbage
 from bingobackup.pools import LocalDirBlobStore, Pool, PoolError, create_pool_in, locks, open_pool_in
-from bingobackup.pools.base import BlobStore
 from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.locks import PoolLock, live_locks, read_locks, remove_stale_locks
-from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.s3store import S3BlobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from page_cache_support import PAGE, cached_pages, require_droppable_cache
 
-from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 BLOB = 4 << 20
 

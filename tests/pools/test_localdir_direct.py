@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from faulty_store import fail_midway
 
-from bingobackup.pools import localdir
-from bingobackup.pools.base import Buffer
-from bingobackup.pools.localdir import DIRECT_IO_ALIGNMENT, LocalDirBlobStore
+from bingobackup.storage import localdir
+from bingobackup.storage.base import Buffer
+from bingobackup.storage.localdir import DIRECT_IO_ALIGNMENT, LocalDirBlobStore
 
 pytestmark = pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="this system has no direct I/O")
 

@@ -14,11 +14,11 @@ import pycdlib
 import pytest
 from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE
 
+from bingobackup.media.discs import OpticalSettings, parse_disc_size
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.errors import DiskReadError
 from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import PoolError, PoolFullError
-from bingobackup.pools.discs import OpticalSettings, parse_disc_size
 from bingobackup.pools.opticalpool import OpticalPool, create_optical_pool, open_optical_pool, scan_discs
 
 DISC = 1 << 20

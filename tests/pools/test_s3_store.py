@@ -13,8 +13,8 @@ from backends import S3Case
 from s3_support import MOTO_KEYS, new_bucket, s3_settings
 
 from bingobackup.pools import BlobStore, PoolError
-from bingobackup.pools.s3config import MIN_PART_SIZE
-from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.storage.s3config import MIN_PART_SIZE
+from bingobackup.storage.s3store import S3BlobStore
 
 
 @pytest.fixture

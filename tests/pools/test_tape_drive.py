@@ -17,8 +17,7 @@ from test_tape_pool import backup, image, restored_sha
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app
-from bingobackup.pools.errors import PoolError
-from bingobackup.pools.tapedrive import (
+from bingobackup.media.st_drive import (
     MTGET,
     MTIOCGET,
     MTIOCPOS,
@@ -29,11 +28,12 @@ from bingobackup.pools.tapedrive import (
     MtOp,
     TapeDrive,
 )
-from bingobackup.pools.tapelib import CartridgeFullError, LibrarySettings, TapeLibrary
+from bingobackup.media.tapelib import CartridgeFullError, LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import TapePool, create_tape_pool, open_tape_pool, scan_library
 from bingobackup.resources.models import User
 from bingobackup.resources.pools import TapeOptions, create_registered_pool, open_registered_pool
 from bingobackup.resources.store import InMemoryRegistryStore
+from bingobackup.storage.errors import PoolError
 
 BLOCK = 16 << 10
 

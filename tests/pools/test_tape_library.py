@@ -15,11 +15,11 @@ import pytest
 from pool_support import CHUNK, fill_host_disk_at_third_write
 from test_tape_pool import backup, image, library, restored_sha
 
+from bingobackup.media import tapelib
+from bingobackup.media.tapelib import Cartridge, LibrarySettings, TapeLibrary
 from bingobackup.mover.errors import DiskReadError
-from bingobackup.pools import tapelib
-from bingobackup.pools.errors import PoolError, PoolFullError
-from bingobackup.pools.tapelib import Cartridge, LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import create_tape_pool, scan_library
+from bingobackup.storage.errors import PoolError, PoolFullError
 
 BLOCK = 4 << 10
 FILES = 300

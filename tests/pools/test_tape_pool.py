@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE
 
+from bingobackup.media.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.errors import DiskReadError
 from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import PoolFullError
-from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import TapePool, create_tape_pool, open_tape_pool, scan_library
 
 CARTRIDGE = 1 << 20

@@ -2,7 +2,7 @@
 
 A blob store keeps named byte strings ("blobs") under '/'-separated keys such as
 `chunks/ab/ab12…` or `packs/SET/VOLUME.pack`. Its rules, which the conformance suite in
-tests/pools checks for every implementation:
+bingobackup/storage/testing/conformance.py checks for every implementation:
 
 1. `put(key, data)` is atomic: afterwards the blob is complete and durable (local
    filesystems: write a temp file, fsync, rename, fsync the directory); if it fails midway
@@ -33,6 +33,11 @@ tests/pools checks for every implementation:
    with direct I/O when the first buffer is page-aligned), the caller leaves it unchanged
    until the store calls `release()` (once the blob is durable, or at once when the store
    copied it), and the caller keeps it when `put_soon` raises. Dedup packs are handed over.
+10. Every failure says whether retrying may help (restic's IsPermanentError): a store raises
+   StoreIOError, or an OSError with an errno of LINK_ERRNOS, when the link or the service may
+   come back (the caller may retry the same call, or rewind a writer and go on); any other
+   PoolError (full, missing, refused, exists) is permanent. `is_permanent_error(error)` in
+   storage/errors.py is the one place callers ask; no caller guesses from exception types.
 
 All methods are thread-safe. Keys are relative, with no empty, '.' or '..' component.
 """

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field, field_validator
 
-from bingobackup.pools.errors import PoolError
+from bingobackup.storage.errors import PoolError
 
 
 class LibrarySettings(BaseModel):

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bingobackup.pools._s3common import EXISTS_CODES, S3WriteHost, Written, error_code, md5_of
-from bingobackup.pools.base import BlobData, BlobWriter, as_parts
-from bingobackup.pools.errors import StoreIOError
+from bingobackup.storage._s3common import EXISTS_CODES, S3WriteHost, Written, error_code, md5_of
+from bingobackup.storage.base import BlobData, BlobWriter, as_parts
+from bingobackup.storage.errors import is_permanent_error
 
 
 class S3BlobWriter(BlobWriter):
@@ -77,7 +77,7 @@ class S3BlobWriter(BlobWriter):
             )
         except (ClientError, BotoCoreError) as error:
             translated = self._store.translate_error(error, "write", self._key, len(body))
-            if not isinstance(translated, StoreIOError):
+            if is_permanent_error(translated):
                 self.abort()
             # A lost link keeps the upload and the unsent bytes: the owner may `rewind`.
             raise translated from None

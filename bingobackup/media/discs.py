@@ -26,11 +26,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from bingobackup.files import fsync_path
+from bingobackup.files import DISK_FULL, fsync_path, write_fully
 from bingobackup.format.constants import DISC_INFO, OPTICAL_FILE
 from bingobackup.format.constants import STREAM_HEADER as HEADER
-from bingobackup.pools.errors import PoolError, PoolFullError
-from bingobackup.pools.stream import DISK_FULL, parse_stream, write_fully
+from bingobackup.format.records import parse_stream
+from bingobackup.storage.errors import PoolError, PoolFullError
 
 SECTOR = 2048
 STAGING, DISCS = "staging", "discs"

@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from bingobackup.pools.base import BlobWriter
-from bingobackup.pools.errors import BlobNotFoundError
-from bingobackup.pools.s3config import S3Settings
-from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.storage.base import BlobWriter
+from bingobackup.storage.errors import BlobNotFoundError
+from bingobackup.storage.s3config import S3Settings
+from bingobackup.storage.s3store import S3BlobStore
 
 TYPE_NAME = "bingobackup-s3"
 

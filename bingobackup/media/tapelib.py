@@ -18,14 +18,14 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
+from bingobackup.files import DISK_FULL, write_fully
 from bingobackup.format.constants import TAPE_BLOCK as BLOCK
 from bingobackup.format.constants import TAPE_FILEMARK as FILEMARK
 from bingobackup.format.constants import TAPE_LIBRARY_FILE as LIBRARY_FILE
 from bingobackup.format.constants import TAPE_RECORD as _HEADER
-from bingobackup.pools.errors import PoolError, PoolFullError
-from bingobackup.pools.stream import DISK_FULL, write_fully
-from bingobackup.pools.tapedrive import DriveIO, TapeDrive
-from bingobackup.pools.tapemedium import CartridgeFullError, LibrarySettings, TapeMedium
+from bingobackup.media.st_drive import DriveIO, TapeDrive
+from bingobackup.media.tape import CartridgeFullError, LibrarySettings, TapeMedium
+from bingobackup.storage.errors import PoolError, PoolFullError
 
 __all__ = ["Cartridge", "CartridgeFullError", "LibrarySettings", "TapeLibrary", "TapeMedium"]
 

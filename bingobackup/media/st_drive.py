@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from bingobackup.pools.errors import PoolError
-from bingobackup.pools.tapemedium import CartridgeFullError, LibrarySettings
+from bingobackup.media.tape import CartridgeFullError, LibrarySettings
+from bingobackup.storage.errors import PoolError
 
 # <asm-generic/ioctl.h>: _IOC(dir, type, nr, size) packs nr (8 bits), type (8 bits), size
 # (14 bits) and direction (2 bits) from the low end. This is the generic layout (x86, arm,

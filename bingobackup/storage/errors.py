@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
+import errno
+
 from bingobackup.errors import BingoBackupError
+
+# errnos a lost or flaky link to a pool's storage gives (NFS, CIFS, iSCSI, sockets); a full
+# pool, a missing permission or a bad path are not link problems and fail at once.
+LINK_ERRNOS = frozenset(
+    {
+        errno.EIO,
+        errno.ETIMEDOUT,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ECONNREFUSED,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.ENETRESET,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENOTCONN,
+        errno.EPIPE,
+        errno.ESTALE,
+        errno.EAGAIN,
+    }
+)
 
 
 class PoolError(BingoBackupError):
@@ -56,3 +79,15 @@ class StoreIOError(PoolError, OSError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def is_permanent_error(error: BaseException) -> bool:
+    """Rule 10 of the blob store (storage/base.py): False when retrying may help, because the
+    link to the storage or the service may come back (StoreIOError, a lost connection, a
+    timeout, an OSError with a link errno); True for every other failure: a full pool, a
+    missing blob, a refused key, a bug."""
+    if isinstance(error, StoreIOError | ConnectionError | TimeoutError):
+        return False
+    if isinstance(error, PoolError):
+        return True  # pool full, blob missing, …: retrying does not help
+    return not (isinstance(error, OSError) and error.errno in LINK_ERRNOS)

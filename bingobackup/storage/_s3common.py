@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from bingobackup.pools.base import BlobData
-from bingobackup.pools.s3config import S3Settings
+from bingobackup.storage.base import BlobData
+from bingobackup.storage.s3config import S3Settings
 
 EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bingobackup.files import fsync_path, uncache
-from bingobackup.pools.base import (
+from bingobackup.storage.base import (
     BackgroundPuts,
     BlobData,
     BlobInfo,
@@ -24,7 +24,7 @@ from bingobackup.pools.base import (
     check_key,
     frozen,
 )
-from bingobackup.pools.errors import BlobNotFoundError, PoolFullError
+from bingobackup.storage.errors import BlobNotFoundError, PoolFullError
 
 TEMP_PREFIX = ".tmp-"
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}

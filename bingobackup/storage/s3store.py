@@ -27,8 +27,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, SSLError
 
-from bingobackup.pools._s3common import EXISTS_CODES, Written, error_code, md5_of
-from bingobackup.pools.base import (
+from bingobackup.storage._s3common import EXISTS_CODES, Written, error_code, md5_of
+from bingobackup.storage.base import (
     BackgroundPuts,
     BlobData,
     BlobInfo,
@@ -38,15 +38,15 @@ from bingobackup.pools.base import (
     check_key,
     is_content_addressed,
 )
-from bingobackup.pools.errors import (
+from bingobackup.storage.errors import (
     BlobNotFoundError,
     PoolError,
     PoolFullError,
     PoolNotFoundError,
     StoreIOError,
 )
-from bingobackup.pools.s3config import S3Settings
-from bingobackup.pools.s3writer import S3BlobWriter
+from bingobackup.storage.s3config import S3Settings
+from bingobackup.storage.s3writer import S3BlobWriter
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _FULL = {"QuotaExceeded", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage", "507"}

@@ -111,7 +111,7 @@ class S3Settings(BaseModel):
         """The same bucket on pyarrow's S3 filesystem, for DuckDB readers such as an analyst's
         notebook: the pool's addressing, region, CA bundle and retries. pyarrow cannot skip
         certificate checks, so with `verify_tls=False` give the endpoint's CA as `ca_bundle`
-        (the pool's own catalog then goes through boto3: pools/s3arrowfs.py)."""
+        (the pool's own catalog then goes through boto3: storage/s3arrowfs.py)."""
         import pyarrow.fs as pafs
 
         options: dict[str, Any] = {
