@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,3 +64,15 @@ def test_no_import_cycle_between_engine_modules() -> None:
         and graph.chain_exists(importer=other, imported=module)
     ]
     assert cycles == []
+
+
+def test_pool_kinds_are_looked_up_in_their_registry_not_branched_on() -> None:
+    """pools/kinds.py says what each kind does; `pool create`, registrations and stats ask it."""
+    chains = re.compile(r"\bkind\s*(==|!=|in\s*\()")
+    for path in (
+        "bingobackup/cli/pool.py",
+        "bingobackup/resources/pools.py",
+        "bingobackup/resources/models.py",
+    ):
+        text = (ROOT / path).read_text()
+        assert not chains.search(text), f"{path} branches on a pool kind's name"
