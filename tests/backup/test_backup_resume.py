@@ -19,13 +19,8 @@ from typing import Any
 import pytest
 from faulty_store import FaultyBlobStore, fail_midway
 
-from bingobackup.backup.resume import (
-    LinkRetry,
-    PoolLinkLost,
-    ResumeBufferTooSmall,
-    ResumingSink,
-    check_resume_buffer,
-)
+from bingobackup.backup.resume import ResumingSink
+from bingobackup.jobs.linkretry import LinkRetry, PoolLinkLost, ResumeBufferTooSmall, check_resume_buffer
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.pools import Pool
 from bingobackup.pools.open import create_pool_in

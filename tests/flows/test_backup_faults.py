@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, Stat
 from prefect.states import Cancelled, Running
 from sim_admin import injected_faults
 
-from bingobackup.backup.staging import snapshot_volume
+from bingobackup.jobs.staging import snapshot_volume
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.loading import SpecError
 from catalog import Catalog

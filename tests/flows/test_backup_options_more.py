@@ -29,11 +29,12 @@ import bingobackup.cloud.client
 import flows.backup
 import tasks.backup
 from bingobackup.backup.job import BackupJob
-from bingobackup.backup.resume import LinkRetry, ResumingSink
+from bingobackup.backup.resume import ResumingSink
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
 from bingobackup.cloud.waiters import wait_for_volume
 from bingobackup.format.config import DEFAULT_CHUNK_SIZE
+from bingobackup.jobs.linkretry import LinkRetry
 from bingobackup.resources.discovery import ResolvedVm
 from bingobackup.storage.localdir import LocalDirBlobStore
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bingobackup.backup.resume import LinkRetry, PoolLinkLost, ResumeBufferTooSmall
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef
+from bingobackup.jobs.linkretry import LinkRetry, PoolLinkLost, ResumeBufferTooSmall
 from bingobackup.media.discs import OpticalSettings
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.restore import restore_disk
