@@ -76,3 +76,20 @@ def test_pool_kinds_are_looked_up_in_their_registry_not_branched_on() -> None:
     ):
         text = (ROOT / path).read_text()
         assert not chains.search(text), f"{path} branches on a pool kind's name"
+
+
+def test_tests_share_code_through_the_support_package_only() -> None:
+    """Shared helpers live in tests/support/ (imported as `support.NAME`): no test module
+    imports another test module, and no helper module hides beside the tests."""
+    tests = ROOT / "tests"
+    imports_of_tests, stray = [], []
+    for path in sorted(tests.rglob("*.py")):
+        if "fixtures" in path.parts or path.is_relative_to(tests / "support"):
+            continue
+        if not path.name.startswith(("test_", "conftest")) and path.name != "__init__.py":
+            stray.append(str(path.relative_to(ROOT)))
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            imports_of_tests += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("test_")]
+    assert imports_of_tests == [] and stray == []

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faulty_store import FaultyBlobStore, fail_midway
+from support.faulty_store import FaultyBlobStore, fail_midway
 
 from bingobackup.backup.resume import ResumingSink
 from bingobackup.jobs.linkretry import LinkRetry, PoolLinkLost, ResumeBufferTooSmall, check_resume_buffer
@@ -141,7 +141,7 @@ def test_a_standard_pack_on_object_storage_resumes_after_failed_part_uploads(
     moto_s3: str, tmp_path: Path
 ) -> None:
     """S3 keeps the parts it acknowledged; the writer cuts its unsent part back and goes on."""
-    from backends import S3Case
+    from support.backends import S3Case
 
     chunk, chunks = 512 * 1024, 32  # a 5 MiB part holds about ten records
     image = tmp_path / "disk.raw"

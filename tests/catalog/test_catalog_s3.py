@@ -12,10 +12,10 @@ from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
-from catalog_support import make_set
-from notebook_support import run_notebook
-from s3_support import MOTO_KEYS, moto_client, new_bucket, s3_settings
-from tls_support import TlsTunnel, make_certificates
+from support.catalog import make_set
+from support.notebook import run_notebook
+from support.s3 import MOTO_KEYS, moto_client, new_bucket, s3_settings
+from support.tls import TlsTunnel, make_certificates
 
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.mover.backup import backup_disk

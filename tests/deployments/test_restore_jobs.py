@@ -16,9 +16,6 @@ from uuid import UUID
 
 import pytest
 import yaml
-from cli_support import invoke, refused
-from flow_support import Registered
-from job_support import job_spec
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -28,7 +25,10 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun
 from prefect.flow_runs import resume_flow_run
-from restore_support import back_up, sha256
+from support.cli import invoke, refused
+from support.flow import Registered
+from support.jobs import job_spec
+from support.restore import back_up, sha256
 
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.job import load_job_spec

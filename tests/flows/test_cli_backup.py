@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import yaml
-from flow_support import POOL_PASSPHRASE, Registered
-from pool_files import damage_chunk
+from support.flow import POOL_PASSPHRASE, Registered
+from support.pool_files import damage_chunk
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
-from restore_support import add_vm, back_up, sha256
-from s3_support import MOTO_KEYS, moto_client
+from support.flow import POOL_PASSPHRASE, Registered, register_cloud_and_pool
+from support.restore import add_vm, back_up, sha256
+from support.s3 import MOTO_KEYS, moto_client
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient

@@ -5,7 +5,7 @@ burst no byte moves and no disk finishes for longer than the job's `stall_minute
 from __future__ import annotations
 
 import pytest
-from flow_support import Registered
+from support.flow import Registered
 
 from bingobackup.jobs.staging import TEMP_PREFIX
 from bingobackup.specs.job import load_job_spec

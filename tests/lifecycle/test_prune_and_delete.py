@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from lifecycle_support import CHUNK, Calendar
-from s3_support import new_bucket, s3_settings
+from support.lifecycle import CHUNK, Calendar
+from support.s3 import new_bucket, s3_settings
 
 from bingobackup.lifecycle.deletion import released_media
 from bingobackup.media.tapelib import LibrarySettings, TapeLibrary

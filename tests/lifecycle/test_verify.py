@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from s3_support import new_bucket, s3_settings
+from support.s3 import new_bucket, s3_settings
+from support.verify import CHUNK, Backups, chunk_at, flip_byte, flip_tape_byte, random_data
 from typer.testing import CliRunner
-from verify_support import CHUNK, Backups, chunk_at, flip_byte, flip_tape_byte, random_data
 
 from bingobackup.cli.main import app
 from bingobackup.lifecycle.verify import DiskToVerify, VerifyReport, verify_disks

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from backends import LocalCase, S3Case, StoreCase
+from support.backends import LocalCase, S3Case, StoreCase
 
 from bingobackup.pools import BlobNotFoundError, BlobStore, PoolError, PoolFullError
 

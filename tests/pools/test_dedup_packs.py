@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import blake3
 import pytest
-from faulty_store import FaultyBlobStore
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
+from support.faulty_store import FaultyBlobStore
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
 
 from bingobackup.format.constants import DEDUP_PACK_HEADER as PACK_HEADER
 from bingobackup.format.constants import PACKED_FORMAT

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from page_cache_support import PAGE, cached_pages, require_droppable_cache
+from support.page_cache import PAGE, cached_pages, require_droppable_cache
 
 from bingobackup.storage.localdir import LocalDirBlobStore
 

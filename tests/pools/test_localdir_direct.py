@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from faulty_store import fail_midway
+from support.faulty_store import fail_midway
 
 from bingobackup.storage import localdir
 from bingobackup.storage.base import Buffer

@@ -8,8 +8,8 @@ import errno
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK, fill_host_disk_at_third_write
-from test_optical_pool import backup, image, restored_sha, settings
+from support.media import backup, image, restored_sha, settings
+from support.pools import CHUNK, fill_host_disk_at_third_write
 
 from bingobackup.format.constants import STREAM_TAG as TAG
 from bingobackup.media import discs

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, Variant, make_disk, read_back, write_disk
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, Variant, make_disk, read_back, write_disk
 
 from bingobackup.format.constants import FORMAT_VERSION
 from bingobackup.format.errors import FormatError, UnsupportedFormatError, WrongPassphraseError

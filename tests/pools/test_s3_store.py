@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from backends import S3Case
-from s3_support import MOTO_KEYS, new_bucket, s3_settings
+from support.backends import S3Case
+from support.s3 import MOTO_KEYS, new_bucket, s3_settings
 
 from bingobackup.pools import BlobStore, PoolError
 from bingobackup.storage.s3config import MIN_PART_SIZE

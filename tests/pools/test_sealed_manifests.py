@@ -15,9 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, write_disk
-from s3_support import new_bucket, s3_settings
-from test_pool_cli_media import record_set
+from support.catalog import record_set
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, write_disk
+from support.s3 import new_bucket, s3_settings
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK
-from test_tape_pool import backup, image, restored_sha
+from support.media import backup, image, restored_sha
+from support.pools import CHUNK
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from pool_support import CHUNK, fill_host_disk_at_third_write
-from test_tape_pool import backup, image, library, restored_sha
+from support.media import backup, image, library, restored_sha
+from support.pools import CHUNK, fill_host_disk_at_third_write
 
 from bingobackup.media import tapelib
 from bingobackup.media.tapelib import Cartridge, LibrarySettings, TapeLibrary

@@ -11,6 +11,8 @@ from pathlib import Path
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.mover.backup import backup_disk
 from bingobackup.pools.open import create_pool
+from bingobackup.resources.models import PoolRegistration
+from bingobackup.resources.pools import pool_catalog_root
 from catalog import CatalogWriter
 from catalog.schema import (
     BackupSetRecord,
@@ -185,3 +187,29 @@ def back_up_sets(pool_dir: Path, vm_names: tuple[str, ...] = ("web", "db")) -> l
             BackedUpSet(committed.set_id, vm_name, root.volume_id, hashlib.sha256(data).hexdigest())
         )
     return backed_up
+
+
+def record_set(registration: PoolRegistration, manifest: DiskManifest) -> None:
+    """What the backup flow writes to the pool's catalog for a one-VM, one-disk set."""
+    root, filesystem = pool_catalog_root(registration)
+    now = datetime.now(UTC)
+    CatalogWriter(root, filesystem=filesystem).write_backup_set(
+        BackupSetRecord(
+            set_id=manifest.set_id,
+            job_name="nightly",
+            pool=registration.name,
+            cloud="demo",
+            started_at=now,
+            finished_at=now,
+        ),
+        [VmBackupRecord(set_id=manifest.set_id, vm_id="i-0000ABCD", vm_name="web")],
+        [
+            DiskBackupRecord(
+                set_id=manifest.set_id,
+                vm_id="i-0000ABCD",
+                volume_id=manifest.volume_id,
+                size_bytes=manifest.size_bytes,
+            )
+        ],
+        [manifest],
+    )

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flow_support import Registered
-
 from bingobackup.checksums import file_sha256 as sha256
 from bingobackup.cloud.models import Instance
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.restore import load_restore_spec
 from flows.backup import run_backup_now
+from support.flow import Registered
 
 MIB = 1 << 20
 

@@ -20,8 +20,6 @@ from typing import Any
 
 import pycdlib
 import pytest
-from backends import LocalCase, S3Case, StoreCase
-from pool_support import CHUNK, FAST_SCRYPT_N, Variant, temp_files, tree_snapshot
 from pydantic import SecretStr
 
 from bingobackup.format.constants import CHUNK_RECORD as STANDARD_RECORD
@@ -40,6 +38,8 @@ from bingobackup.pools.tapepool import TapePool, create_tape_pool, open_tape_poo
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool
 from bingobackup.resources.store import InMemoryRegistryStore
+from support.backends import LocalCase, S3Case, StoreCase
+from support.pools import CHUNK, FAST_SCRYPT_N, Variant, temp_files, tree_snapshot
 
 POOL_NAME = "pool"  # every case's pool is called this, so messages can be matched
 MEDIA_BYTES = 1 << 20  # one cartridge, one disc

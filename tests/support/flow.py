@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from testkeys import SECRET_KEY
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.resources.simulated import register_simulated_cloud
 from bingobackup.resources.users import LOCAL_ADMIN
+from support.testkeys import SECRET_KEY
 
 if TYPE_CHECKING:
     import pytest

@@ -9,13 +9,12 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from faulty_store import FaultyBlobStore
-from pool_support import temp_files
-from s3_faults import FaultProxy
-from s3_support import moto_client, new_bucket, s3_settings
-
 from bingobackup.pools import BlobStore, LocalDirBlobStore
 from bingobackup.storage.s3store import S3BlobStore
+from support.faulty_store import FaultyBlobStore
+from support.pools import temp_files
+from support.s3 import moto_client, new_bucket, s3_settings
+from support.s3_faults import FaultProxy
 
 
 class StoreCase(ABC):

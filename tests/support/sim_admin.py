@@ -1,6 +1,6 @@
 """The running simulator's admin API (`…/_sim/faults`, `…/_sim/storages/ID`) for the tests
 that need a lossy, throttled, failing or full cloud: one helper instead of one per test file.
-(tests/sim/sim_support.py's `admin` returns error statuses too, for the tests of the API itself.)"""
+(tests/support/sim.py's `admin` returns error statuses too, for the tests of the API itself.)"""
 
 from __future__ import annotations
 
