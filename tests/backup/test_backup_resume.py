@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.faulty_store import FaultyBlobStore, fail_midway
 
 from bingobackup.backup.resume import ResumingSink
 from bingobackup.jobs.linkretry import LinkRetry, PoolLinkLost, ResumeBufferTooSmall, check_resume_buffer
@@ -27,6 +26,7 @@ from bingobackup.pools.open import create_pool_in
 from bingobackup.storage.base import Buffer
 from bingobackup.storage.errors import PoolFullError
 from bingobackup.storage.localdir import LocalDirBlobStore
+from bingobackup.storage.testing.faulty import FaultyBlobStore, fail_midway
 
 CHUNK = 64 * 1024
 CHUNKS = 24

@@ -15,8 +15,7 @@ from typing import TypeVar
 
 import blake3
 import pytest
-from support.faulty_store import FaultyBlobStore
-from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, write_disk
 
 from bingobackup.format.constants import DEDUP_PACK_HEADER as PACK_HEADER
 from bingobackup.format.constants import PACKED_FORMAT
@@ -37,6 +36,8 @@ from bingobackup.pools.packs import (
 from bingobackup.storage.base import BlobInfo
 from bingobackup.storage.errors import PoolFullError
 from bingobackup.storage.localdir import LocalDirBlobStore
+from bingobackup.storage.testing.cases import temp_files
+from bingobackup.storage.testing.faulty import FaultyBlobStore
 
 
 def dedup_pool(store: FaultyBlobStore) -> DedupPool:

@@ -38,8 +38,9 @@ from bingobackup.pools.tapepool import TapePool, create_tape_pool, open_tape_poo
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool
 from bingobackup.resources.store import InMemoryRegistryStore
-from support.backends import LocalCase, S3Case, StoreCase
-from support.pools import CHUNK, FAST_SCRYPT_N, Variant, temp_files, tree_snapshot
+from bingobackup.storage.testing.cases import LocalCase, StoreCase, temp_files
+from support.backends import S3Case
+from support.pools import CHUNK, FAST_SCRYPT_N, Variant, tree_snapshot
 
 POOL_NAME = "pool"  # every case's pool is called this, so messages can be matched
 MEDIA_BYTES = 1 << 20  # one cartridge, one disc

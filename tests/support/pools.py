@@ -120,10 +120,6 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
     return snapshot
 
 
-def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob(".tmp-*")]
-
-
 def fill_host_disk_at_third_write(monkeypatch: pytest.MonkeyPatch, module: Any) -> None:
     """`module.write_fully` (tape cartridges, optical staging) writes half of its third write
     and then fails with ENOSPC, as a host disk filling up in the middle of a record does."""

@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-from support.faulty_store import fail_midway
 
 from bingobackup.storage import localdir
 from bingobackup.storage.base import Buffer
 from bingobackup.storage.localdir import DIRECT_IO_ALIGNMENT, LocalDirBlobStore
+from bingobackup.storage.testing.faulty import fail_midway
 
 pytestmark = pytest.mark.skipif(not getattr(os, "O_DIRECT", 0), reason="this system has no direct I/O")
 
