@@ -1,4 +1,6 @@
-"""Pools: where backups live. `base` holds the blob-store rules every pool kind keeps."""
+"""Pools, the content layer: where backups live, in a dedup or standard format, on blob stores
+(bingobackup/storage/) or media (bingobackup/media/); `kinds` is the registry of pool kinds.
+The blob layer's names are re-exported here for the pool's callers."""
 
 from __future__ import annotations
 
