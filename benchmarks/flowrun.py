@@ -70,8 +70,8 @@ class CloudWaitClock:
 
     @contextlib.contextmanager
     def counting(self) -> Iterator[CloudWaitClock]:
-        """Counts the waits of `bingobackup.backup.staging`, which both jobs stage through."""
-        from bingobackup.backup import staging
+        """Counts the waits of `bingobackup.jobs.staging`, which both jobs stage through."""
+        from bingobackup.jobs import staging
 
         originals = {name: getattr(staging, name) for name in ("wait_for_snapshot", "wait_for_volume")}
         for name, wait in originals.items():
@@ -104,7 +104,7 @@ class CloudWaitClock:
 def _engine_job(sim: RunningSimulator, secret_key: str, pool_dir: Path, spec: BackupJobSpec) -> float:
     """Seconds for the flow's steps called directly (no Prefect) on a registry of our own."""
     from bingobackup.backup.job import DiskOutcome, VmOutcome, prepare_backup_job, snapshot_disks
-    from bingobackup.backup.staging import delete_snapshot, staged_volume
+    from bingobackup.jobs.staging import delete_snapshot, staged_volume
     from bingobackup.mover.backup import backup_disk
     from bingobackup.resources.pools import create_registered_pool
     from bingobackup.resources.simulated import register_simulated_cloud

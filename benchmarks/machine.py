@@ -30,8 +30,8 @@ from benchmarks.image import REGION, scan_nonzero
 from benchmarks.measure import retire
 from bingobackup.format.compression import fast_compressor
 from bingobackup.mover.memory import keep_freed_buffers
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.packs import PACK_TARGET_BYTES
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 PASSES = 3
 DURABLE_PACKS = 4  # per thread and pass: 16 MiB packs stored as a dedup pool stores them

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from pathlib import Path
+
+Buffer = bytes | bytearray | memoryview
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the host filesystem under a medium's files is full
 
 
 def replace_file(target: Path, data: bytes, mode: int = 0o644) -> None:
@@ -54,3 +58,12 @@ def uncache(fd: int) -> None:
     if hasattr(os, "posix_fadvise"):
         with contextlib.suppress(OSError):
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def write_fully(fd: int, data: Buffer, offset: int) -> None:
+    """Writes all of `data` at `offset` (a write may be short): the one place the files of
+    emulated cartridges and staged discs are written, so tests inject a full disk here."""
+    view = memoryview(data).cast("B")
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written

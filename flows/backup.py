@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TypeVar, cast
 
 from prefect import flow, get_run_logger, task
@@ -24,28 +22,38 @@ from prefect.cache_policies import NONE
 from prefect.client.schemas.objects import State
 from prefect.context import SyncClientContext, get_run_context
 from prefect.futures import PrefectFuture
-from prefect.settings import get_current_settings
 from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.utilities.annotations import quote
 
 from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome, log_vm_started
 from bingobackup.backup.power import LeftStopped, powered_off
-from bingobackup.backup.resume import LinkRetry, ResumingSink
-from bingobackup.backup.staging import delete_snapshot, staged_volume
+from bingobackup.backup.resume import ResumingSink
 from bingobackup.cloud.models import Snapshot
-from bingobackup.hooks import HookFailed, HookName, hook_env
+from bingobackup.hooks import HookFailed, hook_env
+from bingobackup.jobs.linkretry import LinkRetry
+from bingobackup.jobs.staging import delete_snapshot, staged_volume
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.resources.discovery import Disk, ResolvedVm
 from bingobackup.specs.job import BackupJobSpec
 from flows.admission import run_admitted
+from flows.jobs import (
+    RESULT_STORAGE,
+    RUN_THREADS,
+    job_run_name,
+    job_tag,
+    node_tag,
+    run_first_hooks,
+    run_post_script,
+    run_tag,
+    unvisited,
+    vm_tag,
+)
 from tasks.backup import (
     dedup,
     prepare_backup,
     read_disk_chunks,
     register_backup_set,
-    run_job_hook,
     snapshot,
     write_to_pool,
 )
@@ -56,44 +64,12 @@ from tasks.progress import progress_artifact
 
 T = TypeVar("T")
 
+
 # Every flow of ours names its result storage: Prefect's own default local path, and results
 # are not persisted (as by default: runs report through the catalog and their artifacts, and
 # the CLI reads the result of the run it started in process). Left unnamed, Prefect asks the
 # server for a default storage at each run's start, three requests and two more API clients
 # (≈ 20 ms before the first step; measured with a request log).
-RESULT_STORAGE = Path(get_current_settings().results.local_storage_path)
-
-# No fixed cap on a run's threads: `run_admitted` submits only what the job's limits admit, so
-# a run uses at most parallel VMs × (1 + parallel disks × 4) threads (a VM task, and per disk
-# its task and its three stage tasks), started as needed. A fixed cap below that is what let a
-# VM's disk tasks starve for threads (the 50-VM hang).
-RUN_THREADS = sys.maxsize
-
-
-def unvisited(value: T) -> T:
-    """A task argument Prefect passes as is, without walking it for futures to track: the
-    job holds every VM's description and outcomes hold the manifest of every disk (a chunk
-    reference per 4 MiB), which Prefect would otherwise visit at every task run."""
-    return cast(T, quote(value))
-
-
-def job_tag(job: str) -> str:
-    return f"bingobackup:{job}"
-
-
-def node_tag(job: str, node_id: str) -> str:
-    return f"bingobackup:{job}:node:{node_id}"
-
-
-def vm_tag(job: str, vm_id: str) -> str:
-    return f"bingobackup:{job}:vm:{vm_id}"
-
-
-def run_tag(job: str) -> str:
-    """The job's run slot: one run of a job at a time (`tasks.limits.sole_run`)."""
-    return f"bingobackup:{job}:run"
-
-
 @dataclass(frozen=True)
 class JobTagLimits:
     """A run's tag limits (tag → slots) and those of them that can bind in this run.
@@ -254,13 +230,6 @@ def back_up_vm(
     return outcome
 
 
-def _run_name() -> str:
-    parameters = get_run_context().flow_run.parameters  # type: ignore[union-attr]
-    spec = parameters["spec"]
-    name = spec.name if isinstance(spec, BackupJobSpec) else spec["name"]
-    return f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
-
-
 def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
     rows = []
     for o in outcomes:
@@ -286,7 +255,7 @@ def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
 
 @flow(
     name="bingobackup-backup",
-    flow_run_name=_run_name,
+    flow_run_name=job_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=RUN_THREADS),  # type: ignore[arg-type]
     validate_parameters=True,
     persist_result=False,
@@ -339,20 +308,17 @@ def _run_job(
     logger = get_run_logger()
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     options = spec.options
-    first_hooks: tuple[tuple[HookName, str], ...] = (
-        ("precondition", "the job was aborted before any snapshot"),
-        ("pre_script", "the job was aborted before any resource was touched"),
+    stopped = run_first_hooks(
+        options,
+        lambda name: hook_env(job=spec.name, kind="backup", hook=name, run_id=run_id),
+        before_snapshot="the job was aborted before any snapshot",
+        before_resources="the job was aborted before any resource was touched",
     )
-    for name, consequence in first_hooks:
-        hook = getattr(options, name)
-        if hook is None:
-            continue
-        result = run_job_hook(name, hook, hook_env(job=spec.name, kind="backup", hook=name, run_id=run_id))
-        if not result.ok:
-            message = str(HookFailed(result, consequence))
-            logger.error(message)
-            _post_script(spec, run_id, "failed", [], "", message)
-            return Failed(message=message)
+    if stopped is not None:  # a precondition that says no fails a backup (guide table 5)
+        message = str(HookFailed(*stopped))
+        logger.error(message)
+        _post_script(spec, run_id, "failed", [], "", message)
+        return Failed(message=message)
     vms: list[str] = []
     try:
         summary, failure = _back_up(spec, user, run_id, vms, left_stopped)
@@ -369,21 +335,19 @@ def _post_script(
     spec: BackupJobSpec, run_id: str, status: str, vms: list[str], set_id: str, error: str
 ) -> None:
     """Runs after the job's resources, whatever happened; a failing post-script only warns."""
-    hook = spec.options.post_script
-    if hook is None:
-        return
-    name: HookName = "post_script"
-    env = hook_env(
-        job=spec.name,
-        kind="backup",
-        hook=name,
-        status=status,
-        vms=vms,
-        set_id=set_id,
-        run_id=run_id,
-        error=error,
+    run_post_script(
+        spec.options,
+        hook_env(
+            job=spec.name,
+            kind="backup",
+            hook="post_script",
+            status=status,
+            vms=vms,
+            set_id=set_id,
+            run_id=run_id,
+            error=error,
+        ),
     )
-    run_job_hook(name, hook, env)
 
 
 def _back_up(

@@ -9,7 +9,6 @@ code in the Prefect UI, and a wrong code keeps it paused and says so.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -31,8 +30,17 @@ from bingobackup.restore.steps import RestoredDisk, hand_over
 from bingobackup.restore.verification import code_matches, verification_code
 from bingobackup.specs.restore import RestoreSpec
 from flows.admission import run_admitted
-from flows.backup import RESULT_STORAGE, RUN_THREADS, job_tag, node_tag, unvisited, vm_tag
-from tasks.backup import run_job_hook
+from flows.jobs import (
+    RESULT_STORAGE,
+    RUN_THREADS,
+    job_run_name,
+    job_tag,
+    node_tag,
+    run_first_hooks,
+    run_post_script,
+    unvisited,
+    vm_tag,
+)
 from tasks.limits import ensure_tag_limits
 from tasks.owner import check_run_hooks, run_user
 from tasks.progress import progress_artifact
@@ -193,13 +201,6 @@ def _summary_rows(outcomes: list[VmRestoreOutcome]) -> list[dict[str, object]]:
     ]
 
 
-def _run_name() -> str:
-    parameters = get_run_context().flow_run.parameters  # type: ignore[union-attr]
-    spec = parameters["spec"]
-    name = spec.name if isinstance(spec, RestoreSpec) else spec["name"]
-    return f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
-
-
 def _run_id() -> str:
     return str(get_run_context().flow_run.id)  # type: ignore[union-attr]
 
@@ -225,29 +226,26 @@ def _first_hooks(spec: RestoreSpec, vms: list[str]) -> tuple[str, str] | None:
 
     A precondition that answers no leaves the restore idle (guide table 5), not failed.
     """
-    steps: tuple[tuple[HookName, str], ...] = (
-        ("precondition", "the restore did not start: nothing was created"),
-        ("pre_script", "the restore was aborted before creating anything"),
+    stopped = run_first_hooks(
+        spec.options,
+        lambda name: _hook_env(spec, name, vms),
+        before_snapshot="the restore did not start: nothing was created",
+        before_resources="the restore was aborted before creating anything",
     )
-    for name, consequence in steps:
-        hook = getattr(spec.options, name)
-        if hook is not None:
-            result = run_job_hook(name, hook, _hook_env(spec, name, vms))
-            if name == "precondition" and result.said_no:
-                return IDLE, (
-                    f"{result.describe()}: the precondition does not hold, so restore {spec.name} is "
-                    "idle and created nothing. Start it again when the condition holds."
-                )
-            if not result.ok:
-                return "not started", str(HookFailed(result, consequence))
-    return None
+    if stopped is None:
+        return None
+    result, consequence = stopped
+    if result.name == "precondition" and result.said_no:
+        return IDLE, (
+            f"{result.describe()}: the precondition does not hold, so restore {spec.name} is "
+            "idle and created nothing. Start it again when the condition holds."
+        )
+    return "not started", str(HookFailed(result, consequence))
 
 
 def _post_script(spec: RestoreSpec, vms: list[str], status: str, error: str) -> None:
     """Runs last whatever happened, told the outcome; a failing post-script only warns."""
-    hook = spec.options.post_script
-    if hook is not None:
-        run_job_hook("post_script", hook, _hook_env(spec, "post_script", vms, status, error))
+    run_post_script(spec.options, _hook_env(spec, "post_script", vms, status, error))
 
 
 def run_restore(
@@ -370,7 +368,7 @@ def _restore(
 
 @flow(
     name="bingobackup-restore-vm",
-    flow_run_name=_run_name,
+    flow_run_name=job_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=RUN_THREADS),  # type: ignore[arg-type]
     validate_parameters=True,
     persist_result=False,
@@ -388,7 +386,7 @@ def restore_vm(
 
 @flow(
     name="bingobackup-restore-disk",
-    flow_run_name=_run_name,
+    flow_run_name=job_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=RUN_THREADS),  # type: ignore[arg-type]
     validate_parameters=True,
     persist_result=False,

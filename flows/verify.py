@@ -20,7 +20,7 @@ from prefect.states import Failed
 from bingobackup.lifecycle.verify import VerifyReport
 from bingobackup.resources.pools import open_registered_pool, pool_catalog_root, pool_for
 from bingobackup.resources.users import resolve_user
-from flows.backup import RESULT_STORAGE
+from flows.jobs import RESULT_STORAGE
 from tasks.blocks import PrefectRegistryStore
 from tasks.owner import run_user
 from tasks.progress import ArtifactPublisher

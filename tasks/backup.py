@@ -15,15 +15,14 @@ from prefect.cache_policies import NONE
 from bingobackup.backup.job import BackupJob, VmOutcome, prepare_backup_job, snapshot_disks
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
-from bingobackup.hooks import HookName, HookResult, run_hook
 from bingobackup.mover.backup import DiskBackupResult
 from bingobackup.mover.stages import DiskPipeline
-from bingobackup.pools.errors import PoolError
 from bingobackup.pools.stream import keep_catalog_copy
 from bingobackup.resources.discovery import ResolvedVm
 from bingobackup.resources.pools import pool_catalog_root
 from bingobackup.resources.users import resolve_user
-from bingobackup.specs.job import BackupJobSpec, Hook
+from bingobackup.specs.job import BackupJobSpec
+from bingobackup.storage.errors import PoolError
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
 from catalog.set_copy import set_copy_bytes
 from tasks.blocks import PrefectRegistryStore
@@ -33,12 +32,6 @@ from tasks.blocks import PrefectRegistryStore
 def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:
     store = PrefectRegistryStore().snapshot()  # resolving only reads: one round trip
     return prepare_backup_job(store, resolve_user(store, user_name), spec)
-
-
-@task(name="run hook", task_run_name="{name}", cache_policy=NONE)
-def run_job_hook(name: HookName, hook: Hook, env: dict[str, str]) -> HookResult:
-    """A precondition, pre- or post-script; its output goes to this task's (the run's) log."""
-    return run_hook(name, hook, env, get_run_logger())
 
 
 @task(name="snapshot", task_run_name="snapshot {vm.name}", cache_policy=NONE)

@@ -21,7 +21,7 @@ from prefect.artifacts import create_progress_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
-from bingobackup.backup.job import ProgressTracker
+from bingobackup.jobs.progress import ProgressTracker
 from bingobackup.watchdog import Watchdog
 
 log = logging.getLogger("bingobackup.progress")

@@ -19,8 +19,8 @@ from bingobackup.cloud.client import BingoCloudClient
 if TYPE_CHECKING:
     from bingobackup.sim.server import RunningSimulator
 
-from flow_support import Registered, local_dedup_pool, register_cloud_and_pool
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.flow import Registered, local_dedup_pool, register_cloud_and_pool
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 __all__ = ["ACCESS_KEY", "SECRET_KEY"]
 

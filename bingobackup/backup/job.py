@@ -7,10 +7,8 @@ Plain engine code: the Prefect tasks in `tasks/backup.py` wrap these calls, and 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,11 +16,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bingobackup.backup.resume import check_resume_buffer
-from bingobackup.backup.staging import StepTimeouts, clean_leftovers, snapshot_volume
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
 from bingobackup.errors import BingoBackupError
+from bingobackup.jobs.linkretry import check_resume_buffer
+from bingobackup.jobs.progress import ProgressTracker
+from bingobackup.jobs.staging import StepTimeouts, clean_leftovers, snapshot_volume
 from bingobackup.mover.backup import DiskBackupResult
 from bingobackup.mover.chunks import human_bytes
 from bingobackup.mover.devices import DeviceLocator
@@ -49,53 +48,6 @@ def new_set_id(job_name: str, now: datetime | None = None) -> str:
     """Unique, sortable by time, safe as a file name: `<job>-20261125T064000Z-1a2b3c`."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     return f"{job_name}-{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
-
-
-ProgressListener = Callable[[int, int], None]
-# Callbacks (done bytes, total bytes) of every run in this process: the CLI draws its
-# progress bar from them while the flow updates its Prefect progress artifact.
-PROGRESS_LISTENERS: list[ProgressListener] = []
-
-
-class ProgressTracker:
-    """Bytes done over bytes to do across every disk of a run, reported at most every `interval`."""
-
-    def __init__(
-        self,
-        total_bytes: int,
-        report: Callable[[float], None] | None,
-        interval: float = 1.0,
-        watchdog: Watchdog | None = None,
-    ) -> None:
-        self.total_bytes = max(total_bytes, 1)
-        self.watchdog = watchdog
-        self._report = report
-        self._interval = interval
-        self._done: dict[str, int] = {}
-        self._lock = threading.Lock()
-        self._last = 0.0
-
-    def update(self, key: str, done_bytes: int) -> None:
-        if self.watchdog is not None:
-            self.watchdog.beat()
-        with self._lock:
-            self._done[key] = done_bytes
-            done = sum(self._done.values())
-        for listener in PROGRESS_LISTENERS:
-            listener(done, self.total_bytes)
-        with self._lock:
-            now = time.monotonic()
-            if self._report is None or now - self._last < self._interval:
-                return
-            self._last = now
-            percent = 100.0 * sum(self._done.values()) / self.total_bytes
-        self._report(min(percent, 100.0))
-
-    def finish(self) -> None:
-        for listener in PROGRESS_LISTENERS:
-            listener(self.total_bytes, self.total_bytes)
-        if self._report is not None:
-            self._report(100.0)
 
 
 @dataclass

@@ -10,140 +10,23 @@ What was sent but not yet acknowledged (durable on the pool) is kept by the pool
 sent again once the pool answers, so the disk goes on from there and is never read again:
 a standard pack keeps up to `channels` × the resume buffer of its latest records
 (`DiskWriter.keep_unacknowledged`, pools/standard.py); a dedup pool's blob store keeps each
-pack until it is durable (rule 9 of pools/base.py). The buffer must hold at least one chunk
+pack until it is durable (rule 9 of storage/base.py). The buffer must hold at least one chunk
 of the pool (checked at job preparation, `check_resume_buffer`).
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
-from bingobackup.mover.backup import DedupMode
-from bingobackup.pools.errors import PoolError, StoreIOError
-from bingobackup.pools.writer import DiskWriter
+from bingobackup.jobs.linkretry import LinkRetry, is_link_error
+from bingobackup.pools.writer import DedupMode, DiskWriter
 
 log = logging.getLogger("bingobackup.backup")
 T = TypeVar("T")
-
-# errnos a lost or flaky link to a pool's storage gives (NFS, CIFS, iSCSI, sockets); a full
-# pool, a missing permission or a bad path are not link problems and fail at once.
-LINK_ERRNOS = frozenset(
-    {
-        errno.EIO,
-        errno.ETIMEDOUT,
-        errno.ECONNRESET,
-        errno.ECONNABORTED,
-        errno.ECONNREFUSED,
-        errno.ENETDOWN,
-        errno.ENETUNREACH,
-        errno.ENETRESET,
-        errno.EHOSTDOWN,
-        errno.EHOSTUNREACH,
-        errno.ENOTCONN,
-        errno.EPIPE,
-        errno.ESTALE,
-        errno.EAGAIN,
-    }
-)
-
-
-class PoolLinkLost(BingoBackupError):
-    pass
-
-
-class ResumeBufferTooSmall(BingoBackupError):
-    pass
-
-
-def is_link_error(error: BaseException) -> bool:
-    if isinstance(error, StoreIOError | ConnectionError | TimeoutError):
-        return True
-    if isinstance(error, PoolError):
-        return False  # pool full, blob missing, …: retrying does not help
-    return isinstance(error, OSError) and error.errno in LINK_ERRNOS
-
-
-def check_resume_buffer(resume_buffer_mib: int, chunk_size: int) -> None:
-    """A channel holds one whole chunk while the link is down: the buffer must fit one."""
-    if resume_buffer_mib * (1 << 20) < chunk_size:
-        raise ResumeBufferTooSmall(
-            f"resume buffer of {resume_buffer_mib} MiB per channel cannot hold one chunk of this pool "
-            f"({chunk_size / (1 << 20):g} MiB); set options.resume_buffer_mib to at least "
-            f"{-(-chunk_size // (1 << 20))}"
-        )
-
-
-class LinkRetry:
-    """Retries one pool operation while the link is down, with growing pauses, until the
-    reconnect window ends (shared by the backup's sink and the restore's chunk source)."""
-
-    def __init__(
-        self,
-        *,
-        window_seconds: float,
-        what: str,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        first_pause: float = 0.05,
-        max_pause: float = 5.0,
-    ) -> None:
-        self.window_seconds = window_seconds
-        self._what = what
-        self._clock, self._sleep = clock, sleep
-        self._first_pause, self._max_pause = first_pause, max_pause
-        self._lock = threading.Lock()
-        self.reconnects = 0
-        self.failed_attempts = 0
-
-    def call(self, operation: Callable[[], T], where: str) -> T:
-        """`operation`, ridden out with `resume` when it fails with a link error."""
-        try:
-            return operation()
-        except Exception as error:
-            if not is_link_error(error):
-                raise
-            return self.resume(operation, where, error)
-
-    def resume(self, operation: Callable[[], T], where: str, first: Exception) -> T:
-        """Runs `operation` again after `first` (a link error) until it succeeds or the window ends."""
-        deadline = self._clock() + self.window_seconds
-        pause, error = self._first_pause, first
-        log.warning(
-            "%s: link to the pool lost %s (%s); retrying for up to %.0f s",
-            self._what,
-            where,
-            first,
-            self.window_seconds,
-        )
-        while True:
-            with self._lock:
-                self.failed_attempts += 1
-            if self._clock() + pause > deadline:
-                raise PoolLinkLost(
-                    f"{self._what}: the pool did not answer again within the reconnect time of "
-                    f"{self.window_seconds / 60:g} min {where} (last error: {error}). Check the pool's "
-                    "storage or network, or raise options.reconnect_minutes (1–60), and run the job again"
-                ) from error
-            self._sleep(pause)
-            pause = min(pause * 2, self._max_pause)
-            try:
-                result = operation()
-            except Exception as retry_error:
-                if not is_link_error(retry_error):
-                    raise
-                error = retry_error
-                continue
-            with self._lock:
-                self.reconnects += 1
-            log.info("%s: pool reachable again; continuing %s", self._what, where)
-            return result
 
 
 class ResumingSink:

@@ -103,7 +103,7 @@ def byte_bar(
 @contextmanager
 def byte_progress(description: str, *, quiet: bool = False) -> Iterator[None]:
     """A rich bar fed by the engine's progress listeners while a flow runs in this process."""
-    from bingobackup.backup.job import PROGRESS_LISTENERS
+    from bingobackup.jobs.progress import PROGRESS_LISTENERS
 
     with byte_bar(description, quiet=quiet) as listener:
         PROGRESS_LISTENERS.append(listener)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -12,7 +12,8 @@ from bingobackup.cli.common import authorize_command, console, registry
 from bingobackup.cli.pools_index import pool_ref, remember
 
 if TYPE_CHECKING:
-    from bingobackup.pools.s3config import S3Settings
+    from pydantic import BaseModel
+
     from bingobackup.resources.models import PoolRegistration
     from bingobackup.specs.maintenance import PoolMaintenance
 
@@ -152,50 +153,7 @@ def create(
     (prune daily, GC weekly, verify monthly unless told otherwise) as Prefect deployments."""
     from bingobackup.resources.pools import create_registered_pool
 
-    s3 = None
-    if kind == "object" and bucket:
-        s3 = _s3_settings(
-            bucket=bucket,
-            prefix=prefix,
-            endpoint_url=endpoint,
-            region=region,
-            addressing=addressing,
-            access_key_id=access_key_id,
-            secret_access_key=secret_access_key,
-            verify_tls=verify_tls,
-            ca_bundle=ca_bundle,
-            conditional_writes=conditional_writes,
-            object_lock_mode=object_lock,
-            retention_days=retention_days,
-        )
-    tape = None
-    if kind == "tape":
-        from bingobackup.resources.pools import TapeOptions
-        from bingobackup.specs.job import parse_size
-
-        tape_fields: dict[str, object] = {
-            "capacity_bytes": parse_size(cartridge_capacity, "--cartridge-capacity"),
-            "block_size": parse_size(block_size, "--block-size"),
-        }
-        if cartridge:
-            tape_fields["barcodes"] = cartridge
-        if drive:
-            if not cartridge:
-                raise typer.BadParameter("name the cartridge loaded in each drive", param_hint="--cartridge")
-            tape_fields["drives"] = drive
-        tape = TapeOptions.model_validate(tape_fields)
-    optical = None
-    if kind == "optical":
-        from bingobackup.pools.discs import parse_disc_size
-        from bingobackup.resources.pools import OpticalOptions
-
-        try:
-            disc_bytes = parse_disc_size(disc_size)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--disc-size") from None
-        optical = OpticalOptions(
-            disc_bytes=disc_bytes, output_dir=output_dir, burn_command=burn_command, max_discs=max_discs
-        )
+    options = _kind_options(kind, locals())
     maintenance = _maintenance(None, prune, gc, verify, maintenance_host)
     with registry() as (store, user):
         pool = create_registered_pool(
@@ -210,10 +168,8 @@ def create(
             compression=compression,
             groups=group,
             pool_format=pool_format,  # type: ignore[arg-type]
-            s3=s3,
             backup_hosts=backup_host,
-            tape=tape,
-            optical=optical,
+            options=options,
             maintenance=maintenance,
         )
     remember(pool.name, pool.location, pool.kind)
@@ -245,18 +201,18 @@ def set_maintenance(
     deploy_maintenance(registration, maintenance_host)
 
 
-def _s3_settings(**fields: object) -> S3Settings:
-    from pydantic import ValidationError
+def _kind_options(kind: str, values: dict[str, Any]) -> BaseModel | None:
+    """The options of the pool kind being created, from the `pool create` options the kind
+    says are its own (pools/kinds.py); options of other kinds are not looked at."""
+    from bingobackup.pools.kinds import POOL_KINDS, PoolOptionError
 
-    from bingobackup.errors import BingoBackupError
-    from bingobackup.pools.s3config import S3Settings
-
+    spec = POOL_KINDS.get(kind)
+    if spec is None:
+        return None  # create_registered_pool names the kinds there are
     try:
-        return S3Settings.model_validate(fields)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise BingoBackupError(f"S3 setting {where or 'error'}: {first['msg']}") from None
+        return spec.options_from_cli({option: values[option] for option in spec.cli_options})
+    except PoolOptionError as error:
+        raise typer.BadParameter(str(error), param_hint=error.option) from None
 
 
 @app.command("list")
@@ -313,11 +269,7 @@ def scan(
 ) -> None:
     """Rebuild a tape or optical pool's home from its media alone: config, manifests and catalog."""
     from bingobackup.errors import BingoBackupError
-    from bingobackup.pools.opticalpool import open_optical_pool, scan_discs
-    from bingobackup.pools.scan_home import recover_optical_home, recover_tape_home
-    from bingobackup.pools.stream import MediaPool, MediaScan
-    from bingobackup.pools.tapelib import TapeLibrary
-    from bingobackup.pools.tapepool import open_tape_pool, scan_library
+    from bingobackup.pools.kinds import pool_kind
     from bingobackup.resources.pools import pool_catalog_root, pool_for
     from catalog import CatalogWriter
     from catalog.set_copy import restore_set_copies
@@ -326,22 +278,13 @@ def scan(
         registration = pool_for(store, user, name)
     home = Path(registration.location)
     passphrase = registration.passphrase.get_secret_value() if registration.passphrase else None
-    found: MediaScan
-    pool: MediaPool
-    if registration.kind == "optical":
-        recreated = recover_optical_home(home, name, images)
-        optical = open_optical_pool(home, passphrase, image_dirs=images, name=name)
-        found, pool, where = scan_discs(optical), optical, "the disc images"
-    elif registration.kind == "tape":
-        library = TapeLibrary(Path(registration.library) if registration.library else home / "library")
-        recreated = recover_tape_home(home, library)
-        tape = open_tape_pool(home, library, passphrase)
-        found, pool = scan_library(tape), tape
-        where = f"{found.media} cartridge(s)"
-    else:
+    scan_media = pool_kind(registration.kind).scan
+    if scan_media is None:
         raise BingoBackupError(
             f"Pool '{name}' is a {registration.kind} pool; only tape and optical pools are scanned."
         )
+    scanned = scan_media(registration.home(), passphrase, images)
+    recreated, found, pool, where = scanned.recreated, scanned.found, scanned.pool, scanned.where
     if recreated:
         console.print(f"Pool [bold]{name}[/]: recreated {', '.join(recreated)} in {home} from the media")
     console.print(
@@ -373,7 +316,7 @@ def upgrade(
     pool key, so a chunk cannot be moved to another place unnoticed; 4: every writer holds a
     pool lock, so `bingobackup gc` may run while backups do). Run it while no backup writes to
     the pool, once every backup host runs this bingobackup; running it again is harmless."""
-    from bingobackup.format.config import FORMAT_VERSION
+    from bingobackup.format.constants import FORMAT_VERSION
     from bingobackup.pools import BlobStore, LocalDirBlobStore, upgrade_pool
     from bingobackup.resources.pools import pool_store
 

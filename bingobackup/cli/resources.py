@@ -105,9 +105,10 @@ def _show(
     by_storage: bool = False,
 ) -> None:
     from bingobackup.resources.access import cloud_for
-    from bingobackup.resources.discovery import CloudTree, SelectionFilters, search_vms
+    from bingobackup.resources.discovery import CloudTree, search_vms
     from bingobackup.resources.discovery import by_storage as storage_view
     from bingobackup.resources.hosts import registered_backup_host_ids
+    from bingobackup.specs.selection import SelectionFilters
 
     with registry() as (store, user):
         registration = cloud_for(store, user, cloud)

@@ -15,16 +15,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bingobackup.format.compression import CompressionSetting
+from bingobackup.format.constants import FORMAT_VERSION, POOL_MAGIC
 from bingobackup.format.crypto import CipherId, WrappedKey
 from bingobackup.format.digest import DigestId
 from bingobackup.format.errors import FormatError, UnsupportedFormatError
 
-POOL_MAGIC = "BINGOBACKUP-POOL"
-FORMAT_VERSION = 4  # 3: sealed manifests; 4: writers hold pool locks (docs/format.md)
-# The first version whose every writer holds a pool lock, so garbage collection may run
-# while backups do (bingobackup/lifecycle/gc.py); an older bingobackup refuses to open it.
-LOCKED_FORMAT = 4
-CONFIG_NAME = "config.json"
 MIN_CHUNK_SIZE = 64 << 10
 MAX_CHUNK_SIZE = 64 << 20
 DEFAULT_CHUNK_SIZE = 4 << 20

@@ -30,21 +30,18 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import BaseModel, ConfigDict, Field
 
+from bingobackup.format.constants import CHUNK_AEAD_INFO as _CHUNK_AEAD_INFO
+from bingobackup.format.constants import CHUNK_ID_INFO as _CHUNK_ID_INFO
+from bingobackup.format.constants import MANIFEST_SEAL_INFO as _MANIFEST_SEAL_INFO
+from bingobackup.format.constants import SEALED_FORMAT
+from bingobackup.format.constants import WRAP_LABEL as _WRAP_LABEL
+from bingobackup.format.constants import WRAP_LABEL_SEALED as _WRAP_LABEL_SEALED
 from bingobackup.format.errors import FormatError, UnsupportedFormatError, WrongPassphraseError
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
 # ~80 ms and 32 MiB per open on a current core: cheap for an operator, dear for guessing.
 DEFAULT_SCRYPT_N = 2**15
-
-# The first pool format whose manifests are sealed and whose wrapped key is bound to that.
-SEALED_FORMAT = 3
-
-_WRAP_LABEL = b"BINGOBACKUP-POOL master key v1\x00"
-_WRAP_LABEL_SEALED = b"BINGOBACKUP-POOL master key v3\x00"
-_CHUNK_ID_INFO = b"bingobackup v1 chunk-id key"
-_CHUNK_AEAD_INFO = b"bingobackup v1 chunk-aead key"
-_MANIFEST_SEAL_INFO = b"bingobackup v3 manifest-seal key"
 
 
 class CipherId(IntEnum):

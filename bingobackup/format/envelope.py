@@ -19,7 +19,6 @@ digest must equal the chunk id the manifest expects; any mismatch is a CorruptCh
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 
 import zstandard
@@ -27,13 +26,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bingobackup.format.compression import CompressionSetting, compress, decompress
+from bingobackup.format.constants import ENVELOPE_HEADER as _HEADER
+from bingobackup.format.constants import ENVELOPE_MAGIC, ENVELOPE_VERSION
 from bingobackup.format.crypto import NONCE_BYTES, CipherId
 from bingobackup.format.digest import ChunkDigester
 from bingobackup.format.errors import CorruptChunkError, UnsupportedFormatError
 
-ENVELOPE_MAGIC = b"BBCH"
-ENVELOPE_VERSION = 1
-_HEADER = struct.Struct(">4sBBBBII12s")
 HEADER_BYTES = _HEADER.size
 TAG_BYTES = 16
 _NO_NONCE = bytes(NONCE_BYTES)

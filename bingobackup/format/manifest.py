@@ -18,8 +18,7 @@ import json
 import blake3
 from pydantic import BaseModel, ConfigDict, Field
 
-SEAL_FIELD = "seal"
-SEAL_LABEL = b"bingobackup manifest seal v1\x00"
+from bingobackup.format.constants import SEAL_FIELD, SEAL_LABEL
 
 
 class ChunkRef(BaseModel):

@@ -18,11 +18,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from bingobackup.pools.errors import PoolError
+from bingobackup.format.constants import STREAM_HEADER as HEADER
 from bingobackup.pools.opticalpool import OpticalPool
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.stream import HEADER, MediaPool, parse_stream
+from bingobackup.pools.stream import MediaPool, parse_stream
 from bingobackup.pools.tapepool import TapePool
+from bingobackup.storage.errors import PoolError
 
 _HEAD_BYTES = 4096  # a stream file's header record fits well inside
 

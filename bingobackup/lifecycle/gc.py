@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from bingobackup.format.config import LOCKED_FORMAT
+from bingobackup.format.constants import CHUNKS, DATA, LOCKED_FORMAT, PACKS, ZERO_LOCATION
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
-from bingobackup.pools.base import CHUNKS, BlobInfo
 from bingobackup.pools.condemned import (
     CondemnedList,
     condemned_keys,
@@ -41,12 +40,11 @@ from bingobackup.pools.condemned import (
     write_waits,
 )
 from bingobackup.pools.dedup import ChunkIndex, DedupPool, chunk_key, describe_packs
-from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.locks import PoolLock, live_locks, remove_stale_locks
-from bingobackup.pools.packs import DATA, PACK_TARGET_BYTES, PackBuilder, write_index_blob
+from bingobackup.pools.packs import PACK_TARGET_BYTES, PackBuilder, write_index_blob
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import PACKS
-from bingobackup.pools.writer import ZERO_LOCATION
+from bingobackup.storage.base import BlobInfo
+from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
 DEFAULT_REPACK_THRESHOLD = 0.5  # packs less than half live are rewritten (restic's default is 5 % unused)
 # A test names one of the crash points below here to have the collection kill itself there.

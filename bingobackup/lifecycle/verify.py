@@ -31,13 +31,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bingobackup.format.constants import ZERO_LOCATION
 from bingobackup.format.errors import CorruptChunkError, ManifestError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.mover.crew import thread_in_context
 from bingobackup.mover.memory import keep_freed_buffers
-from bingobackup.pools.errors import PoolError
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.writer import ZERO_LOCATION
+from bingobackup.storage.errors import PoolError
 
 log = logging.getLogger("bingobackup.verify")
 

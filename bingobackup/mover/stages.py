@@ -6,7 +6,7 @@ plain threads. Chunks pass between stages through bounded queues, and every buff
 one of `channels + 2` slots from the moment it is read until it is sealed and handed to the
 pool or dropped, so memory stays at about (channels + 2) × chunk size whatever the disk size
 (plus the few sealed chunks a pool's blob store holds while it finishes them in the
-background, rule 9 of bingobackup/pools/base.py). The write stage runs `channels` threads:
+background, rule 9 of bingobackup/storage/base.py). The write stage runs `channels` threads:
 compressing and encrypting is the work, and the pool's fsyncs and uploads overlap it on the
 blob store's own threads instead of holding a writer.
 
@@ -26,20 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from bingobackup.format.zero import is_zero
-from bingobackup.mover.backup import (
-    ChunkSink,
-    DedupMode,
-    DiskBackupResult,
-    _Chunk,
-    _Counters,
-    _pieces,
-    _pread_exact,
-    _raise_stopped,
-)
 from bingobackup.mover.chunks import ProgressThrottle, human_bytes
 from bingobackup.mover.crew import Crew, thread_in_context
 from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.mover.ratelimit import RateLimiter
+from bingobackup.mover.reading import (
+    Chunk,
+    ChunkSink,
+    Counters,
+    DiskBackupResult,
+    chunk_pieces,
+    pread_exact,
+    raise_stopped,
+)
+from bingobackup.pools.writer import DedupMode
 from bingobackup.sparse import data_extents
 
 log = logging.getLogger("bingobackup.backup")
@@ -86,15 +86,15 @@ class DiskPipeline:
         self.read_limiter = read_limiter
         self.send_limiter = send_limiter
         self.crew = Crew(f"backup-{self.device.name}", cancel)
-        self.counters = _Counters()
+        self.counters = Counters()
         self.slots = channels + 2
         # One writer per channel: the pool's storage works on its blob store's own threads
         # (put_soon), and more writers than cores only compete for them (measured: 2 writers
         # 1.39–1.44 s, 4 writers 1.49–1.52 s for the benchmark's first backup).
         self.writers = channels
         self._slots = threading.Semaphore(self.slots)
-        self._to_dedup: queue.Queue[_Chunk | None] = queue.Queue(maxsize=channels)
-        self._to_write: queue.Queue[tuple[_Chunk, str | None] | None] = queue.Queue(maxsize=self.slots)
+        self._to_dedup: queue.Queue[Chunk | None] = queue.Queue(maxsize=channels)
+        self._to_write: queue.Queue[tuple[Chunk, str | None] | None] = queue.Queue(maxsize=self.slots)
         self._throttle = ProgressThrottle(progress, size_bytes, time.monotonic)
         self._paced_lock = threading.Lock()
         self._paced = 0  # the pool's bytes_stored already counted by the transfer limit
@@ -118,7 +118,7 @@ class DiskPipeline:
         self._stage_group("write", self._write, self.writers, None, 0)
         if self.crew.failure is not None or self.crew.cancelled:
             self.sink.abort()
-            _raise_stopped(self.crew, self.device)
+            raise_stopped(self.crew, self.device)
         manifest = self.sink.commit()
         self._throttle.report(self.size_bytes, final=True)
         c = self.counters
@@ -192,7 +192,7 @@ class DiskPipeline:
             extents = (
                 data_extents(fd, 0, self.size_bytes) if self.sparse_aware else iter([(0, self.size_bytes)])
             )
-            for offset, length, ranges in _pieces(iter(extents), self.size_bytes, self.chunk_size):
+            for offset, length, ranges in chunk_pieces(iter(extents), self.size_bytes, self.chunk_size):
                 crew.working_on(offset)
                 wanted = sum(stop - start for start, stop in ranges)
                 with counters.lock:
@@ -206,11 +206,11 @@ class DiskPipeline:
                 if self.read_limiter is not None:
                     self.read_limiter.acquire(wanted, should_stop=crew.should_stop)
                 if ranges == [(offset, offset + length)]:
-                    data = _pread_exact(fd, length, offset, self.device)
+                    data = pread_exact(fd, length, offset, self.device)
                 else:
                     buffer = bytearray(length)  # holes inside the chunk stay zero
                     for start, stop in ranges:
-                        buffer[start - offset : stop - offset] = _pread_exact(
+                        buffer[start - offset : stop - offset] = pread_exact(
                             fd, stop - start, start, self.device
                         )
                     data = bytes(buffer)
@@ -223,7 +223,7 @@ class DiskPipeline:
                     del data
                     self._done(length)
                     continue
-                chunk = _Chunk(offset, data)
+                chunk = Chunk(offset, data)
                 del data
                 if not crew.put(self._to_dedup, chunk):
                     return

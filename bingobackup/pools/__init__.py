@@ -1,16 +1,9 @@
-"""Pools: where backups live. `base` holds the blob-store rules every pool kind keeps."""
+"""Pools, the content layer: where backups live, in a dedup or standard format, on blob stores
+(bingobackup/storage/) or media (bingobackup/media/); `kinds` is the registry of pool kinds.
+The blob layer's names are re-exported here for the pool's callers."""
 
 from __future__ import annotations
 
-from bingobackup.pools.base import BlobInfo, BlobStore, BlobWriter
-from bingobackup.pools.errors import (
-    BlobNotFoundError,
-    PoolError,
-    PoolExistsError,
-    PoolFullError,
-    PoolNotFoundError,
-)
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import (
     change_passphrase,
     create_pool,
@@ -21,6 +14,15 @@ from bingobackup.pools.open import (
 )
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DedupMode, DiskWriter, WriterStats
+from bingobackup.storage.base import BlobInfo, BlobStore, BlobWriter
+from bingobackup.storage.errors import (
+    BlobNotFoundError,
+    PoolError,
+    PoolExistsError,
+    PoolFullError,
+    PoolNotFoundError,
+)
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 __all__ = [
     "BlobInfo",

@@ -18,12 +18,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.errors import BlobNotFoundError
+from bingobackup.format.constants import CONDEMNED_SUFFIX as _CONDEMNED
+from bingobackup.format.constants import GARBAGE
+from bingobackup.format.constants import WAITS_SUFFIX as _WAITS
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import BlobNotFoundError
 
-GARBAGE = "gc"
-_CONDEMNED = ".condemned"
-_WAITS = ".waits"
 log = logging.getLogger("bingobackup.pools")
 
 

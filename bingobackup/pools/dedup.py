@@ -25,12 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from bingobackup.format.config import PoolConfig
+from bingobackup.format.constants import CHUNKS, PACKED_FORMAT
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools.base import CHUNKS, BlobInfo, BlobStore
 from bingobackup.pools.condemned import condemned_keys
-from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.packs import (
     PackAssembler,
     PackEntry,
@@ -44,8 +43,9 @@ from bingobackup.pools.packs import (
 )
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.writer import DiskWriter
+from bingobackup.storage.base import BlobInfo, BlobStore
+from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
-PACKED_FORMAT = 2  # the first pool format version whose dedup pools write packs
 # Pack indexes read at once when the index loads: on object storage each is a round trip
 # (tens of ms), so a pool of 10,000 packs took minutes one by one.
 INDEX_READERS = 16
@@ -343,9 +343,3 @@ class DedupPool(Pool):
         if known is None or known[1] == ref.location or "@" not in known[1]:
             return None
         return ref.model_copy(update={"stored_size": known[0], "location": known[1]})
-
-    def collect_garbage(self) -> int:
-        """Garbage collection without repack (bingobackup/lifecycle/gc.py); returns bytes freed."""
-        from bingobackup.lifecycle.gc import collect_garbage
-
-        return collect_garbage(self, repack=False).bytes_freed

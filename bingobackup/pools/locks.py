@@ -26,10 +26,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.errors import BlobNotFoundError, PoolError
+from bingobackup.format.constants import LOCKS
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
-LOCKS = "locks"
 # restic's figures: refreshed every 5 minutes, stale after 30 without a refresh. Clocks of
 # the hosts sharing a pool must agree to well within STALE_SECONDS.
 REFRESH_SECONDS = 300.0

@@ -5,14 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bingobackup.format.compression import CompressionSetting
-from bingobackup.format.config import (
-    CONFIG_NAME,
-    DEFAULT_CHUNK_SIZE,
-    FORMAT_VERSION,
-    PoolConfig,
-    PoolKind,
-    check_chunk_size,
-)
+from bingobackup.format.config import DEFAULT_CHUNK_SIZE, PoolConfig, PoolKind, check_chunk_size
+from bingobackup.format.constants import CONFIG_NAME, FORMAT_VERSION
 from bingobackup.format.crypto import (
     DEFAULT_SCRYPT_N,
     CipherId,
@@ -24,12 +18,12 @@ from bingobackup.format.crypto import (
 from bingobackup.format.digest import ChunkDigester, DigestId
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import PassphraseRequiredError
-from bingobackup.pools.base import BlobStore
 from bingobackup.pools.dedup import DedupPool
-from bingobackup.pools.errors import BlobNotFoundError, PoolError, PoolExistsError, PoolNotFoundError
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import StandardPool
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import BlobNotFoundError, PoolError, PoolExistsError, PoolNotFoundError
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 POOL_KINDS: dict[str, type[Pool]] = {"dedup": DedupPool, "standard": StandardPool}
 

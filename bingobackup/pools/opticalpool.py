@@ -16,13 +16,14 @@ import contextlib
 import os
 from pathlib import Path
 
+from bingobackup.files import DISK_FULL, write_fully
 from bingobackup.format.compression import CompressionSetting
 from bingobackup.format.config import PoolConfig
+from bingobackup.format.constants import STREAM_TAG as TAG
 from bingobackup.format.crypto import DEFAULT_SCRYPT_N
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.manifest import ChunkRef, DiskManifest
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.discs import (
+from bingobackup.media.discs import (
     STAGING,
     DiscRecord,
     DiscSet,
@@ -31,20 +32,18 @@ from bingobackup.pools.discs import (
     fits_on_disc,
     sectors,
 )
-from bingobackup.pools.errors import PoolError
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in, open_pool_in
 from bingobackup.pools.stream import (
-    DISK_FULL,
-    TAG,
     MediaPool,
     MediaScan,
     StreamDiskWriter,
     catalog_copy_file,
     file_start,
     scan_streams,
-    write_fully,
 )
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import PoolError
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 
 class OpticalDiskWriter(StreamDiskWriter):

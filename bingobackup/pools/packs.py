@@ -52,24 +52,21 @@ from functools import partial
 
 import blake3
 
+from bingobackup.format.constants import DATA, INDEX_BLOB_HEADER, INDEX_BLOBS
+from bingobackup.format.constants import DEDUP_PACK_HEADER as PACK_HEADER
+from bingobackup.format.constants import INDEX_BLOB_RECORD as _RECORD
+from bingobackup.format.constants import PACK_FOOTER as _FOOTER
+from bingobackup.format.constants import PACK_INDEX_ENTRY as _ENTRY
+from bingobackup.format.constants import PACK_INDEX_MAGIC as INDEX_MAGIC
 from bingobackup.format.envelope import EnvelopeCodec, max_sealed_size
 from bingobackup.format.errors import FormatError
-from bingobackup.pools.base import BlobInfo, BlobStore, Buffer
+from bingobackup.storage.base import BlobInfo, BlobStore, Buffer
 
-DATA = "data"
-PACK_MAGIC = b"BBPACK"  # both pack kinds; the version after it tells them apart (standard.py is 1)
-PACK_HEADER = PACK_MAGIC + struct.pack(">H", 2)
-INDEX_MAGIC = b"BBPINDEX"
-_ENTRY = struct.Struct(">32sQI")
-_FOOTER = struct.Struct(">I8s")
 # restic's default pack size: big enough that per-file costs vanish, small enough that the
 # packs held in memory (one per writer, plus those waiting for their fsync) stay modest.
 PACK_TARGET_BYTES = 16 << 20
 SPARE_BUFFERS = 4  # kept for the next packs: the store's queue of packs in flight
 _TAIL_GUESS = 64 << 10  # one range read covers the index of a pack of up to ~1,480 chunks
-INDEX_BLOBS = "index"
-INDEX_BLOB_HEADER = b"BBINDX" + struct.pack(">H", 1)
-_RECORD = struct.Struct(">16sQI")
 _CHECKSUM_BYTES = 32
 _PACK_KEY = re.compile(rf"{DATA}/([0-9a-f]{{2}})/(\1[0-9a-f]{{30}})")
 

@@ -21,24 +21,16 @@ from typing import ClassVar, TypeVar
 from pydantic import ValidationError
 
 from bingobackup.format.config import PoolConfig
-from bingobackup.format.crypto import SEALED_FORMAT
+from bingobackup.format.constants import MANIFESTS, SEAL_FIELD, SEALED_FORMAT, ZERO_LOCATION
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.errors import ManifestError
-from bingobackup.format.manifest import (
-    SEAL_FIELD,
-    ChunkRef,
-    DiskManifest,
-    first_difference,
-    manifest_seal,
-    sealed_json,
-)
+from bingobackup.format.manifest import ChunkRef, DiskManifest, first_difference, manifest_seal, sealed_json
 from bingobackup.format.zero import is_zero
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.errors import BlobNotFoundError, PoolError
 from bingobackup.pools.locks import STALE_SECONDS, PoolLock, live_locks
-from bingobackup.pools.writer import ZERO_LOCATION, DiskWriter
+from bingobackup.pools.writer import DiskWriter
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
-MANIFESTS = "manifests"
 W = TypeVar("W", bound=DiskWriter)
 log = logging.getLogger("bingobackup.pools")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")

@@ -12,17 +12,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bingobackup.pools.discs import (
-    OPTICAL_FILE,
-    DiscSet,
-    OpticalSettings,
-    describe_file,
-    read_disc_info,
-)
-from bingobackup.pools.errors import PoolError
-from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.format.constants import OPTICAL_FILE
+from bingobackup.media.discs import DiscSet, OpticalSettings, describe_file, read_disc_info
+from bingobackup.media.tapelib import TapeLibrary
 from bingobackup.pools.stream import recover_config
-from bingobackup.pools.tapelib import TapeLibrary
+from bingobackup.storage.errors import PoolError
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 # Enough of a file's start to hold its header and pool config records.
 HEAD_BYTES = 64 << 10

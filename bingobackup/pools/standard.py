@@ -23,22 +23,19 @@ handed out stays right), then goes on.
 
 from __future__ import annotations
 
-import struct
 import threading
 
+from bingobackup.format.constants import CHUNK_RECORD, PACKS
+from bingobackup.format.constants import STANDARD_PACK_HEADER as PACK_HEADER
 from bingobackup.format.envelope import SealedChunk
 from bingobackup.format.manifest import ChunkRef
-from bingobackup.pools.base import BlobWriter, Buffer
-from bingobackup.pools.errors import PoolError, StoreIOError
-from bingobackup.pools.packs import PACK_MAGIC, pack_location
+from bingobackup.pools.packs import pack_location
 from bingobackup.pools.pool import Pool, check_name
 from bingobackup.pools.writer import DiskWriter
+from bingobackup.storage.base import BlobWriter, Buffer
+from bingobackup.storage.errors import PoolError, is_permanent_error
 
-PACKS = "packs"
-PACK_VERSION = 1
-PACK_HEADER = PACK_MAGIC + struct.pack(">H", PACK_VERSION)
-_RECORD = struct.Struct(">QI32s")
-RECORD_BYTES = _RECORD.size
+RECORD_BYTES = CHUNK_RECORD.size
 
 
 def pack_key(set_id: str, volume_id: str) -> str:
@@ -69,7 +66,7 @@ class StandardDiskWriter(DiskWriter):
 
     def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
         sealed: SealedChunk = self.pool.codec.seal(plaintext)  # outside the lock: channels run in parallel
-        record = _RECORD.pack(offset, sealed.size, bytes.fromhex(digest))
+        record = CHUNK_RECORD.pack(offset, sealed.size, bytes.fromhex(digest))
         blob = (record, *sealed.parts)
         size = RECORD_BYTES + sealed.size
         with self._pack_lock:
@@ -87,7 +84,7 @@ class StandardDiskWriter(DiskWriter):
         try:
             return self._pack.write(blob)
         except OSError as error:
-            lost_link = isinstance(error, StoreIOError) or not isinstance(error, PoolError)
+            lost_link = not is_permanent_error(error)
             self._broken = self._keep_limit is not None and lost_link
             raise
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from bingobackup.format.constants import MANIFESTS
 from bingobackup.format.manifest import DiskManifest
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.discs import STAGING, DiscSet
-from bingobackup.pools.localdir import LocalDirBlobStore
-from bingobackup.pools.pool import MANIFESTS
-from bingobackup.pools.tapelib import TapeLibrary
+from bingobackup.media.discs import STAGING, DiscSet
+from bingobackup.media.tapelib import TapeLibrary
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 
 class MediaUsage(BaseModel):

@@ -17,34 +17,31 @@ the catalog from the K records (`pool scan`). Tags are never reused for another 
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
-import struct
 import threading
 from abc import abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from bingobackup.format.config import CONFIG_NAME, PoolConfig
+from bingobackup.format.config import PoolConfig
+from bingobackup.format.constants import CHUNK_RECORD, CONFIG_NAME
+from bingobackup.format.constants import STREAM_CATALOG as CATALOG
+from bingobackup.format.constants import STREAM_CHUNK as CHUNK
+from bingobackup.format.constants import STREAM_HEADER as HEADER
+from bingobackup.format.constants import STREAM_POOL_CONFIG as POOL_CONFIG
+from bingobackup.format.constants import STREAM_TRAILER as TRAILER
 from bingobackup.format.errors import ManifestError
 from bingobackup.format.manifest import DiskManifest
-from bingobackup.pools.base import BlobStore, Buffer
-from bingobackup.pools.errors import PoolError
+from bingobackup.format.records import parse_stream, record
 from bingobackup.pools.pool import Pool
-from bingobackup.pools.standard import _RECORD, RECORD_BYTES
+from bingobackup.pools.standard import RECORD_BYTES
 from bingobackup.pools.writer import DiskWriter
+from bingobackup.storage.base import BlobStore, Buffer
+from bingobackup.storage.errors import PoolError
 
-TAG = struct.Struct(">cI")
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the host filesystem under a medium's files is full
-HEADER, CHUNK, TRAILER, POOL_CONFIG, CATALOG = b"H", b"C", b"T", b"P", b"K"
 _DIGEST_BYTES = 32
 log = logging.getLogger("bingobackup.pools")
-
-
-def record(tag: bytes, payload: Buffer) -> bytes:
-    return TAG.pack(tag, len(payload)) + bytes(payload)
 
 
 def header_record(set_id: str, volume_id: str, pool_id: str, part: int) -> bytes:
@@ -61,7 +58,7 @@ def file_start(pool: Pool, set_id: str, volume_id: str, part: int) -> bytes:
 
 
 def chunk_record(offset: int, stored_size: int, digest: str, parts: tuple[Buffer, ...]) -> bytes:
-    return record(CHUNK, _RECORD.pack(offset, stored_size, bytes.fromhex(digest)) + b"".join(parts))
+    return record(CHUNK, CHUNK_RECORD.pack(offset, stored_size, bytes.fromhex(digest)) + b"".join(parts))
 
 
 def catalog_copy_file(pool: Pool, set_id: str, payload: bytes) -> bytes:
@@ -70,27 +67,6 @@ def catalog_copy_file(pool: Pool, set_id: str, payload: bytes) -> bytes:
     sealed = pool.codec.seal(payload)
     digest = bytes.fromhex(pool.chunk_digest(payload))
     return file_start(pool, set_id, "", 0) + record(CATALOG, digest + b"".join(sealed.parts))
-
-
-def write_fully(fd: int, data: Buffer, offset: int) -> None:
-    """Writes all of `data` at `offset` (a write may be short): the one place the files of
-    emulated cartridges and staged discs are written, so tests inject a full disk here."""
-    view = memoryview(data).cast("B")
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
-
-
-def parse_stream(data: bytes) -> Iterator[tuple[bytes, int, bytes]]:
-    """(tag, offset of the payload, payload) of every complete record of a stream file."""
-    position = 0
-    while position + TAG.size <= len(data):
-        tag, length = TAG.unpack_from(data, position)
-        start = position + TAG.size
-        if start + length > len(data):
-            return  # an aborted stream's tail
-        yield tag, start, data[start : start + length]
-        position = start + length
 
 
 def config_on_media(files: Iterable[bytes]) -> PoolConfig | None:
@@ -192,6 +168,7 @@ class StreamDiskWriter(DiskWriter):
     record is appended (moving on to the next cartridge or disc when it does not fit), how a
     chunk's location is named, and how its file ends."""
 
+    pool: MediaPool
     medium = ""  # "tape", "optical": named in errors
 
     def __init__(self, pool: Pool, set_id: str, volume_id: str, size_bytes: int) -> None:

@@ -19,14 +19,12 @@ from pathlib import Path
 
 from bingobackup.format.compression import CompressionSetting
 from bingobackup.format.config import PoolConfig
+from bingobackup.format.constants import STREAM_TAG as _TAG
 from bingobackup.format.crypto import DEFAULT_SCRYPT_N
 from bingobackup.format.envelope import EnvelopeCodec
 from bingobackup.format.manifest import ChunkRef, DiskManifest
-from bingobackup.pools.base import BlobStore
-from bingobackup.pools.errors import PoolError, PoolFullError
-from bingobackup.pools.localdir import LocalDirBlobStore
+from bingobackup.media.tapelib import TapeLibrary, TapeMedium
 from bingobackup.pools.open import create_pool_in, open_pool_in
-from bingobackup.pools.stream import TAG as _TAG
 from bingobackup.pools.stream import (
     MediaPool,
     MediaScan,
@@ -35,7 +33,9 @@ from bingobackup.pools.stream import (
     file_start,
     scan_streams,
 )
-from bingobackup.pools.tapelib import TapeLibrary, TapeMedium
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.errors import PoolError, PoolFullError
+from bingobackup.storage.localdir import LocalDirBlobStore
 
 
 class TapeDiskWriter(StreamDiskWriter):

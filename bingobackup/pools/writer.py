@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from bingobackup.format.constants import ZERO_LOCATION
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.format.zero import is_zero
 
-if TYPE_CHECKING:
-    from bingobackup.pools.pool import Pool
-
 DedupMode = Literal["agent", "server"]
-# An all-zero chunk handed to put_chunk is stored as nothing: its ref says so and is never
-# listed in a manifest (a missing chunk reads back as zeros).
-ZERO_LOCATION = "zero:"
+
+
+class WriterPool(Protocol):
+    """What a disk writer needs from its pool (`Pool` implements it; each kind's writer narrows
+    `pool` to its own pool class). A protocol, so this module does not import `pool`."""
+
+    @property
+    def chunk_size(self) -> int: ...
+
+    def chunk_digest(self, plaintext: bytes | bytearray | memoryview) -> str: ...
+
+    def check_writer_lock(self) -> None: ...
+
+    def save_manifest(self, manifest: DiskManifest) -> None: ...
+
+    def writer_ended(self) -> None: ...
 
 
 class WriterStats(BaseModel):
@@ -43,7 +54,7 @@ class DiskWriter(ABC):
     everything the manifest names is durable by then. `abort()` discards what it can (chunks a
     dedup pool already holds stay: they are shared and collected as garbage later)."""
 
-    def __init__(self, pool: Pool, set_id: str, volume_id: str, size_bytes: int) -> None:
+    def __init__(self, pool: WriterPool, set_id: str, volume_id: str, size_bytes: int) -> None:
         if size_bytes < 0:
             raise ValueError("size_bytes must not be negative")
         self.pool = pool

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.signing import DEFAULT_TIMEZONE, cloud_zone
-from bingobackup.pools.s3config import S3Settings
+from bingobackup.pools.kinds import PoolFormatName, PoolHome, PoolKindName, pool_kind
 from bingobackup.specs.maintenance import PoolMaintenance
 from bingobackup.specs.retention import RetentionPolicy
+from bingobackup.storage.s3config import S3Settings
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 DEFAULT_HTTPS_PORT = 443
@@ -192,12 +193,6 @@ class User(ResourceModel):
         return self.role == "admin"
 
 
-PoolKindName = Literal["standard", "dedup", "object", "tape", "lanfree", "optical"]
-
-
-PoolFormatName = Literal["dedup", "standard"]
-
-
 class PoolRegistration(ResourceModel):
     """A pool (存储池) registered for jobs: where it is and the passphrase that opens it."""
 
@@ -225,24 +220,26 @@ class PoolRegistration(ResourceModel):
 
     @model_validator(mode="after")
     def _kind_has_its_settings(self) -> PoolRegistration:
-        if self.kind == "object" and self.s3 is None:
-            raise ValueError("an object pool needs its S3 settings (bucket, endpoint, keys)")
-        if self.kind != "object" and self.s3 is not None:
+        spec = pool_kind(self.kind)
+        if spec.storage == "s3" and self.s3 is None:
+            raise ValueError(f"an {self.kind} pool needs its S3 settings (bucket, endpoint, keys)")
+        if spec.storage != "s3" and self.s3 is not None:
             raise ValueError(f"S3 settings belong to object pools, not to a {self.kind} pool")
-        if self.kind == "tape" and not self.library:
-            raise ValueError("a tape pool needs its tape library directory")
-        if self.kind == "lanfree" and not self.backup_hosts:
+        if spec.has_library and not self.library:
+            raise ValueError(f"a {self.kind} pool needs its tape library directory")
+        if spec.needs_backup_hosts and not self.backup_hosts:
             raise ValueError("a LAN-free pool needs the ids of the backup hosts that see its storage")
         return self
 
     @property
     def on_pool_format(self) -> PoolFormatName:
-        """How chunks are laid out on the pool: dedup or standard."""
-        if self.kind in ("dedup", "standard"):
-            return self.kind
-        if self.kind in ("tape", "optical"):
-            return "standard"  # each disk is a self-contained stream of pack records
-        return self.format or "dedup"
+        """How chunks are laid out on the pool: dedup or standard (tape and optical pools write
+        each disk as a self-contained stream of standard pack records)."""
+        return pool_kind(self.kind).format_of(self.format)
+
+    def home(self) -> PoolHome:
+        """Where the pool lives, for its kind's functions (pools/kinds.py)."""
+        return PoolHome(self.name, self.location, self.s3, self.library, self.on_pool_format)
 
     @field_validator("name")
     @classmethod

@@ -5,18 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, SecretStr
 
 from bingobackup.format.config import DEFAULT_CHUNK_SIZE
-from bingobackup.pools import BlobStore, LocalDirBlobStore, Pool, create_pool_in, open_pool_in
-from bingobackup.pools.discs import DiscSet, OpticalSettings
-from bingobackup.pools.errors import PoolNotFoundError
-from bingobackup.pools.opticalpool import create_optical_pool, open_optical_pool
-from bingobackup.pools.s3config import S3Settings
-from bingobackup.pools.s3store import S3BlobStore
-from bingobackup.pools.stats import PoolStats, optical_media, pool_stats, tape_media
-from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
-from bingobackup.pools.tapepool import create_tape_pool, open_tape_pool
+from bingobackup.pools import BlobStore, Pool
+from bingobackup.pools.kinds import (
+    NewPool,
+    OpticalOptions,
+    PoolFormatName,
+    PoolHome,
+    PoolKindName,
+    PoolKindSpec,
+    TapeOptions,
+    pool_kind,
+)
+from bingobackup.pools.stats import PoolStats, pool_stats
 from bingobackup.resources.access import (
     backup_host_for,
     may_use,
@@ -25,61 +28,15 @@ from bingobackup.resources.access import (
     require_authorized,
 )
 from bingobackup.resources.errors import RegistrationError
-from bingobackup.resources.models import BackupHost, PoolFormatName, PoolKindName, PoolRegistration, User
+from bingobackup.resources.models import BackupHost, PoolRegistration, User
 from bingobackup.resources.store import RegistryStore
 from bingobackup.specs.maintenance import PoolMaintenance
 from bingobackup.specs.retention import RetentionPolicy
+from bingobackup.storage.errors import PoolError, PoolNotFoundError
+from bingobackup.storage.s3config import S3Settings
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
-
-
-class TapeOptions(BaseModel):
-    """How a new tape library is laid out (`pool create --kind tape`): emulated cartridges, or
-    with `drives` the cartridges loaded in real Linux tape drives (barcodes[i] in drives[i])."""
-
-    barcodes: list[str] = Field(default_factory=lambda: [f"BB{n:04d}L8" for n in range(1, 9)], min_length=1)
-    capacity_bytes: int = Field(default=12 << 40, description="per cartridge (LTO-8: 12 TB native)")
-    block_size: int = 256 << 10
-    drives: list[str] = Field(default_factory=list, description="non-rewinding devices, /dev/nstN")
-
-    @model_validator(mode="after")
-    def _a_barcode_per_drive(self) -> TapeOptions:
-        if self.drives and len(self.drives) != len(self.barcodes):
-            raise ValueError(
-                f"{len(self.drives)} drive(s) but {len(self.barcodes)} cartridge(s): give one --cartridge "
-                "BARCODE per --drive, in the same order (a drive cannot read barcodes)"
-            )
-        self.settings()  # a rewinding /dev/stN is refused here, before anything is created
-        return self
-
-    def settings(self) -> LibrarySettings:
-        return LibrarySettings(
-            block_size=self.block_size,
-            capacity_bytes=self.capacity_bytes,
-            drives=dict(zip(self.barcodes, self.drives, strict=False)),
-        )
-
-
-class OpticalOptions(BaseModel):
-    """Discs of a new optical pool (`pool create --kind optical`)."""
-
-    disc_bytes: int = Field(default=25_025_314_816, ge=1 << 20, description="capacity of one disc (BD-25)")
-    output_dir: Path | None = Field(default=None, description="where disc images go (default <path>/images)")
-    burn_command: str | None = Field(default=None, description="run with each closed disc's image path")
-    max_discs: int | None = Field(default=None, ge=1, description="blank discs the pool may use")
-
-    def settings(self, pool_name: str, home: Path) -> OpticalSettings:
-        return OpticalSettings(
-            disc_bytes=self.disc_bytes,
-            label_prefix=OpticalSettings.prefix_for(pool_name),
-            output_dir=str(Path(self.output_dir or home / "images").resolve()),
-            burn_command=self.burn_command,
-            max_discs=self.max_discs,
-        )
-
-
-AVAILABLE_KINDS = ("dedup", "standard", "object", "lanfree", "tape", "optical")
 
 
 def create_registered_pool(
@@ -100,6 +57,7 @@ def create_registered_pool(
     tape: TapeOptions | None = None,
     optical: OpticalOptions | None = None,
     maintenance: PoolMaintenance | None = None,
+    options: BaseModel | None = None,
 ) -> PoolRegistration:
     """Admin only: create the pool on its storage, then register it (secrets kept as secrets).
 
@@ -108,15 +66,40 @@ def create_registered_pool(
     require_admin(user, f"create pool '{name}'")
     if store.get_pool(name) is not None:
         raise RegistrationError(f"A pool named '{name}' is already registered. Choose another name.")
-    if kind not in AVAILABLE_KINDS:
-        raise RegistrationError(
-            f"Pool kind '{kind}' is not available in this version; use one of: {', '.join(AVAILABLE_KINDS)}."
-        )
+    try:
+        spec = pool_kind(kind)
+    except PoolError as error:
+        raise RegistrationError(str(error)) from None
     if encrypted and not passphrase:
         raise RegistrationError(
             f"Pool '{name}' is to be encrypted: give a passphrase (--passphrase or BINGOBACKUP_POOL_PASSPHRASE)."
         )
-    if kind == "object":
+    if s3 is None and isinstance(options, S3Settings):
+        s3 = options  # an object pool's options are its S3 settings
+    registration = _new_registration(
+        spec, name, location, s3, pool_format, groups or [], backup_hosts or [], maintenance
+    )
+    if encrypted and passphrase:
+        registration.passphrase = SecretStr(passphrase)
+    options = options or tape or optical  # the kind's own options model (pools/kinds.py), if any
+    new = NewPool(chunk_size, encrypted, passphrase, compression)  # type: ignore[arg-type]
+    spec.create(registration.home(), options, new)
+    store.save_pool(registration)
+    return registration
+
+
+def _new_registration(
+    spec: PoolKindSpec,
+    name: str,
+    location: Path | None,
+    s3: S3Settings | None,
+    pool_format: PoolFormatName | None,
+    groups: list[str],
+    backup_hosts: list[str],
+    maintenance: PoolMaintenance | None,
+) -> PoolRegistration:
+    """The registration of a pool of kind `spec`, refused with what is missing."""
+    if spec.storage == "s3":
         if s3 is None:
             raise RegistrationError(
                 f"Object pool '{name}' needs --bucket (and --endpoint for a non-AWS service)."
@@ -127,64 +110,24 @@ def create_registered_pool(
             raise RegistrationError(f"Pool '{name}' needs --path: the directory that holds it.")
         where = str(Path(location).resolve())
     try:
-        registration = PoolRegistration(
+        return PoolRegistration(
             name=name,
-            kind=kind,
+            kind=spec.name,
             location=where,
-            passphrase=SecretStr(passphrase) if encrypted and passphrase else None,
-            groups=groups or [],
-            format=pool_format if kind in ("object", "lanfree") else None,
+            groups=groups,
+            format=pool_format if spec.fixed_format is None else None,
             s3=s3,
-            backup_hosts=backup_hosts or [],
-            library=str(Path(where) / "library") if kind == "tape" else None,
+            backup_hosts=backup_hosts,
+            library=spec.library_in(where),
             maintenance=maintenance or PoolMaintenance(),
         )
     except ValueError as error:
         raise RegistrationError(f"Pool '{name}' cannot be created: {error}") from None
-    if kind == "tape":
-        options = tape or TapeOptions()
-        library = TapeLibrary.create(Path(registration.library or ""), options.settings(), options.barcodes)
-        create_tape_pool(
-            Path(where),
-            library,
-            chunk_size=chunk_size,
-            encrypted=encrypted,
-            passphrase=passphrase if encrypted else None,
-            compression=compression,  # type: ignore[arg-type]
-        )
-        store.save_pool(registration)
-        return registration
-    if kind == "optical":
-        create_optical_pool(
-            Path(where),
-            (optical or OpticalOptions()).settings(name, Path(where)),
-            chunk_size=chunk_size,
-            encrypted=encrypted,
-            passphrase=passphrase if encrypted else None,
-            compression=compression,  # type: ignore[arg-type]
-        )
-        store.save_pool(registration)
-        return registration
-    blobs = pool_store(registration)
-    if isinstance(blobs, S3BlobStore):
-        blobs.verify()
-    create_pool_in(
-        blobs,
-        registration.on_pool_format,
-        chunk_size=chunk_size,
-        encrypted=encrypted,
-        passphrase=passphrase if encrypted else None,
-        compression=compression,  # type: ignore[arg-type]
-    )
-    store.save_pool(registration)
-    return registration
 
 
 def pool_store(registration: PoolRegistration) -> BlobStore:
     """The blob store a registered pool keeps its bytes in."""
-    if registration.s3 is not None:
-        return S3BlobStore(registration.s3, registration.name)
-    return LocalDirBlobStore(Path(registration.location), registration.name)
+    return registration.home().blob_store()
 
 
 def pool_catalog_root(registration: PoolRegistration) -> tuple[str, pafs.FileSystem | None]:
@@ -192,7 +135,7 @@ def pool_catalog_root(registration: PoolRegistration) -> tuple[str, pafs.FileSys
     pool's directory, or for an object pool `bucket/prefix` on pyarrow's S3 filesystem (on the
     pool's boto3 client where pyarrow cannot honour its TLS or Object Lock settings)."""
     if registration.s3 is not None:
-        from bingobackup.pools.s3arrowfs import catalog_filesystem  # pyarrow: only when asked
+        from bingobackup.storage.s3arrowfs import catalog_filesystem  # pyarrow: only when asked
 
         return registration.s3.catalog_root, catalog_filesystem(registration.s3, registration.name)
     return registration.location, None
@@ -200,18 +143,14 @@ def pool_catalog_root(registration: PoolRegistration) -> tuple[str, pafs.FileSys
 
 def registered_pool_stats(registration: PoolRegistration) -> PoolStats:
     """`pool stats`: sets and bytes, with a tape pool's cartridges or an optical pool's discs."""
-    media = None
-    if registration.kind == "tape" and registration.library:
-        media = tape_media(TapeLibrary(Path(registration.library)), Path(registration.location))
-    elif registration.kind == "optical":
-        media = optical_media(DiscSet(Path(registration.location)))
-    return pool_stats(pool_store(registration), media)
+    home = registration.home()
+    return pool_stats(home.blob_store(), pool_kind(registration.kind).media(home))
 
 
 def check_backup_host_sees_pool(registration: PoolRegistration, backup_host_id: str) -> None:
     """A LAN-free pool is storage attached to certain backup hosts: refuse a job on any other
     host before it snapshots anything. Other kinds are reachable from every host."""
-    if registration.kind != "lanfree" or backup_host_id in registration.backup_hosts:
+    if not pool_kind(registration.kind).needs_backup_hosts or backup_host_id in registration.backup_hosts:
         return
     raise RegistrationError(
         f"Pool '{registration.name}' is LAN-free storage attached to backup host(s) "
@@ -253,11 +192,7 @@ def open_registered_pool(registration: PoolRegistration) -> Pool:
             "check the path or mount the pool's storage (a LAN-free pool is mounted only on its "
             "backup hosts)"
         )
-    if registration.s3 is not None:
-        return open_pool_in(pool_store(registration), passphrase)
-    return open_local_pool(
-        registration.kind, Path(registration.location), passphrase, registration.name, registration.library
-    )
+    return pool_kind(registration.kind).open(registration.home(), passphrase)
 
 
 def open_local_pool(
@@ -265,11 +200,7 @@ def open_local_pool(
 ) -> Pool:
     """A pool whose home is a directory on this host, opened by its kind (no registry needed:
     `export-disk` uses it with the local pool index)."""
-    if kind == "optical":
-        return open_optical_pool(home, passphrase, name=name)
-    if kind == "tape":
-        return open_tape_pool(home, TapeLibrary(Path(library) if library else home / "library"), passphrase)
-    return open_pool_in(LocalDirBlobStore(home, name), passphrase)
+    return pool_kind(kind).open(PoolHome(name, str(home), library=library), passphrase)
 
 
 def set_pool_maintenance(
@@ -302,7 +233,7 @@ def maintenance_host(
         host = backup_host_for(store, user, wanted)
         check_backup_host_sees_pool(registration, host.instance_id)
         return host
-    if registration.kind == "lanfree":
+    if pool_kind(registration.kind).needs_backup_hosts:
         candidates = list(registration.backup_hosts)
     else:
         candidates = sorted(

@@ -14,11 +14,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bingobackup.backup.job import ProgressTracker
-from bingobackup.backup.resume import LinkRetry, check_resume_buffer
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef
+from bingobackup.jobs.linkretry import LinkRetry, check_resume_buffer
+from bingobackup.jobs.progress import ProgressTracker
 from bingobackup.mover.devices import DeviceLocator
 from bingobackup.mover.ratelimit import RateLimiter
 from bingobackup.mover.restore import ChunkSource

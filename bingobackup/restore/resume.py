@@ -1,12 +1,12 @@
 """Reconnect on the pool side of a restore (guide 6.4: reconnect time, resume buffer).
 
 `ResumingSource` wraps the pool a restore reads chunks from. When a read fails because the
-link to the pool is down (an I/O or connection error: `backup.resume.is_link_error`), the
+link to the pool is down (an I/O or connection error: `jobs.linkretry.is_link_error`), the
 channel retries that one chunk with growing pauses until the reconnect window ends; every
 chunk already written stays written, so the disk continues where it was. A damaged chunk, a
 missing blob or a missing disc are not link problems and fail at once. Each channel waits on
 at most one chunk, so the resume buffer must hold one chunk of the pool
-(`backup.resume.check_resume_buffer`, called when the job is prepared).
+(`jobs.linkretry.check_resume_buffer`, called when the job is prepared).
 
 The cloud side of the reconnect time is the client's `retry_window_seconds`
 (`RestoreJob.client()`).
@@ -14,8 +14,8 @@ The cloud side of the reconnect time is the client's `retry_window_seconds`
 
 from __future__ import annotations
 
-from bingobackup.backup.resume import LinkRetry, is_link_error
 from bingobackup.format.manifest import ChunkRef
+from bingobackup.jobs.linkretry import LinkRetry, is_link_error
 from bingobackup.mover.restore import ChunkSource
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from bingobackup.backup.staging import attach_at_free_device
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
 from bingobackup.format.errors import ManifestError
+from bingobackup.jobs.staging import attach_at_free_device
 from bingobackup.mover.restore import DiskRestoreResult, restore_disk
 from bingobackup.restore.job import RestoreJob
 from bingobackup.restore.ledger import Ledger, ResourceKind

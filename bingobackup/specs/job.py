@@ -9,18 +9,18 @@ validated (`VersionedSpec`), so jobs stored as deployments keep running after an
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bingobackup.mover.ratelimit import RateSchedule
-from bingobackup.resources.discovery import ContentSelection, SelectionFilters
 from bingobackup.specs.loading import checked_job_name, load_spec
 from bingobackup.specs.retention import RetentionPolicy
 from bingobackup.specs.schedule import ManualSchedule, Schedule
+from bingobackup.specs.selection import ContentSelection, SelectionFilters
 from bingobackup.specs.versioning import Migration, SpecVersioning, VersionedSpec, version_field
+from bingobackup.units import parse_size
 
 JOB_SPEC_VERSION = 2
 # A run that stands still this long is stopped (bingobackup/watchdog.py): longer than the
@@ -46,21 +46,6 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 JOB_MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}  # version n → n+1
-
-_UNITS = {"B": 1, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]iB|B)\s*$", re.IGNORECASE)
-
-
-def parse_size(value: str | int, field: str) -> int:
-    """`500GiB`, `1.5 TiB`, `512 KiB` → bytes; a bare number is bytes."""
-    if isinstance(value, int):
-        return value
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(
-            f"{field} must be a size such as '500GiB' (units B, KiB, MiB, GiB, TiB), got {value!r}"
-        )
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
 class _Spec(BaseModel):

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bingobackup.backup.staging import attach_at_free_device
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.errors import CloudError
 from bingobackup.cloud.waiters import wait_for_volume
+from bingobackup.jobs.staging import attach_at_free_device
 from bingobackup.sim.server import RunningSimulator
 
 GIB = 1 << 30

@@ -17,21 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faulty_store import FaultyBlobStore, fail_midway
 
-from bingobackup.backup.resume import (
-    LinkRetry,
-    PoolLinkLost,
-    ResumeBufferTooSmall,
-    ResumingSink,
-    check_resume_buffer,
-)
+from bingobackup.backup.resume import ResumingSink
+from bingobackup.jobs.linkretry import LinkRetry, PoolLinkLost, ResumeBufferTooSmall, check_resume_buffer
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.pools import Pool
-from bingobackup.pools.base import Buffer
-from bingobackup.pools.errors import PoolFullError
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in
+from bingobackup.storage.base import Buffer
+from bingobackup.storage.errors import PoolFullError
+from bingobackup.storage.localdir import LocalDirBlobStore
+from bingobackup.storage.testing.faulty import FaultyBlobStore, fail_midway
 
 CHUNK = 64 * 1024
 CHUNKS = 24
@@ -146,7 +141,7 @@ def test_a_standard_pack_on_object_storage_resumes_after_failed_part_uploads(
     moto_s3: str, tmp_path: Path
 ) -> None:
     """S3 keeps the parts it acknowledged; the writer cuts its unsent part back and goes on."""
-    from backends import S3Case
+    from support.backends import S3Case
 
     chunk, chunks = 512 * 1024, 32  # a 5 MiB part holds about ten records
     image = tmp_path / "disk.raw"

@@ -74,8 +74,8 @@ def test_the_limit_in_force_follows_the_spec_windows_during_a_backup() -> None:
 
 
 def _registration(kind: str, pool_format: str | None = None) -> Any:
-    from bingobackup.pools.s3config import S3Settings
     from bingobackup.resources.models import PoolRegistration
+    from bingobackup.storage.s3config import S3Settings
 
     return PoolRegistration(
         name=f"{kind}-pool",

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from catalog_support import T0, make_set
+from support.catalog import T0, make_set
 
 from catalog import Catalog, CatalogWriter, browse_by_host, browse_by_job
 

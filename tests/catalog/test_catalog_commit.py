@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import SetParts, make_set
+from support.catalog import SetParts, make_set
 
 from catalog import Catalog, CatalogWriteError, CatalogWriter
 from catalog.schema import BACKUP_SETS, VM_BACKUPS

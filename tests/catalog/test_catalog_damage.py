@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from catalog_support import BackedUpSet, back_up_sets
+from support.catalog import BackedUpSet, back_up_sets
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

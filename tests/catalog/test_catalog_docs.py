@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from catalog_support import make_set
+from support.catalog import make_set
 
 from catalog import SCHEMA_VERSION, Catalog, CatalogWriter, JobRunRecord
 from catalog.schema import TABLES

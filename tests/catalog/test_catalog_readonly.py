@@ -8,7 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from catalog_support import back_up_sets
+from support.catalog import back_up_sets
 from typer.testing import CliRunner, Result
 
 from bingobackup.cli.main import app

@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from catalog_support import CHUNK, T0, make_set
+from support.catalog import CHUNK, T0, make_set
 
 from catalog import Catalog, CatalogWriter, JobRunRecord, RunError
 

@@ -12,19 +12,19 @@ from typing import Any
 
 import pyarrow.fs as pafs
 import pytest
-from catalog_support import make_set
-from notebook_support import run_notebook
-from s3_support import MOTO_KEYS, moto_client, new_bucket, s3_settings
-from tls_support import TlsTunnel, make_certificates
+from support.catalog import make_set
+from support.notebook import run_notebook
+from support.s3 import MOTO_KEYS, moto_client, new_bucket, s3_settings
+from support.tls import TlsTunnel, make_certificates
 
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import PoolError
-from bingobackup.pools.s3config import S3Settings
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
 from bingobackup.resources.store import InMemoryRegistryStore
+from bingobackup.storage.s3config import S3Settings
 from catalog import Catalog, CatalogQueryError, CatalogWriter, JobRunRecord
 from catalog.health import check_catalog
 from catalog.location import CatalogLocation

@@ -16,10 +16,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from cli_support import invoke_stdout as invoke
-from cli_support import refused, runner
-from flow_support import POOL_PASSPHRASE, Registered
-from worker_support import process_group, wait_until_polling
+from support.cli import invoke_stdout as invoke
+from support.cli import refused, runner
+from support.flow import POOL_PASSPHRASE, Registered
+from support.worker import process_group, wait_until_polling
 
 from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo

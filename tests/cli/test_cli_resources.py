@@ -11,8 +11,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from cli_support import invoke
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.cli import invoke
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient

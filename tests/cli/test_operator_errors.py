@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import yaml
-from flow_support import POOL_PASSPHRASE, Registered
-from pool_files import damage_chunk
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterLevel
 from prefect.client.schemas.sorting import LogSort
+from support.flow import POOL_PASSPHRASE, Registered
+from support.pool_files import damage_chunk
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cloud_stub import ACCESS_KEY, SECRET_KEY, StubCloud
+from support.cloud_stub import ACCESS_KEY, SECRET_KEY, StubCloud
 
 from bingobackup.cloud import BingoCloudClient
 

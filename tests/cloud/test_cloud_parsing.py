@@ -5,30 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from cloud_stub import StubCloud, ok
+from support.cloud_stub import INSTANCE_ITEM, StubCloud, ok
 
 from bingobackup.cloud import BingoCloudClient, CloudError
 from bingobackup.cloud.models import NicSpec
-
-INSTANCE_ITEM = """
-<item><instanceId>i-49ADD723</instanceId><instanceName>web-1</instanceName><imageId>ami-1</imageId>
-<instanceState><code>16</code><name>running</name></instanceState><instanceType>m1.small</instanceType>
-<cpu>2</cpu><memory>4096</memory><clusterId>c-1</clusterId><hostAddress>node1@10.0.0.1</hostAddress>
-<storageId>st-1</storageId><launchTime>2026-03-01T10:00:00Z</launchTime><platform>linux</platform>
-<osName>Ubuntu</osName><osVersion>20.04</osVersion><architecture>x86_64</architecture>
-<rootDeviceName>/dev/vda</rootDeviceName>
-<networkInterfaceSet><item><networkInterfaceId>eni-1</networkInterfaceId><vpcId>vpc-1</vpcId>
-<subnetId>subnet-1</subnetId><privateIpAddress>192.168.1.5</privateIpAddress>
-<macAddress>d0:0d:49:ad:d7:23</macAddress>
-<groupSet><item><groupId>sg-1</groupId><groupName>default</groupName></item></groupSet>
-<attachment><deviceIndex>0</deviceIndex></attachment></item></networkInterfaceSet>
-<blockDeviceMapping><item><deviceName>/dev/vda</deviceName><ebs><volumeId>vol-root</volumeId>
-<status>attached</status><attachTime>2026-03-01T10:00:01Z</attachTime>
-<deleteOnTermination>true</deleteOnTermination></ebs></item>
-<item><deviceName>/dev/vdb</deviceName><ebs><volumeId>vol-data</volumeId><status>attached</status>
-<deleteOnTermination>false</deleteOnTermination></ebs></item></blockDeviceMapping>
-<tagSet><item><key>env</key><value>prod</value></item></tagSet></item>
-"""
 
 
 def test_instance_with_nics_disks_and_tags(stub: StubCloud, stub_client: BingoCloudClient) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sim_admin import set_faults
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.sim_admin import set_faults
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import (
     BingoCloudClient,

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cloud_stub import ACCESS_KEY as STUB_ACCESS_KEY
-from cloud_stub import SECRET_KEY as STUB_SECRET_KEY
-from cloud_stub import StubCloud, ok
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.cloud_stub import ACCESS_KEY as STUB_ACCESS_KEY
+from support.cloud_stub import SECRET_KEY as STUB_SECRET_KEY
+from support.cloud_stub import StubCloud, ok
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cloud_stub import ACCESS_KEY, SECRET_KEY, StubCloud, ok
-from tls_support import make_certificates
+from support.cloud_stub import ACCESS_KEY, SECRET_KEY, StubCloud, ok
+from support.tls import make_certificates
 
 from bingobackup.cloud import BingoCloudClient, CloudUnreachableError
 

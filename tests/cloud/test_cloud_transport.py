@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cloud_stub import ACCESS_KEY, DROP, SECRET_KEY, StubCloud, error, ok
+from support.cloud_stub import ACCESS_KEY, DROP, SECRET_KEY, StubCloud, error, ok
 
 from bingobackup.cloud import (
     BingoCloudClient,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cloud_stub import SECRET_KEY, StubCloud, ok
+from support.cloud_stub import SECRET_KEY, StubCloud, ok
 
 from bingobackup.cloud import (
     BingoCloudClient,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sim_admin import injected_faults
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.sim_admin import injected_faults
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import BingoCloudClient, wait_for_snapshot, wait_for_volume
 from bingobackup.sim.server import RunningSimulator

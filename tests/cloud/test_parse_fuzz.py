@@ -14,10 +14,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from cloud_stub import ACCESS_KEY, SECRET_KEY, error, ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_cloud_parsing import INSTANCE_ITEM
+from support.cloud_stub import ACCESS_KEY, INSTANCE_ITEM, SECRET_KEY, error, ok
 
 from bingobackup.cloud import BingoCloudClient, CloudError
 

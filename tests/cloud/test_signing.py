@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from botocore.auth import SigV2Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud import BingoCloudClient, signing
 from bingobackup.sim.server import RunningSimulator

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import Registered
-from job_support import job_spec
-from worker_support import running_worker, worker_environment
+from support.flow import Registered
+from support.jobs import job_spec
+from support.worker import running_worker, worker_environment
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.specs.job import load_job_spec

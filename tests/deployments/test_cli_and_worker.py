@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_support import invoke, refused, runner
-from flow_support import POOL_PASSPHRASE, Registered, run_log_messages
+from support.cli import invoke, refused, runner
+from support.flow import POOL_PASSPHRASE, Registered, run_log_messages
 
 from bingobackup.cli import worker as worker_cli
 from bingobackup.cli.main import app

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from flow_support import POOL_PASSPHRASE, Registered, run_log_messages
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.states import Cancelling
-from sim_admin import injected_faults
+from support.flow import POOL_PASSPHRASE, Registered, run_log_messages
+from support.sim_admin import injected_faults
+from support.worker import running_worker, worker_environment
 from typer.testing import CliRunner
-from worker_support import running_worker, worker_environment
 
 from bingobackup.cli.main import app
 from bingobackup.cli.prefect_server import ServerInfo

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
-from job_support import job_spec
 from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled
+from support.jobs import job_spec
 
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.loading import SpecError

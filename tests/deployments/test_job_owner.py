@@ -12,10 +12,10 @@ from typing import cast
 
 import pytest
 import yaml
-from flow_support import POOL_PASSPHRASE, Registered, run_log_into
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.flow_engine import run_flow
+from support.flow import POOL_PASSPHRASE, Registered, run_log_into
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flow_support import Registered
+from support.flow import Registered
 
 from bingobackup.backup.job import BackupJobError
 from bingobackup.resources.pools import create_registered_pool

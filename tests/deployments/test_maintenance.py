@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cli_support import invoke
-from flow_support import Registered
 from prefect.client.orchestration import get_client
+from support.cli import invoke
+from support.flow import Registered
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -19,13 +19,13 @@ from uuid import UUID
 
 import pytest
 import yaml
-from cli_support import invoke
-from flow_support import POOL_PASSPHRASE, Registered, local_dedup_pool, register_cloud_and_pool
-from postgres_support import running_postgres
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
 from prefect.flow_runs import resume_flow_run
-from worker_support import running_worker, wait_until_polling, worker_environment
+from support.cli import invoke
+from support.flow import POOL_PASSPHRASE, Registered, local_dedup_pool, register_cloud_and_pool
+from support.postgres import running_postgres
+from support.worker import running_worker, wait_until_polling, worker_environment
 
 from bingobackup.checksums import file_sha256
 from bingobackup.cli import prefect_server

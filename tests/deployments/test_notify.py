@@ -21,10 +21,10 @@ import yaml
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from cli_support import invoke, refused, runner
-from flow_support import POOL_PASSPHRASE, Registered
 from prefect.client.orchestration import get_client
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.cli import invoke, refused, runner
+from support.flow import POOL_PASSPHRASE, Registered
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cli.background import free_port
 from bingobackup.cli.main import app

@@ -16,9 +16,6 @@ from uuid import UUID
 
 import pytest
 import yaml
-from cli_support import invoke, refused
-from flow_support import Registered
-from job_support import job_spec
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -27,8 +24,12 @@ from prefect.client.schemas.filters import (
     DeploymentFilterId,
 )
 from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import ObjectNotFound
 from prefect.flow_runs import resume_flow_run
-from restore_support import back_up, sha256
+from support.cli import invoke, refused
+from support.flow import Registered
+from support.jobs import job_spec
+from support.restore import back_up, sha256
 
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.job import load_job_spec
@@ -160,8 +161,8 @@ def test_restore_jobs_are_listed_edited_cloned_and_deleted_like_backup_jobs(
     assert job.name in {j.name for j in list_jobs()}
     with get_client(sync_client=True) as client:
         assert client.read_deployment_by_name(f"bingobackup-restore-disk/{job.name}").id == job.deployment_id
-        limits = {limit.tag: limit.concurrency_limit for limit in client.read_concurrency_limits(200, 0)}
-    assert limits[f"bingobackup:restore-{job.name}"] == 3
+        # By its tag: a page of every limit misses it once the session's server holds hundreds.
+        assert client.read_concurrency_limit_by_tag(f"bingobackup:restore-{job.name}").concurrency_limit == 3
 
     at = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     once = {"kind": "once", "at": at.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -179,9 +180,8 @@ def test_restore_jobs_are_listed_edited_cloned_and_deleted_like_backup_jobs(
     assert copy.kind == RESTORE_DISK and copy.spec == edited.spec.model_copy(update={"name": copy.name})
 
     delete_job(job.name)
-    with get_client(sync_client=True) as client:
-        tags = {limit.tag for limit in client.read_concurrency_limits(200, 0)}
-    assert f"bingobackup:restore-{job.name}" not in tags
+    with get_client(sync_client=True) as client, pytest.raises(ObjectNotFound):
+        client.read_concurrency_limit_by_tag(f"bingobackup:restore-{job.name}")
     with pytest.raises(JobError, match="No job named"):
         read_job(job.name)
 

@@ -11,15 +11,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from flow_support import Registered, backup_process, bingobackup_command, kill_when
-from pool_files import stored_chunk_ids
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder, FlowRun, StateType
 from prefect.states import Cancelled, Running
-from sim_admin import injected_faults
+from support.flow import Registered, backup_process, bingobackup_command, kill_when
+from support.pool_files import stored_chunk_ids
+from support.sim_admin import injected_faults
 
-from bingobackup.backup.staging import snapshot_volume
+from bingobackup.jobs.staging import snapshot_volume
 from bingobackup.specs.job import load_job_spec
 from bingobackup.specs.loading import SpecError
 from catalog import Catalog

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from support.flow import POOL_PASSPHRASE, Registered
 
 from bingobackup.checksums import file_sha256 as sha256
 from bingobackup.errors import BingoBackupError

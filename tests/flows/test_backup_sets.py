@@ -6,7 +6,7 @@ import json
 import urllib.request
 from pathlib import Path
 
-from flow_support import Registered
+from support.flow import Registered
 
 from bingobackup.sim.content import write_disk_image
 from bingobackup.specs.job import load_job_spec

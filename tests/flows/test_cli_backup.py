@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import yaml
-from flow_support import POOL_PASSPHRASE, Registered
-from pool_files import damage_chunk
+from support.flow import POOL_PASSPHRASE, Registered
+from support.pool_files import damage_chunk
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app
-from bingobackup.format.config import FORMAT_VERSION
+from bingobackup.format.constants import FORMAT_VERSION
 from bingobackup.pools import open_pool
 
 runner = CliRunner()

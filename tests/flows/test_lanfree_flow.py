@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered
-from restore_support import back_up, sha256
+from support.flow import POOL_PASSPHRASE, Registered
+from support.restore import back_up, sha256
 
 from bingobackup.resources.errors import RegistrationError
 from bingobackup.resources.pools import create_registered_pool

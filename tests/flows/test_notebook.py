@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import nbformat
-from flow_support import Registered
 from nbclient import NotebookClient
+from support.flow import Registered
 
 from bingobackup.specs.job import load_job_spec
 from flows.backup import run_backup_now

@@ -9,19 +9,19 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered, register_cloud_and_pool
-from restore_support import add_vm, back_up, sha256
-from s3_support import MOTO_KEYS, moto_client
+from support.flow import POOL_PASSPHRASE, Registered, register_cloud_and_pool
+from support.restore import add_vm, back_up, sha256
+from support.s3 import MOTO_KEYS, moto_client
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.mover.restore import restore_disk as restore_disk_image
-from bingobackup.pools.s3config import S3Settings
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
 from bingobackup.resources.store import RegistryStore
 from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.sim.server import RunningSimulator
 from bingobackup.specs.job import load_job_spec
+from bingobackup.storage.s3config import S3Settings
 from catalog import Catalog
 from flows.backup import run_backup_now
 from flows.restore import restore_disk

@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from flow_support import Registered, backup_process, bingobackup_command, kill_when, run_log_into
-from sim_admin import injected_faults
+from support.flow import Registered, backup_process, bingobackup_command, kill_when, run_log_into
+from support.sim_admin import injected_faults
 
 from bingobackup.specs.job import load_job_spec
 from flows.backup import job_tag, run_backup_now, summary_rows_from_state

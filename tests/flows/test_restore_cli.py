@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from flow_support import Registered
-from restore_support import back_up
+from support.flow import Registered
+from support.restore import back_up
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import Registered
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -20,7 +19,8 @@ from prefect.client.schemas.filters import (
     FlowRunFilterName,
 )
 from prefect.flow_runs import resume_flow_run
-from restore_support import BackedUp, back_up, sha256
+from support.flow import Registered
+from support.restore import BackedUp, back_up, sha256
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.errors import CloudError

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import Registered
-from restore_support import back_up, sha256
-from sim_admin import injected_faults
+from support.flow import Registered
+from support.restore import back_up, sha256
+from support.sim_admin import injected_faults
 
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.resources.models import CloudRegistration
+from bingobackup.storage.localdir import LocalDirBlobStore
 from flows.restore import restore_disk
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 import yaml
-from flow_support import Registered
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.flow_engine import run_flow
-from restore_support import BackedUp, back_up, sha256
+from support.flow import Registered
+from support.restore import BackedUp, back_up, sha256
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

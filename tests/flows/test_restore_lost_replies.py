@@ -8,9 +8,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from flow_support import Registered
-from restore_support import add_vm, back_up, sha256
-from sim_admin import injected_faults
+from support.flow import Registered
+from support.restore import add_vm, back_up, sha256
+from support.sim_admin import injected_faults
 
 from bingobackup.specs.job import load_job_spec
 from flows.backup import run_backup_now

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import Registered
-from restore_support import MIB, BackedUp, back_up, sha256
+from support.flow import Registered
+from support.restore import MIB, BackedUp, back_up, sha256
 
 from flows.restore import restore_disk
 

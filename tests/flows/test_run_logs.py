@@ -11,10 +11,10 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from flow_support import POOL_PASSPHRASE, Registered, bingobackup_command, run_log_messages
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.flow import POOL_PASSPHRASE, Registered, bingobackup_command, run_log_messages
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cli.prefect_server import ServerInfo
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import Registered, local_dedup_pool, register_cloud_and_pool
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.flow import Registered, local_dedup_pool, register_cloud_and_pool
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient

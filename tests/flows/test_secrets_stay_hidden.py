@@ -8,11 +8,11 @@ import logging
 from pathlib import Path
 
 import pytest
-from flow_support import POOL_PASSPHRASE, Registered, run_log_into
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from sim_admin import injected_faults
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.flow import POOL_PASSPHRASE, Registered, run_log_into
+from support.sim_admin import injected_faults
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.specs.job import load_job_spec
 from flows.backup import run_backup_now

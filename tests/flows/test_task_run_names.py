@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from uuid import UUID
 
-from flow_support import Registered
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
-from restore_support import back_up
+from support.flow import Registered
+from support.restore import back_up
 
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.restore import load_restore_spec

@@ -5,9 +5,9 @@ burst no byte moves and no disk finishes for longer than the job's `stall_minute
 from __future__ import annotations
 
 import pytest
-from flow_support import Registered
+from support.flow import Registered
 
-from bingobackup.backup.staging import TEMP_PREFIX
+from bingobackup.jobs.staging import TEMP_PREFIX
 from bingobackup.specs.job import load_job_spec
 from bingobackup.watchdog import RunStalled, Watchdog
 from flows.backup import run_backup_now

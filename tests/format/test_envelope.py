@@ -7,15 +7,10 @@ import os
 import pytest
 
 from bingobackup.format.compression import CompressionId, compress, decompress
+from bingobackup.format.constants import ENVELOPE_VERSION
 from bingobackup.format.crypto import PoolKeys, new_master_key
 from bingobackup.format.digest import ChunkDigester, DigestId
-from bingobackup.format.envelope import (
-    ENVELOPE_VERSION,
-    HEADER_BYTES,
-    EnvelopeCodec,
-    EnvelopeHeader,
-    max_sealed_size,
-)
+from bingobackup.format.envelope import HEADER_BYTES, EnvelopeCodec, EnvelopeHeader, max_sealed_size
 from bingobackup.format.errors import CorruptChunkError, UnsupportedFormatError
 
 TEXT = b"disk sectors full of text " * 4000

@@ -9,17 +9,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from lifecycle_support import CHUNK, Calendar
-from s3_support import new_bucket, s3_settings
+from support.lifecycle import CHUNK, Calendar
+from support.s3 import new_bucket, s3_settings
 
 from bingobackup.lifecycle.deletion import released_media
-from bingobackup.pools.discs import OpticalSettings
+from bingobackup.media.discs import OpticalSettings
+from bingobackup.media.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.open import create_pool, create_pool_in
 from bingobackup.pools.opticalpool import create_optical_pool
-from bingobackup.pools.s3store import S3BlobStore
-from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import create_tape_pool
 from bingobackup.specs.retention import RetentionPolicy
+from bingobackup.storage.s3store import S3BlobStore
 from catalog import Catalog, CatalogNotFoundError, CatalogWriter
 from catalog.lifecycle import (
     JobRetention,

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lifecycle_support import CHUNK, Calendar
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.client.schemas.sorting import ArtifactSort
+from support.lifecycle import CHUNK, Calendar
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -10,19 +10,19 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from s3_support import new_bucket, s3_settings
+from support.s3 import new_bucket, s3_settings
+from support.verify import CHUNK, Backups, chunk_at, flip_byte, flip_optical_byte, flip_tape_byte, random_data
 from typer.testing import CliRunner
-from verify_support import CHUNK, Backups, chunk_at, flip_byte, flip_optical_byte, flip_tape_byte, random_data
 
 from bingobackup.cli.main import app
 from bingobackup.lifecycle.verify import DiskToVerify, VerifyReport, verify_disks
-from bingobackup.pools.discs import OpticalSettings
+from bingobackup.media.discs import OpticalSettings
+from bingobackup.media.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.open import create_pool, create_pool_in
 from bingobackup.pools.opticalpool import create_optical_pool
-from bingobackup.pools.s3arrowfs import catalog_filesystem
-from bingobackup.pools.s3store import S3BlobStore
-from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.pools.tapepool import create_tape_pool
+from bingobackup.storage.s3arrowfs import catalog_filesystem
+from bingobackup.storage.s3store import S3BlobStore
 from catalog import Catalog, CatalogWriter
 from catalog.schema import VerificationRecord
 from tasks.verify import VerifySelection, verify_pool

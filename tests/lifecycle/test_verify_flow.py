@@ -10,7 +10,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.client.schemas.objects import Artifact
-from verify_support import CHUNK, Backups, chunk_at, flip_byte, random_data
+from support.verify import CHUNK, Backups, chunk_at, flip_byte, random_data
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool

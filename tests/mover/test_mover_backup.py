@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mover_support import CHUNK, FakeClock, FakePool, TestImage, allocated_bytes, make_test_image, sha256_of
+from support.mover import CHUNK, FakeClock, FakePool, TestImage, allocated_bytes, make_test_image, sha256_of
 
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.mover.backup import DiskBackupResult, backup_disk

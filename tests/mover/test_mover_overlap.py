@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from mover_support import CHUNK, FakePool, TestImage, make_test_image, sha256_of
+from support.mover import CHUNK, FakePool, TestImage, make_test_image, sha256_of
 
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.mover import flusher as flusher_module

@@ -7,8 +7,8 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from mover_support import FakeClock
 from pydantic import ValidationError
+from support.mover import FakeClock
 
 from bingobackup.mover.ratelimit import RateLimiter, RateSchedule, RateWindow, parse_rate
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mover_support import CHUNK, TestImage, allocated_bytes, make_test_image, sha256_of
-from page_cache_support import cached_pages, require_droppable_cache
-from pool_files import damage_chunk
+from support.mover import CHUNK, TestImage, allocated_bytes, make_test_image, sha256_of
+from support.page_cache import cached_pages, require_droppable_cache
+from support.pool_files import damage_chunk
 
 from bingobackup.mover.backup import DiskBackupResult, backup_disk
 from bingobackup.mover.errors import RestoreChunkError

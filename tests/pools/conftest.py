@@ -4,15 +4,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pool_cases import PoolCase, case_for
-from pool_support import COMBOS, Variant, combo_id
+from support.pool_cases import PoolCase, case_for
+from support.pools import COMBOS, Variant, combo_id
 
 from bingobackup.pools import Pool
 
 
 @pytest.fixture(params=COMBOS, ids=combo_id)
 def combo(request: pytest.FixtureRequest) -> tuple[str, Variant]:
-    """(pool kind, variant): every pool test runs over each of the six kinds (pool_cases.py)."""
+    """(pool kind, variant): every pool test runs over each of the six kinds (support/pool_cases.py)."""
     return request.param
 
 

@@ -1,4 +1,4 @@
-"""Chunk-level rules every pool kind keeps, run over all six kinds (pool_cases.py) with and
+"""Chunk-level rules every pool kind keeps, run over all six kinds (support/pool_cases.py) with and
 without encryption and compression: bytes come back equal, damage is detected, keys are checked
 first, a full pool stops the disk and keeps what was there.
 
@@ -13,8 +13,8 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from pool_cases import PoolCase
-from pool_support import (
+from support.pool_cases import PoolCase
+from support.pools import (
     CHUNK,
     ENCRYPTED_COMBOS,
     PASSPHRASE,
@@ -26,10 +26,10 @@ from pool_support import (
     write_disk,
 )
 
+from bingobackup.format.constants import ZERO_LOCATION
 from bingobackup.format.envelope import HEADER_BYTES, TAG_BYTES
 from bingobackup.format.errors import CorruptChunkError, PassphraseRequiredError, WrongPassphraseError
 from bingobackup.pools import Pool, PoolFullError
-from bingobackup.pools.writer import ZERO_LOCATION
 
 
 def test_disk_round_trips_through_a_reopened_pool(variant: Variant, pool: Pool, case: PoolCase) -> None:

@@ -15,18 +15,16 @@ from typing import TypeVar
 
 import blake3
 import pytest
-from faulty_store import FaultyBlobStore
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, temp_files, write_disk
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, write_disk
 
+from bingobackup.format.constants import DEDUP_PACK_HEADER as PACK_HEADER
+from bingobackup.format.constants import PACKED_FORMAT
 from bingobackup.format.errors import FormatError
 from bingobackup.format.manifest import ChunkRef
+from bingobackup.lifecycle.gc import collect_garbage
 from bingobackup.pools import create_pool_in, dedup, open_pool, open_pool_in, packs
-from bingobackup.pools.base import BlobInfo
 from bingobackup.pools.dedup import DedupPool
-from bingobackup.pools.errors import PoolFullError
-from bingobackup.pools.localdir import LocalDirBlobStore
 from bingobackup.pools.packs import (
-    PACK_HEADER,
     PackEntry,
     PackRecord,
     decode_index_blob,
@@ -35,13 +33,18 @@ from bingobackup.pools.packs import (
     list_packs,
     read_pack_index,
 )
+from bingobackup.storage.base import BlobInfo
+from bingobackup.storage.errors import PoolFullError
+from bingobackup.storage.localdir import LocalDirBlobStore
+from bingobackup.storage.testing.cases import temp_files
+from bingobackup.storage.testing.faulty import FaultyBlobStore
 
 
 def dedup_pool(store: FaultyBlobStore) -> DedupPool:
     pool = create_pool_in(
         store, "dedup", chunk_size=CHUNK, encrypted=True, passphrase=PASSPHRASE, scrypt_n=FAST_SCRYPT_N
     )
-    assert isinstance(pool, DedupPool) and pool.config.format_version >= dedup.PACKED_FORMAT
+    assert isinstance(pool, DedupPool) and pool.config.format_version >= PACKED_FORMAT
     return pool
 
 
@@ -261,7 +264,7 @@ def test_index_records_of_packs_garbage_collection_deleted_are_not_used(
     kept = write_disk(pool.open_disk_writer("set-1", "vol-a", len(kept_disk.data)), kept_disk)
     gone = write_disk(pool.open_disk_writer("set-2", "vol-a", len(gone_disk.data)), gone_disk)
     pool.delete_set("set-2")
-    assert pool.collect_garbage() > 0
+    assert collect_garbage(pool, repack=False).bytes_freed > 0
 
     again = open_pool_in(LocalDirBlobStore(tmp_path / "pool", "pool"), PASSPHRASE)
     assert isinstance(again, DedupPool)

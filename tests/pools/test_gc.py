@@ -12,16 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK, TestDisk, make_disk, read_back, write_disk
-from s3_support import new_bucket, s3_settings
+from support.pools import CHUNK, TestDisk, make_disk, read_back, write_disk
+from support.s3 import new_bucket, s3_settings
 
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.lifecycle.gc import CRASH_POINT_ENV, collect_garbage
 from bingobackup.pools import LocalDirBlobStore, Pool, PoolError, create_pool_in, locks, open_pool_in
-from bingobackup.pools.base import BlobStore
 from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.locks import PoolLock, live_locks, read_locks, remove_stale_locks
-from bingobackup.pools.s3store import S3BlobStore
+from bingobackup.storage.base import BlobStore
+from bingobackup.storage.s3store import S3BlobStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -256,7 +256,7 @@ def test_backups_deletions_reads_and_gcs_in_separate_processes_lose_nothing(tmp_
     work = tmp_path / "work"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    actors = Path(__file__).with_name("gc_actors.py")
+    actors = ROOT / "tests" / "support" / "gc_actors.py"
     roles = ("backup", "delete", "gc", "read")
     running = {
         role: subprocess.Popen(

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from pool_support import read_back, tree_snapshot
+from support.pools import read_back, tree_snapshot
 
 from bingobackup.format.compression import CompressionId
 from bingobackup.format.envelope import EnvelopeHeader

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import POOL_PASSPHRASE, register_cloud_and_pool
-from restore_support import back_up
-from test_pool_cli import invoke
+from support.cli import invoke
+from support.flow import POOL_PASSPHRASE, register_cloud_and_pool
+from support.restore import back_up
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pool_support import make_disk, read_back, write_disk
-from s3_faults import FaultProxy
-from s3_support import moto_client, new_bucket
-from tls_support import TlsTunnel, make_certificates
+from support.pools import make_disk, read_back, write_disk
+from support.s3 import moto_client, new_bucket
+from support.s3_faults import FaultProxy
+from support.tls import TlsTunnel, make_certificates
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app

@@ -8,14 +8,16 @@ import errno
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK, fill_host_disk_at_third_write
-from test_optical_pool import backup, image, restored_sha, settings
+from support.media import backup, image, restored_sha, settings
+from support.pools import CHUNK, fill_host_disk_at_third_write
 
+from bingobackup.format.constants import STREAM_TAG as TAG
+from bingobackup.media import discs
+from bingobackup.media.discs import STAGING
 from bingobackup.mover.errors import DiskReadError
-from bingobackup.pools import PoolFullError, discs, opticalpool
-from bingobackup.pools.discs import STAGING
+from bingobackup.pools import PoolFullError, opticalpool
 from bingobackup.pools.opticalpool import create_optical_pool, scan_discs
-from bingobackup.pools.stream import TAG, parse_stream
+from bingobackup.pools.stream import parse_stream
 
 
 def whole_records(path: Path) -> bool:

@@ -4,49 +4,19 @@ burner command gets every closed image, and running out of discs is PoolFullErro
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import pycdlib
 import pytest
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE
+from support.media import DISC, backup, image, restored_sha, settings
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE
 
-from bingobackup.mover.backup import backup_disk
+from bingobackup.media.discs import parse_disc_size
 from bingobackup.mover.errors import DiskReadError
-from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import PoolError, PoolFullError
-from bingobackup.pools.discs import OpticalSettings, parse_disc_size
-from bingobackup.pools.opticalpool import OpticalPool, create_optical_pool, open_optical_pool, scan_discs
-
-DISC = 1 << 20
-
-
-def settings(tmp_path: Path, **overrides: object) -> OpticalSettings:
-    fields: dict[str, object] = {
-        "disc_bytes": DISC,
-        "label_prefix": OpticalSettings.prefix_for("opt-1"),
-        "output_dir": str(tmp_path / "out"),
-    }
-    return OpticalSettings.model_validate(fields | overrides)
-
-
-def image(path: Path, chunks: int) -> str:
-    data = os.urandom(CHUNK * (chunks - 2)) + bytes(CHUNK) + os.urandom(CHUNK // 2)
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def backup(pool: OpticalPool, source: Path, set_id: str, volume_id: str) -> None:
-    size = source.stat().st_size
-    backup_disk(source, pool.open_disk_writer(set_id, volume_id, size), size_bytes=size, chunk_size=CHUNK)
-
-
-def restored_sha(pool: OpticalPool, set_id: str, volume_id: str, output: Path) -> str:
-    restore_disk(pool, pool.load_manifest(set_id, volume_id), output, channels=2, label=volume_id)
-    return hashlib.sha256(output.read_bytes()).hexdigest()
+from bingobackup.pools.opticalpool import create_optical_pool, open_optical_pool, scan_discs
 
 
 def volume_id(iso_path: Path) -> str:

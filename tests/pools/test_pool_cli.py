@@ -7,9 +7,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cli_support import invoke
-from pool_support import make_disk, write_disk
-from s3_support import new_bucket
+from support.cli import invoke
+from support.pools import make_disk, write_disk
+from support.s3 import new_bucket
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.resources.errors import RegistrationError

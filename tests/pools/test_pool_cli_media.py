@@ -7,45 +7,17 @@ from __future__ import annotations
 import hashlib
 import sys
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pool_support import make_disk, write_disk
-from s3_support import new_bucket
-from test_pool_cli import invoke
+from support.catalog import record_set
+from support.cli import invoke
+from support.pools import make_disk, write_disk
+from support.s3 import new_bucket
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.format.manifest import DiskManifest
-from bingobackup.resources.models import PoolRegistration
-from bingobackup.resources.pools import open_registered_pool, pool_catalog_root
-from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, VmBackupRecord
-
-
-def record_set(registration: PoolRegistration, manifest: DiskManifest) -> None:
-    """What the backup flow writes to the pool's catalog for a one-VM, one-disk set."""
-    root, filesystem = pool_catalog_root(registration)
-    now = datetime.now(UTC)
-    CatalogWriter(root, filesystem=filesystem).write_backup_set(
-        BackupSetRecord(
-            set_id=manifest.set_id,
-            job_name="nightly",
-            pool=registration.name,
-            cloud="demo",
-            started_at=now,
-            finished_at=now,
-        ),
-        [VmBackupRecord(set_id=manifest.set_id, vm_id="i-0000ABCD", vm_name="web")],
-        [
-            DiskBackupRecord(
-                set_id=manifest.set_id,
-                vm_id="i-0000ABCD",
-                volume_id=manifest.volume_id,
-                size_bytes=manifest.size_bytes,
-            )
-        ],
-        [manifest],
-    )
+from bingobackup.resources.pools import open_registered_pool
 
 
 def exported_sha(pool: str, manifest: DiskManifest, output: Path) -> str:

@@ -9,8 +9,8 @@ import os
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK, PASSPHRASE
-from s3_support import moto_client, new_bucket, s3_settings
+from support.pools import CHUNK, PASSPHRASE
+from support.s3 import moto_client, new_bucket, s3_settings
 
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.restore import restore_disk

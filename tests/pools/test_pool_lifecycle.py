@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, Variant, make_disk, read_back, write_disk
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, Variant, make_disk, read_back, write_disk
 
-from bingobackup.format.config import FORMAT_VERSION
+from bingobackup.format.constants import FORMAT_VERSION
 from bingobackup.format.errors import FormatError, UnsupportedFormatError, WrongPassphraseError
+from bingobackup.lifecycle.gc import collect_garbage
 from bingobackup.pools import (
     Pool,
     PoolError,
@@ -106,12 +107,14 @@ def test_delete_set_and_collect_garbage(tmp_path: Path, kind: str) -> None:
         used = {ref.location.partition("@")[0] for ref in kept.chunks}
         # A pack of set-1 that also holds the text chunk set-2 uses is kept whole; set-1's
         # other packs (its writer threads may have filled two) go.
-        assert pool.collect_garbage() == sum(size for key, size in sizes.items() if key not in used)
+        assert collect_garbage(pool, repack=False).bytes_freed == sum(
+            size for key, size in sizes.items() if key not in used
+        )
         assert {i.key for i in pool.store.list("data/")} == used
         assert read_back(pool, kept) == other.data
         pool.delete_set("set-2")
-        assert pool.collect_garbage() == sum(sizes[key] for key in used)
-        assert list(pool.store.list("data/")) == [] and pool.collect_garbage() == 0
+        assert collect_garbage(pool, repack=False).bytes_freed == sum(sizes[key] for key in used)
+        assert list(pool.store.list("data/")) == [] and collect_garbage(pool, repack=False).bytes_freed == 0
         return
     assert [i.key for i in pool.store.list("packs/")] == ["packs/set-2/vol-a.pack"]
     assert read_back(pool, pool.load_manifest("set-2", "vol-a")) == other.data
@@ -135,11 +138,11 @@ def test_collect_garbage_frees_the_chunk_files_of_a_version_1_pool(tmp_path: Pat
     with pytest.raises(
         PoolError, match=r"format version 1.*Nothing was deleted; run `bingobackup pool upgrade"
     ):
-        pool.collect_garbage()
+        collect_garbage(pool, repack=False)
     assert len(list(pool.store.list("chunks/"))) == 7
     upgrade_pool(pool.store)
     pool = open_pool(tmp_path / "pool")
-    assert isinstance(pool, DedupPool) and pool.collect_garbage() > 0
+    assert isinstance(pool, DedupPool) and collect_garbage(pool, repack=False).bytes_freed > 0
     assert len(list(pool.store.list("chunks/"))) == 4  # set-1's own three chunks went
     assert read_back(pool, kept) == other.data
 

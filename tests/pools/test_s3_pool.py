@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pool_support import CHUNK, make_disk, write_disk
-from s3_support import moto_client, new_bucket, s3_settings
+from support.pools import CHUNK, make_disk, write_disk
+from support.s3 import moto_client, new_bucket, s3_settings
 
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool, registered_pool_stats

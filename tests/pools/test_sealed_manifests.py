@@ -15,13 +15,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, write_disk
-from s3_support import new_bucket, s3_settings
-from test_pool_cli_media import record_set
+from support.catalog import record_set
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE, make_disk, read_back, write_disk
+from support.s3 import new_bucket, s3_settings
 from typer.testing import CliRunner
 
 from bingobackup.cli.main import app
-from bingobackup.format.config import FORMAT_VERSION
+from bingobackup.format.constants import FORMAT_VERSION
 from bingobackup.format.errors import FormatError, ManifestError
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.pools import Pool, PoolError, create_pool, open_pool, upgrade_pool
@@ -155,7 +155,8 @@ def test_a_changed_manifest_is_refused(tmp_path: Path, encrypted: bool) -> None:
     if encrypted:  # a seal recomputed without the pool key does not pass either
         import blake3
 
-        from bingobackup.format.manifest import SEAL_LABEL, canonical_json
+        from bingobackup.format.constants import SEAL_LABEL
+        from bingobackup.format.manifest import canonical_json
 
         forged = DiskManifest.model_validate(json.loads(sealed) | {"seal": None})
         body = forged.model_copy(update={"chunks": forged.chunks[::-1]})

@@ -4,42 +4,16 @@ manifests from the cartridges alone, and the last cartridge full is PoolFullErro
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import pytest
-from pool_support import CHUNK, FAST_SCRYPT_N, PASSPHRASE
+from support.media import backup, image, library, restored_sha
+from support.pools import CHUNK, FAST_SCRYPT_N, PASSPHRASE
 
-from bingobackup.mover.backup import backup_disk
+from bingobackup.media.tapelib import TapeLibrary
 from bingobackup.mover.errors import DiskReadError
-from bingobackup.mover.restore import restore_disk
 from bingobackup.pools import PoolFullError
-from bingobackup.pools.tapelib import LibrarySettings, TapeLibrary
-from bingobackup.pools.tapepool import TapePool, create_tape_pool, open_tape_pool, scan_library
-
-CARTRIDGE = 1 << 20
-
-
-def library(root: Path, count: int) -> TapeLibrary:
-    settings = LibrarySettings(block_size=16 << 10, capacity_bytes=CARTRIDGE)
-    return TapeLibrary.create(root, settings, [f"BB{n:04d}L8" for n in range(1, count + 1)])
-
-
-def image(path: Path, chunks: int) -> str:
-    data = os.urandom(CHUNK * (chunks - 2)) + bytes(CHUNK) + os.urandom(CHUNK // 2)
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
-
-
-def backup(pool: TapePool, source: Path, set_id: str, volume_id: str) -> None:
-    size = source.stat().st_size
-    backup_disk(source, pool.open_disk_writer(set_id, volume_id, size), size_bytes=size, chunk_size=CHUNK)
-
-
-def restored_sha(pool: TapePool, set_id: str, volume_id: str, output: Path) -> str:
-    restore_disk(pool, pool.load_manifest(set_id, volume_id), output, channels=2, label=volume_id)
-    return hashlib.sha256(output.read_bytes()).hexdigest()
+from bingobackup.pools.tapepool import create_tape_pool, open_tape_pool, scan_library
 
 
 def test_a_disk_spans_cartridges_and_scan_rebuilds_the_catalog(tmp_path: Path) -> None:

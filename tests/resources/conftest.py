@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pytest
-from resource_support import CloudKeys, instance_id_named
-from testkeys import ACCESS_KEY, SECRET_KEY
+from support.resources import CloudKeys, instance_id_named
+from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.resources.clouds import register_cloud

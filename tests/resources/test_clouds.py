@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from resource_support import CloudKeys, assert_secret_hidden, changed, closed_port
+from support.resources import CloudKeys, assert_secret_hidden, changed, closed_port
 
 from bingobackup.resources.access import cloud_for
 from bingobackup.resources.clouds import (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from resource_support import instance_id_named
+from support.resources import instance_id_named
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Instance, InstanceState

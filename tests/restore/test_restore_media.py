@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from bingobackup.backup.resume import LinkRetry, PoolLinkLost, ResumeBufferTooSmall
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef
+from bingobackup.jobs.linkretry import LinkRetry, PoolLinkLost, ResumeBufferTooSmall
+from bingobackup.media.discs import OpticalSettings
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.restore import restore_disk
-from bingobackup.pools.discs import OpticalSettings
 from bingobackup.pools.opticalpool import create_optical_pool
 from bingobackup.resources.models import PoolRegistration
 from bingobackup.restore.job import RestoreJobError, open_restore_pool, require_media
@@ -95,8 +95,8 @@ def test_every_missing_disc_is_named_before_a_restore_and_the_spec_images_folder
 
 
 def test_a_resume_buffer_smaller_than_a_chunk_is_refused_naming_the_size_to_set(tmp_path: Path) -> None:
-    from bingobackup.pools.localdir import LocalDirBlobStore
     from bingobackup.pools.open import create_pool_in
+    from bingobackup.storage.localdir import LocalDirBlobStore
 
     create_pool_in(LocalDirBlobStore(tmp_path / "big", "big"), "dedup", chunk_size=4 << 20)
     registration = PoolRegistration(name="big", kind="dedup", location=str(tmp_path / "big"))

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sim_support import ACCESS_KEY, SECRET_KEY
+from support.sim import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.sim.server import RunningSimulator, start_simulator
 

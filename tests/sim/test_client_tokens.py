@@ -6,7 +6,7 @@ import http.client
 from pathlib import Path
 
 import pytest
-from sim_support import (
+from support.sim import (
     ACCESS_KEY,
     SECRET_KEY,
     admin,

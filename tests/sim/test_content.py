@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import zstandard
-from sim_support import sparse_digest
+from support.sim import sparse_digest
 
 from bingobackup.sim.content import write_disk_image
 from bingobackup.sparse import allocated_bytes, data_extents

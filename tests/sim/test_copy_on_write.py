@@ -7,7 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-from sim_support import (
+from support.sim import (
     ACCESS_KEY,
     SECRET_KEY,
     admin,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 
 import pytest
-from sim_support import admin, call, ok
+from support.sim import admin, call, ok
 
 from bingobackup.sim.server import RunningSimulator
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sim_support import (
+from support.sim import (
     ACCESS_KEY,
     SECRET_KEY,
     admin,

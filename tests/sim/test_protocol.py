@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 
-from sim_support import ACCESS_KEY, SECRET_KEY, call, ok, post
+from support.sim import ACCESS_KEY, SECRET_KEY, call, ok, post
 
 from bingobackup.cloud import signing
 from bingobackup.sim.server import RunningSimulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sim_support import ACCESS_KEY, SECRET_KEY, ok
+from support.sim import ACCESS_KEY, SECRET_KEY, ok
 
 from bingobackup.sim.server import RunningSimulator, start_simulator
 from bingobackup.sparse import allocated_bytes

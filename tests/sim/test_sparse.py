@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from sim_support import write_sparse_image
+from support.sim import write_sparse_image
 
 from bingobackup.checksums import file_sha256 as sha256
 from bingobackup.sparse import allocated_bytes, copy_sparse, data_extents

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flow_support import Registered
 from prefect.client.orchestration import get_client
+from support.flow import Registered
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cli.worker import start_background_worker, stop_background_workers
