@@ -9,14 +9,13 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, TypeVar, cast
+from typing import TypeVar, cast
 
 from prefect.context import get_run_context
 from prefect.settings import get_current_settings
 from prefect.utilities.annotations import quote
 
-from bingobackup.hooks import HookName, HookResult
-from bingobackup.specs.job import Hook
+from bingobackup.hooks import HookedOptions, HookName, HookResult
 from tasks.hooks import run_job_hook
 
 T = TypeVar("T")
@@ -62,19 +61,8 @@ def job_run_name() -> str:
     return f"{name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
-class JobHooks(Protocol):
-    """The hooks of a job's options (backup and restore specs alike)."""
-
-    @property
-    def precondition(self) -> Hook | None: ...
-    @property
-    def pre_script(self) -> Hook | None: ...
-    @property
-    def post_script(self) -> Hook | None: ...
-
-
 def run_first_hooks(
-    options: JobHooks,
+    options: HookedOptions,
     env_of: Callable[[HookName], dict[str, str]],
     *,
     before_snapshot: str,
@@ -97,7 +85,7 @@ def run_first_hooks(
     return None
 
 
-def run_post_script(options: JobHooks, env: dict[str, str]) -> None:
+def run_post_script(options: HookedOptions, env: dict[str, str]) -> None:
     """Runs last whatever happened, told the outcome in `env`; a failing post-script only warns."""
     if options.post_script is not None:
         run_job_hook("post_script", options.post_script, env)
