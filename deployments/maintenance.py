@@ -196,7 +196,7 @@ def _to_info(deployment: DeploymentResponse, flow_names: dict[UUID, str]) -> Mai
         schedules=[getattr(s.schedule, "rrule", str(s.schedule)) for s in schedules],
         schedule_kind=next((t.removeprefix(_SCHEDULE_TAG) for t in tags if t.startswith(_SCHEDULE_TAG)), "?"),
         timezone=next(
-            (str(s.schedule.timezone) for s in schedules if getattr(s.schedule, "timezone", None)), "UTC"
+            (str(zone) for s in schedules if (zone := getattr(s.schedule, "timezone", None))), "UTC"
         ),
         description=deployment.description or "",
     )

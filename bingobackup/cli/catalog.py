@@ -30,7 +30,7 @@ catalog_app = typer.Typer(
 sets_app = typer.Typer(help="Backup sets.", no_args_is_help=True)
 
 
-def open_catalog(pools: list[str]):  # type: ignore[no-untyped-def]
+def open_catalog(pools: list[str]):
     from catalog import Catalog
 
     names = pools or sorted(known_pools())
@@ -56,7 +56,7 @@ def open_catalog(pools: list[str]):  # type: ignore[no-untyped-def]
     return Catalog(roots, on_damage=warn_damaged)
 
 
-def _frame_table(frame, title: str = "") -> Table:  # type: ignore[no-untyped-def]
+def _frame_table(frame, title: str = "") -> Table:
     table = Table(title=title or None)
     for column in frame.columns:
         # Ids are copied into other commands: never wrap them.

@@ -443,8 +443,8 @@ def _restore_and_verify(demo_dir: Path, client: BingoCloudClient, backup_hosts: 
 def _print_summary(results: list[tuple[str, str, list[dict[str, object]], bool]]) -> None:
     table = Table("backup", "set", "VMs", "read MiB", "stored MiB", "status")
     for round_name, set_id, rows, ok in results:
-        read = sum(float(r.get("read MiB") or 0) for r in rows)  # type: ignore[arg-type]
-        stored = sum(float(r.get("stored MiB") or 0) for r in rows)  # type: ignore[arg-type]
+        read = sum(float(str(r.get("read MiB") or 0)) for r in rows)
+        stored = sum(float(str(r.get("stored MiB") or 0)) for r in rows)
         table.add_row(
             round_name, set_id, str(len(rows)), f"{read:.1f}", f"{stored:.1f}", "ok" if ok else "FAILED"
         )

@@ -259,6 +259,7 @@ def serve(server: _Server, socket_path: Path) -> FlowRunRequest | None:
                 _client_event(child)
             elif kind == "lifeline":
                 # The worker ended (its end of the pipe closed): no new runs will come.
+                assert server.lifeline is not None  # registered only when given
                 server.selector.unregister(server.lifeline)
                 stop = True
 

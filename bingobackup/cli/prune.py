@@ -67,8 +67,8 @@ def _acting(yes: bool, dry_run: bool) -> bool:
 
 
 def prune(
-    job: str = typer.Option(None, "--job", help="Prune the sets of this backup job"),
-    pool: str = typer.Option(None, "--pool", help="Prune every job's sets in this pool"),
+    job: str | None = typer.Option(None, "--job", help="Prune the sets of this backup job"),
+    pool: str | None = typer.Option(None, "--pool", help="Prune every job's sets in this pool"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only show what would be removed (the default)"),
     yes: bool = typer.Option(False, "--yes", help="Delete the sets no rule keeps (admin)"),
 ) -> None:

@@ -59,10 +59,9 @@ def run_restore_command(spec_path: Path, kind: str, confirm: str | None, quiet: 
     result = state.result(raise_on_failure=False)
     if not isinstance(result, dict):
         raise BingoBackupError(f"Restore {spec.name} failed before restoring any VM: {state.message}")
-    if result.get("rows"):  # an idle restore has none
-        console.print(
-            outcome_table(list(result.get("rows", [])), f"Restore {spec.name} ({result.get('status')})")
-        )
+    rows = result.get("rows")
+    if isinstance(rows, list) and rows:  # an idle restore has none
+        console.print(outcome_table(rows, f"Restore {spec.name} ({result.get('status')})"))
     if not state.is_completed():
         # Idle (the precondition said no) is no failure, but nothing was restored either: exit 1.
         console.print(f"[{'yellow' if state.name == 'Idle' else 'red'}]{state.message}[/]")

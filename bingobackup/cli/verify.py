@@ -25,17 +25,17 @@ def _table(title: str, rows: list[dict[str, str]]) -> Table:
 
 def verify(
     pool: str = typer.Option(..., "--pool", help="Pool name or directory"),
-    set_id: str = typer.Option(None, "--set", help="Verify only this backup set"),
-    vm: str = typer.Option(None, "--vm", help="Verify only the sets holding this VM (name or id)"),
-    job: str = typer.Option(None, "--job", help="Verify only the sets this job made"),
+    set_id: str | None = typer.Option(None, "--set", help="Verify only this backup set"),
+    vm: str | None = typer.Option(None, "--vm", help="Verify only the sets holding this VM (name or id)"),
+    job: str | None = typer.Option(None, "--job", help="Verify only the sets this job made"),
     sample: str = typer.Option(
         "100%", "--sample", help="Read a random share of the distinct chunks, e.g. 10% (seeded, reported)"
     ),
-    since_days: int = typer.Option(
+    since_days: int | None = typer.Option(
         None, "--since-days", min=0, help="Skip sets fully verified without damage in the last N days"
     ),
-    seed: int = typer.Option(None, "--seed", help="Seed of the --sample draw (to repeat one)"),
-    passphrase: str = typer.Option(
+    seed: int | None = typer.Option(None, "--seed", help="Seed of the --sample draw (to repeat one)"),
+    passphrase: str | None = typer.Option(
         None, envvar="BINGOBACKUP_POOL_PASSPHRASE", help="Passphrase of an encrypted pool"
     ),
 ) -> None:
