@@ -93,3 +93,23 @@ def test_tests_share_code_through_the_support_package_only() -> None:
             names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
             imports_of_tests += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("test_")]
     assert imports_of_tests == [] and stray == []
+
+
+LONGEST_FUNCTION = 60
+ROOMS_WITH_SHORT_FUNCTIONS = ("bingobackup", "tasks", "flows", "catalog", "deployments")
+
+
+def test_no_function_outside_the_cli_is_longer_than_sixty_lines() -> None:
+    """A function past a screenful hides its steps: split it into named ones (issue 27).
+    Counted from the def line to the last line, docstring included; the CLI is exempt."""
+    too_long = []
+    for room in ROOMS_WITH_SHORT_FUNCTIONS:
+        for path in sorted((ROOT / room).rglob("*.py")):
+            if path.is_relative_to(ROOT / "bingobackup" / "cli"):
+                continue
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if lines > LONGEST_FUNCTION:
+                        too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert too_long == [], "split these into named steps:\n" + "\n".join(too_long)

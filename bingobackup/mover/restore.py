@@ -156,9 +156,38 @@ def restore_disk(
     target = Path(output_path_or_device)
     started = time.monotonic()
     on_device = _is_block_device(target)
+    fd, written_path = _open_target(target, manifest, label, on_device)
+
+    keep_freed_buffers()
+    crew = Crew(f"restore-{manifest.volume_id}", cancel)
+    flusher = Flusher(fd, crew)
+    writer = _ChunkWriter(source, manifest, fd, crew, flusher, write_limiter, create_sparse, label)
+    gap_bytes = sum(length for _, length in _gaps(manifest))
+    try:
+        flusher.start()
+        for index in range(workers_for(channels)):
+            crew.start(f"channel-{index}", writer.work_loop)
+        throttle = ProgressThrottle(progress, manifest.size_bytes, time.monotonic)
+        crew.join(on_tick=lambda: throttle.report(writer.totals["done"]))
+        _finish_writing(fd, crew, flusher, manifest, write_limiter, create_sparse)
+    finally:
+        flusher.stop()
+        os.close(fd)
+    _keep_or_discard(crew, target, written_path, on_device, label or manifest.volume_id)
+    throttle.report(manifest.size_bytes, final=True)
+    return DiskRestoreResult(
+        bytes_written=writer.totals["written"] + (0 if create_sparse else gap_bytes),
+        zero_bytes=writer.totals["zero"],
+        hole_bytes=gap_bytes if create_sparse else 0,
+        seconds=time.monotonic() - started,
+    )
+
+
+def _open_target(target: Path, manifest: DiskManifest, label: str, on_device: bool) -> tuple[int, Path]:
+    """Open the device (checked to be large enough) or a new partial file beside `target`
+    sized to the disk; returns the descriptor and the path being written."""
     if on_device:
         fd = os.open(target, os.O_WRONLY)
-        written_path = target
         if _device_size(fd) < manifest.size_bytes:
             size = _device_size(fd)
             os.close(fd)
@@ -166,85 +195,101 @@ def restore_disk(
                 f"{target} holds {size} bytes but the backed-up disk {label or manifest.volume_id} "
                 f"needs {manifest.size_bytes}; attach a volume at least that large and retry"
             )
-    else:
-        written_path = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        fd = os.open(written_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.ftruncate(fd, manifest.size_bytes)
+        return fd, target
+    written_path = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    fd = os.open(written_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.ftruncate(fd, manifest.size_bytes)
+    return fd, written_path
 
-    keep_freed_buffers()
-    crew = Crew(f"restore-{manifest.volume_id}", cancel)
-    flusher = Flusher(fd, crew)
-    lock = threading.Lock()
-    totals = {"written": 0, "zero": 0, "done": 0}
-    refs = iter(sorted(manifest.chunks, key=lambda r: r.offset))
 
-    def write_chunk(ref: ChunkRef) -> None:
+class _ChunkWriter:
+    """What the channel threads share: the chunks still to take, in offset order, and the
+    byte totals, both guarded by one lock."""
+
+    def __init__(
+        self,
+        source: ChunkSource,
+        manifest: DiskManifest,
+        fd: int,
+        crew: Crew,
+        flusher: Flusher,
+        write_limiter: RateLimiter | None,
+        create_sparse: bool,
+        label: str,
+    ) -> None:
+        self.source, self.fd, self.crew, self.flusher = source, fd, crew, flusher
+        self.write_limiter, self.create_sparse, self.label = write_limiter, create_sparse, label
+        self.lock = threading.Lock()
+        self.totals = {"written": 0, "zero": 0, "done": 0}
+        self.refs = iter(sorted(manifest.chunks, key=lambda r: r.offset))
+
+    def write_chunk(self, ref: ChunkRef) -> None:
         try:
-            data = source.read_chunk(ref)
+            data = self.source.read_chunk(ref)
         except Exception as error:  # any pool failure here means this chunk is unusable
-            raise _chunk_error(label, ref, error) from error
+            raise _chunk_error(self.label, ref, error) from error
         if len(data) != ref.length:
-            raise _chunk_error(label, ref, None, f"came back with {len(data)} bytes instead of {ref.length}")
-        if create_sparse and is_zero(data):
-            with lock:
-                totals["zero"] += ref.length
+            raise _chunk_error(
+                self.label, ref, None, f"came back with {len(data)} bytes instead of {ref.length}"
+            )
+        if self.create_sparse and is_zero(data):
+            with self.lock:
+                self.totals["zero"] += ref.length
             return
-        if write_limiter is not None:
-            write_limiter.acquire(ref.length, crew.should_stop)
-        if create_sparse:
-            _write_sparse(fd, data, ref.offset)
+        if self.write_limiter is not None:
+            self.write_limiter.acquire(ref.length, self.crew.should_stop)
+        if self.create_sparse:
+            _write_sparse(self.fd, data, ref.offset)
         else:
-            _write_all(fd, data, ref.offset)
-        flusher.wrote(ref.length)
-        with lock:
-            totals["written"] += ref.length
+            _write_all(self.fd, data, ref.offset)
+        self.flusher.wrote(ref.length)
+        with self.lock:
+            self.totals["written"] += ref.length
 
-    def work_loop() -> None:
-        while not crew.should_stop():
-            with lock:
-                ref = next(refs, None)
+    def work_loop(self) -> None:
+        while not self.crew.should_stop():
+            with self.lock:
+                ref = next(self.refs, None)
             if ref is None:
                 return
-            crew.working_on(ref.offset)
-            write_chunk(ref)
-            with lock:
-                totals["done"] += ref.length
+            self.crew.working_on(ref.offset)
+            self.write_chunk(ref)
+            with self.lock:
+                self.totals["done"] += ref.length
 
-    gap_bytes = sum(length for _, length in _gaps(manifest))
+
+def _finish_writing(
+    fd: int,
+    crew: Crew,
+    flusher: Flusher,
+    manifest: DiskManifest,
+    write_limiter: RateLimiter | None,
+    create_sparse: bool,
+) -> None:
+    """After the channels: zeros over the gaps (when not sparse), then fsync, unless the crew
+    failed or was cancelled; a write error here becomes the crew's failure."""
     try:
-        flusher.start()
-        for index in range(workers_for(channels)):
-            crew.start(f"channel-{index}", work_loop)
-        throttle = ProgressThrottle(progress, manifest.size_bytes, time.monotonic)
-        crew.join(on_tick=lambda: throttle.report(totals["done"]))
-        try:
-            if crew.failure is None and not crew.cancelled and not create_sparse:
-                _fill_zeros(fd, manifest, write_limiter)
-            flusher.stop()
-            if crew.failure is None and not crew.cancelled:
-                os.fsync(fd)
-                uncache(fd)
-        except OSError as error:  # a full target, or the write-back of the tail failed
-            crew.fail(error)
-    finally:
+        if crew.failure is None and not crew.cancelled and not create_sparse:
+            _fill_zeros(fd, manifest, write_limiter)
         flusher.stop()
-        os.close(fd)
+        if crew.failure is None and not crew.cancelled:
+            os.fsync(fd)
+            uncache(fd)
+    except OSError as error:  # a full target, or the write-back of the tail failed
+        crew.fail(error)
+
+
+def _keep_or_discard(crew: Crew, target: Path, written_path: Path, on_device: bool, what: str) -> None:
+    """Rename a complete file into place; remove a partial one and raise on failure or cancel."""
     if crew.failure is not None or crew.cancelled:
         if not on_device:
             written_path.unlink(missing_ok=True)
         if crew.failure is not None:
-            _raise_failure(crew.failure, label or manifest.volume_id, target, on_device)
-        raise MoverError(f"restore of {label or manifest.volume_id} to {target} was cancelled")
+            _raise_failure(crew.failure, what, target, on_device)
+        raise MoverError(f"restore of {what} to {target} was cancelled")
     if not on_device:
         os.replace(written_path, target)
         fsync_path(target.parent)
-    throttle.report(manifest.size_bytes, final=True)
-    return DiskRestoreResult(
-        bytes_written=totals["written"] + (0 if create_sparse else gap_bytes),
-        zero_bytes=totals["zero"],
-        hole_bytes=gap_bytes if create_sparse else 0,
-        seconds=time.monotonic() - started,
-    )
 
 
 def _raise_failure(failure: Failure, what: str, target: Path, on_device: bool) -> None:

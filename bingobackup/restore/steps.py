@@ -111,11 +111,23 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
     (docs/cloud-api.md); the snapshot, the image and the written system volume are removed
     once the VM has its own root volume.
     """
-    client, timeouts = job.client(), job.timeouts
+    client = job.client()
     by_source = {d.source_volume_id: d for d in disks}
     root_plan = vm.root
     assert root_plan is not None  # checked by the plan
     root = by_source[root_plan.source.volume_id]
+    snapshot_id, image_id = _image_of_system_disk(client, job, ledger, vm, root)
+    instance_id = _launch_from_image(client, job, ledger, vm, root, image_id)
+    _attach_data_disks_and_power_on(client, job, vm, instance_id, by_source)
+    for kind_id in (image_id, snapshot_id, root.volume_id):
+        _remove_temporary(job, ledger, kind_id)
+    return client.get_instance(instance_id)
+
+
+def _image_of_system_disk(
+    client: BingoCloudClient, job: RestoreJob, ledger: Ledger, vm: VmPlan, root: RestoredDisk
+) -> tuple[str, str]:
+    """Snapshot the restored system volume and register an image of it; returns both ids."""
     snapshot = client.create_snapshot(root.volume_id, description=_temp_name(job, vm))
     ledger.add("snapshot", snapshot.snapshot_id, f"snapshot of the restored system disk of {vm.name}")
     _record_duplicates(
@@ -125,7 +137,7 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
         [s.snapshot_id for s in client.describe_snapshots(filters={"volume-id": root.volume_id})],
         f"second snapshot of the restored system disk of {vm.name}",
     )
-    wait_for_snapshot(client, snapshot.snapshot_id, timeout=timeouts.snapshot)
+    wait_for_snapshot(client, snapshot.snapshot_id, timeout=job.timeouts.snapshot)
     image_id = client.register_image(
         # Unique per snapshot: the name is what makes RegisterImage safe to retry, and a
         # leftover image of an earlier failed run must not block this one.
@@ -135,6 +147,13 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
         description=f"restore of {vm.source.label}",
     )
     ledger.add("image", image_id, f"image of the restored system disk of {vm.name}")
+    return snapshot.snapshot_id, image_id
+
+
+def _launch_from_image(
+    client: BingoCloudClient, job: RestoreJob, ledger: Ledger, vm: VmPlan, root: RestoredDisk, image_id: str
+) -> str:
+    """Run the new VM from the image and wait until it runs; returns its instance id."""
     instance = client.run_instance(
         image_id=image_id,
         name=vm.name,
@@ -158,24 +177,33 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
         ],
         f"second launch of {vm.name}",
     )
-    wait_for_instance(client, instance.instance_id, "running", timeout=timeouts.instance)
+    wait_for_instance(client, instance.instance_id, "running", timeout=job.timeouts.instance)
+    return instance.instance_id
+
+
+def _attach_data_disks_and_power_on(
+    client: BingoCloudClient,
+    job: RestoreJob,
+    vm: VmPlan,
+    instance_id: str,
+    by_source: dict[str, RestoredDisk],
+) -> None:
+    """Stop the new VM, attach its restored data disks, and start it again when the spec asks."""
+    timeouts = job.timeouts
     # The launch boots the VM; its data disks go on while it is stopped, as on a real host.
-    client.stop_instances([instance.instance_id])
-    wait_for_instance(client, instance.instance_id, "stopped", timeout=timeouts.instance)
+    client.stop_instances([instance_id])
+    wait_for_instance(client, instance_id, "stopped", timeout=timeouts.instance)
     for plan in vm.data_disks:
         _attach(
             client,
             by_source[plan.source.volume_id].volume_id,
-            instance.instance_id,
+            instance_id,
             plan.device_name,
             timeouts.attach,
         )
     if job.spec.power_on:
-        client.start_instances([instance.instance_id])
-        wait_for_instance(client, instance.instance_id, "running", timeout=timeouts.instance)
-    for kind_id in (image_id, snapshot.snapshot_id, root.volume_id):
-        _remove_temporary(job, ledger, kind_id)
-    return client.get_instance(instance.instance_id)
+        client.start_instances([instance_id])
+        wait_for_instance(client, instance_id, "running", timeout=timeouts.instance)
 
 
 def _record_duplicates(ledger: Ledger, kind: ResourceKind, ours: str, found: list[str], what: str) -> None:
