@@ -11,7 +11,16 @@ from bingobackup.sim.idempotency import idempotent
 from bingobackup.sim.layers import freeze
 from bingobackup.sim.network import make_nic, subnets_of_cluster
 from bingobackup.sim.query import Params, matches, page, select_ids
-from bingobackup.sim.state import STATE_CODES, InstanceRec, NicRec, link_device
+from bingobackup.sim.state import (
+    STATE_CODES,
+    ImageRec,
+    InstanceRec,
+    NicRec,
+    NodeRec,
+    SnapshotRec,
+    VolumeRec,
+    link_device,
+)
 from bingobackup.sim.types import Handler
 from bingobackup.sim.xml import iso_time
 
@@ -49,40 +58,38 @@ def instance_item(cloud: SimCloud, instance: InstanceRec) -> dict[str, Any]:
         "osVersion": instance.os_version,
         "architecture": instance.architecture,
         "rootDeviceName": instance.root_device_name,
-        "networkInterfaceSet": [
-            {
-                "networkInterfaceId": nic.network_interface_id,
-                "vpcId": nic.vpc_id,
-                "subnetId": nic.subnet_id,
-                "privateIpAddress": nic.private_ip_address,
-                "macAddress": nic.mac_address,
-                "groupSet": [
-                    {
-                        "groupId": g,
-                        "groupName": state.security_groups[g].group_name
-                        if g in state.security_groups
-                        else "",
-                    }
-                    for g in nic.group_ids
-                ],
-                "attachment": {"deviceIndex": nic.device_index},
-            }
-            for nic in instance.nics
-        ],
-        "blockDeviceMapping": [
-            {
-                "deviceName": v.attachment.device,
-                "ebs": {
-                    "volumeId": v.volume_id,
-                    "status": v.attachment.status,
-                    "attachTime": iso_time(v.attachment.attach_time),
-                    "deleteOnTermination": v.attachment.delete_on_termination,
-                },
-            }
-            for v in attached
-            if v.attachment
-        ],
+        "networkInterfaceSet": [_nic_item(cloud, nic) for nic in instance.nics],
+        "blockDeviceMapping": [_block_device_item(v) for v in attached if v.attachment],
         "tagSet": [{"key": k, "value": val} for k, val in instance.tags.items()],
+    }
+
+
+def _nic_item(cloud: SimCloud, nic: NicRec) -> dict[str, Any]:
+    groups = cloud.state.security_groups
+    return {
+        "networkInterfaceId": nic.network_interface_id,
+        "vpcId": nic.vpc_id,
+        "subnetId": nic.subnet_id,
+        "privateIpAddress": nic.private_ip_address,
+        "macAddress": nic.mac_address,
+        "groupSet": [
+            {"groupId": g, "groupName": groups[g].group_name if g in groups else ""} for g in nic.group_ids
+        ],
+        "attachment": {"deviceIndex": nic.device_index},
+    }
+
+
+def _block_device_item(volume: VolumeRec) -> dict[str, Any]:
+    attachment = volume.attachment
+    assert attachment is not None  # only attached volumes are mapped
+    return {
+        "deviceName": attachment.device,
+        "ebs": {
+            "volumeId": volume.volume_id,
+            "status": attachment.status,
+            "attachTime": iso_time(attachment.attach_time),
+            "deleteOnTermination": attachment.delete_on_termination,
+        },
     }
 
 
@@ -202,20 +209,21 @@ def _nics(cloud: SimCloud, params: Params, cluster_id: str) -> list[NicRec]:
     return sorted(nics, key=lambda n: n.device_index)
 
 
-def run_instances(cloud: SimCloud, params: Params) -> dict[str, Any]:
-    """Launch one VM whose root volume is the image's snapshot, shared copy-on-write."""
-    state = cloud.state
-    image_id = params.require("ImageId")
-    for name in ("MinCount", "MaxCount"):
-        if params.integer(name, minimum=1, maximum=1) is None:
-            raise SimApiError("MissingParameter", f"The request must contain the parameter {name}")
-    image = state.images.get(image_id)
+def _image_and_root_snapshot(cloud: SimCloud, image_id: str) -> tuple[ImageRec, SnapshotRec]:
+    """The image to launch and its root snapshot, which must be complete."""
+    image = cloud.state.images.get(image_id)
     if image is None:
         raise not_found("image", image_id)
-    snapshot = state.snapshots.get(image.root_snapshot_id)
+    snapshot = cloud.state.snapshots.get(image.root_snapshot_id)
     if snapshot is None or snapshot.status != "completed":
         raise incorrect_state(f"The image '{image_id}' has no completed root snapshot.")
-    storage_id = params.get("StorageId") or snapshot.storage_id
+    return image, snapshot
+
+
+def _placement(cloud: SimCloud, params: Params, storage_id: str) -> tuple[str, NodeRec]:
+    """The node to run on: the one asked for, or the storage's cluster's first; it must be in
+    the storage's cluster."""
+    state = cloud.state
     storage = state.storages.get(storage_id)
     if storage is None:
         raise not_found("storage", storage_id)
@@ -229,6 +237,19 @@ def run_instances(cloud: SimCloud, params: Params) -> dict[str, Any]:
         raise invalid(
             "Placement.HostId", node_id, f"the node is not in the storage's cluster {storage.cluster_id}"
         )
+    return node_id, node
+
+
+def run_instances(cloud: SimCloud, params: Params) -> dict[str, Any]:
+    """Launch one VM whose root volume is the image's snapshot, shared copy-on-write."""
+    state = cloud.state
+    image_id = params.require("ImageId")
+    for name in ("MinCount", "MaxCount"):
+        if params.integer(name, minimum=1, maximum=1) is None:
+            raise SimApiError("MissingParameter", f"The request must contain the parameter {name}")
+    image, snapshot = _image_and_root_snapshot(cloud, image_id)
+    storage_id = params.get("StorageId") or snapshot.storage_id
+    node_id, node = _placement(cloud, params, storage_id)
     type_name, cpu, memory = resolve_instance_type(
         state,
         params.get("InstanceType"),

@@ -106,9 +106,12 @@ def _backup_host(cluster: str, node: str) -> VmSpec:
 
 def demo_vms() -> list[VmSpec]:
     a, b = "cluster-a", "cluster-b"
+    return [_backup_host(a, "node-a1"), _backup_host(b, "node-b1"), *_cluster_a_vms(a), *_cluster_b_vms(b)]
+
+
+def _cluster_a_vms(a: str) -> list[VmSpec]:
+    """The demo's first cluster: several disks, several NICs, a raw disk, Windows, an old CentOS."""
     return [
-        _backup_host(a, "node-a1"),
-        _backup_host(b, "node-b1"),
         VmSpec(
             name="linux_local",
             cluster=a,
@@ -161,6 +164,12 @@ def demo_vms() -> list[VmSpec]:
             os_version="6.10",
             disks=[_disk(1024, 8)],
         ),
+    ]
+
+
+def _cluster_b_vms(b: str) -> list[VmSpec]:
+    """The demo's second cluster: a web server, a database with a data disk, a Debian host."""
+    return [
         VmSpec(name="web-b-01", cluster=b, node="node-b1", os_version="22.04", disks=[_disk(2048, 16)]),
         VmSpec(
             name="db-b-01",
