@@ -126,31 +126,7 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
     # An object pool's catalog is in its bucket, reached with the pool's own endpoint and keys.
     writer = CatalogWriter(*pool_catalog_root(job.pool_registration))
     if ok:
-        vms, disks = [_vm_record(job, o) for o in outcomes], [r for o in ok for r in _disk_records(job, o)]
-        committed = writer.write_backup_set(
-            BackupSetRecord(
-                set_id=job.set_id,
-                job_name=job.spec.name,
-                pool=job.pool_registration.name,
-                cloud=job.cloud.name,
-                started_at=job.started_at,
-                finished_at=finished,
-                status=status,
-                run_id=run_id,
-                backup_host=job.host.instance_id,
-                format_version=job.pool.config.format_version,
-                **totals,
-            ),
-            vms,
-            disks,
-            [d.result.manifest for o in ok for d in o.disks if d.result is not None],
-        )
-        # Tape and optical pools keep the set's rows on the media too: `pool scan` rebuilds
-        # the catalog from them when the pool home is lost. The set is committed either way.
-        try:
-            keep_catalog_copy(job.pool, job.set_id, lambda: set_copy_bytes(committed, vms, disks))
-        except PoolError as error:
-            get_run_logger().warning("set %s has no catalog copy on the media: %s", job.set_id, error)
+        _write_set(job, writer, outcomes, ok, status, run_id, finished, totals)
     writer.write_job_run(
         JobRunRecord(
             run_id=run_id,
@@ -172,3 +148,42 @@ def register_backup_set(job: BackupJob, outcomes: list[VmOutcome], run_id: str, 
         )
     )
     return status
+
+
+def _write_set(
+    job: BackupJob,
+    writer: CatalogWriter,
+    outcomes: list[VmOutcome],
+    ok: list[VmOutcome],
+    status: str,
+    run_id: str,
+    finished: datetime,
+    totals: dict[str, int],
+) -> None:
+    """Commit the set's row, its VMs' and committed disks' rows and manifests, then keep a copy
+    on the media for pools that hold one."""
+    vms, disks = [_vm_record(job, o) for o in outcomes], [r for o in ok for r in _disk_records(job, o)]
+    committed = writer.write_backup_set(
+        BackupSetRecord(
+            set_id=job.set_id,
+            job_name=job.spec.name,
+            pool=job.pool_registration.name,
+            cloud=job.cloud.name,
+            started_at=job.started_at,
+            finished_at=finished,
+            status=status,
+            run_id=run_id,
+            backup_host=job.host.instance_id,
+            format_version=job.pool.config.format_version,
+            **totals,
+        ),
+        vms,
+        disks,
+        [d.result.manifest for o in ok for d in o.disks if d.result is not None],
+    )
+    # Tape and optical pools keep the set's rows on the media too: `pool scan` rebuilds
+    # the catalog from them when the pool home is lost. The set is committed either way.
+    try:
+        keep_catalog_copy(job.pool, job.set_id, lambda: set_copy_bytes(committed, vms, disks))
+    except PoolError as error:
+        get_run_logger().warning("set %s has no catalog copy on the media: %s", job.set_id, error)
