@@ -83,16 +83,7 @@ def run_admitted(
         try:
             index = done.get(timeout=watchdog.poll_seconds)
         except queue.Empty:
-            waiting_on = [describe(items[i]) for i in sorted(running)]
-            try:
-                watchdog.check(waiting_on)
-            except RunStalled as stalled:
-                stopped_at = stopped_at or time.monotonic()
-                if time.monotonic() - stopped_at >= watchdog.limit_seconds:
-                    raise RunStalled(
-                        f"{stalled} These did not stop when told to and were left running: "
-                        f"{'; '.join(waiting_on)}."
-                    ) from None
+            stopped_at = _check_for_stall(watchdog, [describe(items[i]) for i in sorted(running)], stopped_at)
             continue
         watchdog.beat()
         future = running.pop(index)
@@ -102,6 +93,20 @@ def run_admitted(
         except Exception as error:
             finished[index] = Finished(items[index], error=error)
     return [finished[index] for index in range(len(items))]
+
+
+def _check_for_stall(watchdog: Watchdog, waiting_on: list[str], stopped_at: float | None) -> float | None:
+    """Ask the watchdog while nothing ends; returns when it tripped (None while it has not).
+    RunStalled is raised once the stopped tasks outlast one more `stall_minutes`."""
+    try:
+        watchdog.check(waiting_on)
+    except RunStalled as stalled:
+        stopped_at = stopped_at or time.monotonic()
+        if time.monotonic() - stopped_at >= watchdog.limit_seconds:
+            raise RunStalled(
+                f"{stalled} These did not stop when told to and were left running: {'; '.join(waiting_on)}."
+            ) from None
+    return stopped_at
 
 
 def _announce(done: queue.Queue[int], index: int) -> Callable[[Any], None]:

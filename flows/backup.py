@@ -29,6 +29,7 @@ from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome, log_vm_started
 from bingobackup.backup.power import LeftStopped, powered_off
 from bingobackup.backup.resume import ResumingSink
+from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
 from bingobackup.hooks import HookFailed, hook_env
 from bingobackup.jobs.linkretry import LinkRetry
@@ -180,43 +181,13 @@ def back_up_vm(
                 attempts=attempt,
             )
         log_vm_started(vm, attempt, todo.disks)
-        # Power off (guide table 2): stopped for the snapshot only, started again once the
-        # disks are captured, whatever happens to the snapshot; the ledger entry made before
-        # the stop gets the VM started again should this process die in between.
-        stopped = (
-            powered_off(
-                client, stop_of_this_run(job, vm), PrefectStoppedVmLedger(), timeout=job.timeouts.attach
-            )
-            if job.spec.options.power_off
-            else contextlib.nullcontext(False)
-        )
-        with stopped:
-            snapshot(unvisited(job), todo, client, taken)
-        tag = vm_tag(job.spec.name, vm.instance_id)
-        disk_task = back_up_disk.with_options(tags=limits.tags(tag))
-        errors = []
-        for end in run_admitted(
-            todo.disks,
-            limits=limits.limits,
-            keys=lambda _disk: (tag,),
-            submit=lambda disk: disk_task.submit(unvisited(job), vm, disk, taken[disk.volume_id]),
-            describe=lambda disk: f"disk {disk.volume_id} of VM {vm.name}",
-            watchdog=job.watchdog,
-        ):
-            if end.error is None and end.result is not None:
-                disks[end.item.volume_id] = end.result
-            else:
-                errors.append(f"disk {end.item.volume_id}: {end.error}")
-                disks[end.item.volume_id] = DiskOutcome(disk=end.item, error=str(end.error))
+        _snapshot_disks(job, vm, todo, client, taken)
+        errors = _back_up_disks(job, vm, todo, taken, limits, disks)
         status, error = ("failed", "; ".join(errors)) if errors else ("ok", "")
     except Exception as exc:
         status, error = "failed", str(exc)
     finally:
-        for snap in taken.values():
-            try:
-                delete_snapshot(client, snap.snapshot_id)
-            except Exception as exc:  # report, never hide: the next run's cleanup removes it
-                get_run_logger().warning("could not delete snapshot %s: %s", snap.snapshot_id, exc)
+        _delete_snapshots(client, taken)
     outcome = VmOutcome(
         vm=vm,
         status=status,
@@ -228,6 +199,59 @@ def back_up_vm(
     )
     outcome.log_finished()
     return outcome
+
+
+def _snapshot_disks(
+    job: BackupJob, vm: ResolvedVm, todo: ResolvedVm, client: BingoCloudClient, taken: dict[str, Snapshot]
+) -> None:
+    """Snapshot the disks still to back up into `taken`, the VM powered off if the job asks."""
+    # Power off (guide table 2): stopped for the snapshot only, started again once the
+    # disks are captured, whatever happens to the snapshot; the ledger entry made before
+    # the stop gets the VM started again should this process die in between.
+    stopped = (
+        powered_off(client, stop_of_this_run(job, vm), PrefectStoppedVmLedger(), timeout=job.timeouts.attach)
+        if job.spec.options.power_off
+        else contextlib.nullcontext(False)
+    )
+    with stopped:
+        snapshot(unvisited(job), todo, client, taken)
+
+
+def _back_up_disks(
+    job: BackupJob,
+    vm: ResolvedVm,
+    todo: ResolvedVm,
+    taken: dict[str, Snapshot],
+    limits: JobTagLimits,
+    disks: dict[str, DiskOutcome],
+) -> list[str]:
+    """Back up each of `todo`'s disks from its snapshot as the VM's limit admits, each
+    outcome into `disks`; returns what went wrong, one line per failed disk."""
+    tag = vm_tag(job.spec.name, vm.instance_id)
+    disk_task = back_up_disk.with_options(tags=limits.tags(tag))
+    errors = []
+    for end in run_admitted(
+        todo.disks,
+        limits=limits.limits,
+        keys=lambda _disk: (tag,),
+        submit=lambda disk: disk_task.submit(unvisited(job), vm, disk, taken[disk.volume_id]),
+        describe=lambda disk: f"disk {disk.volume_id} of VM {vm.name}",
+        watchdog=job.watchdog,
+    ):
+        if end.error is None and end.result is not None:
+            disks[end.item.volume_id] = end.result
+        else:
+            errors.append(f"disk {end.item.volume_id}: {end.error}")
+            disks[end.item.volume_id] = DiskOutcome(disk=end.item, error=str(end.error))
+    return errors
+
+
+def _delete_snapshots(client: BingoCloudClient, taken: dict[str, Snapshot]) -> None:
+    for snap in taken.values():
+        try:
+            delete_snapshot(client, snap.snapshot_id)
+        except Exception as exc:  # report, never hide: the next run's cleanup removes it
+            get_run_logger().warning("could not delete snapshot %s: %s", snap.snapshot_id, exc)
 
 
 def _summary_rows(outcomes: list[VmOutcome]) -> list[dict[str, object]]:
