@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from benchmarks.measure import peak_rss_bytes
 from bingobackup.mover.backup import backup_disk
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import create_pool, open_pool
 
 VOLUME_ID = "vol-bench"
@@ -62,7 +62,7 @@ def export(
 ) -> dict[str, Any]:
     pool = open_pool(pool_dir, passphrase)
     manifest = pool.load_manifest(set_id, VOLUME_ID)
-    result, times = timed(lambda: restore_disk(pool, manifest, output, channels=channels))
+    result, times = timed(lambda: write_disk_from_pool(pool, manifest, output, channels=channels))
     counts = result.model_dump(exclude={"seconds"})
     return {**times, **counts, "peak_rss_bytes": peak_rss_bytes()}
 

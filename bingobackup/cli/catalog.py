@@ -310,7 +310,7 @@ def export_disk(
     """Write a backed-up disk as a sparse raw image (every chunk verified as it is read; the
     chunks placed as the pool's sealed manifest says, which the catalog must agree with)."""
     from bingobackup.mover import RestoreChunkError
-    from bingobackup.mover.restore import restore_disk
+    from bingobackup.mover.restore import write_disk_from_pool
 
     _checked_output(output, volume, force)
     ref = pool_ref(pool)
@@ -326,7 +326,7 @@ def export_disk(
     label = f"VM {vm_name} disk {volume} (set {set_id})"
     manifest = opened.checked_manifest(indexed, label)
     try:
-        result = restore_disk(opened, manifest, output, label=label)
+        result = write_disk_from_pool(opened, manifest, output, label=label)
     except RestoreChunkError as exc:
         with open_catalog([pool]) as cat:
             raise cat.explain_unreadable_chunk(exc, ref.name) from None

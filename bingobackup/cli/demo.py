@@ -330,7 +330,7 @@ def _write_demo_specs(demo_dir: Path, backup_hosts: dict[str, VmEntry]) -> list[
 
 
 def _verify_exports(demo_dir: Path, pool_dir: Path, endpoint: str, secret_key: str) -> Table:
-    from bingobackup.mover.restore import restore_disk
+    from bingobackup.mover.restore import write_disk_from_pool
     from bingobackup.pools import open_pool
     from catalog import Catalog
 
@@ -353,7 +353,7 @@ def _verify_exports(demo_dir: Path, pool_dir: Path, endpoint: str, secret_key: s
                 label = f"VM {vm.vm_name} disk {disk.volume_id}"
                 manifest = pool.checked_manifest(cat.disk_manifest(vm.set_id, disk.volume_id), label)
                 output = out_dir / f"{disk.volume_id}.raw"
-                restore_disk(pool, manifest, output, label=label)
+                write_disk_from_pool(pool, manifest, output, label=label)
                 source_path = demo_dir / "sim-state" / "volumes" / f"{disk.volume_id}.raw"
                 # hashlib releases the GIL on large blocks: hash both images on both cores.
                 with ThreadPoolExecutor(2) as hashers:

@@ -2,7 +2,7 @@
 
 - `devices.DeviceLocator`: the disk's path from its virtio serial.
 - `backup.backup_disk`: disk → pool writer (holes skipped, zero chunks dropped, dedup, limits).
-- `restore.restore_disk`: pool → sparse image file or device (verified, holes kept).
+- `restore.write_disk_from_pool`: pool → sparse image file or device (verified, holes kept).
 - `ratelimit.RateSchedule` / `RateLimiter`: daily UTC rate windows and a token bucket.
 """
 
@@ -18,7 +18,7 @@ from bingobackup.mover.errors import (
     RestoreChunkError,
 )
 from bingobackup.mover.ratelimit import RateLimiter, RateSchedule, RateWindow, parse_rate
-from bingobackup.mover.restore import ChunkSource, DiskRestoreResult, restore_disk
+from bingobackup.mover.restore import ChunkSource, DiskRestoreResult, write_disk_from_pool
 
 __all__ = [
     "BackupCancelledError",
@@ -36,5 +36,5 @@ __all__ = [
     "RestoreChunkError",
     "backup_disk",
     "parse_rate",
-    "restore_disk",
+    "write_disk_from_pool",
 ]

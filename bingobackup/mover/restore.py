@@ -138,7 +138,7 @@ def _chunk_error(
     return RestoreChunkError(message, ref.offset, ref.digest)
 
 
-def restore_disk(
+def write_disk_from_pool(
     source: ChunkSource,
     manifest: DiskManifest,
     output_path_or_device: Path | str,

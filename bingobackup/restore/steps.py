@@ -18,7 +18,7 @@ from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
 from bingobackup.format.errors import ManifestError
 from bingobackup.jobs.staging import attach_at_free_device
-from bingobackup.mover.restore import DiskRestoreResult, restore_disk
+from bingobackup.mover.restore import DiskRestoreResult, write_disk_from_pool
 from bingobackup.restore.job import RestoreJob
 from bingobackup.restore.ledger import Ledger, ResourceKind
 from bingobackup.restore.plan import DiskPlan, VmPlan
@@ -77,7 +77,7 @@ def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> R
         # resolve(): the by-id link names the device; the data goes to what it points at.
         device = job.locator().wait_for(volume.serial or volume.volume_id, timeout=timeouts.device).resolve()
         progress = job.progress
-        result = restore_disk(
+        result = write_disk_from_pool(
             job.chunk_source(label),
             manifest,
             Path(device),

@@ -19,7 +19,7 @@ from support.tls import TlsTunnel, make_certificates
 
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.mover.backup import backup_disk
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import PoolError
 from bingobackup.resources.models import PoolRegistration, User
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
@@ -114,7 +114,7 @@ def back_up_a_disk(registration: PoolRegistration, tmp_path: Path) -> str:
     writer = pool.open_disk_writer("set-tls", "vol-web-root", len(data))
     backup_disk(source, writer, size_bytes=len(data), chunk_size=pool.chunk_size)
     output = tmp_path / "export.raw"
-    restore_disk(
+    write_disk_from_pool(
         pool, pool.load_manifest("set-tls", "vol-web-root"), output, channels=2, label="vol-web-root"
     )
     assert hashlib.sha256(output.read_bytes()).digest() == hashlib.sha256(data).digest()

@@ -13,7 +13,7 @@ from support.flow import POOL_PASSPHRASE, Registered
 
 from bingobackup.checksums import file_sha256 as sha256
 from bingobackup.errors import BingoBackupError
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import open_pool
 from bingobackup.specs.job import load_job_spec
 from catalog import Catalog
@@ -50,7 +50,7 @@ def test_backup_restores_byte_identical_and_second_run_stores_almost_nothing(
         for disk in disks.itertuples(index=False):
             manifest = cat.disk_manifest(first["set_id"], disk.volume_id)
             out = tmp_path / f"{disk.volume_id}.raw"
-            restore_disk(pool, manifest, out)
+            write_disk_from_pool(pool, manifest, out)
             source = registered.volume_file(disk.volume_id)
             assert sha256(out) == sha256(source), f"disk {disk.volume_id} differs after restore"
             # Holes and zero runs come back as holes, not as written zeros.

@@ -15,7 +15,7 @@ from support.s3 import MOTO_KEYS, moto_client
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
-from bingobackup.mover.restore import restore_disk as restore_disk_image
+from bingobackup.mover.restore import write_disk_from_pool as restore_disk_image
 from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
 from bingobackup.resources.store import RegistryStore
 from bingobackup.resources.users import LOCAL_ADMIN

@@ -16,7 +16,7 @@ from bingobackup.format.manifest import ChunkRef
 from bingobackup.mover.backup import DiskBackupResult, backup_disk
 from bingobackup.mover.errors import BackupCancelledError, DiskReadError, RestoreChunkError
 from bingobackup.mover.ratelimit import RateLimiter
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_round_trip_restores_identical_bytes_with_holes_kept(image: TestImage, t
     assert result.bytes_read + result.hole_bytes == image.size
 
     output = tmp_path / "restored.raw"
-    restored = restore_disk(pool, manifest, output, label="VM linux_local disk vol-test")
+    restored = write_disk_from_pool(pool, manifest, output, label="VM linux_local disk vol-test")
     assert sha256_of(output) == image.sha256
     assert output.stat().st_size == image.size
     # Only the data chunks are allocated: zero chunks and holes came back as holes.
@@ -54,7 +54,7 @@ def test_a_fully_allocated_restore_has_the_same_bytes(image: TestImage, tmp_path
     pool = FakePool()
     manifest = _backup(image, pool).manifest
     output = tmp_path / "full.raw"
-    result = restore_disk(pool, manifest, output, create_sparse=False, channels=3)
+    result = write_disk_from_pool(pool, manifest, output, create_sparse=False, channels=3)
     assert sha256_of(output) == image.sha256
     assert allocated_bytes(output) >= image.size
     assert result.bytes_written == image.size
@@ -198,7 +198,7 @@ def test_a_corrupt_chunk_on_restore_names_the_disk_offset_and_digest(
     pool.blobs[damaged.digest] = b"\x01" + pool.blobs[damaged.digest][1:]
     output = tmp_path / "restored.raw"
     with pytest.raises(RestoreChunkError) as raised:
-        restore_disk(pool, manifest, output, label="VM linux_local disk vol-test")
+        write_disk_from_pool(pool, manifest, output, label="VM linux_local disk vol-test")
     message = str(raised.value)
     assert "VM linux_local disk vol-test" in message
     assert f"offset {damaged.offset}" in message and damaged.digest in message

@@ -18,7 +18,7 @@ from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.mover import flusher as flusher_module
 from bingobackup.mover.backup import backup_disk
 from bingobackup.mover.errors import MoverError
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import LocalDirBlobStore
 from bingobackup.pools.open import create_pool_in
 
@@ -59,7 +59,7 @@ def test_a_chunk_waiting_on_storage_does_not_stop_the_others_even_with_one_chann
     result = backup_disk(image.path, writer, size_bytes=image.size, chunk_size=CHUNK, channels=1)
     assert store.later_stored.is_set()
     assert [ref.offset // CHUNK for ref in result.manifest.chunks] == [0, 3, 4, 8, 9]
-    restore_disk(pool, result.manifest, tmp_path / "out.raw", channels=1)
+    write_disk_from_pool(pool, result.manifest, tmp_path / "out.raw", channels=1)
     assert sha256_of(tmp_path / "out.raw") == image.sha256
 
 
@@ -96,7 +96,7 @@ def test_a_slow_chunk_read_does_not_stop_the_restore_of_the_others(image: TestIm
     pool, manifest = backed_up(image)
     output = tmp_path / "restored.raw"
     source = StallingSource(pool)
-    restore_disk(source, manifest, output, channels=1)
+    write_disk_from_pool(source, manifest, output, channels=1)
     assert source.later_read.is_set()
     assert sha256_of(output) == image.sha256
 
@@ -125,7 +125,7 @@ def test_the_restore_target_is_written_back_while_the_restore_runs(
 
     monkeypatch.setattr(flusher_module.os, "fdatasync", fdatasync)
     output = tmp_path / "restored.raw"
-    restore_disk(Source(), manifest, output, channels=1)
+    write_disk_from_pool(Source(), manifest, output, channels=1)
     assert flushed_before_last_chunk.is_set()
     assert sha256_of(output) == image.sha256
 
@@ -156,7 +156,7 @@ def test_a_write_back_error_fails_the_restore_and_leaves_no_image(
     monkeypatch.setattr(flusher_module.os, failing, write_back)
     output = tmp_path / "restored.raw"
     with pytest.raises(MoverError, match="Input/output error") as raised:
-        restore_disk(Source(), manifest, output, channels=1)
+        write_disk_from_pool(Source(), manifest, output, channels=1)
     assert "the partial file was removed" in str(raised.value)
     assert not output.exists()
     assert not list(tmp_path.glob(".restored.raw.partial-*"))

@@ -11,7 +11,7 @@ from support.pool_files import damage_chunk
 
 from bingobackup.mover.backup import DiskBackupResult, backup_disk
 from bingobackup.mover.errors import RestoreChunkError
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import Pool, create_pool, open_pool
 
 PASSPHRASE = "correct horse battery staple"
@@ -56,7 +56,7 @@ def test_backup_then_export_from_the_reopened_pool_gives_the_same_disk(
     manifest = reopened.load_manifest("set-1", "vol-test")
     assert manifest == result.manifest
     output = tmp_path / "export.raw"
-    restore_disk(reopened, manifest, output, channels=2, label="VM linux_local disk vol-test")
+    write_disk_from_pool(reopened, manifest, output, channels=2, label="VM linux_local disk vol-test")
     assert sha256_of(output) == image.sha256
     assert allocated_bytes(output) <= manifest.data_bytes + 2 * CHUNK
 
@@ -66,7 +66,7 @@ def test_an_export_drops_the_restored_disk_from_the_page_cache(image: TestImage,
     pool = _pool(tmp_path, "dedup", False)
     manifest = _backup(pool, image, "set-1").manifest
     output = tmp_path / "export.raw"
-    restore_disk(pool, manifest, output, channels=2)
+    write_disk_from_pool(pool, manifest, output, channels=2)
     assert cached_pages(output) == 0
     assert sha256_of(output) == image.sha256
 
@@ -92,7 +92,7 @@ def test_a_damaged_chunk_is_named_on_export(image: TestImage, tmp_path: Path) ->
     output = tmp_path / "export.raw"
     reopened = open_pool(tmp_path / "pool-dedup", PASSPHRASE)
     with pytest.raises(RestoreChunkError) as raised:
-        restore_disk(reopened, manifest, output, label="VM linux_local disk vol-test")
+        write_disk_from_pool(reopened, manifest, output, label="VM linux_local disk vol-test")
     message = str(raised.value)
     assert message.startswith("VM linux_local disk vol-test chunk at disk offset")
     assert f"offset {damaged.offset}" in message and damaged.digest in message

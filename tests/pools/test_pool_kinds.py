@@ -13,7 +13,7 @@ from support.pools import CHUNK, PASSPHRASE
 from support.s3 import moto_client, new_bucket, s3_settings
 
 from bingobackup.mover.backup import backup_disk
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import Pool, PoolError
 from bingobackup.pools.opticalpool import OpticalPool
 from bingobackup.pools.tapepool import TapePool
@@ -51,7 +51,7 @@ def round_trip(pool: Pool, tmp_path: Path) -> None:
     )
     assert result.bytes_stored > 0
     output = tmp_path / "export.raw"
-    restore_disk(pool, pool.load_manifest("set-1", "vol-a"), output, channels=2, label="disk vol-a")
+    write_disk_from_pool(pool, pool.load_manifest("set-1", "vol-a"), output, channels=2, label="disk vol-a")
     assert hashlib.sha256(output.read_bytes()).hexdigest() == digest
 
 

@@ -17,7 +17,7 @@ from bingobackup.format.manifest import ChunkRef
 from bingobackup.jobs.linkretry import LinkRetry, PoolLinkLost, ResumeBufferTooSmall
 from bingobackup.media.discs import OpticalSettings
 from bingobackup.mover.backup import backup_disk
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools.opticalpool import create_optical_pool
 from bingobackup.resources.models import PoolRegistration
 from bingobackup.restore.job import RestoreJobError, open_restore_pool, require_media
@@ -90,7 +90,9 @@ def test_every_missing_disc_is_named_before_a_restore_and_the_spec_images_folder
     for volume in sizes:
         output = tmp_path / f"{volume}.restored"
         source = ResumingSource(with_images, LinkRetry(window_seconds=60, what=volume))
-        restore_disk(source, with_images.load_manifest("set-1", volume), output, channels=2, label=volume)
+        write_disk_from_pool(
+            source, with_images.load_manifest("set-1", volume), output, channels=2, label=volume
+        )
         assert hashlib.sha256(output.read_bytes()).hexdigest() == sha[volume]
 
 

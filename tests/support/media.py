@@ -10,7 +10,7 @@ from pathlib import Path
 from bingobackup.media.discs import OpticalSettings
 from bingobackup.media.tapelib import LibrarySettings, TapeLibrary
 from bingobackup.mover.backup import backup_disk
-from bingobackup.mover.restore import restore_disk
+from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools.stream import MediaPool
 from support.pools import CHUNK
 
@@ -44,5 +44,5 @@ def backup(pool: MediaPool, source: Path, set_id: str, volume_id: str) -> None:
 
 
 def restored_sha(pool: MediaPool, set_id: str, volume_id: str, output: Path) -> str:
-    restore_disk(pool, pool.load_manifest(set_id, volume_id), output, channels=2, label=volume_id)
+    write_disk_from_pool(pool, pool.load_manifest(set_id, volume_id), output, channels=2, label=volume_id)
     return hashlib.sha256(output.read_bytes()).hexdigest()
