@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
 from bingobackup.lifecycle.deletion import SetLockedError, delete_set_from_pool, released_media
 from bingobackup.lifecycle.retention import SetPlan, SetPoint, Verdict, apply_policy, plan_sets
@@ -155,6 +156,7 @@ def delete_sets(
         except SetLockedError as error:
             report.outcomes.append(DeletionOutcome(record.set_id, False, str(error)))
             continue
+        crash_point("delete.before-tombstone")
         writer.write_set_deletion(
             SetDeletionRecord(
                 set_id=record.set_id,

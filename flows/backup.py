@@ -29,6 +29,7 @@ from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome, log_vm_started
 from bingobackup.backup.power import LeftStopped, powered_off
@@ -236,6 +237,7 @@ def back_up_vm(
     except Exception as exc:
         status, error = "failed", str(exc)
     finally:
+        crash_point("backup.before-snapshot-cleanup")
         for snap in taken.values():
             try:
                 delete_snapshot(client, snap.snapshot_id)

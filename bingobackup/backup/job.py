@@ -22,6 +22,7 @@ from bingobackup.backup.resume import check_resume_buffer
 from bingobackup.backup.staging import StepTimeouts, clean_leftovers, snapshot_volume
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
+from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
 from bingobackup.mover.backup import DiskBackupResult
 from bingobackup.mover.chunks import human_bytes
@@ -313,3 +314,4 @@ def snapshot_disks(
     """
     for disk in vm.disks:
         snapshot_volume(client, job.spec.name, disk.volume_id, taken, job.timeouts)
+        crash_point("backup.after-snapshot")

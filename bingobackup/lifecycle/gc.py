@@ -21,12 +21,11 @@ A kill -9 anywhere leaves every manifest naming durable chunks, and a rerun fini
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from bingobackup.crashpoints import CRASH_AT_ENV, crash_point
 from bingobackup.format.config import LOCKED_FORMAT
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
@@ -49,8 +48,9 @@ from bingobackup.pools.standard import PACKS
 from bingobackup.pools.writer import ZERO_LOCATION
 
 DEFAULT_REPACK_THRESHOLD = 0.5  # packs less than half live are rewritten (restic's default is 5 % unused)
-# A test names one of the crash points below here to have the collection kill itself there.
-CRASH_POINT_ENV = "BINGOBACKUP_GC_CRASH_AT"
+# A test names one of the crash points below (prefixed "gc.") in BINGOBACKUP_CRASH_AT to have
+# the collection kill itself there (bingobackup/crashpoints.py).
+CRASH_POINT_ENV = CRASH_AT_ENV
 CRASH_POINTS = ("condemned", "sweeping", "repack-packs", "repack-index", "repack-manifests")
 
 
@@ -162,8 +162,7 @@ def _check_pool(pool: Pool) -> None:
 
 
 def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_POINT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    crash_point(f"gc.{name}")
 
 
 # -- marking ------------------------------------------------------------------------------

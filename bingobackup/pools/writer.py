@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.format.zero import is_zero
 
@@ -123,6 +124,7 @@ class DiskWriter(ABC):
             else:
                 self._chunks_duplicate += 1
             self._refs[offset] = ref
+        crash_point("pool.chunk-stored")
         return ref
 
     def add_known(self, offset: int, length: int, digest: str) -> ChunkRef:
@@ -154,6 +156,7 @@ class DiskWriter(ABC):
                 chunks=chunks,
             )
             self.pool.check_writer_lock()
+            crash_point("pool.before-manifest")
             self.pool.save_manifest(manifest)
         except BaseException:
             self._discard()

@@ -232,7 +232,7 @@ def test_a_gc_killed_anywhere_leaves_the_pool_readable_and_a_rerun_finishes(
     for set_id in ("old-0", "old-1", "gone"):
         pool.delete_set(set_id)
 
-    env = {**os.environ, CRASH_POINT_ENV: point, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, CRASH_POINT_ENV: f"gc.{point}", "PYTHONPATH": str(ROOT)}
     killed = subprocess.run(
         [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path / "pool")], env=env, check=False
     )
