@@ -25,6 +25,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
 from bingobackup.files import fsync_path, uncache
 from bingobackup.format.errors import CorruptChunkError
@@ -167,7 +168,8 @@ def restore_disk(
                 f"needs {manifest.size_bytes}; attach a volume at least that large and retry"
             )
     else:
-        written_path = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        _remove_dead_partials(target)
+        written_path = target.with_name(f"{_partial_prefix(target)}{os.getpid()}")
         fd = os.open(written_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.ftruncate(fd, manifest.size_bytes)
 
@@ -198,6 +200,7 @@ def restore_disk(
         flusher.wrote(ref.length)
         with lock:
             totals["written"] += ref.length
+        crash_point("restore.chunk-written")
 
     def work_loop() -> None:
         while not crew.should_stop():
@@ -245,6 +248,31 @@ def restore_disk(
         hole_bytes=gap_bytes if create_sparse else 0,
         seconds=time.monotonic() - started,
     )
+
+
+def _partial_prefix(target: Path) -> str:
+    return f".{target.name}.partial-"
+
+
+def _remove_dead_partials(target: Path) -> None:
+    """Removes the partial files of restores to `target` whose process is gone (killed, or
+    its host rebooted): nothing else removes them, and each holds up to a disk's bytes."""
+    prefix = _partial_prefix(target)
+    for partial in target.parent.glob(f"{prefix}*"):
+        pid = partial.name.removeprefix(prefix)
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue  # another restore to the same file is running: leave its file alone
+        partial.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _raise_failure(failure: Failure, what: str, target: Path, on_device: bool) -> None:
