@@ -122,6 +122,11 @@ def collect_garbage(
         return report
     with PoolLock(pool.store, "gc") as own:
         remove_stale_locks(pool.store)
+        files, size = pool.store.remove_dead_temps()
+        if files:
+            from bingobackup.mover.chunks import human_bytes
+
+            report.notes.append(f"removed {files} temporary file(s) of killed writers ({human_bytes(size)})")
         _carry_out_ready(pool, report, own.lock_id)
         if repack:
             _repack(pool, report, repack_threshold)

@@ -37,6 +37,7 @@ from bingobackup.mover.errors import MoverError, RestoreChunkError
 from bingobackup.mover.flusher import Flusher
 from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.mover.ratelimit import RateLimiter
+from bingobackup.pools.locks import pid_gone
 
 
 class ChunkSource(Protocol):
@@ -260,19 +261,9 @@ def _remove_dead_partials(target: Path) -> None:
     prefix = _partial_prefix(target)
     for partial in target.parent.glob(f"{prefix}*"):
         pid = partial.name.removeprefix(prefix)
-        if not pid.isdigit() or _process_alive(int(pid)):
+        if not pid.isdigit() or not pid_gone(int(pid)):
             continue  # another restore to the same file is running: leave its file alone
         partial.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def _raise_failure(failure: Failure, what: str, target: Path, on_device: bool) -> None:

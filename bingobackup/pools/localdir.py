@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
+import hashlib
 import fcntl
 import os
 import threading
@@ -25,8 +27,19 @@ from bingobackup.pools.base import (
     frozen,
 )
 from bingobackup.pools.errors import BlobNotFoundError, PoolFullError
+from bingobackup.pools.locks import pid_gone, process_space
 
 TEMP_PREFIX = ".tmp-"
+
+
+@functools.cache
+def _space_tag() -> str:
+    """This host's process space (pools/locks.py), short enough for a file name."""
+    return hashlib.sha256(process_space().encode()).hexdigest()[:8]
+
+
+def _writer_tag() -> str:
+    return f"{_space_tag()}.{os.getpid()}"  # per call: a forked child has its own id
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -107,7 +120,31 @@ class LocalDirBlobStore(BlobStore):
             self._known_dirs.add(directory)
 
     def _temp_path(self, final: Path) -> Path:
-        return final.parent / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:12]}"
+        # The writer's process (space and id) in the name: `remove_dead_temps` can tell a
+        # killed writer's file from one being written.
+        return final.parent / f"{TEMP_PREFIX}{final.name}-{_writer_tag()}-{uuid.uuid4().hex[:12]}"
+
+    def remove_dead_temps(self) -> tuple[int, int]:
+        """Deletes the temp files of writers of this host that died (SIGKILL, power loss):
+        nothing else ever removes them. Those of other hosts, or of live or unknown
+        writers, stay. Returns (files, bytes) removed."""
+        ours, removed, freed = _space_tag(), 0, 0
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                parts = name.rsplit("-", 2)  # .tmp-<blob name>, <space>.<pid>, <random>
+                space, _, pid = parts[1].partition(".") if len(parts) == 3 else ("", "", "")
+                if space != ours or not pid.isdigit() or not pid_gone(int(pid)):
+                    continue
+                path = Path(directory, name)
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed, freed = removed + 1, freed + size
+        return removed, freed
 
     def _full_or_raise(self, error: OSError, needed: int) -> None:
         if error.errno in _FULL_ERRNOS:

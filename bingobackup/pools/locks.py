@@ -48,7 +48,7 @@ class LockRecord:
     started_at: float
     refreshed_at: float
     key: str
-    process_space: str = ""  # where `pid` means something (_process_space)
+    process_space: str = ""  # where `pid` means something (process_space)
 
     def describe(self) -> str:
         return f"{self.kind} on {self.host} (pid {self.pid})"
@@ -85,7 +85,7 @@ def read_locks(store: BlobStore) -> list[LockRecord]:
     return list(newest.values())
 
 
-def _process_space() -> str:
+def process_space() -> str:
     """This host name and PID namespace: two containers sharing a host name (host networking)
     each have their own process ids, so a pid is only checked within its own namespace."""
     try:
@@ -98,14 +98,19 @@ def _process_space() -> str:
 def _process_gone(lock: LockRecord) -> bool:
     """True for a lock of a process in this host's process space that no longer runs (as
     restic checks on the same host)."""
-    if not lock.process_space or lock.process_space != _process_space():
+    if not lock.process_space or lock.process_space != process_space():
         return False
+    return pid_gone(lock.pid)
+
+
+def pid_gone(pid: int) -> bool:
+    """True when no process of this process space has id `pid` (another user's counts as alive)."""
     try:
-        os.kill(lock.pid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
-        return False  # another user's process: alive
+        return False
     return False
 
 
@@ -162,7 +167,7 @@ class PoolLock:
                 "kind": self.kind,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
-                "process_space": _process_space(),
+                "process_space": process_space(),
                 "started_at": self._started_at,
                 "refreshed_at": now,
             }
