@@ -1,0 +1,73 @@
+"""`python -m tests.reliability` (`make reliability`): the long crash campaign, then its table.
+
+Runs tests/reliability with every named crash point and `--trials` seeded random offsets per
+scenario, collects each trial (crash_harness.record) and prints one table: scenario, kills
+tried, survived, data lost, max re-sent share. docs/reliability.md keeps a run's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def summary_table(trials: list[dict[str, object]]) -> Table:
+    by_scenario: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for trial in trials:
+        by_scenario[str(trial["scenario"])].append(trial)
+    table = Table(title="Crash campaign: SIGKILL at named and random crash points, then the same command again")
+    for column in ("scenario", "trials", "survived", "data lost", "max re-sent share", "not reached"):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for scenario, rows in by_scenario.items():
+        killed = [r for r in rows if r["killed"]]
+        share = max((float(r["resent_share"]) for r in killed), default=0.0)  # type: ignore[arg-type]
+        table.add_row(
+            scenario,
+            str(len(killed)),
+            str(sum(bool(r["survived"]) for r in killed)),
+            str(sum(bool(r["data_lost"]) for r in killed)),
+            f"{100 * share:.1f} %",
+            str(len(rows) - len(killed)),
+        )
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
+    parser.add_argument("--trials", type=int, default=5, help="random-offset kills per scenario")
+    parser.add_argument("--seed", type=int, default=26)
+    args = parser.parse_args(argv)
+    import pytest
+
+    with tempfile.TemporaryDirectory(prefix="reliability-") as work:
+        results = Path(work) / "trials.jsonl"
+        os.environ.update(
+            BINGOBACKUP_RELIABILITY_RESULTS=str(results),
+            BINGOBACKUP_RELIABILITY_TRIALS=str(args.trials),
+            BINGOBACKUP_RELIABILITY_SEED=str(args.seed),
+            BINGOBACKUP_RELIABILITY_LONG="1",
+        )
+        os.chdir(ROOT)
+        code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", str(HERE)])
+        trials = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+    console = Console()
+    console.print(summary_table(trials))
+    for trial in trials:
+        for problem in trial["problems"]:
+            console.print(f"{trial['scenario']} killed at {trial['point']}: {problem}", highlight=False)
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
