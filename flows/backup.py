@@ -29,13 +29,13 @@ from prefect.states import Cancelled, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import quote
 
-from bingobackup.crashpoints import crash_point
 from bingobackup.backup.conditions import skip_reason
 from bingobackup.backup.job import BackupJob, DiskOutcome, VmOutcome, log_vm_started
 from bingobackup.backup.power import LeftStopped, powered_off
 from bingobackup.backup.resume import LinkRetry, ResumingSink
 from bingobackup.backup.staging import delete_snapshot, staged_volume
 from bingobackup.cloud.models import Snapshot
+from bingobackup.crashpoints import crash_point
 from bingobackup.hooks import HookFailed, HookName, hook_env
 from bingobackup.mover.stages import DiskPipeline
 from bingobackup.resources.discovery import Disk, ResolvedVm

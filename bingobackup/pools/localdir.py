@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import functools
 import hashlib
-import fcntl
 import os
 import threading
 import uuid
@@ -40,6 +40,8 @@ def _space_tag() -> str:
 
 def _writer_tag() -> str:
     return f"{_space_tag()}.{os.getpid()}"  # per call: a forked child has its own id
+
+
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 

@@ -26,7 +26,9 @@ def summary_table(trials: list[dict[str, object]]) -> Table:
     by_scenario: dict[str, list[dict[str, object]]] = defaultdict(list)
     for trial in trials:
         by_scenario[str(trial["scenario"])].append(trial)
-    table = Table(title="Crash campaign: SIGKILL at named and random crash points, then the same command again")
+    table = Table(
+        title="Crash campaign: SIGKILL at named and random crash points, then the same command again"
+    )
     for column in ("scenario", "trials", "survived", "data lost", "max re-sent share", "not reached"):
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for scenario, rows in by_scenario.items():

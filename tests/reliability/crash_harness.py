@@ -239,7 +239,7 @@ class CrashRig:
                 continue  # deleted on purpose by the scenario
             try:
                 got = self.export_sha(pool, set_id, volume)
-            except Exception as error:  # noqa: BLE001 - a failed read is what we report
+            except Exception as error:  # a failed read is what we report
                 got = f"unreadable: {error}"
             if got != sha:
                 trial.data_lost = True
@@ -367,7 +367,9 @@ def gc_trial(rig: CrashRig, point: str, *, make_garbage: bool = True) -> Trial:
     trial.killed = True
     if rig.run(args) != 0:
         trial.problems.append(f"the rerun failed: {rig.last_output[-2000:]}")
-    temps = sorted(str(p.relative_to(rig.registered.pool_dir)) for p in rig.registered.pool_dir.rglob(".tmp-*"))
+    temps = sorted(
+        str(p.relative_to(rig.registered.pool_dir)) for p in rig.registered.pool_dir.rglob(".tmp-*")
+    )
     if temps:
         trial.problems.append(f"temp files of killed writers left after gc: {temps}")
     rig.check(trial)

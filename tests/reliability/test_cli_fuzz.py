@@ -58,7 +58,9 @@ def _command(path: tuple[str, ...]) -> Any:
 
 
 def _option_names(command: Any) -> list[str]:
-    return sorted(name for param in command.params for name in getattr(param, "opts", []) if name.startswith("-"))
+    return sorted(
+        name for param in command.params for name in getattr(param, "opts", []) if name.startswith("-")
+    )
 
 
 @pytest.fixture
@@ -74,7 +76,9 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _values(pool_dir: Path, missing: Path) -> st.SearchStrategy[str]:
     return st.one_of(
-        st.sampled_from([str(pool_dir), str(missing), "", "-", "--", "0", "-1", "101", "1e309", "50%", "abc%"]),
+        st.sampled_from(
+            [str(pool_dir), str(missing), "", "-", "--", "0", "-1", "101", "1e309", "50%", "abc%"]
+        ),
         st.integers(min_value=-(2**70), max_value=2**70).map(str),
         st.text(max_size=20),
     )

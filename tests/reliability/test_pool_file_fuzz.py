@@ -116,7 +116,9 @@ def _span(location: str) -> tuple[str, int]:
     return key, int(offset or 0)
 
 
-def test_damage_is_found_where_it_is_and_nowhere_else(golden: Golden, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_damage_is_found_where_it_is_and_nowhere_else(
+    golden: Golden, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     sizes = {name: (golden.directory / name).stat().st_size for name in golden.files}
 
     @FUZZ
@@ -173,7 +175,9 @@ def _check_damaged_pool(golden: Golden, directory: Path, name: str, changed: set
             pool.load_manifest(set_id, volume)
         except BingoBackupError as error:
             assert damaged_manifest and name == f"manifests/{set_id}/{volume}.json", str(error)
-            assert name.rpartition("/")[2].removesuffix(".json") in str(error) or name in str(error), str(error)
+            assert name.rpartition("/")[2].removesuffix(".json") in str(error) or name in str(error), str(
+                error
+            )
 
     # verify: exactly the damaged chunks (once per reference) and the damaged manifest.
     disks = [DiskToVerify(set_id=s, volume_id=v, indexed=m) for (s, v), m in golden.manifests.items()]
@@ -182,7 +186,9 @@ def _check_damaged_pool(golden: Golden, directory: Path, name: str, changed: set
     found_manifests = {(d.set_id, d.volume_id) for d in report.damage if d.kind == "manifest"}
     assert found_chunks == damaged_locations, report.damage
     expected_manifests = (
-        {tuple(name.removeprefix("manifests/").removesuffix(".json").split("/"))} if damaged_manifest else set()
+        {tuple(name.removeprefix("manifests/").removesuffix(".json").split("/"))}
+        if damaged_manifest
+        else set()
     )
     assert found_manifests == expected_manifests, report.damage
     assert {d.kind for d in report.damage} <= {"chunk", "manifest"}, report.damage
