@@ -29,7 +29,16 @@ def summary_table(trials: list[dict[str, object]]) -> Table:
     table = Table(
         title="Crash campaign: SIGKILL at named and random crash points, then the same command again"
     )
-    for column in ("scenario", "trials", "survived", "data lost", "max re-sent share", "not reached"):
+    columns = (
+        "scenario",
+        "trials",
+        "survived",
+        "data lost",
+        "max re-sent share",
+        "not reached",
+        "lost at power loss",
+    )
+    for column in columns:
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for scenario, rows in by_scenario.items():
         killed = [r for r in rows if r["killed"]]
@@ -41,6 +50,7 @@ def summary_table(trials: list[dict[str, object]]) -> Table:
             str(sum(bool(r["data_lost"]) for r in killed)),
             f"{100 * share:.1f} %",
             str(len(rows) - len(killed)),
+            str(sum(int(r.get("lost_at_power_loss", 0)) for r in killed)) if "power loss" in scenario else "",  # type: ignore[call-overload]
         )
     return table
 
@@ -49,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
     parser.add_argument("--trials", type=int, default=5, help="random-offset kills per scenario")
     parser.add_argument("--seed", type=int, default=26)
+    parser.add_argument("--fuzz-examples", type=int, default=50, help="random examples per fuzz test")
     args = parser.parse_args(argv)
     import pytest
 
@@ -59,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             BINGOBACKUP_RELIABILITY_TRIALS=str(args.trials),
             BINGOBACKUP_RELIABILITY_SEED=str(args.seed),
             BINGOBACKUP_RELIABILITY_LONG="1",
+            FUZZ_EXAMPLES=str(args.fuzz_examples),  # random (not the suite's derandomized) examples
         )
         os.chdir(ROOT)
         code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", str(HERE)])

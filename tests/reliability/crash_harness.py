@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 from flow_support import POOL_PASSPHRASE, Registered, bingobackup_command
+from power_loss import journalled_env, lose_page_cache
 from sim_admin import sim_admin
 
 from bingobackup.backup.staging import TEMP_PREFIX
@@ -58,6 +59,8 @@ class Trial:
     survived: bool = False  # the rerun completed and every check held
     data_lost: bool = False  # an earlier set no longer reads back byte-for-byte
     resent_share: float = 0.0  # bytes the rerun sent again / bytes the killed run had stored
+    power_loss: bool = False  # the kill also lost the page cache (power_loss.py)
+    lost_at_power_loss: int = 0  # directory entries undone and files emptied by the loss
     problems: list[str] = field(default_factory=list)
 
 
@@ -121,6 +124,8 @@ class CrashRig:
         self.spec_file = work / "job.yaml"
         self.spec_file.write_text(yaml.safe_dump(self.spec))
         self.expected: dict[tuple[str, str], str] = {}  # (set, volume) -> SHA-256 of the disk
+        self.last_output = ""
+        self.lost_at_power_loss = 0
 
     # -- the cloud -------------------------------------------------------------------------
     def change_disks(self) -> None:
@@ -151,12 +156,23 @@ class CrashRig:
         ]
 
     # -- commands --------------------------------------------------------------------------
-    def run(self, args: list[str], crash_at: str | None = None, trace: Path | None = None) -> int:
+    def run(
+        self,
+        args: list[str],
+        crash_at: str | None = None,
+        trace: Path | None = None,
+        power_loss: bool = False,
+    ) -> int:
+        """Runs `bingobackup args`; with `power_loss`, a kill also loses what the page cache
+        held of the pool (power_loss.py)."""
         env = dict(self.env)
         if crash_at:
             env[CRASH_AT_ENV] = crash_at
         if trace:
             env[CRASH_TRACE_ENV] = str(trace)
+        journal = self.work / f"journal-{uuid.uuid4().hex[:8]}"
+        if power_loss:
+            env = journalled_env(env, self.registered.pool_dir, journal)
         process = subprocess.Popen(
             bingobackup_command(*args),
             env=env,
@@ -168,7 +184,23 @@ class CrashRig:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         self.last_output = output.decode(errors="replace")
+        self.lost_at_power_loss = 0
+        if power_loss and process.returncode == -signal.SIGKILL:
+            self.lost_at_power_loss = sum(lose_page_cache(journal))
         return process.returncode
+
+    def kill_and_rerun(self, trial: Trial, args: list[str]) -> bool:
+        """Runs `args` to be killed at `trial.point` (losing the page cache too in a power-loss
+        trial), then again; False when the run ended before the point (nothing to rerun)."""
+        code = self.run(args, crash_at=trial.point, power_loss=trial.power_loss)
+        if code != -signal.SIGKILL:
+            assert code == 0, self.last_output
+            return False
+        trial.killed = True
+        trial.lost_at_power_loss = self.lost_at_power_loss
+        if self.run(args) != 0:
+            trial.problems.append(f"the rerun failed: {self.last_output[-2000:]}")
+        return True
 
     def backup_args(self) -> list[str]:
         return ["backup", "run", str(self.spec_file)]
@@ -284,18 +316,19 @@ DELETE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone")
 GC_POINTS = tuple(f"gc.{name}" for name in ("sweeping", "repack-packs", "repack-index", "repack-manifests"))
 
 
-def backup_trial(rig: CrashRig, point: str) -> Trial:
-    trial = Trial("backup", point)
+def backup_trial(rig: CrashRig, point: str, power_loss: bool = False) -> Trial:
+    trial = Trial(_name("backup", power_loss), point, power_loss=power_loss)
     rig.change_disks()
     before, pool = rig.catalog_sets(), rig.pool()
     garbage_before, stored_before = rig.garbage_bytes(pool), rig.stored_bytes(pool)
-    code = rig.run(rig.backup_args(), crash_at=point)
+    code = rig.run(rig.backup_args(), crash_at=point, power_loss=power_loss)
     if code != -signal.SIGKILL:
         assert code == 0, rig.last_output
         for set_id in rig.catalog_sets() - before:
             rig.remember(set_id)
         return trial  # the run ended before the point: not a kill
     trial.killed = True
+    trial.lost_at_power_loss = rig.lost_at_power_loss
     stored_by_killed = rig.stored_bytes(rig.pool()) - stored_before
     rig.free_job_slot()
     if rig.run(rig.backup_args()) != 0:
@@ -318,14 +351,9 @@ def export_trial(rig: CrashRig, point: str, set_id: str) -> Trial:
     output.parent.mkdir(exist_ok=True)
     args = ["export-disk", "--pool", str(rig.registered.pool_dir), "--set", set_id]
     args += ["--volume", volume, "--output", str(output), "--force"]
-    code = rig.run(args, crash_at=point)
-    if code != -signal.SIGKILL:
-        assert code == 0, rig.last_output
+    if not rig.kill_and_rerun(trial, args):
         return trial
-    trial.killed = True
-    if rig.run(args) != 0:
-        trial.problems.append(f"the rerun failed: {rig.last_output[-2000:]}")
-    elif file_sha256(output) != rig.expected[(set_id, volume)]:
+    if not trial.problems and file_sha256(output) != rig.expected[(set_id, volume)]:
         trial.data_lost = True
         trial.problems.append(f"the rerun's image of {set_id} {volume} has other bytes")
     left = sorted(p.name for p in output.parent.iterdir() if p != output)
@@ -335,38 +363,28 @@ def export_trial(rig: CrashRig, point: str, set_id: str) -> Trial:
     return trial
 
 
-def delete_trial(rig: CrashRig, point: str) -> Trial:
-    trial = Trial("sets delete", point)
+def delete_trial(rig: CrashRig, point: str, power_loss: bool = False) -> Trial:
+    trial = Trial(_name("sets delete", power_loss), point, power_loss=power_loss)
     doomed = rig.set_sharing_packs()
     before = rig.catalog_sets()
     args = ["sets", "delete", doomed, "--pool", rig.registered.pool, "--yes"]
-    code = rig.run(args, crash_at=point)
-    if code != -signal.SIGKILL:
-        assert code == 0, rig.last_output
+    if not rig.kill_and_rerun(trial, args):
         return trial
-    trial.killed = True
-    if rig.run(args) != 0:
-        trial.problems.append(f"the rerun failed: {rig.last_output[-2000:]}")
     rig.check(trial, before - {doomed})
     return trial
 
 
-def gc_trial(rig: CrashRig, point: str, *, make_garbage: bool = True) -> Trial:
+def gc_trial(rig: CrashRig, point: str, *, make_garbage: bool = True, power_loss: bool = False) -> Trial:
     """`gc` with repack killed at `point`; with `make_garbage`, a set is backed up and deleted
     first (without, the caller has just deleted one)."""
-    trial = Trial("gc + repack", point)
+    trial = Trial(_name("gc + repack", power_loss), point, power_loss=power_loss)
     if make_garbage:
         doomed = rig.set_sharing_packs()
         args = ["sets", "delete", doomed, "--pool", rig.registered.pool, "--yes"]
         assert rig.run(args) == 0, rig.last_output
     args = ["gc", "--pool", rig.registered.pool, "--repack-threshold", "90"]
-    code = rig.run(args, crash_at=point)
-    if code != -signal.SIGKILL:
-        assert code == 0, rig.last_output
+    if not rig.kill_and_rerun(trial, args):
         return trial
-    trial.killed = True
-    if rig.run(args) != 0:
-        trial.problems.append(f"the rerun failed: {rig.last_output[-2000:]}")
     temps = sorted(
         str(p.relative_to(rig.registered.pool_dir)) for p in rig.registered.pool_dir.rglob(".tmp-*")
     )
@@ -374,6 +392,10 @@ def gc_trial(rig: CrashRig, point: str, *, make_garbage: bool = True) -> Trial:
         trial.problems.append(f"temp files of killed writers left after gc: {temps}")
     rig.check(trial)
     return trial
+
+
+def _name(scenario: str, power_loss: bool) -> str:
+    return f"{scenario}, power loss" if power_loss else scenario
 
 
 def finished(trial: Trial) -> Trial:

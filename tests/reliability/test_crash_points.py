@@ -30,13 +30,26 @@ from crash_harness import (
 )
 from flow_support import Registered
 
-# The suite's short campaign (about 40 s): one seeded random offset into a backup and into an
-# export, a deletion killed before its tombstone, a repack killed while rewriting manifests.
+# The suite's short campaign (about 45 s): one seeded random offset into a backup and into an
+# export, a deletion killed before its tombstone, a repack killed while rewriting manifests,
+# and a backup losing power right after its catalog commit.
 SHORT = {
     "backup": (),
     "export": (),
     "delete": ("delete.before-tombstone",),
     "gc": ("gc.repack-manifests",),
+    "backup, power loss": ("catalog.after-commit",),
+    "delete, power loss": (),
+    "gc, power loss": (),
+}
+LONG = {
+    "backup": BACKUP_POINTS,
+    "export": EXPORT_POINTS,
+    "delete": DELETE_POINTS,
+    "gc": GC_POINTS,
+    "backup, power loss": BACKUP_POINTS,
+    "delete, power loss": DELETE_POINTS,
+    "gc, power loss": GC_POINTS,
 }
 
 
@@ -47,11 +60,7 @@ def test_every_killed_command_reruns_to_a_consistent_pool(
     rng = random.Random(seed)
     rig = CrashRig(registered, tmp_path, prefect_server.url, seed)
     count = trials_per_scenario()
-    plan = (
-        {"backup": BACKUP_POINTS, "export": EXPORT_POINTS, "delete": DELETE_POINTS, "gc": GC_POINTS}
-        if long_campaign()
-        else SHORT
-    )
+    plan = LONG if long_campaign() else SHORT
     trials: list[Trial] = []
 
     rig.change_disks()
@@ -68,11 +77,20 @@ def test_every_killed_command_reruns_to_a_consistent_pool(
 
     for point in plan["delete"]:
         trials.append(finished(delete_trial(rig, point)))
-
     for number, point in enumerate(plan["gc"]):
         # The short campaign collects the set its deletion trial removed; the long one makes
         # garbage for each kill.
         trials.append(finished(gc_trial(rig, point, make_garbage=long_campaign() or number > 0)))
+
+    power_loss_backups = [*plan["backup, power loss"]]
+    if long_campaign():
+        power_loss_backups += random_points(rng, len(passed), count)
+    for point in power_loss_backups:
+        trials.append(finished(backup_trial(rig, point, power_loss=True)))
+    for point in plan["delete, power loss"]:
+        trials.append(finished(delete_trial(rig, point, power_loss=True)))
+    for point in plan["gc, power loss"]:
+        trials.append(finished(gc_trial(rig, point, power_loss=True)))
 
     problems = [f"{t.scenario} killed at {t.point}: {p}" for t in trials for p in t.problems]
     assert problems == []
