@@ -77,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         trials = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
     console = Console()
     console.print(summary_table(trials))
+    pinned = max((int(t.get("uncommitted_sets", 0)) for t in trials), default=0)
+    console.print(
+        f"{len(trials)} trials. Sets left in the pool with manifests but no catalog commit (invisible, "
+        f"their chunks pinned: nothing removes them yet): {pinned}",
+        highlight=False,
+    )
     for trial in trials:
         for problem in trial["problems"]:
             console.print(f"{trial['scenario']} killed at {trial['point']}: {problem}", highlight=False)

@@ -61,6 +61,7 @@ class Trial:
     resent_share: float = 0.0  # bytes the rerun sent again / bytes the killed run had stored
     power_loss: bool = False  # the kill also lost the page cache (power_loss.py)
     lost_at_power_loss: int = 0  # directory entries undone and files emptied by the loss
+    uncommitted_sets: int = 0  # sets with manifests in the pool that no catalog row commits
     problems: list[str] = field(default_factory=list)
 
 
@@ -263,6 +264,7 @@ class CrashRig:
             trial.problems.append(f"catalog lists {sorted(sets)}, expected {sorted(expect_sets)}")
         pool = self.pool()
         in_pool = {s for s, _ in pool.list_manifests()}
+        trial.uncommitted_sets = len(in_pool - sets)  # invisible, but their chunks stay pinned
         for set_id in sorted(sets):
             if set_id not in in_pool:
                 trial.problems.append(f"set {set_id} is listed but has no manifest in the pool")
