@@ -126,6 +126,10 @@ class CatalogWriter:
         crash_point("catalog.after-commit")
         return committed
 
+    def is_committed(self, set_id: str) -> bool:
+        """Whether the set's commit record is in the catalog (deleted since or not)."""
+        return set_id in self._keys("backup_sets", set_id)
+
     def _keys(self, table: str, key: str) -> set[str]:
         """The keys of the files named `<key>.<commit id>.parquet` (a key may itself hold dots)."""
         names = (posixpath.basename(p)[: -len(PARQUET_SUFFIX)] for p in self.location.list_files(table, key))

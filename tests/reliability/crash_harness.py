@@ -265,6 +265,8 @@ class CrashRig:
         pool = self.pool()
         in_pool = {s for s, _ in pool.list_manifests()}
         trial.uncommitted_sets = len(in_pool - sets)  # invisible, but their chunks stay pinned
+        if trial.uncommitted_sets:
+            trial.problems.append(f"sets in the pool the catalog never committed: {sorted(in_pool - sets)}")
         for set_id in sorted(sets):
             if set_id not in in_pool:
                 trial.problems.append(f"set {set_id} is listed but has no manifest in the pool")
