@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.files import fsync_path, uncache
 from bingobackup.pools.base import (
     BackgroundPuts,
@@ -201,6 +202,7 @@ class LocalDirBlobStore(BlobStore):
             os.close(fd)
             temp.unlink(missing_ok=True)
             self._full_or_raise(error, needed)
+        crash_point("store.temp-written")  # in the page cache only: what a power loss loses
         return _PendingBlob(self, fd, temp, final, parts, needed)
 
     def _finish_put(self, blob: _PendingBlob) -> None:
@@ -214,6 +216,7 @@ class LocalDirBlobStore(BlobStore):
         except OSError as error:
             blob.temp.unlink(missing_ok=True)
             self._full_or_raise(error, blob.needed)
+        crash_point("store.renamed")  # visible, but its directory entry not yet durable
         fsync_path(blob.final.parent)
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -316,6 +316,8 @@ BACKUP_POINTS = (
     "catalog.mid-write",  # the set's chunk/disk/VM rows written, its commit record not
     "catalog.after-commit",  # committed, the run's record not yet written
     "backup.before-snapshot-cleanup",  # every disk written, the snapshots not yet deleted
+    "store.temp-written#2",  # a pool blob written to its temp file, not yet fsynced
+    "store.renamed#2",  # a pool blob renamed into place, its directory not yet fsynced
 )
 EXPORT_POINTS = ("restore.chunk-written#2",)
 DELETE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone")
