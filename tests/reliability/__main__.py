@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(ROOT)
         code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", str(HERE)])
         trials = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # the table whole, even in a pipe
     console.print(summary_table(trials))
     pinned = max((int(t.get("uncommitted_sets", 0)) for t in trials), default=0)
     console.print(
