@@ -9,6 +9,7 @@ examples instead of the suite's derandomized ones.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -192,3 +193,22 @@ def _check_damaged_pool(golden: Golden, directory: Path, name: str, changed: set
     )
     assert found_manifests == expected_manifests, report.damage
     assert {d.kind for d in report.damage} <= {"chunk", "manifest"}, report.damage
+
+
+def test_a_damaged_wrapped_key_is_named_with_the_config_not_only_as_a_wrong_passphrase(
+    golden: Golden, tmp_path: Path
+) -> None:
+    """Found by the random fuzz (`make reliability`): two bytes of the config's wrapped key
+    swapped read as a wrong passphrase, which sent the operator after the passphrase only."""
+    directory = tmp_path / "pool"
+    shutil.copytree(golden.directory, directory)
+    config = json.loads((directory / "config.json").read_text())
+    ciphertext = config["key"]["ciphertext"]
+    config["key"]["ciphertext"] = ciphertext[1] + ciphertext[0] + ciphertext[2:]
+    (directory / "config.json").write_text(json.dumps(config))
+
+    with pytest.raises(BingoBackupError) as refused:
+        open_pool_in(LocalDirBlobStore(directory, "pool"), passphrase=PASSPHRASE)
+
+    assert "does not open pool pool" in str(refused.value)
+    assert "config.json is damaged" in str(refused.value)
