@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections import defaultdict
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
     parser.add_argument("--trials", type=int, default=5, help="random-offset kills per scenario")
     parser.add_argument("--seed", type=int, default=26)
+    parser.add_argument("--results", type=Path, help="also keep every trial here (JSON lines)")
     parser.add_argument("--fuzz-examples", type=int, default=50, help="random examples per fuzz test")
     args = parser.parse_args(argv)
     import pytest
@@ -75,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         os.chdir(ROOT)
         code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", str(HERE)])
         trials = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
+        if args.results and results.exists():
+            shutil.copyfile(results, args.results)
     console = Console(width=max(Console().width, 130))  # the table whole, even in a pipe
     console.print(summary_table(trials))
     pinned = max((int(t.get("uncommitted_sets", 0)) for t in trials), default=0)
