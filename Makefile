@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test ui-screenshots chromium lint bench bench-e2e bench-scheduler bench-scale bench-verify restic postgresql install clean
+.PHONY: demo test reliability ui-screenshots chromium lint bench bench-e2e bench-scheduler bench-scale bench-verify restic postgresql install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP) postgresql chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long crash campaign (tests/reliability): every named crash point and TRIALS seeded random
+# offsets per scenario, killed and rerun; prints the table kept in docs/reliability.md.
+TRIALS ?= 5
+reliability: $(STAMP)
+	$(BIN)/python -m tests.reliability --trials $(TRIALS)
 
 # Debian's Chromium for the UI test (tests/ui): Playwright drives it, nothing is downloaded.
 chromium:

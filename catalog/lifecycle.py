@@ -7,10 +7,12 @@ and then writes their tombstones (`set_deletions`), after which no view shows th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
 from bingobackup.lifecycle.deletion import SetLockedError, delete_set_from_pool, released_media
 from bingobackup.lifecycle.retention import SetPlan, SetPoint, Verdict, apply_policy, plan_sets
@@ -19,6 +21,25 @@ from bingobackup.specs.retention import RetentionPolicy
 from catalog.query import Catalog
 from catalog.schema import BackupSetRecord, SetDeletionRecord, row_to_record
 from catalog.writer import CatalogWriter
+
+
+def remove_uncommitted_sets(pool: Pool, writer: CatalogWriter, job_name: str) -> list[str]:
+    """Removes the manifests earlier runs of `job_name` saved in `pool` but never committed in
+    its catalog (killed between a disk's commit and the set's): invisible to every reader,
+    they would pin their chunks against garbage collection for good. Returns those set ids.
+
+    Call it as a run of the job starts, when no other run of the job is active (the job's
+    concurrency slot), as the cloud's leftovers are cleaned; a set of another job, or one
+    whose commit record exists, is never touched."""
+    if not pool.registers_writers:
+        return []  # media pools expire sets by media; write-once storage cannot delete
+    ours = re.compile(rf"{re.escape(job_name)}-\d{{8}}T\d{{6}}Z-[0-9a-f]{{6}}")  # new_set_id's form
+    candidates = sorted({set_id for set_id, _ in pool.list_manifests() if ours.fullmatch(set_id)})
+    uncommitted = [set_id for set_id in candidates if not writer.is_committed(set_id)]
+    for set_id in uncommitted:
+        pool.delete_set(set_id)
+    return uncommitted
+
 
 NO_VM = "(no VM)"  # the group of a set whose catalog rows name no VM: nothing in it restores
 
@@ -155,6 +176,7 @@ def delete_sets(
         except SetLockedError as error:
             report.outcomes.append(DeletionOutcome(record.set_id, False, str(error)))
             continue
+        crash_point("delete.before-tombstone")
         writer.write_set_deletion(
             SetDeletionRecord(
                 set_id=record.set_id,

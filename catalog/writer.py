@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.files import fsync_path
 from bingobackup.format.manifest import DiskManifest
 from catalog.location import PARQUET_SUFFIX, CatalogError, CatalogLocation
@@ -113,14 +114,21 @@ class CatalogWriter:
             }
         )
         name = f"{set_id}.{commit_id}"
+        crash_point("catalog.before-commit")
         chunk_tables = [manifest_table(m, commit_id) for m in manifests]
         chunks = pa.concat_tables(chunk_tables) if chunk_tables else CHUNKS.empty_table()
         self._write_new("chunks", name, chunks)
         self._write_new("disk_backups", name, records_to_table(list(disks), DISK_BACKUPS, commit_id))
         self._write_new("vm_backups", name, records_to_table(list(vm_records), VM_BACKUPS, commit_id))
+        crash_point("catalog.mid-write")
         # The commit record goes last: until it is durable, nothing above is visible.
         self._write_new("backup_sets", name, records_to_table([committed], BACKUP_SETS, commit_id))
+        crash_point("catalog.after-commit")
         return committed
+
+    def is_committed(self, set_id: str) -> bool:
+        """Whether the set's commit record is in the catalog (deleted since or not)."""
+        return set_id in self._keys("backup_sets", set_id)
 
     def _keys(self, table: str, key: str) -> set[str]:
         """The keys of the files named `<key>.<commit id>.parquet` (a key may itself hold dots)."""

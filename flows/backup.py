@@ -31,6 +31,7 @@ from bingobackup.backup.power import LeftStopped, powered_off
 from bingobackup.backup.resume import ResumingSink
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
+from bingobackup.crashpoints import crash_point
 from bingobackup.hooks import HookFailed, hook_env
 from bingobackup.jobs.linkretry import LinkRetry
 from bingobackup.jobs.staging import delete_snapshot, staged_volume
@@ -187,6 +188,7 @@ def back_up_vm(
     except Exception as exc:
         status, error = "failed", str(exc)
     finally:
+        crash_point("backup.before-snapshot-cleanup")
         _delete_snapshots(client, taken)
     outcome = VmOutcome(
         vm=vm,

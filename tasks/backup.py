@@ -24,6 +24,7 @@ from bingobackup.resources.users import resolve_user
 from bingobackup.specs.job import BackupJobSpec
 from bingobackup.storage.errors import PoolError
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
+from catalog.lifecycle import remove_uncommitted_sets
 from catalog.set_copy import set_copy_bytes
 from tasks.blocks import PrefectRegistryStore
 
@@ -31,7 +32,13 @@ from tasks.blocks import PrefectRegistryStore
 @task(name="resolve content", cache_policy=NONE)
 def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:
     store = PrefectRegistryStore().snapshot()  # resolving only reads: one round trip
-    return prepare_backup_job(store, resolve_user(store, user_name), spec)
+    job = prepare_backup_job(store, resolve_user(store, user_name), spec)
+    # A killed run's disks may be in the pool without its set in the catalog; like its
+    # snapshots, they go now (one run of a job at a time), reported with the leftovers.
+    writer = CatalogWriter(*pool_catalog_root(job.pool_registration))
+    removed = remove_uncommitted_sets(job.pool, writer, spec.name)
+    job.leftovers_removed += [f"uncommitted backup set {set_id}" for set_id in removed]
+    return job
 
 
 @task(name="snapshot", task_run_name="snapshot {vm.name}", cache_policy=NONE)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Snapshot
+from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
 from bingobackup.jobs.linkretry import check_resume_buffer
 from bingobackup.jobs.progress import ProgressTracker
@@ -265,3 +266,4 @@ def snapshot_disks(
     """
     for disk in vm.disks:
         snapshot_volume(client, job.spec.name, disk.volume_id, taken, job.timeouts)
+        crash_point("backup.after-snapshot")

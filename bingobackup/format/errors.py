@@ -37,7 +37,8 @@ class WrongPassphraseError(FormatError):
         self.pool = pool
         super().__init__(
             f"the passphrase does not open pool {pool}; nothing was read or written. "
-            "Check the passphrase (it is case-sensitive) and try again"
+            "Check the passphrase (it is case-sensitive) and try again; if it is right, the key "
+            "wrapped in the pool's config.json is damaged: restore that file from a copy"
         )
 
 

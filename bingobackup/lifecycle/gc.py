@@ -21,12 +21,11 @@ A kill -9 anywhere leaves every manifest naming durable chunks, and a rerun fini
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from bingobackup.crashpoints import CRASH_AT_ENV, crash_point
 from bingobackup.format.constants import CHUNKS, DATA, LOCKED_FORMAT, PACKS, ZERO_LOCATION
 from bingobackup.format.errors import CorruptChunkError
 from bingobackup.format.manifest import ChunkRef, DiskManifest
@@ -47,8 +46,9 @@ from bingobackup.storage.base import BlobInfo
 from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
 DEFAULT_REPACK_THRESHOLD = 0.5  # packs less than half live are rewritten (restic's default is 5 % unused)
-# A test names one of the crash points below here to have the collection kill itself there.
-CRASH_POINT_ENV = "BINGOBACKUP_GC_CRASH_AT"
+# A test names one of the crash points below (prefixed "gc.") in BINGOBACKUP_CRASH_AT to have
+# the collection kill itself there (bingobackup/crashpoints.py).
+CRASH_POINT_ENV = CRASH_AT_ENV
 CRASH_POINTS = ("condemned", "sweeping", "repack-packs", "repack-index", "repack-manifests")
 
 
@@ -120,6 +120,11 @@ def collect_garbage(
         return report
     with PoolLock(pool.store, "gc") as own:
         remove_stale_locks(pool.store)
+        files, size = pool.store.remove_dead_temps()
+        if files:
+            from bingobackup.mover.chunks import human_bytes
+
+            report.notes.append(f"removed {files} temporary file(s) of killed writers ({human_bytes(size)})")
         _carry_out_ready(pool, report, own.lock_id)
         if repack:
             _repack(pool, report, repack_threshold)
@@ -160,8 +165,7 @@ def _check_pool(pool: Pool) -> None:
 
 
 def _crash_point(name: str) -> None:
-    if os.environ.get(CRASH_POINT_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+    crash_point(f"gc.{name}")
 
 
 # -- marking ------------------------------------------------------------------------------

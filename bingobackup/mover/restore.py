@@ -25,6 +25,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
 from bingobackup.files import fsync_path, uncache
 from bingobackup.format.errors import CorruptChunkError
@@ -36,6 +37,7 @@ from bingobackup.mover.errors import MoverError, RestoreChunkError
 from bingobackup.mover.flusher import Flusher
 from bingobackup.mover.memory import keep_freed_buffers
 from bingobackup.mover.ratelimit import RateLimiter
+from bingobackup.processes import pid_gone
 
 
 class ChunkSource(Protocol):
@@ -196,7 +198,8 @@ def _open_target(target: Path, manifest: DiskManifest, label: str, on_device: bo
                 f"needs {manifest.size_bytes}; attach a volume at least that large and retry"
             )
         return fd, target
-    written_path = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    _remove_dead_partials(target)
+    written_path = target.with_name(f"{_partial_prefix(target)}{os.getpid()}")
     fd = os.open(written_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.ftruncate(fd, manifest.size_bytes)
     return fd, written_path
@@ -245,6 +248,7 @@ class _ChunkWriter:
         self.flusher.wrote(ref.length)
         with self.lock:
             self.totals["written"] += ref.length
+        crash_point("restore.chunk-written")
 
     def work_loop(self) -> None:
         while not self.crew.should_stop():
@@ -290,6 +294,21 @@ def _keep_or_discard(crew: Crew, target: Path, written_path: Path, on_device: bo
     if not on_device:
         os.replace(written_path, target)
         fsync_path(target.parent)
+
+
+def _partial_prefix(target: Path) -> str:
+    return f".{target.name}.partial-"
+
+
+def _remove_dead_partials(target: Path) -> None:
+    """Removes the partial files of restores to `target` whose process is gone (killed, or
+    its host rebooted): nothing else removes them, and each holds up to a disk's bytes."""
+    prefix = _partial_prefix(target)
+    for partial in target.parent.glob(f"{prefix}*"):
+        pid = partial.name.removeprefix(prefix)
+        if not pid.isdigit() or not pid_gone(int(pid)):
+            continue  # another restore to the same file is running: leave its file alone
+        partial.unlink(missing_ok=True)
 
 
 def _raise_failure(failure: Failure, what: str, target: Path, on_device: bool) -> None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bingobackup.format.constants import LOCKS
+from bingobackup.processes import pid_gone, process_space
 from bingobackup.storage.base import BlobStore
 from bingobackup.storage.errors import BlobNotFoundError, PoolError
 
@@ -48,7 +49,7 @@ class LockRecord:
     started_at: float
     refreshed_at: float
     key: str
-    process_space: str = ""  # where `pid` means something (_process_space)
+    process_space: str = ""  # where `pid` means something (process_space)
 
     def describe(self) -> str:
         return f"{self.kind} on {self.host} (pid {self.pid})"
@@ -85,28 +86,12 @@ def read_locks(store: BlobStore) -> list[LockRecord]:
     return list(newest.values())
 
 
-def _process_space() -> str:
-    """This host name and PID namespace: two containers sharing a host name (host networking)
-    each have their own process ids, so a pid is only checked within its own namespace."""
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = "no-namespace"
-    return f"{socket.gethostname()}/{namespace}"
-
-
 def _process_gone(lock: LockRecord) -> bool:
     """True for a lock of a process in this host's process space that no longer runs (as
     restic checks on the same host)."""
-    if not lock.process_space or lock.process_space != _process_space():
+    if not lock.process_space or lock.process_space != process_space():
         return False
-    try:
-        os.kill(lock.pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # another user's process: alive
-    return False
+    return pid_gone(lock.pid)
 
 
 def is_stale(lock: LockRecord, now: float) -> bool:
@@ -162,7 +147,7 @@ class PoolLock:
                 "kind": self.kind,
                 "host": socket.gethostname(),
                 "pid": os.getpid(),
-                "process_space": _process_space(),
+                "process_space": process_space(),
                 "started_at": self._started_at,
                 "refreshed_at": now,
             }

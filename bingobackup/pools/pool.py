@@ -20,6 +20,7 @@ from typing import ClassVar, TypeVar
 
 from pydantic import ValidationError
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.format.config import PoolConfig
 from bingobackup.format.constants import MANIFESTS, SEAL_FIELD, SEALED_FORMAT, ZERO_LOCATION
 from bingobackup.format.envelope import EnvelopeCodec
@@ -297,6 +298,7 @@ class Pool(ABC):
                 with contextlib.suppress(BlobNotFoundError):
                     self.store.delete(key)
                     removed += 1
+                crash_point("delete.blob-removed")
             return removed
 
     @contextlib.contextmanager

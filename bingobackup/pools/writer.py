@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.format.constants import ZERO_LOCATION
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.format.zero import is_zero
@@ -134,6 +135,7 @@ class DiskWriter(ABC):
             else:
                 self._chunks_duplicate += 1
             self._refs[offset] = ref
+        crash_point("pool.chunk-stored")
         return ref
 
     def add_known(self, offset: int, length: int, digest: str) -> ChunkRef:
@@ -165,6 +167,7 @@ class DiskWriter(ABC):
                 chunks=chunks,
             )
             self.pool.check_writer_lock()
+            crash_point("pool.before-manifest")
             self.pool.save_manifest(manifest)
         except BaseException:
             self._discard()

@@ -164,6 +164,11 @@ class BlobStore(ABC):
     # Stores that overlap their puts with the caller set this and implement `_start_put`.
     _background: BackgroundPuts | None = None
 
+    def remove_dead_temps(self) -> tuple[int, int]:
+        """Deletes what writers killed midway left invisible in the store; (items, bytes).
+        Stores whose half-written blobs vanish on their own (object stores' uploads) have none."""
+        return 0, 0
+
     def put_soon(self, key: str, data: BlobData, release: Callable[[], None] | None = None) -> None:
         """Rule 9: a `put` that may complete in the background until `flush()`; with `release`,
         `data` is handed over until the store calls it."""

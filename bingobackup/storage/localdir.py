@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import functools
+import hashlib
 import os
 import threading
 import uuid
@@ -12,7 +14,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bingobackup.crashpoints import crash_point
 from bingobackup.files import fsync_path, uncache
+from bingobackup.processes import pid_gone, process_space
 from bingobackup.storage.base import (
     BackgroundPuts,
     BlobData,
@@ -27,6 +31,18 @@ from bingobackup.storage.base import (
 from bingobackup.storage.errors import BlobNotFoundError, PoolFullError
 
 TEMP_PREFIX = ".tmp-"
+
+
+@functools.cache
+def _space_tag() -> str:
+    """This host's process space (pools/locks.py), short enough for a file name."""
+    return hashlib.sha256(process_space().encode()).hexdigest()[:8]
+
+
+def _writer_tag() -> str:
+    return f"{_space_tag()}.{os.getpid()}"  # per call: a forked child has its own id
+
+
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 
 
@@ -107,7 +123,31 @@ class LocalDirBlobStore(BlobStore):
             self._known_dirs.add(directory)
 
     def _temp_path(self, final: Path) -> Path:
-        return final.parent / f"{TEMP_PREFIX}{final.name}-{uuid.uuid4().hex[:12]}"
+        # The writer's process (space and id) in the name: `remove_dead_temps` can tell a
+        # killed writer's file from one being written.
+        return final.parent / f"{TEMP_PREFIX}{final.name}-{_writer_tag()}-{uuid.uuid4().hex[:12]}"
+
+    def remove_dead_temps(self) -> tuple[int, int]:
+        """Deletes the temp files of writers of this host that died (SIGKILL, power loss):
+        nothing else ever removes them. Those of other hosts, or of live or unknown
+        writers, stay. Returns (files, bytes) removed."""
+        ours, removed, freed = _space_tag(), 0, 0
+        for directory, _, names in os.walk(self.root):
+            for name in names:
+                if not name.startswith(TEMP_PREFIX):
+                    continue
+                parts = name.rsplit("-", 2)  # .tmp-<blob name>, <space>.<pid>, <random>
+                space, _, pid = parts[1].partition(".") if len(parts) == 3 else ("", "", "")
+                if space != ours or not pid.isdigit() or not pid_gone(int(pid)):
+                    continue
+                path = Path(directory, name)
+                try:
+                    size = path.stat().st_size
+                    path.unlink()
+                except FileNotFoundError:
+                    continue
+                removed, freed = removed + 1, freed + size
+        return removed, freed
 
     def _full_or_raise(self, error: OSError, needed: int) -> None:
         if error.errno in _FULL_ERRNOS:
@@ -162,6 +202,7 @@ class LocalDirBlobStore(BlobStore):
             os.close(fd)
             temp.unlink(missing_ok=True)
             self._full_or_raise(error, needed)
+        crash_point("store.temp-written")  # in the page cache only: what a power loss loses
         return _PendingBlob(self, fd, temp, final, parts, needed)
 
     def _finish_put(self, blob: _PendingBlob) -> None:
@@ -175,6 +216,7 @@ class LocalDirBlobStore(BlobStore):
         except OSError as error:
             blob.temp.unlink(missing_ok=True)
             self._full_or_raise(error, blob.needed)
+        crash_point("store.renamed")  # visible, but its directory entry not yet durable
         fsync_path(blob.final.parent)
 
     def get(self, key: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -48,6 +49,26 @@ def test_round_trip_restores_identical_bytes_with_holes_kept(image: TestImage, t
     assert allocated_bytes(output) <= manifest.data_bytes + 2 * CHUNK
     assert restored.bytes_written == manifest.data_bytes
     assert not list(tmp_path.glob(".restored.raw.partial-*"))
+
+
+def test_a_killed_restores_partial_file_is_removed_by_the_next_restore_to_that_file(
+    image: TestImage, tmp_path: Path
+) -> None:
+    """Found by the crash harness (tests/reliability): an export killed mid-disk left its
+    `.partial-<pid>` file beside the output for good. A live restore's file is left alone."""
+    pool = FakePool()
+    manifest = _backup(image, pool).manifest
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # its process id now names no process
+    dead = tmp_path / f".restored.raw.partial-{ended.pid}"
+    dead.write_bytes(b"half a disk")
+    alive = tmp_path / f".restored.raw.partial-{os.getppid()}"
+    alive.write_bytes(b"another restore still writing")
+
+    write_disk_from_pool(pool, manifest, tmp_path / "restored.raw")
+
+    assert sha256_of(tmp_path / "restored.raw") == image.sha256
+    assert sorted(tmp_path.glob(".restored.raw.partial-*")) == [alive]
 
 
 def test_a_fully_allocated_restore_has_the_same_bytes(image: TestImage, tmp_path: Path) -> None:

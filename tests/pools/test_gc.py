@@ -232,7 +232,7 @@ def test_a_gc_killed_anywhere_leaves_the_pool_readable_and_a_rerun_finishes(
     for set_id in ("old-0", "old-1", "gone"):
         pool.delete_set(set_id)
 
-    env = {**os.environ, CRASH_POINT_ENV: point, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, CRASH_POINT_ENV: f"gc.{point}", "PYTHONPATH": str(ROOT)}
     killed = subprocess.run(
         [sys.executable, "-c", CRASH_SCRIPT, str(tmp_path / "pool")], env=env, check=False
     )
@@ -325,3 +325,27 @@ def test_a_backup_whose_lock_went_stale_commits_nothing(
     with pytest.raises(PoolError, match=r"lock was last renewed .* nothing was committed"):
         writer.commit()
     assert list(pool.list_manifests()) == [] and list(pool.store.list("locks/")) == []
+
+
+def test_gc_removes_the_temp_files_of_killed_writers_of_this_host_only(tmp_path: Path) -> None:
+    """Found by the crash harness (tests/reliability): a backup killed while writing a blob
+    left its temp file in the pool for good (invisible to listings, so to GC too)."""
+    from bingobackup.storage.localdir import _space_tag
+
+    pool = local_pool(tmp_path / "pool")
+    disk = five_chunk_disk()
+    backup(pool, "kept", disk)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()  # its process id now names no process
+    data = tmp_path / "pool" / "data"
+    killed = data / f".tmp-pack-{_space_tag()}.{ended.pid}-0123456789ab"
+    running = data / f".tmp-pack-{_space_tag()}.{os.getpid()}-0123456789ab"
+    other_host = data / f".tmp-pack-00000000.{ended.pid}-0123456789ab"
+    for path in (killed, running, other_host):
+        path.write_bytes(b"x" * 1000)
+
+    report = collect_garbage(pool)
+
+    assert not killed.exists() and running.exists() and other_host.exists()
+    assert "removed 1 temporary file(s) of killed writers (1000 bytes)" in report.notes, report.notes
+    assert read_back(reopen(pool), reopen(pool).load_manifest("kept", "vol-a")) == disk.data
