@@ -181,9 +181,11 @@ class CrashRig:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # the kill takes its whole group, as a dead host's would
         )
-        output, _ = process.communicate(timeout=600)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
+        try:
+            output, _ = process.communicate(timeout=600)
+        finally:  # a run that outlived its time (or a test stopped midway) leaves nothing behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         self.last_output = output.decode(errors="replace")
         self.lost_at_power_loss = 0
         if power_loss and process.returncode == -signal.SIGKILL:
