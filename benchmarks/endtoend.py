@@ -49,7 +49,9 @@ if TYPE_CHECKING:
 POOL_PASSPHRASE = "benchmark pool passphrase"
 VM_NAME = "e2e-vm"
 PARTS = ("start", "run setup", "cloud steps", "data path", "summary")
-DATA_TASKS = ("read disk chunks", "dedup", "write to pool")
+# By the task functions (a task run is named after its VM and disk: tasks/backup.py).
+VM_TASK = "back_up_vm"
+DATA_TASKS = ("read_disk_chunks", "dedup", "write_to_pool")
 
 
 def cli_command(*args: str) -> list[str]:
@@ -145,15 +147,15 @@ def _split(launched: float, wall: float) -> dict[str, float]:
         # The server records task-run states in batches, every second (see prefect_server).
         for _ in range(100):
             tasks = client.read_task_runs(flow_run_filter=only_this)
-            ended = {t.name.rsplit("-", 1)[0]: t for t in tasks if t.end_time is not None}
-            if "back up VM" in ended and all(name in ended for name in DATA_TASKS):
+            ended = {t.task_key.rsplit("-", 1)[0]: t for t in tasks if t.end_time is not None}
+            if VM_TASK in ended and all(name in ended for name in DATA_TASKS):
                 break
             time.sleep(0.2)
         else:
             raise RuntimeError(f"the task runs of flow run {run.id} were not all recorded in 20 s")
     if run.start_time is None:
         raise RuntimeError(f"flow run {run.id} has no start time")
-    vm = ended["back up VM"]
+    vm = ended[VM_TASK]
     assert vm.start_time is not None and vm.end_time is not None
     data_start = min(_seconds(ended[name].start_time) for name in DATA_TASKS)
     data_end = max(_seconds(ended[name].end_time) for name in DATA_TASKS)
