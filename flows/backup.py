@@ -60,7 +60,7 @@ from tasks.backup import (
     write_to_pool,
 )
 from tasks.limits import JobAlreadyRunningError, crash_dead_runs, ensure_tag_limits, sole_run
-from tasks.owner import check_run_hooks, run_user
+from tasks.owner import run_user
 from tasks.power import PrefectStoppedVmLedger, start_vms_left_stopped, stop_of_this_run
 from tasks.progress import progress_artifact
 
@@ -304,8 +304,7 @@ def _run_job_with_one_client(spec: BackupJobSpec, user: str | None) -> dict[str,
     # each new client costs a round trip for its CSRF token and, against a team's server,
     # ≈ 20 ms of CPU (its TLS context loads certifi's bundle), taken from the backup's two cores.
     with SyncClientContext.get_or_create():
-        user = run_user(user)  # a job's recorded owner, whatever the run's parameter says
-        check_run_hooks(spec.options)  # the commands saved with the job, or none
+        user = run_user(user, spec.options)  # the job's recorded owner; its hooks as saved
         try:
             with sole_run(run_tag(spec.name), spec.name):
                 crashed = crash_dead_runs(spec.name)

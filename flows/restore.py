@@ -42,7 +42,7 @@ from flows.jobs import (
     vm_tag,
 )
 from tasks.limits import ensure_tag_limits
-from tasks.owner import check_run_hooks, run_user
+from tasks.owner import run_user
 from tasks.progress import progress_artifact
 from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
 
@@ -256,8 +256,7 @@ def run_restore(
         raise BingoBackupError(
             f"Restore spec {spec.name} has kind: {spec.kind}; run it with `bingobackup restore {spec.kind}`."
         )
-    user = run_user(user)  # a job's recorded owner, whatever the run's parameter says
-    check_run_hooks(spec.options)  # the commands saved with the job, or none
+    user = run_user(user, spec.options)  # the job's recorded owner; its hooks as saved
     vms = [item.source.vm for item in spec.vms]
     try:
         summary, failure = _restore(spec, confirm, user, verification_timeout_seconds, vms)

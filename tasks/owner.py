@@ -13,6 +13,7 @@ made again under the same name (by the UI or `prefect deploy`) has no owner unti
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -51,30 +52,30 @@ def forget_owner(client: SyncPrefectClient, deployment_id: UUID) -> None:
         client.delete_variable_by_name(owner_variable(deployment_id))
 
 
-def recorded_owner(client: SyncPrefectClient, deployment_id: UUID) -> tuple[bool, str | None]:
-    """(whether an owner is recorded, the owner)."""
+def _recorded(client: SyncPrefectClient, deployment_id: UUID) -> dict[str, Any] | None:
+    """What `record_owner` saved for the deployment: owner and hooks digest; None when nothing."""
     variable = client.read_variable_by_name(owner_variable(deployment_id))
     if variable is None or not isinstance(variable.value, dict):
-        return False, None
-    owner = variable.value.get("owner")
-    return True, owner if isinstance(owner, str) else None
+        return None
+    return variable.value
 
 
-def check_run_hooks(options: HookedOptions) -> None:
+def _owner_of(recorded: dict[str, Any]) -> str | None:
+    owner = recorded.get("owner")
+    return owner if isinstance(owner, str) else None
+
+
+def recorded_owner(client: SyncPrefectClient, deployment_id: UUID) -> tuple[bool, str | None]:
+    """(whether an owner is recorded, the owner)."""
+    recorded = _recorded(client, deployment_id)
+    return (False, None) if recorded is None else (True, _owner_of(recorded))
+
+
+def _check_hooks(options: HookedOptions, recorded: dict[str, Any] | None) -> None:
     """Refuse a run of a job whose precondition, pre-script or post-script are not the ones
     saved with the job (by an admin: `job create|edit`): the spec is a run parameter a *Custom
-    run* in the UI can change, and hooks are shell commands on the backup host. Runs outside
-    a deployment (the CLI's in-process runs) are their caller's own."""
-    context = FlowRunContext.get()
-    deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
-    if deployment_id is None:
-        return
-    with SyncClientContext.get_or_create() as client_context:
-        variable = client_context.client.read_variable_by_name(owner_variable(deployment_id))
-    recorded = (
-        variable.value.get("hooks") if variable is not None and isinstance(variable.value, dict) else None
-    )
-    if hooks_digest(options) != recorded:
+    run* in the UI can change, and hooks are shell commands on the backup host."""
+    if hooks_digest(options) != (recorded or {}).get("hooks"):
         raise BingoBackupError(
             "This run's precondition, pre-script or post-script differ from those saved with the job, "
             "so nothing was run: they are shell commands on the backup host, which only an admin may set "
@@ -82,18 +83,21 @@ def check_run_hooks(options: HookedOptions) -> None:
         )
 
 
-def run_user(user: str | None) -> str | None:
+def run_user(user: str | None, options: HookedOptions | None = None) -> str | None:
     """The user this flow run acts as: its deployment's recorded owner when it runs a job,
-    else `user` (the CLI's in-process runs). A `user` parameter that differs from the owner
-    is ignored, with a warning in the run's log."""
+    else `user` (the CLI's in-process runs, whose hooks are their caller's own). A `user`
+    parameter that differs from the owner is ignored, with a warning in the run's log. With
+    the job's `options`, a run whose hooks differ from those saved with the job is refused
+    (one read of what the job recorded serves both)."""
     context = FlowRunContext.get()
     deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
     if deployment_id is None:
         return user
     with SyncClientContext.get_or_create() as client_context:
-        known, owner = recorded_owner(client_context.client, deployment_id)
+        recorded = _recorded(client_context.client, deployment_id)
+    owner = _owner_of(recorded) if recorded is not None else None
     logger = get_run_logger()
-    if not known:
+    if recorded is None:
         logger.warning(
             "This deployment has no recorded owner (it was not saved by `bingobackup job create|edit`), so "
             "its runs act as the local admin, which works only while no user is registered. Record one "
@@ -107,6 +111,8 @@ def run_user(user: str | None) -> str | None:
             user,
             repr(owner) if owner else "the local admin",
         )
-    if known:
+    if recorded is not None:
         logger.info("acting as %s, the job's recorded owner", repr(owner) if owner else "the local admin")
+    if options is not None:
+        _check_hooks(options, recorded)
     return owner
