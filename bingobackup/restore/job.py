@@ -19,6 +19,7 @@ from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import ChunkRef
 from bingobackup.jobs.linkretry import LinkRetry, check_resume_buffer
 from bingobackup.jobs.progress import ProgressTracker
+from bingobackup.jobs.staging import StepTimeouts
 from bingobackup.mover.devices import DeviceLocator
 from bingobackup.mover.ratelimit import RateLimiter
 from bingobackup.mover.restore import ChunkSource
@@ -41,11 +42,9 @@ class RestoreJobError(BingoBackupError):
 
 
 @dataclass(frozen=True)
-class RestoreTimeouts:
-    volume: float = 3600.0
-    snapshot: float = 3600.0
-    attach: float = 300.0
-    device: float = 120.0
+class RestoreTimeouts(StepTimeouts):
+    """A backup's staging timeouts, and how long a restored VM may take to run."""
+
     instance: float = 600.0
 
 
