@@ -285,7 +285,7 @@ class Pool(ABC):
                 self.read_chunk(ref)
             except CorruptChunkError as error:
                 return False if error.key_refused else None
-            except Exception:  # noqa: BLE001 - a missing or unreadable blob says nothing of the key
+            except Exception:  # a missing or unreadable blob says nothing of the key
                 return None
             return True
         return None

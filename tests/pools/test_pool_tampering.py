@@ -155,7 +155,7 @@ def test_a_plain_config_put_in_place_of_an_encrypted_one_is_refused(tmp_path: Pa
         "Nothing was read or written. If the pool was created encrypted, its config.json was replaced"
     )
     # Opened as a plain pool (no passphrase): its encrypted chunks name the config foreign.
-    with pytest.raises(ForeignConfigError, match="config.json does not fit the backups stored in the pool"):
+    with pytest.raises(ForeignConfigError, match=r"config\.json does not fit the backups stored in the pool"):
         open_pool(root).open_disk_writer("set-3", "vol-a", len(disk.data))
     with pytest.raises(ForeignConfigError):
         open_pool(root).load_manifest("set-1", "vol-a")
