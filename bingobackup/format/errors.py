@@ -77,9 +77,9 @@ class ForeignConfigError(FormatError):
         self.checked = checked
         names = f" (which names pool {config_names})" if config_names != pool else ""
         super().__init__(
-            f"pool {pool}: config.json{names} does not fit the backups stored in the pool: none of the "
-            f"{len(checked)} sealed manifest(s) checked ({', '.join(checked)}) passes its seal under "
-            "the pool id and key config.json holds, so config.json was most likely replaced by "
+            f"pool {pool}: config.json{names} does not fit the backups stored in the pool: the "
+            f"manifests checked ({', '.join(checked)}) are not sealed, or their chunks not encrypted, "
+            "under the key and pool id config.json holds, so config.json was most likely replaced by "
             "another pool's (one made with the same passphrase). Nothing was read or written; restore "
             "config.json from a copy of this pool (or with `bingobackup pool scan` from its media), "
             "check who can write to the pool's storage, and run `bingobackup verify` if the file "

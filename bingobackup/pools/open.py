@@ -194,6 +194,7 @@ def upgrade_pool(store: BlobStore, passphrase: str | None = None) -> tuple[int, 
         )
     master_key = _master_key(store, config, passphrase)
     pool = _assemble(store, config, master_key)
+    pool.check_config_fits()  # never seal a pool's manifests under another pool's key
     sealed = 0
     for set_id, volume_id in list(pool.list_manifests()):
         key = pool.manifest_key(set_id, volume_id)

@@ -246,15 +246,16 @@ class Pool(ABC):
         self._config_fits = True
 
     def _config_misfits(self) -> list[str]:
-        """The sealed manifests checked, when they show config.json is not this pool's; [] when
-        one passes its seal, or none is sealed. A damaged manifest must not pass for a foreign
-        config, so a failed seal is weighed by the manifest's first stored chunk: it does not
-        open under a foreign key (nor an encrypted chunk under a plain config), and it does
-        under the pool's own. A plain pool's chunks open under any plain config: there two
-        failed seals and none passing are needed."""
-        failed: list[str] = []
+        """The manifests checked, when they show config.json is not this pool's; [] when one
+        passes its seal, or nothing tells. A damaged manifest must not pass for a foreign config,
+        so a failed seal (or a manifest of a version-1 or -2 pool, which has none) is weighed by
+        the manifest's first stored chunk: it does not open under a foreign key (nor an
+        encrypted chunk under a plain config), and it does under the pool's own. A plain pool's
+        chunks open under any plain config: there two failed seals and none passing are needed."""
+        checked: list[str] = []
+        failed_seals = 0
         for examined, (set_id, volume_id) in enumerate(self.list_manifests()):
-            if examined >= 4 * CONFIG_CHECK_MANIFESTS or len(failed) >= CONFIG_CHECK_MANIFESTS:
+            if examined >= 4 * CONFIG_CHECK_MANIFESTS or len(checked) >= CONFIG_CHECK_MANIFESTS:
                 break
             key = self.manifest_key(set_id, volume_id)
             try:
@@ -263,17 +264,17 @@ class Pool(ABC):
                 manifest = DiskManifest.model_validate(raw)
             except (BlobNotFoundError, ValueError, ValidationError, AttributeError):
                 continue  # deleted meanwhile, or damaged past reading: says nothing of the key
-            if not isinstance(seal, str):
-                continue  # an unsealed manifest of a version-1 or -2 pool
-            if hmac.compare_digest(seal, self.manifest_seal(manifest)):
-                return []
-            failed.append(key)
+            if isinstance(seal, str):
+                if hmac.compare_digest(seal, self.manifest_seal(manifest)):
+                    return []
+                failed_seals += 1
+            checked.append(key)
             opens = self._opens_a_chunk(manifest)
             if opens is False:
-                return failed
+                return checked
             if opens and self.config.encrypted:
-                return []  # the key fits: this manifest itself was altered
-        return failed if len(failed) >= 2 else []
+                return []  # the key fits: a failed seal means this manifest itself was altered
+        return checked if failed_seals >= 2 else []
 
     def _opens_a_chunk(self, manifest: DiskManifest) -> bool | None:
         """Whether the first stored chunk `manifest` names opens under this config (None: it

@@ -27,8 +27,9 @@ from bingobackup.format.errors import (
 from bingobackup.format.manifest import ChunkRef, DiskManifest
 from bingobackup.lifecycle.gc import collect_garbage
 from bingobackup.lifecycle.verify import DiskToVerify, verify_disks
-from bingobackup.pools import Pool, create_pool, open_pool
+from bingobackup.pools import LocalDirBlobStore, Pool, create_pool, open_pool, upgrade_pool
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 KINDS = ["dedup", "standard"]
 
 
@@ -121,7 +122,7 @@ def test_another_pools_config_is_refused_before_anything_is_read_or_written(
     assert message.startswith(
         "pool pool-a: config.json (which names pool pool-b) does not fit the backups stored in the pool"
     )
-    assert "(manifests/set-1/vol-a.json) passes its seal" in message
+    assert "the manifests checked (manifests/set-1/vol-a.json) are not sealed, or their chunks not" in message
     assert "Nothing was read or written; restore config.json from a copy of this pool" in message
     with pytest.raises(ForeignConfigError):
         open_pool(root, other_passphrase).open_disk_writer("set-2", "vol-a", len(disk.data))
@@ -134,6 +135,27 @@ def test_another_pools_config_is_refused_before_anything_is_read_or_written(
     (root / "config.json").write_bytes(own_config)
     pool = open_pool(root, PASSPHRASE)
     assert read_back(pool, pool.load_manifest("set-1", "vol-a")) == disk.data
+
+
+def test_another_pools_config_on_an_unsealed_pool_is_refused_by_pool_upgrade(tmp_path: Path) -> None:
+    """A format-2 pool has no seals to check a config against: its chunks are. `pool upgrade`
+    would otherwise seal every manifest under the foreign key."""
+    root = tmp_path / "dedup-aes"
+    shutil.copytree(FIXTURES / "golden-pool-v2" / "dedup-aes", root)
+    expected = json.loads((FIXTURES / "golden-pool-v2" / "expected.json").read_text())
+    passphrase, set_id, volume_id = expected["passphrase"], expected["set_id"], expected["volume_id"]
+    # Another pool made with the same passphrase: the format-1 golden one.
+    shutil.copyfile(FIXTURES / "golden-pool-v1" / "dedup-aes" / "config.json", root / "config.json")
+    before = tree_snapshot(root)
+
+    with pytest.raises(
+        ForeignConfigError, match=rf"manifests checked \(manifests/{set_id}/{volume_id}\.json\)"
+    ):
+        upgrade_pool(LocalDirBlobStore(root, "dedup-aes"), passphrase)
+    pool = open_pool(root, passphrase)
+    with pytest.raises(CorruptChunkError, match="sealed under another pool's key"):
+        read_back(pool, pool.load_manifest(set_id, volume_id))
+    assert tree_snapshot(root) == before
 
 
 @pytest.mark.parametrize("kind", KINDS)
