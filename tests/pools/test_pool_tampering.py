@@ -21,6 +21,7 @@ from bingobackup.format.errors import (
     CorruptChunkError,
     ForeignConfigError,
     FormatError,
+    ManifestError,
     PassphraseRequiredError,
     WrongPassphraseError,
 )
@@ -135,6 +136,32 @@ def test_another_pools_config_is_refused_before_anything_is_read_or_written(
     (root / "config.json").write_bytes(own_config)
     pool = open_pool(root, PASSPHRASE)
     assert read_back(pool, pool.load_manifest("set-1", "vol-a")) == disk.data
+
+
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plain"])
+def test_a_pools_only_manifest_edited_is_not_taken_for_a_foreign_config(
+    tmp_path: Path, encrypted: bool
+) -> None:
+    """The config check must not turn one altered manifest into "restore config.json": the
+    manifest is refused by name, and backups into the pool go on."""
+    root = tmp_path / "pool"
+    pool = create_pool(
+        root, "dedup", chunk_size=CHUNK, encrypted=encrypted, passphrase=PASSPHRASE if encrypted else None,
+        scrypt_n=FAST_SCRYPT_N,
+    )  # fmt: skip
+    disk = random_disk()
+    backup(pool, "set-1", disk)
+    path = root / "manifests" / "set-1" / "vol-a.json"
+    raw = json.loads(path.read_text())
+    raw["size_bytes"] += CHUNK
+    path.write_text(json.dumps(raw))
+
+    reopened = open_pool(root, PASSPHRASE if encrypted else None)
+    with pytest.raises(
+        ManifestError, match=r"manifest of disk vol-a in backup set set-1 on pool pool .* fails its seal"
+    ):
+        reopened.load_manifest("set-1", "vol-a")
+    assert read_back(reopened, backup(reopened, "set-2", disk)) == disk.data
 
 
 def test_another_pools_config_on_an_unsealed_pool_is_refused_by_pool_upgrade(tmp_path: Path) -> None:
