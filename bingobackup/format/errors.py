@@ -81,7 +81,7 @@ class ForeignConfigError(FormatError):
             f"manifests checked ({', '.join(checked)}) are not sealed, or their chunks not encrypted, "
             "under the key and pool id config.json holds, so config.json was most likely replaced by "
             "another pool's (one made with the same passphrase). Nothing was read or written; restore "
-            "config.json from a copy of this pool (or with `bingobackup pool scan` from its media), "
+            "config.json from a copy of this pool (a tape or optical pool's with `bingobackup pool scan`), "
             "check who can write to the pool's storage, and run `bingobackup verify` if the file "
             "turns out to be this pool's own"
         )

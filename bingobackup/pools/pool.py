@@ -37,7 +37,7 @@ log = logging.getLogger("bingobackup.pools")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
 # How often a set deletion looks again whether a repack still rewrites manifests.
 REPACK_POLL_SECONDS = 0.5
-# Sealed manifests a writer checks its config.json's key against (check_config_fits).
+# Manifests (and their first chunks) a writer weighs its config.json's key against (check_config_fits).
 CONFIG_CHECK_MANIFESTS = 3
 
 
@@ -251,9 +251,12 @@ class Pool(ABC):
         so a failed seal (or a manifest of a version-1 or -2 pool, which has none) is weighed by
         the manifest's first stored chunk: it does not open under a foreign key (nor an
         encrypted chunk under a plain config), and it does under the pool's own. A plain pool's
-        chunks open under any plain config: there two failed seals and none passing are needed."""
+        chunks open under any plain config: there two failed seals and none passing are needed.
+        Up to `CONFIG_CHECK_MANIFESTS` manifests are weighed, so one whose chunk was forged does
+        not make the config foreign while another passes."""
         checked: list[str] = []
         failed_seals = 0
+        key_refused = False
         for examined, (set_id, volume_id) in enumerate(self.list_manifests()):
             if examined >= 4 * CONFIG_CHECK_MANIFESTS or len(checked) >= CONFIG_CHECK_MANIFESTS:
                 break
@@ -270,11 +273,10 @@ class Pool(ABC):
                 failed_seals += 1
             checked.append(key)
             opens = self._opens_a_chunk(manifest)
-            if opens is False:
-                return checked
             if opens and self.config.encrypted:
                 return []  # the key fits: a failed seal means this manifest itself was altered
-        return checked if failed_seals >= 2 else []
+            key_refused |= opens is False  # the others are still tried: one may pass
+        return checked if key_refused or failed_seals >= 2 else []
 
     def _opens_a_chunk(self, manifest: DiskManifest) -> bool | None:
         """Whether the first stored chunk `manifest` names opens under this config (None: it
