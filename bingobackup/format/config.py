@@ -2,7 +2,10 @@
 
 It says what the pool is (magic, format version, kind, chunk size, algorithms) and, for an
 encrypted pool, holds the wrapped master key. It is written atomically (temp, fsync,
-rename) and changes only on a passphrase change.
+rename) and changes only on a passphrase change or `pool upgrade`. Only the wrapped key and the
+pool id are authenticated (the key's associated data); whoever can write the pool's storage can
+edit the rest, so a config whose cipher, digest and key fields contradict each other is refused
+(docs/format.md, "Threat model").
 """
 
 from __future__ import annotations
