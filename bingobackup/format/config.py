@@ -2,7 +2,10 @@
 
 It says what the pool is (magic, format version, kind, chunk size, algorithms) and, for an
 encrypted pool, holds the wrapped master key. It is written atomically (temp, fsync,
-rename) and changes only on a passphrase change.
+rename) and changes only on a passphrase change or `pool upgrade`. Only the wrapped key and the
+pool id are authenticated (the key's associated data); whoever can write the pool's storage can
+edit the rest, so a config whose cipher, digest and key fields contradict each other is refused
+(docs/format.md, "Threat model").
 """
 
 from __future__ import annotations
@@ -90,8 +93,31 @@ class PoolConfig(BaseModel):
                 f"{FORMAT_VERSION}: upgrade bingobackup to use this pool"
             )
         try:
-            return cls.model_validate(raw)
+            config = cls.model_validate(raw)
         except ValidationError as error:
             raise FormatError(
                 f"{where} is damaged: {error.errors()[0]['msg']}; restore it from a copy"
             ) from None
+        mismatch = config.protection_mismatch()
+        if mismatch:
+            raise FormatError(
+                f"{where} was edited or damaged: {mismatch}, which no bingobackup writes (an encrypted "
+                "pool keys its chunk ids and wraps its key; a plain one does neither). Nothing was read "
+                "or written; restore config.json from a copy of the pool"
+            )
+        return config
+
+    def protection_mismatch(self) -> str:
+        """What contradicts itself in the cipher, digest and key fields ("" when nothing). They
+        are not authenticated (only the wrapped key and pool id are), so an edit that weakens one
+        of them, such as unkeyed chunk ids in an encrypted pool, is refused here."""
+        keyed = self.digest == DigestId.BLAKE3_KEYED
+        if self.encrypted and not keyed:
+            return f"cipher {self.cipher} (encrypted) with digest {self.digest} (unkeyed chunk ids)"
+        if self.encrypted and self.key is None:
+            return f"cipher {self.cipher} (encrypted) without a wrapped key"
+        if not self.encrypted and keyed:
+            return f"cipher {self.cipher} (not encrypted) with digest {self.digest} (keyed chunk ids)"
+        if not self.encrypted and self.key is not None:
+            return f"cipher {self.cipher} (not encrypted) with a wrapped key"
+        return ""

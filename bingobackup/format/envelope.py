@@ -155,8 +155,8 @@ class EnvelopeCodec:
     def open(self, envelope: bytes | memoryview, expected_digest: str, location: str = "") -> bytes:
         """The verified plaintext; CorruptChunkError (naming digest and location) otherwise."""
 
-        def corrupt(reason: str) -> CorruptChunkError:
-            return CorruptChunkError(expected_digest, reason, location)
+        def corrupt(reason: str, *, key_refused: bool = False) -> CorruptChunkError:
+            return CorruptChunkError(expected_digest, reason, location, key_refused=key_refused)
 
         try:
             header = EnvelopeHeader.parse(envelope)
@@ -174,12 +174,18 @@ class EnvelopeCodec:
         view = memoryview(envelope)
         payload = view[HEADER_BYTES:]
         if header.cipher != self.cipher:
-            raise corrupt(f"cipher id {header.cipher} where the pool uses {int(self.cipher)}")
+            raise corrupt(
+                f"cipher id {header.cipher} where the pool uses {int(self.cipher)}",
+                key_refused=header.cipher != CipherId.NONE,
+            )
         if self._aead is not None:
             try:
                 body: bytes | memoryview = self._aead.decrypt(header.nonce, payload, view[:HEADER_BYTES])
             except InvalidTag:
-                raise corrupt("authentication failed (the bytes were altered)") from None
+                raise corrupt(
+                    "authentication failed (the bytes were altered, or sealed under another pool's key)",
+                    key_refused=True,
+                ) from None
         else:
             body = payload
         try:

@@ -20,10 +20,14 @@ class UnsupportedFormatError(FormatError):
 class CorruptChunkError(FormatError):
     """A stored chunk fails verification: bad header, failed authentication, or wrong digest."""
 
-    def __init__(self, digest: str, reason: str, location: str = "") -> None:
+    def __init__(self, digest: str, reason: str, location: str = "", *, key_refused: bool = False) -> None:
         self.digest = digest
         self.reason = reason
         self.location = location
+        # The envelope did not authenticate under the pool's key (or is encrypted where the pool
+        # is not): damaged, or sealed under another key. A digest mismatch after it did
+        # authenticate means the key is the pool's (the chunk is in the wrong place).
+        self.key_refused = key_refused
         where = f" at {location}" if location else ""
         super().__init__(
             f"chunk {digest}{where} is damaged: {reason}. The backups that use it cannot be restored "
@@ -38,7 +42,8 @@ class WrongPassphraseError(FormatError):
         super().__init__(
             f"the passphrase does not open pool {pool}; nothing was read or written. "
             "Check the passphrase (it is case-sensitive) and try again; if it is right, the key "
-            "wrapped in the pool's config.json is damaged: restore that file from a copy"
+            "wrapped in the pool's config.json is damaged, or the file is another pool's (copied "
+            "over this one): restore that file from a copy of this pool"
         )
 
 
@@ -61,3 +66,22 @@ class ManifestError(FormatError):
         self.volume_id = volume_id
         self.offset = offset
         super().__init__(message)
+
+
+class ForeignConfigError(FormatError):
+    """The pool's config.json holds a key that seals none of the pool's manifests: the file was
+    replaced (another pool's, made with the same passphrase) or the manifests all damaged."""
+
+    def __init__(self, pool: str, checked: list[str], config_names: str) -> None:
+        self.pool = pool
+        self.checked = checked
+        names = f" (which names pool {config_names})" if config_names != pool else ""
+        super().__init__(
+            f"pool {pool}: config.json{names} does not fit the backups stored in the pool: the "
+            f"manifests checked ({', '.join(checked)}) are not sealed, or their chunks not encrypted, "
+            "under the key and pool id config.json holds, so config.json was most likely replaced by "
+            "another pool's (one made with the same passphrase). Nothing was read or written; restore "
+            "config.json from a copy of this pool (a tape or optical pool's with `bingobackup pool scan`), "
+            "check who can write to the pool's storage, and run `bingobackup verify` if the file "
+            "turns out to be this pool's own"
+        )

@@ -114,6 +114,7 @@ def collect_garbage(
         raise ValueError(
             f"the repack threshold {repack_threshold} must lie between 0 and 1 (a fraction live)"
         )
+    pool.check_config_fits()  # a foreign config.json marks nothing: stop before deleting
     report = GcReport(pool=pool.name, kind=pool.kind, dry_run=dry_run)
     if dry_run:
         _dry_run(pool, report, repack, repack_threshold)

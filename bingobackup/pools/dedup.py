@@ -268,6 +268,7 @@ class DedupPool(Pool):
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> DedupDiskWriter:
         self.manifest_key(set_id, volume_id)  # validates both ids before any work
+        self.check_config_fits()
         return self._registered(lambda: DedupDiskWriter(self, set_id, volume_id, size_bytes))
 
     def _writing_started(self) -> None:

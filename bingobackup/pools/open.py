@@ -17,7 +17,7 @@ from bingobackup.format.crypto import (
 )
 from bingobackup.format.digest import ChunkDigester, DigestId
 from bingobackup.format.envelope import EnvelopeCodec
-from bingobackup.format.errors import PassphraseRequiredError
+from bingobackup.format.errors import FormatError, PassphraseRequiredError
 from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.pool import Pool
 from bingobackup.pools.standard import StandardPool
@@ -128,6 +128,17 @@ def open_pool_in(store: BlobStore, passphrase: str | None = None) -> Pool:
 
 def _master_key(store: BlobStore, config: PoolConfig, passphrase: str | None) -> bytes | None:
     if config.key is None:
+        if passphrase:
+            # Whoever can write the pool's storage could put a plain config.json in place of the
+            # encrypted one: the backups written next would be readable by them.
+            raise FormatError(
+                f"pool {store.name} was opened with a passphrase, but its config.json says it is not "
+                "encrypted. Nothing was read or written. If the pool was created encrypted, its "
+                "config.json was replaced by a plain one (backups written now would not be "
+                "encrypted): restore config.json from a copy of the pool and check who can write to "
+                "its storage; if the pool is not encrypted, open it without a passphrase (unset "
+                "BINGOBACKUP_POOL_PASSPHRASE)"
+            )
         return None
     if not passphrase:
         raise PassphraseRequiredError(store.name)
@@ -152,9 +163,10 @@ def change_passphrase(path: Path | str, old: str, new: str) -> None:
     """Rewraps the master key under `new`; no chunk is rewritten. Wrong `old` changes nothing."""
     store = LocalDirBlobStore(Path(path), Path(path).name)
     config = read_config(store)
-    master_key = _master_key(store, config, old)
-    if master_key is None:
+    if config.key is None:
         raise ValueError(f"pool {store.name} is not encrypted; it has no passphrase to change")
+    master_key = _master_key(store, config, old)
+    assert master_key is not None  # the config holds a wrapped key
     rewrapped = wrap_master_key(
         master_key,
         new,
@@ -182,6 +194,7 @@ def upgrade_pool(store: BlobStore, passphrase: str | None = None) -> tuple[int, 
         )
     master_key = _master_key(store, config, passphrase)
     pool = _assemble(store, config, master_key)
+    pool.check_config_fits()  # never seal a pool's manifests under another pool's key
     sealed = 0
     for set_id, volume_id in list(pool.list_manifests()):
         key = pool.manifest_key(set_id, volume_id)

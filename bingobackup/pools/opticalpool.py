@@ -140,6 +140,7 @@ class OpticalPool(MediaPool):
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> OpticalDiskWriter:
         self.manifest_key(set_id, volume_id)
+        self.check_config_fits()
         return OpticalDiskWriter(self, set_id, volume_id, size_bytes)
 
     def _read_envelope(self, ref: ChunkRef) -> bytes:

@@ -24,7 +24,7 @@ from bingobackup.crashpoints import crash_point
 from bingobackup.format.config import PoolConfig
 from bingobackup.format.constants import MANIFESTS, SEAL_FIELD, SEALED_FORMAT, ZERO_LOCATION
 from bingobackup.format.envelope import EnvelopeCodec
-from bingobackup.format.errors import ManifestError
+from bingobackup.format.errors import CorruptChunkError, ForeignConfigError, ManifestError
 from bingobackup.format.manifest import ChunkRef, DiskManifest, first_difference, manifest_seal, sealed_json
 from bingobackup.format.zero import is_zero
 from bingobackup.pools.locks import STALE_SECONDS, PoolLock, live_locks
@@ -37,6 +37,8 @@ log = logging.getLogger("bingobackup.pools")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}")
 # How often a set deletion looks again whether a repack still rewrites manifests.
 REPACK_POLL_SECONDS = 0.5
+# Manifests (and their first chunks) a writer weighs its config.json's key against (check_config_fits).
+CONFIG_CHECK_MANIFESTS = 3
 
 
 def check_name(what: str, value: str) -> str:
@@ -61,6 +63,7 @@ class Pool(ABC):
         self.config = config
         self.codec = codec
         self._warned_unsealed = False
+        self._config_fits = False
         self._writer_lock: PoolLock | None = None
         self._writers = 0
         self._writers_guard = threading.Lock()
@@ -211,7 +214,11 @@ class Pool(ABC):
                 f"pool {self.name} holds no backup of volume {volume_id} in set {set_id}; "
                 "list what it holds with `bingobackup catalog query`"
             ) from None
-        manifest, sealed = self.open_manifest(data, f"{self.name}:{key}")
+        try:
+            manifest, sealed = self.open_manifest(data, f"{self.name}:{key}")
+        except ManifestError:
+            self.check_config_fits()  # a foreign config.json fails every seal: say so instead
+            raise
         if (manifest.set_id, manifest.volume_id) != (set_id, volume_id):
             raise ManifestError(
                 f"the manifest stored as disk {volume_id} of backup set {set_id} on pool {self.name} "
@@ -224,6 +231,67 @@ class Pool(ABC):
         if not sealed:
             self._unsealed(manifest, key)
         return manifest
+
+    def check_config_fits(self) -> None:
+        """Raises ForeignConfigError when the key and pool id of config.json seal none of the
+        pool's manifests: another pool's config.json (made with the same passphrase, so it
+        opens) was put in place of this one's. Writers call it before writing anything, so no
+        backup lands in a pool under a foreign key. Checked once per open pool; a pool with no
+        sealed manifest yet has nothing to check against."""
+        if self._config_fits:
+            return
+        checked = self._config_misfits()
+        if checked:
+            raise ForeignConfigError(self.store.name, checked, self.name)
+        self._config_fits = True
+
+    def _config_misfits(self) -> list[str]:
+        """The manifests checked, when they show config.json is not this pool's; [] when one
+        passes its seal, or nothing tells. A damaged manifest must not pass for a foreign config,
+        so a failed seal (or a manifest of a version-1 or -2 pool, which has none) is weighed by
+        the manifest's first stored chunk: it does not open under a foreign key (nor an
+        encrypted chunk under a plain config), and it does under the pool's own. A plain pool's
+        chunks open under any plain config: there two failed seals and none passing are needed.
+        Up to `CONFIG_CHECK_MANIFESTS` manifests are weighed, so one whose chunk was forged does
+        not make the config foreign while another passes."""
+        checked: list[str] = []
+        failed_seals = 0
+        key_refused = False
+        for examined, (set_id, volume_id) in enumerate(self.list_manifests()):
+            if examined >= 4 * CONFIG_CHECK_MANIFESTS or len(checked) >= CONFIG_CHECK_MANIFESTS:
+                break
+            key = self.manifest_key(set_id, volume_id)
+            try:
+                raw = json.loads(self.store.get(key))
+                seal = raw.pop(SEAL_FIELD, None)
+                manifest = DiskManifest.model_validate(raw)
+            except (BlobNotFoundError, ValueError, ValidationError, AttributeError):
+                continue  # deleted meanwhile, or damaged past reading: says nothing of the key
+            if isinstance(seal, str):
+                if hmac.compare_digest(seal, self.manifest_seal(manifest)):
+                    return []
+                failed_seals += 1
+            checked.append(key)
+            opens = self._opens_a_chunk(manifest)
+            if opens and self.config.encrypted:
+                return []  # the key fits: a failed seal means this manifest itself was altered
+            key_refused |= opens is False  # the others are still tried: one may pass
+        return checked if key_refused or failed_seals >= 2 else []
+
+    def _opens_a_chunk(self, manifest: DiskManifest) -> bool | None:
+        """Whether the first stored chunk `manifest` names opens under this config (None: it
+        names none, or its blob cannot be read at all)."""
+        for ref in manifest.chunks:
+            if ref.location == ZERO_LOCATION:
+                continue
+            try:
+                self.read_chunk(ref)
+            except CorruptChunkError as error:
+                return False if error.key_refused else None
+            except Exception:  # a missing or unreadable blob says nothing of the key
+                return None
+            return True
+        return None
 
     def _unsealed(self, manifest: DiskManifest, key: str) -> None:
         if self.config.format_version >= SEALED_FORMAT:

@@ -142,6 +142,8 @@ class StandardPool(Pool):
     collects_garbage = True
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> StandardDiskWriter:
+        pack_key(set_id, volume_id)  # validates both ids before any work
+        self.check_config_fits()
         return self._registered(lambda: StandardDiskWriter(self, set_id, volume_id, size_bytes))
 
     def _read_envelope(self, ref: ChunkRef) -> bytes:

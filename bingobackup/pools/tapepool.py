@@ -152,6 +152,7 @@ class TapePool(MediaPool):
 
     def open_disk_writer(self, set_id: str, volume_id: str, size_bytes: int) -> TapeDiskWriter:
         self.manifest_key(set_id, volume_id)
+        self.check_config_fits()
         return TapeDiskWriter(self, set_id, volume_id, size_bytes)
 
     def _read_envelope(self, ref: ChunkRef) -> bytes:
