@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from support.cloud_stub import ACCESS_KEY, INSTANCE_ITEM, SECRET_KEY, error, ok
 
 from bingobackup.cloud import BingoCloudClient, CloudError
+from bingobackup.cloud.transport import Reply
 
 RESPONSES: dict[str, tuple[str, str]] = {
     "describe_instances": (
@@ -115,7 +116,7 @@ def _client() -> BingoCloudClient:
 
 
 def _call(method: str, status: int, body: bytes) -> None:
-    with mock.patch("bingobackup.cloud.client.post_form", return_value=(status, body)):
+    with mock.patch("bingobackup.cloud.client.post_form", return_value=Reply(status, body)):
         list(getattr(_client(), method)())
 
 
@@ -183,7 +184,7 @@ def test_both_casings_item_lists_of_one_and_extra_elements_read_the_same() -> No
             "<createTime></createTime><isRoot/></item></volumeSet>",
         ),
     ]
-    replies = iter((200, body.encode()) for _, body in pages)
+    replies = iter(Reply(200, body.encode()) for _, body in pages)
     with mock.patch("bingobackup.cloud.client.post_form", side_effect=lambda *a, **k: next(replies)):
         volumes = list(_client().describe_volumes())
     assert [(v.volume_id, v.size_gib, v.name, v.create_time) for v in volumes] == [
@@ -206,7 +207,7 @@ def test_instance_in_public_client_shape_reads_cpu_memory_and_cluster() -> None:
         "DescribeInstances",
         f"<reservationSet><item><instancesSet>{item}</instancesSet></item></reservationSet>",
     )
-    with mock.patch("bingobackup.cloud.client.post_form", return_value=(200, body[1].encode())):
+    with mock.patch("bingobackup.cloud.client.post_form", return_value=Reply(200, body[1].encode())):
         vm = _client().get_instance("i-1")
     assert (vm.cpu, vm.memory_mib, vm.cluster_id, vm.os_name, vm.os_version) == (2, 2048, "c-1", "", "")
 
@@ -221,7 +222,7 @@ def test_storage_space_in_gib_as_the_public_client_reads_it() -> None:
         "<storageName>b</storageName><clusterId>c</clusterId><spaceMax>2199023255552</spaceMax>"
         "<spaceUsed>512</spaceUsed></item></storageSet>",
     )[1].encode()
-    with mock.patch("bingobackup.cloud.client.post_form", return_value=(200, body)):
+    with mock.patch("bingobackup.cloud.client.post_form", return_value=Reply(200, body)):
         in_gib, in_bytes = _client().describe_storages()
     assert (in_gib.space_max_bytes, in_gib.space_used_bytes) == (2048 << 30, 512 << 30)
     assert (in_bytes.space_max_bytes, in_bytes.space_used_bytes) == (2 << 40, 512)
