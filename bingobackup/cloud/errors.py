@@ -177,13 +177,18 @@ class CloudWaitTimeout(CloudError):
         )
 
 
-def _find_text(root: ET.Element, name: str) -> str:
+def _find(root: ET.Element, name: str) -> ET.Element | None:
     # Case-insensitive: EC2 writes `RequestID` in errors but `requestId` in successes.
     wanted = name.lower()
     for element in root.iter():
         if element.tag.lower() == wanted:
-            return (element.text or "").strip()
-    return ""
+            return element
+    return None
+
+
+def _find_text(root: ET.Element, name: str) -> str:
+    found = _find(root, name)
+    return "" if found is None else (found.text or "").strip()
 
 
 def _refuses_timestamp(code: str, message: str) -> bool:
@@ -268,9 +273,11 @@ def error_from_response(
         root: ET.Element | None = parse(raw)
     except ET.ParseError:
         root = None
+    error = None if root is None else _find(root, "Error")
+    if error is not None:  # only an error document's Code counts, not an element so named elsewhere
+        code = _find_text(error, "Code")
+        message = _find_text(error, "Message")
     if root is not None:
-        code = _find_text(root, "Code")
-        message = _find_text(root, "Message")
         request_id = _find_text(root, "RequestID")
     if not message or (not code and (location or _is_html(raw, content_type))):
         message = describe_answer(raw, content_type, location)

@@ -30,12 +30,19 @@ class ReplyFault(BaseModel):
 
     rate: float = Field(1.0, ge=0, le=1, description="share of the (selected) requests spoiled")
     status: int | None = Field(None, ge=100, le=599, description="HTTP status sent instead of the real one")
-    content_type: str | None = Field(None, max_length=200, description="Content-Type instead of text/xml")
+    content_type: str | None = Field(
+        None, max_length=200, pattern=r"^[^\r\n]*$", description="Content-Type instead of text/xml"
+    )
     body: str | None = Field(None, description="sent (UTF-8) instead of the reply: generated bad XML, …")
     proxy_page: bool = Field(
         False, description="an nginx-style HTML error page for `status` (default 502) instead of the reply"
     )
-    cut_at: int | None = Field(None, ge=0, description="the body cut after this many bytes")
+    location: str | None = Field(
+        None, max_length=2000, pattern=r"^[^\r\n]*$", description="a Location header (with a 3xx status)"
+    )
+    cut_at: int | None = Field(
+        None, description="the body cut after this many bytes (negative: this many dropped from its end)"
+    )
     cut_closes: bool = Field(
         False,
         description="Content-Length announces the whole body and the connection closes at the cut "

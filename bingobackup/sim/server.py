@@ -141,6 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type or "text/xml; charset=utf-8")
         self.send_header("Content-Length", str(announced))
+        if spoil.location is not None:
+            self.send_header("Location", spoil.location)
         self.send_header("Connection", "close")
         self.end_headers()
         try:
