@@ -128,7 +128,7 @@ def _expected(fault: ReplyFault, action: str) -> str:
         if fault.cut_closes and kept < full:
             return "retry"
         # A mutated answer may still be a valid one (an empty set, say); nothing else is.
-        return "answer or once" if status == 200 and f"<{action}Response" in fault.body else "once"
+        return "answer or once" if status == 200 and f"{action}Response" in fault.body else "once"
     if fault.cut_at is not None:
         return "retry" if fault.cut_closes else "once"
     return "answer" if status == 200 and not fault.proxy_page else "once"
@@ -186,7 +186,9 @@ def test_spoiled_replies_give_the_answer_or_a_typed_error_retried_only_when_wort
     else:
         assert not isinstance(outcome, (CloudRetryableError, CloudUnreachableError)), message
         assert isinstance(outcome, CloudResponseError), message  # not the API's own refusal
-        assert outcome.attempts == 1 and requests == 1, (outcome.attempts, requests)
+        # One request, or two when the first page's nextToken asked for the next (not a retry).
+        pages = 2 if "nexttoken" in (fault.body or "").lower() else 1
+        assert outcome.attempts == 1 and 1 <= requests <= pages, (outcome.attempts, requests)
 
 
 def test_proxy_pages_and_redirects_are_named_for_what_they_are(sim: RunningSimulator) -> None:
