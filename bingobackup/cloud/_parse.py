@@ -27,7 +27,7 @@ from bingobackup.cloud._xml import (
     to_datetime,
     to_int,
 )
-from bingobackup.cloud.errors import CloudError
+from bingobackup.cloud.errors import CloudResponseError
 from bingobackup.cloud.models import (
     BlockDeviceMapping,
     CloudModel,
@@ -58,9 +58,8 @@ def build(model: type[M], fields: dict[str, Any]) -> M:
         return model.model_validate({k: v for k, v in fields.items() if v is not None and v != ""})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise CloudError(
-            f"BingoCloud sent a {model.__name__} the client cannot read ({problems})",
-            code="MalformedResponse",
+        raise CloudResponseError(
+            f"BingoCloud sent a {model.__name__} the client cannot read ({problems})"
         ) from None
 
 
@@ -73,9 +72,8 @@ def _reads(model: type[M]) -> Callable[[Callable[[ET.Element], M]], Callable[[ET
             try:
                 return parse_item(item)
             except ValueError as exc:
-                raise CloudError(
-                    f"BingoCloud sent a {model.__name__} the client cannot read ({exc})",
-                    code="MalformedResponse",
+                raise CloudResponseError(
+                    f"BingoCloud sent a {model.__name__} the client cannot read ({exc})"
                 ) from None
 
         return parse_checked

@@ -12,6 +12,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from pydantic import SecretStr
@@ -23,9 +24,11 @@ from bingobackup.cloud.errors import (
     CloudError,
     CloudInvalidRequest,
     CloudNotFoundError,
+    CloudResponseError,
     CloudRetryableError,
     CloudUnreachableError,
     error_from_response,
+    unreadable_answer,
 )
 from bingobackup.cloud.models import (
     Cluster,
@@ -54,6 +57,15 @@ Filters = dict[str, FilterValues]
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 5.0
 DUPLICATE_IMAGE_NAME = "InvalidAMIName.Duplicate"
+
+
+@contextmanager
+def _naming(action: str) -> Iterator[None]:
+    """Errors of the parsers (which do not know the call) name `action`."""
+    try:
+        yield
+    except CloudError as error:
+        raise error.of_action(action) from None
 
 
 def new_client_token() -> str:
@@ -129,26 +141,49 @@ class BingoCloudClient:
             self._endpoint.path,
             self.timezone,
         )
-        status, body = post_form(
+        reply = post_form(
             self._endpoint,
             signed,
             action=action,
             timeout=self.timeout_seconds,
             ssl_context=self._ssl_context,
         )
-        if status != 200:
+        if reply.status != 200:
             raise error_from_response(
-                status, body, action, timestamp=signed["Timestamp"], timezone=self.timezone
+                reply.status,
+                reply.body,
+                action,
+                timestamp=signed["Timestamp"],
+                timezone=self.timezone,
+                content_type=reply.content_type,
+                location=reply.location,
             )
         try:
-            return parse(body)
+            root = parse(reply.body)
         except ET.ParseError as exc:
-            raise CloudError(
-                f"BingoCloud answered with XML the client cannot parse ({exc})",
-                code="MalformedResponse",
-                http_status=status,
-                action=action,
+            raise unreadable_answer(
+                200,
+                reply.body,
+                action,
+                f"not XML the client can read ({exc})",
+                content_type=reply.content_type,
             ) from None
+        if root.tag.lower() == "response" and root.find("Errors") is not None:
+            # An error document sent with 200, as some gateways do: the error it names.
+            raise error_from_response(
+                200, reply.body, action, timestamp=signed["Timestamp"], timezone=self.timezone
+            )
+        if not root.tag.lower().endswith("response"):
+            # Well-formed XML of something else (an XHTML login or error page) would otherwise
+            # read as an answer with nothing in it: no VMs, no volumes.
+            raise unreadable_answer(
+                200,
+                reply.body,
+                action,
+                f"<{root.tag}> instead of <{action}Response>",
+                content_type=reply.content_type,
+            )
+        return root
 
     def _call(self, action: str, params: dict[str, str]) -> ET.Element:
         """One action, retried on throttling, 5xx and dropped connections within the window.
@@ -201,16 +236,16 @@ class BingoCloudClient:
             if token:
                 page_params["NextToken"] = token
             root = self._call(action, page_params)
-            yield from extract(root)
+            with _naming(action):
+                page = extract(root)
+            yield from page
             token = next_token(root)
             if not token:
                 return
             if token in sent:
                 # A cloud that hands back a token already followed would page forever.
-                raise CloudError(
-                    "BingoCloud sent a nextToken it had already sent; stopped paging",
-                    code="MalformedResponse",
-                    action=action,
+                raise CloudResponseError(
+                    "BingoCloud sent a nextToken it had already sent; stopped paging", action=action
                 )
             sent.add(token)
 
@@ -227,10 +262,16 @@ class BingoCloudClient:
             action, params, lambda root: [parse_item(i) for i in items(root, set_path)], paged=paged
         )
 
+    def _answer(self, action: str, params: dict[str, str], read: Callable[[ET.Element], T]) -> T:
+        """One call's answer as `read` makes it; unreadable answers are errors naming `action`."""
+        root = self._call(action, params)
+        with _naming(action):
+            return read(root)
+
     def _expect_true(self, action: str, params: dict[str, str]) -> None:
         root = self._call(action, params)
         if text(root, "return") != "true":
-            raise CloudError(f"BingoCloud answered return={text(root, 'return')!r}", action=action)
+            raise CloudResponseError(f"BingoCloud answered return={text(root, 'return')!r}", action=action)
 
     # ------------------------------------------------------------------ describe
 
@@ -348,7 +389,7 @@ class BingoCloudClient:
             "Description": description,
             "ClientToken": client_token or new_client_token(),
         }
-        return _parse.snapshot(self._call("CreateSnapshot", params))
+        return self._answer("CreateSnapshot", params, _parse.snapshot)
 
     def delete_snapshot(self, snapshot_id: str) -> None:
         self._expect_true("DeleteSnapshot", {"SnapshotId": snapshot_id})
@@ -376,27 +417,27 @@ class BingoCloudClient:
                 "ClientToken": client_token or new_client_token(),
             }
         )
-        return _parse.volume(self._call("CreateVolume", params))
+        return self._answer("CreateVolume", params, _parse.volume)
 
     def delete_volume(self, volume_id: str) -> None:
         self._expect_true("DeleteVolume", {"VolumeId": volume_id})
 
     def attach_volume(self, volume_id: str, instance_id: str, device: str) -> VolumeAttachment:
-        root = self._call(
-            "AttachVolume", {"VolumeId": volume_id, "InstanceId": instance_id, "Device": device}
-        )
-        return _parse.attachment(root)
+        params = {"VolumeId": volume_id, "InstanceId": instance_id, "Device": device}
+        return self._answer("AttachVolume", params, _parse.attachment)
 
     def detach_volume(
         self, volume_id: str, instance_id: str | None = None, *, force: bool = False
     ) -> VolumeAttachment:
         params = optional_params({"VolumeId": volume_id, "InstanceId": instance_id, "Force": force or None})
-        return _parse.attachment(self._call("DetachVolume", params))
+        return self._answer("DetachVolume", params, _parse.attachment)
 
     # ------------------------------------------------------------------ instances
 
     def _state_changes(self, action: str, params: dict[str, str]) -> list[StateChange]:
-        return [_parse.state_change(i) for i in items(self._call(action, params), "instancesSet")]
+        return self._answer(
+            action, params, lambda root: [_parse.state_change(i) for i in items(root, "instancesSet")]
+        )
 
     def stop_instances(self, instance_ids: Sequence[str], *, force: bool = False) -> list[StateChange]:
         params = {**list_params("InstanceId", instance_ids), **optional_params({"Force": force or None})}
@@ -436,9 +477,7 @@ class BingoCloudClient:
             log.info("RegisterImage %r: the image already exists as %s (a lost reply)", name, same)
             return same
         if not image_id:
-            raise CloudError(
-                "BingoCloud returned no imageId", code="MalformedResponse", action="RegisterImage"
-            )
+            raise CloudResponseError("BingoCloud returned no imageId", action="RegisterImage")
         return image_id
 
     def _image_named(self, name: str, root_snapshot_id: str, root_device_name: str) -> str | None:
@@ -499,10 +538,9 @@ class BingoCloudClient:
                 )
             )
             params.update(list_params(f"{prefix}.SecurityGroupId", nic.security_group_ids))
-        root = self._call("RunInstances", params)
-        launched = [_parse.instance(i) for i in items(root, "instancesSet")]
+        launched = self._answer(
+            "RunInstances", params, lambda root: [_parse.instance(i) for i in items(root, "instancesSet")]
+        )
         if not launched:
-            raise CloudError(
-                "BingoCloud launched no instance", code="MalformedResponse", action="RunInstances"
-            )
+            raise CloudResponseError("BingoCloud launched no instance", action="RunInstances")
         return launched[0]

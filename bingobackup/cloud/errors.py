@@ -7,6 +7,8 @@ never contain request parameters: they carry the signature and the access key id
 
 from __future__ import annotations
 
+import html
+import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -26,6 +28,10 @@ INVALID_REQUEST_CODES = frozenset(
     }
 )
 RETRYABLE_CODES = frozenset({"RequestLimitExceeded", "InternalError", "Unavailable"})
+# Statuses a proxy or load balancer answers for a busy or restarting API: Request Timeout and
+# Too Many Requests below 500 (5xx is retried whatever the body).
+RETRYABLE_STATUSES = frozenset({408, 429})
+MALFORMED = "MalformedResponse"
 
 _BODY_EXCERPT = 200
 
@@ -81,6 +87,10 @@ class CloudError(BingoBackupError):
         # task failures across processes).
         return (_rebuild, (type(self), dict(self.__dict__)))
 
+    def of_action(self, action: str) -> CloudError:
+        """The same error naming `action` (the parsers raise without knowing which call it was)."""
+        return self if self.action else _rebuild(type(self), {**self.__dict__, "action": action})
+
     def after_retries(self, attempts: int, elapsed_seconds: float) -> CloudError:
         """The same error, saying how long the client kept trying before giving up."""
         state = dict(self.__dict__)
@@ -117,6 +127,22 @@ class CloudInvalidRequest(CloudError):
     pass
 
 
+class CloudResponseError(CloudError):
+    """An answer that is not BingoCloud's API speaking: unreadable or cut XML, an HTML page of a
+    proxy or web console, a redirect. Not retried: a cloud that answered 200 may have done the
+    action, and a wrong address stays wrong."""
+
+    hint = (
+        "Check that the registered address is BingoCloud's API endpoint and not a proxy, login "
+        "page or web console (`bingobackup cloud settings`); if it is, try again and give the "
+        "cloud's administrator the action and time"
+    )
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        kwargs.setdefault("code", MALFORMED)
+        super().__init__(message, **kwargs)
+
+
 class CloudRetryableError(CloudError):
     hint = "BingoCloud is busy or failing; try again later"
 
@@ -151,13 +177,18 @@ class CloudWaitTimeout(CloudError):
         )
 
 
-def _find_text(root: ET.Element, name: str) -> str:
+def _find(root: ET.Element, name: str) -> ET.Element | None:
     # Case-insensitive: EC2 writes `RequestID` in errors but `requestId` in successes.
     wanted = name.lower()
     for element in root.iter():
         if element.tag.lower() == wanted:
-            return (element.text or "").strip()
-    return ""
+            return element
+    return None
+
+
+def _find_text(root: ET.Element, name: str) -> str:
+    found = _find(root, name)
+    return "" if found is None else (found.text or "").strip()
 
 
 def _refuses_timestamp(code: str, message: str) -> bool:
@@ -170,11 +201,53 @@ def _error_class(status: int, code: str) -> type[CloudError]:
         return CloudAuthError
     if code.endswith(".NotFound") or code == "InvalidInstanceType":
         return CloudNotFoundError
-    if code in RETRYABLE_CODES or status >= 500:
+    if code in RETRYABLE_CODES or status >= 500 or status in RETRYABLE_STATUSES:
         return CloudRetryableError
     if code in INVALID_REQUEST_CODES or code.startswith(("Invalid", "Missing")):
         return CloudInvalidRequest
+    if not code:  # no error document of the API: something else answered
+        return CloudResponseError
     return CloudError
+
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(rb"<[^>]*>?")
+
+
+def _plain(html_text: bytes) -> str:
+    return " ".join(html.unescape(html_text.decode("utf-8", "replace")).split())[:_BODY_EXCERPT]
+
+
+def _is_html(raw: bytes, content_type: str) -> bool:
+    head = raw.lstrip()[:64].lower()
+    return "html" in content_type.lower() or head.startswith((b"<!doctype html", b"<html"))
+
+
+def describe_answer(raw: bytes, content_type: str = "", location: str = "") -> str:
+    """What came back, in a line: an HTML page by its title, a redirect by its target, else
+    an excerpt of the body (never all of it: a page can be megabytes)."""
+    if location:
+        return f"a redirect to {location[:_BODY_EXCERPT]}; if that is the API's address, register it"
+    if _is_html(raw, content_type):
+        match = _TITLE.search(raw)
+        if match:
+            page = f"an HTML page titled {_plain(match.group(1))!r}"
+        else:
+            words = _plain(_TAG.sub(b" ", raw))
+            page = f"an HTML page saying {words!r}" if words else "an empty HTML page"
+        return f"{page}, from a proxy, load balancer or web server in front of BingoCloud's API"
+    excerpt = " ".join(raw.decode("utf-8", "replace").split())[:_BODY_EXCERPT]
+    kind = f" ({content_type})" if content_type else ""
+    return f"unexpected response{kind}: {excerpt}" if excerpt else f"empty response{kind}"
+
+
+def unreadable_answer(
+    status: int, raw: bytes, action: str, problem: str, *, content_type: str = "", location: str = ""
+) -> CloudResponseError:
+    """A success status whose body is not the API's answer to `action` (`problem` says how)."""
+    return CloudResponseError(
+        f"{problem}: {describe_answer(raw, content_type, location)}", http_status=status, action=action
+    )
 
 
 def error_from_response(
@@ -184,11 +257,15 @@ def error_from_response(
     *,
     timestamp: str = "",
     timezone: str = DEFAULT_TIMEZONE,
+    content_type: str = "",
+    location: str = "",
 ) -> CloudError:
     """The typed error for a non-success response `Response/Errors/Error{Code, ErrorNo?, Message}`.
 
     `timestamp` and `timezone` are what the request was stamped with, named by a
-    `CloudClockError` when the cloud refuses the time.
+    `CloudClockError` when the cloud refuses the time. A body that is no such document (a
+    proxy's HTML page, a redirect) is described by what it is, from `content_type` and
+    `location`.
     """
     raw = body.encode("utf-8") if isinstance(body, str) else body
     code = message = request_id = ""
@@ -196,13 +273,14 @@ def error_from_response(
         root: ET.Element | None = parse(raw)
     except ET.ParseError:
         root = None
+    error = None if root is None else _find(root, "Error")
+    if error is not None:  # only an error document's Code counts, not an element so named elsewhere
+        code = _find_text(error, "Code")
+        message = _find_text(error, "Message")
     if root is not None:
-        code = _find_text(root, "Code")
-        message = _find_text(root, "Message")
         request_id = _find_text(root, "RequestID")
-    if not message:
-        excerpt = " ".join(raw.decode("utf-8", "replace").split())[:_BODY_EXCERPT]
-        message = f"unexpected response: {excerpt}" if excerpt else "empty response"
+    if not message or (not code and (location or _is_html(raw, content_type))):
+        message = describe_answer(raw, content_type, location)
     if _refuses_timestamp(code, message):
         return CloudClockError(
             message,

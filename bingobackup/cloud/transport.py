@@ -2,14 +2,19 @@
 
 A fresh connection per request keeps the client safe to share between threads (parallel
 disks) and makes a dropped keep-alive connection impossible to confuse with a server fault.
+The timeout bounds the whole answer, not each read: a proxy trickling a byte now and then
+would otherwise hold a backup forever, as every read would come in under a per-read timeout.
 """
 
 from __future__ import annotations
 
 import http.client
 import os
+import socket
 import ssl
+import time
 from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 from bingobackup.cloud.errors import CloudUnreachableError
@@ -65,6 +70,41 @@ def make_ssl_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
+class Reply(NamedTuple):
+    """An HTTP answer: what the client needs of it to tell BingoCloud's API from what is not."""
+
+    status: int
+    body: bytes
+    content_type: str = ""
+    location: str = ""
+
+
+class _AnswerTooSlow(Exception):
+    pass
+
+
+def _read_body(response: http.client.HTTPResponse, sock: socket.socket | None, deadline: float) -> bytes:
+    """The whole body by `deadline`; IncompleteRead when the connection closes short of it."""
+    parts: list[bytes] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _AnswerTooSlow(sum(map(len, parts)))
+        if sock is not None:
+            sock.settimeout(remaining)
+        try:
+            part = response.read1(1 << 16)
+        except TimeoutError:
+            raise _AnswerTooSlow(sum(map(len, parts))) from None
+        if not part:
+            break
+        parts.append(part)
+    body = b"".join(parts)
+    if response.length:  # Content-Length promised more than arrived
+        raise http.client.IncompleteRead(body, response.length)
+    return body
+
+
 def post_form(
     endpoint: Endpoint,
     params: dict[str, str],
@@ -72,8 +112,8 @@ def post_form(
     action: str,
     timeout: float,
     ssl_context: ssl.SSLContext | None,
-) -> tuple[int, bytes]:
-    """POST `params` as a form; returns (status, body) or raises CloudUnreachableError."""
+) -> Reply:
+    """POST `params` as a form; the whole reply within `timeout`, or CloudUnreachableError."""
     body = urlencode(params).encode("ascii")
     headers = {
         "Host": endpoint.host_header,
@@ -88,10 +128,30 @@ def post_form(
         )
     else:
         connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=timeout)
+    deadline = time.monotonic() + timeout
     try:
         connection.request("POST", endpoint.path, body=body, headers=headers)
+        sock = connection.sock  # the response reads from it after the connection lets go of it
         response = connection.getresponse()
-        return response.status, response.read()
+        return Reply(
+            response.status,
+            _read_body(response, sock, deadline),
+            response.getheader("Content-Type", ""),
+            response.getheader("Location", ""),
+        )
+    except _AnswerTooSlow as slow:
+        raise CloudUnreachableError(
+            endpoint.url,
+            f"the answer did not arrive whole within {timeout:g} s ({slow.args[0]} bytes came; a stalled "
+            "or very slow link or proxy)",
+            action=action,
+        ) from None
+    except http.client.IncompleteRead as exc:
+        raise CloudUnreachableError(
+            endpoint.url,
+            f"the connection closed after {len(exc.partial)} bytes of the answer, {exc.expected} short",
+            action=action,
+        ) from None
     except ssl.SSLCertVerificationError as exc:
         raise CloudUnreachableError(
             endpoint.url,

@@ -27,7 +27,7 @@ from bingobackup.sim.addvm import exclusive_state_dir
 from bingobackup.sim.admin import PREFIX, handle_admin
 from bingobackup.sim.cloud import SimCloud
 from bingobackup.sim.errors import SimApiError
-from bingobackup.sim.faults import Fault, FaultInjector
+from bingobackup.sim.faults import Fault, FaultInjector, ReplyFault
 from bingobackup.sim.layers import write_volume
 from bingobackup.sim.query import Params
 from bingobackup.sim.scenarios import create_scenario
@@ -121,12 +121,48 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop_connection()
             return
         self.server.cloud.stats.request(action or "(none)")
+        spoil = self.server.faults.config.reply if fault == "spoil_reply" else None
+        if spoil is not None:
+            self._send_spoiled(spoil, action, params, request_id)
+            return
         status, body = self._process(action, params, fault, request_id)
         if fault == "lose_reply":
             self.server.cloud.stats.reply_lost(action)
             self._drop_connection()
             return
         self._send(status, body, "text/xml; charset=utf-8")
+
+    def _send_spoiled(self, spoil: ReplyFault, action: str, params: Params, request_id: str) -> None:
+        """The reply as `spoil` says a proxy or broken cloud sends it (see faults.py)."""
+        self.server.cloud.stats.reply_spoiled(action)
+        status, body = (200, b"") if spoil.substitutes() else self._process(action, params, None, request_id)
+        status, content_type, sent, announced = spoil.spoiled(status, body)
+        self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", content_type or "text/xml; charset=utf-8")
+        self.send_header("Content-Length", str(announced))
+        if spoil.location is not None:
+            self.send_header("Location", spoil.location)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        try:
+            if spoil.trickle_bytes_per_second is None:
+                self.wfile.write(sent)
+            else:
+                self._trickle(sent, spoil.trickle_bytes_per_second)
+            self.wfile.flush()
+        except OSError:
+            return  # the client gave up (its timeout), as it should on a trickle
+        if len(sent) < announced:
+            self._drop_connection()
+
+    def _trickle(self, body: bytes, bytes_per_second: float) -> None:
+        tick = 0.05
+        step = max(1, int(bytes_per_second * tick))
+        for start in range(0, len(body), step):
+            self.wfile.write(body[start : start + step])
+            self.wfile.flush()
+            time.sleep(step / bytes_per_second)  # the injected slowness itself, not synchronisation
 
     def _drop_connection(self) -> None:
         self.close_connection = True

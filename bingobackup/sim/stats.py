@@ -23,6 +23,9 @@ class SimStats(BaseModel):
     lost_replies: dict[str, int] = Field(
         default_factory=dict, description="requests processed whose reply was dropped (fault), per action"
     )
+    spoiled_replies: dict[str, int] = Field(
+        default_factory=dict, description="replies spoiled by the reply fault (ReplyFault), per action"
+    )
     token_replays: dict[str, int] = Field(
         default_factory=dict,
         description="create calls answered with the resource an earlier call with its ClientToken made",
@@ -42,6 +45,7 @@ class StatsRecorder:
         self._state_at_snapshot: dict[str, str] = {}
         self._lost_replies: Counter[str] = Counter()
         self._token_replays: Counter[str] = Counter()
+        self._spoiled_replies: Counter[str] = Counter()
 
     def request(self, action: str) -> None:
         with self._lock:
@@ -50,6 +54,10 @@ class StatsRecorder:
     def reply_lost(self, action: str) -> None:
         with self._lock:
             self._lost_replies[action] += 1
+
+    def reply_spoiled(self, action: str) -> None:
+        with self._lock:
+            self._spoiled_replies[action] += 1
 
     def token_replayed(self, action: str) -> None:
         with self._lock:
@@ -84,6 +92,7 @@ class StatsRecorder:
                 max_attached_per_source_node=dict(self._peak["node"]),
                 max_attached_per_source_vm=dict(self._peak["vm"]),
                 lost_replies=dict(self._lost_replies),
+                spoiled_replies=dict(self._spoiled_replies),
                 token_replays=dict(self._token_replays),
                 instance_state_at_snapshot=dict(self._state_at_snapshot),
             )

@@ -9,105 +9,16 @@ allowed out is a `CloudError` (bingobackup/cloud/errors.py) with a message.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from typing import Any
 from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.cloud_stub import ACCESS_KEY, INSTANCE_ITEM, SECRET_KEY, error, ok
+from support.cloud_fuzz import ODD_TEXT, RESPONSES, mutate
+from support.cloud_stub import ACCESS_KEY, SECRET_KEY, error, ok
 
 from bingobackup.cloud import BingoCloudClient, CloudError
-
-RESPONSES: dict[str, tuple[str, str]] = {
-    "describe_instances": (
-        "DescribeInstances",
-        f"<reservationSet><item><reservationId>r-1</reservationId><instancesSet>{INSTANCE_ITEM}"
-        "</instancesSet></item></reservationSet><nextToken>page-2</nextToken>",
-    ),
-    "describe_volumes": (
-        "DescribeVolumes",
-        "<volumeSet><item><volumeId>vol-1</volumeId><volumeName>data</volumeName><size>2</size>"
-        "<sizeBytes>1073741825</sizeBytes><status>in-use</status><createTime>2026-03-01T10:00:00.000Z"
-        "</createTime><isRoot>false</isRoot><format>raw</format><serial>abc123</serial>"
-        "<attachmentSet><item><volumeId>vol-1</volumeId><instanceId>i-1</instanceId>"
-        "<device>/dev/vdc</device><status>attached</status></item></attachmentSet></item></volumeSet>",
-    ),
-    "describe_snapshots": (
-        "DescribeSnapshots",
-        "<snapshotSet><item><snapshotId>snap-1</snapshotId><volumeId>vol-1</volumeId>"
-        "<status>completed</status><startTime>2026-03-01T10:00:00Z</startTime><progress>100%</progress>"
-        "<volumeSize>2</volumeSize><storageId>st-1</storageId></item></snapshotSet>",
-    ),
-    "describe_images": (
-        "DescribeImages",
-        "<imagesSet><item><imageId>ami-1</imageId><name>ubuntu</name><imageState>available</imageState>"
-        "<rootDeviceName>/dev/vda</rootDeviceName><osName>Ubuntu 20.04 64bit</osName>"
-        "<platform>linux</platform><architecture>x86_64</architecture><blockDeviceMapping><item>"
-        "<deviceName>/dev/vda</deviceName><ebs><snapshotId>snap-1</snapshotId></ebs></item>"
-        "</blockDeviceMapping></item></imagesSet>",
-    ),
-    "describe_clusters": (
-        "DescribeClusters",
-        "<clusterSet><item><clusterId>c-1</clusterId><clusterName>a</clusterName>"
-        "<status>available</status></item></clusterSet>",
-    ),
-    "describe_nodes": (
-        "DescribeNodes",
-        "<nodeSet><item><nodeId>n1@10.0.0.1</nodeId><clusterId>c-1</clusterId><cpuTotal>8</cpuTotal>"
-        "<memoryMax>4096.0</memoryMax><diskTotal>100</diskTotal></item></nodeSet>",
-    ),
-    "describe_storages": (
-        "DescribeStorages",
-        "<storageSet><item><storageId>st-1</storageId><storageName>s</storageName><clusterId>c-1"
-        "</clusterId><spaceMax>1000</spaceMax><spaceUsed>10</spaceUsed></item></storageSet>",
-    ),
-}
-
-ODD_TEXT = st.one_of(
-    st.just(""),
-    st.sampled_from(["2.0", "-1", "1e400", "nan", "true", "2026-13-45T99:00:00Z", "item", "   "]),
-    st.text(max_size=12).filter(lambda t: "\x00" not in t),
-)
-NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,11}", fullmatch=True)
-
-
-def _swap_case(tag: str) -> str:
-    return tag[:1].swapcase() + tag[1:]
-
-
-def _mutate(root: ET.Element, draw: Callable[[st.SearchStrategy[Any]], Any]) -> None:
-    """A few mutations, each on an element drawn from below the response element."""
-    parents = {element: parent for parent in root.iter() for element in parent}
-    for _ in range(draw(st.integers(1, 6))):
-        elements = [e for e in root.iter() if e in parents and _attached(e, parents, root)]
-        if not elements:
-            return
-        element = elements[draw(st.integers(0, len(elements) - 1))]
-        op = draw(st.sampled_from(["drop", "case", "rename", "extra", "text", "cut"]))
-        if op == "drop":
-            parents[element].remove(element)
-        elif op == "case":
-            element.tag = _swap_case(element.tag)
-        elif op == "rename":
-            element.tag = draw(NAME)
-        elif op == "extra":
-            extra = ET.SubElement(element, draw(NAME))
-            extra.text = draw(ODD_TEXT)
-        elif op == "text":
-            element.text = draw(ODD_TEXT)
-        elif element.text:
-            element.text = element.text[: draw(st.integers(0, len(element.text)))]
-
-
-def _attached(element: ET.Element, parents: dict[ET.Element, ET.Element], root: ET.Element) -> bool:
-    while element is not root:
-        parent = parents.get(element)
-        if parent is None or element not in list(parent):
-            return False
-        element = parent
-    return True
+from bingobackup.cloud.transport import Reply
 
 
 def _client() -> BingoCloudClient:
@@ -115,7 +26,7 @@ def _client() -> BingoCloudClient:
 
 
 def _call(method: str, status: int, body: bytes) -> None:
-    with mock.patch("bingobackup.cloud.client.post_form", return_value=(status, body)):
+    with mock.patch("bingobackup.cloud.client.post_form", return_value=Reply(status, body)):
         list(getattr(_client(), method)())
 
 
@@ -130,7 +41,7 @@ def _call(method: str, status: int, body: bytes) -> None:
 def test_mutated_responses_give_models_or_typed_errors(method: str, data: st.DataObject) -> None:
     action, inner = RESPONSES[method]
     root = ET.fromstring(ok(action, inner)[1])
-    _mutate(root, data.draw)
+    mutate(root, data.draw)
     body = ET.tostring(root, encoding="utf-8")
     if data.draw(st.booleans()):
         body = body[: data.draw(st.integers(0, len(body)))]
@@ -183,7 +94,7 @@ def test_both_casings_item_lists_of_one_and_extra_elements_read_the_same() -> No
             "<createTime></createTime><isRoot/></item></volumeSet>",
         ),
     ]
-    replies = iter((200, body.encode()) for _, body in pages)
+    replies = iter(Reply(200, body.encode()) for _, body in pages)
     with mock.patch("bingobackup.cloud.client.post_form", side_effect=lambda *a, **k: next(replies)):
         volumes = list(_client().describe_volumes())
     assert [(v.volume_id, v.size_gib, v.name, v.create_time) for v in volumes] == [
@@ -206,7 +117,7 @@ def test_instance_in_public_client_shape_reads_cpu_memory_and_cluster() -> None:
         "DescribeInstances",
         f"<reservationSet><item><instancesSet>{item}</instancesSet></item></reservationSet>",
     )
-    with mock.patch("bingobackup.cloud.client.post_form", return_value=(200, body[1].encode())):
+    with mock.patch("bingobackup.cloud.client.post_form", return_value=Reply(200, body[1].encode())):
         vm = _client().get_instance("i-1")
     assert (vm.cpu, vm.memory_mib, vm.cluster_id, vm.os_name, vm.os_version) == (2, 2048, "c-1", "", "")
 
@@ -221,7 +132,7 @@ def test_storage_space_in_gib_as_the_public_client_reads_it() -> None:
         "<storageName>b</storageName><clusterId>c</clusterId><spaceMax>2199023255552</spaceMax>"
         "<spaceUsed>512</spaceUsed></item></storageSet>",
     )[1].encode()
-    with mock.patch("bingobackup.cloud.client.post_form", return_value=(200, body)):
+    with mock.patch("bingobackup.cloud.client.post_form", return_value=Reply(200, body)):
         in_gib, in_bytes = _client().describe_storages()
     assert (in_gib.space_max_bytes, in_gib.space_used_bytes) == (2048 << 30, 512 << 30)
     assert (in_bytes.space_max_bytes, in_bytes.space_used_bytes) == (2 << 40, 512)

@@ -24,6 +24,7 @@ from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from prefect.client.orchestration import get_client
 from support.cli import invoke, refused, runner
 from support.flow import POOL_PASSPHRASE, Registered
+from support.secrets import leaks
 from support.testkeys import ACCESS_KEY, SECRET_KEY
 
 from bingobackup.cli.background import free_port
@@ -153,16 +154,15 @@ def test_a_failed_run_is_posted_to_the_webhook_and_mailed_and_the_automation_fol
     assert f"Job {name}: run {name} " in posted["text"] and f"({run_id}) ended Failed" in posted["text"]
     assert "1 of 2 VM(s) failed" in posted["text"] and "centos6-legacy" in posted["text"]  # why
     assert f"/runs/flow-run/{run_id}" in posted["text"]  # a link to the run in the Prefect UI
-    for secret in (ACCESS_KEY, SECRET_KEY, POOL_PASSPHRASE):
-        assert secret not in text
+    secrets = {"Access Key": ACCESS_KEY, "Secret Key": SECRET_KEY, "pool passphrase": POOL_PASSPHRASE}
+    assert not leaks("the webhook's body", text, secrets)  # as typed, hex, base64, quoted
 
     mail = mails.get(timeout=60)  # sent by the server after its login with the stored password
     assert mail["Subject"] == f"bingobackup: job {name} run Failed" and mail["To"] == "ops@example.com"
     body = mail.get_content()
     assert f"Job {name}: run " in body and f"({run_id}) ended Failed" in body, body
     assert "1 of 2 VM(s) failed" in body and "centos6-legacy" in body, body
-    for secret in (ACCESS_KEY, SECRET_KEY, POOL_PASSPHRASE, SMTP_PASSWORD):
-        assert secret not in mail.as_string()
+    assert not leaks("the mail", mail.as_string(), {**secrets, "SMTP password": SMTP_PASSWORD})
 
     deployment_id = read_job(name).deployment_id
     invoke("job", "delete", name, "--yes")

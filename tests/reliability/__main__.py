@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             FUZZ_EXAMPLES=str(args.fuzz_examples),  # random (not the suite's derandomized) examples
         )
         os.chdir(ROOT)
-        code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", str(HERE)])
+        # The cloud-response fuzz (tests/cloud) takes random examples here too.
+        fuzzed = [str(HERE), str(ROOT / "tests" / "cloud" / "test_response_fuzz.py")]
+        code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", *fuzzed])
         trials = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
         if args.results and results.exists():
             shutil.copyfile(results, args.results)

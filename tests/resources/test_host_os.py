@@ -9,6 +9,7 @@ import pytest
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.models import Image, Instance, InstanceState
+from bingobackup.cloud.transport import Reply
 from bingobackup.resources.errors import IncompatibleBackupHost, RegistrationError
 from bingobackup.resources.hosts import (
     SupportedOs,
@@ -89,9 +90,9 @@ def test_admin_word_must_be_on_the_list_and_agree_with_the_cloud() -> None:
         backup_host_os(_instance(), windows, "Ubuntu 20.04")
 
 
-def _reply(action: str, inner: str) -> tuple[int, bytes]:
+def _reply(action: str, inner: str) -> Reply:
     body = f'<{action}Response xmlns="{NS}"><requestId>r</requestId>{inner}</{action}Response>'
-    return 200, body.encode()
+    return Reply(200, body.encode())
 
 
 def test_register_reads_the_image_over_the_api_records_and_lists_the_source() -> None:

@@ -127,7 +127,9 @@ class Registered:
         return self.sim.state_dir / "volumes" / f"{volume_id}.raw"
 
 
-def local_dedup_pool(pool_dir: Path) -> Callable[[RegistryStore, str], str]:
+def local_dedup_pool(
+    pool_dir: Path, passphrase: str = POOL_PASSPHRASE
+) -> Callable[[RegistryStore, str], str]:
     """For `register_cloud_and_pool`: an encrypted dedup pool in `pool_dir`, named `pool-<suffix>`."""
     from bingobackup.resources.pools import create_registered_pool
 
@@ -139,7 +141,7 @@ def local_dedup_pool(pool_dir: Path) -> Callable[[RegistryStore, str], str]:
             kind="dedup",
             location=pool_dir,
             encrypted=True,
-            passphrase=POOL_PASSPHRASE,
+            passphrase=passphrase,
         )
         return f"pool-{suffix}"
 
@@ -151,9 +153,11 @@ def register_cloud_and_pool(
     client: BingoCloudClient,
     pool_dir: Path,
     create_pool: Callable[[RegistryStore, str], str],
+    secret_key: str = SECRET_KEY,
 ) -> Registered:
     """The simulated cloud and its backup hosts registered in the running Prefect server, under
-    fresh names, plus the pool `create_pool(store, suffix)` registers (it returns its name)."""
+    fresh names, plus the pool `create_pool(store, suffix)` registers (it returns its name).
+    `secret_key` is the one the simulator was started with."""
     from tasks.blocks import PrefectRegistryStore
 
     store = PrefectRegistryStore()
@@ -164,7 +168,7 @@ def register_cloud_and_pool(
         name=f"sim-{suffix}",
         endpoint_port=sim.port,
         access_key=sim.access_key,
-        secret_key=SECRET_KEY,
+        secret_key=secret_key,
         state_dir=sim.state_dir,
     )
     pool = create_pool(store, suffix)
