@@ -19,6 +19,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -136,6 +137,9 @@ class ConcurrencyResult:
     rounds: int = 0
     sets: int = 0
     seconds_concurrent: float = 0.0  # wall time of the rounds where processes ran together
+    duplicates_left_by_round: list[int] = field(default_factory=list)  # copies a race stored, after each round
+    duplicates_dropped: int = 0  # by the gc runs (their reports)
+    faults_injected: dict[int | str, int] = field(default_factory=dict)  # by the S3 fault proxy
     serial: StoredFigures = field(default_factory=StoredFigures)
     before_gc: StoredFigures = field(default_factory=StoredFigures)
     after_gc: StoredFigures = field(default_factory=StoredFigures)
@@ -154,7 +158,9 @@ class WritersRig:
     """One simulated cloud, one registered encrypted dedup pool (local or object), `writers`
     VMs of one 16 MiB disk each with shared content, one job per VM."""
 
-    def __init__(self, registered: Registered, work: Path, api_url: str, seed: int, writers: int) -> None:
+    def __init__(
+        self, registered: Registered, work: Path, api_url: str, seed: int, writers: int, vm_prefix: str = "conc-vm"
+    ) -> None:
         self.registered = registered
         self.work = work
         self.rng = random.Random(seed)
@@ -174,7 +180,7 @@ class WritersRig:
         self.spec_files: dict[str, Path] = {}
         self.job_names: dict[str, str] = {}
         for number in range(writers):
-            vm = f"conc-vm-{number}"
+            vm = f"{vm_prefix}-{number}"
             image = work / f"{vm}.raw"
             image.write_bytes(shared + self.rng.randbytes(2 * CHUNK))
             body = {"name": vm, "cluster": "cluster-a", "disks": [str(image)]}
@@ -185,7 +191,7 @@ class WritersRig:
                 if any(a.instance_id == added["instance_id"] for a in v.attachments)
             ]
             spec = registered.spec(content=[{"vm": vm}], options={"channels": 2})
-            spec["name"] = f"{spec['name']}-{number}"
+            spec["name"] = f"{spec['name']}-{vm_prefix}-{number}"
             self.spec_files[vm] = work / f"job-{number}.yaml"
             self.spec_files[vm].write_text(yaml.safe_dump(spec))
             self.vms.append(vm)
@@ -218,27 +224,6 @@ class WritersRig:
         pool = str(self.registered.pool_dir) if self.registered.pool_dir.is_dir() else self.registered.pool
         args = ["export-disk", "--pool", pool, "--set", set_id, "--volume", volume]
         return [*args, "--output", str(output), "--force"]
-
-    def run_together(self, actors: dict[str, list[list[str]]]) -> dict[str, Finished]:
-        """Each actor's commands one after another, every actor at the same time."""
-        finished = {name: Finished() for name in actors}
-
-        def act(name: str) -> None:
-            started = time.monotonic()
-            for args in actors[name]:
-                code, output = self.run(args)
-                finished[name].codes.append(code)
-                finished[name].outputs.append(output)
-                if code != 0:
-                    break
-            finished[name].seconds = time.monotonic() - started
-
-        threads = [threading.Thread(target=act, args=(name,), name=f"actor-{name}") for name in actors]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        return finished
 
     def run(self, args: list[str]) -> tuple[int, str]:
         process = subprocess.Popen(
@@ -334,3 +319,139 @@ class WritersRig:
             problems.append(f"verify: {report.headline()} {report.damage_rows()[:3]}")
         return problems
 
+
+
+def run_together(actors: dict[str, tuple[WritersRig, list[list[str]]]]) -> dict[str, Finished]:
+    """Each actor's commands one after another (in its rig's environment), every actor at the
+    same time."""
+    finished = {name: Finished() for name in actors}
+
+    def act(name: str) -> None:
+        rig, commands = actors[name]
+        started = time.monotonic()
+        for args in commands:
+            code, output = rig.run(args)
+            finished[name].codes.append(code)
+            finished[name].outputs.append(output)
+            if code != 0:
+                break
+        finished[name].seconds = time.monotonic() - started
+
+    threads = [threading.Thread(target=act, args=(name,), name=f"actor-{name}") for name in actors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return finished
+
+
+DROPPED_RE = re.compile(r"duplicate chunks dropped\D+(\d+)")
+
+
+class Scenario:
+    """Rounds of `rig.vms` backed up at once; from the second round on, beside them, the last
+    VM's previous set exported and the first VM's deleted, then `gc`. `finish` runs a last
+    `gc` and every check; `trial` and `result` hold the verdict and the figures."""
+
+    def __init__(self, rig: WritersRig, name: str, *, object_pool: bool) -> None:
+        self.rig = rig
+        self.object_pool = object_pool
+        self.trial = Trial(name, "")
+        self.result = ConcurrencyResult(writers=len(rig.vms))
+        self.deleted: set[str] = set()
+        self.export = rig.work / "export" / "disk.raw"
+        self.export.parent.mkdir()
+        self.exported: tuple[str, str] | None = None
+        self.before: set[str] = set()
+
+    def actors(self, round_number: int) -> dict[str, tuple[WritersRig, list[list[str]]]]:
+        rig, pool = self.rig, self.rig.registered.pool
+        if round_number > 1:
+            rig.change_disks()
+        self.before = rig.catalog_sets()
+        actors = {vm: (rig, [rig.backup_args(vm)]) for vm in rig.vms}
+        self.exported = None
+        if round_number > 1:
+            # The chunks the deleted set shares with the later sets stay; its own go.
+            self.exported = (rig.set_of[(round_number - 1, rig.vms[-1])], rig.volume[rig.vms[-1]])
+            victim = rig.set_of[(round_number - 1, rig.vms[0])]
+            actors[f"export {pool}"] = (rig, [rig.export_args(*self.exported, self.export)])
+            actors[f"delete+gc {pool}"] = (
+                rig,
+                [["sets", "delete", victim, "--pool", pool, "--yes"], ["gc", "--pool", pool, "--repack-threshold", "90"]],
+            )
+            self.deleted.add(victim)
+        return actors
+
+    def round_done(self, round_number: int, finished: dict[str, Finished], seconds: float) -> None:
+        trial, rig = self.trial, self.rig
+        self.result.rounds = round_number
+        self.result.seconds_concurrent += seconds
+        for name, done in finished.items():
+            if not done.ok:
+                trial.problems.append(f"round {round_number}: {name} failed: {done.outputs[-1][-1500:]}")
+            for output in done.outputs:
+                self.result.duplicates_dropped += sum(int(n) for n in DROPPED_RE.findall(output))
+        if trial.problems:
+            return
+        if self.exported and file_sha256(self.export) != rig.expected[self.exported]:
+            trial.data_lost = True
+            trial.problems.append(f"round {round_number}: export-disk of {self.exported[0]} wrote other bytes")
+        rig.remember(round_number, self.before)
+        self.result.duplicates_left_by_round.append(stored_figures(rig.pool()).duplicate_copies)
+
+    def finish(self) -> None:
+        """The last `gc` (nothing runs now: every condemned list is carried out, and on a local
+        pool every pack with a dead byte is repacked, dropping duplicate copies), then the
+        checks and the stored bytes against a serial run's."""
+        trial, rig, result = self.trial, self.rig, self.result
+        trial.point = f"{result.rounds} rounds"
+        if trial.problems:
+            return
+        result.before_gc = stored_figures(rig.pool())
+        code, output = rig.run(["gc", "--pool", rig.registered.pool, "--repack-threshold", "100"])
+        if code != 0:
+            trial.problems.append(f"the final gc failed: {output[-1500:]}")
+        result.duplicates_dropped += sum(int(n) for n in DROPPED_RE.findall(output))
+        result.after_gc = after = stored_figures(rig.pool())
+        kept = {set_id for set_id, _ in rig.expected} - self.deleted
+        problems = rig.check(kept)
+        trial.data_lost |= any("exports as" in problem for problem in problems)
+        trial.problems += problems
+        result.sets = len(kept)
+        remaining = sorted((s, v, path) for (s, v), path in rig.kept_images.items() if s in kept)
+        result.serial = serial = serial_figures(rig.work, remaining)
+        if self.object_pool:  # write-once manifests: a race's extra copies stay while their sets live
+            if after.unique_live_bytes != serial.stored_chunk_bytes:
+                trial.problems.append(
+                    f"the chunk ids stored hold {after.unique_live_bytes} bytes, a serial run's "
+                    f"{serial.stored_chunk_bytes}"
+                )
+            if after.dead_packs:
+                trial.problems.append(f"{after.dead_packs} packs no set uses are left after gc")
+        elif (after.stored_chunk_bytes, after.duplicate_copies) != (serial.stored_chunk_bytes, 0):
+            trial.problems.append(
+                f"{after.stored_chunk_bytes} chunk bytes stored ({after.duplicate_copies} duplicate copies) "
+                f"after gc, a serial run's {serial.stored_chunk_bytes}"
+            )
+        trial.killed = True  # in this campaign: the scenario ran to its end
+        trial.survived = not trial.problems
+        record_concurrency(trial, result)
+
+
+def run_scenarios(scenarios: list[Scenario], rounds: int) -> None:
+    """Every scenario's round at the same time, `rounds` times, then each finished."""
+    for round_number in range(1, rounds + 1):
+        actors: dict[str, tuple[WritersRig, list[list[str]]]] = {}
+        for scenario in scenarios:
+            actors |= scenario.actors(round_number)
+        started = time.monotonic()
+        finished = run_together(actors)
+        seconds = time.monotonic() - started
+        for scenario in scenarios:
+            mine = {name: done for name, done in finished.items() if actors[name][0] is scenario.rig}
+            scenario.round_done(round_number, mine, seconds)
+        if any(scenario.trial.problems for scenario in scenarios):
+            break
+    for scenario in scenarios:
+        scenario.finish()

@@ -111,9 +111,21 @@ class FaultProxy:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
+            def _body(self) -> bytes:
+                """The request's body, also when it comes chunked (pyarrow's S3 client sends so)."""
+                if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                    length = int(self.headers.get("Content-Length") or 0)
+                    return self.rfile.read(length) if length else b""
+                parts = []
+                while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                    parts.append(self.rfile.read(size))
+                    self.rfile.readline()  # the CRLF after each chunk
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+
             def _relay(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body = self._body()
                 status = proxy._fault_for(self.command, "If-None-Match" in self.headers)
                 if status == DROP:
                     self.close_connection = True  # no answer: the client sees the link drop
@@ -135,7 +147,11 @@ class FaultProxy:
                     return
                 connection = http.client.HTTPConnection(*proxy._upstream, timeout=30)
                 try:
-                    headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+                    # The body goes on whole: its length replaces a chunked transfer encoding.
+                    hop = ("connection", "transfer-encoding", "content-length", "expect")
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                    if body or self.command in ("PUT", "POST"):
+                        headers["Content-Length"] = str(len(body))
                     connection.request(self.command, self.path, body=body, headers=headers)
                     answer = connection.getresponse()
                     data = answer.read()
