@@ -99,6 +99,7 @@ def serial_figures(work: Path, disks: list[tuple[str, str, Path]]) -> StoredFigu
         chunk_size=CHUNK,
         encrypted=True,
         passphrase=POOL_PASSPHRASE,
+        scrypt_n=2**10,  # the key's derivation: nothing stored depends on its cost
     )
     for set_id, volume, image in disks:
         data = image.read_bytes()
@@ -159,7 +160,14 @@ class WritersRig:
     VMs of one 16 MiB disk each with shared content, one job per VM."""
 
     def __init__(
-        self, registered: Registered, work: Path, api_url: str, seed: int, writers: int, vm_prefix: str = "conc-vm"
+        self,
+        registered: Registered,
+        work: Path,
+        api_url: str,
+        seed: int,
+        writers: int,
+        vm_prefix: str = "conc-vm",
+        options: dict[str, object] | None = None,
     ) -> None:
         self.registered = registered
         self.work = work
@@ -190,7 +198,7 @@ class WritersRig:
                 for v in registered.client.describe_volumes()
                 if any(a.instance_id == added["instance_id"] for a in v.attachments)
             ]
-            spec = registered.spec(content=[{"vm": vm}], options={"channels": 2})
+            spec = registered.spec(content=[{"vm": vm}], options={"channels": 2, **(options or {})})
             spec["name"] = f"{spec['name']}-{vm_prefix}-{number}"
             self.spec_files[vm] = work / f"job-{number}.yaml"
             self.spec_files[vm].write_text(yaml.safe_dump(spec))
@@ -349,13 +357,15 @@ DROPPED_RE = re.compile(r"duplicate chunks dropped\D+(\d+)")
 
 
 class Scenario:
-    """Rounds of `rig.vms` backed up at once; from the second round on, beside them, the last
-    VM's previous set exported and the first VM's deleted, then `gc`. `finish` runs a last
-    `gc` and every check; `trial` and `result` hold the verdict and the figures."""
+    """Rounds of `rig.vms` backed up at once; from the second round on, beside them, the
+    first VM's previous set deleted, then `gc`, and (with `export`) the last VM's previous
+    set exported. Then a last `gc` and every check; `trial` and `result` hold the verdict
+    and the figures."""
 
-    def __init__(self, rig: WritersRig, name: str, *, object_pool: bool) -> None:
+    def __init__(self, rig: WritersRig, name: str, *, object_pool: bool, export: bool) -> None:
         self.rig = rig
         self.object_pool = object_pool
+        self.with_export = export
         self.trial = Trial(name, "")
         self.result = ConcurrencyResult(writers=len(rig.vms))
         self.deleted: set[str] = set()
@@ -375,7 +385,10 @@ class Scenario:
             # The chunks the deleted set shares with the later sets stay; its own go.
             self.exported = (rig.set_of[(round_number - 1, rig.vms[-1])], rig.volume[rig.vms[-1]])
             victim = rig.set_of[(round_number - 1, rig.vms[0])]
-            actors[f"export {pool}"] = (rig, [rig.export_args(*self.exported, self.export)])
+            if self.with_export:
+                actors[f"export {pool}"] = (rig, [rig.export_args(*self.exported, self.export)])
+            else:
+                self.exported = None
             actors[f"delete+gc {pool}"] = (
                 rig,
                 [["sets", "delete", victim, "--pool", pool, "--yes"], ["gc", "--pool", pool, "--repack-threshold", "90"]],
@@ -400,19 +413,23 @@ class Scenario:
         rig.remember(round_number, self.before)
         self.result.duplicates_left_by_round.append(stored_figures(rig.pool()).duplicate_copies)
 
-    def finish(self) -> None:
-        """The last `gc` (nothing runs now: every condemned list is carried out, and on a local
-        pool every pack with a dead byte is repacked, dropping duplicate copies), then the
-        checks and the stored bytes against a serial run's."""
+    def last_gc(self) -> dict[str, tuple[WritersRig, list[list[str]]]]:
+        """The last `gc`, once no other process runs on the pool: every condemned list is
+        carried out, and on a local pool every pack with a dead byte is repacked (dropping
+        duplicate copies)."""
+        self.result.before_gc = stored_figures(self.rig.pool())
+        pool = self.rig.registered.pool
+        return {f"last gc {pool}": (self.rig, [["gc", "--pool", pool, "--repack-threshold", "100"]])}
+
+    def finish(self, last_gc: Finished | None) -> None:
+        """The checks, and the stored bytes against a serial run's."""
         trial, rig, result = self.trial, self.rig, self.result
         trial.point = f"{result.rounds} rounds"
-        if trial.problems:
+        if trial.problems or last_gc is None:
             return
-        result.before_gc = stored_figures(rig.pool())
-        code, output = rig.run(["gc", "--pool", rig.registered.pool, "--repack-threshold", "100"])
-        if code != 0:
-            trial.problems.append(f"the final gc failed: {output[-1500:]}")
-        result.duplicates_dropped += sum(int(n) for n in DROPPED_RE.findall(output))
+        if not last_gc.ok:
+            trial.problems.append(f"the last gc failed: {last_gc.outputs[-1][-1500:]}")
+        result.duplicates_dropped += sum(int(n) for n in DROPPED_RE.findall("".join(last_gc.outputs)))
         result.after_gc = after = stored_figures(rig.pool())
         kept = {set_id for set_id, _ in rig.expected} - self.deleted
         problems = rig.check(kept)
@@ -453,5 +470,11 @@ def run_scenarios(scenarios: list[Scenario], rounds: int) -> None:
             scenario.round_done(round_number, mine, seconds)
         if any(scenario.trial.problems for scenario in scenarios):
             break
+    last: dict[str, tuple[WritersRig, list[list[str]]]] = {}
+    if not any(scenario.trial.problems for scenario in scenarios):
+        for scenario in scenarios:
+            last |= scenario.last_gc()
+    finished = run_together(last)
     for scenario in scenarios:
-        scenario.finish()
+        mine = [done for name, done in finished.items() if last[name][0] is scenario.rig]
+        scenario.finish(mine[0] if mine else None)
