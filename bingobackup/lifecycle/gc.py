@@ -85,7 +85,11 @@ def report_rows(report: GcReport) -> list[tuple[str, str]]:
         (f"packs {would}repacked", str(report.packs_repacked)),
         (f"bytes {would}rewritten", human_bytes(report.bytes_rewritten)),
         ("manifests rewritten", str(report.manifests_rewritten)),
-        *([("duplicate chunks dropped", str(report.duplicates_dropped))] if report.duplicates_dropped else []),
+        *(
+            [("duplicate chunks dropped", str(report.duplicates_dropped))]
+            if report.duplicates_dropped
+            else []
+        ),
         ("live bytes", human_bytes(report.live_bytes)),
         ("stored bytes after", human_bytes(report.stored_bytes)),
     ]

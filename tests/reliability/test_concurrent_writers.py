@@ -23,8 +23,8 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.concurrency import ConcurrencyResult, Scenario, WritersRig, record_concurrency, run_scenarios
@@ -59,7 +59,13 @@ def object_pool_at(endpoint: str, moto: str, **s3: Any) -> Callable[[RegistrySto
         )
         name = f"object-{suffix}"
         create_registered_pool(
-            store, LOCAL_ADMIN, name=name, kind="object", s3=settings, encrypted=True, passphrase=POOL_PASSPHRASE
+            store,
+            LOCAL_ADMIN,
+            name=name,
+            kind="object",
+            s3=settings,
+            encrypted=True,
+            passphrase=POOL_PASSPHRASE,
         )
         return name
 
@@ -81,7 +87,9 @@ def on_object_pool(registered: Registered, moto_s3: str, proxy: FaultProxy, tmp_
     """The same registered cloud with an object pool besides (reached through the proxy)."""
     from tasks.blocks import PrefectRegistryStore
 
-    name = object_pool_at(proxy.endpoint, moto_s3)(PrefectRegistryStore(), registered.cloud.removeprefix("sim-"))
+    name = object_pool_at(proxy.endpoint, moto_s3)(
+        PrefectRegistryStore(), registered.cloud.removeprefix("sim-")
+    )
     return dataclasses.replace(registered, pool=name, pool_dir=tmp_path / "no-local-pool")
 
 
@@ -99,11 +107,15 @@ def test_writers_on_a_local_and_an_object_pool_beside_export_delete_and_gc(
     long = long_campaign()
     writers, rounds = (4, 3) if long else (2, 2)
     local = WritersRig(registered, tmp_path / "local", prefect_server.url, seed(), writers, "local-vm")
-    remote = WritersRig(on_object_pool, tmp_path / "object", prefect_server.url, seed() + 1, writers, "object-vm")
+    remote = WritersRig(
+        on_object_pool, tmp_path / "object", prefect_server.url, seed() + 1, writers, "object-vm"
+    )
     beside = "export + delete/gc" if long else "delete/gc"
     scenarios = [
         Scenario(local, f"{writers} writers + {beside}, local pool", object_pool=False, export=long),
-        Scenario(remote, f"{writers} writers + {beside}, object pool, S3 faults", object_pool=True, export=long),
+        Scenario(
+            remote, f"{writers} writers + {beside}, object pool, S3 faults", object_pool=True, export=long
+        ),
     ]
     if long:  # as an operator does: export-disk then knows the object pool by name
         assert remote.run(["pool", "list"])[0] == 0
@@ -127,7 +139,9 @@ def test_an_object_pool_outage_inside_the_reconnect_window_is_ridden_out_and_pas
     from tasks.blocks import PrefectRegistryStore
 
     # One try per request: the outage meets the backup's own reconnect (not botocore's retries).
-    name = object_pool_at(proxy.endpoint, moto_s3, max_attempts=1)(PrefectRegistryStore(), "outage" + registered.cloud[-8:])
+    name = object_pool_at(proxy.endpoint, moto_s3, max_attempts=1)(
+        PrefectRegistryStore(), "outage" + registered.cloud[-8:]
+    )
     on_pool = dataclasses.replace(registered, pool=name, pool_dir=tmp_path / "no-local-pool")
     rig = WritersRig(on_pool, tmp_path, prefect_server.url, seed(), 1, "outage-vm", {"reconnect_minutes": 1})
     (vm,) = rig.vms
@@ -149,7 +163,9 @@ def test_an_object_pool_outage_inside_the_reconnect_window_is_ridden_out_and_pas
 
     if not long_campaign():
         return
-    trial = Trial("backup through an outage past the reconnect window, then a rerun, object pool", "uploads fail (500)")
+    trial = Trial(
+        "backup through an outage past the reconnect window, then a rerun, object pool", "uploads fail (500)"
+    )
     result = ConcurrencyResult(writers=1, faults_injected={"outage": 1})
     rig.change_disks()
     before = rig.catalog_sets()

@@ -28,6 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import yaml
 
 from bingobackup.crashpoints import CRASH_AT_ENV, CRASH_TRACE_ENV
@@ -138,7 +139,9 @@ class ConcurrencyResult:
     rounds: int = 0
     sets: int = 0
     seconds_concurrent: float = 0.0  # wall time of the rounds where processes ran together
-    duplicates_left_by_round: list[int] = field(default_factory=list)  # copies a race stored, after each round
+    duplicates_left_by_round: list[int] = field(
+        default_factory=list
+    )  # copies a race stored, after each round
     duplicates_dropped: int = 0  # by the gc runs (their reports)
     faults_injected: dict[int | str, int] = field(default_factory=dict)  # by the S3 fault proxy
     serial: StoredFigures = field(default_factory=StoredFigures)
@@ -273,7 +276,7 @@ class WritersRig:
         assert registration is not None
         return open_registered_pool(registration)
 
-    def catalog_root(self) -> tuple[str, object]:
+    def catalog_root(self) -> tuple[str, pafs.FileSystem | None]:
         from tasks.blocks import PrefectRegistryStore
 
         registration = PrefectRegistryStore().get_pool(self.registered.pool)
@@ -282,7 +285,7 @@ class WritersRig:
 
     def catalog_sets(self) -> set[str]:
         root, filesystem = self.catalog_root()
-        with Catalog([(self.registered.pool, root, filesystem)]) as cat:  # type: ignore[list-item]
+        with Catalog([(self.registered.pool, root, filesystem)]) as cat:
             frame = cat.list_sets()
         return set(frame["set_id"]) if len(frame) else set()
 
@@ -322,11 +325,10 @@ class WritersRig:
         if left:
             problems.append(f"left in the cloud: {left}")
         root, filesystem = self.catalog_root()
-        report = verify_pool(pool, (root, filesystem), VerifySelection(), flow_run_id=uuid.uuid4().hex)  # type: ignore[arg-type]
+        report = verify_pool(pool, (root, filesystem), VerifySelection(), flow_run_id=uuid.uuid4().hex)
         if not report.ok:
             problems.append(f"verify: {report.headline()} {report.damage_rows()[:3]}")
         return problems
-
 
 
 def run_together(actors: dict[str, tuple[WritersRig, list[list[str]]]]) -> dict[str, Finished]:
@@ -391,7 +393,10 @@ class Scenario:
                 self.exported = None
             actors[f"delete+gc {pool}"] = (
                 rig,
-                [["sets", "delete", victim, "--pool", pool, "--yes"], ["gc", "--pool", pool, "--repack-threshold", "90"]],
+                [
+                    ["sets", "delete", victim, "--pool", pool, "--yes"],
+                    ["gc", "--pool", pool, "--repack-threshold", "90"],
+                ],
             )
             self.deleted.add(victim)
         return actors
@@ -409,7 +414,9 @@ class Scenario:
             return
         if self.exported and file_sha256(self.export) != rig.expected[self.exported]:
             trial.data_lost = True
-            trial.problems.append(f"round {round_number}: export-disk of {self.exported[0]} wrote other bytes")
+            trial.problems.append(
+                f"round {round_number}: export-disk of {self.exported[0]} wrote other bytes"
+            )
         rig.remember(round_number, self.before)
         self.result.duplicates_left_by_round.append(stored_figures(rig.pool()).duplicate_copies)
 
@@ -474,7 +481,7 @@ def run_scenarios(scenarios: list[Scenario], rounds: int) -> None:
     if not any(scenario.trial.problems for scenario in scenarios):
         for scenario in scenarios:
             last |= scenario.last_gc()
-    finished = run_together(last)
+    gc_runs = run_together(last)
     for scenario in scenarios:
-        mine = [done for name, done in finished.items() if last[name][0] is scenario.rig]
-        scenario.finish(mine[0] if mine else None)
+        ours = [done for name, done in gc_runs.items() if last[name][0] is scenario.rig]
+        scenario.finish(ours[0] if ours else None)
