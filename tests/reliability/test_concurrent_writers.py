@@ -97,7 +97,7 @@ def seed() -> int:
     return int(os.environ.get(SEED_ENV, "26"))
 
 
-def test_writers_on_a_local_and_an_object_pool_beside_export_delete_and_gc(
+def test_writers_on_a_local_and_an_object_pool_beside_deletion_and_gc(
     registered: Registered,
     on_object_pool: Registered,
     proxy: FaultProxy,
@@ -175,6 +175,7 @@ def test_an_object_pool_outage_inside_the_reconnect_window_is_ridden_out_and_pas
     result.seconds_concurrent = time.monotonic() - started
     proxy.fail_uploads(None)
     lines = [line for line in output.splitlines() if "reconnect time" in line]
+    result.failure_line = lines[0].strip() if lines else ""
     if code == 0 or not lines or name not in lines[0] or "run the job again" not in lines[0]:
         trial.problems.append(f"the backup past the window exited {code}: {output[-1500:]}")
     rig.free_job_slots()

@@ -144,6 +144,7 @@ class ConcurrencyResult:
     )  # copies a race stored, after each round
     duplicates_dropped: int = 0  # by the gc runs (their reports)
     faults_injected: dict[int | str, int] = field(default_factory=dict)  # by the S3 fault proxy
+    failure_line: str = ""  # what a run failing on purpose (an outage past its window) said
     serial: StoredFigures = field(default_factory=StoredFigures)
     before_gc: StoredFigures = field(default_factory=StoredFigures)
     after_gc: StoredFigures = field(default_factory=StoredFigures)
