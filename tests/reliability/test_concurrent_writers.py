@@ -175,8 +175,14 @@ def test_an_object_pool_outage_inside_the_reconnect_window_is_ridden_out_and_pas
     result.seconds_concurrent = time.monotonic() - started
     proxy.fail_uploads(None)
     lines = [line for line in output.splitlines() if "reconnect time" in line]
-    result.failure_line = lines[0].strip() if lines else ""
-    if code == 0 or not lines or name not in lines[0] or "run the job again" not in lines[0]:
+    result.failure_line = lines[-1].strip() if lines else ""  # the command's own, after the run's log
+    if (
+        code == 0
+        or not lines
+        or name not in lines[-1]
+        or "run the job again" not in lines[-1]
+        or "Traceback" in output
+    ):
         trial.problems.append(f"the backup past the window exited {code}: {output[-1500:]}")
     rig.free_job_slots()
     trial.problems += _failed(rig, rig.backup_args(vm))

@@ -139,6 +139,8 @@ class ConcurrencyResult:
     rounds: int = 0
     sets: int = 0
     seconds_concurrent: float = 0.0  # wall time of the rounds where processes ran together
+    seconds_last_gc: float = 0.0
+    seconds_checks: float = 0.0  # exports of every set, verify, the serial run
     duplicates_left_by_round: list[int] = field(
         default_factory=list
     )  # copies a race stored, after each round
@@ -435,6 +437,8 @@ class Scenario:
         trial.point = f"{result.rounds} rounds"
         if trial.problems or last_gc is None:
             return
+        started = time.monotonic()
+        result.seconds_last_gc = last_gc.seconds
         if not last_gc.ok:
             trial.problems.append(f"the last gc failed: {last_gc.outputs[-1][-1500:]}")
         result.duplicates_dropped += sum(int(n) for n in DROPPED_RE.findall("".join(last_gc.outputs)))
@@ -461,6 +465,7 @@ class Scenario:
             )
         trial.killed = True  # in this campaign: the scenario ran to its end
         trial.survived = not trial.problems
+        result.seconds_checks = time.monotonic() - started
         record_concurrency(trial, result)
 
 
