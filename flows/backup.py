@@ -115,7 +115,8 @@ def back_up_disk(job: BackupJob, vm: ResolvedVm, disk: Disk, snap: Snapshot) -> 
         # A lost link to the pool is ridden out for the reconnect time, resuming at the
         # unacknowledged chunk (guide table 3).
         link = LinkRetry(
-            window_seconds=options.reconnect_minutes * 60.0, what=f"disk {disk.volume_id} of {vm.name}"
+            window_seconds=options.reconnect_minutes * 60.0,
+            what=f"disk {disk.volume_id} of {vm.name} to pool {job.pool.name}",
         )
         writer = ResumingSink(
             # Opening writes the pool's writer lock: a link lost then is ridden out too.

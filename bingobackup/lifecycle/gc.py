@@ -6,10 +6,12 @@ design and every interleaving are in docs/format.md ("Garbage collection"). In s
 1. Condemned lists (pools/condemned.py) of earlier runs whose every awaited lock
    (pools/locks.py) is gone are carried out: the pool is marked again (every manifest
    read) and the condemned blobs still unreferenced are deleted.
-2. Repack (dedup packs, storage that can replace a manifest): packs whose live chunks fill
-   less than the threshold have those chunks copied, as they are, into new packs (durable
+2. Repack (dedup packs, storage that can replace a manifest): a chunk that manifests name at
+   two locations (two writers stored the same new data at the same moment) keeps one copy,
+   checked first; packs whose live chunks fill less than the threshold (the dropped copies
+   no longer count as live) have those chunks copied, as they are, into new packs (durable
    before anything names them), an index blob describes the new packs, then every manifest
-   naming an old location is rewritten (sealed) to name the new one. The old packs are now
+   naming an old location is rewritten (sealed) to name the new one. The old copies are now
    unreferenced.
 3. Everything unreferenced is condemned: a list is written, then the live locks are listed
    into its `.waits`. With none but ours, the pool is marked again and the list is carried
@@ -64,6 +66,7 @@ class GcReport(BaseModel):
     packs_repacked: int = 0
     bytes_rewritten: int = 0  # live chunk bytes copied into new packs
     manifests_rewritten: int = 0
+    duplicates_dropped: int = 0  # extra copies of a chunk (concurrent writers) no longer named
     live_bytes: int = 0  # stored bytes of the chunks some backup set uses
     stored_bytes: int = 0  # every data blob's bytes after this run
     deferred_bytes: int = 0  # condemned, waiting for running backups or deletions to end
@@ -82,6 +85,11 @@ def report_rows(report: GcReport) -> list[tuple[str, str]]:
         (f"packs {would}repacked", str(report.packs_repacked)),
         (f"bytes {would}rewritten", human_bytes(report.bytes_rewritten)),
         ("manifests rewritten", str(report.manifests_rewritten)),
+        *(
+            [("duplicate chunks dropped", str(report.duplicates_dropped))]
+            if report.duplicates_dropped
+            else []
+        ),
         ("live bytes", human_bytes(report.live_bytes)),
         ("stored bytes after", human_bytes(report.stored_bytes)),
     ]
@@ -99,6 +107,7 @@ class _Mark:
     blobs: set[str] = field(default_factory=set)
     pack_offsets: dict[str, set[int]] = field(default_factory=dict)
     live: dict[str, int] = field(default_factory=dict)  # location -> stored size
+    copies: dict[str, set[str]] = field(default_factory=dict)  # chunk id -> its packed locations
 
 
 def collect_garbage(
@@ -206,6 +215,7 @@ def _mark(pool: Pool) -> _Mark:
             mark.live[ref.location] = ref.stored_size
             if "@" in ref.location:
                 mark.pack_offsets.setdefault(blob, set()).add(int(ref.location.rpartition("@")[2]))
+                mark.copies.setdefault(ref.digest, set()).add(ref.location)
     return mark
 
 
@@ -330,10 +340,44 @@ def _repack(pool: Pool, report: GcReport, threshold: float) -> None:
         if any(other.kind == "delete" and other.lock_id != lock.lock_id for other in live_locks(pool.store)):
             report.notes.append("repack skipped: a set deletion is running; the next run repacks")
             return
-        candidates = _repack_candidates(pool, _mark(pool), threshold)
-        if candidates:
-            moves = _copy_live_chunks(pool, report, candidates)
-            _rewrite_manifests(pool, report, moves)
+        mark = _mark(pool)
+        kept = _drop_duplicates(pool, report, mark)
+        candidates = _repack_candidates(pool, mark, threshold)
+        moves = _copy_live_chunks(pool, report, candidates) if candidates else {}
+        # A dropped copy's chunk is named where its kept copy is now (repacked or not).
+        moves |= {old: moves.get(new, new) for old, new in kept.items()}
+        if moves:
+            sizes = {old: mark.live[new] for old, new in kept.items()}  # the kept copy's length
+            _rewrite_manifests(pool, report, moves, sizes)
+
+
+def _drop_duplicates(pool: DedupPool, report: GcReport, mark: _Mark) -> dict[str, str]:
+    """Chunks the manifests name at more than one location (two writers stored the same new
+    data at once, docs/format.md): dropped location -> the one copy kept, checked first. The
+    dropped copies leave `mark`, so their packs repack or free as any other dead bytes."""
+    condemned = condemned_keys(pool.store)
+    kept: dict[str, str] = {}
+    for digest, locations in mark.copies.items():
+        if len(locations) < 2:
+            continue
+        # The copy kept is one no condemned list names (never one about to be deleted), and
+        # the same whichever run decides: the smallest location.
+        for keep in sorted(loc for loc in locations if loc.rpartition("@")[0] not in condemned):
+            key, _, offset = keep.rpartition("@")
+            try:
+                pool.codec.open(
+                    pool.store.get(key, int(offset), mark.live[keep]), digest, f"{pool.name}:{keep}"
+                )
+            except (CorruptChunkError, BlobNotFoundError) as error:
+                report.notes.append(f"copy {keep} of chunk {digest} not kept: {error}")
+                continue
+            for other in locations - {keep}:
+                kept[other] = keep
+                pack, _, at = other.rpartition("@")
+                mark.pack_offsets[pack].discard(int(at))
+                report.duplicates_dropped += 1
+            break
+    return kept
 
 
 def _copy_live_chunks(
@@ -374,14 +418,21 @@ def _copy_live_chunks(
     return moves
 
 
-def _rewrite_manifests(pool: DedupPool, report: GcReport, moves: dict[str, str]) -> None:
+def _rewrite_manifests(
+    pool: DedupPool, report: GcReport, moves: dict[str, str], sizes: dict[str, int]
+) -> None:
+    """Every manifest naming a location in `moves` names the new one, with the stored size
+    `sizes` gives for the old one (a dropped duplicate: its kept copy's, which another seal
+    may have made another length), else the same (a repacked envelope is copied as it is)."""
+
+    def moved(ref: ChunkRef) -> ChunkRef:
+        size = sizes.get(ref.location, ref.stored_size)
+        return ref.model_copy(update={"location": moves[ref.location], "stored_size": size})
+
     for _, manifest in _manifests(pool):
         if not any(ref.location in moves for ref in manifest.chunks):
             continue
-        chunks = tuple(
-            ref.model_copy(update={"location": moves[ref.location]}) if ref.location in moves else ref
-            for ref in manifest.chunks
-        )
+        chunks = tuple(moved(ref) if ref.location in moves else ref for ref in manifest.chunks)
         pool.save_manifest(manifest.model_copy(update={"chunks": chunks}))  # sealed, atomic replace
         report.manifests_rewritten += 1
         _crash_point("repack-manifests")

@@ -13,7 +13,8 @@ index blob for them all and deletes the index blobs it replaces (never on storag
 every blob). In
 version 1, a chunk another host stored since is caught by an existence check before writing;
 version 2 skips that per-chunk round trip, so two hosts backing up the same new data at the
-same moment may each store it (as restic): both copies are valid, one is used per manifest.
+same moment may each store it (as restic): both copies are valid, one is used per manifest,
+and garbage collection keeps one of them where manifests can be rewritten (lifecycle/gc.py).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -56,6 +57,51 @@ def summary_table(trials: list[dict[str, object]]) -> Table:
     return table
 
 
+def concurrency_table(trials: list[dict[str, object]]) -> Table:
+    """The concurrency scenarios' figures (tests/support/concurrency.py): chunk bytes stored
+    (pack headers and indexes left out) by a serial run of the same disks, and by the
+    concurrent processes before and after the last `gc`."""
+    table = Table(
+        title="Concurrency: processes writing one pool at once, stored chunk bytes against a serial run"
+    )
+    columns = (
+        "scenario",
+        "sets",
+        "seconds",
+        "serial MiB",
+        "stored MiB, before gc",
+        "after gc",
+        "chunk ids stored, MiB",
+        "dead MiB",
+        "duplicate copies (by round, left)",
+        "dropped by gc",
+        "faults injected",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    mib = 1 << 20
+    for trial in trials:
+        figures: Any = trial.get("concurrency")
+        if not figures or not figures["rounds"]:
+            continue  # not a concurrency trial, or an outage trial (one writer: its row above says all)
+        serial, before, after = figures["serial"], figures["before_gc"], figures["after_gc"]
+        faults = ", ".join(f"{name} {count}" for name, count in figures["faults_injected"].items())
+        table.add_row(
+            str(trial["scenario"]),
+            str(figures["sets"]),
+            f"{figures['seconds_concurrent']:.0f}",
+            f"{serial['stored_chunk_bytes'] / mib:.2f}",
+            f"{before['stored_chunk_bytes'] / mib:.2f}",
+            f"{after['stored_chunk_bytes'] / mib:.2f}",
+            f"{after['unique_live_bytes'] / mib:.2f}",
+            f"{after['dead_bytes'] / mib:.2f}",
+            f"{figures['duplicates_left_by_round']}, {after['duplicate_copies']}",
+            str(figures["duplicates_dropped"]),
+            faults,
+        )
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.reliability", description=__doc__)
     parser.add_argument("--trials", type=int, default=5, help="random-offset kills per scenario")
@@ -83,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(results, args.results)
     console = Console(width=max(Console().width, 130))  # the table whole, even in a pipe
     console.print(summary_table(trials))
+    console.print(concurrency_table(trials))
     pinned = max((int(t.get("uncommitted_sets", 0)) for t in trials), default=0)
     console.print(
         f"{len(trials)} trials. Sets left in the pool with manifests but no catalog commit (invisible, "
