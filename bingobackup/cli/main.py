@@ -80,10 +80,19 @@ def _is_operator_error(exc: BaseException) -> bool:
 
 def main() -> None:
     # INFO lines belong in the run's log in the Prefect UI; the terminal shows progress and tables.
+    from bingobackup.cli.handoff import hand_over_command
     from bingobackup.cli.prefect_server import LOGGING_ENVIRONMENT
 
     for name, value in LOGGING_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    # `backup run` on a host whose worker runs: forked from the worker's warm fork server,
+    # which runs `run_here` (cli/handoff.py).
+    hand_over_command(sys.argv[1:])
+    run_here()
+
+
+def run_here() -> None:
+    """The command in sys.argv, in this process; errors an operator can fix are one line."""
     try:
         app()
     except Exception as exc:
