@@ -55,6 +55,7 @@ PRELOADED = (
     "flows.verify",
     # `bingobackup backup run` handed over by the CLI (cli/handoff.py): the command itself.
     "bingobackup.cli.main",
+    "bingobackup.cli.app",
     "bingobackup.backup.job",
     "tasks.blocks",
 )
