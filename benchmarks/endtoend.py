@@ -198,10 +198,10 @@ def backup_host_worker(env: LocalCloud, host: str) -> Iterator[Path]:
         while not advert.exists():
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"the worker's fork server was not ready in 120 s:\n{running.log.read_text()}"
+                    f"the worker's fork server was not ready in 120 s:\n{running.log_path.read_text()}"
                 )
             time.sleep(0.2)  # the pace of looking for the file
-        yield running.log
+        yield running.log_path
     finally:
         stop_background_workers()
 

@@ -34,6 +34,16 @@ HEADER = struct.Struct("!Q")
 RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+def socket_directory() -> str:
+    """A new directory only this user can enter (mkdtemp makes it 0700), for the fork
+    server's socket (`worker start` makes it; here so the CLI's modules need not import the
+    server, which imports them)."""
+    import tempfile
+
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix="bingobackup-fork-", dir=base)
+
+
 def engine_command() -> list[str]:
     """What the worker would have run without us: the worker's interpreter (the client's own
     is started isolated, without the site-packages Prefect lives in)."""

@@ -29,7 +29,6 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -106,12 +105,6 @@ def say(message: str) -> None:
     """One line to the worker's log (its journal). Never the environment."""
     sys.stderr.write(f"bingobackup fork server: {message}\n")
     sys.stderr.flush()
-
-
-def socket_directory() -> Path:
-    """A new directory only this user can enter (mkdtemp makes it 0700), for the socket."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(tempfile.mkdtemp(prefix="bingobackup-fork-", dir=base))
 
 
 def preload() -> None:

@@ -129,9 +129,9 @@ def start_fork_server(env: dict[str, str], host: str) -> dict[str, str]:
     """
     import subprocess
 
-    from bingobackup.cli import forkclient, forkserver, handoff
+    from bingobackup.cli import forkclient, handoff
 
-    socket_path = forkserver.socket_directory() / "forkserver.sock"
+    socket_path = Path(forkclient.socket_directory()) / "forkserver.sock"
     lifeline_read, lifeline_write = os.pipe()
     subprocess.Popen(
         [
