@@ -34,6 +34,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from bingobackup.cli.forkclient import HEADER
 
@@ -287,6 +288,29 @@ def advertise(advert: Path, socket_path: Path) -> None:
     replace_file(advert, json.dumps(advertisement(socket_path)).encode())
 
 
+def _exit_without_teardown(code: object) -> NoReturn:
+    """End a forked command as the interpreter would, less its teardown: threads joined and
+    Prefect's last events and logs sent (threading's exit hooks), atexit handlers, the
+    streams flushed; then out, as multiprocessing ends its forked children. The teardown
+    would free the fork server's whole heap object by object, copying each page the fork
+    shares with the server first: 0.1-0.4 s after the command's last line, for nothing."""
+    import atexit
+
+    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter runs first at exit
+    atexit._run_exitfuncs()
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1, as by the interpreter
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to keep
+            stream.flush()
+    os._exit(status)
+
+
 def become(request: FlowRunRequest) -> None:
     """In the forked child: take on the request's process state, then run what it asks for."""
     for target, fd in enumerate(request.fds):
@@ -317,8 +341,11 @@ def become(request: FlowRunRequest) -> None:
         from bingobackup.cli.main import run_here
 
         sys.argv = ["bingobackup", *request.argv]
-        run_here()
-        return
+        try:
+            run_here()
+        except SystemExit as stop:
+            _exit_without_teardown(stop.code)
+        _exit_without_teardown(0)
     import runpy
 
     sys.argv = ["prefect.engine", *request.argv]
