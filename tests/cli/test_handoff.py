@@ -19,7 +19,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from support.flow import POOL_PASSPHRASE, Registered
+from support.sim_admin import injected_faults
 
 from bingobackup.cli.handoff import HANDOFF_ENV, advert_path, advertisement, handed_over
 from catalog import Catalog
@@ -103,6 +106,44 @@ def test_backup_run_is_forked_from_the_ready_fork_server_with_the_same_output_an
     assert forked[1] == here[1], (forked, here)
     assert forked[1].startswith("Error: ") and "no-such-vm" in forked[1], forked[1]
     assert fork_server.lines().count("started as forked process") == 2, fork_server.lines()
+
+
+@pytest.mark.parametrize("handoff", ["1", "0"], ids=["forked", "own-process"])
+def test_ctrl_c_ends_the_run_and_exits_130_forked_or_not(
+    registered: Registered, fork_server: ForkServer, tmp_path: Path, handoff: str
+) -> None:
+    """SIGINT (Ctrl-C) to the command reaches the forked child: the run ends (not Completed)
+    and the command exits 130, as in its own process."""
+    name = f"interrupted-{uuid.uuid4().hex[:8]}"
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(registered.spec(name=name, content=[{"vm": "linux_local"}])))
+    # Each snapshot takes 20 s to be asked for: the run is interrupted while it waits.
+    with injected_faults(registered.sim, {"latency_ms": 20_000, "actions": ["CreateSnapshot"]}):
+        command = subprocess.Popen(
+            [str(Path(sys.executable).with_name("bingobackup")), "backup", "run", str(spec)],
+            env={**os.environ, "BINGOBACKUP_POOL_PASSPHRASE": POOL_PASSPHRASE, HANDOFF_ENV: handoff},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 120
+            while not (runs := client.read_flow_runs(flow_run_filter=by_name(name))) or not (
+                runs[0].state is not None and runs[0].state.is_running()
+            ):
+                assert command.poll() is None and time.monotonic() < deadline, command.communicate()[0]
+                time.sleep(0.2)  # the pace of reading the API
+            command.send_signal(signal.SIGINT)
+            output = command.communicate(timeout=120)[0]
+            state = client.read_flow_run(runs[0].id).state
+    assert command.returncode == 130, output
+    assert state is not None and state.is_final() and not state.is_completed(), state
+    forked = re.findall(r"started as forked process \d+|ended: exit status 130", fork_server.lines())
+    assert len(forked) == (2 if handoff == "1" else 0), fork_server.lines()
+
+
+def by_name(name: str) -> FlowRunFilter:
+    return FlowRunFilter(name=FlowRunFilterName(like_=name))
 
 
 def test_with_no_fork_server_answering_backup_run_runs_in_its_own_process(
