@@ -111,8 +111,13 @@ def say(message: str) -> None:
 def preload() -> None:
     import importlib
 
-    for module in PRELOADED:
-        importlib.import_module(module)
+    from bingobackup.cli.common import collector_paused_for_imports
+
+    # Frozen too: the children's collections never walk (and so never write to, copying the
+    # pages the fork shares) what the server imported.
+    with collector_paused_for_imports():
+        for module in PRELOADED:
+            importlib.import_module(module)
     # Fork safety: a fork copies only the calling thread, so a thread started by an import
     # (a log shipper, an event loop, an API client's pool) would be missing, its locks held
     # forever, in every child. None of these imports starts one; refuse to serve if that
