@@ -209,10 +209,11 @@ def backup_host_worker(env: LocalCloud, host: str) -> Iterator[Path]:
 def _forked_cpu(log: Path, before: int) -> float:
     """CPU-s of the child the fork server forked for the latest handed-over command (its line
     is written just after the command's own process learnt the exit status)."""
-    deadline = time.monotonic() + 20
-    while len(found := _FORKED_ENDED.findall(log.read_text(errors="replace"))) <= before:
+    deadline = time.monotonic() + 60
+    while len(found := _FORKED_ENDED.findall(text := log.read_text(errors="replace"))) <= before:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no fork server line for the handed-over command in {log}")
+            tail = "\n".join(text.splitlines()[-15:])
+            raise RuntimeError(f"the command was not forked (no fork server line in {log}):\n{tail}")
         time.sleep(0.05)  # the pace of reading the log
     return float(found[-1])
 
