@@ -47,6 +47,8 @@ PRELOADED = (
     "prefect.runner",
     "bingobackup",
     "catalog",
+    "catalog.query",  # the package imports its readers (DuckDB) only when used
+    "catalog.browse",
     "tasks",
     "flows.backup",
     "flows.restore",
