@@ -9,7 +9,9 @@ socket in a directory only its user can enter; the work pool's command for a run
 (`forkclient.py`) sends it the run's stdin/stdout/stderr, arguments, working directory and
 environment, and the server forks a child that takes them on and runs what `python -m
 prefect.engine` runs. It reports the child's pid and, after reaping it, its exit status;
-when the client goes away first (the worker killed it hard), the child is killed too.
+when the client goes away first (the worker killed it hard), the child is killed too. A
+`bingobackup backup run` typed on the same machine is forked the same way (`cli/handoff.py`):
+its request's kind is "cli", and the child runs the command instead of the engine.
 
 Fork safety: the server starts no thread, event loop or API client (checked after the
 imports), so each child is a whole copy of a single-threaded process. Settings Prefect read
@@ -82,7 +84,9 @@ class FlowRunRequest:
     def label(self) -> str:
         """What the server's log calls the process (never its environment's secrets)."""
         if self.kind == "cli":
-            return "command `bingobackup " + " ".join(self.argv[:2]) + "`"
+            from bingobackup.cli.handoff import command_words
+
+            return "command `bingobackup " + " ".join(command_words(self.argv)) + "`"
         return f"flow run {self.env.get('PREFECT__FLOW_RUN_ID', '?')}"
 
 

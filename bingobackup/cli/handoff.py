@@ -46,7 +46,7 @@ def advert_path(home: Path, host: str) -> Path:
     return home / ADVERT_DIRECTORY / f"{host}.json"
 
 
-def _command(argv: list[str]) -> tuple[str, ...]:
+def command_words(argv: list[str]) -> tuple[str, ...]:
     """The command's words after the global options (`--user NAME`, `--user=NAME`)."""
     index = 0
     while index < len(argv) and argv[index].startswith("--"):
@@ -59,7 +59,7 @@ def _command(argv: list[str]) -> tuple[str, ...]:
 
 def handed_over(argv: list[str]) -> bool:
     """Whether `bingobackup ARGV` is a command a fork server may run (never `--help`)."""
-    return _command(argv) in HANDED_OVER and "--help" not in argv
+    return command_words(argv) in HANDED_OVER and "--help" not in argv
 
 
 def usable_servers(home: Path) -> list[str]:
