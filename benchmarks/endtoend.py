@@ -3,9 +3,14 @@
 Runs inside `benchmarks.one e2e`. The local Prefect server and the simulated BingoCloud are
 started first and stay up (as for a user who ran any command before), the image is added as
 a VM with `bingobackup sim add-vm`, and cloud, backup hosts and pool are registered as an
-admin would. Then, alternating, each round times one real CLI process backing the VM up into
+admin would. Then, alternating, each round times real CLI processes backing the VM up into
 a fresh pool, and `restic backup` of the same image into a fresh repository (both first
 backups, both encrypted). Nothing of ours is imported into the measured process.
+
+Ours runs two ways each round: in its own process (BINGOBACKUP_HANDOFF=0: what a machine
+without a running worker does), and handed to the fork server of the backup host's worker
+(`bingobackup worker start`, running as on a real backup host; cli/handoff.py). The second's
+CPU is the command's process plus the forked child's, which the fork server logs.
 
 Our wall time is split from the run's own records in the Prefect API (task-run start and end
 times, written by the CLI process's clock, the same clock as ours here):
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import statistics
 import subprocess
@@ -39,6 +45,8 @@ import yaml
 
 from benchmarks.external import Restic
 from benchmarks.measure import retire, spawn_measured
+
+MODES = ("own process", "worker fork server")
 
 if TYPE_CHECKING:
     from bingobackup.cloud.client import BingoCloudClient
@@ -170,9 +178,53 @@ def _split(launched: float, wall: float) -> dict[str, float]:
     }
 
 
+_FORKED_ENDED = re.compile(
+    r"command `bingobackup backup run` \(process \d+\) ended: .*, ([\d.]+) CPU-s after the fork"
+)
+
+
+@contextlib.contextmanager
+def backup_host_worker(env: LocalCloud, host: str) -> Iterator[Path]:
+    """`bingobackup worker start --host HOST` in the background, as on a backup host, until its
+    fork server is ready (its advertisement written); yields the worker's log."""
+    from bingobackup.cli.background import bingobackup_home
+    from bingobackup.cli.handoff import advert_path
+    from bingobackup.cli.worker import start_background_worker, stop_background_workers
+
+    running = start_background_worker(host)
+    try:
+        advert = advert_path(bingobackup_home(), host)
+        deadline = time.monotonic() + 120
+        while not advert.exists():
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the worker's fork server was not ready in 120 s:\n{running.log_path.read_text()}"
+                )
+            time.sleep(0.2)  # the pace of looking for the file
+        yield running.log_path
+    finally:
+        stop_background_workers()
+
+
+def _forked_cpu(log: Path, before: int) -> float:
+    """CPU-s of the child the fork server forked for the latest handed-over command (its line
+    is written just after the command's own process learnt the exit status)."""
+    deadline = time.monotonic() + 60
+    while len(found := _FORKED_ENDED.findall(text := log.read_text(errors="replace"))) <= before:
+        if time.monotonic() > deadline:
+            tail = "\n".join(text.splitlines()[-15:])
+            raise RuntimeError(f"the command was not forked (no fork server line in {log}):\n{tail}")
+        time.sleep(0.05)  # the pace of reading the log
+    return float(found[-1])
+
+
 def measure_end_to_end(image: Path, work: Path, rounds: int) -> dict[str, Any]:
-    """`rounds` timed CLI backups and as many restic backups, alternated (see module docstring)."""
-    with local_cloud(work, scenario="demo") as env:
+    """`rounds` timed CLI backups of each mode and as many restic backups, alternated (see the
+    module's docstring)."""
+    with (
+        local_cloud(work, scenario="demo") as env,
+        backup_host_worker(env, env.hosts["cluster-a"].instance_id) as worker_log,
+    ):
         subprocess.run(
             cli_command(
                 "sim", "add-vm", "--endpoint", env.sim.endpoint, "--name", VM_NAME, "--cluster", "cluster-a",
@@ -182,32 +234,40 @@ def measure_end_to_end(image: Path, work: Path, rounds: int) -> dict[str, Any]:
             capture_output=True,
         )  # fmt: skip
         restic = Restic(work) if Restic.available() else None
-        ours: list[dict[str, float]] = []
+        ours: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
         theirs: list[dict[str, float]] = []
         for round_ in range(rounds):
-            pool = f"e2e-pool-{round_}"
-            new_pool(env, pool, work / pool)
-            spec = work / f"e2e-{round_}.yaml"
-            spec.write_text(
-                yaml.safe_dump(
-                    {
-                        "version": 1,
-                        "name": "e2e-job",
-                        "cloud": env.cloud,
-                        "backup_host": env.hosts["cluster-a"].instance_id,
-                        "pool": pool,
-                        "content": [{"vm": VM_NAME}],
-                        "options": {"retry": {"count": 0, "interval_minutes": 0}},
-                    }
-                )
-            )
 
-            def run_ours(spec: Path = spec) -> None:
+            def run_ours(mode: str, round_: int = round_) -> None:
+                forked = mode == "worker fork server"
+                pool = f"e2e-pool-{round_}-{MODES.index(mode)}"
+                new_pool(env, pool, work / pool)  # each run a first backup into a fresh pool
+                spec = work / f"{pool}.yaml"
+                spec.write_text(
+                    yaml.safe_dump(
+                        {
+                            "version": 1,
+                            "name": "e2e-job",
+                            "cloud": env.cloud,
+                            "backup_host": env.hosts["cluster-a"].instance_id,
+                            "pool": pool,
+                            "content": [{"vm": VM_NAME}],
+                            "options": {"retry": {"count": 0, "interval_minutes": 0}},
+                        }
+                    )
+                )
                 os.sync()  # each side starts without the other's writeback
+                before = len(_FORKED_ENDED.findall(worker_log.read_text(errors="replace")))
                 launched = time.time()
-                measured = spawn_measured(cli_command("backup", "run", str(spec)))
-                wall = float(measured["wall_seconds"])
-                ours.append({"wall": wall, "cpu": float(measured["cpu_seconds"]), **_split(launched, wall)})
+                measured = spawn_measured(
+                    cli_command("backup", "run", str(spec)),
+                    env={**os.environ, "BINGOBACKUP_HANDOFF": "1" if forked else "0"},
+                )
+                wall, cpu = float(measured["wall_seconds"]), float(measured["cpu_seconds"])
+                if forked:
+                    cpu += _forked_cpu(worker_log, before)
+                ours[mode].append({"wall": wall, "cpu": cpu, **_split(launched, wall)})
+                retire(work / pool)
 
             def run_restic(round_: int = round_) -> None:
                 if restic is None:
@@ -218,10 +278,10 @@ def measure_end_to_end(image: Path, work: Path, rounds: int) -> dict[str, Any]:
                     {"wall": float(measured["wall_seconds"]), "cpu": float(measured["cpu_seconds"])}
                 )
 
-            # The order flips every round: the second inherits the first one's tail.
-            for step in (run_ours, run_restic) if round_ % 2 == 0 else (run_restic, run_ours):
+            steps = [lambda: run_ours(MODES[0]), lambda: run_ours(MODES[1]), run_restic]
+            # The order turns every round: each one inherits another's tail.
+            for step in steps[round_ % 3 :] + steps[: round_ % 3]:
                 step()
-            retire(work / pool)
         return {
             "ours": ours,
             "restic": theirs,
@@ -231,18 +291,23 @@ def measure_end_to_end(image: Path, work: Path, rounds: int) -> dict[str, Any]:
 
 
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
-    """min and median of every column, and the ratio restic / ours (min to min, median to median)."""
-    ours: list[dict[str, float]] = raw["ours"]
+    """Per mode of ours: min and median of every column, and the ratio restic / ours (min to
+    min, median to median)."""
     columns = ("wall", "cpu", *PARTS)
-    result: dict[str, Any] = {
-        "ours_min": {c: min(r[c] for r in ours) for c in columns},
-        "ours_median": {c: statistics.median(r[c] for r in ours) for c in columns},
-    }
+    result: dict[str, Any] = {}
     if raw["restic"]:
         walls = [r["wall"] for r in raw["restic"]]
         result["restic_min"] = min(walls)
         result["restic_median"] = statistics.median(walls)
         result["restic_cpu_median"] = statistics.median(r["cpu"] for r in raw["restic"])
-        result["ratio_min"] = result["restic_min"] / result["ours_min"]["wall"]
-        result["ratio_median"] = result["restic_median"] / result["ours_median"]["wall"]
+    for mode in MODES:
+        ours: list[dict[str, float]] = raw["ours"][mode]
+        mode_result: dict[str, Any] = {
+            "min": {c: min(r[c] for r in ours) for c in columns},
+            "median": {c: statistics.median(r[c] for r in ours) for c in columns},
+        }
+        if raw["restic"]:
+            mode_result["ratio_min"] = result["restic_min"] / mode_result["min"]["wall"]
+            mode_result["ratio_median"] = result["restic_median"] / mode_result["median"]["wall"]
+        result[mode] = mode_result
     return result

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
@@ -18,9 +19,11 @@ from bingobackup.lifecycle.deletion import SetLockedError, delete_set_from_pool,
 from bingobackup.lifecycle.retention import SetPlan, SetPoint, Verdict, apply_policy, plan_sets
 from bingobackup.pools.pool import Pool
 from bingobackup.specs.retention import RetentionPolicy
-from catalog.query import Catalog
 from catalog.schema import BackupSetRecord, SetDeletionRecord, row_to_record
 from catalog.writer import CatalogWriter
+
+if TYPE_CHECKING:  # the queries (DuckDB) are the caller's: a backup's cleanup needs none
+    from catalog.query import Catalog
 
 
 def remove_uncommitted_sets(pool: Pool, writer: CatalogWriter, job_name: str) -> list[str]:

@@ -9,7 +9,12 @@ before a column existed reads that column as NULL, and the row models give it it
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
 import json
+import sys
+import threading
+from collections.abc import Iterator
 from typing import Any, Literal, TypeVar
 
 import pyarrow as pa
@@ -448,13 +453,50 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 
+@contextlib.contextmanager
+def arrow_without_pandas() -> Iterator[None]:
+    """pyarrow builds tables from Python values in this block without importing pandas.
+
+    pyarrow imports pandas (when installed) the first time it converts Python values, to ask
+    whether they are pandas objects, and its C++ side tries again on every conversion until the
+    import succeeds. A backup writes its catalog rows from plain Python values and needs no
+    pandas; that import cost it 0.3 CPU-s and up to 1 s before the summary (docs/benchmarks.md,
+    "End to end"). So here `import pandas` fails, for this thread only, and pyarrow goes on
+    without it. Its "no pandas" is not final: converting a table to pandas (`to_pandas`, which
+    the catalog's queries use) imports pandas then. Where pandas is loaded already (the
+    worker's fork server, a query before), this changes nothing.
+    """
+    if "pandas" in sys.modules:
+        yield
+        return
+    refuse = _RefusePandas(threading.get_ident())
+    sys.meta_path.insert(0, refuse)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(refuse)
+
+
+class _RefusePandas(importlib.abc.MetaPathFinder):
+    """Refuses `import pandas` in one thread (other threads import as usual)."""
+
+    def __init__(self, thread: int) -> None:
+        self.thread = thread
+
+    def find_spec(self, fullname: str, path: object, target: object = None) -> None:
+        if fullname == "pandas" and threading.get_ident() == self.thread:
+            raise ImportError("pandas is not needed to build catalog rows (arrow_without_pandas)")
+        return None
+
+
 def records_to_table(records: list[CatalogRecord], schema: pa.Schema, commit_id: str) -> pa.Table:
     """Rows for one Parquet file, stamped with the schema version and the commit they belong to."""
     rows = [
         {"schema_version": SCHEMA_VERSION, "commit_id": commit_id, **r.model_dump(mode="python")}
         for r in records
     ]
-    return pa.Table.from_pylist(rows, schema=schema)
+    with arrow_without_pandas():
+        return pa.Table.from_pylist(rows, schema=schema)
 
 
 def _drop_nulls(value: Any) -> Any:

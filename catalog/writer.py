@@ -40,6 +40,7 @@ from catalog.schema import (
     SetDeletionRecord,
     VerificationRecord,
     VmBackupRecord,
+    arrow_without_pandas,
     records_to_table,
 )
 
@@ -52,18 +53,19 @@ def manifest_table(manifest: DiskManifest, commit_id: str) -> pa.Table:
     """The `chunks` rows of one disk, built column-wise (a 1 TiB disk has 262,144 chunks)."""
     chunks = manifest.chunks
     n = len(chunks)
-    columns = {
-        "schema_version": pa.array([SCHEMA_VERSION] * n, pa.int32()),
-        "commit_id": pa.array([commit_id] * n, pa.string()),
-        "set_id": pa.array([manifest.set_id] * n, pa.string()),
-        "volume_id": pa.array([manifest.volume_id] * n, pa.string()),
-        "offset": pa.array([c.offset for c in chunks], pa.int64()),
-        "length": pa.array([c.length for c in chunks], pa.int64()),
-        "digest": pa.array([c.digest for c in chunks], pa.string()),
-        "stored_size": pa.array([c.stored_size for c in chunks], pa.int64()),
-        "location": pa.array([c.location for c in chunks], pa.string()),
-    }
-    return pa.Table.from_pydict(columns, schema=CHUNKS)
+    with arrow_without_pandas():
+        columns = {
+            "schema_version": pa.array([SCHEMA_VERSION] * n, pa.int32()),
+            "commit_id": pa.array([commit_id] * n, pa.string()),
+            "set_id": pa.array([manifest.set_id] * n, pa.string()),
+            "volume_id": pa.array([manifest.volume_id] * n, pa.string()),
+            "offset": pa.array([c.offset for c in chunks], pa.int64()),
+            "length": pa.array([c.length for c in chunks], pa.int64()),
+            "digest": pa.array([c.digest for c in chunks], pa.string()),
+            "stored_size": pa.array([c.stored_size for c in chunks], pa.int64()),
+            "location": pa.array([c.location for c in chunks], pa.string()),
+        }
+        return pa.Table.from_pydict(columns, schema=CHUNKS)
 
 
 class CatalogWriter:

@@ -7,7 +7,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from bingobackup.cli.common import acting_user_name, byte_progress, console, prefect_api, registry
+from bingobackup.cli.common import (
+    acting_user_name,
+    byte_progress,
+    collector_paused_for_imports,
+    console,
+    prefect_api,
+    registry,
+)
 
 app = typer.Typer(help="Run backup jobs.", no_args_is_help=True)
 
@@ -21,17 +28,19 @@ def outcome_table(rows: list[dict[str, object]], title: str) -> Table:
 
 def run_backup(spec_path: Path, *, quiet: bool = False) -> tuple[str, list[dict[str, object]], bool]:
     """Run the backup flow on a spec file; (set id, per-VM rows, every VM ok)."""
-    from bingobackup.specs.job import load_job_spec
+    with collector_paused_for_imports():
+        from bingobackup.specs.job import load_job_spec
 
-    spec = load_job_spec(spec_path)
-    # The run's own checks, before it starts: an unknown cloud, host, pool or VM is one line
-    # here, not a failed run (the run checks again: things change).
-    from bingobackup.backup.job import check_backup_job
+        spec = load_job_spec(spec_path)
+        # The run's own checks, before it starts: an unknown cloud, host, pool or VM is one line
+        # here, not a failed run (the run checks again: things change).
+        from bingobackup.backup.job import check_backup_job
 
-    with registry() as (store, user):
-        check_backup_job(store, user, spec)
+        with registry() as (store, user):
+            check_backup_job(store, user, spec)
     with prefect_api() as server:
-        from flows.backup import run_backup_now, summary_rows_from_state
+        with collector_paused_for_imports():
+            from flows.backup import run_backup_now, summary_rows_from_state
 
         console.print(f"Backup job [bold]{spec.name}[/]: watch it at {server.ui_url}/runs")
         with byte_progress(f"{spec.name}: reading disks", quiet=quiet):

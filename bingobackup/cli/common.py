@@ -22,6 +22,29 @@ console = Console(width=_WIDTH)
 err_console = Console(stderr=True, width=_WIDTH)
 
 
+@contextmanager
+def collector_paused_for_imports() -> Iterator[None]:
+    """Imports without the garbage collector, their objects then left out of its later passes.
+
+    Prefect, pydantic's schemas, the flows and pyarrow make about two million objects that live
+    until exit; while they are imported the collector walks them all again and again (3 full
+    passes, up to 1 s of a `backup run` under load: docs/benchmarks.md, "End to end"). Here it
+    waits until the block's end, which freezes what exists then (`gc.freeze`: never walked or
+    freed again; what little the imports left as garbage stays too) and lets it run again for
+    the objects made later.
+    """
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def acting_user_name() -> str | None:
     """Who runs the command: `--user` on the command line, else BINGOBACKUP_USER."""
     return os.environ.get("BINGOBACKUP_USER") or None

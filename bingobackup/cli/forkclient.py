@@ -24,6 +24,7 @@ import signal
 import socket
 import struct
 import sys
+from typing import NoReturn
 
 SOCKET_ENV = "BINGOBACKUP_FORK_SOCKET"
 PYTHON_ENV = "BINGOBACKUP_FORK_PYTHON"
@@ -31,6 +32,16 @@ CLIENT_ENV = "BINGOBACKUP_FORK_CLIENT"  # this file's path (the pool's command r
 # The request: this header (payload length) carrying the three fds, then the JSON payload.
 HEADER = struct.Struct("!Q")
 RELAYED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def socket_directory() -> str:
+    """A new directory only this user can enter (mkdtemp makes it 0700), for the fork
+    server's socket (`worker start` makes it; here so the CLI's modules need not import the
+    server, which imports them)."""
+    import tempfile
+
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix="bingobackup-fork-", dir=base)
 
 
 def engine_command() -> list[str]:
@@ -50,8 +61,10 @@ def fall_back(reason: str) -> None:
     os.execve(command[0], command, os.environ)
 
 
-def request_payload() -> bytes:
-    request = {"argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}
+def request_payload(argv: list[str], kind: str = "engine") -> bytes:
+    """What the server needs to start the process: `kind` "engine" is a flow run's
+    `python -m prefect.engine ARGV`, "cli" a `bingobackup ARGV` command (`cli/handoff.py`)."""
+    request = {"kind": kind, "argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
     return json.dumps(request).encode()
 
 
@@ -67,7 +80,7 @@ def read_line(connection: socket.socket, buffer: bytearray) -> str | None:
     return line.decode()
 
 
-def exit_as(status: int) -> None:
+def exit_as(status: int) -> NoReturn:
     """Exit as the child did: its code, or killed by the same signal (what Prefect would have
     seen from a `python -m prefect.engine` it started itself)."""
     code = os.waitstatus_to_exitcode(status)
@@ -78,21 +91,18 @@ def exit_as(status: int) -> None:
     sys.exit(128 - code)  # not reached unless the signal is blocked
 
 
-def main() -> None:
-    path = os.environ.get(SOCKET_ENV)
-    if not path:
-        fall_back(f"{SOCKET_ENV} is not set")
-        return
+def hand_over(path: str, payload: bytes) -> str:
+    """Have the fork server at `path` start the process `payload` describes with this one's
+    stdin/stdout/stderr, pass signals on to it and exit as it did. Returns only when nothing
+    was started: why, for the caller to start it itself."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(path)
-        payload = request_payload()
         socket.send_fds(connection, [HEADER.pack(len(payload))], [0, 1, 2])
         connection.sendall(payload)
     except OSError as error:
         connection.close()
-        fall_back(f"cannot reach {path}: {error.strerror or error}")
-        return
+        return f"cannot reach {path}: {error.strerror or error}"
     buffer = bytearray()
     try:
         started = read_line(connection, buffer)
@@ -101,8 +111,7 @@ def main() -> None:
     if started is None or not started.startswith("pid "):
         # The server went away (or refused) before forking: nothing of the run started yet.
         connection.close()
-        fall_back("the fork server closed the connection before starting the run")
-        return
+        return "the fork server closed the connection before starting the run"
     child = int(started.split()[1])
     # A pidfd names this process whatever happens to the pid number: signals never reach a
     # process that reused it. The server reaps the child only after it reported the exit.
@@ -120,13 +129,18 @@ def main() -> None:
         ended = None
     if ended is not None and ended.startswith("exit "):
         exit_as(int(ended.split()[1]))
-        return
     # The fork server died while the run went on: wait for the run, its status is lost.
     select.select([child_fd], [], [])
-    sys.stderr.write(
-        "bingobackup: the fork server stopped during the flow run; its exit status is unknown.\n"
-    )
+    sys.stderr.write("bingobackup: the fork server stopped during the run; its exit status is unknown.\n")
     sys.exit(1)
+
+
+def main() -> None:
+    path = os.environ.get(SOCKET_ENV)
+    if not path:
+        fall_back(f"{SOCKET_ENV} is not set")
+        return
+    fall_back(hand_over(path, request_payload(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ socket in a directory only its user can enter; the work pool's command for a run
 (`forkclient.py`) sends it the run's stdin/stdout/stderr, arguments, working directory and
 environment, and the server forks a child that takes them on and runs what `python -m
 prefect.engine` runs. It reports the child's pid and, after reaping it, its exit status;
-when the client goes away first (the worker killed it hard), the child is killed too.
+when the client goes away first (the worker killed it hard), the child is killed too. A
+`bingobackup backup run` typed on the same machine is forked the same way (`cli/handoff.py`):
+its request's kind is "cli", and the child runs the command instead of the engine.
 
 Fork safety: the server starts no thread, event loop or API client (checked after the
 imports), so each child is a whole copy of a single-threaded process. Settings Prefect read
@@ -29,12 +31,12 @@ import signal
 import socket
 import struct
 import sys
-import tempfile
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from bingobackup.cli.forkclient import HEADER
 
@@ -47,13 +49,21 @@ PRELOADED = (
     "prefect.runner",
     "bingobackup",
     "catalog",
+    "catalog.query",  # the package imports its readers (DuckDB) only when used
+    "catalog.browse",
     "tasks",
     "flows.backup",
     "flows.restore",
     "flows.prune",
     "flows.gc",
     "flows.verify",
+    # `bingobackup backup run` handed over by the CLI (cli/handoff.py): the command itself.
+    "bingobackup.cli.main",
+    "bingobackup.cli.app",
+    "bingobackup.backup.job",
+    "tasks.blocks",
 )
+KINDS = ("engine", "cli")
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
 MAX_PAYLOAD = 16 * 2**20
 _PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
@@ -61,18 +71,29 @@ _PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 @dataclass
 class FlowRunRequest:
-    """One client's request: the run's process as it would have been started."""
+    """One client's request: the run's process as it would have been started, `python -m
+    prefect.engine ARGV` (kind "engine") or `bingobackup ARGV` (kind "cli")."""
 
     fds: list[int]
     argv: list[str]
     cwd: str
     env: dict[str, str]
+    kind: str = "engine"
+
+    @property
+    def label(self) -> str:
+        """What the server's log calls the process (never its environment's secrets)."""
+        if self.kind == "cli":
+            from bingobackup.cli.handoff import command_words
+
+            return "command `bingobackup " + " ".join(command_words(self.argv)) + "`"
+        return f"flow run {self.env.get('PREFECT__FLOW_RUN_ID', '?')}"
 
 
 @dataclass
 class _Child:
     pid: int
-    run_id: str
+    label: str
     pidfd: int
     connection: socket.socket
 
@@ -81,6 +102,7 @@ class _Child:
 class _Server:
     listener: socket.socket
     lifeline: int | None
+    advert: Path | None = None
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     children: dict[int, _Child] = field(default_factory=dict)  # by pid
     accepting: bool = True
@@ -92,17 +114,16 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def socket_directory() -> Path:
-    """A new directory only this user can enter (mkdtemp makes it 0700), for the socket."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    return Path(tempfile.mkdtemp(prefix="bingobackup-fork-", dir=base))
-
-
 def preload() -> None:
     import importlib
 
-    for module in PRELOADED:
-        importlib.import_module(module)
+    from bingobackup.cli.common import collector_paused_for_imports
+
+    # Frozen too: the children's collections never walk (and so never write to, copying the
+    # pages the fork shares) what the server imported.
+    with collector_paused_for_imports():
+        for module in PRELOADED:
+            importlib.import_module(module)
     # Fork safety: a fork copies only the calling thread, so a thread started by an import
     # (a log shipper, an event loop, an API client's pool) would be missing, its locks held
     # forever, in every child. None of these imports starts one; refuse to serve if that
@@ -135,7 +156,10 @@ def _read_request(connection: socket.socket) -> FlowRunRequest:
                 raise ConnectionError("the client closed the connection mid-request")
             payload += more
         request = json.loads(payload)
-        return FlowRunRequest(fds, list(request["argv"]), str(request["cwd"]), dict(request["env"]))
+        kind = str(request.get("kind", "engine"))
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of process {kind!r}")
+        return FlowRunRequest(fds, list(request["argv"]), str(request["cwd"]), dict(request["env"]), kind)
     except BaseException:
         for fd in fds:
             os.close(fd)
@@ -163,7 +187,6 @@ def _accept(server: _Server) -> FlowRunRequest | None:
         say(f"refused a request: {type(error).__name__}: {error}")
         connection.close()
         return None
-    run_id = request.env.get("PREFECT__FLOW_RUN_ID", "?")
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -174,7 +197,7 @@ def _accept(server: _Server) -> FlowRunRequest | None:
     for fd in request.fds:
         os.close(fd)
     # The child is not reaped until its exit is reported, so the pidfd cannot name another.
-    child = _Child(pid, run_id, os.pidfd_open(pid), connection)
+    child = _Child(pid, request.label, os.pidfd_open(pid), connection)
     server.children[pid] = child
     connection.setblocking(True)
     # A client gone already reads as EOF below, and its child is killed then.
@@ -182,7 +205,7 @@ def _accept(server: _Server) -> FlowRunRequest | None:
         connection.sendall(f"pid {pid}\n".encode())
     server.selector.register(child.pidfd, selectors.EVENT_READ, ("exited", child))
     server.selector.register(connection, selectors.EVENT_READ, ("client", child))
-    say(f"flow run {run_id} started as forked process {pid}")
+    say(f"{request.label} started as forked process {pid}")
     return None
 
 
@@ -198,7 +221,7 @@ def _reap(server: _Server, child: _Child) -> None:
     code = os.waitstatus_to_exitcode(status)
     ending = f"exit status {code}" if code >= 0 else f"killed by signal {-code}"
     cpu = usage.ru_utime + usage.ru_stime
-    say(f"flow run {child.run_id} (process {child.pid}) ended: {ending}, {cpu:.2f} CPU-s after the fork")
+    say(f"{child.label} (process {child.pid}) ended: {ending}, {cpu:.2f} CPU-s after the fork")
 
 
 def _client_event(child: _Child) -> None:
@@ -217,6 +240,8 @@ def _client_event(child: _Child) -> None:
 def _stop_accepting(server: _Server, socket_path: Path) -> None:
     if server.accepting:
         server.accepting = False
+        if server.advert is not None:
+            server.advert.unlink(missing_ok=True)
         server.selector.unregister(server.listener)
         server.listener.close()
         socket_path.unlink(missing_ok=True)
@@ -264,10 +289,41 @@ def serve(server: _Server, socket_path: Path) -> FlowRunRequest | None:
                 stop = True
 
 
-def become_flow_run(request: FlowRunRequest) -> None:
-    """In the forked child: take on the run's process state, then run `prefect.engine`."""
-    import runpy
+def advertise(advert: Path, socket_path: Path) -> None:
+    """Tell `bingobackup` commands on this machine where this ready server listens
+    (`cli/handoff.py`), and with which interpreter and code, which theirs must match."""
+    from bingobackup.cli.handoff import advertisement
+    from bingobackup.files import replace_file
 
+    advert.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(advert, json.dumps(advertisement(socket_path)).encode())
+
+
+def _exit_without_teardown(code: object) -> NoReturn:
+    """End a forked command as the interpreter would, less its teardown: threads joined and
+    Prefect's last events and logs sent (threading's exit hooks), atexit handlers, the
+    streams flushed; then out, as multiprocessing ends its forked children. The teardown
+    would free the fork server's whole heap object by object, copying each page the fork
+    shares with the server first: 0.1-0.4 s after the command's last line, for nothing."""
+    import atexit
+
+    threading._shutdown()  # type: ignore[attr-defined]  # what the interpreter runs first at exit
+    atexit._run_exitfuncs()
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"): printed, status 1, as by the interpreter
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to keep
+            stream.flush()
+    os._exit(status)
+
+
+def become(request: FlowRunRequest) -> None:
+    """In the forked child: take on the request's process state, then run what it asks for."""
     for target, fd in enumerate(request.fds):
         if fd != target:
             os.dup2(fd, target)
@@ -275,6 +331,11 @@ def become_flow_run(request: FlowRunRequest) -> None:
     os.chdir(request.cwd)
     os.environ.clear()
     os.environ.update(request.env)
+    if request.kind == "cli":
+        from bingobackup.cli.prefect_server import LOGGING_ENVIRONMENT
+
+        for name, value in LOGGING_ENVIRONMENT.items():  # as `bingobackup.cli.main` sets them
+            os.environ.setdefault(name, value)
     # As a new interpreter has them (the server's own handlers stop its loop).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -287,6 +348,17 @@ def become_flow_run(request: FlowRunRequest) -> None:
 
     prefect.context.refresh_global_settings_context()
     prefect.logging.configuration.setup_logging(incremental=False)
+    if request.kind == "cli":
+        from bingobackup.cli.main import run_here
+
+        sys.argv = ["bingobackup", *request.argv]
+        try:
+            run_here()
+        except SystemExit as stop:
+            _exit_without_teardown(stop.code)
+        _exit_without_teardown(0)
+    import runpy
+
     sys.argv = ["prefect.engine", *request.argv]
     # The engine's module body runs again as __main__ (as in `python -m`), beside the
     # imported prefect.engine whose names it shares: runpy's warning about that is moot.
@@ -298,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", type=Path, required=True, help="Unix socket path to listen on")
     parser.add_argument("--lifeline", type=int, help="fd whose EOF means the worker ended")
+    parser.add_argument("--advert", type=Path, help="file to tell this machine's commands where it listens")
     args = parser.parse_args(argv)
     os.umask(0o077)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -316,11 +389,18 @@ def main(argv: list[str] | None = None) -> None:
     say(
         f"process {os.getpid()} ready on {args.socket} (imports took {time.process_time() - started:.1f} CPU-s)"
     )
-    server = _Server(listener, args.lifeline)
-    request = serve(server, args.socket)
+    pid = os.getpid()
+    server = _Server(listener, args.lifeline, args.advert)
+    if args.advert is not None:
+        advertise(args.advert, args.socket)
+    try:
+        request = serve(server, args.socket)
+    finally:
+        if server.accepting and args.advert is not None and os.getpid() == pid:
+            args.advert.unlink(missing_ok=True)  # the server stopped without _stop_accepting
     if request is None:
         return
-    become_flow_run(request)
+    become(request)
 
 
 if __name__ == "__main__":

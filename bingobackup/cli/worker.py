@@ -71,7 +71,7 @@ def start(
         console.print(f"Worker for backup host [bold]{host}[/] on work pool {pool} ({server.ui_url})")
         # The flow runs it starts inherit this: the same client settings as this command's.
         env = {**os.environ, **client_environment(server)}
-    env.update(start_fork_server(env))
+    env.update(start_fork_server(env, host))
     command = worker_command(sys.executable, pool, host, f"{host}@{socket.gethostname()}")
     if healthcheck_port is not None:
         # Prefect's worker health server, on loopback only (its default is every address).
@@ -117,20 +117,21 @@ def stop_background_workers() -> list[str]:
     return stopped
 
 
-def start_fork_server(env: dict[str, str]) -> dict[str, str]:
+def start_fork_server(env: dict[str, str], host: str) -> dict[str, str]:
     """Start the fork server the worker's flow runs are forked from (`forkserver.py`) and
     return what the worker's environment needs to reach it (see workpool.FLOW_RUN_COMMAND).
 
     It is a child of this process, which becomes the worker: it keeps the write end of a
     pipe across the exec, so the server sees the worker end (EOF), finishes the runs it
     forked and exits. It listens at once and imports the flows meanwhile; runs that arrive
-    before it is ready wait, and runs that cannot reach it start as before.
+    before it is ready wait, and runs that cannot reach it start as before. Once ready it
+    tells this machine's `backup run` commands where it listens (cli/handoff.py).
     """
     import subprocess
 
-    from bingobackup.cli import forkclient, forkserver
+    from bingobackup.cli import forkclient, handoff
 
-    socket_path = forkserver.socket_directory() / "forkserver.sock"
+    socket_path = Path(forkclient.socket_directory()) / "forkserver.sock"
     lifeline_read, lifeline_write = os.pipe()
     subprocess.Popen(
         [
@@ -141,6 +142,8 @@ def start_fork_server(env: dict[str, str]) -> dict[str, str]:
             str(socket_path),
             "--lifeline",
             str(lifeline_read),
+            "--advert",
+            str(handoff.advert_path(bingobackup_home(), host)),
         ],
         env=env,
         stdin=subprocess.DEVNULL,

@@ -122,7 +122,7 @@ def test_worker_and_its_flow_runs_get_the_commands_client_settings(
     started: list[dict[str, str]] = []
     monkeypatch.setattr(worker_cli.os, "execvpe", lambda _file, _args, env: started.append(env))
     fork_server = {"BINGOBACKUP_FORK_SOCKET": "/run/test/forkserver.sock"}
-    monkeypatch.setattr(worker_cli, "start_fork_server", lambda env: fork_server)
+    monkeypatch.setattr(worker_cli, "start_fork_server", lambda env, host: fork_server)
     monkeypatch.delenv("PREFECT_API_URL")  # an operator's shell: our local server, found by home
     invoke("worker", "start", "--host", registered.hosts["cluster-a"])
     (env,) = started
