@@ -71,7 +71,7 @@ restic:
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
 		|| { apt-get update && apt-get install -y --no-install-recommends postgresql; } \
-		|| echo "PostgreSQL could not be installed: the multi-host test will fail saying so"
+		|| echo "PostgreSQL could not be installed: the multi-host test and bench-scheduler (unless SCHEDULER_DATABASE=sqlite) will fail saying so"
 
 # Only the scale rows of `make bench` (orchestration on the simulator's scale scenario, CLI start cost).
 bench-scale: $(STAMP)
