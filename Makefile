@@ -41,14 +41,19 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: $(STAMP) restic
-	$(BIN)/python -m benchmarks
+bench: $(STAMP) restic postgresql
+	$(BIN)/python -m benchmarks --scheduler-database $(SCHEDULER_DATABASE) --scheduler-limit $(SCHEDULER_LIMIT)
 
 bench-e2e: $(STAMP) restic
 	$(BIN)/python -m benchmarks --e2e-only
 
-bench-scheduler: $(STAMP)
-	$(BIN)/python -m benchmarks --scheduler-only
+# The scheduler row's Prefect server: on PostgreSQL (a throwaway cluster, as a team server
+# runs) or on the local server's SQLite file: `make bench-scheduler SCHEDULER_DATABASE=sqlite`.
+# SCHEDULER_LIMIT: the work queue limit per backup host (0: none, every run let in at once).
+SCHEDULER_DATABASE ?= postgresql
+SCHEDULER_LIMIT ?= 0
+bench-scheduler: $(STAMP) postgresql
+	$(BIN)/python -m benchmarks --scheduler-only --scheduler-database $(SCHEDULER_DATABASE) --scheduler-limit $(SCHEDULER_LIMIT)
 
 # Only the Verify rows: verify vs export-disk on one backup of the image, and restic check --read-data.
 bench-verify: $(STAMP) restic
@@ -59,14 +64,14 @@ restic:
 	@command -v restic >/dev/null || { apt-get update && apt-get install -y restic; } \
 		|| echo "restic could not be installed: the bench skips its rows"
 
-# PostgreSQL (Debian package) for the multi-host test, which runs a Prefect server on it (the
-# test starts its own cluster in a temporary folder with initdb/pg_ctl; the package's own
+# PostgreSQL (Debian package) for the multi-host test and the bench's scheduler row, which run
+# a Prefect server on it (each starts its own cluster in a temporary folder with initdb/pg_ctl; the package's own
 # cluster is not used). Not the pip `pgserver`: its binaries lack pg_trgm, which Prefect's
 # schema needs.
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null \
 		|| { apt-get update && apt-get install -y --no-install-recommends postgresql; } \
-		|| echo "PostgreSQL could not be installed: the multi-host test will fail saying so"
+		|| echo "PostgreSQL could not be installed: the multi-host test and bench-scheduler (unless SCHEDULER_DATABASE=sqlite) will fail saying so"
 
 # Only the scale rows of `make bench` (orchestration on the simulator's scale scenario, CLI start cost).
 bench-scale: $(STAMP)

@@ -61,7 +61,19 @@ def arguments(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="only verify vs export-disk (and restic check --read-data) on one backup of the image",
     )
-    parser.add_argument("--scheduler-limit", type=int, default=10, help="work queue limit per host (0: none)")
+    parser.add_argument(
+        "--scheduler-limit",
+        type=int,
+        default=0,
+        help="work queue limit per host (default 0: none; the jobs' tag limits bound the data path)",
+    )
+    parser.add_argument(
+        "--scheduler-database",
+        choices=("sqlite", "postgresql"),
+        default="postgresql",
+        help="the Prefect server's database for the scheduler row (default postgresql, as a team "
+        "server; sqlite: the local server's file)",
+    )
     parser.add_argument(
         "--channels", type=int, default=2, help="engine channels (default 2, the job default)"
     )
@@ -174,7 +186,7 @@ def main(argv: list[str]) -> int:
             run.flow_backup()
             blocks = [
                 end_to_end_block(image.path, work, log),
-                scheduler_block(work, args.scheduler_limit, log),
+                scheduler_block(work, args.scheduler_limit, args.scheduler_database, log),
             ]
         run.churn()
         churned = file_digest(image.path)

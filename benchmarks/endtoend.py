@@ -85,14 +85,19 @@ class LocalCloud:
 
 
 @contextlib.contextmanager
-def local_cloud(work: Path, scenario: str) -> Iterator[LocalCloud]:
+def local_cloud(work: Path, scenario: str, database: str | None = None) -> Iterator[LocalCloud]:
     """Our local Prefect server (under BINGOBACKUP_HOME=work/home, as the CLI starts it) and a
-    simulated BingoCloud in this process, registered; both stopped at the end."""
+    simulated BingoCloud in this process, registered; both stopped at the end. `database`: the
+    server's PostgreSQL URL, as `bingobackup server start --database URL` keeps it (None: the
+    local SQLite file)."""
     os.environ["BINGOBACKUP_HOME"] = str(work / "home")
     os.environ.pop("PREFECT_API_URL", None)  # the CLI processes we start find the server themselves
     from prefect.settings import temporary_settings
 
     from bingobackup.cli import prefect_server
+
+    if database is not None:
+        prefect_server.remember_database(database)
     from bingobackup.resources.simulated import register_simulated_cloud
     from bingobackup.resources.users import LOCAL_ADMIN
     from bingobackup.sim.server import start_simulator

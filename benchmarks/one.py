@@ -49,7 +49,7 @@ def _run(operation: str, args: dict[str, Any]) -> dict[str, Any]:
     if operation == "scheduler":
         from benchmarks.scheduler import measure_scheduler
 
-        return measure_scheduler(Path(args["work"]), args["jobs"], args["limit"])
+        return measure_scheduler(Path(args["work"]), args["jobs"], args["limit"], args["database"])
     if operation == "scale":
         from benchmarks.scale import run_scale  # imports Prefect: only in this step
 

@@ -128,17 +128,28 @@ def end_to_end_block(image: Path, work: Path, log: Callable[[str], None]) -> Blo
     return Block(E2E_HEADING, method, [table, targets])
 
 
-def scheduler_block(work: Path, limit: int, log: Callable[[str], None]) -> Block:
-    log(f"scheduler: {SCHEDULER_JOBS} jobs due at one minute, one worker per backup host (limit {limit})")
+def scheduler_block(work: Path, limit: int, database: str, log: Callable[[str], None]) -> Block:
+    log(
+        f"scheduler: {SCHEDULER_JOBS} jobs due at one minute, one worker per backup host "
+        f"(limit {limit}, server on {database})"
+    )
     load_before, started = _load(), _now()
-    raw = run_step("scheduler", {"work": str(work / "scheduler"), "jobs": SCHEDULER_JOBS, "limit": limit})
+    raw = run_step(
+        "scheduler",
+        {"work": str(work / "scheduler"), "jobs": SCHEDULER_JOBS, "limit": limit, "database": database},
+    )
     s = scheduler.summarise(raw)
     table = Table(
         f"{raw['jobs']} backup jobs due at {raw['due']}, {raw['hosts']} backup hosts, one worker each",
         ["measure", "value"],
     )
     rows: list[tuple[str, Any]] = [
+        ("Prefect server's database", raw["database"]),
         ("work queue concurrency limit per host", raw["limit"] or "none"),
+        (
+            "fork server start slots per host (BINGOBACKUP_FORK_MAX_STARTING)",
+            raw.get("max_starting") or "none",
+        ),
         ("seconds to create the jobs", raw["create_seconds"]),
         ("workers polling, seconds before due", raw["workers_ready_before_due"]),
         ("flow runs", s["runs"]),
@@ -166,8 +177,10 @@ def scheduler_block(work: Path, limit: int, log: Callable[[str], None]) -> Block
         ]
     )
     method = [
-        f"Run {started}, `python -m benchmarks --scheduler-only --scheduler-limit {limit}` "
-        "(`make bench-scheduler`). The "
+        f"Run {started}, `python -m benchmarks --scheduler-only --scheduler-limit {limit} "
+        f"--scheduler-database {database}` (`make bench-scheduler`). The Prefect server is "
+        "`bingobackup server start`'s, on its SQLite file or on a throwaway PostgreSQL cluster "
+        "(`--database postgresql+asyncpg://…`, as a team server: docs/deploy.md). The "
         "simulator's `scale` "
         "scenario (100 VMs of four 20 GiB disks holding 192 KiB each, half in each of two "
         "clusters); one backup job per VM created as `bingobackup job create` does, each with a "
@@ -226,7 +239,7 @@ def only_rows(args: Any, work: Path, log: Callable[[str], None], console: Any) -
         image = build_image(work / "disk.raw", args.size)
         blocks.append(end_to_end_block(image.path, work, log))
     if args.scheduler_only:
-        blocks.append(scheduler_block(work, args.scheduler_limit, log))
+        blocks.append(scheduler_block(work, args.scheduler_limit, args.scheduler_database, log))
     print_tables(console, [table for block in blocks for table in block.tables])
     if not args.no_docs:
         with scale_section(args.docs, blocks):

@@ -15,13 +15,21 @@ the next 10 s). Each flow run's expected start (T) is then compared with:
 
 `limit` > 0 sets that concurrency limit on each host's work queue (runs over it wait,
 Scheduled, for a free slot): every run is a process of its own, and on a small machine 100 of
-them at once do not fit in memory.
+them at once do not fit in memory. A backup host's real data parallelism is bounded inside
+each run by the jobs' tag concurrency limits (docs/jobs.md), so the queue's limit only paces
+how many run processes exist at once.
+
+`database` is where the Prefect server keeps its data: `sqlite` (the local server's default
+file) or `postgresql`, a throwaway PostgreSQL cluster (Debian's package, started as the tests
+start theirs: tests/support/postgres.py) given to the server as `bingobackup server start
+--database URL` does, as a team server runs (docs/deploy.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -33,14 +41,30 @@ from typing import Any
 
 from benchmarks.endtoend import LocalCloud, cli_command, local_cloud, new_pool
 from benchmarks.measure import REPO_ROOT
+from bingobackup.cli.forkserver import default_max_starting
 
 POOL = "sched-pool"
-# Creating a job took 0.5-1.7 s on this machine depending on its load; T is the first whole
+# Creating a job took 0.14-1.7 s on this machine depending on its load; T is the first whole
 # minute at least this far ahead, and creation must end 20 s before T.
-CREATION_BASE, CREATION_PER_JOB = timedelta(seconds=60), timedelta(seconds=2.5)
+CREATION_BASE, CREATION_PER_JOB = timedelta(seconds=40), timedelta(seconds=1.0)
 # How long after T runs may take to finish before the measurement gives up on them.
 FINISH_TIMEOUT = 1200.0
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+DATABASES = ("sqlite", "postgresql")
+
+
+@contextlib.contextmanager
+def _server_database(kind: str) -> Iterator[str | None]:
+    """The database URL for the server (None: its local SQLite file)."""
+    if kind == "sqlite":
+        yield None
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown database {kind!r}; choose one of {', '.join(DATABASES)}")
+    from tests.support.postgres import running_postgres
+
+    with running_postgres(secrets.token_urlsafe(16)) as url:
+        yield url
 
 
 def _due_at(now: datetime, jobs: int) -> datetime:
@@ -160,8 +184,8 @@ def _timings(runs: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def measure_scheduler(work: Path, jobs: int, limit: int) -> dict[str, Any]:
-    with local_cloud(work, scenario="scale") as env:
+def measure_scheduler(work: Path, jobs: int, limit: int, database: str = "sqlite") -> dict[str, Any]:
+    with _server_database(database) as url, local_cloud(work, scenario="scale", database=url) as env:
         new_pool(env, POOL, work / POOL)
         created = datetime.now(UTC)
         due = _due_at(created, jobs)
@@ -192,6 +216,8 @@ def measure_scheduler(work: Path, jobs: int, limit: int) -> dict[str, Any]:
         "jobs": jobs,
         "hosts": len(hosts),
         "limit": limit,
+        "database": database,
+        "max_starting": default_max_starting(),  # the workers' fork servers read the same environment
         "due": due.isoformat(),
         "create_seconds": created_seconds,
         "workers_ready_before_due": due.timestamp() - ready,

@@ -13,6 +13,16 @@ when the client goes away first (the worker killed it hard), the child is killed
 `bingobackup backup run` typed on the same machine is forked the same way (`cli/handoff.py`):
 its request's kind is "cli", and the child runs the command instead of the engine.
 
+Every child reports when its flow run has begun (a byte on a pipe, written by a hook on
+Prefect's flow engines' `begin_run`) and then lowers its CPU priority (`RUNNING_NICENESS`):
+in a burst (100 runs scheduled at one minute) the runs already backing up step back, and the
+starts, and the Prefect server they wait on, get the cores first.
+
+Pacing (off unless `max_starting` > 0): at most `max_starting` children are in their start
+(fork → Running) at a time; the next request is forked when one of them reports Running,
+ends, or has been starting for `START_TIMEOUT` seconds. Requests beyond that wait in arrival
+order; a client that goes away meanwhile is dropped.
+
 Fork safety: the server starts no thread, event loop or API client (checked after the
 imports), so each child is a whole copy of a single-threaded process. Settings Prefect read
 at import (its root settings context, the logging configuration) are read again in the
@@ -34,9 +44,10 @@ import sys
 import threading
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bingobackup.cli.forkclient import HEADER
 
@@ -65,6 +76,21 @@ PRELOADED = (
 )
 KINDS = ("engine", "cli")
 REQUEST_TIMEOUT = 10.0  # seconds a client has to send its request once connected
+# Children in their start at once (`--max-starting`), by default none (no pacing): a start
+# is 0.2 CPU-s in the child and otherwise waits for the Prefect server's answers, so a few
+# start slots let the server's latency, not the cores, set the pace. Measured (100 runs, two
+# hosts, PostgreSQL server, docs/benchmarks.md "Scheduler"): with 4 slots per host each start
+# took 18-28 s, 67 runs were Running 260 s after they were due.
+DEFAULT_MAX_STARTING = 0
+# A child that has not reported Running by then no longer holds back the next one (a hook that
+# stopped firing after a Prefect upgrade slows bursts down, it does not stop them).
+START_TIMEOUT = 30.0
+# A forked run lowers its CPU priority to this once it is Running: a start is short and
+# latency-bound (the run is late until it is Running), a backup's data path is throughput-
+# bound and loses nothing by letting a few starts go first; when nothing else wants the
+# cores it runs as fast as ever. At 0 the runs already backing up (50 per host in a burst)
+# took most of the CPU, and each start took 8-29 s.
+RUNNING_NICENESS = 15
 MAX_PAYLOAD = 16 * 2**20
 _PEER_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -96,6 +122,16 @@ class _Child:
     label: str
     pidfd: int
     connection: socket.socket
+    started: int | None  # read end of the pipe the child reports Running on; None once it has
+    forked_at: float
+
+
+@dataclass
+class _Waiting:
+    """A request that waits for a free start slot (pacing)."""
+
+    connection: socket.socket
+    request: FlowRunRequest
 
 
 @dataclass
@@ -103,9 +139,36 @@ class _Server:
     listener: socket.socket
     lifeline: int | None
     advert: Path | None = None
+    max_starting: int = 0  # 0: fork every request at once
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     children: dict[int, _Child] = field(default_factory=dict)  # by pid
+    waiting: deque[_Waiting] = field(default_factory=deque)
     accepting: bool = True
+
+    def starting(self) -> int:
+        return sum(child.started is not None for child in self.children.values())
+
+    def may_fork(self) -> bool:
+        return self.max_starting <= 0 or self.starting() < self.max_starting
+
+
+MAX_STARTING_ENV = "BINGOBACKUP_FORK_MAX_STARTING"
+
+
+def default_max_starting() -> int:
+    """`$BINGOBACKUP_FORK_MAX_STARTING` (the worker's environment), else no pacing (0)."""
+    given = os.environ.get(MAX_STARTING_ENV, "").strip()
+    if not given:
+        return DEFAULT_MAX_STARTING
+    try:
+        value = int(given)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SystemExit(
+            f"{MAX_STARTING_ENV}={given!r} is not a number of runs: give 0 (no pacing) or more, or unset it"
+        )
+    return value
 
 
 def say(message: str) -> None:
@@ -168,18 +231,34 @@ def _read_request(connection: socket.socket) -> FlowRunRequest:
 
 def _close_in_child(server: _Server) -> None:
     """In a forked child: drop every descriptor of the server's (the listener, the other
-    runs' connections and pidfds, the lifeline), so none outlives the server through it."""
+    runs' connections, pidfds and start pipes, the waiting requests, the lifeline), so none
+    outlives the server through it."""
     server.selector.close()
     server.listener.close()
     if server.lifeline is not None:
         os.close(server.lifeline)
     for child in server.children.values():
         os.close(child.pidfd)
+        if child.started is not None:
+            os.close(child.started)
         child.connection.close()
+    for waiting in server.waiting:
+        waiting.connection.close()
+        for fd in waiting.request.fds:
+            os.close(fd)
 
 
-def _accept(server: _Server) -> FlowRunRequest | None:
-    """Serve one connection: in the parent None (the child is tracked), in the child its request."""
+@dataclass
+class ForkedRun:
+    """In a forked child: the run's request and where to report that it is Running."""
+
+    request: FlowRunRequest
+    started_fd: int
+
+
+def _accept(server: _Server) -> ForkedRun | None:
+    """Serve one connection: fork its run now, or queue it while `max_starting` runs are
+    starting. In the parent None, in a child its run."""
     connection, _ = server.listener.accept()
     try:
         request = _read_request(connection)
@@ -187,30 +266,87 @@ def _accept(server: _Server) -> FlowRunRequest | None:
         say(f"refused a request: {type(error).__name__}: {error}")
         connection.close()
         return None
+    connection.setblocking(True)
+    if server.may_fork():
+        return _fork(server, connection, request)
+    waiting = _Waiting(connection, request)
+    server.waiting.append(waiting)
+    server.selector.register(connection, selectors.EVENT_READ, ("waiting", waiting))
+    say(f"{request.label} waits for a start slot ({server.starting()} runs starting)")
+    return None
+
+
+def _fork(server: _Server, connection: socket.socket, request: FlowRunRequest) -> ForkedRun | None:
+    started_read, started_write = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
+        os.close(started_read)
         connection.close()
         _close_in_child(server)
-        return request
+        return ForkedRun(request, started_write)
+    os.close(started_write)
     for fd in request.fds:
         os.close(fd)
     # The child is not reaped until its exit is reported, so the pidfd cannot name another.
-    child = _Child(pid, request.label, os.pidfd_open(pid), connection)
+    child = _Child(pid, request.label, os.pidfd_open(pid), connection, started_read, time.monotonic())
     server.children[pid] = child
-    connection.setblocking(True)
     # A client gone already reads as EOF below, and its child is killed then.
     with contextlib.suppress(OSError):
         connection.sendall(f"pid {pid}\n".encode())
     server.selector.register(child.pidfd, selectors.EVENT_READ, ("exited", child))
     server.selector.register(connection, selectors.EVENT_READ, ("client", child))
+    server.selector.register(started_read, selectors.EVENT_READ, ("running", child))
     say(f"{request.label} started as forked process {pid}")
     return None
 
 
+def _start_over(server: _Server, child: _Child, why: str | None = None) -> None:
+    """`child`'s start is over (it reported Running, ended, or took too long)."""
+    if child.started is None:
+        return
+    server.selector.unregister(child.started)
+    os.close(child.started)
+    child.started = None
+    if why:
+        say(f"{child.label} (process {child.pid}) {why}")
+
+
+def _fork_waiting(server: _Server) -> ForkedRun | None:
+    """Fork waiting requests, oldest first, while start slots are free."""
+    while server.waiting and server.may_fork():
+        waiting = server.waiting.popleft()
+        server.selector.unregister(waiting.connection)
+        forked = _fork(server, waiting.connection, waiting.request)
+        if forked is not None:
+            return forked
+    return None
+
+
+def _drop_waiting(server: _Server, waiting: _Waiting) -> None:
+    """A waiting client's connection is readable: it went away (Prefect killed it, or the
+    run was cancelled) before its run was forked."""
+    server.waiting.remove(waiting)
+    server.selector.unregister(waiting.connection)
+    waiting.connection.close()
+    for fd in waiting.request.fds:
+        os.close(fd)
+    say(f"{waiting.request.label}: its client went away before it was forked")
+
+
+def _timed_out_starts(server: _Server) -> None:
+    now = time.monotonic()
+    for child in list(server.children.values()):
+        if child.started is not None and now - child.forked_at > START_TIMEOUT:
+            _start_over(
+                server, child, f"has not reported Running in {START_TIMEOUT:.0f} s; forking the next run"
+            )
+
+
 def _reap(server: _Server, child: _Child) -> None:
     _, status, usage = os.wait4(child.pid, 0)
+    _start_over(server, child)
     server.selector.unregister(child.pidfd)
     server.selector.unregister(child.connection)
     os.close(child.pidfd)
@@ -249,10 +385,11 @@ def _stop_accepting(server: _Server, socket_path: Path) -> None:
             socket_path.parent.rmdir()
 
 
-def serve(server: _Server, socket_path: Path) -> FlowRunRequest | None:
-    """Fork a child per request until told to stop and the runs it forked have ended.
+def serve(server: _Server, socket_path: Path) -> ForkedRun | None:
+    """Fork a child per request until told to stop and the runs it forked (and those
+    waiting for a start slot) have ended.
 
-    Returns None in the server when done, and the request in each forked child (which then
+    Returns None in the server when done, and its run in each forked child (which then
     leaves the loop and becomes the run's process).
     """
     stop = False
@@ -269,24 +406,86 @@ def serve(server: _Server, socket_path: Path) -> FlowRunRequest | None:
     while True:
         if stop:
             _stop_accepting(server, socket_path)
-        if not server.accepting and not server.children:
+        if not server.accepting and not server.children and not server.waiting:
             return None
         # A short timeout: a stop signal between the checks and select is seen within 1 s.
         for key, _ in server.selector.select(timeout=1.0):
             kind, child = key.data
             if kind == "listener" and server.accepting:
-                request = _accept(server)
-                if request is not None:
-                    return request
-            elif kind == "exited":
+                forked = _accept(server)
+                if forked is not None:
+                    return forked
+            elif kind == "exited" and child.pid in server.children:
                 _reap(server, child)
+            elif kind == "running" and child.started is not None:
+                seconds, cpu = time.monotonic() - child.forked_at, _cpu_seconds(child.pid)
+                _start_over(server, child, f"is Running, {seconds:.1f} s and {cpu:.2f} CPU-s after the fork")
             elif kind == "client" and child.pid in server.children:
                 _client_event(child)
+            elif kind == "waiting" and child in server.waiting:
+                _drop_waiting(server, child)
             elif kind == "lifeline":
                 # The worker ended (its end of the pipe closed): no new runs will come.
                 assert server.lifeline is not None  # registered only when given
                 server.selector.unregister(server.lifeline)
                 stop = True
+        _timed_out_starts(server)
+        forked = _fork_waiting(server)
+        if forked is not None:
+            return forked
+
+
+def yield_to_starts() -> None:
+    """Lower every thread of this process to `RUNNING_NICENESS` (a nice value is per thread
+    on Linux; threads started later inherit their creator's)."""
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            if os.getpriority(os.PRIO_PROCESS, int(tid)) < RUNNING_NICENESS:
+                os.setpriority(os.PRIO_PROCESS, int(tid), RUNNING_NICENESS)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far (0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _report_running(started_fd: int, step_back: bool) -> None:
+    """Write a byte to `started_fd` (and close it) once this process's flow run has begun
+    (Prefect's engines' `begin_run`: the run proposed Running), whatever its outcome; the
+    fork server then forks the next waiting run. Then, if `step_back`, lower this process's
+    CPU priority (`yield_to_starts`)."""
+    from prefect.flow_engine import AsyncFlowRunEngine, FlowRunEngine
+
+    def report() -> None:
+        nonlocal started_fd
+        if started_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(started_fd, b"R")
+            os.close(started_fd)
+            started_fd = -1
+            if step_back:
+                yield_to_starts()
+
+    sync_begin, async_begin = FlowRunEngine.begin_run, AsyncFlowRunEngine.begin_run
+
+    def begin_run(self: Any) -> Any:
+        try:
+            return sync_begin(self)
+        finally:
+            report()
+
+    async def begin_run_async(self: Any) -> Any:
+        try:
+            return await async_begin(self)
+        finally:
+            report()
+
+    FlowRunEngine.begin_run = begin_run  # type: ignore[method-assign]
+    AsyncFlowRunEngine.begin_run = begin_run_async  # type: ignore[method-assign]
 
 
 def advertise(advert: Path, socket_path: Path) -> None:
@@ -322,8 +521,9 @@ def _exit_without_teardown(code: object) -> NoReturn:
     os._exit(status)
 
 
-def become(request: FlowRunRequest) -> None:
+def become(run: ForkedRun) -> None:
     """In the forked child: take on the request's process state, then run what it asks for."""
+    request = run.request
     for target, fd in enumerate(request.fds):
         if fd != target:
             os.dup2(fd, target)
@@ -348,6 +548,9 @@ def become(request: FlowRunRequest) -> None:
 
     prefect.context.refresh_global_settings_context()
     prefect.logging.configuration.setup_logging(incremental=False)
+    # A command typed by a user (kind "cli") reports its start too, but keeps its priority:
+    # stepping back is for the worker's scheduled runs.
+    _report_running(run.started_fd, step_back=request.kind == "engine")
     if request.kind == "cli":
         from bingobackup.cli.main import run_here
 
@@ -371,6 +574,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--socket", type=Path, required=True, help="Unix socket path to listen on")
     parser.add_argument("--lifeline", type=int, help="fd whose EOF means the worker ended")
     parser.add_argument("--advert", type=Path, help="file to tell this machine's commands where it listens")
+    parser.add_argument(
+        "--max-starting",
+        type=int,
+        default=default_max_starting(),
+        help=f"runs in their start at once (default ${MAX_STARTING_ENV}, else 0: no pacing)",
+    )
     args = parser.parse_args(argv)
     os.umask(0o077)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -390,17 +599,17 @@ def main(argv: list[str] | None = None) -> None:
         f"process {os.getpid()} ready on {args.socket} (imports took {time.process_time() - started:.1f} CPU-s)"
     )
     pid = os.getpid()
-    server = _Server(listener, args.lifeline, args.advert)
+    server = _Server(listener, args.lifeline, args.advert, max_starting=args.max_starting)
     if args.advert is not None:
         advertise(args.advert, args.socket)
     try:
-        request = serve(server, args.socket)
+        run = serve(server, args.socket)
     finally:
         if server.accepting and args.advert is not None and os.getpid() == pid:
             args.advert.unlink(missing_ok=True)  # the server stopped without _stop_accepting
-    if request is None:
+    if run is None:
         return
-    become(request)
+    become(run)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,21 @@ _DATABASE_SCHEME = "postgresql+asyncpg"
 _DATABASE_SETTINGS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
 
 
+# The server's connections to PostgreSQL. With Prefect's defaults (a pool of 5, and 10 more
+# under load; a request waiting at most 30 s for one; a statement at most 10 s) 100 scheduled
+# runs starting at one minute failed 43-100 of their runs: requests answered 500 (QueuePool
+# limit reached, or asyncpg's statement timeout while the server's loop was busy), which
+# Prefect's clients do not retry (docs/benchmarks.md, "Scheduler"). 20 + 30 connections stay
+# within PostgreSQL's default max_connections (100), leaving room for the admin's sessions;
+# the waits stay below the clients' 60 s request timeout, whose expiry they do retry.
+POSTGRES_POOL = {
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "30",
+    "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_TIMEOUT": "55",
+    "PREFECT_SERVER_DATABASE_TIMEOUT": "45",
+}
+
+
 def masked_database_url(url: str) -> str:
     """`url` with its password (if any) replaced by ***, for anything shown or logged."""
     parts = urlsplit(url)
@@ -301,6 +316,8 @@ def ensure_server(port: int | None = None, host: str = LOOPBACK, auth: bool | No
         env.pop(name, None)
     if database is not None:
         env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
+        for name, value in POSTGRES_POOL.items():
+            env.setdefault(name, value)  # an operator's own setting wins
     # The address clients of this machine use: a wildcard address serves loopback too.
     client_host = LOOPBACK if host in ("0.0.0.0", "::") else host
     client_host = f"[{client_host}]" if ":" in client_host else client_host

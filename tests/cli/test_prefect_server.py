@@ -3,6 +3,8 @@ names a team's server, and never another home's server found on its port."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -11,6 +13,7 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +89,71 @@ def test_local_server_takes_sqlite_write_lock_when_a_transaction_begins() -> Non
         [sys.executable, "-c", _BEGIN_MODE_PROBE], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.split() == ["DEFERRED", "IMMEDIATE"]
+
+
+# More than Prefect's cap on concurrent requests to a SQLite server (100).
+_OPEN_SOCKETS = 110
+
+
+def test_local_server_answers_with_more_websockets_open_than_its_request_limit(
+    prefect_server: ServerInfo,
+) -> None:
+    # Every flow run keeps two WebSockets open for its whole life. Prefect's SQLite request
+    # cap counted them, so with 50 runs going the server answered nothing, not even /health.
+    import anyio
+    from prefect.client.orchestration import get_client
+    from prefect.events.clients import PrefectEventsClient
+
+    async def read_with_sockets_open() -> tuple[int, bool]:
+        with anyio.fail_after(30):  # without the fix the 101st socket waits for ever
+            async with contextlib.AsyncExitStack() as sockets:
+                for _ in range(_OPEN_SOCKETS):
+                    await sockets.enter_async_context(PrefectEventsClient())
+                async with get_client() as client:
+                    with anyio.fail_after(10):
+                        health = await client.api_healthcheck()
+                        runs = await client.read_flow_runs(limit=1)
+                return len(runs), health is None
+
+    found, healthy = asyncio.run(read_with_sockets_open())
+    assert healthy and found <= 1
+
+
+def test_a_request_that_waits_too_long_for_a_sqlite_request_slot_is_told_to_retry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+    from prefect.server.api.server import RequestLimitMiddleware
+
+    from bingobackup.cli import prefect_serve
+
+    monkeypatch.setattr(RequestLimitMiddleware, "__call__", RequestLimitMiddleware.__call__)  # undone after
+    monkeypatch.setattr(prefect_serve, "REQUEST_SLOT_WAIT", 0.2)
+    prefect_serve._websockets_outside_sqlite_request_limit()
+    release = asyncio.Event()
+
+    async def app(scope: dict, receive: object, send: Any) -> None:
+        if scope["path"] == "/api/slow":
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"done"})
+
+    limited = RequestLimitMiddleware(app, limit=1)
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=limited)
+        async with httpx.AsyncClient(transport=transport, base_url="http://server") as client:
+            slow = asyncio.create_task(client.get("/api/slow"))  # holds the only slot
+            await asyncio.sleep(0)
+            refused = await client.get("/api/flow_runs")
+            health = await client.get("/api/health")
+            release.set()
+            return await slow, refused, health
+
+    slow, refused, health = asyncio.run(scenario())
+    assert slow.status_code == 200 and health.status_code == 200
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
+    assert "busy" in refused.json()["detail"]
 
 
 class _OtherServer(BaseHTTPRequestHandler):

@@ -1,5 +1,6 @@
 """Flow runs of a job, as `bingobackup worker start` starts them: forked from the worker's fork
-server (which imported Prefect and the flows once), their INFO lines in the run's Logs tab,
+server (which imported Prefect and the flows once), paced (a burst of runs is forked one
+start slot at a time) and all completed, their INFO lines in the run's Logs tab,
 cancelled from the API by stopping the forked process; with the fork server gone, a run
 starts the old way (`python -m prefect.engine`) and still completes; a pool made before the
 fork server gets its command."""
@@ -125,6 +126,35 @@ def test_with_the_fork_server_killed_a_run_starts_as_before_and_completes(
     assert log.count("no fork server for this flow run") == 1, log
     assert "starting it with `python -m prefect.engine` instead" in log
     assert f"flow run {run_id} started as forked process" not in log
+
+
+def test_runs_claimed_at_once_are_forked_one_start_at_a_time_and_all_complete(
+    registered: Registered, job_pool: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pacing (one start slot): a run is forked only once the one before it reported Running,
+    # so a burst never has every run starting at once on the host's cores.
+    monkeypatch.setenv("BINGOBACKUP_POOL_PASSPHRASE", POOL_PASSPHRASE)
+    # Due before the worker exists: its first poll claims both at once.
+    run_ids = [str(start_job(registered, tmp_path, vm)) for vm in ("linux_local", "raw_disk_vm")]
+    env = worker_environment(
+        job_pool, BINGOBACKUP_POOL_PASSPHRASE=POOL_PASSPHRASE, BINGOBACKUP_FORK_MAX_STARTING="1"
+    )
+    log = tmp_path / "worker.log"
+    with running_worker(registered.hosts["cluster-a"], env, log):
+        states = [final_state(uuid.UUID(run_id)) for run_id in run_ids]
+        text = log.read_text(errors="replace")
+    assert states == ["COMPLETED"] * 2, text
+    steps = [
+        (step, run_id)
+        for run_id, step in re.findall(
+            r"flow run (\S+) (?:\(process \d+\) )?(started as forked|is Running)", text
+        )
+        if run_id in run_ids
+    ]
+    assert [step for step, _ in steps] == ["started as forked", "is Running"] * 2, text
+    assert {run_id for _, run_id in steps} == set(run_ids)
+    assert "waits for a start slot" in text, text  # the burst was queued, not forked at once
+    assert "has not reported Running" not in text, text
 
 
 def test_a_pool_made_with_prefects_default_command_gets_the_fork_clients(prefect_server: ServerInfo) -> None:
