@@ -118,6 +118,7 @@ class LocalDirBlobStore(BlobStore):
             probe = probe.parent
         for path in reversed(missing):
             path.mkdir(exist_ok=True)
+            crash_point("store.dir-made")  # made, its entry in the parent not yet durable
             fsync_path(path.parent)  # the new directory entry itself must survive a crash
         with self._dirs_lock:
             self._known_dirs.add(directory)
@@ -212,6 +213,7 @@ class LocalDirBlobStore(BlobStore):
                 self._sync_file(blob.fd)
             finally:
                 os.close(blob.fd)
+            crash_point("store.synced")  # the temp file's bytes durable, not yet renamed
             os.replace(blob.temp, blob.final)
         except OSError as error:
             blob.temp.unlink(missing_ok=True)
@@ -264,6 +266,7 @@ class LocalDirBlobStore(BlobStore):
             self._path(key).unlink()
         except FileNotFoundError:
             raise BlobNotFoundError(self.name, key) from None
+        crash_point("store.unlinked")  # gone, its directory not fsynced: a power loss brings it back
 
     def open_append(self, key: str) -> BlobWriter:
         final = self._path(key)

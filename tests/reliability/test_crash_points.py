@@ -1,5 +1,6 @@
-"""Crash points: backup, export-disk, set deletion and GC with repack, each killed (SIGKILL)
-at named step boundaries and at seeded random offsets, then rerun; see crash_harness.py.
+"""Crash points: backup, export-disk, set deletion, GC with repack, restore (VM and disk) and
+prune, on a local pool and (backup, GC) an object pool, each killed (SIGKILL) at named step
+boundaries and at seeded random offsets, then rerun; see crash_harness.py.
 
 The suite runs a short seeded campaign (a few kills); `make reliability` runs every named
 point and more random offsets (BINGOBACKUP_RELIABILITY_LONG, _TRIALS) and prints the table.
@@ -11,11 +12,18 @@ import os
 import random
 from pathlib import Path
 
+import pytest
 from support.crash_harness import (
     BACKUP_POINTS,
     DELETE_POINTS,
     EXPORT_POINTS,
     GC_POINTS,
+    LOCAL_GC_POINTS,
+    OBJECT_BACKUP_POINTS,
+    POWER_LOSS_BACKUP_POINTS,
+    PRUNE_KEEP_LAST,
+    PRUNE_POINTS,
+    RESTORE_POINTS,
     SEED_ENV,
     CrashRig,
     Trial,
@@ -24,15 +32,23 @@ from support.crash_harness import (
     export_trial,
     finished,
     gc_trial,
+    keep_last_retention,
     long_campaign,
+    points_of_deletion,
+    points_of_gc,
+    prune_args,
+    prune_trial,
     random_points,
+    restore_trial,
     trials_per_scenario,
 )
-from support.flow import Registered
+from support.flow import Registered, object_dedup_pool, register_cloud_and_pool
 
-# The suite's short campaign (about 45 s): one seeded random offset into a backup and into an
-# export, a deletion killed before its tombstone, a repack killed while rewriting manifests,
-# and a backup losing power after a pool blob's rename, before its directory's fsync.
+# The suite's short campaign: one seeded random offset into a backup and into an export, a
+# deletion killed before its tombstone, a repack killed while rewriting manifests, and a
+# backup losing power after a pool blob's rename, before its directory's fsync (about 45 s);
+# a VM restore killed once its new VM runs and a prune before its tombstone (about 25 s);
+# a repack on an object pool (about 15 s).
 SHORT = {
     "backup": (),
     "export": (),
@@ -41,26 +57,61 @@ SHORT = {
     "backup, power loss": ("store.renamed#2",),
     "delete, power loss": (),
     "gc, power loss": (),
+    "restore vm": ("restore.vm-launched",),
+    "restore disk": (),
+    "prune": ("delete.before-tombstone",),
+    "backup, object pool": (),
+    "gc, object pool": ("gc.repack-manifests",),
 }
 LONG = {
     "backup": BACKUP_POINTS,
     "export": EXPORT_POINTS,
     "delete": DELETE_POINTS,
-    "gc": GC_POINTS,
-    "backup, power loss": BACKUP_POINTS,
+    "gc": LOCAL_GC_POINTS,
+    "backup, power loss": POWER_LOSS_BACKUP_POINTS,
     "delete, power loss": DELETE_POINTS,
-    "gc, power loss": GC_POINTS,
+    "gc, power loss": LOCAL_GC_POINTS,
+    "restore vm": RESTORE_POINTS["vm"],
+    "restore disk": RESTORE_POINTS["disk"],
+    "prune": PRUNE_POINTS,
+    "backup, object pool": OBJECT_BACKUP_POINTS,
+    "gc, object pool": GC_POINTS,
 }
+
+
+def _plan() -> dict[str, tuple[str, ...]]:
+    return LONG if long_campaign() else SHORT
+
+
+def _rig(registered: Registered, tmp_path: Path, prefect_server) -> tuple[CrashRig, random.Random]:
+    seed = int(os.environ.get(SEED_ENV, "26"))
+    return CrashRig(registered, tmp_path, prefect_server.url, seed), random.Random(seed)
+
+
+def _long_random(rng: random.Random, passed: int) -> list[str]:
+    """The long campaign's seeded random offsets into a run passing `passed` points (the
+    short one has none where this is used)."""
+    return random_points(rng, passed, trials_per_scenario()) if long_campaign() else []
+
+
+def _assert_all_survived(trials: list[Trial]) -> None:
+    problems = [f"{t.scenario} killed at {t.point}: {p}" for t in trials for p in t.problems]
+    assert problems == []
+    # A random offset may lie past a run's end (the long campaign counts those); a named
+    # point may not, nor any of the short campaign's (seeded, so it kills every time).
+    unreached = [
+        t.point for t in trials if not t.killed and (not t.point.startswith("*") or not long_campaign())
+    ]
+    assert unreached == []
+    assert max(t.resent_share for t in trials) < 0.05, [(t.point, t.resent_share) for t in trials]
 
 
 def test_every_killed_command_reruns_to_a_consistent_pool(
     registered: Registered, tmp_path: Path, prefect_server
 ) -> None:
-    seed = int(os.environ.get(SEED_ENV, "26"))
-    rng = random.Random(seed)
-    rig = CrashRig(registered, tmp_path, prefect_server.url, seed)
+    rig, rng = _rig(registered, tmp_path, prefect_server)
     count = trials_per_scenario()
-    plan = LONG if long_campaign() else SHORT
+    plan = _plan()
     trials: list[Trial] = []
 
     rig.change_disks()
@@ -75,31 +126,94 @@ def test_every_killed_command_reruns_to_a_consistent_pool(
     for point in [*plan["export"], *random_points(rng, chunks, count)]:
         trials.append(finished(export_trial(rig, point, newest)))
 
-    for point in plan["delete"]:
+    deletions = [*plan["delete"]]
+    if long_campaign():  # random offsets into a deletion, drawn from a clean one traced
+        deletions += random_points(rng, points_of_deletion(rig), count)
+    for point in deletions:
         trials.append(finished(delete_trial(rig, point)))
-    for number, point in enumerate(plan["gc"]):
+    collections = [*plan["gc"]]
+    if long_campaign():
+        collections += random_points(rng, points_of_gc(rig), count)
+    for number, point in enumerate(collections):
         # The short campaign collects the set its deletion trial removed; the long one makes
         # garbage for each kill.
         trials.append(finished(gc_trial(rig, point, make_garbage=long_campaign() or number > 0)))
 
-    power_loss_backups = [*plan["backup, power loss"]]
-    if long_campaign():
-        power_loss_backups += random_points(rng, len(passed), count)
+    power_loss_backups = [*plan["backup, power loss"], *_long_random(rng, len(passed))]
     for point in power_loss_backups:
         trials.append(finished(backup_trial(rig, point, power_loss=True)))
-    for point in plan["delete, power loss"]:
+    power_loss_deletions = [*plan["delete, power loss"]]
+    power_loss_collections = [*plan["gc, power loss"]]
+    if long_campaign():
+        power_loss_deletions += random_points(rng, points_of_deletion(rig), count)
+        power_loss_collections += random_points(rng, points_of_gc(rig), count)
+    for point in power_loss_deletions:
         trials.append(finished(delete_trial(rig, point, power_loss=True)))
-    for point in plan["gc, power loss"]:
+    for point in power_loss_collections:
         trials.append(finished(gc_trial(rig, point, power_loss=True)))
 
-    problems = [f"{t.scenario} killed at {t.point}: {p}" for t in trials for p in t.problems]
-    assert problems == []
-    # A random offset may lie past a run's end (the long campaign counts those); a named
-    # point may not, nor any of the short campaign's (seeded, so it kills every time).
-    unreached = [
-        t.point for t in trials if not t.killed and (not t.point.startswith("*") or not long_campaign())
-    ]
-    assert unreached == []
-    assert max(t.resent_share for t in trials) < 0.05, [(t.point, t.resent_share) for t in trials]
+    _assert_all_survived(trials)
     if not long_campaign():  # its power loss undid the renamed blob: the model did bite
         assert [t.lost_at_power_loss > 0 for t in trials if t.power_loss] == [True]
+
+
+def test_killed_restores_and_prunes_rerun_to_what_was_asked_and_nothing_more(
+    registered: Registered, tmp_path: Path, prefect_server
+) -> None:
+    """`restore vm|disk` killed: the rerun restores the VM (disk) byte for byte, and the cloud
+    holds nothing else of either run; `prune --pool --yes` killed: the rerun leaves exactly
+    the sets the retention keeps. The pool verifies after each."""
+    rig, rng = _rig(registered, tmp_path, prefect_server)
+    plan = _plan()
+    trials: list[Trial] = []
+    newest = rig.backup()
+
+    for kind in ("vm", "disk"):
+        points = [*plan[f"restore {kind}"]]
+        if long_campaign():
+            before = set(rig.live_instances()), rig.volume_ids()
+            passed = len(rig.points_passed(rig.restore_args(kind, newest)))
+            rig.remove_from_cloud(set(rig.live_instances()) - before[0], rig.volume_ids() - before[1])
+            points += random_points(rng, passed, trials_per_scenario())
+        for point in points:
+            trials.append(finished(restore_trial(rig, kind, point, newest)))
+
+    keep_last_retention(rig)
+    while len(rig.catalog_sets()) < PRUNE_KEEP_LAST:
+        rig.backup()
+    points = [*plan["prune"]]
+    if long_campaign():  # a clean prune of one set too many, traced
+        rig.backup()
+        points += random_points(rng, len(rig.points_passed(prune_args(rig))), trials_per_scenario())
+    for point in points:
+        trials.append(finished(prune_trial(rig, point)))
+
+    _assert_all_survived(trials)
+
+
+@pytest.fixture
+def on_object_pool(prefect_server, sim, cloud_client, tmp_path: Path, moto_s3: str) -> Registered:
+    return register_cloud_and_pool(sim, cloud_client, tmp_path / "no-local-pool", object_dedup_pool(moto_s3))
+
+
+def test_killed_backups_and_gc_on_an_object_pool_rerun_to_a_consistent_pool(
+    on_object_pool: Registered, tmp_path: Path, prefect_server
+) -> None:
+    rig, rng = _rig(on_object_pool, tmp_path, prefect_server)
+    plan = _plan()
+    trials: list[Trial] = []
+
+    rig.change_disks()
+    passed = rig.points_passed(rig.backup_args())
+    (first,) = rig.catalog_sets()
+    rig.remember(first)
+    for point in [*plan["backup, object pool"], *_long_random(rng, len(passed))]:
+        trials.append(finished(backup_trial(rig, point)))
+
+    collections = [*plan["gc, object pool"]]
+    if long_campaign():
+        collections += random_points(rng, points_of_gc(rig), trials_per_scenario())
+    for point in collections:
+        trials.append(finished(gc_trial(rig, point)))
+
+    _assert_all_survived(trials)
