@@ -3,20 +3,29 @@
 Resources are recorded the moment the cloud returns their id (before waiting on them), so
 one that never becomes ready is still removed. What cannot be removed is named in the
 run's report, never silently left behind.
+
+A run can die where no `finally` runs (SIGKILL, a rebooted backup host): a ledger given a
+`LedgerKeeper` also stores what it holds there after every change, with the process that
+wrote it, and the job's next run removes what a dead process of this host left
+(`remove_left_by_dead_runs`) before it plans: a half-made VM, its snapshot and image, the
+volumes written. What was created in the instant between the cloud's reply and the record
+is not known to anyone (a crash there leaves it, as before).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.cloud.errors import CloudNotFoundError
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_volume
+from bingobackup.processes import pid_gone, process_space
 
 log = logging.getLogger("bingobackup.restore")
 
@@ -36,21 +45,57 @@ class Created(BaseModel):
         return f"{self.kind} {self.resource_id} ({self.what})"
 
 
-class Ledger:
-    """Thread-safe record of what a run created and has not yet removed or handed over."""
+class LedgerRecord(BaseModel):
+    """What one run's restore of one VM holds, as its keeper stores it."""
 
-    def __init__(self) -> None:
+    model_config = ConfigDict(frozen=True)
+
+    job: str
+    vm: str  # the VM restored (its new name), or whose disks are restored
+    writer: str  # `<process space>|<pid>` of the process that created them
+    items: tuple[Created, ...] = ()
+
+    def writer_gone(self) -> bool:
+        """The writer was a process of this host (process space) that no longer runs."""
+        space, _, pid = self.writer.rpartition("|")
+        return space == process_space() and pid.isdigit() and pid_gone(int(pid))
+
+
+class LedgerKeeper(Protocol):
+    """Durable and shared: a record must outlive the process that wrote it."""
+
+    def save(self, record: LedgerRecord) -> None:
+        """Store `record` in place of the one of the same job, VM and writer; none with no items."""
+
+    def of_job(self, job: str) -> list[LedgerRecord]: ...
+
+
+class Ledger:
+    """Thread-safe record of what a run created and has not yet removed or handed over; with a
+    `keeper`, stored there after every change (the change returns once it is stored)."""
+
+    def __init__(self, keeper: LedgerKeeper | None = None, job: str = "", vm: str = "") -> None:
         self._items: list[Created] = []
         self._lock = threading.Lock()
+        self._keeper = keeper
+        self._record = LedgerRecord(job=job, vm=vm, writer=f"{process_space()}|{os.getpid()}")
+
+    def _kept(self) -> None:
+        if self._keeper is not None:  # under the lock: the keeper sees the changes in order
+            self._keeper.save(self._record.model_copy(update={"items": tuple(self._items)}))
 
     def add(self, kind: ResourceKind, resource_id: str, what: str) -> None:
         with self._lock:
             self._items.append(Created(kind=kind, resource_id=resource_id, what=what))
+            self._kept()
 
     def forget(self, resource_id: str) -> None:
         """`resource_id` was removed, or is now the operator's (the restored VM and its disks)."""
         with self._lock:
+            before = len(self._items)
             self._items = [i for i in self._items if i.resource_id != resource_id]
+            if len(self._items) != before:
+                self._kept()
 
     @property
     def items(self) -> list[Created]:
@@ -88,3 +133,24 @@ def _remove(client: BingoCloudClient, item: Created, timeout: float) -> None:
             client.deregister_image(item.resource_id)
         else:
             client.delete_snapshot(item.resource_id)
+
+
+def remove_left_by_dead_runs(
+    client: BingoCloudClient, keeper: LedgerKeeper, job: str, timeout: float = 300.0
+) -> tuple[list[str], list[str]]:
+    """Removes what killed runs of restore job `job` on this host left in the cloud (their
+    records in `keeper`); (removed, could not remove), described. Records of live processes,
+    or of other hosts' (whose liveness this host cannot see), are left alone."""
+    removed: list[str] = []
+    failed: list[str] = []
+    for record in keeper.of_job(job):
+        if not record.writer_gone():
+            continue
+        ledger = Ledger()
+        for item in record.items:
+            ledger.add(item.kind, item.resource_id, item.what)
+        failed += ledger.clean_up(client, timeout)
+        left = {i.resource_id for i in ledger.items}
+        removed += [i.describe() for i in record.items if i.resource_id not in left]
+        keeper.save(record.model_copy(update={"items": tuple(ledger.items)}))
+    return removed, failed

@@ -123,7 +123,9 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
     snapshot_id, image_id = _image_of_system_disk(client, job, ledger, vm, root)
     instance_id = _launch_from_image(client, job, ledger, vm, root, image_id)
     _attach_data_disks_and_power_on(client, job, vm, instance_id, by_source)
-    crash_point("restore.vm-complete")  # the VM whole, its snapshot, image and written system disk not yet removed
+    crash_point(
+        "restore.vm-complete"
+    )  # the VM whole, its snapshot, image and written system disk not yet removed
     for kind_id in (image_id, snapshot_id, root.volume_id):
         _remove_temporary(job, ledger, kind_id)
     return client.get_instance(instance_id)

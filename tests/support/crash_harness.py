@@ -136,7 +136,9 @@ class CrashRig:
         ]
         assert len(self.volumes) == len(DISK_MIB), self.volumes
         # The VM's disks as it has them (system disk first): where a restored VM has its own.
-        self.devices = {b.volume_id: b.device_name for b in registered.client.get_instance(self.vm_id).block_devices}
+        self.devices = {
+            b.volume_id: b.device_name for b in registered.client.get_instance(self.vm_id).block_devices
+        }
         self.volumes.sort(key=self.devices.__getitem__)
         # One channel per disk: a disk's new chunks go to one pack, so a set deletion leaves
         # packs part live (set_sharing_packs), as a large disk's 16 MiB packs usually are.
@@ -549,7 +551,9 @@ def check_restored(
     client = rig.registered.client
     if kind == "vm":
         if list(instances.values()) != [RESTORED_VM]:
-            trial.problems.append(f"new VMs after the rerun: {sorted(instances.items())}, expected one {RESTORED_VM}")
+            trial.problems.append(
+                f"new VMs after the rerun: {sorted(instances.items())}, expected one {RESTORED_VM}"
+            )
             return False
         (instance_id,) = instances
         held = {b.device_name: b.volume_id for b in client.get_instance(instance_id).block_devices}
@@ -567,7 +571,9 @@ def check_restored(
         }
         wanted = {device: rig.volumes[1] for device in held}  # the one new disk: the data disk's bytes
     if set(held.values()) != volumes or len(held) != len(wanted) or set(held) != set(wanted):
-        trial.problems.append(f"restored disks {held}, new volumes {sorted(volumes)}: not one per disk restored")
+        trial.problems.append(
+            f"restored disks {held}, new volumes {sorted(volumes)}: not one per disk restored"
+        )
         return False
     for device, volume in held.items():
         if rig.disk_sha(volume) != rig.expected[(set_id, wanted[device])]:
