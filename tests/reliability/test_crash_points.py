@@ -17,9 +17,9 @@ from support.crash_harness import (
     BACKUP_POINTS,
     DELETE_POINTS,
     EXPORT_POINTS,
-    GC_POINTS,
     LOCAL_GC_POINTS,
     OBJECT_BACKUP_POINTS,
+    OBJECT_GC_POINTS,
     POWER_LOSS_BACKUP_POINTS,
     PRUNE_KEEP_LAST,
     PRUNE_POINTS,
@@ -47,8 +47,8 @@ from support.flow import Registered, object_dedup_pool, register_cloud_and_pool
 # The suite's short campaign: one seeded random offset into a backup and into an export, a
 # deletion killed before its tombstone, a repack killed while rewriting manifests, and a
 # backup losing power after a pool blob's rename, before its directory's fsync (about 45 s);
-# a VM restore killed once its new VM runs and a prune before its tombstone (about 25 s);
-# a repack on an object pool (about 15 s).
+# a VM restore killed once its new VM runs and a prune before its tombstone; a backup into
+# an object pool killed between its catalog rows and its commit record.
 SHORT = {
     "backup": (),
     "export": (),
@@ -60,8 +60,8 @@ SHORT = {
     "restore vm": ("restore.vm-launched",),
     "restore disk": (),
     "prune": ("delete.before-tombstone",),
-    "backup, object pool": (),
-    "gc, object pool": ("gc.repack-manifests",),
+    "backup, object pool": ("catalog.mid-write",),
+    "gc, object pool": (),
 }
 LONG = {
     "backup": BACKUP_POINTS,
@@ -75,7 +75,7 @@ LONG = {
     "restore disk": RESTORE_POINTS["disk"],
     "prune": PRUNE_POINTS,
     "backup, object pool": OBJECT_BACKUP_POINTS,
-    "gc, object pool": GC_POINTS,
+    "gc, object pool": OBJECT_GC_POINTS,
 }
 
 

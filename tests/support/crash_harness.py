@@ -32,10 +32,12 @@ from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import Pool
 from bingobackup.pools.dedup import DedupPool
 from bingobackup.pools.writer import ZERO_LOCATION
-from bingobackup.resources.pools import find_pool, open_registered_pool, pool_catalog_root
+from bingobackup.resources.pools import find_pool, open_registered_pool, pool_catalog_root, set_pool_retention
+from bingobackup.resources.users import LOCAL_ADMIN
 from bingobackup.restore.ledger import Ledger
 from bingobackup.restore.verification import verification_code
 from bingobackup.specs.restore import load_restore_spec
+from bingobackup.specs.retention import RetentionPolicy
 from flows.backup import job_tag
 from flows.restore import limits_name
 from support.flow import POOL_PASSPHRASE, Registered, bingobackup_command
@@ -403,6 +405,8 @@ GC_POINTS = tuple(f"gc.{name}" for name in ("sweeping", "repack-packs", "repack-
 # The `store.*` points are a local pool's (its files' temp, fsync, rename, unlink steps).
 LOCAL_GC_POINTS = (*GC_POINTS, "store.unlinked#1")  # a pack swept, its directory not fsynced
 OBJECT_BACKUP_POINTS = tuple(p for p in BACKUP_POINTS if not p.startswith("store."))
+# An object pool is write-once: no repack (its manifests cannot be rewritten), whole dead packs swept.
+OBJECT_GC_POINTS = ("gc.condemned", "gc.sweeping")
 POWER_LOSS_BACKUP_POINTS = (*BACKUP_POINTS, "store.synced#2")  # a blob's bytes durable, not renamed
 RESTORE_POINTS = {
     "vm": (
@@ -422,7 +426,7 @@ RESTORE_POINTS = {
     ),
 }
 PRUNE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone")
-PRUNE_KEEP_LAST = 2  # the pool's retention in the prune scenario: each trial's backup makes one set too many
+PRUNE_KEEP_LAST = 1  # the pool's retention in the prune scenario: each trial's backup makes one set too many
 
 
 def backup_trial(rig: CrashRig, point: str, power_loss: bool = False) -> Trial:
@@ -485,7 +489,7 @@ def delete_trial(rig: CrashRig, point: str, power_loss: bool = False) -> Trial:
 def gc_trial(rig: CrashRig, point: str, *, make_garbage: bool = True, power_loss: bool = False) -> Trial:
     """`gc` with repack killed at `point`; with `make_garbage`, a set is backed up and deleted
     first (without, the caller has just deleted one)."""
-    trial = Trial(_name(rig, "gc + repack", power_loss), point, power_loss=power_loss)
+    trial = Trial(_name(rig, "gc + repack" if rig.local else "gc", power_loss), point, power_loss=power_loss)
     if make_garbage:
         make_gc_garbage(rig)
     if not rig.kill_and_rerun(trial, gc_args(rig)):
@@ -510,8 +514,10 @@ def gc_args(rig: CrashRig) -> list[str]:
 
 
 def make_gc_garbage(rig: CrashRig) -> None:
-    """A set deleted whose packs a newer set still partly uses: what `gc` frees and repacks."""
-    assert rig.run(delete_args(rig, rig.set_sharing_packs())) == 0, rig.last_output
+    """A set deleted whose packs a newer set still partly uses: what `gc` frees and repacks;
+    on an object pool (no repack), the newest set, whose new chunks nothing else uses."""
+    doomed = rig.set_sharing_packs() if rig.local else rig.backup()
+    assert rig.run(delete_args(rig, doomed)) == 0, rig.last_output
 
 
 def points_of_deletion(rig: CrashRig) -> int:
@@ -599,9 +605,10 @@ def prune_args(rig: CrashRig) -> list[str]:
 
 
 def keep_last_retention(rig: CrashRig) -> None:
-    """The pool's default retention (the rig's job has none): the newest `PRUNE_KEEP_LAST` sets."""
-    args = ["pool", "set-retention", rig.registered.pool, "--keep-last", str(PRUNE_KEEP_LAST)]
-    assert rig.run(args) == 0, rig.last_output
+    """The pool's default retention (the rig's job has none): the newest `PRUNE_KEEP_LAST` sets
+    (as `pool set-retention --keep-last` sets it)."""
+    policy = RetentionPolicy(keep_last=PRUNE_KEEP_LAST)
+    set_pool_retention(PrefectRegistryStore(), LOCAL_ADMIN, rig.registered.pool, policy)
 
 
 def _name(rig: CrashRig, scenario: str, power_loss: bool) -> str:
