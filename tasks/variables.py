@@ -42,12 +42,14 @@ def delete_variable(name: str) -> None:
 
 def variables_tagged(tag: str) -> list[Variable]:
     with get_client(sync_client=True) as client:
-        return read_all(
-            lambda offset, limit: Variable.model_validate_list(
-                client.request(
-                    "POST",
-                    "/variables/filter",
-                    json={"variables": {"tags": {"all_": [tag]}}, "offset": offset, "limit": limit},
-                ).json()
+        return list(
+            read_all(
+                lambda offset, limit: Variable.model_validate_list(
+                    client.request(
+                        "POST",
+                        "/variables/filter",
+                        json={"variables": {"tags": {"all_": [tag]}}, "offset": offset, "limit": limit},
+                    ).json()
+                )
             )
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.client import BingoCloudClient, new_client_token
 from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
 from bingobackup.crashpoints import crash_point
@@ -21,7 +21,7 @@ from bingobackup.format.errors import ManifestError
 from bingobackup.jobs.staging import attach_at_free_device
 from bingobackup.mover.restore import DiskRestoreResult, write_disk_from_pool
 from bingobackup.restore.job import RestoreJob
-from bingobackup.restore.ledger import Ledger, ResourceKind
+from bingobackup.restore.ledger import Ledger, ResourceKind, VolumeCreate
 from bingobackup.restore.plan import DiskPlan, VmPlan
 
 log = logging.getLogger("bingobackup.restore")
@@ -68,10 +68,16 @@ def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> R
             vm.source.set_id,
             disk.source.volume_id,
         )
-    volume = client.create_volume(
-        size_bytes=disk.source.size_bytes, storage_id=disk.storage_id, name=disk.name, node_id=vm.node_id
-    )
-    ledger.add("volume", volume.volume_id, f"disk {disk.name} restored from {disk.source.volume_id}")
+    what, token = f"disk {disk.name} restored from {disk.source.volume_id}", new_client_token()
+    create: VolumeCreate = {
+        "size_bytes": disk.source.size_bytes,
+        "storage_id": disk.storage_id,
+        "name": disk.name,
+        "node_id": vm.node_id,
+    }
+    ledger.intend_volume(token, create, what)  # recorded before the call: see ledger.py
+    volume = client.create_volume(**create, client_token=token)
+    ledger.add("volume", volume.volume_id, what, client_token=token)
     crash_point("restore.volume-created")
     volume = wait_for_volume(client, volume.volume_id, "available", timeout=timeouts.volume)
     _attach(client, volume.volume_id, job.host.instance_id, None, timeouts.attach)

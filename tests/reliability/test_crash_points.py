@@ -47,7 +47,8 @@ from support.flow import Registered, object_dedup_pool, register_cloud_and_pool
 # The suite's short campaign: one seeded random offset into a backup and into an export, a
 # deletion killed before its tombstone, a repack killed while rewriting manifests, and a
 # backup losing power after a pool blob's rename, before its directory's fsync (about 45 s);
-# a VM restore killed once its new VM runs and a prune before its tombstone; a backup into
+# a VM restore killed once its new VM runs and a prune losing power after its tombstone
+# (the deleted manifests must not come back); a backup into
 # an object pool killed between its catalog rows and its commit record.
 SHORT = {
     "backup": (),
@@ -59,7 +60,8 @@ SHORT = {
     "gc, power loss": (),
     "restore vm": ("restore.vm-launched",),
     "restore disk": (),
-    "prune": ("delete.before-tombstone",),
+    "prune": (),
+    "prune, power loss": ("delete.after-tombstone",),
     "backup, object pool": ("catalog.mid-write",),
     "gc, object pool": (),
 }
@@ -74,6 +76,7 @@ LONG = {
     "restore vm": RESTORE_POINTS["vm"],
     "restore disk": RESTORE_POINTS["disk"],
     "prune": PRUNE_POINTS,
+    "prune, power loss": PRUNE_POINTS,
     "backup, object pool": OBJECT_BACKUP_POINTS,
     "gc, object pool": OBJECT_GC_POINTS,
 }
@@ -181,12 +184,16 @@ def test_killed_restores_and_prunes_rerun_to_what_was_asked_and_nothing_more(
     keep_last_retention(rig)
     while len(rig.catalog_sets()) < PRUNE_KEEP_LAST:
         rig.backup()
-    points = [*plan["prune"]]
-    if long_campaign():  # a clean prune of one set too many, traced
+    points, power_loss_points = [*plan["prune"]], [*plan["prune, power loss"]]
+    if long_campaign():  # random offsets into a clean prune of one set too many, traced
         rig.backup()
-        points += random_points(rng, len(rig.points_passed(prune_args(rig))), trials_per_scenario())
+        passed = len(rig.points_passed(prune_args(rig)))
+        points += random_points(rng, passed, trials_per_scenario())
+        power_loss_points += random_points(rng, passed, trials_per_scenario())
     for point in points:
         trials.append(finished(prune_trial(rig, point)))
+    for point in power_loss_points:
+        trials.append(finished(prune_trial(rig, point, power_loss=True)))
 
     _assert_all_survived(trials)
 

@@ -190,6 +190,17 @@ class CrashRig:
             if i.state.name not in ("terminated", "shutting-down")
         }
 
+    def remove_leftover(self, resource_id: str) -> None:
+        """A snapshot, image or temporary volume `leftovers()` named (after a failed trial)."""
+        client = self.registered.client
+        with contextlib.suppress(Exception):  # best effort: the trial already failed
+            if resource_id.startswith("snap-"):
+                client.delete_snapshot(resource_id)
+            elif resource_id.startswith("ami-"):
+                client.deregister_image(resource_id)
+            else:
+                client.delete_volume(resource_id)
+
     def volume_ids(self) -> set[str]:
         return {v.volume_id for v in self.registered.client.describe_volumes()}
 
@@ -425,7 +436,8 @@ RESTORE_POINTS = {
         "restore.disk-attached",  # on the VM, not yet handed over
     ),
 }
-PRUNE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone")
+# After the tombstone: the sets are gone for the catalog; what the pool deleted must stay deleted.
+PRUNE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone", "delete.after-tombstone")
 PRUNE_KEEP_LAST = 1  # the pool's retention in the prune scenario: each trial's backup makes one set too many
 
 
@@ -542,18 +554,20 @@ def restore_trial(rig: CrashRig, kind: str, point: str, set_id: str) -> Trial:
         return trial
     new_instances = {i: n for i, n in rig.live_instances().items() if i not in instances}
     new_volumes = rig.volume_ids() - volumes
-    restored = check_restored(rig, trial, kind, set_id, new_instances, new_volumes)
+    check_restored(rig, trial, kind, set_id, new_instances, new_volumes)
     rig.check(trial, sets)
-    if restored:  # gone before the next trial (the VM backed up keeps its own two disks)
-        rig.remove_from_cloud(set(new_instances), new_volumes)
+    # Gone before the next trial, whatever was found (the VM backed up keeps its own two disks).
+    rig.remove_from_cloud(set(new_instances), new_volumes)
+    for leftover in rig.leftovers():  # a killed run's snapshot or image, reported by check()
+        rig.remove_leftover(leftover)
     return trial
 
 
 def check_restored(
     rig: CrashRig, trial: Trial, kind: str, set_id: str, instances: dict[str, str], volumes: set[str]
-) -> bool:
-    """The rerun's VM (or disk) holds the set's bytes and is all the restores left; False
-    (with the problems in `trial`) when the cloud holds more or other than that."""
+) -> None:
+    """The rerun's VM (or disk) holds the set's bytes and is all the restores left; problems
+    go into `trial`."""
     client = rig.registered.client
     if kind == "vm":
         if list(instances.values()) != [RESTORED_VM]:
@@ -567,7 +581,7 @@ def check_restored(
     else:
         if instances:
             trial.problems.append(f"a disk restore left new VMs: {sorted(instances.items())}")
-            return False
+            return
         held = {
             a.device: v.volume_id
             for v in client.describe_volumes()
@@ -585,13 +599,12 @@ def check_restored(
         if rig.disk_sha(volume) != rig.expected[(set_id, wanted[device])]:
             trial.data_lost = True
             trial.problems.append(f"restored {device} ({volume}) differs from set {set_id} {wanted[device]}")
-    return True
 
 
-def prune_trial(rig: CrashRig, point: str) -> Trial:
+def prune_trial(rig: CrashRig, point: str, power_loss: bool = False) -> Trial:
     """`prune --pool P --yes` killed at `point` after a backup made one set more than the
     pool's retention (`PRUNE_KEEP_LAST`) keeps; the rerun leaves exactly the newest sets."""
-    trial = Trial("prune", point)
+    trial = Trial(_name(rig, "prune", power_loss), point, power_loss=power_loss)
     rig.backup()
     keep = set(rig.sets_newest_first()[:PRUNE_KEEP_LAST])
     if not rig.kill_and_rerun(trial, prune_args(rig)):
