@@ -108,7 +108,7 @@ def _assert_all_survived(trials: list[Trial]) -> None:
     assert max(t.resent_share for t in trials) < 0.05, [(t.point, t.resent_share) for t in trials]
 
 
-@pytest.mark.timeout(900)  # nine kills, each a command run twice: minutes on two busy cores
+@pytest.mark.timeout(900)  # seven kills, each a command run twice: minutes on two busy cores
 def test_every_killed_command_reruns_to_a_consistent_pool(
     registered: Registered, tmp_path: Path, prefect_server
 ) -> None:
