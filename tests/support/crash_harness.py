@@ -437,7 +437,8 @@ RESTORE_POINTS = {
     ),
 }
 # After the tombstone: the sets are gone for the catalog; what the pool deleted must stay deleted.
-PRUNE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone", "delete.after-tombstone")
+AFTER_TOMBSTONE = "delete.after-tombstone"
+PRUNE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone", AFTER_TOMBSTONE)
 PRUNE_KEEP_LAST = 1  # the pool's retention in the prune scenario: each trial's backup makes one set too many
 
 
@@ -533,8 +534,12 @@ def make_gc_garbage(rig: CrashRig) -> None:
 
 
 def points_of_deletion(rig: CrashRig) -> int:
-    """How many crash points a clean set deletion passes (traced; the set stays deleted)."""
-    return len(rig.points_passed(delete_args(rig, rig.set_sharing_packs())))
+    """How many crash points a clean set deletion passes before its tombstone is written
+    (traced; the set stays deleted). Killed after it, `sets delete` has done its work and its
+    rerun refuses the set as already deleted (exit 1, as it refuses any deleted set): the
+    prune scenario kills there instead, whose rerun finds nothing left to remove."""
+    passed = rig.points_passed(delete_args(rig, rig.set_sharing_packs()))
+    return passed.index(AFTER_TOMBSTONE) if AFTER_TOMBSTONE in passed else len(passed)
 
 
 def points_of_gc(rig: CrashRig) -> int:
