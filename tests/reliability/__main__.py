@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=26)
     parser.add_argument("--results", type=Path, help="also keep every trial here (JSON lines)")
     parser.add_argument("--fuzz-examples", type=int, default=50, help="random examples per fuzz test")
+    parser.add_argument(
+        "--only",
+        help="comma-separated crash scenarios to run (keys of test_crash_points.LONG, e.g. "
+        "'restore vm,prune'), without the fuzz tests; default: all, and the fuzz tests",
+    )
     args = parser.parse_args(argv)
     import pytest
 
@@ -74,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             BINGOBACKUP_RELIABILITY_LONG="1",
             FUZZ_EXAMPLES=str(args.fuzz_examples),  # random (not the suite's derandomized) examples
         )
+        if args.only:
+            os.environ["BINGOBACKUP_RELIABILITY_ONLY"] = args.only
         os.chdir(ROOT)
-        code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", str(HERE)])
+        where = str(HERE / "test_crash_points.py") if args.only else str(HERE)
+        code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", where])
         trials = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
         if args.results and results.exists():
             shutil.copyfile(results, args.results)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,7 @@ from support.crash_harness import (
     random_points,
     restore_trial,
     trials_per_scenario,
+    wanted,
 )
 from support.flow import Registered, object_dedup_pool, register_cloud_and_pool
 
@@ -82,18 +84,22 @@ LONG = {
 
 
 def _plan() -> dict[str, tuple[str, ...]]:
-    return LONG if long_campaign() else SHORT
+    return {
+        name: points if wanted(name) else () for name, points in (LONG if long_campaign() else SHORT).items()
+    }
+
+
+def _random(rng: random.Random, scenario: str, passed: int | Callable[[], int]) -> list[str]:
+    """The seeded random offsets of `scenario`, from `passed` points (or a clean run `passed()`
+    traces: run only when the scenario is wanted)."""
+    if not wanted(scenario):
+        return []
+    return random_points(rng, passed if isinstance(passed, int) else passed(), trials_per_scenario())
 
 
 def _rig(registered: Registered, tmp_path: Path, prefect_server) -> tuple[CrashRig, random.Random]:
     seed = int(os.environ.get(SEED_ENV, "26"))
     return CrashRig(registered, tmp_path, prefect_server.url, seed), random.Random(seed)
-
-
-def _long_random(rng: random.Random, passed: int) -> list[str]:
-    """The long campaign's seeded random offsets into a run passing `passed` points (the
-    short one has none where this is used)."""
-    return random_points(rng, passed, trials_per_scenario()) if long_campaign() else []
 
 
 def _assert_all_survived(trials: list[Trial]) -> None:
@@ -108,12 +114,12 @@ def _assert_all_survived(trials: list[Trial]) -> None:
     assert max(t.resent_share for t in trials) < 0.05, [(t.point, t.resent_share) for t in trials]
 
 
-@pytest.mark.timeout(900)  # seven kills, each a command run twice: minutes on two busy cores
+# Seven kills in the suite, each a command run twice: minutes on two busy cores.
+@pytest.mark.timeout(3600 if long_campaign() else 900)
 def test_every_killed_command_reruns_to_a_consistent_pool(
     registered: Registered, tmp_path: Path, prefect_server
 ) -> None:
     rig, rng = _rig(registered, tmp_path, prefect_server)
-    count = trials_per_scenario()
     plan = _plan()
     trials: list[Trial] = []
 
@@ -121,35 +127,37 @@ def test_every_killed_command_reruns_to_a_consistent_pool(
     passed = rig.points_passed(rig.backup_args())  # the first set, traced: how many points a backup passes
     (first,) = rig.catalog_sets()
     rig.remember(first)
-    for point in [*plan["backup"], *random_points(rng, len(passed), count)]:
+    for point in [*plan["backup"], *_random(rng, "backup", len(passed))]:
         trials.append(finished(backup_trial(rig, point)))
 
     newest = max(rig.expected)[0]
     chunks = len(rig.pool().load_manifest(newest, rig.volumes[0]).chunks)
-    for point in [*plan["export"], *random_points(rng, chunks, count)]:
+    for point in [*plan["export"], *_random(rng, "export", chunks)]:
         trials.append(finished(export_trial(rig, point, newest)))
 
     deletions = [*plan["delete"]]
     if long_campaign():  # random offsets into a deletion, drawn from a clean one traced
-        deletions += random_points(rng, points_of_deletion(rig), count)
+        deletions += _random(rng, "delete", lambda: points_of_deletion(rig))
     for point in deletions:
         trials.append(finished(delete_trial(rig, point)))
     collections = [*plan["gc"]]
     if long_campaign():
-        collections += random_points(rng, points_of_gc(rig), count)
+        collections += _random(rng, "gc", lambda: points_of_gc(rig))
     for number, point in enumerate(collections):
         # The short campaign collects the set its deletion trial removed; the long one makes
         # garbage for each kill.
         trials.append(finished(gc_trial(rig, point, make_garbage=long_campaign() or number > 0)))
 
-    power_loss_backups = [*plan["backup, power loss"], *_long_random(rng, len(passed))]
+    power_loss_backups = [*plan["backup, power loss"]]
+    if long_campaign():
+        power_loss_backups += _random(rng, "backup, power loss", len(passed))
     for point in power_loss_backups:
         trials.append(finished(backup_trial(rig, point, power_loss=True)))
     power_loss_deletions = [*plan["delete, power loss"]]
     power_loss_collections = [*plan["gc, power loss"]]
     if long_campaign():
-        power_loss_deletions += random_points(rng, points_of_deletion(rig), count)
-        power_loss_collections += random_points(rng, points_of_gc(rig), count)
+        power_loss_deletions += _random(rng, "delete, power loss", lambda: points_of_deletion(rig))
+        power_loss_collections += _random(rng, "gc, power loss", lambda: points_of_gc(rig))
     for point in power_loss_deletions:
         trials.append(finished(delete_trial(rig, point, power_loss=True)))
     for point in power_loss_collections:
@@ -170,11 +178,11 @@ def killed_restores(rig: CrashRig, rng: random.Random, plan: dict[str, tuple[str
     trials = []
     for kind in ("vm", "disk"):
         points = [*plan[f"restore {kind}"]]
-        if long_campaign():  # random offsets into a clean restore, traced (its VM then removed)
+        if long_campaign() and wanted(f"restore {kind}"):  # offsets into a clean restore, traced
             instances, volumes = set(rig.live_instances()), rig.volume_ids()
             passed = len(rig.points_passed(rig.restore_args(kind, newest)))
             rig.remove_from_cloud(set(rig.live_instances()) - instances, rig.volume_ids() - volumes)
-            points += random_points(rng, passed, trials_per_scenario())
+            points += _random(rng, f"restore {kind}", passed)
         for point in points:
             trials.append(finished(restore_trial(rig, kind, point, newest)))
     return trials
@@ -185,12 +193,14 @@ def killed_prunes(rig: CrashRig, rng: random.Random, plan: dict[str, tuple[str, 
     pool's retention keeps. The first prune removes every set but the newest."""
     keep_last_retention(rig)
     points, power_loss_points = [*plan["prune"]], [*plan["prune, power loss"]]
-    if long_campaign():  # random offsets into a clean prune of one set too many, traced
+    if long_campaign() and (
+        wanted("prune") or wanted("prune, power loss")
+    ):  # offsets into a clean prune, traced
         assert rig.run(prune_args(rig)) == 0, rig.last_output
         rig.backup()
         passed = len(rig.points_passed(prune_args(rig)))
-        points += random_points(rng, passed, trials_per_scenario())
-        power_loss_points += random_points(rng, passed, trials_per_scenario())
+        points += _random(rng, "prune", passed)
+        power_loss_points += _random(rng, "prune, power loss", passed)
     trials = [finished(prune_trial(rig, point)) for point in points]
     trials += [finished(prune_trial(rig, point, power_loss=True)) for point in power_loss_points]
     return trials
@@ -203,7 +213,10 @@ def on_object_pool(prefect_server, sim, cloud_client, tmp_path: Path, moto_s3: s
 
 # Long campaign only: moto's server makes each object-pool run slow, and the suite's time
 # budget holds the local kills; `make reliability` runs every named point here.
-@pytest.mark.skipif(not long_campaign(), reason="the object-pool crash trials run in `make reliability`")
+@pytest.mark.skipif(
+    not long_campaign() or not (wanted("backup, object pool") or wanted("gc, object pool")),
+    reason="the object-pool crash trials run in `make reliability`",
+)
 def test_killed_backups_and_gc_on_an_object_pool_rerun_to_a_consistent_pool(
     on_object_pool: Registered, tmp_path: Path, prefect_server
 ) -> None:
@@ -215,12 +228,12 @@ def test_killed_backups_and_gc_on_an_object_pool_rerun_to_a_consistent_pool(
     passed = rig.points_passed(rig.backup_args())
     (first,) = rig.catalog_sets()
     rig.remember(first)
-    for point in [*plan["backup, object pool"], *_long_random(rng, len(passed))]:
+    for point in [*plan["backup, object pool"], *_random(rng, "backup, object pool", len(passed))]:
         trials.append(finished(backup_trial(rig, point)))
 
     collections = [*plan["gc, object pool"]]
     if long_campaign():
-        collections += random_points(rng, points_of_gc(rig), trials_per_scenario())
+        collections += _random(rng, "gc, object pool", lambda: points_of_gc(rig))
     for point in collections:
         trials.append(finished(gc_trial(rig, point)))
 
