@@ -607,7 +607,7 @@ def check_restored(
         trial.problems.append(
             f"restored disks {held}, new volumes {sorted(volumes)}: not one per disk restored"
         )
-        return False
+        return
     for device, volume in held.items():
         if rig.disk_sha(volume) != rig.expected[(set_id, wanted[device])]:
             trial.data_lost = True
