@@ -587,7 +587,7 @@ def check_restored(
             trial.problems.append(
                 f"new VMs after the rerun: {sorted(instances.items())}, expected one {RESTORED_VM}"
             )
-            return False
+            return
         (instance_id,) = instances
         held = {b.device_name: b.volume_id for b in client.get_instance(instance_id).block_devices}
         wanted = {rig.devices[v]: v for v in rig.volumes}  # device -> source volume
