@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fuzz-examples", type=int, default=50, help="random examples per fuzz test")
     parser.add_argument(
         "--only",
-        help="comma-separated crash scenarios to run (keys of test_crash_points.LONG, e.g. "
-        "'restore vm,prune'), without the fuzz tests; default: all, and the fuzz tests",
+        help="';'-separated crash scenarios to run (keys of test_crash_points.LONG, e.g. "
+        "'restore vm;prune, power loss'), without the fuzz tests; default: all, and the fuzz tests",
     )
     args = parser.parse_args(argv)
     import pytest

@@ -52,7 +52,9 @@ RESULTS_ENV = "BINGOBACKUP_RELIABILITY_RESULTS"  # JSON lines, one per trial
 TRIALS_ENV = "BINGOBACKUP_RELIABILITY_TRIALS"  # random-offset kills per scenario (the suite: 1)
 SEED_ENV = "BINGOBACKUP_RELIABILITY_SEED"
 LONG_ENV = "BINGOBACKUP_RELIABILITY_LONG"  # set: every named point of every scenario
-ONLY_ENV = "BINGOBACKUP_RELIABILITY_ONLY"  # comma-separated plan keys ("restore vm,prune"): only these
+ONLY_ENV = (
+    "BINGOBACKUP_RELIABILITY_ONLY"  # ";"-separated plan keys ("restore vm;prune, power loss"): only these
+)
 
 MIB = 1 << 20
 VM_NAME = "crash-vm"
@@ -93,7 +95,7 @@ def wanted(scenario: str) -> bool:
     """Whether this campaign runs `scenario` (a key of the test's plan): all, unless ONLY_ENV
     names some (`python -m tests.reliability --only ...`: a part of the long campaign again)."""
     only = os.environ.get(ONLY_ENV)
-    return not only or scenario in {name.strip() for name in only.split(",")}
+    return not only or scenario in {name.strip() for name in only.split(";")}
 
 
 def record(trial: Trial) -> None:
