@@ -193,6 +193,7 @@ def delete_sets(
                 bytes_stored=record.bytes_stored,
             )
         )
+        crash_point("delete.after-tombstone")
         what = (
             "deleted"
             if deleted.data_removed

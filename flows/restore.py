@@ -44,7 +44,15 @@ from flows.jobs import (
 from tasks.limits import ensure_tag_limits
 from tasks.owner import run_user
 from tasks.progress import progress_artifact
-from tasks.restore import attach_disk_task, clean_up_task, create_vm_task, prepare_restore, write_disk_task
+from tasks.restore import (
+    attach_disk_task,
+    clean_up_task,
+    create_vm_task,
+    ledger_of,
+    prepare_restore,
+    remove_left_by_killed_runs_task,
+    write_disk_task,
+)
 
 PAUSE_POLL_SECONDS = 2
 # A run whose precondition answered no: a Cancelled state of this name, and the summary's status.
@@ -157,7 +165,7 @@ def _outcome(vm: VmPlan, started: float, **fields: Any) -> VmRestoreOutcome:
 def restore_one(job: RestoreJob, vm: VmPlan) -> VmRestoreOutcome:
     """One VM (or one VM's disks). Never raises: a failure cleans up and becomes an outcome."""
     started = time.monotonic()
-    ledger = Ledger()
+    ledger = ledger_of(job, vm)  # kept on the server: a killed run's next run removes what it made
     try:
         disks = _write_disks(job, ledger, vm)
         instance = None
@@ -330,6 +338,14 @@ def _restore(
         status, why = refusal
         (logger.warning if status == IDLE else logger.error)(why)
         return {"status": status, "rows": [], "outcomes": []}, why
+    removed, stuck = remove_left_by_killed_runs_task(job)
+    if stuck:
+        logger.warning(
+            "a killed run of restore %s left what could not be removed: %s", spec.name, "; ".join(stuck)
+        )
+    if removed:  # the names and addresses its half-made VMs held are free again: plan anew
+        logger.warning("removed what a killed run of restore %s left: %s", spec.name, "; ".join(removed))
+        job = prepare_restore(spec, user)
     limits = _ensure_limits(job)
     with progress_artifact(
         "restore-progress", f"{spec.name}: bytes written", job.plan.total_bytes, job.watchdog

@@ -11,16 +11,9 @@ one to keep its VM stopped.
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
-import re
 from datetime import UTC, datetime
 
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import VariableCreate, VariableUpdate
-from prefect.client.schemas.objects import Variable
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.runtime import flow_run
 
 from bingobackup.backup.job import BackupJob
@@ -30,7 +23,7 @@ from bingobackup.resources.access import cloud_for
 from bingobackup.resources.discovery import ResolvedVm
 from bingobackup.resources.users import resolve_user
 from tasks.blocks import PrefectRegistryStore
-from tasks.paging import read_all
+from tasks.variables import delete_variable, save_variable, variable_name, variables_tagged
 
 LEDGER_TAG = "bingobackup-stopped-vm"
 
@@ -40,11 +33,7 @@ def _job_tag(job: str) -> str:
 
 
 def _variable_name(job: str, instance_id: str) -> str:
-    """Readable in the UI, and unique per job and VM: names allow only [a-z0-9_-], so the
-    hash tells apart jobs whose names differ only in case or punctuation."""
-    slug = re.sub(r"[^a-z0-9_-]+", "-", f"{job}-{instance_id}".lower())[:200]
-    digest = hashlib.sha256(f"{job}\0{instance_id}".encode()).hexdigest()[:8]
-    return f"bingobackup-stopped-{slug}-{digest}"
+    return variable_name("bingobackup-stopped", job, instance_id)
 
 
 class PrefectStoppedVmLedger:
@@ -52,34 +41,16 @@ class PrefectStoppedVmLedger:
     parallel VMs of a run never write the same variable)."""
 
     def record(self, vm: StoppedVm) -> None:
-        name = _variable_name(vm.job, vm.instance_id)
-        value, tags = vm.model_dump(mode="json"), [LEDGER_TAG, _job_tag(vm.job)]
-        with get_client(sync_client=True) as client:
-            try:
-                client.create_variable(VariableCreate(name=name, value=value, tags=tags))
-            except ObjectAlreadyExists:  # a stale entry of the same VM: replace it
-                client.update_variable(VariableUpdate(name=name, value=value, tags=tags))
+        # A stale entry of the same VM is replaced.
+        save_variable(
+            _variable_name(vm.job, vm.instance_id), vm.model_dump(mode="json"), [LEDGER_TAG, _job_tag(vm.job)]
+        )
 
     def forget(self, vm: StoppedVm) -> None:
-        with get_client(sync_client=True) as client, contextlib.suppress(ObjectNotFound):
-            client.delete_variable_by_name(_variable_name(vm.job, vm.instance_id))
+        delete_variable(_variable_name(vm.job, vm.instance_id))
 
     def of_job(self, job: str) -> list[StoppedVm]:
-        with get_client(sync_client=True) as client:
-            variables = read_all(
-                lambda offset, limit: Variable.model_validate_list(
-                    client.request(
-                        "POST",
-                        "/variables/filter",
-                        json={
-                            "variables": {"tags": {"all_": [_job_tag(job)]}},
-                            "offset": offset,
-                            "limit": limit,
-                        },
-                    ).json()
-                )
-            )
-            return [StoppedVm.model_validate(variable.value) for variable in variables]
+        return [StoppedVm.model_validate(variable.value) for variable in variables_tagged(_job_tag(job))]
 
 
 def stop_of_this_run(job: BackupJob, vm: ResolvedVm) -> StoppedVm:

@@ -17,13 +17,14 @@ from bingobackup.resources.models import PoolRegistration
 from bingobackup.resources.pools import pool_catalog_root
 from bingobackup.resources.users import resolve_user
 from bingobackup.restore.job import RestoreJob, prepare_restore_job
-from bingobackup.restore.ledger import Ledger
+from bingobackup.restore.ledger import Ledger, remove_left_by_dead_runs
 from bingobackup.restore.plan import DiskPlan, VmPlan
 from bingobackup.restore.source import BackedUpDisk, BackedUpNic, BackedUpVm
 from bingobackup.restore.steps import RestoredDisk, attach_restored, create_vm, write_disk
 from bingobackup.specs.restore import RestoreSpec
 from catalog import Catalog, VmBackup
 from tasks.blocks import PrefectRegistryStore
+from tasks.restore_ledger import PrefectRestoreLedgerKeeper
 
 
 def backed_up_vm(backup: VmBackup) -> BackedUpVm:
@@ -123,3 +124,16 @@ def attach_disk_task(job: RestoreJob, vm: VmPlan, disk: RestoredDisk) -> Restore
 @task(name="clean up", cache_policy=NONE)
 def clean_up_task(job: RestoreJob, ledger: Ledger) -> list[str]:
     return ledger.clean_up(job.client(), timeout=job.timeouts.instance)
+
+
+def ledger_of(job: RestoreJob, vm: VmPlan) -> Ledger:
+    """The ledger of `vm`'s restore, kept on the Prefect server while it holds anything."""
+    return Ledger(PrefectRestoreLedgerKeeper(), job.spec.name, vm.name)
+
+
+@task(name="remove what killed runs left", cache_policy=NONE)
+def remove_left_by_killed_runs_task(job: RestoreJob) -> tuple[list[str], list[str]]:
+    """(removed, could not remove): what killed runs of this restore job on this host created."""
+    return remove_left_by_dead_runs(
+        job.client(), PrefectRestoreLedgerKeeper(), job.spec.name, timeout=job.timeouts.instance
+    )

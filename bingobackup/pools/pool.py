@@ -353,7 +353,7 @@ class Pool(ABC):
         return manifests + self._set_data_keys(set_id)
 
     def delete_set(self, set_id: str) -> int:
-        """Removes a backup set's manifests, then the data only it uses; returns blobs removed.
+        """Removes a backup set's manifests, then the data only it uses, durably; returns blobs removed.
 
         Crash-safe: the manifests go first, so a set interrupted halfway is already gone for a
         restore (which follows the manifests) and a rerun removes the rest. Shared chunks of a
@@ -367,6 +367,10 @@ class Pool(ABC):
                     self.store.delete(key)
                     removed += 1
                 crash_point("delete.blob-removed")
+            # Durable before the caller records the deletion (a catalog tombstone): a power
+            # loss must not bring back manifests of a set the catalog says is gone, pinning
+            # its chunks against garbage collection for good.
+            self.store.sync_deletions()
             return removed
 
     @contextlib.contextmanager

@@ -13,14 +13,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from bingobackup.cloud.client import BingoCloudClient
+from bingobackup.cloud.client import BingoCloudClient, new_client_token
 from bingobackup.cloud.models import Instance
 from bingobackup.cloud.waiters import wait_for_instance, wait_for_snapshot, wait_for_volume
+from bingobackup.crashpoints import crash_point
 from bingobackup.format.errors import ManifestError
 from bingobackup.jobs.staging import attach_at_free_device
 from bingobackup.mover.restore import DiskRestoreResult, write_disk_from_pool
 from bingobackup.restore.job import RestoreJob
-from bingobackup.restore.ledger import Ledger, ResourceKind
+from bingobackup.restore.ledger import Ledger, ResourceKind, VolumeCreate
 from bingobackup.restore.plan import DiskPlan, VmPlan
 
 log = logging.getLogger("bingobackup.restore")
@@ -67,12 +68,20 @@ def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> R
             vm.source.set_id,
             disk.source.volume_id,
         )
-    volume = client.create_volume(
-        size_bytes=disk.source.size_bytes, storage_id=disk.storage_id, name=disk.name, node_id=vm.node_id
-    )
-    ledger.add("volume", volume.volume_id, f"disk {disk.name} restored from {disk.source.volume_id}")
+    what, token = f"disk {disk.name} restored from {disk.source.volume_id}", new_client_token()
+    create: VolumeCreate = {
+        "size_bytes": disk.source.size_bytes,
+        "storage_id": disk.storage_id,
+        "name": disk.name,
+        "node_id": vm.node_id,
+    }
+    ledger.intend_volume(token, create, what)  # recorded before the call: see ledger.py
+    volume = client.create_volume(**create, client_token=token)
+    ledger.add("volume", volume.volume_id, what, client_token=token)
+    crash_point("restore.volume-created")
     volume = wait_for_volume(client, volume.volume_id, "available", timeout=timeouts.volume)
     _attach(client, volume.volume_id, job.host.instance_id, None, timeouts.attach)
+    crash_point("restore.volume-attached")  # attached to the backup host, nothing written
     try:
         # resolve(): the by-id link names the device; the data goes to what it points at.
         device = job.locator().wait_for(volume.serial or volume.volume_id, timeout=timeouts.device).resolve()
@@ -87,6 +96,7 @@ def write_disk(job: RestoreJob, ledger: Ledger, vm: VmPlan, disk: DiskPlan) -> R
             label=label,
             cancel=job.watchdog.cancel,
         )
+        crash_point("restore.disk-written")  # every chunk written, still on the backup host
     finally:
         with contextlib.suppress(Exception):  # the ledger's cleanup detaches by force if this fails
             _detach(client, volume.volume_id, timeouts.attach)
@@ -119,6 +129,9 @@ def create_vm(job: RestoreJob, ledger: Ledger, vm: VmPlan, disks: list[RestoredD
     snapshot_id, image_id = _image_of_system_disk(client, job, ledger, vm, root)
     instance_id = _launch_from_image(client, job, ledger, vm, root, image_id)
     _attach_data_disks_and_power_on(client, job, vm, instance_id, by_source)
+    crash_point(
+        "restore.vm-complete"
+    )  # the VM whole, its snapshot, image and written system disk not yet removed
     for kind_id in (image_id, snapshot_id, root.volume_id):
         _remove_temporary(job, ledger, kind_id)
     return client.get_instance(instance_id)
@@ -147,6 +160,7 @@ def _image_of_system_disk(
         description=f"restore of {vm.source.label}",
     )
     ledger.add("image", image_id, f"image of the restored system disk of {vm.name}")
+    crash_point("restore.image-registered")
     return snapshot.snapshot_id, image_id
 
 
@@ -178,6 +192,7 @@ def _launch_from_image(
         f"second launch of {vm.name}",
     )
     wait_for_instance(client, instance.instance_id, "running", timeout=job.timeouts.instance)
+    crash_point("restore.vm-launched")  # the new VM runs, its data disks not yet attached
     return instance.instance_id
 
 
@@ -238,6 +253,7 @@ def _remove_temporary(job: RestoreJob, ledger: Ledger, resource_id: str) -> None
 def attach_restored(job: RestoreJob, vm: VmPlan, disk: RestoredDisk) -> RestoredDisk:
     """Disk restore: attach the new volume to the chosen VM at a device nothing else uses."""
     device = _attach(job.client(), disk.volume_id, vm.attach_to, None, job.timeouts.attach)
+    crash_point("restore.disk-attached")  # attached to the chosen VM, not yet handed over
     return disk.model_copy(update={"device": device})
 
 

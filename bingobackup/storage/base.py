@@ -16,7 +16,10 @@ bingobackup/storage/testing/conformance.py checks for every implementation:
    BlobNotFoundError. It does not interpret them; chunk verification is the content layer's.
 4. `list(prefix)` yields every complete blob whose key starts with `prefix`, with its size,
    never a temp file; order is unspecified.
-5. `delete(key)` removes a blob; deleting a missing key raises BlobNotFoundError.
+5. `delete(key)` removes a blob; deleting a missing key raises BlobNotFoundError. The removal
+   may not survive a power loss until `sync_deletions()` returns (a local store fsyncs the
+   directories it deleted from then, not once per blob); a caller that records a deletion
+   elsewhere (a catalog tombstone) calls it first.
 6. `stat(key)` gives the size of one blob, or raises BlobNotFoundError.
 7. Running out of space (ENOSPC, a quota) raises PoolFullError naming the pool and the bytes
    needed, after cleaning up; any other OS error propagates as OSError.
@@ -163,6 +166,9 @@ class BlobStore(ABC):
 
     # Stores that overlap their puts with the caller set this and implement `_start_put`.
     _background: BackgroundPuts | None = None
+
+    def sync_deletions(self) -> None:  # noqa: B027 - stores whose deletes are durable at once do nothing
+        """Rule 5: returns once every earlier `delete` survives a power loss."""
 
     def remove_dead_temps(self) -> tuple[int, int]:
         """Deletes what writers killed midway left invisible in the store; (items, bytes).

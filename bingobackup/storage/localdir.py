@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -64,6 +65,7 @@ class LocalDirBlobStore(BlobStore):
         self.root = Path(root)
         self.name = name
         self._known_dirs: set[Path] = set()
+        self._unsynced_deletions: set[Path] = set()  # directories deleted from since the last sync
         self._direct_io = bool(_O_DIRECT)  # turned off for good when the file system refuses it
         self._dirs_lock = threading.Lock()
         self._background: BackgroundPuts | None = BackgroundPuts(
@@ -118,6 +120,7 @@ class LocalDirBlobStore(BlobStore):
             probe = probe.parent
         for path in reversed(missing):
             path.mkdir(exist_ok=True)
+            crash_point("store.dir-made")  # made, its entry in the parent not yet durable
             fsync_path(path.parent)  # the new directory entry itself must survive a crash
         with self._dirs_lock:
             self._known_dirs.add(directory)
@@ -212,6 +215,7 @@ class LocalDirBlobStore(BlobStore):
                 self._sync_file(blob.fd)
             finally:
                 os.close(blob.fd)
+            crash_point("store.synced")  # the temp file's bytes durable, not yet renamed
             os.replace(blob.temp, blob.final)
         except OSError as error:
             blob.temp.unlink(missing_ok=True)
@@ -260,10 +264,21 @@ class LocalDirBlobStore(BlobStore):
                     continue  # deleted while we listed
 
     def delete(self, key: str) -> None:
+        path = self._path(key)
         try:
-            self._path(key).unlink()
+            path.unlink()
         except FileNotFoundError:
             raise BlobNotFoundError(self.name, key) from None
+        with self._dirs_lock:
+            self._unsynced_deletions.add(path.parent)
+        crash_point("store.unlinked")  # gone, its directory not fsynced: a power loss brings it back
+
+    def sync_deletions(self) -> None:
+        with self._dirs_lock:
+            directories, self._unsynced_deletions = self._unsynced_deletions, set()
+        for directory in sorted(directories):
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile: nothing left to bring back
+                fsync_path(directory)
 
     def open_append(self, key: str) -> BlobWriter:
         final = self._path(key)

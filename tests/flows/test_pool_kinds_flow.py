@@ -9,19 +9,16 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
-from support.flow import POOL_PASSPHRASE, Registered, register_cloud_and_pool
+from support.flow import Registered, object_dedup_pool, register_cloud_and_pool
 from support.restore import add_vm, back_up, sha256
-from support.s3 import MOTO_KEYS, moto_client
+from support.s3 import moto_client
 
 from bingobackup.cli.prefect_server import ServerInfo
 from bingobackup.cloud.client import BingoCloudClient
 from bingobackup.mover.restore import write_disk_from_pool as restore_disk_image
-from bingobackup.resources.pools import create_registered_pool, open_registered_pool, pool_catalog_root
-from bingobackup.resources.store import RegistryStore
-from bingobackup.resources.users import LOCAL_ADMIN
+from bingobackup.resources.pools import open_registered_pool, pool_catalog_root
 from bingobackup.sim.server import RunningSimulator
 from bingobackup.specs.job import load_job_spec
-from bingobackup.storage.s3config import S3Settings
 from catalog import Catalog
 from flows.backup import run_backup_now
 from flows.restore import restore_disk
@@ -37,28 +34,7 @@ def on_object_pool(
 ) -> Registered:
     """The simulated cloud and an encrypted object pool, registered in the session's Prefect server."""
 
-    def object_pool(store: RegistryStore, suffix: str) -> str:
-        bucket = f"flows-{suffix}"
-        moto_client(moto_s3).create_bucket(Bucket=bucket)
-        settings = S3Settings(
-            bucket=bucket,
-            prefix=f"pools/object-{suffix}",
-            endpoint_url=moto_s3,
-            access_key_id=MOTO_KEYS["aws_access_key_id"],
-            secret_access_key=MOTO_KEYS["aws_secret_access_key"],
-        )
-        create_registered_pool(
-            store,
-            LOCAL_ADMIN,
-            name=f"object-{suffix}",
-            kind="object",
-            s3=settings,
-            encrypted=True,
-            passphrase=POOL_PASSPHRASE,
-        )
-        return f"object-{suffix}"
-
-    return register_cloud_and_pool(sim, cloud_client, tmp_path / "no-local-pool", object_pool)
+    return register_cloud_and_pool(sim, cloud_client, tmp_path / "no-local-pool", object_dedup_pool(moto_s3))
 
 
 def test_backup_and_disk_restore_flows_over_an_object_pool(

@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=26)
     parser.add_argument("--results", type=Path, help="also keep every trial here (JSON lines)")
     parser.add_argument("--fuzz-examples", type=int, default=50, help="random examples per fuzz test")
+    parser.add_argument(
+        "--only",
+        help="';'-separated crash scenarios to run (keys of test_crash_points.LONG, e.g. "
+        "'restore vm;prune, power loss'), without the fuzz tests; default: all, and the fuzz tests",
+    )
     args = parser.parse_args(argv)
     import pytest
 
@@ -120,10 +125,17 @@ def main(argv: list[str] | None = None) -> int:
             BINGOBACKUP_RELIABILITY_LONG="1",
             FUZZ_EXAMPLES=str(args.fuzz_examples),  # random (not the suite's derandomized) examples
         )
+        if args.only:
+            os.environ["BINGOBACKUP_RELIABILITY_ONLY"] = args.only
         os.chdir(ROOT)
-        # The cloud-response fuzz (tests/cloud) takes random examples here too.
-        fuzzed = [str(HERE), str(ROOT / "tests" / "cloud" / "test_response_fuzz.py")]
-        code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", *fuzzed])
+        # The cloud-response fuzz (tests/cloud) takes random examples here too; --only runs
+        # the named crash scenarios alone.
+        where = (
+            [str(HERE / "test_crash_points.py")]
+            if args.only
+            else [str(HERE), str(ROOT / "tests" / "cloud" / "test_response_fuzz.py")]
+        )
+        code = pytest.main(["-q", "-p", "no:cacheprovider", "--timeout=3600", *where])
         trials = [json.loads(line) for line in results.read_text().splitlines()] if results.exists() else []
         if args.results and results.exists():
             shutil.copyfile(results, args.results)

@@ -148,6 +148,37 @@ def local_dedup_pool(
     return create
 
 
+def object_dedup_pool(endpoint: str) -> Callable[[RegistryStore, str], str]:
+    """For `register_cloud_and_pool`: an encrypted object pool in a new bucket of the S3 server
+    at `endpoint` (moto), named `object-<suffix>`."""
+    from bingobackup.resources.pools import create_registered_pool
+    from bingobackup.storage.s3config import S3Settings
+    from support.s3 import MOTO_KEYS, moto_client
+
+    def create(store: RegistryStore, suffix: str) -> str:
+        bucket = f"flows-{suffix}"
+        moto_client(endpoint).create_bucket(Bucket=bucket)
+        settings = S3Settings(
+            bucket=bucket,
+            prefix=f"pools/object-{suffix}",
+            endpoint_url=endpoint,
+            access_key_id=MOTO_KEYS["aws_access_key_id"],
+            secret_access_key=MOTO_KEYS["aws_secret_access_key"],
+        )
+        create_registered_pool(
+            store,
+            LOCAL_ADMIN,
+            name=f"object-{suffix}",
+            kind="object",
+            s3=settings,
+            encrypted=True,
+            passphrase=POOL_PASSPHRASE,
+        )
+        return f"object-{suffix}"
+
+    return create
+
+
 def register_cloud_and_pool(
     sim: RunningSimulator,
     client: BingoCloudClient,

@@ -136,6 +136,9 @@ class FaultyStore(BlobStore):
         self._check("delete")
         self.inner.delete(key)
 
+    def sync_deletions(self) -> None:
+        self.inner.sync_deletions()
+
     def open_append(self, key: str) -> BlobWriter:
         self._check("open_append")
         return self.inner.open_append(key)

@@ -4,8 +4,9 @@ after the SIGKILL the harness can undo what an operating system would have lost 
 cache (powerloss.py): file contents written but never fsynced, and directory entries
 created, renamed or replaced without a later fsync of their directory.
 
-A file replaced by a rename keeps a shadow copy (`<journal>.shadow-N`) so its old bytes can
-come back. Unlinks are taken as durable (a lost unlink brings a file back; not modelled).
+A file replaced by a rename or unlinked keeps a shadow (`<journal>.shadow-N`: a hard link, or
+a copy) so its old bytes can come back; a directory made is journalled, so a loss before its
+parent's fsync takes it away with everything in it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if _ROOT and _JOURNAL:
     _shadows = [0]
     _os_open, _os_close, _os_fsync = os.open, os.close, os.fsync
     _os_rename, _os_replace, _open = os.rename, os.replace, builtins.open
+    _os_unlink, _os_mkdir = os.unlink, os.mkdir
 
     def _inside(path: object) -> str | None:
         if isinstance(path, int) or path is None:
@@ -69,14 +71,21 @@ if _ROOT and _JOURNAL:
         if path:
             _log("dirsync" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync", path)
 
+    def _shadow(full: str) -> str:
+        """A shadow of the file at `full` as it is now: a hard link when the journal is on the
+        same file system (the file's inode outlives its name), else a copy."""
+        with _lock:
+            _shadows[0] += 1
+            shadow = f"{_JOURNAL}.shadow-{_shadows[0]}"
+        try:
+            os.link(full, shadow)
+        except OSError:
+            shutil.copyfile(full, shadow)
+        return shadow
+
     def _moved(src: object, dst: object, do):  # type: ignore[no-untyped-def]
         full_src, full_dst = _inside(src), _inside(dst)
-        shadow = None
-        if full_dst and os.path.isfile(full_dst):
-            with _lock:
-                _shadows[0] += 1
-                shadow = f"{_JOURNAL}.shadow-{_shadows[0]}"
-            shutil.copyfile(full_dst, shadow)
+        shadow = _shadow(full_dst) if full_dst and os.path.isfile(full_dst) else None
         do(src, dst)
         if full_dst:
             _log("rename", full_src, full_dst, shadow)
@@ -86,6 +95,19 @@ if _ROOT and _JOURNAL:
 
     def replace(src, dst, **kw):  # type: ignore[no-untyped-def]
         _moved(src, dst, lambda a, b: _os_replace(a, b, **kw))
+
+    def unlink(path, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        full = _inside(path) if dir_fd is None else None
+        shadow = _shadow(full) if full and os.path.isfile(full) else None
+        _os_unlink(path, dir_fd=dir_fd)
+        if full:
+            _log("unlink", full, shadow)
+
+    def mkdir(path, mode=0o777, *, dir_fd=None):  # type: ignore[no-untyped-def]
+        full = _inside(path) if dir_fd is None else None
+        _os_mkdir(path, mode, dir_fd=dir_fd)
+        if full:
+            _log("mkdir", full)
 
     def open_file(file, mode="r", *args, **kw):  # type: ignore[no-untyped-def]
         full = _inside(file)
@@ -97,4 +119,6 @@ if _ROOT and _JOURNAL:
 
     os.open, os.close, os.fsync = open_, close, fsync
     os.rename, os.replace = rename, replace
+    os.unlink = os.remove = unlink
+    os.mkdir = mkdir
     builtins.open = io.open = open_file
