@@ -31,7 +31,6 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import yaml
 
-from bingobackup.crashpoints import CRASH_AT_ENV, CRASH_TRACE_ENV
 from bingobackup.format.constants import ZERO_LOCATION
 from bingobackup.mover.restore import write_disk_from_pool
 from bingobackup.pools import LocalDirBlobStore, Pool, create_pool_in
@@ -39,7 +38,7 @@ from bingobackup.pools.dedup import DedupPool, describe_packs
 from bingobackup.resources.pools import open_registered_pool, pool_catalog_root
 from catalog import Catalog
 from flows.backup import job_tag
-from support.crash_harness import RESULTS_ENV, Trial, file_sha256
+from support.crash_harness import RESULTS_ENV, Trial, command_env, file_sha256
 from support.flow import POOL_PASSPHRASE, Registered, bingobackup_command
 from support.sim_admin import sim_admin
 from tasks.limits import delete_tag_limits
@@ -178,14 +177,7 @@ class WritersRig:
         self.registered = registered
         self.work = work
         self.rng = random.Random(seed)
-        self.env = {
-            **os.environ,
-            "PREFECT_API_URL": api_url,
-            "BINGOBACKUP_HOME": str(work / "home"),
-            "BINGOBACKUP_POOL_PASSPHRASE": POOL_PASSPHRASE,
-        }
-        for name in (CRASH_AT_ENV, CRASH_TRACE_ENV):
-            self.env.pop(name, None)
+        self.env = command_env(api_url, work)
         self.images = work / "images"
         self.images.mkdir(parents=True)
         shared = self.rng.randbytes(2 * CHUNK)

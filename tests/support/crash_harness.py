@@ -113,6 +113,20 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def command_env(api_url: str, work: Path) -> dict[str, str]:
+    """The environment of a `bingobackup` command a rig runs: the test server, a home under
+    `work`, the pool's passphrase, and no crash point inherited from the test's own."""
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "BINGOBACKUP_HOME": str(work / "home"),
+        "BINGOBACKUP_POOL_PASSPHRASE": POOL_PASSPHRASE,
+    }
+    for name in (CRASH_AT_ENV, CRASH_TRACE_ENV):
+        env.pop(name, None)
+    return env
+
+
 class CrashRig:
     """One simulated cloud, one registered encrypted dedup pool (a local directory, or an S3
     bucket for an object pool), one VM whose disks change before each backup, and what every
@@ -124,14 +138,7 @@ class CrashRig:
         self.local = self.registration.s3 is None  # power loss, export-disk: a local pool only
         self.work = work
         self.rng = random.Random(seed)
-        self.env = {
-            **os.environ,
-            "PREFECT_API_URL": api_url,
-            "BINGOBACKUP_HOME": str(work / "home"),
-            "BINGOBACKUP_POOL_PASSPHRASE": POOL_PASSPHRASE,
-        }
-        for name in (CRASH_AT_ENV, CRASH_TRACE_ENV):
-            self.env.pop(name, None)
+        self.env = command_env(api_url, work)
         images = []
         for number, size in enumerate(DISK_MIB):
             image = work / f"disk{number}.raw"
