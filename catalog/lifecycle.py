@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from bingobackup.crashpoints import crash_point
 from bingobackup.errors import BingoBackupError
@@ -209,28 +209,31 @@ def note_released_media(pool: Pool, catalog: Catalog, pool_name: str, report: De
     report.released_media = released_media(pool, expired_sets(catalog, pool_name))
 
 
-def sets_to_delete(catalog: Catalog, pool: str, set_ids: Sequence[str]) -> list[BackupSetRecord]:
-    """The committed sets `set_ids` of `pool`; an unknown or already deleted one is refused
-    naming it, before anything is deleted."""
-    found = {r.set_id: r for r in (catalog.backup_set(s, pool) for s in _known(catalog, pool, set_ids))}
-    return [found[s] for s in set_ids]
+class SetsToDelete(NamedTuple):
+    records: list[BackupSetRecord]
+    already_deleted: list[str]
 
 
-def _known(catalog: Catalog, pool: str, set_ids: Sequence[str]) -> list[str]:
+def sets_to_delete(catalog: Catalog, pool: str, set_ids: Sequence[str]) -> SetsToDelete:
+    """The committed sets `set_ids` of `pool`, and those of them already deleted (a deletion
+    run again after it was killed past its tombstone has nothing left to do for them); an
+    unknown one is refused naming it, before anything is deleted."""
+    wanted = list(dict.fromkeys(set_ids))
     rows = catalog.query_arrow(
         "SELECT set_id FROM backup_sets WHERE pool = $pool AND list_contains($ids, set_id)",
-        {"pool": pool, "ids": list(set_ids)},
+        {"pool": pool, "ids": wanted},
     ).to_pylist()
     present = {row["set_id"] for row in rows}
-    missing = [s for s in set_ids if s not in present]
-    if missing:
-        deleted = expired_sets(catalog, pool) & set(missing)
-        detail = f" ({', '.join(sorted(deleted))} already deleted)" if deleted else ""
+    missing = [s for s in wanted if s not in present]
+    deleted = expired_sets(catalog, pool) & set(missing) if missing else set()
+    unknown = [s for s in missing if s not in deleted]
+    if unknown:
         raise BingoBackupError(
-            f"pool {pool} holds no backup set {', '.join(missing)}{detail}; nothing was deleted. "
+            f"pool {pool} holds no backup set {', '.join(unknown)}; nothing was deleted. "
             f"List its sets with `bingobackup sets list --pool {pool}`"
         )
-    return list(dict.fromkeys(set_ids))
+    records = [catalog.backup_set(s, pool) for s in wanted if s in present]
+    return SetsToDelete(records, [s for s in wanted if s in deleted])
 
 
 def retention_lookup(

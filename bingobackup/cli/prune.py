@@ -139,7 +139,14 @@ def delete_sets(
         require_admin(user, "delete backup sets")
         registration = pool_for(store, user, pool)
     with open_pool_catalog(registration) as catalog:
-        records = sets_to_delete(catalog, registration.name, set_ids)
+        records, already_deleted = sets_to_delete(catalog, registration.name, set_ids)
+    if already_deleted:
+        console.print(
+            f"Already deleted from pool {pool}: {', '.join(already_deleted)} (nothing to do for them).",
+            highlight=False,
+        )
+    if not records:
+        return
     table = Table("set", "job", "started", "status", "VMs", title=f"Backup sets to delete from pool {pool}")
     for record in records:
         table.add_row(

@@ -139,14 +139,13 @@ def test_deleting_an_unknown_or_deleted_set_is_refused_before_anything_goes(tmp_
     delete_sets(
         cal.pool,
         cal.writer,
-        sets_to_delete(catalog, "p", ["s1"]),
+        sets_to_delete(catalog, "p", ["s1"]).records,
         now=NOW,
         reason="manual",
         deleted_by="admin",
     )
     catalog.refresh()
-    with pytest.raises(Exception, match=r"pool p holds no backup set s1 \(s1 already deleted\)"):
-        sets_to_delete(catalog, "p", ["s1"])
+    assert sets_to_delete(catalog, "p", ["s1", "s2"]) == ([catalog.backup_set("s2", "p")], ["s1"])
     assert cal.restored_sha256("s2", "web") == cal.disks["s2"]["web"]
 
 
@@ -166,7 +165,7 @@ def test_a_set_under_object_lock_is_kept_and_the_refusal_says_until_when(
     report = delete_sets(
         pool,
         cal.writer,
-        sets_to_delete(catalog, "locked", ["s1"]),
+        sets_to_delete(catalog, "locked", ["s1"]).records,
         now=now,
         reason="manual",
         deleted_by="admin",
@@ -183,7 +182,7 @@ def test_a_set_under_object_lock_is_kept_and_the_refusal_says_until_when(
     later = delete_sets(
         pool,
         cal.writer,
-        sets_to_delete(catalog, "locked", ["s1"]),
+        sets_to_delete(catalog, "locked", ["s1"]).records,
         now=now + timedelta(days=4),
         reason="manual",
         deleted_by="admin",
@@ -204,7 +203,12 @@ def test_tape_sets_expire_and_a_cartridge_is_released_only_when_every_set_on_it_
     catalog = Catalog.open(str(tmp_path / "home"), "p")
 
     first = delete_sets(
-        pool, cal.writer, sets_to_delete(catalog, "p", ["s1"]), now=NOW, reason="manual", deleted_by="admin"
+        pool,
+        cal.writer,
+        sets_to_delete(catalog, "p", ["s1"]).records,
+        now=NOW,
+        reason="manual",
+        deleted_by="admin",
     )
     catalog.refresh()
     assert (
@@ -216,7 +220,12 @@ def test_tape_sets_expire_and_a_cartridge_is_released_only_when_every_set_on_it_
     assert catalog.query("SELECT data_removed FROM set_deletions")["data_removed"].tolist() == [False]
 
     delete_sets(
-        pool, cal.writer, sets_to_delete(catalog, "p", ["s2"]), now=NOW, reason="manual", deleted_by="admin"
+        pool,
+        cal.writer,
+        sets_to_delete(catalog, "p", ["s2"]).records,
+        now=NOW,
+        reason="manual",
+        deleted_by="admin",
     )
     catalog.refresh()
     assert released_media(pool, expired_sets(catalog, "p")) == ["T001"]  # T002 holds nothing
@@ -244,7 +253,12 @@ def test_optical_sets_expire_and_a_closed_disc_is_released_only_when_every_set_o
     catalog = Catalog.open(str(tmp_path / "home"), "p")
 
     delete_sets(
-        pool, cal.writer, sets_to_delete(catalog, "p", ["s1"]), now=NOW, reason="manual", deleted_by="a"
+        pool,
+        cal.writer,
+        sets_to_delete(catalog, "p", ["s1"]).records,
+        now=NOW,
+        reason="manual",
+        deleted_by="a",
     )
     catalog.refresh()
     assert released_media(pool, expired_sets(catalog, "p")) == []  # s2 is on the disc too
@@ -252,7 +266,12 @@ def test_optical_sets_expire_and_a_closed_disc_is_released_only_when_every_set_o
     assert cal.restored_sha256("s2", "web") == cal.disks["s2"]["web"]
 
     delete_sets(
-        pool, cal.writer, sets_to_delete(catalog, "p", ["s2"]), now=NOW, reason="manual", deleted_by="a"
+        pool,
+        cal.writer,
+        sets_to_delete(catalog, "p", ["s2"]).records,
+        now=NOW,
+        reason="manual",
+        deleted_by="a",
     )
     catalog.refresh()
     assert released_media(pool, expired_sets(catalog, "p")) == [image.stem]

@@ -115,9 +115,13 @@ def test_sets_delete_needs_yes_and_refuses_unknown_sets(setup: Setup) -> None:
     assert "backup set set-2 deleted" in out and "bingobackup gc" in out
     assert "set-2" not in setup.listed()
     assert setup.calendar.restored_sha256("set-3", "web") == setup.calendar.disks["set-3"]["web"]
-    result = runner.invoke(app, ["sets", "delete", "set-2", "--pool", setup.pool, "--yes"])
+    # Run again (as after a deletion killed past its tombstone): nothing left to do, exit 0.
+    out = invoke("sets", "delete", "set-2", "--pool", setup.pool, "--yes")
+    assert f"Already deleted from pool {setup.pool}: set-2 (nothing to do for them)" in out
+    assert "deleted:" not in out and setup.listed() == ["set-3", "set-1", "set-0"]
+    result = runner.invoke(app, ["sets", "delete", "set-2", "set-9", "--pool", setup.pool, "--yes"])
     assert result.exit_code != 0
-    assert f"pool {setup.pool} holds no backup set set-2 (set-2 already deleted)" in str(result.exception)
+    assert f"pool {setup.pool} holds no backup set set-9; nothing was deleted" in str(result.exception)
 
 
 def test_an_operator_may_only_simulate(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -428,7 +428,6 @@ BACKUP_POINTS = (
     "store.renamed#2",  # a pool blob renamed into place, its directory not yet fsynced
 )
 EXPORT_POINTS = ("restore.chunk-written#2",)
-DELETE_POINTS = ("delete.blob-removed#1", "store.unlinked#2", "delete.before-tombstone")
 GC_POINTS = tuple(f"gc.{name}" for name in ("sweeping", "repack-packs", "repack-index", "repack-manifests"))
 # The `store.*` points are a local pool's (its files' temp, fsync, rename, unlink steps).
 LOCAL_GC_POINTS = (*GC_POINTS, "store.unlinked#1")  # a pack swept, its directory not fsynced
@@ -455,6 +454,7 @@ RESTORE_POINTS = {
 }
 # After the tombstone: the sets are gone for the catalog; what the pool deleted must stay deleted.
 AFTER_TOMBSTONE = "delete.after-tombstone"
+DELETE_POINTS = ("delete.blob-removed#1", "store.unlinked#2", "delete.before-tombstone", AFTER_TOMBSTONE)
 PRUNE_POINTS = ("delete.blob-removed#1", "delete.before-tombstone", AFTER_TOMBSTONE)
 PRUNE_KEEP_LAST = 1  # the pool's retention in the prune scenario: each trial's backup makes one set too many
 
@@ -551,12 +551,10 @@ def make_gc_garbage(rig: CrashRig) -> None:
 
 
 def points_of_deletion(rig: CrashRig) -> int:
-    """How many crash points a clean set deletion passes before its tombstone is written
-    (traced; the set stays deleted). Killed after it, `sets delete` has done its work and its
-    rerun refuses the set as already deleted (exit 1, as it refuses any deleted set): the
-    prune scenario kills there instead, whose rerun finds nothing left to remove."""
-    passed = rig.points_passed(delete_args(rig, rig.set_sharing_packs()))
-    return passed.index(AFTER_TOMBSTONE) if AFTER_TOMBSTONE in passed else len(passed)
+    """How many crash points a clean set deletion passes (traced; the set stays deleted).
+    Killed after its tombstone, `sets delete` has done its work: its rerun says the set was
+    already deleted and exits 0."""
+    return len(rig.points_passed(delete_args(rig, rig.set_sharing_packs())))
 
 
 def points_of_gc(rig: CrashRig) -> int:
