@@ -318,6 +318,19 @@ def _restore_vms(job: RestoreJob, limits: dict[str, int]) -> list[VmRestoreOutco
     return outcomes
 
 
+def _clean_up_after_killed_runs(job: RestoreJob) -> bool:
+    """Removes what killed runs of this job left in the cloud; True when something went."""
+    logger = get_run_logger()
+    removed, stuck = remove_left_by_killed_runs_task(job)
+    if stuck:
+        logger.warning(
+            "a killed run of restore %s left what could not be removed: %s", job.spec.name, "; ".join(stuck)
+        )
+    if removed:
+        logger.warning("removed what a killed run of restore %s left: %s", job.spec.name, "; ".join(removed))
+    return bool(removed)
+
+
 def _restore(
     spec: RestoreSpec,
     confirm: str | None,
@@ -338,13 +351,7 @@ def _restore(
         status, why = refusal
         (logger.warning if status == IDLE else logger.error)(why)
         return {"status": status, "rows": [], "outcomes": []}, why
-    removed, stuck = remove_left_by_killed_runs_task(job)
-    if stuck:
-        logger.warning(
-            "a killed run of restore %s left what could not be removed: %s", spec.name, "; ".join(stuck)
-        )
-    if removed:  # the names and addresses its half-made VMs held are free again: plan anew
-        logger.warning("removed what a killed run of restore %s left: %s", spec.name, "; ".join(removed))
+    if _clean_up_after_killed_runs(job):  # names and addresses its half-made VMs held are free: plan anew
         job = prepare_restore(spec, user)
     limits = _ensure_limits(job)
     with progress_artifact(

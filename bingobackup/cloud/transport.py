@@ -121,13 +121,7 @@ def post_form(
         "User-Agent": _USER_AGENT,
         "Connection": "close",
     }
-    connection: http.client.HTTPConnection
-    if endpoint.scheme == "https":
-        connection = http.client.HTTPSConnection(
-            endpoint.hostname, endpoint.port, timeout=timeout, context=ssl_context
-        )
-    else:
-        connection = http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=timeout)
+    connection = _connection(endpoint, timeout, ssl_context)
     deadline = time.monotonic() + timeout
     try:
         connection.request("POST", endpoint.path, body=body, headers=headers)
@@ -139,36 +133,44 @@ def post_form(
             response.getheader("Content-Type", ""),
             response.getheader("Location", ""),
         )
-    except _AnswerTooSlow as slow:
-        raise CloudUnreachableError(
-            endpoint.url,
-            f"the answer did not arrive whole within {timeout:g} s ({slow.args[0]} bytes came; a stalled "
-            "or very slow link or proxy)",
-            action=action,
-        ) from None
-    except http.client.IncompleteRead as exc:
-        raise CloudUnreachableError(
-            endpoint.url,
-            f"the connection closed after {len(exc.partial)} bytes of the answer, {exc.expected} short",
-            action=action,
-        ) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise CloudUnreachableError(
-            endpoint.url,
-            f"TLS certificate not trusted ({exc.verify_message}); give the cloud's CA file, "
-            "or turn verification off only on a trusted network",
-            action=action,
-            transient=False,
-        ) from None
-    except ssl.SSLError as exc:
-        # Usually SSL switched on against a plain-HTTP port (or the reverse).
-        raise CloudUnreachableError(
-            endpoint.url, f"TLS handshake failed ({exc.reason})", action=action, transient=False
-        ) from None
-    except TimeoutError:
-        raise CloudUnreachableError(endpoint.url, f"no answer within {timeout:g} s", action=action) from None
-    except (OSError, http.client.HTTPException) as exc:
-        reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
-        raise CloudUnreachableError(endpoint.url, reason, action=action) from None
+    except (OSError, http.client.HTTPException, _AnswerTooSlow) as exc:
+        raise _unreachable(endpoint, exc, action, timeout) from None
     finally:
         connection.close()
+
+
+def _connection(
+    endpoint: Endpoint, timeout: float, ssl_context: ssl.SSLContext | None
+) -> http.client.HTTPConnection:
+    if endpoint.scheme == "https":
+        return http.client.HTTPSConnection(
+            endpoint.hostname, endpoint.port, timeout=timeout, context=ssl_context
+        )
+    return http.client.HTTPConnection(endpoint.hostname, endpoint.port, timeout=timeout)
+
+
+def _unreachable(endpoint: Endpoint, exc: Exception, action: str, timeout: float) -> CloudUnreachableError:
+    """What a failed exchange tells the operator (certificate and handshake failures will not
+    pass by retrying)."""
+    transient = True
+    if isinstance(exc, _AnswerTooSlow):
+        reason = (
+            f"the answer did not arrive whole within {timeout:g} s ({exc.args[0]} bytes came; a stalled "
+            "or very slow link or proxy)"
+        )
+    elif isinstance(exc, http.client.IncompleteRead):
+        reason = f"the connection closed after {len(exc.partial)} bytes of the answer, {exc.expected} short"
+    elif isinstance(exc, ssl.SSLCertVerificationError):
+        reason = (
+            f"TLS certificate not trusted ({exc.verify_message}); give the cloud's CA file, "
+            "or turn verification off only on a trusted network"
+        )
+        transient = False
+    elif isinstance(exc, ssl.SSLError):
+        # Usually SSL switched on against a plain-HTTP port (or the reverse).
+        reason, transient = f"TLS handshake failed ({exc.reason})", False
+    elif isinstance(exc, TimeoutError):
+        reason = f"no answer within {timeout:g} s"
+    else:
+        reason = type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}"
+    return CloudUnreachableError(endpoint.url, reason, action=action, transient=transient)

@@ -123,10 +123,7 @@ def test_every_killed_command_reruns_to_a_consistent_pool(
     plan = _plan()
     trials: list[Trial] = []
 
-    rig.change_disks()
-    passed = rig.points_passed(rig.backup_args())  # the first set, traced: how many points a backup passes
-    (first,) = rig.catalog_sets()
-    rig.remember(first)
+    passed = rig.backup_points()
     for point in [*plan["backup"], *_random(rng, "backup", len(passed))]:
         trials.append(finished(backup_trial(rig, point)))
 
@@ -224,10 +221,7 @@ def test_killed_backups_and_gc_on_an_object_pool_rerun_to_a_consistent_pool(
     plan = _plan()
     trials: list[Trial] = []
 
-    rig.change_disks()
-    passed = rig.points_passed(rig.backup_args())
-    (first,) = rig.catalog_sets()
-    rig.remember(first)
+    passed = rig.backup_points()
     for point in [*plan["backup, object pool"], *_random(rng, "backup, object pool", len(passed))]:
         trials.append(finished(backup_trial(rig, point)))
 

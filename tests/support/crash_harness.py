@@ -329,6 +329,18 @@ class CrashRig:
         self.remember(new)
         return new
 
+    def backup_points(self) -> list[str]:
+        """The crash points a backup like the trials' passes, in order: a first set (all of
+        its chunks new), then a traced backup of changed disks (the trials' kind: only its
+        changed chunks are new, so it passes fewer points than the first)."""
+        self.backup()
+        self.change_disks()
+        before = self.catalog_sets()
+        passed = self.points_passed(self.backup_args())
+        (second,) = self.catalog_sets() - before
+        self.remember(second)
+        return passed
+
     def remember(self, set_id: str) -> None:
         for volume in self.volumes:
             self.expected[(set_id, volume)] = self.disk_sha(volume)
