@@ -111,7 +111,9 @@ def _assert_all_survived(trials: list[Trial]) -> None:
         t.point for t in trials if not t.killed and (not t.point.startswith("*") or not long_campaign())
     ]
     assert unreached == []
-    assert max((t.resent_share for t in trials), default=0.0) < 0.05, [(t.point, t.resent_share) for t in trials]
+    assert max((t.resent_share for t in trials), default=0.0) < 0.05, [
+        (t.point, t.resent_share) for t in trials
+    ]
 
 
 # Seven kills in the suite, each a command run twice: minutes on two busy cores.
