@@ -161,7 +161,7 @@ def scheduler_block(work: Path, limit: int, database: str, log: Callable[[str], 
         ("pick-up lag median s", s["picked_up_lag_median"]),
         ("pick-up lag max s", s["picked_up_lag_max"]),
         ("completed", s["completed"]),
-        ("failed or crashed (their messages: the run's logs)", s["failed"]),
+        ("failed or crashed (their messages: the table below)", s["failed"]),
         ("run time median s (Running → end)", s["run_seconds_median"]),
     ]
     for label, value in rows:
@@ -176,6 +176,14 @@ def scheduler_block(work: Path, limit: int, database: str, log: Callable[[str], 
             )
         ]
     )
+    tables = [table, targets]
+    unfinished = [r for r in raw["runs"] if r["state"] != "COMPLETED"]
+    if unfinished:
+        why = Table("Runs that did not complete", ["flow run", "state", "its state's message"])
+        for run in unfinished:
+            message = " ".join(str(run.get("message", "")).split()).replace("|", "/")
+            why.add(run["name"], run["state"] or "never ran", message[:300])
+        tables.append(why)
     method = [
         f"Run {started}, `python -m benchmarks --scheduler-only --scheduler-limit {limit} "
         f"--scheduler-database {database}` (`make bench-scheduler`). The Prefect server is "
@@ -194,7 +202,7 @@ def scheduler_block(work: Path, limit: int, database: str, log: Callable[[str], 
         "",
         f"Machine load average before: {load_before}; after: {_load()} (other work shared the two cores).",
     ]
-    return Block(SCHEDULER_HEADING, method, [table, targets])
+    return Block(SCHEDULER_HEADING, method, tables)
 
 
 def _replace(section: str, block: Block) -> str:

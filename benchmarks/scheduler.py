@@ -179,6 +179,8 @@ def _timings(runs: list[Any]) -> list[dict[str, Any]]:
                     "run_seconds": (run.end_time - run.start_time).total_seconds()
                     if run.start_time and run.end_time
                     else None,
+                    # The work directory, the runs' logs with it, goes at the end: keep why.
+                    "message": (run.state.message or "") if run.state else "",
                 }
             )
     return rows
