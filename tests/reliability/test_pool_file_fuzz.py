@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.pools import store_disk
 
 from bingobackup.errors import BingoBackupError
 from bingobackup.format.manifest import DiskManifest
 from bingobackup.lifecycle.verify import DiskToVerify, verify_disks
-from bingobackup.pools import LocalDirBlobStore, Pool, create_pool_in, open_pool_in
+from bingobackup.pools import LocalDirBlobStore, create_pool_in, open_pool_in
 from bingobackup.pools.writer import ZERO_LOCATION
 
 CHUNK = 64 * 1024
@@ -45,18 +46,6 @@ class Golden:
     files: list[str]  # pool files a fuzz may damage, relative to the pool directory
 
 
-def _write(pool: Pool, set_id: str, volume: str, data: bytes) -> DiskManifest:
-    writer = pool.open_disk_writer(set_id, volume, len(data))
-    for offset in range(0, len(data), CHUNK):
-        piece = data[offset : offset + CHUNK]
-        digest = writer.chunk_digest(piece)
-        if writer.has(digest):
-            writer.add_known(offset, len(piece), digest)
-        else:
-            writer.put_chunk(offset, piece, digest=digest)
-    return writer.commit()
-
-
 @pytest.fixture(scope="module")
 def golden(tmp_path_factory: pytest.TempPathFactory) -> Golden:
     directory = tmp_path_factory.mktemp("golden-pool")
@@ -69,7 +58,7 @@ def golden(tmp_path_factory: pytest.TempPathFactory) -> Golden:
         ("set-1", "vol-b"): b + bytes(CHUNK),  # a zero chunk: stored as nothing
         ("set-2", "vol-a"): a[: 2 * CHUNK] + os.urandom(2 * CHUNK),  # half shared with set-1
     }
-    manifests = {key: _write(pool, *key, data) for key, data in disks.items()}
+    manifests = {key: store_disk(pool, *key, data, CHUNK) for key, data in disks.items()}
     files = sorted(
         str(p.relative_to(directory))
         for p in directory.rglob("*")

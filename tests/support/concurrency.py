@@ -40,6 +40,7 @@ from catalog import Catalog
 from flows.backup import job_tag
 from support.crash_harness import RESULTS_ENV, Trial, command_env, file_sha256
 from support.flow import POOL_PASSPHRASE, Registered, bingobackup_command
+from support.pools import store_disk
 from support.sim_admin import sim_admin
 from tasks.limits import delete_tag_limits
 from tasks.verify import VerifySelection, verify_pool
@@ -101,19 +102,8 @@ def serial_figures(work: Path, disks: list[tuple[str, str, Path]]) -> StoredFigu
         passphrase=POOL_PASSPHRASE,
         scrypt_n=2**10,  # the key's derivation: nothing stored depends on its cost
     )
-    for set_id, volume, image in disks:
-        data = image.read_bytes()
-        writer = pool.open_disk_writer(set_id, volume, len(data))
-        for offset in range(0, len(data), CHUNK):
-            chunk = data[offset : offset + CHUNK]
-            if not chunk.strip(b"\0"):
-                continue  # a zero chunk is not stored (as the pipeline skips it)
-            digest = writer.chunk_digest(chunk)
-            if writer.has(digest):
-                writer.add_known(offset, len(chunk), digest)
-            else:
-                writer.put_chunk(offset, chunk, digest=digest)
-        writer.commit()
+    for set_id, volume, image in disks:  # a zero chunk is not stored, as the pipeline skips it
+        store_disk(pool, set_id, volume, image.read_bytes(), CHUNK, skip_zeros=True)
     return stored_figures(pool)
 
 

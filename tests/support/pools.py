@@ -99,6 +99,24 @@ def write_disk(writer: DiskWriter, disk: TestDisk, mode: str = "agent", threads:
     return writer.commit()
 
 
+def store_disk(
+    pool: Pool, set_id: str, volume: str, data: bytes, chunk_size: int, *, skip_zeros: bool = False
+) -> DiskManifest:
+    """`data` backed up as one disk of `set_id` by one thread, as the pipeline drives the
+    writer: a chunk the pool knows is not sent; with `skip_zeros`, a zero chunk is not stored."""
+    writer = pool.open_disk_writer(set_id, volume, len(data))
+    for offset in range(0, len(data), chunk_size):
+        chunk = data[offset : offset + chunk_size]
+        if skip_zeros and not chunk.strip(b"\0"):
+            continue
+        digest = writer.chunk_digest(chunk)
+        if writer.has(digest):
+            writer.add_known(offset, len(chunk), digest)
+        else:
+            writer.put_chunk(offset, chunk, digest=digest)
+    return writer.commit()
+
+
 def read_back(pool: Pool, manifest: DiskManifest) -> bytes:
     out = bytearray(manifest.size_bytes)
     for ref, plaintext in pool.iter_disk(manifest):
