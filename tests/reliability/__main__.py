@@ -24,15 +24,21 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
+def _table(title: str, *figures: str) -> Table:
+    """A table of one row per scenario: its name left, its figures right."""
+    table = Table(title=title)
+    table.add_column("scenario", justify="left")
+    for column in figures:
+        table.add_column(column, justify="right")
+    return table
+
+
 def summary_table(trials: list[dict[str, object]]) -> Table:
     by_scenario: dict[str, list[dict[str, object]]] = defaultdict(list)
     for trial in trials:
         by_scenario[str(trial["scenario"])].append(trial)
-    table = Table(
-        title="Crash campaign: SIGKILL at named and random crash points, then the same command again"
-    )
-    columns = (
-        "scenario",
+    table = _table(
+        "Crash campaign: SIGKILL at named and random crash points, then the same command again",
         "trials",
         "survived",
         "data lost",
@@ -40,8 +46,6 @@ def summary_table(trials: list[dict[str, object]]) -> Table:
         "not reached",
         "lost at power loss",
     )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "scenario" else "right")
     for scenario, rows in by_scenario.items():
         killed = [r for r in rows if r["killed"]]
         share = max((float(r["resent_share"]) for r in killed), default=0.0)  # type: ignore[arg-type]
@@ -61,11 +65,8 @@ def concurrency_table(trials: list[dict[str, object]]) -> Table:
     """The concurrency scenarios' figures (tests/support/concurrency.py): chunk bytes stored
     (pack headers and indexes left out) by a serial run of the same disks, and by the
     concurrent processes before and after the last `gc`."""
-    table = Table(
-        title="Concurrency: processes writing one pool at once, stored chunk bytes against a serial run"
-    )
-    columns = (
-        "scenario",
+    table = _table(
+        "Concurrency: processes writing one pool at once, stored chunk bytes against a serial run",
         "sets",
         "seconds",
         "serial MiB",
@@ -77,8 +78,6 @@ def concurrency_table(trials: list[dict[str, object]]) -> Table:
         "dropped by gc",
         "faults injected",
     )
-    for column in columns:
-        table.add_column(column, justify="left" if column == "scenario" else "right")
     mib = 1 << 20
     for trial in trials:
         figures: Any = trial.get("concurrency")
