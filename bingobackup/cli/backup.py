@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import typer
 from rich.table import Table
@@ -15,6 +16,9 @@ from bingobackup.cli.common import (
     prefect_api,
     registry,
 )
+
+if TYPE_CHECKING:
+    from bingobackup.resources.store import InMemoryRegistryStore
 
 app = typer.Typer(help="Run backup jobs.", no_args_is_help=True)
 
@@ -31,15 +35,22 @@ def run_backup(spec_path: Path, *, quiet: bool = False) -> tuple[str, list[dict[
     with collector_paused_for_imports():
         from bingobackup.specs.job import load_job_spec
 
-        spec = load_job_spec(spec_path)
-        # The run's own checks, before it starts: an unknown cloud, host, pool or VM is one line
-        # here, not a failed run (the run checks again: things change).
-        from bingobackup.backup.job import check_backup_job
-
-        with registry() as (store, user):
-            check_backup_job(store, user, spec)
+        spec = load_job_spec(spec_path)  # a malformed spec is refused before any server starts
     with prefect_api() as server:
         with collector_paused_for_imports():
+            # The run's own checks, before it starts: an unknown cloud, host, pool or VM is one
+            # line here, not a failed run (the run checks again: things change).
+            from bingobackup.backup.job import check_backup_job
+
+            with registry(read_only=True) as (store, user):
+                checked = check_backup_job(store, user, spec)
+            # The run resolves the job again from the same read, and its pool opens with
+            # the key unlocked meanwhile (scrypt) while the run is being created.
+            from bingobackup.resources.pools import unlock_in_background
+            from tasks.blocks import hand_snapshot_to_next_run
+
+            hand_snapshot_to_next_run(cast("InMemoryRegistryStore", store))
+            unlock_in_background(checked.pool_registration)
             from flows.backup import run_backup_now, summary_rows_from_state
 
         console.print(f"Backup job [bold]{spec.name}[/]: watch it at {server.ui_url}/runs")

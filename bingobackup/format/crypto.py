@@ -18,8 +18,12 @@ Cipher identifiers (recorded in the config and in every chunk envelope, never re
 from __future__ import annotations
 
 import base64
+import hmac
 import os
+import threading
 import unicodedata
+from collections import OrderedDict
+from concurrent.futures import Future
 from enum import IntEnum
 from typing import Literal
 
@@ -95,14 +99,39 @@ def _hkdf(master_key: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=info).derive(master_key)
 
 
+# A backup run unlocks its pool twice in one process: the command's check starts it in the
+# background while the run is being created, then the run's resolve step opens the pool. The
+# second waits for the first instead of paying scrypt again (its cost is the point of it).
+# Kept per process, a few entries, keyed by the KDF parameters and a keyed digest of the
+# passphrase (never the passphrase itself).
+_KEK_MEMO_SIZE = 8
+_kek_memo: OrderedDict[tuple[ScryptParams, bytes], Future[AESGCM]] = OrderedDict()
+_kek_memo_lock = threading.Lock()
+_KEK_MEMO_KEY = os.urandom(32)
+
+
 def _kek(passphrase: str, params: ScryptParams) -> AESGCM:
     if params.n & (params.n - 1):
         raise UnsupportedFormatError(f"scrypt n={params.n} in the pool config is not a power of two")
     secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
-    key = Scrypt(salt=b64decode(params.salt), length=KEY_BYTES, n=params.n, r=params.r, p=params.p).derive(
-        secret
-    )
-    return AESGCM(key)
+    memo_key = (params, hmac.digest(_KEK_MEMO_KEY, secret, "sha256"))
+    with _kek_memo_lock:
+        derived = _kek_memo.get(memo_key)
+        deriving = derived is None
+        if derived is None:
+            derived = _kek_memo[memo_key] = Future()
+            while len(_kek_memo) > _KEK_MEMO_SIZE:
+                _kek_memo.popitem(last=False)
+        _kek_memo.move_to_end(memo_key)
+    if deriving:
+        try:
+            scrypt = Scrypt(salt=b64decode(params.salt), length=KEY_BYTES, n=params.n, r=params.r, p=params.p)
+            derived.set_result(AESGCM(scrypt.derive(secret)))
+        except BaseException as exc:
+            with _kek_memo_lock:
+                _kek_memo.pop(memo_key, None)
+            derived.set_exception(exc)
+    return derived.result()
 
 
 def _wrap_aad(pool_id: str, format_version: int) -> bytes:

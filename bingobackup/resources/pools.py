@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -193,6 +195,17 @@ def open_registered_pool(registration: PoolRegistration) -> Pool:
             "backup hosts)"
         )
     return pool_kind(registration.kind).open(registration.home(), passphrase)
+
+
+def unlock_in_background(registration: PoolRegistration) -> None:
+    """Open the pool in a daemon thread and forget it: its key, unlocked once per process
+    (`format.crypto`), is ready when the run opens the pool. Errors are the run's to report."""
+
+    def unlock() -> None:
+        with contextlib.suppress(Exception):
+            open_registered_pool(registration)
+
+    threading.Thread(target=unlock, name="pool-unlock", daemon=True).start()
 
 
 def open_local_pool(

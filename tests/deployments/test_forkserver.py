@@ -183,3 +183,26 @@ def test_a_pool_made_with_prefects_default_command_gets_the_fork_clients(prefect
         finally:
             client.delete_work_pool(old)
             client.delete_work_pool(custom)
+
+
+def test_a_forked_child_sets_logging_up_again_only_when_what_it_reads_differs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child keeps the server's logging set-up (≈ 50 ms) only while the run's environment
+    leaves its inputs as they were: a level in the settings, a PREFECT_LOGGING_* override, or
+    an operator's logging file makes it set logging up again."""
+    from prefect.settings import PREFECT_LOGGING_LEVEL, PREFECT_LOGGING_SETTINGS_PATH, temporary_settings
+
+    from bingobackup.cli.forkserver import _logging_inputs
+
+    inherited = _logging_inputs()
+    assert inherited is not None and _logging_inputs() == inherited
+    with temporary_settings(updates={PREFECT_LOGGING_LEVEL: "DEBUG"}):
+        assert _logging_inputs() != inherited
+    monkeypatch.setenv("PREFECT_LOGGING_LOGGERS_BINGOBACKUP_LEVEL", "DEBUG")
+    assert _logging_inputs() != inherited
+    monkeypatch.delenv("PREFECT_LOGGING_LOGGERS_BINGOBACKUP_LEVEL")
+    own = tmp_path / "logging.yml"
+    own.write_text("version: 1\n")
+    with temporary_settings(updates={PREFECT_LOGGING_SETTINGS_PATH: own}):
+        assert _logging_inputs() is None

@@ -171,3 +171,49 @@ def test_secrets_never_show(tmp_path: Path) -> None:
     assert PASSPHRASE not in shown
     assert pool.codec.digester._key is not None and pool.codec.digester._key.hex() not in shown
     assert repr(pool) == "DedupPool('pool', encrypted=True)"
+
+
+def test_a_pool_unlocked_twice_in_one_process_pays_scrypt_once_and_a_wrong_passphrase_still_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backup run` unlocks its pool in the background while the run is created, and the run
+    opens it again: the second open (even one waiting on the first, from another thread) takes
+    the same key-encryption key instead of a second scrypt. The memo is per passphrase: a
+    wrong one is still refused, a right one after it still opens."""
+    import threading
+
+    from bingobackup.format import crypto
+
+    make(tmp_path / "pool")
+    derivations: list[int] = []
+    real_scrypt = crypto.Scrypt
+
+    def counting_scrypt(**kwargs: int | bytes) -> object:
+        derivations.append(1)
+        return real_scrypt(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crypto, "Scrypt", counting_scrypt)
+    monkeypatch.setattr(crypto, "_kek_memo", type(crypto._kek_memo)())
+    opened: list[Pool] = []
+    threads = [
+        threading.Thread(target=lambda: opened.append(open_pool(tmp_path / "pool", PASSPHRASE)))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(opened) == 3 and len(derivations) == 1
+
+    with pytest.raises(WrongPassphraseError):
+        open_pool(tmp_path / "pool", "not the passphrase")
+    with pytest.raises(WrongPassphraseError):
+        open_pool(tmp_path / "pool", "not the passphrase")  # memoised, still wrong
+    assert len(derivations) == 2
+    disk = make_disk()
+    reopened = open_pool(tmp_path / "pool", PASSPHRASE)
+    write_disk(reopened.open_disk_writer("set-1", "vol-a", len(disk.data)), disk)
+    assert (
+        read_back(open_pool(tmp_path / "pool", PASSPHRASE), reopened.load_manifest("set-1", "vol-a"))
+        == disk.data
+    )

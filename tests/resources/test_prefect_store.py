@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -135,3 +136,29 @@ def test_a_snapshot_reads_every_registration_with_its_secrets_page_by_page(
             client.delete_block_document(
                 client.read_block_document_by_name("snapshot-other-block", "secret").id
             )
+
+
+def test_a_commands_snapshot_is_handed_to_the_next_run_once_and_only_while_fresh(
+    prefect_store: PrefectRegistryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backup run` hands the registry it read for its checks to the run it starts: the run's
+    resolve step uses that read (no second round trip), once; later runs, or one started
+    after HANDED_SNAPSHOT_SECONDS, read the server again and see what changed meanwhile."""
+    from tasks import blocks
+
+    prefect_store.save_cloud(_cloud("handed-1"))
+    try:
+        checked = prefect_store.snapshot()
+        prefect_store.save_cloud(_cloud("handed-2"))  # registered after the command's check
+
+        blocks.hand_snapshot_to_next_run(checked)
+        assert prefect_store.snapshot() is checked  # the run resolves from the check's read
+        assert prefect_store.snapshot().get_cloud("handed-2") is not None  # the next one reads
+
+        now = time.monotonic()
+        blocks.hand_snapshot_to_next_run(checked)
+        monkeypatch.setattr(blocks.time, "monotonic", lambda: now + blocks.HANDED_SNAPSHOT_SECONDS + 1)
+        assert prefect_store.snapshot().get_cloud("handed-2") is not None  # too old: read again
+    finally:
+        prefect_store.delete_cloud("handed-1")
+        prefect_store.delete_cloud("handed-2")
