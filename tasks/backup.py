@@ -26,12 +26,14 @@ from bingobackup.storage.errors import PoolError
 from catalog import BackupSetRecord, CatalogWriter, DiskBackupRecord, JobRunRecord, RunError, VmBackupRecord
 from catalog.lifecycle import remove_uncommitted_sets
 from catalog.set_copy import set_copy_bytes
-from tasks.blocks import PrefectRegistryStore
+from tasks.blocks import PrefectRegistryStore, take_handed_snapshot
 
 
 @task(name="resolve content", cache_policy=NONE)
 def prepare_backup(spec: BackupJobSpec, user_name: str | None) -> BackupJob:
-    store = PrefectRegistryStore().snapshot()  # resolving only reads: one round trip
+    # Resolving only reads: one round trip, or none when the command that started this run
+    # has just read the registry for its checks.
+    store = take_handed_snapshot() or PrefectRegistryStore().snapshot()
     job = prepare_backup_job(store, resolve_user(store, user_name), spec)
     # A killed run's disks may be in the pool without its set in the catalog; like its
     # snapshots, they go now (one run of a job at a time), reported with the leftovers.

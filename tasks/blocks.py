@@ -8,6 +8,7 @@ the server and masked in the UI. The engine never imports this module: it sees o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -247,9 +248,6 @@ class PrefectRegistryStore:
         registrations (measured: the run's resolve step 0.22-0.24 s -> 0.16-0.20 s). Writes to
         the snapshot stay in it.
         """
-        handed = _take_handed_snapshot()
-        if handed is not None:
-            return handed
         snapshot = InMemoryRegistryStore()
         tables: dict[str, tuple[_BlockTable[Any], Callable[[Any], None]]] = {
             table.slug: (table, save)
@@ -268,28 +266,36 @@ class PrefectRegistryStore:
         return snapshot
 
 
-# A registry snapshot a command read for its own checks, for the run it starts next in this
-# process (`hand_snapshot_to_next_run`): (when read, the snapshot).
+# A registry snapshot a command read for its own checks, for the backup run it starts next
+# in this process (`snapshot_handed_to_run`): (when read, the snapshot).
 _handed: tuple[float, InMemoryRegistryStore] | None = None
 _handed_lock = threading.Lock()
 HANDED_SNAPSHOT_SECONDS = 5.0
 
 
-def hand_snapshot_to_next_run(snapshot: InMemoryRegistryStore) -> None:
-    """Let the next `PrefectRegistryStore.snapshot()` in this process, within
-    HANDED_SNAPSHOT_SECONDS, be `snapshot` instead of a new read.
+@contextlib.contextmanager
+def snapshot_handed_to_run(snapshot: InMemoryRegistryStore) -> Iterator[None]:
+    """While the block runs, the backup run it starts in this process resolves its job from
+    `snapshot` (`take_handed_snapshot`) instead of reading the registry again.
 
-    `backup run` reads the registry to check the spec, then starts the run in this process,
-    whose resolve step read it again a few tenths of a second later: a round trip and the
-    parsing of every registration (0.05-0.1 s of a 2 s backup). A change made in between is
-    what a run started a moment earlier would also have missed. Taken once: later runs read.
+    `backup run` reads the registry to check the spec, then starts the run, whose resolve
+    step read it again a few tenths of a second later: a round trip and the parsing of
+    every registration (0.05-0.1 s of a 2 s backup). A change made in between is what a run
+    started a moment earlier would also have missed. Taken once, and only within
+    HANDED_SNAPSHOT_SECONDS; gone when the block ends, whatever the run did.
     """
     global _handed
     with _handed_lock:
         _handed = (time.monotonic(), snapshot)
+    try:
+        yield
+    finally:
+        with _handed_lock:
+            _handed = None
 
 
-def _take_handed_snapshot() -> InMemoryRegistryStore | None:
+def take_handed_snapshot() -> InMemoryRegistryStore | None:
+    """The snapshot handed to this run (see `snapshot_handed_to_run`), or None: read one."""
     global _handed
     with _handed_lock:
         handed, _handed = _handed, None

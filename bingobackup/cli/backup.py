@@ -47,14 +47,16 @@ def run_backup(spec_path: Path, *, quiet: bool = False) -> tuple[str, list[dict[
             # The run resolves the job again from the same read, and its pool opens with
             # the key unlocked meanwhile (scrypt) while the run is being created.
             from bingobackup.resources.pools import unlock_in_background
-            from tasks.blocks import hand_snapshot_to_next_run
+            from tasks.blocks import snapshot_handed_to_run
 
-            hand_snapshot_to_next_run(cast("InMemoryRegistryStore", store))
             unlock_in_background(checked.pool_registration)
             from flows.backup import run_backup_now, summary_rows_from_state
 
         console.print(f"Backup job [bold]{spec.name}[/]: watch it at {server.ui_url}/runs")
-        with byte_progress(f"{spec.name}: reading disks", quiet=quiet):
+        with (
+            snapshot_handed_to_run(cast("InMemoryRegistryStore", store)),
+            byte_progress(f"{spec.name}: reading disks", quiet=quiet),
+        ):
             state = run_backup_now(spec, acting_user_name())
         set_id, rows = summary_rows_from_state(state)
     return set_id, rows, state.is_completed()

@@ -138,27 +138,27 @@ def test_a_snapshot_reads_every_registration_with_its_secrets_page_by_page(
             )
 
 
-def test_a_commands_snapshot_is_handed_to_the_next_run_once_and_only_while_fresh(
+def test_a_commands_snapshot_is_handed_to_its_run_once_and_only_while_fresh(
     prefect_store: PrefectRegistryStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`backup run` hands the registry it read for its checks to the run it starts: the run's
-    resolve step uses that read (no second round trip), once; later runs, or one started
-    after HANDED_SNAPSHOT_SECONDS, read the server again and see what changed meanwhile."""
+    resolve step takes that read (no second round trip), once, within
+    HANDED_SNAPSHOT_SECONDS, and never after the command's block ended."""
     from tasks import blocks
 
     prefect_store.save_cloud(_cloud("handed-1"))
     try:
         checked = prefect_store.snapshot()
-        prefect_store.save_cloud(_cloud("handed-2"))  # registered after the command's check
-
-        blocks.hand_snapshot_to_next_run(checked)
-        assert prefect_store.snapshot() is checked  # the run resolves from the check's read
-        assert prefect_store.snapshot().get_cloud("handed-2") is not None  # the next one reads
-
-        now = time.monotonic()
-        blocks.hand_snapshot_to_next_run(checked)
-        monkeypatch.setattr(blocks.time, "monotonic", lambda: now + blocks.HANDED_SNAPSHOT_SECONDS + 1)
-        assert prefect_store.snapshot().get_cloud("handed-2") is not None  # too old: read again
+        with blocks.snapshot_handed_to_run(checked):
+            assert blocks.take_handed_snapshot() is checked
+            assert blocks.take_handed_snapshot() is None  # once: a retry reads again
+        with blocks.snapshot_handed_to_run(checked):
+            now = time.monotonic()
+            monkeypatch.setattr(blocks.time, "monotonic", lambda: now + blocks.HANDED_SNAPSHOT_SECONDS + 1)
+            assert blocks.take_handed_snapshot() is None  # too old
+            monkeypatch.undo()
+        with blocks.snapshot_handed_to_run(checked):
+            pass
+        assert blocks.take_handed_snapshot() is None  # the command's block is over
     finally:
         prefect_store.delete_cloud("handed-1")
-        prefect_store.delete_cloud("handed-2")
