@@ -192,7 +192,7 @@ _FORKED_ENDED = re.compile(
 def backup_host_worker(env: LocalCloud, host: str) -> Iterator[Path]:
     """`bingobackup worker start --host HOST` in the background, as on a backup host, until its
     fork server is ready (its advertisement written); yields the worker's log."""
-    from bingobackup.cli.background import bingobackup_home
+    from bingobackup.cli.environment import bingobackup_home
     from bingobackup.cli.handoff import advert_path
     from bingobackup.cli.worker import start_background_worker, stop_background_workers
 

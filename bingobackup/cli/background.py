@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bingobackup.cli.environment import bingobackup_home
 from bingobackup.errors import BingoBackupError
 from bingobackup.files import replace_file
 
@@ -31,12 +32,6 @@ class ServiceError(BingoBackupError):
 
 class PortTakenError(ServiceError):
     """Another process answered on the port the service being started was to serve."""
-
-
-def bingobackup_home() -> Path:
-    home = Path(os.environ.get("BINGOBACKUP_HOME", "~/.bingobackup")).expanduser()
-    home.mkdir(parents=True, exist_ok=True)
-    return home
 
 
 def free_port(preferred: int) -> int:

@@ -19,9 +19,10 @@ import yaml
 from rich.table import Table
 
 from bingobackup.checksums import file_sha256
-from bingobackup.cli.background import BackgroundService, bingobackup_home, free_port
+from bingobackup.cli.background import BackgroundService, free_port
 from bingobackup.cli.backup import outcome_table, run_backup
 from bingobackup.cli.common import console, registry
+from bingobackup.cli.environment import bingobackup_home
 from bingobackup.cli.pools_index import remember
 from bingobackup.cli.resources import render_tree
 from bingobackup.errors import BingoBackupError

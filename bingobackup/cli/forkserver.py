@@ -555,7 +555,7 @@ def become(run: ForkedRun) -> None:
     os.environ.clear()
     os.environ.update(request.env)
     if request.kind == "cli":
-        from bingobackup.cli.prefect_server import LOGGING_ENVIRONMENT
+        from bingobackup.cli.environment import LOGGING_ENVIRONMENT
 
         for name, value in LOGGING_ENVIRONMENT.items():  # as `bingobackup.cli.main` sets them
             os.environ.setdefault(name, value)

@@ -80,7 +80,7 @@ def hand_over_command(argv: list[str]) -> None:
     it is not to be handed over or no server could start it (then it runs in this process)."""
     if os.environ.get(HANDOFF_ENV) == "0" or not handed_over(argv):
         return
-    from bingobackup.cli.background import bingobackup_home
+    from bingobackup.cli.environment import bingobackup_home
     from bingobackup.cli.forkclient import hand_over, request_payload
 
     for socket in usable_servers(bingobackup_home()):

@@ -29,8 +29,8 @@ def _is_operator_error(exc: BaseException) -> bool:
 
 def main() -> None:
     # INFO lines belong in the run's log in the Prefect UI; the terminal shows progress and tables.
+    from bingobackup.cli.environment import LOGGING_ENVIRONMENT
     from bingobackup.cli.handoff import hand_over_command
-    from bingobackup.cli.prefect_server import LOGGING_ENVIRONMENT
 
     for name, value in LOGGING_ENVIRONMENT.items():
         os.environ.setdefault(name, value)

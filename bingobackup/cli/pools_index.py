@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bingobackup.cli.background import bingobackup_home
+from bingobackup.cli.environment import bingobackup_home
 from bingobackup.errors import BingoBackupError
 from bingobackup.files import replace_file
 

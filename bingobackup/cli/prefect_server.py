@@ -39,10 +39,10 @@ from bingobackup.cli.background import (
     BackgroundService,
     PortTakenError,
     ServiceError,
-    bingobackup_home,
     free_port,
     http_ok,
 )
+from bingobackup.cli.environment import bingobackup_home
 from bingobackup.files import replace_file
 
 DEFAULT_PORT = 4200
@@ -68,22 +68,6 @@ class ServerInfo:
 
 class PrefectServerError(ServiceError):
     pass
-
-
-# How our processes log (README "What a run's log shows"): `main` sets these for every command,
-# before Prefect is imported, and the processes a command starts inherit them: a worker and
-# the flow-run processes it starts. An operator's own setting of one wins.
-LOGGING_ENVIRONMENT = {
-    # The engine's loggers (`bingobackup.*`, INFO) join the log of the run they work for: the
-    # Logs tab of a run started by `backup run`, `restore`, `job start` or a schedule.
-    "PREFECT_LOGGING_EXTRA_LOGGERS": "bingobackup",
-    # Runs log at INFO to the API; a command's console shows only warnings and errors (its
-    # progress bar and tables tell the rest), as does a worker's journal.
-    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-    # An engine line outside any run (a `pool scan` warning) has no run log to join: it goes
-    # to the console alone, without Prefect warning about it.
-    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-}
 
 
 def client_settings(info: ServerInfo) -> dict[Any, Any]:

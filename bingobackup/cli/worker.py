@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 
 import typer
 
-from bingobackup.cli.background import BackgroundService, RunningService, bingobackup_home, free_port
+from bingobackup.cli.background import BackgroundService, RunningService, free_port
 from bingobackup.cli.common import acting_user_name, console, err_console, prefect_api, registry
+from bingobackup.cli.environment import bingobackup_home
 from bingobackup.cli.prefect_server import client_environment
 from bingobackup.errors import BingoBackupError
 from bingobackup.files import replace_file
