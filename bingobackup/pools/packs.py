@@ -226,7 +226,7 @@ class _OpenPack:
         self.buffer[: len(PACK_HEADER)] = PACK_HEADER
         self.size = len(PACK_HEADER)
 
-    def append(self, digest: str, plaintext: bytes, codec: EnvelopeCodec) -> tuple[int, int]:
+    def append(self, digest: str, plaintext: bytes | bytearray, codec: EnvelopeCodec) -> tuple[int, int]:
         """Seals `plaintext` at the pack's end; (envelope offset, envelope length)."""
         offset = self.size
         with memoryview(self.buffer) as view:
@@ -299,7 +299,7 @@ class PackAssembler:
         self._handed: list[PackRecord] = []  # handed to the store, durable at its next flush
         self._durable: list[PackRecord] = []  # durable, in no index blob yet
 
-    def place(self, digest: str, plaintext: bytes) -> tuple[int, str]:
+    def place(self, digest: str, plaintext: bytes | bytearray) -> tuple[int, str]:
         """Seals one chunk into a pack; (envelope length, location)."""
         self._send(self._take_unsent(), raise_errors=True)
         with self._changed:
