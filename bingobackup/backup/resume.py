@@ -44,7 +44,7 @@ class ResumingSink:
         self.peak_held_bytes = 0
 
     # -- delegated as is -------------------------------------------------------------------
-    def chunk_digest(self, plaintext: bytes) -> str:
+    def chunk_digest(self, plaintext: bytes | bytearray) -> str:
         return self._sink.chunk_digest(plaintext)
 
     def has(self, digest: str) -> bool:
@@ -67,7 +67,7 @@ class ResumingSink:
 
     # -- the resuming part -------------------------------------------------------------------
     def put_chunk(
-        self, offset: int, plaintext: bytes, digest: str | None = None, mode: DedupMode = "agent"
+        self, offset: int, plaintext: bytes | bytearray, digest: str | None = None, mode: DedupMode = "agent"
     ) -> ChunkRef:
         def store() -> ChunkRef:
             return self._sink.put_chunk(offset, plaintext, digest=digest, mode=mode)

@@ -67,7 +67,7 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return decompressor
 
 
-def compress(data: bytes, setting: CompressionSetting) -> tuple[CompressionId, bytes]:
+def compress(data: bytes | bytearray, setting: CompressionSetting) -> tuple[CompressionId, bytes | bytearray]:
     """(id, payload); incompressible data comes back unchanged (no copy) with id NONE."""
     if setting == "none":
         return CompressionId.NONE, data

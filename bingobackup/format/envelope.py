@@ -111,14 +111,14 @@ class EnvelopeCodec:
     def cipher(self) -> CipherId:
         return CipherId.NONE if self._aead is None else CipherId.AES_256_GCM
 
-    def seal(self, plaintext: bytes) -> SealedChunk:
+    def seal(self, plaintext: bytes | bytearray) -> SealedChunk:
         compression_id, body = compress(plaintext, self.compression)
         header, nonce = self._header(compression_id, len(plaintext), len(body))
         if self._aead is None:
             return SealedChunk(header, body)
         return SealedChunk(header, self._aead.encrypt(nonce, body, header))
 
-    def seal_into(self, plaintext: bytes, out: memoryview) -> int:
+    def seal_into(self, plaintext: bytes | bytearray, out: memoryview) -> int:
         """Seals `plaintext` into the start of `out` (at least `max_sealed_size` bytes); returns
         the envelope's length. AES-GCM encrypts straight into `out`: no sealed copy is made."""
         if len(out) < max_sealed_size(len(plaintext)):

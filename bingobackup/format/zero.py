@@ -40,16 +40,21 @@ def _zeros(length: int) -> bytearray:
 def is_zero(data: bytes | bytearray | memoryview) -> bool:
     """True when every byte is zero.
 
-    Large `bytes` are compared with themselves shifted by one byte (zero iff the first byte
-    is zero and every byte equals the next): one pass over one buffer, without the GIL.
-    Anything else is compared with a cached zero buffer: one memcmp under the GIL.
+    Large `bytes` and `bytearray`s (a chunk read around holes) are compared with themselves
+    shifted by one byte (zero iff the first byte is zero and every byte equals the next): one
+    pass over one buffer, without the GIL. Anything else is compared with a cached zero
+    buffer: one memcmp under the GIL.
     """
-    if _memcmp is not None and type(data) is bytes and len(data) >= _FOREIGN_MIN:
+    if _memcmp is not None and type(data) in (bytes, bytearray) and len(data) >= _FOREIGN_MIN:
         if data[0] or data[-1]:
             return False
-        address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
-        assert address is not None
-        # `data` stays referenced by this frame for the whole call, so the buffer cannot go away.
-        return _memcmp(address, address + 1, len(data) - 1) == 0
+        # `data` stays referenced by this frame for the whole call, so the buffer cannot go
+        # away; a bytearray's export (`from_buffer`) also keeps it from being resized meanwhile.
+        if type(data) is bytes:
+            address = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value
+            assert address is not None
+            return _memcmp(address, address + 1, len(data) - 1) == 0
+        exported = ctypes.c_char.from_buffer(data)
+        return _memcmp(ctypes.addressof(exported), ctypes.addressof(exported) + 1, len(data) - 1) == 0
     length = data.nbytes if isinstance(data, memoryview) else len(data)
     return _zeros(length) == data

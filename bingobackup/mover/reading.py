@@ -26,12 +26,12 @@ from bingobackup.pools.writer import DedupMode
 class ChunkSink(Protocol):
     """What the mover needs from a pool's per-disk writer (thread-safe)."""
 
-    def chunk_digest(self, plaintext: bytes) -> str: ...
+    def chunk_digest(self, plaintext: bytes | bytearray) -> str: ...
 
     def has(self, digest: str) -> bool: ...
 
     def put_chunk(
-        self, offset: int, plaintext: bytes, digest: str | None = None, mode: DedupMode = "agent"
+        self, offset: int, plaintext: bytes | bytearray, digest: str | None = None, mode: DedupMode = "agent"
     ) -> ChunkRef: ...
 
     def add_known(self, offset: int, length: int, digest: str) -> ChunkRef: ...
@@ -61,7 +61,7 @@ class DiskBackupResult(BaseModel):
 class Chunk:
     __slots__ = ("data", "offset")
 
-    def __init__(self, offset: int, data: bytes) -> None:
+    def __init__(self, offset: int, data: bytes | bytearray) -> None:
         self.offset = offset
         self.data = data
 
@@ -102,13 +102,27 @@ def pread_exact(fd: int, length: int, offset: int, device: Path) -> bytes:
     while len(data) < length:
         more = os.pread(fd, length - len(data), offset + len(data))
         if not more:
-            raise DiskReadError(
-                f"{device} ended at byte {offset + len(data)} but the volume is larger; check that the "
-                "attached device is the right volume and is fully attached, then retry",
-                offset,
-            )
+            raise _ended(device, offset + len(data), offset)
         data += more
     return data
+
+
+def pread_into(fd: int, view: memoryview, offset: int, device: Path) -> None:
+    """Fills `view` from `offset` of the disk: read in place, no copy."""
+    done = 0
+    while done < len(view):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if not count:
+            raise _ended(device, offset + done, offset)
+        done += count
+
+
+def _ended(device: Path, position: int, offset: int) -> DiskReadError:
+    return DiskReadError(
+        f"{device} ended at byte {position} but the volume is larger; check that the "
+        "attached device is the right volume and is fully attached, then retry",
+        offset,
+    )
 
 
 def raise_stopped(crew: Crew, device: Path) -> None:

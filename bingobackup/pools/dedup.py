@@ -173,7 +173,7 @@ class ChunkIndex:
         """(stored size, location) of a chunk the pool holds."""
         return self._loaded().get(digest)
 
-    def store(self, digest: str, plaintext: bytes) -> tuple[int, str, bool]:
+    def store(self, digest: str, plaintext: bytes | bytearray) -> tuple[int, str, bool]:
         """(stored size, location, newly stored)."""
         stored = self._loaded()
         while True:
@@ -199,7 +199,7 @@ class ChunkIndex:
                     del self._inflight[digest]
                 claim.set()
 
-    def _write(self, digest: str, plaintext: bytes) -> tuple[int, str, bool]:
+    def _write(self, digest: str, plaintext: bytes | bytearray) -> tuple[int, str, bool]:
         packs = self._pool.packs
         if packs is not None:
             return *packs.place(digest, plaintext), True
@@ -218,7 +218,7 @@ class DedupDiskWriter(DiskWriter):
     def has(self, digest: str) -> bool:
         return self.pool.index.lookup(digest) is not None
 
-    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+    def _store(self, offset: int, plaintext: bytes | bytearray, digest: str) -> tuple[int, str, bool]:
         return self.pool.index.store(digest, plaintext)
 
     def _known(self, digest: str) -> tuple[int, str]:

@@ -64,7 +64,7 @@ class StandardDiskWriter(DiskWriter):
     def has(self, digest: str) -> bool:
         return False  # a standard pool keeps every chunk of every backup
 
-    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+    def _store(self, offset: int, plaintext: bytes | bytearray, digest: str) -> tuple[int, str, bool]:
         sealed: SealedChunk = self.pool.codec.seal(plaintext)  # outside the lock: channels run in parallel
         record = CHUNK_RECORD.pack(offset, sealed.size, bytes.fromhex(digest))
         blob = (record, *sealed.parts)

@@ -194,7 +194,7 @@ class StreamDiskWriter(DiskWriter):
     def has(self, digest: str) -> bool:
         return False
 
-    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+    def _store(self, offset: int, plaintext: bytes | bytearray, digest: str) -> tuple[int, str, bool]:
         sealed = self.pool.codec.seal(plaintext)  # outside the lock: channels seal in parallel
         chunk = chunk_record(offset, sealed.size, digest, sealed.parts)
         with self._stream_lock:

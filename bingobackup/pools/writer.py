@@ -76,7 +76,7 @@ class DiskWriter(ABC):
         """True when the pool already holds this chunk (agent-side dedup asks first)."""
 
     @abstractmethod
-    def _store(self, offset: int, plaintext: bytes, digest: str) -> tuple[int, str, bool]:
+    def _store(self, offset: int, plaintext: bytes | bytearray, digest: str) -> tuple[int, str, bool]:
         """Stores one chunk: (stored_size, location, newly_stored)."""
 
     @abstractmethod
@@ -105,7 +105,7 @@ class DiskWriter(ABC):
         return self.pool.chunk_digest(plaintext)
 
     def put_chunk(
-        self, offset: int, plaintext: bytes, digest: str | None = None, mode: DedupMode = "agent"
+        self, offset: int, plaintext: bytes | bytearray, digest: str | None = None, mode: DedupMode = "agent"
     ) -> ChunkRef:
         """Stores the chunk at disk `offset`. mode "agent": the caller already asked `has` and
         sends only new chunks (a given digest is trusted); "server": every chunk is sent and the
