@@ -199,7 +199,10 @@ def open_registered_pool(registration: PoolRegistration) -> Pool:
 
 def unlock_in_background(registration: PoolRegistration) -> None:
     """Open the pool in a daemon thread and forget it: its key, unlocked once per process
-    (`format.crypto`), is ready when the run opens the pool. Errors are the run's to report."""
+    (`format.crypto`), is ready when the run opens the pool. Errors are the run's to report.
+    An unencrypted pool has no key to unlock: nothing is done."""
+    if registration.passphrase is None:
+        return
 
     def unlock() -> None:
         with contextlib.suppress(Exception):
