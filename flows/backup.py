@@ -387,7 +387,7 @@ def _back_up(
     if job.leftovers_removed:
         logger.warning("cleaned up after an interrupted run: %s", ", ".join(job.leftovers_removed))
     limits = job_tag_limits(job)
-    ensure_tag_limits(limits.limits, spec.name)
+    ensure_tag_limits(limits.limits, spec.name, sole=True)  # in `sole_run`: a dead run's slots go
     description = f"{spec.name}: bytes read of {len(job.vms)} VMs"
     with progress_artifact("backup-progress", description, job.total_bytes, job.watchdog) as progress:
         job.progress = progress

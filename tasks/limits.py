@@ -44,26 +44,53 @@ class JobAlreadyRunningError(BingoBackupError):
 
 @dataclass(frozen=True)
 class HeldSlots:
-    """Slots of one tag limit taken by task runs (their ids, as the server lists them)."""
+    """Slots of one tag limit that are taken: `count` as the server counts them, `task_runs`
+    the holders of those it has a lease for (their ids). A slot counted without a lease (the
+    server restarted while a run held it: Prefect keeps leases in memory) has no holder and
+    is never freed by expiry: only deleting the limit frees it."""
 
     tag: str
     limit: int
     task_runs: tuple[str, ...]
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < len(self.task_runs):
+            object.__setattr__(self, "count", len(self.task_runs))
+
+    @property
+    def unleased(self) -> int:
+        return self.count - len(self.task_runs)
+
+    def describe(self) -> str:
+        lost = f", {self.unleased} with no holder" if self.unleased else ""
+        return f"{self.tag} ({self.count} of {self.limit}{lost})"
 
 
 def _all_limits(client: SyncPrefectClient) -> list[ConcurrencyLimit]:
     return list(read_all(lambda offset, limit: client.read_concurrency_limits(limit=limit, offset=offset)))
 
 
-def _held(limit: ConcurrencyLimit) -> HeldSlots | None:
-    if not limit.active_slots:
+def _slot_counts(client: SyncPrefectClient) -> dict[str, int]:
+    """Slots taken per tag as the server counts them (its v2 limits, `tag:<tag>`), leased or not."""
+    limits = read_all(lambda offset, limit: client.read_global_concurrency_limits(limit=limit, offset=offset))
+    return {
+        limit.name.removeprefix("tag:"): limit.active_slots
+        for limit in limits
+        if limit.name.startswith("tag:")
+    }
+
+
+def _held(limit: ConcurrencyLimit, counts: dict[str, int]) -> HeldSlots | None:
+    count = counts.get(limit.tag, 0)
+    if not limit.active_slots and not count:
         return None
-    return HeldSlots(limit.tag, limit.concurrency_limit, tuple(str(run) for run in limit.active_slots))
+    return HeldSlots(limit.tag, limit.concurrency_limit, tuple(str(run) for run in limit.active_slots), count)
 
 
 def apply_tag_limits(limits: dict[str, int]) -> list[HeldSlots]:
     """Create or change the tag limits that differ from what the server holds; return the
-    slots of these tags that other task runs hold right now (this run waits for them).
+    slots of these tags that are taken right now (this run waits for them).
 
     Why read first: every run of a job asks for the same limits, and each creation is a write
     transaction on the server while the run is starting; one paged read usually finds them
@@ -71,23 +98,39 @@ def apply_tag_limits(limits: dict[str, int]) -> list[HeldSlots]:
     """
     with get_client(sync_client=True) as client:
         current = {limit.tag: limit for limit in _all_limits(client)}
+        counts = _slot_counts(client)
         for tag, value in limits.items():
             if tag not in current or current[tag].concurrency_limit != value:
                 client.create_concurrency_limit(tag=tag, concurrency_limit=value)
-    return [held for tag in limits if tag in current and (held := _held(current[tag]))]
+    return [held for tag in limits if tag in current and (held := _held(current[tag], counts))]
 
 
-def ensure_tag_limits(limits: dict[str, int], job_name: str) -> None:
-    """`apply_tag_limits`, telling the operator (run log) when the run starts behind slots
-    another run holds, why it may wait and how to free them."""
+def ensure_tag_limits(limits: dict[str, int], job_name: str, *, sole: bool = False) -> None:
+    """`apply_tag_limits`, telling the operator (run log) when the run starts behind taken slots.
+
+    `sole`: the run holds its job's run slot (`sole_run`), so no other run of the job is
+    going and every slot taken on the job's own tags is a dead run's: they are freed now
+    (the limits deleted and set again) instead of waited for. A killed run's leased slots
+    would be freed by the server within about 75 s, but slots counted without a lease (a
+    server restarted while a run held them) never would: the job's runs waited for ever.
+    Otherwise the operator is told why the run may wait and how to free them.
+    """
     held = apply_tag_limits(limits)
     if not held:
         return
-    tags = ", ".join(f"{h.tag} ({len(h.task_runs)} of {h.limit})" for h in held)
+    tags = ", ".join(h.describe() for h in held)
+    if sole:
+        delete_tag_limits(*(h.tag for h in held), with_children=False)
+        apply_tag_limits(limits)
+        get_run_logger().warning(
+            "concurrency slots of job %s still taken by a run that is gone were freed: %s", job_name, tags
+        )
+        return
     get_run_logger().warning(
         "concurrency slots already held: %s. Another run of job %s is going, or one was killed: "
-        "Prefect frees a dead run's slots within about %d s and this run waits for them. If no "
-        "other run of the job is going, free them now with `bingobackup job free-slots %s`.",
+        "Prefect frees a dead run's slots within about %d s (slots with no holder: never) and this "
+        "run waits for them. If no other run of the job is going, free them now with "
+        "`bingobackup job free-slots %s`.",
         tags,
         job_name,
         SLOT_LEASE_SECONDS + SLOT_SWEEP_SECONDS,
@@ -95,8 +138,9 @@ def ensure_tag_limits(limits: dict[str, int], job_name: str) -> None:
     )
 
 
-def delete_tag_limits(*tags: str) -> list[HeldSlots]:
-    """Delete the limits `tags` and every limit under them (`tag:...`); return the slots they held.
+def delete_tag_limits(*tags: str, with_children: bool = True) -> list[HeldSlots]:
+    """Delete the limits `tags` and (`with_children`) every limit under them (`tag:...`);
+    return the slots they held.
 
     Deleting is the one way a client frees slots whose holder died: the server drops the
     limit's leases with it, and the next run recreates the limit with every slot free.
@@ -108,14 +152,15 @@ def delete_tag_limits(*tags: str) -> list[HeldSlots]:
         doomed = [
             limit
             for limit in _all_limits(client)
-            if any(limit.tag == tag or limit.tag.startswith(f"{tag}:") for tag in tags)
+            if any(limit.tag == tag or (with_children and limit.tag.startswith(f"{tag}:")) for tag in tags)
         ]
+        counts = _slot_counts(client)
         for limit in doomed:
             try:
                 client.delete_concurrency_limit_by_tag(limit.tag)
             except ObjectNotFound:
                 continue
-    return [held for limit in doomed if (held := _held(limit))]
+    return [held for limit in doomed if (held := _held(limit, counts))]
 
 
 @contextlib.contextmanager

@@ -329,6 +329,8 @@ def free_slots(name: str = typer.Argument(..., help="Job (or spec name) whose ru
             else f"task run {task_run} (gone)"
             for task_run in set(slots.task_runs)
         )
-        table.add_row(slots.tag, f"{len(slots.task_runs)} of {slots.limit}", ", ".join(runs))
+        if slots.unleased:
+            runs.append(f"{slots.unleased} with no holder (the Prefect server restarted meanwhile)")
+        table.add_row(slots.tag, f"{slots.count} of {slots.limit}", ", ".join(runs))
     console.print(table)
     console.print("The job's next run sets its limits again.")

@@ -74,3 +74,49 @@ def test_slots_a_killed_run_holds_are_reported_at_start_and_freed_for_the_job_on
             names=[f"tag:{node}"], slots=1, mode="concurrency", lease_duration=SLOT_LEASE_SECONDS
         )
     assert response.json()["limits"], "the slot of the freed limit could not be taken"
+
+
+def _count_without_lease(tag: str, slots: int) -> None:
+    """Slots counted with no lease behind them: what a run holding them leaves when the Prefect
+    server restarts (its leases are kept in memory), so no expiry ever frees them."""
+    with get_client(sync_client=True) as client:
+        client.request(
+            "PATCH",
+            "/v2/concurrency_limits/{id_or_name}",
+            path_params={"id_or_name": f"tag:{tag}"},
+            json={"active_slots": slots},
+        )
+
+
+def test_slots_counted_with_no_holder_are_named_and_a_backup_run_frees_its_jobs_at_start(
+    prefect_server: ServerInfo, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found with the demo: a run killed by `demo --stop`, then the server restarted: the
+    job's slots stayed counted without leases, nothing reported them, and every later run of
+    the job waited for them for ever. Now they are reported, and a backup run, which holds
+    its job's run slot (no other run of the job is going), frees its job's at once."""
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    tag, node = f"bingobackup:{job}", f"bingobackup:{job}:node:n1"
+    limits = {tag: 2, node: 2}
+    apply_tag_limits(limits)
+    _count_without_lease(tag, 2)
+    _count_without_lease(node, 1)
+    assert apply_tag_limits(limits) == [HeldSlots(tag, 2, (), 2), HeldSlots(node, 2, (), 1)]
+
+    @flow
+    def starts_a_run(sole: bool) -> None:
+        ensure_tag_limits(limits, job, sole=sole)
+
+    starts_a_run(False)  # a restore run: told, and what to do
+    assert f"{tag} (2 of 2, 2 with no holder)" in caplog.text
+    assert f"`bingobackup job free-slots {job}`" in caplog.text
+    assert len(apply_tag_limits(limits)) == 2
+
+    starts_a_run(True)  # a backup run in its run slot: freed
+    assert "still taken by a run that is gone were freed" in caplog.text
+    assert apply_tag_limits(limits) == []
+    with get_client(sync_client=True) as client:
+        response = client.increment_concurrency_slots_with_lease(
+            names=[f"tag:{tag}"], slots=2, mode="concurrency", lease_duration=SLOT_LEASE_SECONDS
+        )
+    assert response.json()["limits"], "the freed job limit did not admit two new holders"
