@@ -71,21 +71,38 @@ def _all_limits(client: SyncPrefectClient) -> list[ConcurrencyLimit]:
     return list(read_all(lambda offset, limit: client.read_concurrency_limits(limit=limit, offset=offset)))
 
 
-def _slot_counts(client: SyncPrefectClient) -> dict[str, int]:
-    """Slots taken per tag as the server counts them (its v2 limits, `tag:<tag>`), leased or not."""
+@dataclass(frozen=True)
+class _TagLimit:
+    limit: int
+    taken: int  # slots the server counts as taken, leased or not
+
+
+def _tag_limits(client: SyncPrefectClient) -> dict[str, _TagLimit]:
+    """Every tag limit as the server keeps it (its v2 limits, `tag:<tag>`), with the slots it
+    counts as taken: one paged read, the holders left out (`_held_slots` reads them)."""
     limits = read_all(lambda offset, limit: client.read_global_concurrency_limits(limit=limit, offset=offset))
     return {
-        limit.name.removeprefix("tag:"): limit.active_slots
+        limit.name.removeprefix("tag:"): _TagLimit(limit.limit, limit.active_slots)
         for limit in limits
         if limit.name.startswith("tag:")
     }
 
 
-def _held(limit: ConcurrencyLimit, counts: dict[str, int]) -> HeldSlots | None:
-    count = counts.get(limit.tag, 0)
-    if not limit.active_slots and not count:
-        return None
-    return HeldSlots(limit.tag, limit.concurrency_limit, tuple(str(run) for run in limit.active_slots), count)
+def _held_slots(
+    client: SyncPrefectClient, tags: Iterable[str], current: dict[str, _TagLimit]
+) -> list[HeldSlots]:
+    """The taken slots of `tags`, with the holders of the leased ones (the v1 view lists
+    them), read only when a slot is taken."""
+    taken = [tag for tag in tags if tag in current and current[tag].taken]
+    if not taken:
+        return []
+    holders = {limit.tag: limit.active_slots for limit in _all_limits(client)}
+    return [
+        HeldSlots(
+            tag, current[tag].limit, tuple(str(run) for run in holders.get(tag, ())), current[tag].taken
+        )
+        for tag in taken
+    ]
 
 
 def apply_tag_limits(limits: dict[str, int]) -> list[HeldSlots]:
@@ -94,15 +111,14 @@ def apply_tag_limits(limits: dict[str, int]) -> list[HeldSlots]:
 
     Why read first: every run of a job asks for the same limits, and each creation is a write
     transaction on the server while the run is starting; one paged read usually finds them
-    all in place already.
+    all in place already (and none taken: the holders are read only when one is).
     """
     with get_client(sync_client=True) as client:
-        current = {limit.tag: limit for limit in _all_limits(client)}
-        counts = _slot_counts(client)
+        current = _tag_limits(client)
         for tag, value in limits.items():
-            if tag not in current or current[tag].concurrency_limit != value:
+            if tag not in current or current[tag].limit != value:
                 client.create_concurrency_limit(tag=tag, concurrency_limit=value)
-    return [held for tag in limits if tag in current and (held := _held(current[tag], counts))]
+        return _held_slots(client, limits, current)
 
 
 def ensure_tag_limits(limits: dict[str, int], job_name: str, *, sole: bool = False) -> None:
@@ -121,7 +137,7 @@ def ensure_tag_limits(limits: dict[str, int], job_name: str, *, sole: bool = Fal
     tags = ", ".join(h.describe() for h in held)
     if sole:
         delete_tag_limits(*(h.tag for h in held), with_children=False)
-        apply_tag_limits(limits)
+        apply_tag_limits({h.tag: limits[h.tag] for h in held})  # set again, every slot free
         get_run_logger().warning(
             "concurrency slots of job %s still taken by a run that is gone were freed: %s", job_name, tags
         )
@@ -154,13 +170,13 @@ def delete_tag_limits(*tags: str, with_children: bool = True) -> list[HeldSlots]
             for limit in _all_limits(client)
             if any(limit.tag == tag or (with_children and limit.tag.startswith(f"{tag}:")) for tag in tags)
         ]
-        counts = _slot_counts(client)
+        held = _held_slots(client, [limit.tag for limit in doomed], _tag_limits(client))
         for limit in doomed:
             try:
                 client.delete_concurrency_limit_by_tag(limit.tag)
             except ObjectNotFound:
                 continue
-    return [held for limit in doomed if (held := _held(limit, counts))]
+    return held
 
 
 @contextlib.contextmanager
