@@ -86,17 +86,22 @@ def write_disk(writer: DiskWriter, disk: TestDisk, mode: str = "agent", threads:
     def send(item: tuple[int, bytes]) -> None:
         offset, data = item
         if mode == "agent":
-            digest = writer.chunk_digest(data)
-            if writer.has(digest):
-                writer.add_known(offset, len(data), digest)
-                return
-            writer.put_chunk(offset, data, digest=digest, mode="agent")
+            send_chunk(writer, offset, data)
         else:
             writer.put_chunk(offset, data, mode="server")
 
     with ThreadPoolExecutor(threads) as executor:
         list(executor.map(send, disk.chunks()))
     return writer.commit()
+
+
+def send_chunk(writer: DiskWriter, offset: int, data: bytes) -> None:
+    """One chunk as the agent sends it: only its digest when the pool already holds it."""
+    digest = writer.chunk_digest(data)
+    if writer.has(digest):
+        writer.add_known(offset, len(data), digest)
+    else:
+        writer.put_chunk(offset, data, digest=digest, mode="agent")
 
 
 def store_disk(
@@ -109,11 +114,7 @@ def store_disk(
         chunk = data[offset : offset + chunk_size]
         if skip_zeros and not chunk.strip(b"\0"):
             continue
-        digest = writer.chunk_digest(chunk)
-        if writer.has(digest):
-            writer.add_known(offset, len(chunk), digest)
-        else:
-            writer.put_chunk(offset, chunk, digest=digest)
+        send_chunk(writer, offset, chunk)
     return writer.commit()
 
 
